@@ -1,0 +1,21 @@
+//! The geodns map: what mapgen writes, what the server answers from, and the tools between.
+//!
+//! In dataflow order:
+//! - [`pop`]: PoP ids and the PoP table;
+//! - [`map`]: rows keyed by prefix in two key spaces (client subnets, resolvers);
+//! - [`format`]: the Arrow IPC file, verified on read;
+//! - [`nets`]: hand-written nets files imported as maps;
+//! - [`table`]: the frozen longest-prefix-match table that returns an answer with its ECS scope;
+//! - [`geoip`]: nearest-PoP fallback from a MaxMind database.
+
+pub mod format;
+pub mod geoip;
+pub mod map;
+pub mod nets;
+pub mod pop;
+pub mod table;
+
+pub use format::{read_map, write_map, FormatError};
+pub use map::{Derivation, KeySpace, Map, MapMeta, MapRow};
+pub use pop::{PopId, PopIndex, PopInfo, PopTable};
+pub use table::{AnswerTable, Hit, ListId, RowIndex};

@@ -1,0 +1,209 @@
+//! The map as data: rows keyed by prefix in two key spaces, plus file-level metadata.
+//!
+//! This is the in-memory form of what mapgen writes and the server reads (see
+//! `docs/map-format.md`). It is a plain list of rows; [`crate::AnswerTable`] turns it into
+//! the frozen lookup structure the query path uses.
+//!
+//! Invariants, checked by [`Map::validate`] and so by every reader:
+//! - every prefix has its host bits clear;
+//! - no `(key_space, prefix)` appears twice;
+//! - every row ranks at least one PoP, each PoP at most once, each known to the PoP table;
+//! - `rtt_ms` has one entry per ranked PoP.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::str::FromStr;
+
+use ipnet::IpNet;
+
+use crate::pop::{PopIndex, PopTable};
+
+/// Which address a row is keyed by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum KeySpace {
+    /// Client subnets: used when the query carries EDNS Client Subnet.
+    Client,
+    /// Recursive resolvers: used otherwise, keyed by the query's source address.
+    Resolver,
+}
+
+impl KeySpace {
+    /// Both key spaces, in file order.
+    pub const ALL: [KeySpace; 2] = [KeySpace::Client, KeySpace::Resolver];
+
+    /// The name used in files and output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeySpace::Client => "client",
+            KeySpace::Resolver => "resolver",
+        }
+    }
+}
+
+impl fmt::Display for KeySpace {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for KeySpace {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "client" => Ok(KeySpace::Client),
+            "resolver" => Ok(KeySpace::Resolver),
+            _ => Err(format!("unknown key space {s:?}: want client or resolver")),
+        }
+    }
+}
+
+/// How a row's ranking was decided; mapgen's fallback levels plus operator overrides.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Derivation {
+    /// Enough measurements for this very prefix.
+    Measured,
+    /// Borrowed from a covering aggregate (a coarser prefix) because this one was thin.
+    Aggregated,
+    /// Nearest PoPs by GeoIP distance.
+    Geoip,
+    /// The configured default order.
+    Default,
+    /// Written by hand (an operator's nets file).
+    Static,
+}
+
+impl Derivation {
+    /// All derivations, in the order reports list them.
+    pub const ALL: [Derivation; 5] = [
+        Derivation::Measured,
+        Derivation::Aggregated,
+        Derivation::Geoip,
+        Derivation::Default,
+        Derivation::Static,
+    ];
+
+    /// The name used in files and output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Derivation::Measured => "measured",
+            Derivation::Aggregated => "aggregated",
+            Derivation::Geoip => "geoip",
+            Derivation::Default => "default",
+            Derivation::Static => "static",
+        }
+    }
+}
+
+impl fmt::Display for Derivation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Derivation {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Derivation::ALL
+            .into_iter()
+            .find(|d| d.as_str() == s)
+            .ok_or_else(|| format!("unknown derivation {s:?}: want one of measured, aggregated, geoip, default, static"))
+    }
+}
+
+/// One map row: a prefix and the PoPs ranked best first for the addresses in it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MapRow {
+    /// Which address the prefix is matched against.
+    pub key_space: KeySpace,
+    /// The prefix, host bits clear.
+    pub prefix: IpNet,
+    /// PoPs, best first, as indices into the map's PoP table.
+    pub pops: Vec<PopIndex>,
+    /// Estimated round-trip time to each ranked PoP in ms, where known (same length as `pops`).
+    pub rtt_ms: Vec<Option<f32>>,
+    /// How many measurements decided the row (0 for derived rows).
+    pub samples: u64,
+    /// How the ranking was decided.
+    pub derivation: Derivation,
+}
+
+/// File-level facts about a map, carried in the Arrow schema metadata.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MapMeta {
+    /// Identifies one mapgen run; the server publishes it so monitoring can compare servers.
+    pub generation: String,
+    /// When the map was made (RFC 3339, UTC).
+    pub created_at: String,
+    /// Oldest measurement that went into the map (RFC 3339), if it came from measurements.
+    pub source_from: Option<String>,
+    /// Newest measurement that went into the map (RFC 3339).
+    pub source_until: Option<String>,
+    /// The PoPs the rows refer to.
+    pub pops: PopTable,
+}
+
+/// A whole map: metadata and rows.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Map {
+    /// File-level facts.
+    pub meta: MapMeta,
+    /// The rows, in any order (writers sort them).
+    pub rows: Vec<MapRow>,
+}
+
+/// One thing wrong with a map row.
+#[derive(Debug, thiserror::Error, PartialEq, Eq, Clone)]
+#[error("row {row}: {field}: {problem}")]
+pub struct RowError {
+    /// 0-based row number in the file.
+    pub row: usize,
+    /// The column at fault.
+    pub field: &'static str,
+    /// What is wrong, with the offending value.
+    pub problem: String,
+}
+
+impl Map {
+    /// Checks the invariants listed in the module docs and returns every violation found
+    /// (capped at `limit`), so an operator fixes a broken file in one pass.
+    pub fn validate(&self, limit: usize) -> Vec<RowError> {
+        let mut errors = Vec::new();
+        let mut seen = HashSet::with_capacity(self.rows.len());
+        let npops = self.meta.pops.len();
+        for (i, r) in self.rows.iter().enumerate() {
+            if errors.len() >= limit {
+                break;
+            }
+            let mut err = |field, problem: String| errors.push(RowError { row: i, field, problem });
+            if r.prefix.trunc() != r.prefix {
+                err("prefix", format!("{} has host bits set (did you mean {}?)", r.prefix, r.prefix.trunc()));
+            } else if !seen.insert((r.key_space, r.prefix)) {
+                err("prefix", format!("{} appears twice in key space {}", r.prefix, r.key_space));
+            }
+            if r.pops.is_empty() {
+                err("pops", "no PoP ranked".into());
+            }
+            let mut pops_seen = HashSet::new();
+            for &p in &r.pops {
+                if p as usize >= npops {
+                    err("pops", format!("PoP index {p} beyond the PoP table ({npops} PoPs)"));
+                } else if !pops_seen.insert(p) {
+                    err("pops", format!("PoP '{}' ranked twice", self.meta.pops.get(p).id));
+                }
+            }
+            if r.rtt_ms.len() != r.pops.len() {
+                err("rtt_ms", format!("{} values for {} PoPs", r.rtt_ms.len(), r.pops.len()));
+            }
+            if let Some(bad) = r.rtt_ms.iter().flatten().find(|v| !v.is_finite() || **v < 0.0) {
+                err("rtt_ms", format!("{bad} is not a latency"));
+            }
+        }
+        errors.truncate(limit);
+        errors
+    }
+
+    /// PoP ids of a row, for display.
+    pub fn pop_ids<'a>(&'a self, row: &'a MapRow) -> impl Iterator<Item = &'a str> + 'a {
+        row.pops.iter().map(|&p| self.meta.pops.get(p).id.as_str())
+    }
+}
