@@ -1,1 +1,1 @@
-//! placeholder
+pub mod config; pub mod wire; pub mod zone;

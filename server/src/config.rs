@@ -1,0 +1,315 @@
+//! The server's configuration: one TOML file, parsed once into typed structs and validated.
+//!
+//! Every field is documented here and in `docs/config.md`; unknown keys are rejected so a typo is
+//! an error, not a silently ignored setting. Relative paths are relative to the config file's
+//! directory, so a config and its data can move together. [`Config::read`] is the only loader:
+//! `geodns check` and `geodns serve` both call it (through [`crate::load`]), so they cannot
+//! disagree about what is valid.
+
+use std::collections::BTreeMap;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use geomap::PopId;
+use serde::Deserialize;
+
+/// Why a config cannot be used. Displays as `file: key: problem`.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("{file}: {source}")]
+    Io {
+        /// The config file.
+        file: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// TOML syntax or a value of the wrong type; the message carries line and column.
+    #[error("{file}: {message}")]
+    Syntax {
+        /// The config file.
+        file: String,
+        /// The parser's message, with line, column and key.
+        message: String,
+    },
+    /// A well-formed value that is not acceptable.
+    #[error("{file}: {key}: {problem}")]
+    Invalid {
+        /// The config file.
+        file: String,
+        /// Dotted path of the key.
+        key: String,
+        /// What is wrong, naming the value.
+        problem: String,
+    },
+}
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Name of this server in the status TXT record and logs. Default: the host name.
+    #[serde(default = "default_server_id")]
+    pub server_id: String,
+    /// Where to listen.
+    #[serde(default)]
+    pub listen: Listen,
+    /// TCP limits.
+    #[serde(default)]
+    pub tcp: Tcp,
+    /// The map file (Arrow IPC, see `docs/map-format.md`).
+    pub map: PathBuf,
+    /// Optional MaxMind City database for addresses the map does not cover.
+    #[serde(default)]
+    pub geoip: Option<PathBuf>,
+    /// Optional health file: lines `<pop> up|down`; a PoP not listed is up.
+    #[serde(default)]
+    pub health_file: Option<PathBuf>,
+    /// PoP order for addresses neither the map nor GeoIP place, and for when every ranked PoP
+    /// is down. Default: the PoPs in config order.
+    #[serde(default)]
+    pub default_order: Vec<PopId>,
+    /// How often to check the map, config, zone and health files for changes, in ms (0: only
+    /// on SIGHUP). Default 1000.
+    #[serde(default = "default_watch_interval_ms")]
+    pub watch_interval_ms: u64,
+    /// The PoPs, by id.
+    pub pops: BTreeMap<PopId, Pop>,
+    /// The zones served.
+    pub zones: Vec<Zone>,
+}
+
+/// Listening sockets.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Listen {
+    /// DNS addresses, each served over UDP and TCP. Port 0 picks a free port (logged).
+    #[serde(default = "default_dns_listen")]
+    pub dns: Vec<SocketAddr>,
+    /// UDP sockets (and worker threads) per address, bound with SO_REUSEPORT. Default 1.
+    #[serde(default = "default_udp_workers")]
+    pub udp_workers: usize,
+    /// Prometheus metrics over HTTP (`/metrics`), if set.
+    #[serde(default)]
+    pub metrics: Option<SocketAddr>,
+}
+
+/// TCP limits, so slow or idle clients cannot starve the rest.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tcp {
+    /// Connections open at once; further ones are closed at accept. Default 256.
+    #[serde(default = "default_tcp_max")]
+    pub max_connections: usize,
+    /// Close a connection idle (no complete query) this long, in ms. Default 10000.
+    #[serde(default = "default_tcp_idle_ms")]
+    pub idle_timeout_ms: u64,
+}
+
+/// One PoP: the addresses answered when it is chosen.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Pop {
+    /// IPv4 VIPs (A answers).
+    #[serde(default)]
+    pub vip4: Vec<Ipv4Addr>,
+    /// IPv6 VIPs (AAAA answers).
+    #[serde(default)]
+    pub vip6: Vec<Ipv6Addr>,
+    /// Latitude, for GeoIP distance fallback.
+    #[serde(default)]
+    pub lat: Option<f64>,
+    /// Longitude, for GeoIP distance fallback.
+    #[serde(default)]
+    pub lon: Option<f64>,
+}
+
+/// One authoritative zone.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Zone {
+    /// The zone apex, e.g. `example.com`.
+    pub origin: String,
+    /// Optional RFC 1035 zone file with the zone's static records.
+    #[serde(default)]
+    pub file: Option<PathBuf>,
+    /// Extra records in zone-file syntax, relative to the origin, e.g. `"www 300 IN A 192.0.2.1"`.
+    #[serde(default)]
+    pub records: Vec<String>,
+    /// Names answered from the map: relative name (or `@`) -> settings.
+    #[serde(default)]
+    pub geo: BTreeMap<String, GeoName>,
+    /// Owner name (relative) of the status TXT record; empty disables it. Default `_status`.
+    #[serde(default = "default_status_name")]
+    pub status_name: String,
+}
+
+/// A name answered with the VIPs of the best PoP for the client.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GeoName {
+    /// TTL of the answers, seconds. Default 60.
+    #[serde(default = "default_geo_ttl")]
+    pub ttl: u32,
+}
+
+fn default_server_id() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_owned())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "geodns".to_owned())
+}
+fn default_dns_listen() -> Vec<SocketAddr> {
+    vec![SocketAddr::from(([127, 0, 0, 1], 5353))]
+}
+fn default_udp_workers() -> usize {
+    1
+}
+fn default_tcp_max() -> usize {
+    256
+}
+fn default_tcp_idle_ms() -> u64 {
+    10_000
+}
+fn default_watch_interval_ms() -> u64 {
+    1000
+}
+fn default_status_name() -> String {
+    "_status".to_owned()
+}
+fn default_geo_ttl() -> u32 {
+    60
+}
+
+impl Default for Listen {
+    fn default() -> Self {
+        Listen { dns: default_dns_listen(), udp_workers: default_udp_workers(), metrics: None }
+    }
+}
+
+impl Default for Tcp {
+    fn default() -> Self {
+        Tcp { max_connections: default_tcp_max(), idle_timeout_ms: default_tcp_idle_ms() }
+    }
+}
+
+impl Config {
+    /// Parses and validates config text. `file` names it in errors; `base` resolves relative
+    /// paths.
+    pub fn from_str(file: &str, text: &str, base: &Path) -> Result<Config, ConfigError> {
+        let mut cfg: Config = toml::from_str(text)
+            .map_err(|e| ConfigError::Syntax { file: file.to_owned(), message: e.to_string().trim_end().to_owned() })?;
+        let invalid = |key: String, problem: String| ConfigError::Invalid { file: file.to_owned(), key, problem };
+        for p in [Some(&mut cfg.map), cfg.geoip.as_mut(), cfg.health_file.as_mut()].into_iter().flatten() {
+            *p = base.join(&*p);
+        }
+        for z in &mut cfg.zones {
+            if let Some(f) = &mut z.file {
+                *f = base.join(&*f);
+            }
+        }
+        if cfg.listen.dns.is_empty() {
+            return Err(invalid("listen.dns".into(), "no address to listen on".into()));
+        }
+        if !(1..=64).contains(&cfg.listen.udp_workers) {
+            return Err(invalid("listen.udp_workers".into(), format!("{} is not in 1..=64", cfg.listen.udp_workers)));
+        }
+        if cfg.tcp.max_connections == 0 {
+            return Err(invalid("tcp.max_connections".into(), "must be at least 1".into()));
+        }
+        if cfg.pops.is_empty() {
+            return Err(invalid("pops".into(), "no PoP configured".into()));
+        }
+        for (id, p) in &cfg.pops {
+            if p.vip4.is_empty() && p.vip6.is_empty() {
+                return Err(invalid(format!("pops.{id}"), "has neither vip4 nor vip6".into()));
+            }
+            match (p.lat, p.lon) {
+                (Some(lat), _) if !(-90.0..=90.0).contains(&lat) => {
+                    return Err(invalid(format!("pops.{id}.lat"), format!("{lat} is not a latitude")))
+                }
+                (_, Some(lon)) if !(-180.0..=180.0).contains(&lon) => {
+                    return Err(invalid(format!("pops.{id}.lon"), format!("{lon} is not a longitude")))
+                }
+                (Some(_), None) | (None, Some(_)) => {
+                    return Err(invalid(format!("pops.{id}"), "lat and lon go together".into()))
+                }
+                _ => {}
+            }
+        }
+        if cfg.default_order.is_empty() {
+            cfg.default_order = cfg.pops.keys().cloned().collect();
+        }
+        for (i, id) in cfg.default_order.iter().enumerate() {
+            if !cfg.pops.contains_key(id) {
+                return Err(invalid(format!("default_order[{i}]"), format!("'{id}' is not a configured PoP")));
+            }
+            if cfg.default_order[..i].contains(id) {
+                return Err(invalid(format!("default_order[{i}]"), format!("'{id}' is listed twice")));
+            }
+        }
+        if cfg.zones.is_empty() {
+            return Err(invalid("zones".into(), "no zone configured".into()));
+        }
+        for (i, z) in cfg.zones.iter().enumerate() {
+            for (name, g) in &z.geo {
+                if g.ttl > 86_400 {
+                    return Err(invalid(format!("zones[{i}].geo.{name}.ttl"), format!("{} s is longer than a day", g.ttl)));
+                }
+            }
+        }
+        Ok(cfg)
+    }
+
+    /// Reads and validates a config file.
+    pub fn read(path: &Path) -> Result<Config, ConfigError> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io { file: file.clone(), source })?;
+        let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        Config::from_str(&file, &text, &base)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+map = "map.arrow"
+[pops.ams]
+vip4 = ["192.0.2.1"]
+[[zones]]
+origin = "example.com"
+geo.www = { ttl = 30 }
+"#;
+
+    fn err(text: &str) -> String {
+        Config::from_str("g.toml", text, Path::new("/etc/geodns")).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn defaults_and_relative_paths() {
+        let c = Config::from_str("g.toml", GOOD, Path::new("/etc/geodns")).unwrap();
+        assert_eq!(c.map, Path::new("/etc/geodns/map.arrow"));
+        assert_eq!(c.listen.dns, [SocketAddr::from(([127, 0, 0, 1], 5353))]);
+        assert_eq!(c.default_order, ["ams".parse::<PopId>().unwrap()]);
+        assert_eq!(c.zones[0].geo["www"].ttl, 30);
+        assert_eq!(c.zones[0].status_name, "_status");
+    }
+
+    #[test]
+    fn errors_name_file_key_and_value() {
+        let e = err(&GOOD.replace("192.0.2.1", "10.0.0.300"));
+        assert!(e.starts_with("g.toml: TOML parse error at line 4"), "{e}");
+        assert!(e.contains("vip4"), "{e}");
+        let e = err(&format!("{GOOD}\nbogus = 1\n"));
+        assert!(e.contains("unknown field `bogus`"), "{e}");
+        let e = err(&GOOD.replace("map = \"map.arrow\"", "map = \"map.arrow\"\ndefault_order = [\"ams\", \"sin\"]"));
+        assert_eq!(e, "g.toml: default_order[1]: 'sin' is not a configured PoP");
+        let e = err(&GOOD.replace("vip4 = [\"192.0.2.1\"]", "lat = 95.0\nlon = 1.0\nvip4 = [\"192.0.2.1\"]"));
+        assert_eq!(e, "g.toml: pops.ams.lat: 95 is not a latitude");
+        let e = err(&GOOD.replace("[pops.AMS]", "").replace("[pops.ams]", "[pops.AMS]"));
+        assert!(e.contains("invalid PoP id \"AMS\""), "{e}");
+    }
+}
