@@ -1,1 +1,25 @@
-pub mod config; pub mod wire; pub mod zone;
+//! The geodns authoritative server.
+//!
+//! Modules in dataflow order:
+//! - [`config`]: the TOML config, typed and validated;
+//! - [`zone`]: zones compiled to pre-encoded records, geo names, the status name;
+//! - [`dataset`]: config + zones + map + GeoIP loaded as one verified unit, and the snapshot
+//!   (dataset + health) that queries read;
+//! - [`health`]: which PoPs are drained;
+//! - [`wire`]: strict query parsing and response framing;
+//! - [`responder`]: the query path;
+//! - [`udp`], [`tcp`]: transports, and [`server`], which starts them;
+//! - [`reload`]: watching files and swapping snapshots;
+//! - [`metrics`]: counters and their Prometheus rendering.
+
+pub mod config;
+pub mod dataset;
+pub mod health;
+pub mod metrics;
+pub mod responder;
+pub mod wire;
+pub mod zone;
+pub mod reload;
+pub mod server;
+pub mod tcp;
+pub mod udp;

@@ -343,6 +343,11 @@ impl<'b> ResponseWriter<'b> {
         self.buf[2] &= !0x04;
     }
 
+    /// Records in the answer section so far.
+    pub fn answer_count(&self) -> u16 {
+        self.counts[0]
+    }
+
     /// Appends a record with pre-encoded RDATA.
     pub fn record(&mut self, section: Section, owner: Owner<'_>, rtype: u16, ttl: u32, rdata: &[u8]) {
         match owner {

@@ -1,0 +1,243 @@
+//! The dataset: everything the query path reads, loaded and verified as one unit.
+//!
+//! [`Dataset::load`] is the single loader behind `geodns check` and `geodns serve` (and every
+//! reload): config, zones, map and GeoIP database are read and cross-checked, and the lookup
+//! table is built, all before anything serves from it. A [`Snapshot`] pairs a dataset with the
+//! health state; the server swaps whole snapshots atomically, so a query sees one consistent
+//! version of everything.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use geomap::geoip::GeoIp;
+use geomap::{AnswerTable, MapMeta, PopIndex, PopInfo, PopTable};
+use sha2::{Digest, Sha256};
+
+use crate::config::{Config, ConfigError};
+use crate::health::DownSet;
+use crate::metrics::Metrics;
+use crate::zone::{Zone, ZoneError};
+
+/// Why a dataset cannot be loaded. Each variant names the file at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The config file.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// A zone.
+    #[error(transparent)]
+    Zone(#[from] ZoneError),
+    /// The map file.
+    #[error("{file}: {source}")]
+    Map {
+        /// The map file.
+        file: String,
+        /// What is wrong with it.
+        source: geomap::FormatError,
+    },
+    /// The map does not fit the config.
+    #[error("{file}: {problem}")]
+    MapMismatch {
+        /// The map file.
+        file: String,
+        /// What does not fit.
+        problem: String,
+    },
+    /// The GeoIP database.
+    #[error("{file}: {source}")]
+    GeoIp {
+        /// The database file.
+        file: String,
+        /// What is wrong with it.
+        source: geomap::geoip::GeoIpError,
+    },
+}
+
+/// A PoP as the query path needs it.
+#[derive(Debug)]
+pub struct PopAnswer {
+    /// The id.
+    pub id: geomap::PopId,
+    /// A RDATA of each IPv4 VIP.
+    pub a: Vec<[u8; 4]>,
+    /// AAAA RDATA of each IPv6 VIP.
+    pub aaaa: Vec<[u8; 16]>,
+    /// Stable metrics slot.
+    pub metric_slot: usize,
+}
+
+/// Everything loaded from config, zones, map and GeoIP.
+pub struct Dataset {
+    /// The validated config.
+    pub config: Config,
+    /// Zones, longest origin first (so the most specific zone matches first).
+    pub zones: Vec<Zone>,
+    /// PoPs in config order; map rows refer to these indices.
+    pub pops: Vec<PopAnswer>,
+    /// The same PoPs as a geomap table (with coordinates), for GeoIP ranking.
+    pub pop_table: PopTable,
+    /// The lookup table.
+    pub table: AnswerTable,
+    /// GeoIP database, if configured.
+    pub geoip: Option<GeoIp>,
+    /// Default order, as PoP indices.
+    pub default_order: Vec<PopIndex>,
+    /// The map's metadata.
+    pub map_meta: MapMeta,
+    /// Map rows loaded.
+    pub map_rows: usize,
+    /// First 12 hex digits of the config file's SHA-256.
+    pub config_version: String,
+    /// When this dataset was loaded.
+    pub loaded_at: SystemTime,
+    /// Files whose change triggers a reload.
+    pub watched: Vec<PathBuf>,
+    /// The status TXT RDATA, rendered once per load.
+    pub status_txt: Vec<u8>,
+}
+
+/// A dataset with the health state in force: what one query reads.
+pub struct Snapshot {
+    /// The data.
+    pub data: Arc<Dataset>,
+    /// `down[i]`: PoP `i` is drained.
+    pub down: Box<[bool]>,
+}
+
+impl Snapshot {
+    /// Pairs a dataset with a set of down PoPs (ids the dataset does not know are ignored).
+    pub fn new(data: Arc<Dataset>, down: &DownSet) -> Snapshot {
+        let down = data.pops.iter().map(|p| down.contains(&p.id)).collect();
+        Snapshot { data, down }
+    }
+}
+
+impl Dataset {
+    /// Loads and cross-checks config, zones, map and GeoIP; builds the lookup table.
+    pub fn load(config_path: &Path, metrics: &Metrics) -> Result<Dataset, LoadError> {
+        let config_bytes = std::fs::read(config_path).map_err(|source| {
+            LoadError::Config(ConfigError::Io { file: config_path.display().to_string(), source })
+        })?;
+        let config = Config::read(config_path)?;
+        let config_version: String = Sha256::digest(&config_bytes).iter().take(6).map(|b| format!("{b:02x}")).collect();
+
+        let mut zones = config.zones.iter().enumerate().map(|(i, z)| Zone::build(z, i)).collect::<Result<Vec<_>, _>>()?;
+        zones.sort_by(|a, b| b.origin.len().cmp(&a.origin.len()));
+        for w in zones.windows(2) {
+            if w[0].origin == w[1].origin {
+                return Err(LoadError::Config(ConfigError::Invalid {
+                    file: config_path.display().to_string(),
+                    key: "zones".into(),
+                    problem: format!("zone '{}' is configured twice", w[0].origin_text),
+                }));
+            }
+        }
+
+        let pops: Vec<PopAnswer> = config
+            .pops
+            .iter()
+            .map(|(id, p)| PopAnswer {
+                id: id.clone(),
+                a: p.vip4.iter().map(|v| v.octets()).collect(),
+                aaaa: p.vip6.iter().map(|v| v.octets()).collect(),
+                metric_slot: metrics.pop_slot(id.as_str()),
+            })
+            .collect();
+        let pop_table = PopTable::new(
+            config.pops.iter().map(|(id, p)| PopInfo { id: id.clone(), lat: p.lat, lon: p.lon }).collect(),
+        )
+        .expect("config PoP ids are unique map keys");
+        let index_of = |id: &str| pop_table.index(id).expect("validated against config");
+        let default_order: Vec<PopIndex> = config.default_order.iter().map(|p| index_of(p.as_str())).collect();
+
+        let map_file = config.map.display().to_string();
+        let mut map = geomap::read_map(&config.map).map_err(|source| LoadError::Map { file: map_file.clone(), source })?;
+        // Re-index the map's PoPs into config order; a PoP the config does not define cannot be
+        // answered, so such a map is refused rather than half-served.
+        let mut remap = Vec::with_capacity(map.meta.pops.len());
+        let mut unknown = Vec::new();
+        for p in map.meta.pops.iter() {
+            match pop_table.index(p.id.as_str()) {
+                Some(i) => remap.push(i),
+                None => {
+                    unknown.push(p.id.to_string());
+                    remap.push(0);
+                }
+            }
+        }
+        if !unknown.is_empty() {
+            return Err(LoadError::MapMismatch {
+                file: map_file,
+                problem: format!("map ranks PoP(s) {} that the config does not define", unknown.join(", ")),
+            });
+        }
+        for row in &mut map.rows {
+            for p in &mut row.pops {
+                *p = remap[*p as usize];
+            }
+        }
+        let geoip = match &config.geoip {
+            Some(path) => Some(
+                GeoIp::open(path).map_err(|source| LoadError::GeoIp { file: path.display().to_string(), source })?,
+            ),
+            None => None,
+        };
+        // Without GeoIP, space the map does not cover answers the default order, folded into the
+        // table so it merges with equal rows (wider scopes). With GeoIP it stays unmapped.
+        let fill = geoip.is_none().then_some(&default_order[..]);
+        let table = AnswerTable::build(&map, fill);
+
+        let mut watched = vec![config_path.to_path_buf(), config.map.clone()];
+        watched.extend(config.zones.iter().filter_map(|z| z.file.clone()));
+        watched.extend(config.geoip.clone());
+        let map_rows = map.rows.len();
+        let map_meta = MapMeta { pops: PopTable::default(), ..map.meta };
+        let mut data = Dataset {
+            config,
+            zones,
+            pops,
+            pop_table,
+            table,
+            geoip,
+            default_order,
+            map_meta,
+            map_rows,
+            config_version,
+            loaded_at: SystemTime::now(),
+            watched,
+            status_txt: Vec::new(),
+        };
+        data.status_txt = data.status_rdata();
+        Ok(data)
+    }
+
+    /// The status TXT RDATA: character-strings `key=value` that monitoring compares across
+    /// servers (map generation and age, config version, zone serials, server id).
+    fn status_rdata(&self) -> Vec<u8> {
+        let mut fields = vec![
+            format!("server={}", self.config.server_id),
+            format!("map-generation={}", self.map_meta.generation),
+            format!("map-created={}", self.map_meta.created_at),
+            format!("loaded={}", humantime::format_rfc3339_seconds(self.loaded_at)),
+            format!("config={}", self.config_version),
+        ];
+        fields.extend(self.zones.iter().map(|z| format!("serial:{}={}", z.origin_text.trim_end_matches('.'), z.serial)));
+        let mut out = Vec::new();
+        for f in fields {
+            let b = f.as_bytes();
+            let b = &b[..b.len().min(255)];
+            out.push(b.len() as u8);
+            out.extend_from_slice(b);
+        }
+        out
+    }
+
+    /// Unix time the map was created, if its metadata says.
+    pub fn map_created_unix(&self) -> Option<u64> {
+        humantime::parse_rfc3339(&self.map_meta.created_at)
+            .ok()
+            .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
+            .map(|d| d.as_secs())
+    }
+}

@@ -1,0 +1,193 @@
+//! Counters for Prometheus: queries by transport, type and rcode, answers per PoP, reloads.
+//!
+//! Plain relaxed atomics shared by every worker: no locks on the query path. PoP counters are
+//! keyed by a registry of PoP ids that only grows, so a PoP keeps its counter across reloads.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Mutex;
+
+/// Query types counted by name; others are counted as `other`.
+const QTYPES: [(u16, &str); 12] = [
+    (1, "A"),
+    (28, "AAAA"),
+    (5, "CNAME"),
+    (15, "MX"),
+    (2, "NS"),
+    (6, "SOA"),
+    (33, "SRV"),
+    (16, "TXT"),
+    (257, "CAA"),
+    (12, "PTR"),
+    (65, "HTTPS"),
+    (255, "ANY"),
+];
+const RCODES: [&str; 17] = [
+    "NOERROR", "FORMERR", "SERVFAIL", "NXDOMAIN", "NOTIMP", "REFUSED", "YXDOMAIN", "YXRRSET", "NXRRSET",
+    "NOTAUTH", "NOTZONE", "RCODE11", "RCODE12", "RCODE13", "RCODE14", "RCODE15", "BADVERS",
+];
+const MAX_POPS: usize = 1024;
+
+/// The server's counters.
+pub struct Metrics {
+    udp: AtomicU64,
+    tcp: AtomicU64,
+    dropped: AtomicU64,
+    truncated: AtomicU64,
+    qtype: [AtomicU64; QTYPES.len() + 1],
+    rcode: [AtomicU64; RCODES.len()],
+    pop_answers: Box<[AtomicU64]>,
+    pop_names: Mutex<Vec<String>>,
+    fallback_answers: AtomicU64,
+    all_down_answers: AtomicU64,
+    reloads: AtomicU64,
+    reload_failures: AtomicU64,
+    health_failures: AtomicU64,
+    map_created_unix: AtomicU64,
+    tcp_refused: AtomicU64,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics {
+            udp: AtomicU64::new(0),
+            tcp: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
+            truncated: AtomicU64::new(0),
+            qtype: Default::default(),
+            rcode: Default::default(),
+            pop_answers: (0..MAX_POPS).map(|_| AtomicU64::new(0)).collect(),
+            pop_names: Mutex::new(Vec::new()),
+            fallback_answers: AtomicU64::new(0),
+            all_down_answers: AtomicU64::new(0),
+            reloads: AtomicU64::new(0),
+            reload_failures: AtomicU64::new(0),
+            health_failures: AtomicU64::new(0),
+            map_created_unix: AtomicU64::new(0),
+            tcp_refused: AtomicU64::new(0),
+        }
+    }
+}
+
+/// What happened to one query, as the responder reports it.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct QueryOutcome {
+    /// QTYPE, if the question parsed.
+    pub qtype: Option<u16>,
+    /// Response code (extended), or `None` if dropped.
+    pub rcode: Option<u16>,
+    /// Whether the response was truncated.
+    pub truncated: bool,
+    /// Metric slot of the PoP answered, for geo answers.
+    pub pop_slot: Option<usize>,
+    /// The answer came from GeoIP or the default order, not the map.
+    pub fallback: bool,
+    /// Every ranked PoP was down; health was ignored to avoid an empty answer.
+    pub all_down: bool,
+}
+
+impl Metrics {
+    /// Stable counter slot for a PoP id (registers it on first sight).
+    pub fn pop_slot(&self, id: &str) -> usize {
+        let mut names = self.pop_names.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(i) = names.iter().position(|n| n == id) {
+            return i;
+        }
+        if names.len() < MAX_POPS {
+            names.push(id.to_owned());
+        }
+        names.len() - 1
+    }
+
+    /// Counts one query.
+    pub fn record(&self, tcp: bool, o: &QueryOutcome) {
+        if tcp { &self.tcp } else { &self.udp }.fetch_add(1, Relaxed);
+        let Some(rcode) = o.rcode else {
+            self.dropped.fetch_add(1, Relaxed);
+            return;
+        };
+        if let Some(t) = o.qtype {
+            let i = QTYPES.iter().position(|(c, _)| *c == t).unwrap_or(QTYPES.len());
+            self.qtype[i].fetch_add(1, Relaxed);
+        }
+        self.rcode[(rcode as usize).min(RCODES.len() - 1)].fetch_add(1, Relaxed);
+        if o.truncated {
+            self.truncated.fetch_add(1, Relaxed);
+        }
+        if let Some(p) = o.pop_slot {
+            self.pop_answers[p.min(MAX_POPS - 1)].fetch_add(1, Relaxed);
+        }
+        if o.fallback {
+            self.fallback_answers.fetch_add(1, Relaxed);
+        }
+        if o.all_down {
+            self.all_down_answers.fetch_add(1, Relaxed);
+        }
+    }
+
+    /// Counts a reload attempt.
+    pub fn reload(&self, ok: bool) {
+        if ok { &self.reloads } else { &self.reload_failures }.fetch_add(1, Relaxed);
+    }
+
+    /// Counts a refused health file.
+    pub fn health_failure(&self) {
+        self.health_failures.fetch_add(1, Relaxed);
+    }
+
+    /// Counts a TCP connection closed at accept because the limit was reached.
+    pub fn tcp_refused(&self) {
+        self.tcp_refused.fetch_add(1, Relaxed);
+    }
+
+    /// Records the creation time of the map now serving.
+    pub fn set_map_created(&self, unix: u64) {
+        self.map_created_unix.store(unix, Relaxed);
+    }
+
+    /// Total queries counted (both transports).
+    pub fn total_queries(&self) -> u64 {
+        self.udp.load(Relaxed) + self.tcp.load(Relaxed)
+    }
+
+    /// Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut s = String::with_capacity(4096);
+        let g = |v: &AtomicU64| v.load(Relaxed);
+        s.push_str("# HELP geodns_queries_total DNS queries received.\n# TYPE geodns_queries_total counter\n");
+        let _ = writeln!(s, "geodns_queries_total{{transport=\"udp\"}} {}", g(&self.udp));
+        let _ = writeln!(s, "geodns_queries_total{{transport=\"tcp\"}} {}", g(&self.tcp));
+        s.push_str("# HELP geodns_queries_by_type_total Answered queries by QTYPE.\n# TYPE geodns_queries_by_type_total counter\n");
+        for (i, (_, name)) in QTYPES.iter().enumerate() {
+            let _ = writeln!(s, "geodns_queries_by_type_total{{qtype=\"{name}\"}} {}", g(&self.qtype[i]));
+        }
+        let _ = writeln!(s, "geodns_queries_by_type_total{{qtype=\"other\"}} {}", g(&self.qtype[QTYPES.len()]));
+        s.push_str("# HELP geodns_responses_total Responses by rcode.\n# TYPE geodns_responses_total counter\n");
+        for (i, name) in RCODES.iter().enumerate() {
+            let v = g(&self.rcode[i]);
+            if v > 0 || i <= 5 {
+                let _ = writeln!(s, "geodns_responses_total{{rcode=\"{name}\"}} {v}");
+            }
+        }
+        let simple: [(&str, &str, &str, &AtomicU64); 9] = [
+            ("geodns_dropped_total", "counter", "Packets not answered (not a query).", &self.dropped),
+            ("geodns_truncated_total", "counter", "UDP responses sent truncated (TC).", &self.truncated),
+            ("geodns_fallback_answers_total", "counter", "Geo answers from GeoIP or the default order.", &self.fallback_answers),
+            ("geodns_all_down_answers_total", "counter", "Geo answers given with every ranked PoP down.", &self.all_down_answers),
+            ("geodns_reloads_total", "counter", "Successful reloads of config, zones and map.", &self.reloads),
+            ("geodns_reload_failures_total", "counter", "Refused reloads (the old data kept serving).", &self.reload_failures),
+            ("geodns_health_failures_total", "counter", "Refused health files.", &self.health_failures),
+            ("geodns_tcp_refused_total", "counter", "TCP connections closed at the connection limit.", &self.tcp_refused),
+            ("geodns_map_created_timestamp_seconds", "gauge", "Creation time of the serving map.", &self.map_created_unix),
+        ];
+        for (name, kind, help, v) in simple {
+            let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {}", g(v));
+        }
+        s.push_str("# HELP geodns_pop_answers_total Geo answers by PoP.\n# TYPE geodns_pop_answers_total counter\n");
+        let names = self.pop_names.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        for (i, n) in names.iter().enumerate() {
+            let _ = writeln!(s, "geodns_pop_answers_total{{pop=\"{n}\"}} {}", g(&self.pop_answers[i]));
+        }
+        s
+    }
+}

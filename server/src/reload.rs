@@ -1,0 +1,116 @@
+//! Hot reload: on SIGHUP, or when a watched file changes, build a new dataset beside the live
+//! one and swap it in whole; health-file changes swap only the health state.
+//!
+//! A file is "changed" when its (mtime, size, inode) differs from the last attempt, so a bad
+//! file is reported once and retried only when it changes again. A failed load leaves the
+//! serving snapshot untouched: the old data keeps answering.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use arc_swap::ArcSwap;
+
+use crate::dataset::{Dataset, Snapshot};
+use crate::health::{read_health, DownSet};
+use crate::metrics::Metrics;
+
+type Stamp = Option<(SystemTime, u64, u64)>;
+
+fn stamp(path: &Path) -> Stamp {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path).ok()?;
+    Some((m.modified().ok()?, m.len(), m.ino()))
+}
+
+/// Reads the dataset's health file, if it has one. A missing file means every PoP is up.
+pub fn load_health(data: &Dataset) -> Result<DownSet, crate::health::HealthError> {
+    let Some(path) = &data.config.health_file else { return Ok(DownSet::new()) };
+    if !path.exists() {
+        return Ok(DownSet::new());
+    }
+    read_health(path, &|p| data.config.pops.contains_key(p))
+}
+
+/// Watches for changes and SIGHUP until the process ends.
+pub async fn watch(config_path: PathBuf, state: Arc<ArcSwap<Snapshot>>, metrics: Arc<Metrics>) {
+    let mut hup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot watch SIGHUP; file polling only");
+            None
+        }
+    };
+    let stamps_of = |data: &Dataset| -> Vec<Stamp> { data.watched.iter().map(|p| stamp(p)).collect() };
+    let mut data = state.load().data.clone();
+    let mut stamps = stamps_of(&data);
+    let mut health_stamp = data.config.health_file.as_deref().and_then(stamp);
+    loop {
+        let interval = data.config.watch_interval_ms;
+        let forced = tokio::select! {
+            Some(_) = async { match hup.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => true,
+            _ = tokio::time::sleep(Duration::from_millis(if interval == 0 { 3_600_000 } else { interval })) => false,
+        };
+        let now = stamps_of(&data);
+        if forced || (interval > 0 && now != stamps) {
+            stamps = now;
+            let path = config_path.clone();
+            let m = metrics.clone();
+            let started = std::time::Instant::now();
+            let loaded = tokio::task::spawn_blocking(move || Dataset::load(&path, &m)).await;
+            match loaded {
+                Ok(Ok(new)) => {
+                    let new = Arc::new(new);
+                    let down = match load_health(&new) {
+                        Ok(d) => d,
+                        Err(e) => {
+                            tracing::error!(error = %e, "health file refused; keeping the current health state");
+                            metrics.health_failure();
+                            state.load().data.pops.iter().zip(state.load().down.iter()).filter(|(_, d)| **d).map(|(p, _)| p.id.clone()).collect()
+                        }
+                    };
+                    tracing::info!(
+                        map_generation = %new.map_meta.generation,
+                        map_rows = new.map_rows,
+                        config = %new.config_version,
+                        forced,
+                        ms = started.elapsed().as_millis() as u64,
+                        "reloaded"
+                    );
+                    metrics.reload(true);
+                    if let Some(t) = new.map_created_unix() {
+                        metrics.set_map_created(t);
+                    }
+                    state.store(Arc::new(Snapshot::new(new.clone(), &down)));
+                    data = new;
+                    stamps = stamps_of(&data);
+                    health_stamp = data.config.health_file.as_deref().and_then(stamp);
+                }
+                Ok(Err(e)) => {
+                    tracing::error!(error = %e, "reload refused; the previous data keeps serving");
+                    metrics.reload(false);
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "reload task failed; the previous data keeps serving");
+                    metrics.reload(false);
+                }
+            }
+            continue;
+        }
+        let h = data.config.health_file.as_deref().and_then(stamp);
+        if interval > 0 && h != health_stamp {
+            health_stamp = h;
+            match load_health(&data) {
+                Ok(down) => {
+                    let ids: Vec<String> = down.iter().map(|p| p.to_string()).collect();
+                    tracing::info!(down = ?ids, "health changed");
+                    state.store(Arc::new(Snapshot::new(data.clone(), &down)));
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "health file refused; keeping the current health state");
+                    metrics.health_failure();
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,266 @@
+//! The query path: one packet in, one response out, from a [`Snapshot`].
+//!
+//! In order: parse (FORMERR on malformed input, BADVERS on EDNS version > 0) -> find the zone
+//! (REFUSED if none) -> find the name (exact node, else wildcard, else NXDOMAIN) -> for a geo
+//! name, look up the ECS subnet or the source address in the map, skip drained PoPs and answer
+//! the first PoP's VIPs with the map entry's ECS scope -> frame the response (TC if too big).
+//! Nothing here allocates on the common path; the caller owns and reuses the output buffer.
+
+use std::net::IpAddr;
+
+use geomap::{KeySpace, PopIndex};
+
+use crate::dataset::{Dataset, Snapshot};
+use crate::metrics::QueryOutcome;
+use crate::wire::{
+    parse_query, rcode, rtype, Owner, Query, Reject, ResponseEdns, ResponseWriter, Section, MAX_UDP_PAYLOAD,
+};
+use crate::zone::{parent, Node, Zone};
+
+/// How the query arrived, which bounds the response size.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transport {
+    /// UDP: 512 bytes, or the EDNS payload (up to [`MAX_UDP_PAYLOAD`]).
+    Udp,
+    /// TCP: 65535 bytes.
+    Tcp,
+}
+
+const MAX_CNAME_CHAIN: usize = 8;
+
+/// Answers one packet into `out`. Returns what happened; `out` is empty when the packet is to
+/// be dropped.
+pub fn respond(snap: &Snapshot, packet: &[u8], src: IpAddr, transport: Transport, out: &mut Vec<u8>) -> QueryOutcome {
+    let mut outcome = QueryOutcome::default();
+    let q = match parse_query(packet) {
+        Ok(q) => q,
+        Err(Reject::Drop) => {
+            out.clear();
+            return outcome;
+        }
+        Err(Reject::Error { id, flags, rcode }) => {
+            ResponseWriter::error(out, id, flags, rcode);
+            outcome.rcode = Some(rcode as u16);
+            return outcome;
+        }
+    };
+    outcome.qtype = Some(q.qtype);
+    let max_len = match (transport, q.edns) {
+        (Transport::Tcp, _) => 65535,
+        (Transport::Udp, Some(e)) => e.payload.clamp(512, MAX_UDP_PAYLOAD) as usize,
+        (Transport::Udp, None) => 512,
+    };
+    let mut edns = q.edns.map(|e| ResponseEdns { dnssec_ok: e.dnssec_ok, ecs: e.ecs.map(|s| (s, 0)) });
+
+    if let Some(e) = q.edns.filter(|e| e.version > 0) {
+        let w = ResponseWriter::new(out, &q, false, 0);
+        let ext = (rcode::BADVERS >> 4) as u8;
+        w.finish(Some(ResponseEdns { dnssec_ok: e.dnssec_ok, ecs: None }), ext, max_len);
+        outcome.rcode = Some(rcode::BADVERS);
+        return outcome;
+    }
+    let data = &*snap.data;
+    let zone = if q.qclass == 1 { data.zones.iter().find(|z| z.contains(q.name())) } else { None };
+    let Some(zone) = zone.filter(|_| !matches!(q.qtype, rtype::AXFR | rtype::IXFR)) else {
+        let w = ResponseWriter::new(out, &q, false, rcode::REFUSED);
+        outcome.truncated = w.finish(edns, 0, max_len);
+        outcome.rcode = Some(rcode::REFUSED as u16);
+        return outcome;
+    };
+
+    let mut w = ResponseWriter::new(out, &q, true, rcode::NOERROR);
+    let mut rc = rcode::NOERROR;
+    let apex_offset = q.qname_len - zone.origin.len();
+    match find_node(zone, q.name()) {
+        Some(node) => {
+            let scope = answer_node(snap, data, zone, node, &q, src, &mut w, &mut rc, &mut outcome);
+            if let (Some(e), Some(scope)) = (edns.as_mut(), scope) {
+                if let Some(ecs) = e.ecs.as_mut() {
+                    ecs.1 = scope;
+                }
+            }
+        }
+        None => rc = rcode::NXDOMAIN,
+    }
+    if rc != rcode::NOERROR || w_is_empty_answer(&w) {
+        // Negative answer (NXDOMAIN or NODATA): the SOA in authority, TTL per RFC 2308.
+        w.record(Section::Authority, Owner::QnameSuffix(apex_offset), rtype::SOA, zone.negative_ttl, &zone.soa_rdata);
+    }
+    w.set_rcode(rc);
+    outcome.truncated = w.finish(edns, 0, max_len);
+    outcome.rcode = Some(rc as u16);
+    outcome
+}
+
+fn w_is_empty_answer(w: &ResponseWriter<'_>) -> bool {
+    w.answer_count() == 0
+}
+
+/// The node for `name`: exact, else the wildcard at its closest encloser (RFC 4592).
+fn find_node<'z>(zone: &'z Zone, name: &[u8]) -> Option<&'z Node> {
+    if let Some(n) = zone.nodes.get(name) {
+        return Some(n);
+    }
+    let mut cur = name;
+    let mut wild = [0u8; 255];
+    while let Some(p) = parent(cur) {
+        if p.len() < zone.origin.len() {
+            break;
+        }
+        if zone.nodes.contains_key(p) {
+            // p is the closest encloser; its wildcard child, if any, answers.
+            if p.len() + 2 > 255 {
+                return None;
+            }
+            wild[0] = 1;
+            wild[1] = b'*';
+            wild[2..2 + p.len()].copy_from_slice(p);
+            return zone.nodes.get(&wild[..2 + p.len()]);
+        }
+        cur = p;
+    }
+    None
+}
+
+/// Fills the answer section for a node, following CNAMEs inside the zone (the final name's
+/// absence is NXDOMAIN, RFC 6604; targets outside the zone are left to the resolver). Returns
+/// the ECS scope when the answer depended on the client's address (geo names), `None` otherwise
+/// (scope 0).
+#[allow(clippy::too_many_arguments)]
+fn answer_node<'z>(
+    snap: &Snapshot,
+    data: &Dataset,
+    zone: &'z Zone,
+    mut node: &'z Node,
+    q: &Query<'_>,
+    src: IpAddr,
+    w: &mut ResponseWriter<'_>,
+    rc: &mut u8,
+    outcome: &mut QueryOutcome,
+) -> Option<u8> {
+    let qtype = q.qtype;
+    let mut owner: Owner<'z> = Owner::Qname;
+    for _ in 0..=MAX_CNAME_CHAIN {
+        if node.status && matches!(qtype, rtype::TXT | rtype::ANY) {
+            w.record(Section::Answer, owner, rtype::TXT, 0, &data.status_txt);
+            return None;
+        }
+        if let Some(ttl) = node.geo_ttl {
+            let want = match qtype {
+                rtype::A | rtype::ANY => Some(false),
+                rtype::AAAA => Some(true),
+                _ => None,
+            };
+            if let Some(v6) = want {
+                return Some(answer_geo(snap, data, q, src, v6, ttl, owner, w, outcome));
+            }
+        }
+        if let Some(cname) = node.rrset(rtype::CNAME).filter(|_| qtype != rtype::CNAME) {
+            w.record(Section::Answer, owner, rtype::CNAME, cname.ttl, &cname.rdata[0]);
+            let target: &[u8] = &cname.rdata[0];
+            let mut lower = [0u8; 255];
+            let n = target.len().min(255);
+            for (d, s) in lower[..n].iter_mut().zip(target) {
+                *d = s.to_ascii_lowercase();
+            }
+            if !zone.contains(&lower[..n]) {
+                return None;
+            }
+            match zone.nodes.get(&lower[..n]) {
+                Some(next) => {
+                    node = next;
+                    owner = Owner::Name(target);
+                    continue;
+                }
+                None => {
+                    *rc = rcode::NXDOMAIN;
+                    return None;
+                }
+            }
+        }
+        let set = if qtype == rtype::ANY {
+            // RFC 8482: answer ANY with one RRset rather than everything.
+            node.rrsets.first()
+        } else {
+            node.rrset(qtype)
+        };
+        if let Some(set) = set {
+            for rd in &set.rdata {
+                w.record(Section::Answer, owner, set.rtype, set.ttl, rd);
+            }
+        }
+        return None;
+    }
+    None
+}
+
+/// Answers a geo name: the VIPs of the best healthy PoP for the client. Returns the ECS scope.
+#[allow(clippy::too_many_arguments)]
+fn answer_geo(
+    snap: &Snapshot,
+    data: &Dataset,
+    q: &Query<'_>,
+    src: IpAddr,
+    v6: bool,
+    ttl: u32,
+    owner: Owner<'_>,
+    w: &mut ResponseWriter<'_>,
+    outcome: &mut QueryOutcome,
+) -> u8 {
+    let (key, space) = match q.edns.and_then(|e| e.ecs) {
+        Some(s) if s.source_prefix > 0 => (s.addr, KeySpace::Client),
+        // ECS /0 means "do not use my address": decide on the resolver, and say scope 0.
+        Some(_) => (src, KeySpace::Resolver),
+        None => (src, KeySpace::Resolver),
+    };
+    let source_zero = matches!(q.edns.and_then(|e| e.ecs), Some(s) if s.source_prefix == 0);
+    let hit = data.table.lookup(space, key);
+    let geo_ranked;
+    let (ranked, scope): (&[PopIndex], u8) = match hit.pops {
+        Some(p) => (p, hit.scope),
+        None => {
+            outcome.fallback = true;
+            match data.geoip.as_ref().map(|g| g.locate(key)) {
+                Some(Ok(loc)) => {
+                    geo_ranked = geomap::geoip::rank_by_distance(&data.pop_table, loc.lat, loc.lon);
+                    (&geo_ranked[..], hit.scope.max(loc.prefix_len))
+                }
+                Some(Err(len)) => (&data.default_order[..], hit.scope.max(len)),
+                None => (&data.default_order[..], hit.scope),
+            }
+        }
+    };
+    let has_family = |p: PopIndex| {
+        let pop = &data.pops[p as usize];
+        if v6 { !pop.aaaa.is_empty() } else { !pop.a.is_empty() }
+    };
+    let healthy = |p: &&PopIndex| !snap.down[**p as usize] && has_family(**p);
+    let chosen = ranked.iter().find(healthy).or_else(|| data.default_order.iter().find(healthy));
+    let chosen = match chosen {
+        Some(&p) => Some(p),
+        None => {
+            // Every candidate is drained: answering something beats an empty answer, so ignore
+            // health (the same fail-open rule gdnsd applies).
+            outcome.all_down = true;
+            ranked.iter().chain(&data.default_order).copied().find(|&p| has_family(p))
+        }
+    };
+    if let Some(p) = chosen {
+        let pop = &data.pops[p as usize];
+        outcome.pop_slot = Some(pop.metric_slot);
+        if v6 {
+            for a in &pop.aaaa {
+                w.record(Section::Answer, owner, rtype::AAAA, ttl, a);
+            }
+        } else {
+            for a in &pop.a {
+                w.record(Section::Answer, owner, rtype::A, ttl, a);
+            }
+        }
+    }
+    if source_zero {
+        0
+    } else {
+        scope
+    }
+}

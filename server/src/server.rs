@@ -1,0 +1,137 @@
+//! `geodns serve`: load, bind, and run the transports, the reload watcher and the metrics
+//! endpoint until SIGTERM or SIGINT.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::dataset::{Dataset, Snapshot};
+use crate::metrics::Metrics;
+use crate::reload::{load_health, watch};
+use crate::{tcp, udp};
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// Loading failed.
+    #[error(transparent)]
+    Load(#[from] crate::dataset::LoadError),
+    /// The health file is bad.
+    #[error(transparent)]
+    Health(#[from] crate::health::HealthError),
+    /// A socket could not be bound.
+    #[error("cannot listen on {addr} ({transport}): {source}")]
+    Bind {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// udp, tcp or http.
+        transport: &'static str,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
+/// Loads everything and serves until a termination signal.
+pub async fn run(config_path: &Path) -> Result<(), StartError> {
+    let metrics = Arc::new(Metrics::default());
+    let started = std::time::Instant::now();
+    let data = Arc::new(tokio::task::block_in_place(|| Dataset::load(config_path, &metrics))?);
+    let down = load_health(&data)?;
+    tracing::info!(
+        map_generation = %data.map_meta.generation,
+        map_rows = data.map_rows,
+        zones = data.zones.len(),
+        pops = data.pops.len(),
+        ms = started.elapsed().as_millis() as u64,
+        "loaded"
+    );
+    if let Some(t) = data.map_created_unix() {
+        metrics.set_map_created(t);
+    }
+    let cfg = data.config.clone();
+    let state = Arc::new(ArcSwap::from_pointee(Snapshot::new(data, &down)));
+
+    for &addr in &cfg.listen.dns {
+        let socks = udp::bind(addr, cfg.listen.udp_workers)
+            .map_err(|source| StartError::Bind { addr, transport: "udp", source })?;
+        let bound = socks[0].local_addr().map_err(|source| StartError::Bind { addr, transport: "udp", source })?;
+        // TCP on the same port as UDP, also when the config asked for port 0.
+        let tcp_addr = std::net::SocketAddr::new(addr.ip(), bound.port());
+        let listener = tcp::bind(tcp_addr).map_err(|source| StartError::Bind { addr, transport: "tcp", source })?;
+        tracing::info!(%bound, workers = socks.len(), "listening udp");
+        tracing::info!(bound = %tcp_addr, "listening tcp");
+        for (i, sock) in socks.into_iter().enumerate() {
+            let (state, metrics) = (state.clone(), metrics.clone());
+            std::thread::Builder::new()
+                .name(format!("udp-{bound}-{i}"))
+                .spawn(move || udp::serve(sock, state, metrics))
+                .expect("spawn udp worker");
+        }
+        tokio::spawn(tcp::serve(
+            listener,
+            state.clone(),
+            metrics.clone(),
+            cfg.tcp.max_connections,
+            Duration::from_millis(cfg.tcp.idle_timeout_ms),
+        ));
+    }
+    if let Some(addr) = cfg.listen.metrics {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|source| StartError::Bind { addr, transport: "http", source })?;
+        let bound = listener.local_addr().map_err(|source| StartError::Bind { addr, transport: "http", source })?;
+        tracing::info!(%bound, "listening metrics");
+        tokio::spawn(serve_metrics(listener, metrics.clone()));
+    }
+    tokio::spawn(watch(config_path.to_path_buf(), state.clone(), metrics.clone()));
+
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("install SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    tracing::info!(queries = metrics.total_queries(), "shutting down");
+    Ok(())
+}
+
+/// A minimal HTTP/1.1 responder for `GET /metrics`: one request per connection, which is all a
+/// Prometheus scraper needs.
+async fn serve_metrics(listener: tokio::net::TcpListener, metrics: Arc<Metrics>) {
+    loop {
+        let Ok((mut stream, _)) = listener.accept().await else { continue };
+        let metrics = metrics.clone();
+        tokio::spawn(async move {
+            let mut req = Vec::with_capacity(1024);
+            let mut chunk = [0u8; 1024];
+            let read = tokio::time::timeout(Duration::from_secs(5), async {
+                while !req.windows(4).any(|w| w == b"\r\n\r\n") && req.len() < 8192 {
+                    let n = stream.read(&mut chunk).await.ok()?;
+                    if n == 0 {
+                        return None;
+                    }
+                    req.extend_from_slice(&chunk[..n]);
+                }
+                Some(())
+            })
+            .await;
+            if !matches!(read, Ok(Some(()))) {
+                return;
+            }
+            let (status, body) = if req.starts_with(b"GET /metrics ") || req.starts_with(b"GET /metrics?") {
+                ("200 OK", metrics.render())
+            } else {
+                ("404 Not Found", "not found; try /metrics\n".to_owned())
+            };
+            let head = format!(
+                "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = stream.write_all(head.as_bytes()).await;
+            let _ = stream.write_all(body.as_bytes()).await;
+        });
+    }
+}

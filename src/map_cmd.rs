@@ -1,0 +1,197 @@
+//! `geodns map ...`: look up addresses in a map, summarise it, build one from a nets file.
+
+use std::io::{BufRead, Write};
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+use clap::{Subcommand, ValueEnum};
+use geomap::{AnswerTable, Derivation, KeySpace, Map, RowIndex};
+
+#[derive(Subcommand)]
+pub enum MapCommand {
+    /// Show how an address is matched: prefix, ranked PoPs with latencies, derivation, the ECS
+    /// scope and the PoP the server would answer (health ignored). IP `-` reads addresses from
+    /// stdin and prints one tab-separated line each:
+    /// address, key space, prefix, ranked PoPs, scope, derivation.
+    Lookup {
+        /// The map file.
+        map: PathBuf,
+        /// The address (or `-` for stdin).
+        ip: String,
+        /// Match in the client-subnet key space (as for a query with ECS); default: resolver.
+        #[arg(long)]
+        ecs: bool,
+    },
+    /// Prefix counts per key space and family, per first-ranked PoP and per derivation.
+    Stats {
+        /// The map file.
+        map: PathBuf,
+    },
+    /// Build a map from a nets file (`prefix,pop[,pop...]` per line, like gdnsd's nets).
+    ImportNets {
+        /// The nets file.
+        nets: PathBuf,
+        /// The map file to write.
+        out: PathBuf,
+        /// Which key space(s) the rows go to.
+        #[arg(long, value_enum, default_value_t = Spaces::Both)]
+        key_space: Spaces,
+        /// Generation id recorded in the map (default: derived from the time).
+        #[arg(long)]
+        generation: Option<String>,
+        /// Creation time to record, RFC 3339 (default: now). Fixing it makes the output
+        /// byte-identical across runs.
+        #[arg(long)]
+        created_at: Option<String>,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum Spaces {
+    Client,
+    Resolver,
+    Both,
+}
+
+pub fn run(cmd: MapCommand) -> anyhow::Result<()> {
+    match cmd {
+        MapCommand::Lookup { map, ip, ecs } => lookup(map, &ip, ecs),
+        MapCommand::Stats { map } => stats(map),
+        MapCommand::ImportNets { nets, out, key_space, generation, created_at } => {
+            let spaces: &[KeySpace] = match key_space {
+                Spaces::Client => &[KeySpace::Client],
+                Spaces::Resolver => &[KeySpace::Resolver],
+                Spaces::Both => &KeySpace::ALL,
+            };
+            let now = std::time::SystemTime::now();
+            let created_at = match created_at {
+                Some(t) => {
+                    humantime::parse_rfc3339(&t).with_context(|| format!("--created-at {t:?}"))?;
+                    t
+                }
+                None => humantime::format_rfc3339_seconds(now).to_string(),
+            };
+            let generation = generation.unwrap_or_else(|| format!("nets-{}", created_at.replace([':', '-'], "")));
+            let map = geomap::nets::import_nets(&nets, None, spaces, generation, created_at).map_err(|errs| {
+                anyhow::anyhow!(
+                    "{} bad line(s):\n  {}",
+                    errs.len(),
+                    errs.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n  ")
+                )
+            })?;
+            geomap::write_map(&out, &map).with_context(|| format!("writing {}", out.display()))?;
+            eprintln!(
+                "{}: {} rows, {} PoPs, generation {}",
+                out.display(),
+                map.rows.len(),
+                map.meta.pops.len(),
+                map.meta.generation
+            );
+            Ok(())
+        }
+    }
+}
+
+fn read(path: &PathBuf) -> anyhow::Result<Map> {
+    geomap::read_map(path).with_context(|| format!("reading map {}", path.display()))
+}
+
+fn lookup(path: PathBuf, ip: &str, ecs: bool) -> anyhow::Result<()> {
+    let map = read(&path)?;
+    let table = AnswerTable::build(&map, None);
+    let rows = RowIndex::build(&map);
+    let space = if ecs { KeySpace::Client } else { KeySpace::Resolver };
+    let ids = |pops: &[u16]| pops.iter().map(|&p| map.meta.pops.get(p).id.to_string()).collect::<Vec<_>>();
+    if ip == "-" {
+        let stdin = std::io::stdin();
+        let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+        for (n, line) in stdin.lock().lines().enumerate() {
+            let line = line?;
+            let text = line.trim();
+            if text.is_empty() {
+                continue;
+            }
+            let Ok(addr) = text.parse::<IpAddr>() else {
+                bail!("stdin line {}: {text:?} is not an IP address", n + 1);
+            };
+            let hit = table.lookup(space, addr);
+            let row = rows.find(space, addr).map(|i| &map.rows[i]);
+            writeln!(
+                out,
+                "{addr}\t{space}\t{}\t{}\t{}\t{}",
+                row.map_or("-".to_owned(), |r| r.prefix.to_string()),
+                hit.pops.map_or("-".to_owned(), |p| ids(p).join(",")),
+                hit.scope,
+                row.map_or("fallback", |r| r.derivation.as_str()),
+            )?;
+        }
+        return Ok(());
+    }
+    let addr: IpAddr = ip.parse().with_context(|| format!("{ip:?} is not an IP address"))?;
+    let hit = table.lookup(space, addr);
+    println!("address     {addr} ({space} key space)");
+    match rows.find(space, addr).map(|i| (i, &map.rows[i])) {
+        Some((i, r)) => {
+            println!("prefix      {} (row {i}, {}, {} samples)", r.prefix, r.derivation, r.samples);
+            let ranked: Vec<String> = r
+                .pops
+                .iter()
+                .zip(&r.rtt_ms)
+                .map(|(&p, rtt)| {
+                    let id = &map.meta.pops.get(p).id;
+                    rtt.map_or(id.to_string(), |v| format!("{id} {v:.1} ms"))
+                })
+                .collect();
+            println!("ranked      {}", ranked.join(", "));
+        }
+        None => println!("prefix      none: the server falls back to GeoIP, then its default order"),
+    }
+    println!("scope       /{}", hit.scope);
+    match hit.pops {
+        Some(p) => println!("answer      {} (first healthy of {})", ids(p)[0], ids(p).join(", ")),
+        None => println!("answer      fallback (GeoIP or default order)"),
+    }
+    Ok(())
+}
+
+fn stats(path: PathBuf) -> anyhow::Result<()> {
+    let map = read(&path)?;
+    let table = AnswerTable::build(&map, None);
+    println!("map         {}", path.display());
+    println!("generation  {}", map.meta.generation);
+    println!("created     {}", map.meta.created_at);
+    if let (Some(f), Some(u)) = (&map.meta.source_from, &map.meta.source_until) {
+        println!("source      {f} .. {u}");
+    }
+    println!("rows        {}", map.rows.len());
+    println!("lists       {} distinct rankings", table.list_count());
+    for space in KeySpace::ALL {
+        let v4 = map.rows.iter().filter(|r| r.key_space == space && r.prefix.addr().is_ipv4()).count();
+        let v6 = map.rows.iter().filter(|r| r.key_space == space && r.prefix.addr().is_ipv6()).count();
+        println!(
+            "{:<11} {v4} IPv4 + {v6} IPv6 prefixes, {} leaves after flattening",
+            space.as_str(),
+            table.leaf_count(space)
+        );
+    }
+    println!("by first-ranked PoP:");
+    for (i, pop) in map.meta.pops.iter().enumerate() {
+        let counts: Vec<String> = KeySpace::ALL
+            .iter()
+            .map(|&s| {
+                let n = map.rows.iter().filter(|r| r.key_space == s && r.pops.first() == Some(&(i as u16))).count();
+                format!("{s} {n}")
+            })
+            .collect();
+        println!("  {:<10} {}", pop.id, counts.join(", "));
+    }
+    println!("by derivation:");
+    for d in Derivation::ALL {
+        let n = map.rows.iter().filter(|r| r.derivation == d).count();
+        if n > 0 {
+            println!("  {:<10} {n}", d.as_str());
+        }
+    }
+    Ok(())
+}
