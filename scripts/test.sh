@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Runs the whole test suite: unit tests, and integration tests that drive the real geodns
+# binary with real DNS clients (dig, kdig). Installs those clients from Debian when missing;
+# a missing tool is never a reason to skip a test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+pkgs=()
+command -v dig >/dev/null 2>&1 || pkgs+=(bind9-dnsutils)
+command -v kdig >/dev/null 2>&1 || pkgs+=(knot-dnsutils)
+if [ ${#pkgs[@]} -gt 0 ]; then
+  echo "installing ${pkgs[*]}" >&2
+  sudo=""
+  [ "$(id -u)" = 0 ] || sudo=sudo
+  export DEBIAN_FRONTEND=noninteractive
+  $sudo apt-get install -y -qq "${pkgs[@]}" >/dev/null 2>&1 \
+    || { $sudo apt-get update -qq && $sudo apt-get install -y -qq "${pkgs[@]}"; }
+fi
+
+cargo test --workspace --locked
+# Benches are not run here (they are measurements, see docs/perf.md), but they must build.
+cargo check --workspace --benches --locked

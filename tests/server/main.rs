@@ -1,0 +1,10 @@
+//! Integration tests: the real `geodns` binary, real DNS clients. See `harness.rs`.
+
+mod harness;
+
+mod answers;
+mod cli;
+mod edns;
+mod health;
+mod reload;
+mod transport;
