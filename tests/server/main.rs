@@ -5,6 +5,7 @@ mod harness;
 mod answers;
 mod cli;
 mod edns;
+mod geoip;
 mod health;
 mod reload;
 mod transport;
