@@ -2,7 +2,7 @@
 
 use std::io::{BufRead, Write};
 use std::net::IpAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use clap::{Subcommand, ValueEnum};
@@ -93,7 +93,7 @@ pub fn run(cmd: MapCommand) -> anyhow::Result<()> {
     }
 }
 
-fn read(path: &PathBuf) -> anyhow::Result<Map> {
+fn read(path: &Path) -> anyhow::Result<Map> {
     geomap::read_map(path).with_context(|| format!("reading map {}", path.display()))
 }
 

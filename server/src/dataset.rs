@@ -123,7 +123,7 @@ impl Dataset {
         let config_version: String = Sha256::digest(&config_bytes).iter().take(6).map(|b| format!("{b:02x}")).collect();
 
         let mut zones = config.zones.iter().enumerate().map(|(i, z)| Zone::build(z, i)).collect::<Result<Vec<_>, _>>()?;
-        zones.sort_by(|a, b| b.origin.len().cmp(&a.origin.len()));
+        zones.sort_by_key(|z| std::cmp::Reverse(z.origin.len()));
         for w in zones.windows(2) {
             if w[0].origin == w[1].origin {
                 return Err(LoadError::Config(ConfigError::Invalid {

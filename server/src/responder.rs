@@ -92,6 +92,27 @@ pub fn respond(snap: &Snapshot, packet: &[u8], src: IpAddr, transport: Transport
     outcome
 }
 
+/// Logs one query at debug level under the target `geodns::query`: off unless asked for
+/// (`RUST_LOG=info,geodns::query=debug`), and then one line per query. The check is a cached
+/// callsite test, so the query path pays nothing while it is off.
+pub fn log_query(packet: &[u8], src: std::net::SocketAddr, transport: Transport, outcome: &QueryOutcome) {
+    if !tracing::enabled!(target: "geodns::query", tracing::Level::DEBUG) {
+        return;
+    }
+    let name = parse_query(packet).map(|q| crate::zone::text_name(q.name())).unwrap_or_else(|_| "-".into());
+    tracing::debug!(
+        target: "geodns::query",
+        %src,
+        ?transport,
+        qname = %name,
+        qtype = outcome.qtype.unwrap_or(0),
+        rcode = outcome.rcode.map_or(-1, i32::from),
+        pop_slot = outcome.pop_slot.map_or(-1, |p| p as i64),
+        fallback = outcome.fallback,
+        "query"
+    );
+}
+
 fn w_is_empty_answer(w: &ResponseWriter<'_>) -> bool {
     w.answer_count() == 0
 }

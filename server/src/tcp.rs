@@ -14,7 +14,7 @@ use tokio::time::timeout;
 
 use crate::dataset::Snapshot;
 use crate::metrics::Metrics;
-use crate::responder::{respond, Transport};
+use crate::responder::{log_query, respond, Transport};
 
 /// Binds a listener (SO_REUSEADDR, so a restart does not wait for TIME_WAIT).
 pub fn bind(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
@@ -97,6 +97,7 @@ async fn connection(
             respond(&snap, &msg, peer.ip(), Transport::Tcp, &mut out)
         };
         metrics.record(true, &outcome);
+        log_query(&msg, peer, Transport::Tcp, &outcome);
         if out.is_empty() {
             continue;
         }

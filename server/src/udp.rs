@@ -17,7 +17,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::dataset::Snapshot;
 use crate::metrics::Metrics;
-use crate::responder::{respond, Transport};
+use crate::responder::{log_query, respond, Transport};
 
 /// Queries received (and answered) per syscall pair at most.
 pub const BATCH: usize = 32;
@@ -138,6 +138,7 @@ pub fn serve(sock: UdpSocket, state: Arc<ArcSwap<Snapshot>>, metrics: Arc<Metric
             };
             let outcome = respond(snap, &b.packets[i][..len], src.ip(), Transport::Udp, &mut b.outs[i]);
             metrics.record(false, &outcome);
+            log_query(&b.packets[i][..len], src, Transport::Udp, &outcome);
             if b.outs[i].is_empty() {
                 continue;
             }

@@ -51,15 +51,28 @@ impl Server {
         Server::start_in(dir, config)
     }
 
+    /// Starts the server on the example data with a given `RUST_LOG`.
+    pub fn start_logging(config: &str, rust_log: &str) -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        for f in ["example.com.zone", "example-map.arrow"] {
+            std::fs::copy(data_dir().join(f), dir.path().join(f)).unwrap();
+        }
+        Server::start_with(dir, config, rust_log)
+    }
+
     /// Starts the server in a prepared directory.
     pub fn start_in(dir: tempfile::TempDir, config: &str) -> Server {
+        Server::start_with(dir, config, "info")
+    }
+
+    fn start_with(dir: tempfile::TempDir, config: &str, rust_log: &str) -> Server {
         let cfg = dir.path().join("geodns.toml");
         std::fs::write(&cfg, config).unwrap();
         let log = dir.path().join("server.log");
         let child = geodns()
             .args(["serve", "--config"])
             .arg(&cfg)
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", rust_log)
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()

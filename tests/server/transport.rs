@@ -89,3 +89,40 @@ fn idle_tcp_connections_are_closed_and_connections_capped() {
     fresh.write_all(&framed(&message("www.example.com.", RecordType::A, None))).unwrap();
     assert!(tcp_exchange(&mut fresh).is_some());
 }
+
+#[test]
+fn ipv6_listener_and_resolver_key_space() {
+    let cfg = example_config("", "").replace("dns = [\"127.0.0.1:0\"]", "dns = [\"127.0.0.1:0\", \"[::1]:0\"]");
+    let s = Server::start(&cfg);
+    let log = s.log_text();
+    let v6: std::net::SocketAddr = log
+        .lines()
+        .filter(|l| l.contains("listening udp"))
+        .filter_map(|l| l.split_whitespace().find_map(|w| w.strip_prefix("bound=")))
+        .find(|a| a.starts_with('['))
+        .expect("an IPv6 listener in the log")
+        .parse()
+        .unwrap();
+    // From ::1 without ECS: the resolver key space has ::1/128 -> iad.
+    let out = crate::harness::run_tool(
+        "dig",
+        &["@::1".into(), "-p".into(), v6.port().to_string(), "www.example.com".into(), "AAAA".into(), "+short".into()],
+    );
+    assert_eq!(out.trim(), "2001:db8:b::20");
+    let tcp = crate::harness::run_tool(
+        "dig",
+        &["@::1".into(), "-p".into(), v6.port().to_string(), "+tcp".into(), "static.example.com".into(), "+short".into()],
+    );
+    assert_eq!(tcp.trim(), "192.0.2.100");
+}
+
+#[test]
+fn query_log_only_when_asked() {
+    let quiet = Server::start(&example_config("", ""));
+    quiet.dig(&["www.example.com", "+short"]);
+    assert!(!quiet.log_text().contains("query"), "no per-query log by default");
+    let loud = Server::start_logging(&example_config("", ""), "info,geodns::query=debug");
+    loud.dig(&["www.example.com", "+short", "+subnet=10.20.30.0/24"]);
+    loud.wait_log("qname=www.example.com.", 1);
+    assert!(loud.log_text().contains("rcode=0"), "{}", loud.log_text());
+}
