@@ -82,7 +82,7 @@ pub fn respond(snap: &Snapshot, packet: &[u8], src: IpAddr, transport: Transport
         }
         None => rc = rcode::NXDOMAIN,
     }
-    if rc != rcode::NOERROR || w_is_empty_answer(&w) {
+    if rc != rcode::NOERROR || w.answer_count() == 0 {
         // Negative answer (NXDOMAIN or NODATA): the SOA in authority, TTL per RFC 2308.
         w.record(Section::Authority, Owner::QnameSuffix(apex_offset), rtype::SOA, zone.negative_ttl, &zone.soa_rdata);
     }
@@ -111,10 +111,6 @@ pub fn log_query(packet: &[u8], src: std::net::SocketAddr, transport: Transport,
         fallback = outcome.fallback,
         "query"
     );
-}
-
-fn w_is_empty_answer(w: &ResponseWriter<'_>) -> bool {
-    w.answer_count() == 0
 }
 
 /// The node for `name`: exact, else the wildcard at its closest encloser (RFC 4592).
