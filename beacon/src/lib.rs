@@ -1,0 +1,11 @@
+//! Beacon collection: how we learn which PoP is fastest for whom.
+//!
+//! - [`schema`]: the log contract (`docs/beacon-schema.md`): tables, Arrow schemas, row types;
+//! - [`writer`]: the durable Parquet writer shared by the DNS server (probe queries) and the
+//!   collector (client reports).
+
+pub mod schema;
+pub mod writer;
+
+pub use schema::{valid_probe_id, DnsProbeRow, RttReportRow, Table};
+pub use writer::{LogWriter, QueueFull, WriterConfig, WriterStats};
