@@ -82,10 +82,16 @@ pub struct WriterStats {
 
 /// A running writer for one table.
 pub struct LogWriter<R: Table> {
-    tx: Option<SyncSender<Vec<R>>>,
+    tx: Option<SyncSender<Msg<R>>>,
     thread: Option<JoinHandle<()>>,
     stats: Arc<WriterStats>,
     queue_rows: u64,
+}
+
+enum Msg<R> {
+    Rows(Vec<R>),
+    /// Write everything received so far, then signal.
+    Flush(SyncSender<()>),
 }
 
 fn valid_writer_id(id: &str) -> bool {
@@ -109,7 +115,7 @@ impl<R: Table> LogWriter<R> {
         std::fs::create_dir_all(&table_dir).map_err(io_err(&table_dir))?;
         let next_seq = recover(&table_dir, &cfg.writer_id).map_err(io_err(&table_dir))?;
         let stats = Arc::new(WriterStats::default());
-        let (tx, rx) = sync_channel::<Vec<R>>(cfg.queue_rows.max(1));
+        let (tx, rx) = sync_channel::<Msg<R>>(cfg.queue_rows.max(1));
         let thread_stats = stats.clone();
         let queue_rows = cfg.queue_rows as u64;
         let thread = std::thread::Builder::new()
@@ -128,13 +134,24 @@ impl<R: Table> LogWriter<R> {
             self.stats.rows_dropped.fetch_add(n, Relaxed);
             return Err(QueueFull);
         }
-        match tx.try_send(rows) {
+        match tx.try_send(Msg::Rows(rows)) {
             Ok(()) => Ok(()),
             Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
                 self.stats.queued.fetch_sub(n, Relaxed);
                 self.stats.rows_dropped.fetch_add(n, Relaxed);
                 Err(QueueFull)
             }
+        }
+    }
+
+    /// Writes everything queued before this call into files, and returns when they are in
+    /// place (for shutdown: the process may then exit without losing rows). Blocks; not for
+    /// the query path.
+    pub fn flush(&self) {
+        let Some(tx) = &self.tx else { return };
+        let (ack_tx, ack_rx) = sync_channel(1);
+        if tx.send(Msg::Flush(ack_tx)).is_ok() {
+            let _ = ack_rx.recv();
         }
     }
 
@@ -190,18 +207,23 @@ fn recover(table_dir: &Path, writer_id: &str) -> io::Result<u64> {
     Ok(next)
 }
 
-fn run<R: Table>(cfg: WriterConfig, table_dir: PathBuf, mut seq: u64, rx: std::sync::mpsc::Receiver<Vec<R>>, stats: Arc<WriterStats>) {
+fn run<R: Table>(cfg: WriterConfig, table_dir: PathBuf, mut seq: u64, rx: std::sync::mpsc::Receiver<Msg<R>>, stats: Arc<WriterStats>) {
     let mut buf: Vec<R> = Vec::new();
     let mut first_at: Option<Instant> = None;
     let mut open = true;
     while open {
         let wait = first_at.map_or(Duration::from_secs(3600), |t| cfg.max_age.saturating_sub(t.elapsed()));
+        let mut ack = None;
         let roll = match rx.recv_timeout(wait) {
-            Ok(rows) => {
+            Ok(Msg::Rows(rows)) => {
                 stats.queued.fetch_sub(rows.len() as u64, Relaxed);
                 first_at.get_or_insert_with(Instant::now);
                 buf.extend(rows);
                 buf.len() >= cfg.max_rows
+            }
+            Ok(Msg::Flush(done)) => {
+                ack = Some(done);
+                true
             }
             Err(RecvTimeoutError::Timeout) => true,
             Err(RecvTimeoutError::Disconnected) => {
@@ -225,6 +247,9 @@ fn run<R: Table>(cfg: WriterConfig, table_dir: PathBuf, mut seq: u64, rx: std::s
                     }
                 }
             }
+        }
+        if let Some(done) = ack {
+            let _ = done.send(());
         }
     }
 }
@@ -368,6 +393,18 @@ mod tests {
         let after = files(dir.path());
         assert_eq!(after.len(), 2);
         assert!(after[1].ends_with("w1-0000000001.parquet"), "{after:?}");
+    }
+
+    #[test]
+    fn flush_writes_everything_queued() {
+        let dir = tempfile::tempdir().unwrap();
+        let w = LogWriter::<DnsProbeRow>::start(cfg(dir.path(), 1_000_000, 1000)).unwrap();
+        w.try_log((0..7).map(|i| row(i, now_micros())).collect()).unwrap();
+        w.flush();
+        let f = files(dir.path());
+        assert_eq!(f.len(), 1);
+        assert_eq!(count_rows(&f[0]), 7);
+        assert_eq!(w.stats().rows_written.load(Relaxed), 7);
     }
 
     #[test]

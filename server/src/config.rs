@@ -73,6 +73,10 @@ pub struct Config {
     /// on SIGHUP). Default 1000.
     #[serde(default = "default_watch_interval_ms")]
     pub watch_interval_ms: u64,
+    /// Logging of probe-zone queries to Parquet (the beacon's DNS side), if set. Read at start
+    /// only: a change needs a restart.
+    #[serde(default)]
+    pub probe_log: Option<ProbeLog>,
     /// The PoPs, by id.
     pub pops: BTreeMap<PopId, Pop>,
     /// The zones served.
@@ -106,6 +110,27 @@ pub struct Tcp {
     pub idle_timeout_ms: u64,
 }
 
+/// Where and how probe queries are logged (`docs/beacon-schema.md`, table `dns_probe`).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ProbeLog {
+    /// The log root; files go to `<dir>/dns_probe/date=YYYY-MM-DD/<writer_id>-<seq>.parquet`.
+    pub dir: PathBuf,
+    /// File name prefix, unique per process writing to `dir`. Default: `server_id`.
+    #[serde(default)]
+    pub writer_id: Option<String>,
+    /// Roll a file after this many rows. Default 100000.
+    #[serde(default = "default_log_rows")]
+    pub max_rows: usize,
+    /// Roll a file this long after its first row, in ms: the most a crash can lose. Default 60000.
+    #[serde(default = "default_log_age_ms")]
+    pub max_age_ms: u64,
+    /// Rows that may wait for the writer; beyond it rows are dropped and counted, so logging
+    /// never slows queries. Default 100000.
+    #[serde(default = "default_log_rows")]
+    pub queue_rows: usize,
+}
+
 /// One PoP: the addresses answered when it is chosen.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -122,6 +147,12 @@ pub struct Pop {
     /// Longitude, for GeoIP distance fallback.
     #[serde(default)]
     pub lon: Option<f64>,
+    /// IPv4 addresses answered for this PoP's probe names. Default: `vip4`.
+    #[serde(default)]
+    pub probe4: Option<Vec<Ipv4Addr>>,
+    /// IPv6 addresses answered for this PoP's probe names. Default: `vip6`.
+    #[serde(default)]
+    pub probe6: Option<Vec<Ipv6Addr>>,
 }
 
 /// One authoritative zone.
@@ -142,6 +173,22 @@ pub struct Zone {
     /// Owner name (relative) of the status TXT record; empty disables it. Default `_status`.
     #[serde(default = "default_status_name")]
     pub status_name: String,
+    /// The probe subzone: `<probe-id>.<pop>.<label>.<origin>` answers that PoP's probe
+    /// addresses and is logged when `probe_log` is set.
+    #[serde(default)]
+    pub probe: Option<ProbeZone>,
+}
+
+/// The probe subzone of a zone.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProbeZone {
+    /// The subzone's label(s) under the origin. Default `probe`.
+    #[serde(default = "default_probe_label")]
+    pub label: String,
+    /// TTL of probe answers, seconds. Default 5 (each name is fetched once).
+    #[serde(default = "default_probe_ttl")]
+    pub ttl: u32,
 }
 
 /// A name answered with the VIPs of the best PoP for the client.
@@ -181,6 +228,18 @@ fn default_status_name() -> String {
 fn default_geo_ttl() -> u32 {
     60
 }
+fn default_log_rows() -> usize {
+    100_000
+}
+fn default_log_age_ms() -> u64 {
+    60_000
+}
+fn default_probe_label() -> String {
+    "probe".to_owned()
+}
+fn default_probe_ttl() -> u32 {
+    5
+}
 
 impl Default for Listen {
     fn default() -> Self {
@@ -207,6 +266,15 @@ impl Config {
         for z in &mut cfg.zones {
             if let Some(f) = &mut z.file {
                 *f = base.join(&*f);
+            }
+        }
+        if let Some(log) = &mut cfg.probe_log {
+            log.dir = base.join(&log.dir);
+            if log.writer_id.is_none() {
+                log.writer_id = Some(cfg.server_id.clone());
+            }
+            if log.max_rows == 0 || log.queue_rows == 0 || log.max_age_ms == 0 {
+                return Err(invalid("probe_log".into(), "max_rows, max_age_ms and queue_rows must be positive".into()));
             }
         }
         if cfg.listen.dns.is_empty() {

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use geodns_beacon::{DnsProbeRow, LogWriter};
 use geomap::geoip::GeoIp;
 use geomap::{AnswerTable, MapMeta, PopIndex, PopInfo, PopTable};
 use sha2::{Digest, Sha256};
@@ -63,6 +64,10 @@ pub struct PopAnswer {
     pub a: Vec<[u8; 4]>,
     /// AAAA RDATA of each IPv6 VIP.
     pub aaaa: Vec<[u8; 16]>,
+    /// A RDATA for this PoP's probe names.
+    pub probe_a: Vec<[u8; 4]>,
+    /// AAAA RDATA for this PoP's probe names.
+    pub probe_aaaa: Vec<[u8; 16]>,
     /// Stable metrics slot.
     pub metric_slot: usize,
 }
@@ -97,19 +102,31 @@ pub struct Dataset {
     pub status_txt: Vec<u8>,
 }
 
+/// Where probe-zone queries are logged: the writer lives as long as the process, across
+/// reloads.
+pub type ProbeLogger = Arc<LogWriter<DnsProbeRow>>;
+
 /// A dataset with the health state in force: what one query reads.
 pub struct Snapshot {
     /// The data.
     pub data: Arc<Dataset>,
     /// `down[i]`: PoP `i` is drained.
     pub down: Box<[bool]>,
+    /// The probe query log, if configured.
+    pub probe_log: Option<ProbeLogger>,
 }
 
 impl Snapshot {
-    /// Pairs a dataset with a set of down PoPs (ids the dataset does not know are ignored).
-    pub fn new(data: Arc<Dataset>, down: &DownSet) -> Snapshot {
+    /// Pairs a dataset with a set of down PoPs (ids the dataset does not know are ignored) and
+    /// the probe log.
+    pub fn new(data: Arc<Dataset>, down: &DownSet, probe_log: Option<ProbeLogger>) -> Snapshot {
         let down = data.pops.iter().map(|p| down.contains(&p.id)).collect();
-        Snapshot { data, down }
+        Snapshot { data, down, probe_log }
+    }
+
+    /// The same data and log with another health state.
+    pub fn with_health(&self, down: &DownSet) -> Snapshot {
+        Snapshot::new(self.data.clone(), down, self.probe_log.clone())
     }
 }
 
@@ -141,6 +158,8 @@ impl Dataset {
                 id: id.clone(),
                 a: p.vip4.iter().map(|v| v.octets()).collect(),
                 aaaa: p.vip6.iter().map(|v| v.octets()).collect(),
+                probe_a: p.probe4.as_ref().unwrap_or(&p.vip4).iter().map(|v| v.octets()).collect(),
+                probe_aaaa: p.probe6.as_ref().unwrap_or(&p.vip6).iter().map(|v| v.octets()).collect(),
                 metric_slot: metrics.pop_slot(id.as_str()),
             })
             .collect();

@@ -45,6 +45,9 @@ pub struct Metrics {
     health_failures: AtomicU64,
     map_created_unix: AtomicU64,
     tcp_refused: AtomicU64,
+    probe_queries: AtomicU64,
+    probe_invalid: AtomicU64,
+    probe_log: std::sync::OnceLock<std::sync::Arc<geodns_beacon::WriterStats>>,
 }
 
 impl Default for Metrics {
@@ -65,6 +68,9 @@ impl Default for Metrics {
             health_failures: AtomicU64::new(0),
             map_created_unix: AtomicU64::new(0),
             tcp_refused: AtomicU64::new(0),
+            probe_queries: AtomicU64::new(0),
+            probe_invalid: AtomicU64::new(0),
+            probe_log: std::sync::OnceLock::new(),
         }
     }
 }
@@ -84,6 +90,8 @@ pub struct QueryOutcome {
     pub fallback: bool,
     /// Every ranked PoP was down; health was ignored to avoid an empty answer.
     pub all_down: bool,
+    /// A probe-zone query: `Some(true)` answered (and logged), `Some(false)` invalid.
+    pub probe: Option<bool>,
 }
 
 impl Metrics {
@@ -123,6 +131,20 @@ impl Metrics {
         if o.all_down {
             self.all_down_answers.fetch_add(1, Relaxed);
         }
+        match o.probe {
+            Some(true) => {
+                self.probe_queries.fetch_add(1, Relaxed);
+            }
+            Some(false) => {
+                self.probe_invalid.fetch_add(1, Relaxed);
+            }
+            None => {}
+        }
+    }
+
+    /// Exposes the probe log writer's counters.
+    pub fn set_probe_log(&self, stats: std::sync::Arc<geodns_beacon::WriterStats>) {
+        let _ = self.probe_log.set(stats);
     }
 
     /// Counts a reload attempt.
@@ -169,7 +191,9 @@ impl Metrics {
                 let _ = writeln!(s, "geodns_responses_total{{rcode=\"{name}\"}} {v}");
             }
         }
-        let simple: [(&str, &str, &str, &AtomicU64); 9] = [
+        let simple: [(&str, &str, &str, &AtomicU64); 11] = [
+            ("geodns_probe_queries_total", "counter", "Valid probe-zone queries answered.", &self.probe_queries),
+            ("geodns_probe_invalid_total", "counter", "Probe-zone queries with a bad id or unknown PoP (NXDOMAIN, not logged).", &self.probe_invalid),
             ("geodns_dropped_total", "counter", "Packets not answered (not a query).", &self.dropped),
             ("geodns_truncated_total", "counter", "UDP responses sent truncated (TC).", &self.truncated),
             ("geodns_fallback_answers_total", "counter", "Geo answers from GeoIP or the default order.", &self.fallback_answers),
@@ -182,6 +206,19 @@ impl Metrics {
         ];
         for (name, kind, help, v) in simple {
             let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {}", g(v));
+        }
+        if let Some(w) = self.probe_log.get() {
+            let log: [(&str, &str, &str, &AtomicU64); 6] = [
+                ("geodns_probe_log_queued_rows", "gauge", "Probe rows waiting for the writer.", &w.queued),
+                ("geodns_probe_log_rows_written_total", "counter", "Probe rows in files.", &w.rows_written),
+                ("geodns_probe_log_files_written_total", "counter", "Probe log files written.", &w.files_written),
+                ("geodns_probe_log_bytes_written_total", "counter", "Bytes of probe log files.", &w.bytes_written),
+                ("geodns_probe_log_rows_dropped_total", "counter", "Probe rows dropped because the queue was full.", &w.rows_dropped),
+                ("geodns_probe_log_write_errors_total", "counter", "Failed probe log file writes (rows kept and retried).", &w.write_errors),
+            ];
+            for (name, kind, help, v) in log {
+                let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {}", g(v));
+            }
         }
         s.push_str("# HELP geodns_pop_answers_total Geo answers by PoP.\n# TYPE geodns_pop_answers_total counter\n");
         let names = self.pop_names.lock().unwrap_or_else(|e| e.into_inner()).clone();

@@ -81,7 +81,11 @@ pub async fn watch(config_path: PathBuf, state: Arc<ArcSwap<Snapshot>>, metrics:
                     if let Some(t) = new.map_created_unix() {
                         metrics.set_map_created(t);
                     }
-                    state.store(Arc::new(Snapshot::new(new.clone(), &down)));
+                    if new.config.probe_log != data.config.probe_log {
+                        tracing::warn!("probe_log settings changed; they take effect at the next restart");
+                    }
+                    let log = state.load().probe_log.clone();
+                    state.store(Arc::new(Snapshot::new(new.clone(), &down, log)));
                     data = new;
                     stamps = stamps_of(&data);
                     health_stamp = data.config.health_file.as_deref().and_then(stamp);
@@ -104,7 +108,8 @@ pub async fn watch(config_path: PathBuf, state: Arc<ArcSwap<Snapshot>>, metrics:
                 Ok(down) => {
                     let ids: Vec<String> = down.iter().map(|p| p.to_string()).collect();
                     tracing::info!(down = ?ids, "health changed");
-                    state.store(Arc::new(Snapshot::new(data.clone(), &down)));
+                    let next = state.load().with_health(&down);
+                    state.store(Arc::new(next));
                 }
                 Err(e) => {
                     tracing::error!(error = %e, "health file refused; keeping the current health state");

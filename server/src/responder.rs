@@ -71,16 +71,18 @@ pub fn respond(snap: &Snapshot, packet: &[u8], src: IpAddr, transport: Transport
     let mut w = ResponseWriter::new(out, &q, true, rcode::NOERROR);
     let mut rc = rcode::NOERROR;
     let apex_offset = q.qname_len - zone.origin.len();
-    match find_node(zone, q.name()) {
-        Some(node) => {
-            let scope = answer_node(snap, data, zone, node, &q, src, &mut w, &mut rc, &mut outcome);
-            if let (Some(e), Some(scope)) = (edns.as_mut(), scope) {
-                if let Some(ecs) = e.ecs.as_mut() {
-                    ecs.1 = scope;
-                }
+    let probe = zone.probe.as_ref().and_then(|(apex, ttl)| Some((probe_labels(q.name(), apex)?, *ttl)));
+    if let Some((labels, ttl)) = probe {
+        answer_probe(snap, &q, src, labels, ttl, &mut w, &mut rc, &mut outcome);
+    } else if let Some(node) = find_node(zone, q.name()) {
+        let scope = answer_node(snap, data, zone, node, &q, src, &mut w, &mut rc, &mut outcome);
+        if let (Some(e), Some(scope)) = (edns.as_mut(), scope) {
+            if let Some(ecs) = e.ecs.as_mut() {
+                ecs.1 = scope;
             }
         }
-        None => rc = rcode::NXDOMAIN,
+    } else {
+        rc = rcode::NXDOMAIN;
     }
     if rc != rcode::NOERROR || w.answer_count() == 0 {
         // Negative answer (NXDOMAIN or NODATA): the SOA in authority, TTL per RFC 2308.
@@ -111,6 +113,79 @@ pub fn log_query(packet: &[u8], src: std::net::SocketAddr, transport: Transport,
         fallback = outcome.fallback,
         "query"
     );
+}
+
+/// The labels of `qname` in front of the probe apex, if `qname` is strictly below it.
+fn probe_labels<'a>(qname: &'a [u8], apex: &[u8]) -> Option<&'a [u8]> {
+    if qname.len() <= apex.len() || !qname.ends_with(apex) {
+        return None;
+    }
+    let start = qname.len() - apex.len();
+    let mut at = 0;
+    while at < start {
+        at += 1 + qname[at] as usize;
+    }
+    (at == start).then(|| &qname[..start])
+}
+
+/// Answers `<probe-id>[.<pop>].<probe apex>`: the PoP's probe addresses (the default order's
+/// first PoP when the name names none), and logs a `dns_probe` row without ever waiting for
+/// the writer. Invalid ids and unknown PoPs get NXDOMAIN and are counted, not logged.
+#[allow(clippy::too_many_arguments)]
+fn answer_probe(
+    snap: &Snapshot,
+    q: &Query<'_>,
+    src: IpAddr,
+    labels: &[u8],
+    ttl: u32,
+    w: &mut ResponseWriter<'_>,
+    rc: &mut u8,
+    outcome: &mut QueryOutcome,
+) {
+    let data = &*snap.data;
+    let id_len = labels[0] as usize;
+    let id = &labels[1..1 + id_len];
+    let rest = &labels[1 + id_len..];
+    let pop_label = (!rest.is_empty()).then(|| &rest[1..1 + rest[0] as usize]);
+    let extra_labels = rest.len() > pop_label.map_or(0, |p| p.len() + 1);
+    let id_text = std::str::from_utf8(id).ok().filter(|s| geodns_beacon::valid_probe_id(s));
+    let pop = match pop_label {
+        Some(l) => data.pops.iter().position(|p| p.id.as_str().as_bytes() == l),
+        None => data.default_order.first().map(|&p| p as usize),
+    };
+    let (Some(id_text), Some(pop), false) = (id_text, pop, extra_labels) else {
+        *rc = rcode::NXDOMAIN;
+        outcome.probe = Some(false);
+        return;
+    };
+    outcome.probe = Some(true);
+    let answer = &data.pops[pop];
+    match q.qtype {
+        rtype::A | rtype::ANY => {
+            for a in &answer.probe_a {
+                w.record(Section::Answer, Owner::Qname, rtype::A, ttl, a);
+            }
+        }
+        rtype::AAAA => {
+            for a in &answer.probe_aaaa {
+                w.record(Section::Answer, Owner::Qname, rtype::AAAA, ttl, a);
+            }
+        }
+        _ => {}
+    }
+    if let Some(log) = &snap.probe_log {
+        let row = geodns_beacon::DnsProbeRow {
+            ts: geodns_beacon::writer::now_micros(),
+            probe_id: id_text.to_owned(),
+            pop: pop_label.map(|_| answer.id.to_string()),
+            resolver_ip: src.to_canonical().to_string(),
+            ecs_subnet: q.edns.and_then(|e| e.ecs).map(|e| format!("{}/{}", e.addr, e.source_prefix)),
+            qtype: q.qtype,
+            server: data.config.server_id.clone(),
+        };
+        // A full queue drops the row (counted by the writer); the query never waits.
+        let _ = log.try_log(vec![row]);
+    }
 }
 
 /// The node for `name`: exact, else the wildcard at its closest encloser (RFC 4592).

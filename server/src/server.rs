@@ -8,6 +8,8 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use geodns_beacon::{DnsProbeRow, LogWriter, WriterConfig};
+
 use crate::dataset::{Dataset, Snapshot};
 use crate::metrics::Metrics;
 use crate::reload::{load_health, watch};
@@ -22,6 +24,9 @@ pub enum StartError {
     /// The health file is bad.
     #[error(transparent)]
     Health(#[from] crate::health::HealthError),
+    /// The probe log cannot be written.
+    #[error("probe_log: {0}")]
+    ProbeLog(#[from] geodns_beacon::writer::WriterError),
     /// A socket could not be bound.
     #[error("cannot listen on {addr} ({transport}): {source}")]
     Bind {
@@ -52,7 +57,22 @@ pub async fn run(config_path: &Path) -> Result<(), StartError> {
         metrics.set_map_created(t);
     }
     let cfg = data.config.clone();
-    let state = Arc::new(ArcSwap::from_pointee(Snapshot::new(data, &down)));
+    let probe_log = match &cfg.probe_log {
+        Some(p) => {
+            let writer = LogWriter::<DnsProbeRow>::start(WriterConfig {
+                root: p.dir.clone(),
+                writer_id: p.writer_id.clone().unwrap_or_else(|| cfg.server_id.clone()),
+                max_rows: p.max_rows,
+                max_age: Duration::from_millis(p.max_age_ms),
+                queue_rows: p.queue_rows,
+            })?;
+            tracing::info!(dir = %p.dir.display(), "logging probe queries");
+            metrics.set_probe_log(writer.stats().clone());
+            Some(Arc::new(writer))
+        }
+        None => None,
+    };
+    let state = Arc::new(ArcSwap::from_pointee(Snapshot::new(data, &down, probe_log.clone())));
 
     for &addr in &cfg.listen.dns {
         let socks = udp::bind(addr, cfg.listen.udp_workers)
@@ -95,6 +115,10 @@ pub async fn run(config_path: &Path) -> Result<(), StartError> {
         _ = tokio::signal::ctrl_c() => {}
     }
     tracing::info!(queries = metrics.total_queries(), "shutting down");
+    if let Some(log) = probe_log {
+        log.flush();
+        tracing::info!(rows = log.stats().rows_written.load(std::sync::atomic::Ordering::Relaxed), "probe log flushed");
+    }
     Ok(())
 }
 

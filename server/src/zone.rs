@@ -76,6 +76,8 @@ pub struct Zone {
     pub negative_ttl: u32,
     /// Serial from the SOA, for the status record.
     pub serial: u32,
+    /// The probe subzone apex (lowercased wire form) and the TTL of probe answers.
+    pub probe: Option<(Box<[u8]>, u32)>,
 }
 
 /// Lowercased, uncompressed wire form of a name.
@@ -180,6 +182,22 @@ impl Zone {
             node.status = true;
         }
 
+        let probe = match &cfg.probe {
+            Some(p) => {
+                let name = relative_name(&p.label, &origin).map_err(|e| err(format!("zones[{index}].probe.label: "), e))?;
+                if name == origin {
+                    return Err(err(format!("zones[{index}].probe.label: "), "the probe subzone cannot be the apex".into()));
+                }
+                let wire = wire_name(&name);
+                if nodes.keys().any(|k| k.len() > wire.len() && k.ends_with(&wire)) || nodes.get(&wire).is_some_and(|n| !n.is_empty()) {
+                    return Err(err(format!("zones[{index}].probe.label: "), format!("{name} already has records")));
+                }
+                nodes.entry(wire.clone()).or_default();
+                Some((wire, p.ttl))
+            }
+            None => None,
+        };
+
         // Checks that need the whole node.
         for (wire, node) in &nodes {
             if node.rrset(rtype::CNAME).is_some() && (node.rrsets.len() > 1 || node.geo_ttl.is_some()) {
@@ -229,6 +247,7 @@ impl Zone {
             soa_rdata,
             negative_ttl: soa_ttl.min(minimum),
             serial,
+            probe,
         })
     }
 
@@ -310,6 +329,7 @@ mod tests {
             records: records.iter().map(|s| s.to_string()).collect(),
             geo: [("www".to_string(), config::GeoName { ttl: 30 })].into_iter().collect(),
             status_name: "_status".into(),
+            probe: None,
         };
         Zone::build(&cfg, 0)
     }

@@ -7,5 +7,6 @@ mod cli;
 mod edns;
 mod geoip;
 mod health;
+mod probe;
 mod reload;
 mod transport;
