@@ -33,6 +33,12 @@ enum Command {
         #[arg(short, long, default_value = "data/geodns.toml")]
         config: PathBuf,
     },
+    /// Run the beacon collector: serve the page snippet and write clients' reports as Parquet.
+    Beacon {
+        /// The collector's config file.
+        #[arg(short, long, default_value = "data/beacon.toml")]
+        config: PathBuf,
+    },
     /// Inspect and build map files.
     Map {
         #[command(subcommand)]
@@ -83,6 +89,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 data.table.list_count(),
                 down.len()
             );
+            Ok(())
+        }
+        Command::Beacon { config } => {
+            let cfg = geodns_beacon::collector::CollectorConfig::read(&config)?;
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .context("starting the async runtime")?;
+            rt.block_on(geodns_beacon::collector::run(cfg))?;
             Ok(())
         }
         Command::Map { command } => map_cmd::run(command),

@@ -2,8 +2,11 @@
 //!
 //! - [`schema`]: the log contract (`docs/beacon-schema.md`): tables, Arrow schemas, row types;
 //! - [`writer`]: the durable Parquet writer shared by the DNS server (probe queries) and the
-//!   collector (client reports).
+//!   collector (client reports);
+//! - [`collector`] (feature `collector`): the HTTP collector and the page snippet.
 
+#[cfg(feature = "collector")]
+pub mod collector;
 pub mod schema;
 pub mod writer;
 

@@ -242,3 +242,115 @@ pub fn config_with_big_txt() -> String {
         &format!("records = [\"txt 300 IN TXT \\\"inline record\\\"\", {}]", big.join(", ")),
     )
 }
+
+/// A running collector (`geodns beacon`).
+pub struct Collector {
+    child: Child,
+    pub dir: PathBuf,
+    pub http: SocketAddr,
+    log: PathBuf,
+}
+
+/// A collector config for tests: ephemeral port, logs in `dir/logs`, the example PoPs,
+/// 127.0.0.2 as a trusted proxy; `extra` is appended to the top-level keys.
+pub fn collector_config(extra: &str, log_extra: &str) -> String {
+    format!(
+        "collector_id = \"c1\"\nlisten = \"127.0.0.1:0\"\npops = [\"ams\", \"iad\", \"sin\"]\n\
+         probe_zone = \"probe.example.com\"\ntrusted_proxies = [\"127.0.0.2/32\"]\n{extra}\n\
+         [log]\ndir = \"logs\"\n{log_extra}\n"
+    )
+}
+
+impl Collector {
+    /// Starts a collector in `dir` (which it does not own: tests restart collectors on the
+    /// same directory).
+    pub fn start(dir: &Path, config: &str) -> Collector {
+        let cfg = dir.join("beacon.toml");
+        std::fs::write(&cfg, config).unwrap();
+        let n = std::fs::read_dir(dir).unwrap().count();
+        let log = dir.join(format!("collector-{n}.log"));
+        let child = geodns()
+            .args(["beacon", "--config"])
+            .arg(&cfg)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let mut c = Collector { child, dir: dir.to_path_buf(), http: "0.0.0.0:0".parse().unwrap(), log };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let text = c.log_text();
+            if let Some(a) = bound(&text, "listening http") {
+                c.http = a;
+                return c;
+            }
+            if let Ok(Some(status)) = c.child.try_wait() {
+                panic!("collector exited with {status}; log:\n{text}");
+            }
+            assert!(Instant::now() < deadline, "collector did not start; log:\n{text}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Kills with SIGKILL and reaps.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Waits for the process to exit (after a signal sent by the test).
+    pub fn wait_exit(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while self.child.try_wait().unwrap().is_none() {
+            assert!(Instant::now() < deadline, "collector did not exit; log:\n{}", self.log_text());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// POSTs a report from 127.0.0.1.
+    pub fn post(&self, body: &str) -> (u16, String) {
+        http(self.http, "127.0.0.1", "POST", "/v1/report", &[], body.as_bytes())
+    }
+}
+
+impl Drop for Collector {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!("---- collector log ----\n{}\n-----------------------", self.log_text());
+        }
+    }
+}
+
+/// One HTTP/1.1 request from a chosen loopback source address; returns status and body.
+pub fn http(addr: SocketAddr, from: &str, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> (u16, String) {
+    use std::io::Write;
+    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    sock.bind(&SocketAddr::new(from.parse().unwrap(), 0).into()).unwrap();
+    sock.connect(&addr.into()).unwrap();
+    let mut s: std::net::TcpStream = sock.into();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: collector\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).unwrap();
+    let _ = s.write_all(body);
+    let mut resp = Vec::new();
+    let _ = s.read_to_end(&mut resp);
+    let text = String::from_utf8_lossy(&resp).into_owned();
+    let status = text.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    (status, body)
+}

@@ -1,0 +1,168 @@
+//! The collector's configuration: one TOML file, typed, validated, every key documented in
+//! `docs/beacon.md`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use ipnet::IpNet;
+use serde::Deserialize;
+
+/// Why a collector config cannot be used. Displays as `file: key: problem`.
+#[derive(Debug, thiserror::Error)]
+pub enum CollectorConfigError {
+    /// The file could not be read.
+    #[error("{file}: {source}")]
+    Io {
+        /// The file.
+        file: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// Syntax, or a value of the wrong type (the message has line and column).
+    #[error("{file}: {message}")]
+    Syntax {
+        /// The file.
+        file: String,
+        /// The parser's message.
+        message: String,
+    },
+    /// A well-formed value that is not acceptable.
+    #[error("{file}: {key}: {problem}")]
+    Invalid {
+        /// The file.
+        file: String,
+        /// The key.
+        key: String,
+        /// What is wrong.
+        problem: String,
+    },
+}
+
+/// The collector's configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CollectorConfig {
+    /// Written into every row's `collector` column and used as the log file prefix.
+    pub collector_id: String,
+    /// HTTP listen address. Port 0 picks one (logged as `listening http bound=...`).
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// The PoP ids clients may report on.
+    pub pops: Vec<String>,
+    /// Probe subzone the snippet fetches from: `<probe-id>.<pop>.<probe_zone>`.
+    pub probe_zone: String,
+    /// URL scheme the snippet uses for probe fetches. Default `https`.
+    #[serde(default = "default_scheme")]
+    pub probe_scheme: String,
+    /// Peers whose `X-Forwarded-For` is believed (load balancers in front of the collector).
+    #[serde(default)]
+    pub trusted_proxies: Vec<IpNet>,
+    /// Largest request body accepted, bytes. Default 16384.
+    #[serde(default = "default_max_body")]
+    pub max_body_bytes: usize,
+    /// Most results in one request (over all reports in a batch). Default 64.
+    #[serde(default = "default_max_results")]
+    pub max_results: usize,
+    /// Largest believable RTT, ms; larger ones are refused. Default 30000.
+    #[serde(default = "default_max_rtt")]
+    pub max_rtt_ms: f64,
+    /// Sustained requests per second allowed per client address. Default 2.
+    #[serde(default = "default_rate")]
+    pub rate_per_second: u32,
+    /// Burst of requests allowed per client address. Default 20.
+    #[serde(default = "default_burst")]
+    pub rate_burst: u32,
+    /// The log writer.
+    pub log: LogSettings,
+}
+
+/// Where and how `rtt_report` rows are written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSettings {
+    /// Log root (`<dir>/rtt_report/date=.../<collector_id>-<seq>.parquet`).
+    pub dir: PathBuf,
+    /// Roll a file after this many rows. Default 100000.
+    #[serde(default = "default_rows")]
+    pub max_rows: usize,
+    /// Roll a file this long after its first row, ms: the most a crash can lose. Default 10000.
+    #[serde(default = "default_age")]
+    pub max_age_ms: u64,
+    /// Rows that may wait for the writer; beyond it reports get 503. Default 100000.
+    #[serde(default = "default_rows")]
+    pub queue_rows: usize,
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8053))
+}
+fn default_scheme() -> String {
+    "https".into()
+}
+fn default_max_body() -> usize {
+    16 * 1024
+}
+fn default_max_results() -> usize {
+    64
+}
+fn default_max_rtt() -> f64 {
+    30_000.0
+}
+fn default_rate() -> u32 {
+    2
+}
+fn default_burst() -> u32 {
+    20
+}
+fn default_rows() -> usize {
+    100_000
+}
+fn default_age() -> u64 {
+    10_000
+}
+
+impl CollectorConfig {
+    /// Parses and validates config text; `base` resolves relative paths.
+    pub fn from_str(file: &str, text: &str, base: &Path) -> Result<CollectorConfig, CollectorConfigError> {
+        let mut c: CollectorConfig = toml::from_str(text)
+            .map_err(|e| CollectorConfigError::Syntax { file: file.into(), message: e.to_string().trim_end().into() })?;
+        let invalid = |key: &str, problem: String| CollectorConfigError::Invalid { file: file.into(), key: key.into(), problem };
+        c.log.dir = base.join(&c.log.dir);
+        if c.pops.is_empty() {
+            return Err(invalid("pops", "no PoP listed".into()));
+        }
+        for (i, p) in c.pops.iter().enumerate() {
+            let ok = (1..=32).contains(&p.len())
+                && p.as_bytes()[0].is_ascii_lowercase()
+                && p.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+            if !ok {
+                return Err(invalid(&format!("pops[{i}]"), format!("{p:?} is not a PoP id")));
+            }
+            if c.pops[..i].contains(p) {
+                return Err(invalid(&format!("pops[{i}]"), format!("'{p}' is listed twice")));
+            }
+        }
+        if !matches!(c.probe_scheme.as_str(), "http" | "https") {
+            return Err(invalid("probe_scheme", format!("{:?}: want http or https", c.probe_scheme)));
+        }
+        if !(c.max_rtt_ms > 0.0 && c.max_rtt_ms.is_finite()) {
+            return Err(invalid("max_rtt_ms", format!("{} is not a positive time", c.max_rtt_ms)));
+        }
+        for (key, v) in [("max_body_bytes", c.max_body_bytes), ("max_results", c.max_results), ("log.max_rows", c.log.max_rows), ("log.queue_rows", c.log.queue_rows)] {
+            if v == 0 {
+                return Err(invalid(key, "must be positive".into()));
+            }
+        }
+        if c.rate_per_second == 0 || c.rate_burst == 0 {
+            return Err(invalid("rate_per_second", "rate_per_second and rate_burst must be positive".into()));
+        }
+        Ok(c)
+    }
+
+    /// Reads and validates a config file.
+    pub fn read(path: &Path) -> Result<CollectorConfig, CollectorConfigError> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| CollectorConfigError::Io { file: file.clone(), source })?;
+        CollectorConfig::from_str(&file, &text, path.parent().unwrap_or(Path::new("")))
+    }
+}

@@ -1,0 +1,223 @@
+//! The HTTP collector (`geodns beacon`): serves the page snippet and takes clients' reports.
+//!
+//! `POST /v1/report` takes a report (or a batch), resolves the client address (socket peer, or
+//! `X-Forwarded-For` from a trusted proxy), rate-limits per client, validates everything, and
+//! answers 204 only once every row is in the writer's queue: an acknowledged report is durable
+//! up to the writer's roll window. Refusals are 4xx with a JSON `{"error": ...}` naming the
+//! field at fault (503 when the queue is full), and each is counted by reason.
+//! `GET /beacon.js` serves the snippet with this collector's PoPs and probe zone filled in;
+//! `GET /healthz` and `GET /metrics` serve operators.
+
+pub mod client;
+pub mod config;
+pub mod report;
+
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{ConnectInfo, DefaultBodyLimit, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+
+use crate::schema::RttReportRow;
+use crate::writer::{now_micros, LogWriter, WriterConfig, WriterError};
+pub use config::{CollectorConfig, CollectorConfigError};
+
+/// Refusal reasons, as counted in `geodns_beacon_reports_rejected_total{reason=...}`.
+const REASONS: [&str; 10] = [
+    "malformed_json",
+    "bad_probe_id",
+    "unknown_pop",
+    "bad_rtt",
+    "empty",
+    "duplicate_pop",
+    "too_many_results",
+    "body_too_large",
+    "rate_limited",
+    "queue_full",
+];
+
+struct App {
+    cfg: CollectorConfig,
+    writer: LogWriter<RttReportRow>,
+    limiter: DefaultKeyedRateLimiter<std::net::IpAddr>,
+    accepted: AtomicU64,
+    rows_accepted: AtomicU64,
+    rejected: [AtomicU64; REASONS.len()],
+    snippet: String,
+}
+
+impl App {
+    fn reject(&self, status: StatusCode, reason: &'static str, message: String) -> Response {
+        if let Some(i) = REASONS.iter().position(|r| *r == reason) {
+            self.rejected[i].fetch_add(1, Relaxed);
+        }
+        let body = serde_json::json!({ "error": message, "reason": reason }).to_string();
+        let mut resp = (status, [(header::CONTENT_TYPE, "application/json")], body).into_response();
+        if status == StatusCode::SERVICE_UNAVAILABLE || status == StatusCode::TOO_MANY_REQUESTS {
+            resp.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+        }
+        resp
+    }
+}
+
+/// Why the collector could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum CollectorError {
+    /// The log writer could not start.
+    #[error("log: {0}")]
+    Writer(#[from] WriterError),
+    /// The listen address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The server failed.
+    #[error("http server: {0}")]
+    Serve(std::io::Error),
+}
+
+const SNIPPET: &str = include_str!("../../js/beacon.js");
+
+/// Runs the collector until SIGTERM or SIGINT, then flushes the log.
+pub async fn run(cfg: CollectorConfig) -> Result<(), CollectorError> {
+    let writer = LogWriter::<RttReportRow>::start(WriterConfig {
+        root: cfg.log.dir.clone(),
+        writer_id: cfg.collector_id.clone(),
+        max_rows: cfg.log.max_rows,
+        max_age: Duration::from_millis(cfg.log.max_age_ms),
+        queue_rows: cfg.log.queue_rows,
+    })?;
+    let quota = Quota::per_second(NonZeroU32::new(cfg.rate_per_second).expect("validated"))
+        .allow_burst(NonZeroU32::new(cfg.rate_burst).expect("validated"));
+    let prelude = serde_json::json!({
+        "pops": cfg.pops,
+        "probeZone": cfg.probe_zone,
+        "scheme": cfg.probe_scheme,
+        "report": "/v1/report",
+    });
+    let snippet = format!("window.GEODNS_BEACON = window.GEODNS_BEACON || {prelude};\n{SNIPPET}");
+    let listen = cfg.listen;
+    let max_body = cfg.max_body_bytes;
+    let app = Arc::new(App {
+        cfg,
+        writer,
+        limiter: RateLimiter::keyed(quota),
+        accepted: AtomicU64::new(0),
+        rows_accepted: AtomicU64::new(0),
+        rejected: Default::default(),
+        snippet,
+    });
+    let router = Router::new()
+        .route("/v1/report", post(report))
+        .route("/beacon.js", get(snippet_js))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/metrics", get(metrics))
+        .layer(DefaultBodyLimit::max(max_body))
+        .with_state(app.clone());
+    let listener = tokio::net::TcpListener::bind(listen).await.map_err(|source| CollectorError::Bind { addr: listen, source })?;
+    let bound = listener.local_addr().map_err(|source| CollectorError::Bind { addr: listen, source })?;
+    tracing::info!(%bound, "listening http");
+
+    let sweeper = {
+        let app = app.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(60)).await;
+                app.limiter.retain_recent();
+            }
+        })
+    };
+    let shutdown = async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+        tracing::info!("shutting down");
+    };
+    axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(shutdown)
+        .await
+        .map_err(CollectorError::Serve)?;
+    sweeper.abort();
+    app.writer.flush();
+    tracing::info!(rows = app.writer.stats().rows_written.load(Relaxed), "log flushed");
+    Ok(())
+}
+
+async fn report(
+    State(app): State<Arc<App>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let forwarded = headers.get("x-forwarded-for").and_then(|v| v.to_str().ok());
+    let client = client::client_ip(peer.ip(), forwarded, &app.cfg.trusted_proxies);
+    if app.limiter.check_key(&client).is_err() {
+        return app.reject(StatusCode::TOO_MANY_REQUESTS, "rate_limited", format!("too many reports from {client}; slow down"));
+    }
+    let body = match body {
+        Ok(b) => b,
+        Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            return app.reject(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                format!("body larger than {} bytes", app.cfg.max_body_bytes),
+            )
+        }
+        Err(e) => return app.reject(e.status(), "malformed_json", e.body_text()),
+    };
+    let limits = report::Limits { pops: &app.cfg.pops, max_results: app.cfg.max_results, max_rtt_ms: app.cfg.max_rtt_ms };
+    let rows = match report::parse_report(&body, &limits, now_micros(), &client.to_string(), &app.cfg.collector_id) {
+        Ok(rows) => rows,
+        Err(r) => return app.reject(StatusCode::BAD_REQUEST, r.reason, r.message),
+    };
+    let n = rows.len() as u64;
+    if app.writer.try_log(rows).is_err() {
+        return app.reject(StatusCode::SERVICE_UNAVAILABLE, "queue_full", "collector busy; retry later".into());
+    }
+    app.accepted.fetch_add(1, Relaxed);
+    app.rows_accepted.fetch_add(n, Relaxed);
+    StatusCode::NO_CONTENT.into_response()
+}
+
+async fn snippet_js(State(app): State<Arc<App>>) -> Response {
+    ([(header::CONTENT_TYPE, "text/javascript; charset=utf-8"), (header::CACHE_CONTROL, "max-age=300")], app.snippet.clone()).into_response()
+}
+
+async fn metrics(State(app): State<Arc<App>>) -> Response {
+    let mut s = String::with_capacity(2048);
+    let w = app.writer.stats();
+    let g = |v: &AtomicU64| v.load(Relaxed);
+    let simple: [(&str, &str, &str, &AtomicU64); 8] = [
+        ("geodns_beacon_reports_accepted_total", "counter", "Requests acknowledged (rows queued).", &app.accepted),
+        ("geodns_beacon_rows_accepted_total", "counter", "Rows queued from acknowledged requests.", &app.rows_accepted),
+        ("geodns_beacon_queue_rows", "gauge", "Rows waiting for the writer.", &w.queued),
+        ("geodns_beacon_rows_written_total", "counter", "Rows in files renamed into place.", &w.rows_written),
+        ("geodns_beacon_files_written_total", "counter", "Log files written.", &w.files_written),
+        ("geodns_beacon_bytes_written_total", "counter", "Bytes of log files written.", &w.bytes_written),
+        ("geodns_beacon_rows_dropped_total", "counter", "Rows refused because the queue was full.", &w.rows_dropped),
+        ("geodns_beacon_write_errors_total", "counter", "Failed file writes (rows kept and retried).", &w.write_errors),
+    ];
+    for (name, kind, help, v) in simple {
+        let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {}", g(v));
+    }
+    s.push_str("# HELP geodns_beacon_reports_rejected_total Requests refused, by reason.\n# TYPE geodns_beacon_reports_rejected_total counter\n");
+    for (i, r) in REASONS.iter().enumerate() {
+        let _ = writeln!(s, "geodns_beacon_reports_rejected_total{{reason=\"{r}\"}} {}", g(&app.rejected[i]));
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], s).into_response()
+}

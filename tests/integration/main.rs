@@ -1,0 +1,14 @@
+//! Integration tests: the real `geodns` binary (DNS server and beacon collector) with real
+//! clients. See `harness.rs`.
+
+mod harness;
+
+mod answers;
+mod cli;
+mod collector;
+mod edns;
+mod geoip;
+mod health;
+mod probe;
+mod reload;
+mod transport;
