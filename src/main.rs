@@ -39,6 +39,34 @@ enum Command {
         #[arg(short, long, default_value = "data/beacon.toml")]
         config: PathBuf,
     },
+    /// Simulate users: resolvers query probe names from their own loopback addresses, clients
+    /// post latency reports through a trusted proxy; writes the ground truth to --out.
+    Simulate {
+        /// The world file.
+        #[arg(long, default_value = "data/world.toml")]
+        world: PathBuf,
+        /// The DNS server serving the probe zone.
+        #[arg(long, default_value = "127.0.0.1:5353")]
+        dns: std::net::SocketAddr,
+        /// The beacon collector.
+        #[arg(long, default_value = "127.0.0.1:8053")]
+        collector: std::net::SocketAddr,
+        /// Local address reports are sent from (a trusted proxy of the collector).
+        #[arg(long, default_value = "127.0.0.2")]
+        proxy: std::net::IpAddr,
+        /// Number of users.
+        #[arg(long, default_value_t = 1000)]
+        users: usize,
+        /// Users in flight at once.
+        #[arg(long, default_value_t = 16)]
+        concurrency: usize,
+        /// Seed for every random choice.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Where to write ground_truth.csv and resolvers.csv.
+        #[arg(long, default_value = "data/sim")]
+        out: PathBuf,
+    },
     /// Inspect and build map files.
     Map {
         #[command(subcommand)]
@@ -99,6 +127,31 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 .build()
                 .context("starting the async runtime")?;
             rt.block_on(geodns_beacon::collector::run(cfg))?;
+            Ok(())
+        }
+        Command::Simulate { world, dns, collector, proxy, users, concurrency, seed, out } => {
+            use geodns_beacon::simulate;
+            let world = simulate::World::read(&world)?;
+            let opts = simulate::SimulateOptions { dns, collector, proxy, users, concurrency, seed, out: out.clone() };
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .context("starting the async runtime")?;
+            let s = rt.block_on(simulate::run(world, opts))?;
+            let g = |v: &std::sync::atomic::AtomicU64| v.load(std::sync::atomic::Ordering::Relaxed);
+            println!(
+                "simulated {} users: dns {} answered, {} failed; reports {} acknowledged, {} failed; truth in {}",
+                g(&s.users),
+                g(&s.dns_ok),
+                g(&s.dns_failed),
+                g(&s.reports_ok),
+                g(&s.reports_failed),
+                out.display()
+            );
+            if g(&s.dns_failed) + g(&s.reports_failed) > 0 {
+                anyhow::bail!("some probes or reports failed (see above)");
+            }
             Ok(())
         }
         Command::Map { command } => map_cmd::run(command),

@@ -12,7 +12,7 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use crate::harness::{collector_config, http, Collector};
 
 /// (probe_id, pop, client_ip, rtt_ms, ok) of every row in every complete rtt_report file.
-fn report_rows(root: &Path) -> Vec<(String, String, String, Option<f64>, bool)> {
+pub fn report_rows(root: &Path) -> Vec<(String, String, String, Option<f64>, bool)> {
     let mut out = Vec::new();
     let Ok(parts) = std::fs::read_dir(root.join("rtt_report")) else { return out };
     for part in parts {

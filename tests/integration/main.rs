@@ -11,4 +11,5 @@ mod geoip;
 mod health;
 mod probe;
 mod reload;
+mod simulate;
 mod transport;

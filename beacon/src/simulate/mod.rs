@@ -1,0 +1,284 @@
+//! `geodns simulate`: users that behave like real ones, driving the real DNS server and the
+//! real collector, with the ground truth written beside the logs so a map can be scored.
+//!
+//! For each simulated user: pick a network by weight and one of its client /24s, a client
+//! address in it, and a random probe id; the network's resolver queries
+//! `<id>.<pop>.<probe zone>` for every PoP from the resolver's own loopback address (with ECS
+//! for the client's /24 if that resolver sends ECS); then the client "fetches" each PoP, its
+//! RTT drawn from the latency model, and posts one report through a trusted-proxy address that
+//! passes the client's world address in `X-Forwarded-For`. Everything random comes from one
+//! seeded generator, drawn before any I/O, so the same seed gives the same users, ids and
+//! RTTs whatever the timing.
+
+pub mod world;
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hickory_proto::op::{Edns, Message, Query};
+use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsOption};
+use hickory_proto::rr::{Name, RecordType};
+use ipnet::Ipv4Net;
+use rand::{RngExt, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+pub use world::{World, WorldError};
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct SimulateOptions {
+    /// The DNS server (probe zone).
+    pub dns: SocketAddr,
+    /// The collector (`http://addr/v1/report`).
+    pub collector: SocketAddr,
+    /// Local address reports are sent from: a trusted proxy of the collector.
+    pub proxy: IpAddr,
+    /// How many users.
+    pub users: usize,
+    /// Users in flight at once.
+    pub concurrency: usize,
+    /// Seed of every random choice.
+    pub seed: u64,
+    /// Where the ground truth goes.
+    pub out: PathBuf,
+}
+
+/// Why a simulation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SimulateError {
+    /// Output could not be written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The HTTP client could not be built.
+    #[error("http client: {0}")]
+    Http(#[from] reqwest::Error),
+}
+
+/// Counts of what happened.
+#[derive(Debug, Default)]
+pub struct Summary {
+    /// Users simulated.
+    pub users: AtomicU64,
+    /// DNS probe queries answered.
+    pub dns_ok: AtomicU64,
+    /// DNS probe queries that timed out or failed.
+    pub dns_failed: AtomicU64,
+    /// Reports acknowledged.
+    pub reports_ok: AtomicU64,
+    /// Reports refused or failed after retries.
+    pub reports_failed: AtomicU64,
+}
+
+struct User {
+    client: Ipv4Addr,
+    subnet: Ipv4Net,
+    resolver: Ipv4Addr,
+    ecs: bool,
+    probe_id: String,
+    /// (pop, rtt) with `None` for a failed fetch.
+    results: Vec<(String, Option<f64>)>,
+}
+
+fn plan(world: &World, opts: &SimulateOptions) -> Vec<User> {
+    let mut rng = ChaCha8Rng::seed_from_u64(opts.seed);
+    let total: f64 = world.networks.iter().map(|n| n.weight).sum();
+    let subnets: Vec<Vec<Ipv4Net>> = world.networks.iter().map(|n| world.subnets(n)).collect();
+    let jitter = world.latency.jitter_ms;
+    (0..opts.users)
+        .map(|_| {
+            let mut pick = rng.random::<f64>() * total;
+            let ni = world.networks.iter().position(|n| {
+                pick -= n.weight;
+                pick < 0.0
+            });
+            let ni = ni.unwrap_or(world.networks.len() - 1);
+            let n = &world.networks[ni];
+            let subnet = subnets[ni][rng.random_range(0..subnets[ni].len())];
+            let client = Ipv4Addr::from(u32::from(subnet.network()) | rng.random_range(1..255u32));
+            let r = world.resolver_of(n);
+            let probe_id: String = (0..16).map(|_| char::from_digit(rng.random_range(0..16u32), 16).expect("hex digit")).collect();
+            let results = world
+                .pops
+                .iter()
+                .map(|p| {
+                    let truth = world.true_rtt(n, subnet, p);
+                    let lost = rng.random::<f64>() < world.latency.loss;
+                    // Noise: a half-normal on top (queues only add delay), and now and then a
+                    // large outlier, as real measurements have.
+                    let g: f64 = (0..6).map(|_| rng.random::<f64>()).sum::<f64>() - 3.0;
+                    let mut rtt = truth + (g * jitter).abs();
+                    if rng.random::<f64>() < 0.02 {
+                        rtt *= 3.0;
+                    }
+                    (p.id.clone(), (!lost).then_some((rtt * 1000.0).round() / 1000.0))
+                })
+                .collect();
+            User { client, subnet, resolver: r.address, ecs: r.ecs, probe_id, results }
+        })
+        .collect()
+}
+
+/// Runs the simulation; progress on stderr every second.
+pub async fn run(world: World, opts: SimulateOptions) -> Result<Arc<Summary>, SimulateError> {
+    let users = plan(&world, &opts);
+    write_truth(&world, &users, &opts.out)?;
+    let http = reqwest::Client::builder().local_address(opts.proxy).timeout(Duration::from_secs(10)).build()?;
+    let url = format!("http://{}/v1/report", opts.collector);
+    let zone = format!("{}.{}", world.probe_label, world.zone.trim_end_matches('.'));
+    let summary = Arc::new(Summary::default());
+    let started = Instant::now();
+    let progress = {
+        let s = summary.clone();
+        let total = users.len();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                eprintln!(
+                    "simulate: {}/{total} users, dns {} ok {} failed, reports {} ok {} failed, {:.0} s",
+                    s.users.load(Relaxed),
+                    s.dns_ok.load(Relaxed),
+                    s.dns_failed.load(Relaxed),
+                    s.reports_ok.load(Relaxed),
+                    s.reports_failed.load(Relaxed),
+                    started.elapsed().as_secs_f64()
+                );
+            }
+        })
+    };
+    let users = Arc::new(users);
+    let next = Arc::new(AtomicU64::new(0));
+    let mut workers = Vec::new();
+    for _ in 0..opts.concurrency.max(1) {
+        let (users, next, summary, http, url, zone) = (users.clone(), next.clone(), summary.clone(), http.clone(), url.clone(), zone.clone());
+        let dns = opts.dns;
+        workers.push(tokio::spawn(async move {
+            loop {
+                let i = next.fetch_add(1, Relaxed) as usize;
+                let Some(u) = users.get(i) else { break };
+                simulate_user(u, dns, &zone, &http, &url, &summary).await;
+                summary.users.fetch_add(1, Relaxed);
+            }
+        }));
+    }
+    for w in workers {
+        let _ = w.await;
+    }
+    progress.abort();
+    Ok(summary)
+}
+
+async fn simulate_user(u: &User, dns: SocketAddr, zone: &str, http: &reqwest::Client, url: &str, s: &Summary) {
+    // The resolver asks for every PoP's probe name, from its own address.
+    match tokio::net::UdpSocket::bind((u.resolver, 0)).await {
+        Ok(sock) => {
+            for (pop, _) in &u.results {
+                let ok = resolve(&sock, dns, &format!("{}.{pop}.{zone}.", u.probe_id), u.ecs.then_some(u.subnet)).await;
+                if ok { &s.dns_ok } else { &s.dns_failed }.fetch_add(1, Relaxed);
+            }
+        }
+        Err(_) => {
+            s.dns_failed.fetch_add(u.results.len() as u64, Relaxed);
+        }
+    }
+    let results: Vec<String> = u
+        .results
+        .iter()
+        .map(|(pop, rtt)| match rtt {
+            Some(v) => format!(r#"{{"pop":"{pop}","rtt_ms":{v},"ok":true}}"#),
+            None => format!(r#"{{"pop":"{pop}","ok":false}}"#),
+        })
+        .collect();
+    let body = format!(r#"{{"probe_id":"{}","results":[{}]}}"#, u.probe_id, results.join(","));
+    for attempt in 0..5u32 {
+        let sent = http
+            .post(url)
+            .header("X-Forwarded-For", u.client.to_string())
+            .header("Content-Type", "application/json")
+            .body(body.clone())
+            .send()
+            .await;
+        match sent.map(|r| r.status().as_u16()) {
+            Ok(204) => {
+                s.reports_ok.fetch_add(1, Relaxed);
+                return;
+            }
+            // Busy or rate limited: back off and retry; anything else is final.
+            Ok(429 | 503) | Err(_) => tokio::time::sleep(Duration::from_millis(50 << attempt)).await,
+            Ok(_) => break,
+        }
+    }
+    s.reports_failed.fetch_add(1, Relaxed);
+}
+
+async fn resolve(sock: &tokio::net::UdpSocket, dns: SocketAddr, name: &str, ecs: Option<Ipv4Net>) -> bool {
+    let Ok(qname) = Name::from_ascii(name) else { return false };
+    let mut m = Message::query();
+    m.metadata.id = rand::rng().random();
+    m.add_query(Query::query(qname, RecordType::A));
+    if let Some(subnet) = ecs {
+        let mut e = Edns::new();
+        e.set_max_payload(1232);
+        e.options_mut().insert(EdnsOption::Subnet(ClientSubnet::from(ipnet::IpNet::V4(subnet))));
+        m.set_edns(e);
+    }
+    let Ok(bytes) = m.to_vec() else { return false };
+    for _ in 0..3 {
+        if sock.send_to(&bytes, dns).await.is_err() {
+            return false;
+        }
+        let mut buf = [0u8; 1500];
+        if let Ok(Ok((n, _))) = tokio::time::timeout(Duration::from_secs(1), sock.recv_from(&mut buf)).await {
+            return Message::from_vec(&buf[..n]).is_ok_and(|r| r.metadata.id == m.metadata.id && !r.answers.is_empty());
+        }
+    }
+    false
+}
+
+/// Writes `ground_truth.csv` (subnet, network, resolver, lat, lon, users, then the true RTT to
+/// each PoP) and `resolvers.csv` (address, name, ecs, lat, lon).
+fn write_truth(world: &World, users: &[User], out: &Path) -> Result<(), SimulateError> {
+    let io = |path: &Path| {
+        let path = path.display().to_string();
+        move |source| SimulateError::Io { path, source }
+    };
+    std::fs::create_dir_all(out).map_err(io(out))?;
+    let mut count: BTreeMap<Ipv4Net, u64> = BTreeMap::new();
+    for u in users {
+        *count.entry(u.subnet).or_default() += 1;
+    }
+    let mut t = String::from("subnet,network,resolver,lat,lon,users");
+    for p in &world.pops {
+        let _ = write!(t, ",rtt_{}", p.id);
+    }
+    t.push('\n');
+    for n in &world.networks {
+        let r = world.resolver_of(n);
+        for subnet in world.subnets(n) {
+            let Some(users) = count.get(&subnet) else { continue };
+            let _ = write!(t, "{subnet},{},{},{},{},{users}", n.name, r.address, n.lat, n.lon);
+            for p in &world.pops {
+                let _ = write!(t, ",{:.3}", world.true_rtt(n, subnet, p));
+            }
+            t.push('\n');
+        }
+    }
+    let path = out.join("ground_truth.csv");
+    std::fs::write(&path, t).map_err(io(&path))?;
+    let mut r = String::from("address,name,ecs,lat,lon\n");
+    for res in &world.resolvers {
+        let _ = writeln!(r, "{},{},{},{},{}", res.address, res.name, res.ecs, res.lat, res.lon);
+    }
+    let path = out.join("resolvers.csv");
+    std::fs::write(&path, r).map_err(io(&path))?;
+    Ok(())
+}
