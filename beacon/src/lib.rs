@@ -14,5 +14,5 @@ pub mod schema;
 pub mod simulate;
 pub mod writer;
 
-pub use schema::{valid_probe_id, DnsProbeRow, RttReportRow, Table};
+pub use schema::{valid_probe_id, DnsProbeRow, ProbeId, RttReportRow, Table};
 pub use writer::{LogWriter, QueueFull, WriterConfig, WriterStats};

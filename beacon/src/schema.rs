@@ -4,6 +4,8 @@
 //! The schema is public and stable: analysts and mapgen read these files. A change makes a
 //! version 2; version 1 stays readable.
 
+use std::fmt::Write as _;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -21,6 +23,38 @@ pub fn valid_probe_id(id: &str) -> bool {
     (8..=64).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
 }
 
+/// A validated probe id stored inline, so logging one from the DNS query path allocates
+/// nothing.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct ProbeId {
+    len: u8,
+    bytes: [u8; 64],
+}
+
+impl ProbeId {
+    /// The id, if `id` is a valid probe id.
+    pub fn new(id: &[u8]) -> Option<ProbeId> {
+        let text = std::str::from_utf8(id).ok()?;
+        if !valid_probe_id(text) {
+            return None;
+        }
+        let mut bytes = [0u8; 64];
+        bytes[..id.len()].copy_from_slice(id);
+        Some(ProbeId { len: id.len() as u8, bytes })
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.bytes[..self.len as usize]).expect("validated ASCII")
+    }
+}
+
+impl std::fmt::Debug for ProbeId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", self.as_str())
+    }
+}
+
 /// Microseconds since the Unix epoch.
 pub fn micros(t: SystemTime) -> i64 {
     t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros() as i64)
@@ -34,6 +68,10 @@ pub trait Table: Send + 'static {
     fn schema() -> SchemaRef;
     /// When the row was logged, µs since the epoch (decides its date partition).
     fn ts_micros(&self) -> i64;
+    /// Columns whose values are (nearly) all distinct, written without dictionary encoding
+    /// (a dictionary of unique values only costs time and space).
+    const UNIQUE_COLUMNS: &'static [&'static str] = &["ts", "probe_id"];
+
     /// Builds one batch from rows.
     fn to_batch(rows: &[&Self]) -> Result<RecordBatch, ArrowError>
     where
@@ -44,23 +82,25 @@ fn ts_field() -> Field {
     Field::new("ts", DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())), false)
 }
 
-/// One query for a unique probe name, as the authoritative server saw it.
+/// One query for a unique probe name, as the authoritative server saw it. Compact and
+/// allocation-free to build (text is rendered by the writer thread), because rows are made on
+/// the DNS query path.
 #[derive(Clone, Debug, PartialEq)]
 pub struct DnsProbeRow {
     /// When the query arrived, µs since the epoch.
     pub ts: i64,
     /// The probe id label.
-    pub probe_id: String,
+    pub probe_id: ProbeId,
     /// The PoP named in the query, if any.
-    pub pop: Option<String>,
+    pub pop: Option<Arc<str>>,
     /// The query's source address.
-    pub resolver_ip: String,
-    /// The ECS subnet as sent, canonical CIDR.
-    pub ecs_subnet: Option<String>,
+    pub resolver_ip: IpAddr,
+    /// The ECS subnet as sent (address, source prefix length).
+    pub ecs_subnet: Option<(IpAddr, u8)>,
     /// QTYPE.
     pub qtype: u16,
     /// The server that logged it.
-    pub server: String,
+    pub server: Arc<str>,
 }
 
 impl Table for DnsProbeRow {
@@ -89,12 +129,19 @@ impl Table for DnsProbeRow {
         let mut qtype = UInt16Builder::with_capacity(rows.len());
         for r in rows {
             ts.append_value(r.ts);
-            id.append_value(&r.probe_id);
+            id.append_value(r.probe_id.as_str());
             pop.append_option(r.pop.as_deref());
-            ip.append_value(&r.resolver_ip);
-            ecs.append_option(r.ecs_subnet.as_deref());
+            let _ = write!(ip, "{}", r.resolver_ip);
+            ip.append_value("");
+            match r.ecs_subnet {
+                Some((addr, len)) => {
+                    let _ = write!(ecs, "{addr}/{len}");
+                    ecs.append_value("");
+                }
+                None => ecs.append_null(),
+            }
             qtype.append_value(r.qtype);
-            server.append_value(&r.server);
+            server.append_value(&*r.server);
         }
         RecordBatch::try_new(
             Self::schema(),

@@ -15,7 +15,7 @@ use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::mpsc::{sync_channel, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::mpsc::{sync_channel, SyncSender, TryRecvError, TrySendError};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -89,6 +89,7 @@ pub struct LogWriter<R: Table> {
 }
 
 enum Msg<R> {
+    Row(R),
     Rows(Vec<R>),
     /// Write everything received so far, then signal.
     Flush(SyncSender<()>),
@@ -142,6 +143,22 @@ impl<R: Table> LogWriter<R> {
                 Err(QueueFull)
             }
         }
+    }
+
+    /// Queues one row, or refuses it if the queue is full. Never blocks, never allocates: the
+    /// form for the DNS query path.
+    pub fn try_log_one(&self, row: R) -> Result<(), QueueFull> {
+        let Some(tx) = &self.tx else { return Err(QueueFull) };
+        if self.stats.queued.fetch_add(1, Relaxed) >= self.queue_rows {
+            self.stats.queued.fetch_sub(1, Relaxed);
+            self.stats.rows_dropped.fetch_add(1, Relaxed);
+            return Err(QueueFull);
+        }
+        tx.try_send(Msg::Row(row)).map_err(|_| {
+            self.stats.queued.fetch_sub(1, Relaxed);
+            self.stats.rows_dropped.fetch_add(1, Relaxed);
+            QueueFull
+        })
     }
 
     /// Writes everything queued before this call into files, and returns when they are in
@@ -207,50 +224,67 @@ fn recover(table_dir: &Path, writer_id: &str) -> io::Result<u64> {
     Ok(next)
 }
 
+/// How often the writer thread looks at its queue. It polls rather than blocking on the
+/// channel because a blocked receiver must be woken by every send: a futex wake and a context
+/// switch per logged row, which on a busy DNS server costs more than the row itself.
+const POLL: Duration = Duration::from_millis(20);
+
 fn run<R: Table>(cfg: WriterConfig, table_dir: PathBuf, mut seq: u64, rx: std::sync::mpsc::Receiver<Msg<R>>, stats: Arc<WriterStats>) {
     let mut buf: Vec<R> = Vec::new();
     let mut first_at: Option<Instant> = None;
-    let mut open = true;
-    while open {
-        let wait = first_at.map_or(Duration::from_secs(3600), |t| cfg.max_age.saturating_sub(t.elapsed()));
-        let mut ack = None;
-        let roll = match rx.recv_timeout(wait) {
-            Ok(Msg::Rows(rows)) => {
-                stats.queued.fetch_sub(rows.len() as u64, Relaxed);
-                first_at.get_or_insert_with(Instant::now);
-                buf.extend(rows);
-                buf.len() >= cfg.max_rows
+    let mut write = |buf: &mut Vec<R>, first_at: &mut Option<Instant>, closing: bool| {
+        if buf.is_empty() {
+            return;
+        }
+        match write_files(&table_dir, &cfg.writer_id, &mut seq, buf, &stats) {
+            Ok(()) => {
+                buf.clear();
+                *first_at = None;
             }
-            Ok(Msg::Flush(done)) => {
-                ack = Some(done);
-                true
-            }
-            Err(RecvTimeoutError::Timeout) => true,
-            Err(RecvTimeoutError::Disconnected) => {
-                open = false;
-                true
-            }
-        };
-        if roll && !buf.is_empty() {
-            match write_files(&table_dir, &cfg.writer_id, &mut seq, &buf, &stats) {
-                Ok(()) => {
-                    buf.clear();
-                    first_at = None;
+            Err(e) => {
+                stats.write_errors.fetch_add(1, Relaxed);
+                tracing::error!(table = R::NAME, error = %e, rows = buf.len(), "log write failed; keeping the rows and retrying");
+                *first_at = Some(Instant::now());
+                if closing {
+                    tracing::error!(table = R::NAME, rows = buf.len(), "rows lost at shutdown");
                 }
-                Err(e) => {
-                    stats.write_errors.fetch_add(1, Relaxed);
-                    tracing::error!(table = R::NAME, error = %e, rows = buf.len(), "log write failed; keeping the rows and retrying");
-                    first_at = Some(Instant::now());
-                    if !open {
-                        // Closing and the disk refuses: nothing more can be done.
-                        tracing::error!(table = R::NAME, rows = buf.len(), "rows lost at shutdown");
+            }
+        }
+    };
+    loop {
+        loop {
+            match rx.try_recv() {
+                Ok(Msg::Row(row)) => {
+                    stats.queued.fetch_sub(1, Relaxed);
+                    first_at.get_or_insert_with(Instant::now);
+                    buf.push(row);
+                    if buf.len() >= cfg.max_rows {
+                        write(&mut buf, &mut first_at, false);
                     }
                 }
+                Ok(Msg::Rows(rows)) => {
+                    stats.queued.fetch_sub(rows.len() as u64, Relaxed);
+                    first_at.get_or_insert_with(Instant::now);
+                    buf.extend(rows);
+                    if buf.len() >= cfg.max_rows {
+                        write(&mut buf, &mut first_at, false);
+                    }
+                }
+                Ok(Msg::Flush(done)) => {
+                    write(&mut buf, &mut first_at, false);
+                    let _ = done.send(());
+                }
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => {
+                    write(&mut buf, &mut first_at, true);
+                    return;
+                }
             }
         }
-        if let Some(done) = ack {
-            let _ = done.send(());
+        if first_at.is_some_and(|t| t.elapsed() >= cfg.max_age) {
+            write(&mut buf, &mut first_at, false);
         }
+        std::thread::sleep(POLL);
     }
 }
 
@@ -262,11 +296,13 @@ fn date_of(ts_micros: i64) -> String {
 
 fn write_files<R: Table>(table_dir: &Path, writer_id: &str, seq: &mut u64, rows: &[R], stats: &WriterStats) -> io::Result<()> {
     // Rows from around midnight go to the partition of their own date.
-    let mut by_date: BTreeMap<String, Vec<&R>> = BTreeMap::new();
+    const DAY_MICROS: i64 = 86_400_000_000;
+    let mut by_day: BTreeMap<i64, Vec<&R>> = BTreeMap::new();
     for r in rows {
-        by_date.entry(date_of(r.ts_micros())).or_default().push(r);
+        by_day.entry(r.ts_micros().max(0) / DAY_MICROS).or_default().push(r);
     }
-    for (date, part) in by_date {
+    for (day, part) in by_day {
+        let date = date_of(day * DAY_MICROS);
         let dir = table_dir.join(format!("date={date}"));
         std::fs::create_dir_all(&dir)?;
         let name = format!("{writer_id}-{:010}.parquet", *seq);
@@ -288,10 +324,13 @@ fn write_files<R: Table>(table_dir: &Path, writer_id: &str, seq: &mut u64, rows:
 
 fn write_parquet<R: Table>(path: &Path, rows: &[&R]) -> io::Result<u64> {
     let to_io = |e: parquet::errors::ParquetError| io::Error::other(e.to_string());
-    let props = WriterProperties::builder()
+    let mut props = WriterProperties::builder()
         .set_compression(Compression::SNAPPY)
-        .set_key_value_metadata(Some(vec![KeyValue::new(SCHEMA_KEY.to_owned(), SCHEMA_VERSION.to_owned())]))
-        .build();
+        .set_key_value_metadata(Some(vec![KeyValue::new(SCHEMA_KEY.to_owned(), SCHEMA_VERSION.to_owned())]));
+    for c in R::UNIQUE_COLUMNS {
+        props = props.set_column_dictionary_enabled(parquet::schema::types::ColumnPath::from(*c), false);
+    }
+    let props = props.build();
     let file = File::create(path)?;
     let mut w = ArrowWriter::try_new(file.try_clone()?, R::schema(), Some(props)).map_err(to_io)?;
     for chunk in rows.chunks(65_536) {
@@ -317,9 +356,9 @@ mod tests {
     fn row(i: usize, ts: i64) -> DnsProbeRow {
         DnsProbeRow {
             ts,
-            probe_id: format!("probe{i:05}"),
-            pop: (i % 2 == 0).then(|| "ams".to_owned()),
-            resolver_ip: "192.0.2.1".into(),
+            probe_id: crate::schema::ProbeId::new(format!("probe{i:05}").as_bytes()).unwrap(),
+            pop: (i % 2 == 0).then(|| "ams".into()),
+            resolver_ip: "192.0.2.1".parse().unwrap(),
             ecs_subnet: None,
             qtype: 1,
             server: "t".into(),
@@ -354,7 +393,7 @@ mod tests {
         let w = LogWriter::<DnsProbeRow>::start(cfg(dir.path(), 100, 10_000)).unwrap();
         let day1 = 1_764_115_200_000_000; // 2025-11-26T00:00:00Z
         for i in 0..250 {
-            w.try_log(vec![row(i, day1 - 500_000 + i as i64 * 10_000)]).unwrap();
+            w.try_log_one(row(i, day1 - 500_000 + i as i64 * 10_000)).unwrap();
         }
         w.close();
         let f = files(dir.path());

@@ -70,6 +70,8 @@ pub struct PopAnswer {
     pub probe_aaaa: Vec<[u8; 16]>,
     /// Stable metrics slot.
     pub metric_slot: usize,
+    /// The id, shared with probe log rows (no allocation per row).
+    pub id_shared: Arc<str>,
 }
 
 /// Everything loaded from config, zones, map and GeoIP.
@@ -100,6 +102,8 @@ pub struct Dataset {
     pub watched: Vec<PathBuf>,
     /// The status TXT RDATA, rendered once per load.
     pub status_txt: Vec<u8>,
+    /// `server_id`, shared with probe log rows.
+    pub server_id: Arc<str>,
 }
 
 /// Where probe-zone queries are logged: the writer lives as long as the process, across
@@ -161,6 +165,7 @@ impl Dataset {
                 probe_a: p.probe4.as_ref().unwrap_or(&p.vip4).iter().map(|v| v.octets()).collect(),
                 probe_aaaa: p.probe6.as_ref().unwrap_or(&p.vip6).iter().map(|v| v.octets()).collect(),
                 metric_slot: metrics.pop_slot(id.as_str()),
+                id_shared: id.as_str().into(),
             })
             .collect();
         let pop_table = PopTable::new(
@@ -226,7 +231,9 @@ impl Dataset {
             loaded_at: SystemTime::now(),
             watched,
             status_txt: Vec::new(),
+            server_id: Arc::from(""),
         };
+        data.server_id = data.config.server_id.as_str().into();
         data.status_txt = data.status_rdata();
         Ok(data)
     }

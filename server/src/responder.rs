@@ -148,12 +148,12 @@ fn answer_probe(
     let rest = &labels[1 + id_len..];
     let pop_label = (!rest.is_empty()).then(|| &rest[1..1 + rest[0] as usize]);
     let extra_labels = rest.len() > pop_label.map_or(0, |p| p.len() + 1);
-    let id_text = std::str::from_utf8(id).ok().filter(|s| geodns_beacon::valid_probe_id(s));
+    let probe_id = geodns_beacon::ProbeId::new(id);
     let pop = match pop_label {
         Some(l) => data.pops.iter().position(|p| p.id.as_str().as_bytes() == l),
         None => data.default_order.first().map(|&p| p as usize),
     };
-    let (Some(id_text), Some(pop), false) = (id_text, pop, extra_labels) else {
+    let (Some(probe_id), Some(pop), false) = (probe_id, pop, extra_labels) else {
         *rc = rcode::NXDOMAIN;
         outcome.probe = Some(false);
         return;
@@ -176,15 +176,15 @@ fn answer_probe(
     if let Some(log) = &snap.probe_log {
         let row = geodns_beacon::DnsProbeRow {
             ts: geodns_beacon::writer::now_micros(),
-            probe_id: id_text.to_owned(),
-            pop: pop_label.map(|_| answer.id.to_string()),
-            resolver_ip: src.to_canonical().to_string(),
-            ecs_subnet: q.edns.and_then(|e| e.ecs).map(|e| format!("{}/{}", e.addr, e.source_prefix)),
+            probe_id,
+            pop: pop_label.map(|_| answer.id_shared.clone()),
+            resolver_ip: src.to_canonical(),
+            ecs_subnet: q.edns.and_then(|e| e.ecs).map(|e| (e.addr, e.source_prefix)),
             qtype: q.qtype,
-            server: data.config.server_id.clone(),
+            server: data.server_id.clone(),
         };
         // A full queue drops the row (counted by the writer); the query never waits.
-        let _ = log.try_log(vec![row]);
+        let _ = log.try_log_one(row);
     }
 }
 
