@@ -32,14 +32,29 @@
     return ms > 0 ? Math.round(ms * 1000) / 1000 : null;
   }
 
+  function waitTiming(url, tries) {
+    return new Promise(function (resolve) {
+      (function poll(left) {
+        var ms = timing(url);
+        if (ms !== null || left <= 0) resolve(ms);
+        else setTimeout(function () { poll(left - 1); }, 20);
+      })(tries);
+    });
+  }
+
   function measure(id, pop) {
     var url = cfg.scheme + "://" + id + "." + pop + "." + cfg.probeZone + "/";
     var controller = window.AbortController ? new AbortController() : null;
     var timer = setTimeout(function () { if (controller) controller.abort(); }, cfg.timeoutMs || 10000);
     return fetch(url, { mode: "no-cors", cache: "no-store", credentials: "omit", signal: controller && controller.signal })
-      .then(function () {
+      .then(function (response) {
         clearTimeout(timer);
-        var ms = timing(url);
+        // The timing entry is added once the body has arrived, which can be after fetch()
+        // resolves: drain the body, then wait for the entry (briefly).
+        var drained = response.arrayBuffer ? response.arrayBuffer().catch(function () {}) : Promise.resolve();
+        return drained.then(function () { return waitTiming(url, 50); });
+      })
+      .then(function (ms) {
         return ms === null ? { pop: pop, ok: false } : { pop: pop, rtt_ms: ms, ok: true };
       }, function () {
         clearTimeout(timer);
@@ -47,13 +62,21 @@
       });
   }
 
+  function send(body) {
+    // sendBeacon posts text/plain (a "simple" request: no CORS preflight) and survives the
+    // page being closed; fetch with keepalive is the fallback.
+    if (navigator.sendBeacon && navigator.sendBeacon(cfg.report, body)) return "beacon";
+    fetch(cfg.report, { method: "POST", body: body, keepalive: true, headers: { "Content-Type": "text/plain" } });
+    return "fetch";
+  }
+
   function run() {
     var id = probeId();
     Promise.all(cfg.pops.map(function (pop) { return measure(id, pop); })).then(function (results) {
-      var body = JSON.stringify({ probe_id: id, results: results });
-      window.GEODNS_BEACON_LAST = { probe_id: id, results: results };
-      fetch(cfg.report, { method: "POST", body: body, keepalive: true, headers: { "Content-Type": "application/json" } })
-        .then(function (r) { window.GEODNS_BEACON_STATUS = r.status; }, function () { window.GEODNS_BEACON_STATUS = -1; });
+      var report = { probe_id: id, results: results };
+      report.sent = send(JSON.stringify({ probe_id: id, results: results }));
+      window.GEODNS_BEACON_LAST = report;
+      window.dispatchEvent(new CustomEvent("geodns-beacon", { detail: report }));
     });
   }
 

@@ -22,6 +22,18 @@ pub fn geodns() -> Command {
     Command::new(env!("CARGO_BIN_EXE_geodns"))
 }
 
+/// The geodns binary, run inside a network namespace when one is given.
+fn geodns_in(netns: Option<&str>) -> Command {
+    match netns {
+        Some(ns) => {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", ns, env!("CARGO_BIN_EXE_geodns")]);
+            c
+        }
+        None => geodns(),
+    }
+}
+
 pub struct Server {
     child: Child,
     pub dir: tempfile::TempDir,
@@ -66,10 +78,15 @@ impl Server {
     }
 
     fn start_with(dir: tempfile::TempDir, config: &str, rust_log: &str) -> Server {
+        Server::start_netns(dir, config, rust_log, None)
+    }
+
+    /// Starts the server in a prepared directory, inside a network namespace if given.
+    pub fn start_netns(dir: tempfile::TempDir, config: &str, rust_log: &str, netns: Option<&str>) -> Server {
         let cfg = dir.path().join("geodns.toml");
         std::fs::write(&cfg, config).unwrap();
         let log = dir.path().join("server.log");
-        let child = geodns()
+        let child = geodns_in(netns)
             .args(["serve", "--config"])
             .arg(&cfg)
             .env("RUST_LOG", rust_log)
@@ -265,11 +282,16 @@ impl Collector {
     /// Starts a collector in `dir` (which it does not own: tests restart collectors on the
     /// same directory).
     pub fn start(dir: &Path, config: &str) -> Collector {
+        Collector::start_netns(dir, config, None)
+    }
+
+    /// Starts a collector, inside a network namespace if given.
+    pub fn start_netns(dir: &Path, config: &str, netns: Option<&str>) -> Collector {
         let cfg = dir.join("beacon.toml");
         std::fs::write(&cfg, config).unwrap();
         let n = std::fs::read_dir(dir).unwrap().count();
         let log = dir.join(format!("collector-{n}.log"));
-        let child = geodns()
+        let child = geodns_in(netns)
             .args(["beacon", "--config"])
             .arg(&cfg)
             .env("RUST_LOG", "info")

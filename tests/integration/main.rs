@@ -4,6 +4,7 @@
 mod harness;
 
 mod answers;
+mod browser;
 mod cli;
 mod collector;
 mod edns;

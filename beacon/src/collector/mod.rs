@@ -5,8 +5,9 @@
 //! answers 204 only once every row is in the writer's queue: an acknowledged report is durable
 //! up to the writer's roll window. Refusals are 4xx with a JSON `{"error": ...}` naming the
 //! field at fault (503 when the queue is full), and each is counted by reason.
-//! `GET /beacon.js` serves the snippet with this collector's PoPs and probe zone filled in;
-//! `GET /healthz` and `GET /metrics` serve operators.
+//! `GET /beacon.js` serves the snippet with this collector's PoPs and probe zone filled in,
+//! `GET /demo` a page that runs it, and `GET /` the empty probe object (so a collector can be
+//! the probe target too); `GET /healthz` and `GET /metrics` serve operators.
 
 pub mod client;
 pub mod config;
@@ -121,7 +122,9 @@ pub async fn run(cfg: CollectorConfig) -> Result<(), CollectorError> {
         snippet,
     });
     let router = Router::new()
-        .route("/v1/report", post(report))
+        .route("/v1/report", post(report).options(preflight))
+        .route("/", get(probe_object))
+        .route("/demo", get(demo_page))
         .route("/beacon.js", get(snippet_js))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics))
@@ -191,7 +194,44 @@ async fn report(
     }
     app.accepted.fetch_add(1, Relaxed);
     app.rows_accepted.fetch_add(n, Relaxed);
-    StatusCode::NO_CONTENT.into_response()
+    (StatusCode::NO_CONTENT, [(header::ACCESS_CONTROL_ALLOW_ORIGIN, "*")]).into_response()
+}
+
+/// CORS preflight for pages on other origins that post with `fetch` and a JSON content type.
+async fn preflight() -> Response {
+    (
+        StatusCode::NO_CONTENT,
+        [
+            (header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"),
+            (header::ACCESS_CONTROL_ALLOW_METHODS, "POST"),
+            (header::ACCESS_CONTROL_ALLOW_HEADERS, "content-type"),
+            (header::ACCESS_CONTROL_MAX_AGE, "86400"),
+        ],
+    )
+        .into_response()
+}
+
+/// The object the snippet fetches from each probe name: empty, never cached, and with
+/// `Timing-Allow-Origin` so the page may read its detailed timings. A collector can thus also
+/// be the probe target at a PoP.
+async fn probe_object() -> Response {
+    (
+        StatusCode::OK,
+        [(header::CACHE_CONTROL, "no-store"), (header::HeaderName::from_static("timing-allow-origin"), "*"), (header::ACCESS_CONTROL_ALLOW_ORIGIN, "*")],
+        "",
+    )
+        .into_response()
+}
+
+/// A page that runs the snippet once, for trying a deployment in a browser.
+async fn demo_page() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/html; charset=utf-8"), (header::CACHE_CONTROL, "no-store")],
+        "<!doctype html><meta charset=utf-8><title>geodns beacon</title>\n<p id=status>measuring...</p>\n\
+         <script src=\"/beacon.js\"></script>\n\
+         <script>addEventListener('geodns-beacon', function (e) { document.getElementById('status').textContent = JSON.stringify(e.detail); });</script>\n",
+    )
+        .into_response()
 }
 
 async fn snippet_js(State(app): State<Arc<App>>) -> Response {
