@@ -128,6 +128,11 @@ impl Snapshot {
         Snapshot { data, down, probe_log }
     }
 
+    /// The PoPs this snapshot has drained, by id.
+    pub fn down_set(&self) -> DownSet {
+        self.data.pops.iter().zip(self.down.iter()).filter(|(_, d)| **d).map(|(p, _)| p.id.clone()).collect()
+    }
+
     /// The same data and log with another health state.
     pub fn with_health(&self, down: &DownSet) -> Snapshot {
         Snapshot::new(self.data.clone(), down, self.probe_log.clone())

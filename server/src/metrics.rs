@@ -95,16 +95,18 @@ pub struct QueryOutcome {
 }
 
 impl Metrics {
-    /// Stable counter slot for a PoP id (registers it on first sight).
+    /// Stable counter slot for a PoP id (registers it on first sight). Past `MAX_POPS` ids
+    /// (far more than any deployment has), further ones share an `other` slot.
     pub fn pop_slot(&self, id: &str) -> usize {
         let mut names = self.pop_names.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(i) = names.iter().position(|n| n == id) {
             return i;
         }
-        if names.len() < MAX_POPS {
+        if names.len() < MAX_POPS - 1 {
             names.push(id.to_owned());
+            return names.len() - 1;
         }
-        names.len() - 1
+        MAX_POPS - 1
     }
 
     /// Counts one query.
@@ -224,6 +226,10 @@ impl Metrics {
         let names = self.pop_names.lock().unwrap_or_else(|e| e.into_inner()).clone();
         for (i, n) in names.iter().enumerate() {
             let _ = writeln!(s, "geodns_pop_answers_total{{pop=\"{n}\"}} {}", g(&self.pop_answers[i]));
+        }
+        let overflow = g(&self.pop_answers[MAX_POPS - 1]);
+        if overflow > 0 {
+            let _ = writeln!(s, "geodns_pop_answers_total{{pop=\"other\"}} {overflow}");
         }
         s
     }

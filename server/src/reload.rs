@@ -66,7 +66,7 @@ pub async fn watch(config_path: PathBuf, state: Arc<ArcSwap<Snapshot>>, metrics:
                         Err(e) => {
                             tracing::error!(error = %e, "health file refused; keeping the current health state");
                             metrics.health_failure();
-                            state.load().data.pops.iter().zip(state.load().down.iter()).filter(|(_, d)| **d).map(|(p, _)| p.id.clone()).collect()
+                            state.load().down_set()
                         }
                     };
                     tracing::info!(
