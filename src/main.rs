@@ -2,6 +2,7 @@
 //! in the `geodns-server` and `geomap` crates.
 
 mod map_cmd;
+mod mapgen_cmd;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -67,6 +68,9 @@ enum Command {
         #[arg(long, default_value = "data/sim")]
         out: PathBuf,
     },
+    /// Build a map from beacon logs: pair reports with probe queries, rank PoPs per client
+    /// subnet and resolver by measured latency, fall back where data is thin, compact, write.
+    Mapgen(mapgen_cmd::MapgenArgs),
     /// Inspect and build map files.
     Map {
         #[command(subcommand)]
@@ -154,6 +158,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Mapgen(args) => mapgen_cmd::run(args),
         Command::Map { command } => map_cmd::run(command),
     }
 }

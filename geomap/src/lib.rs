@@ -5,9 +5,11 @@
 //! - [`map`]: rows keyed by prefix in two key spaces (client subnets, resolvers);
 //! - [`format`]: the Arrow IPC file, verified on read;
 //! - [`nets`]: hand-written nets files imported as maps;
+//! - [`compact`]: the fewest rows that answer the same;
 //! - [`table`]: the frozen longest-prefix-match table that returns an answer with its ECS scope;
 //! - [`geoip`]: nearest-PoP fallback from a MaxMind database.
 
+pub mod compact;
 pub mod format;
 pub mod geoip;
 pub mod map;

@@ -1,0 +1,100 @@
+//! `geodns mapgen`: options, loading the PoPs from the server config, progress, and output.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::Context;
+use clap::Args;
+use geomap::{PopIndex, PopInfo, PopTable};
+
+#[derive(Args)]
+pub struct MapgenArgs {
+    /// Server config: the PoPs (with coordinates), default order and GeoIP database come from it.
+    #[arg(short, long, default_value = "data/geodns.toml")]
+    config: PathBuf,
+    /// Log root with dns_probe/ and rtt_report/.
+    #[arg(long, default_value = "data/beacon-logs")]
+    logs: PathBuf,
+    /// The map to write.
+    #[arg(long, default_value = "data/measured-map.arrow")]
+    out: PathBuf,
+    /// Use reports from this time on (RFC 3339, e.g. 2026-11-25T00:00:00Z).
+    #[arg(long, conflicts_with = "days")]
+    since: Option<String>,
+    /// Use reports before this time (RFC 3339). Default: now.
+    #[arg(long)]
+    until: Option<String>,
+    /// Use the last N days of reports.
+    #[arg(long)]
+    days: Option<u64>,
+    /// GeoIP (MaxMind City) database; default: the config's `geoip`.
+    #[arg(long)]
+    geoip: Option<PathBuf>,
+    /// Successful samples a PoP needs for a key before it can win there.
+    #[arg(long, default_value_t = 5)]
+    min_samples: u64,
+    /// RTTs above this (ms) are refused as absurd.
+    #[arg(long, default_value_t = 30_000.0)]
+    max_rtt_ms: f64,
+    /// Refuse input in which more than this share of rows is invalid.
+    #[arg(long, default_value_t = 0.5)]
+    max_invalid_share: f64,
+    /// Write the report as JSON here.
+    #[arg(long)]
+    report: Option<PathBuf>,
+    /// Generation id to record (default: derived from the creation time).
+    #[arg(long)]
+    generation: Option<String>,
+    /// Creation time to record (RFC 3339; default now). Fixed, it makes the map byte-identical
+    /// for the same input.
+    #[arg(long)]
+    created_at: Option<String>,
+}
+
+fn time(flag: &str, v: &str) -> anyhow::Result<SystemTime> {
+    humantime::parse_rfc3339_weak(v).with_context(|| format!("--{flag} {v:?}: want RFC 3339, e.g. 2026-11-25T00:00:00Z"))
+}
+
+pub fn run(a: MapgenArgs) -> anyhow::Result<()> {
+    let cfg = geodns_server::config::Config::read(&a.config)?;
+    let pops = PopTable::new(cfg.pops.iter().map(|(id, p)| PopInfo { id: id.clone(), lat: p.lat, lon: p.lon }).collect())
+        .context("PoP table")?;
+    let default_order: Vec<PopIndex> = cfg.default_order.iter().filter_map(|p| pops.index(p.as_str())).collect();
+    let now = SystemTime::now();
+    let until = a.until.as_deref().map(|v| time("until", v)).transpose()?;
+    let since = match (&a.since, a.days) {
+        (Some(v), _) => Some(time("since", v)?),
+        (None, Some(d)) => Some(until.unwrap_or(now) - Duration::from_secs(d * 86_400)),
+        (None, None) => None,
+    };
+    let created_at = match &a.created_at {
+        Some(t) => {
+            time("created-at", t)?;
+            t.clone()
+        }
+        None => humantime::format_rfc3339_seconds(now).to_string(),
+    };
+    let opts = geodns_mapgen::Options {
+        logs: a.logs.clone(),
+        since,
+        until,
+        pops,
+        default_order,
+        geoip: a.geoip.or(cfg.geoip),
+        min_samples: a.min_samples,
+        max_rtt_ms: a.max_rtt_ms,
+        max_invalid_share: a.max_invalid_share,
+        generation: a.generation.unwrap_or_else(|| format!("mapgen-{}", created_at.replace([':', '-'], ""))),
+        created_at,
+    };
+    let started = Instant::now();
+    let progress = |stage: &str| eprintln!("mapgen: {stage} ({:.1} s)", started.elapsed().as_secs_f64());
+    let (map, report) = geodns_mapgen::run(&opts, &progress).with_context(|| format!("mapgen on {}", a.logs.display()))?;
+    geomap::write_map(&a.out, &map).with_context(|| format!("writing {}", a.out.display()))?;
+    if let Some(path) = &a.report {
+        std::fs::write(path, serde_json::to_string_pretty(&report)?).with_context(|| format!("writing {}", path.display()))?;
+    }
+    print!("{}", report.summary());
+    println!("map         {} ({} rows, generation {}) in {:.1} s", a.out.display(), map.rows.len(), map.meta.generation, started.elapsed().as_secs_f64());
+    Ok(())
+}
