@@ -10,6 +10,7 @@ mod collector;
 mod edns;
 mod geoip;
 mod health;
+mod mapgen;
 mod probe;
 mod reload;
 mod simulate;
