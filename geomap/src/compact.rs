@@ -34,7 +34,7 @@ pub fn compact(rows: Vec<MapRow>) -> Vec<MapRow> {
 }
 
 /// The nearest strictly covering prefix present in `rows`.
-fn covering<'a>(rows: &'a BTreeMap<(bool, IpNet), MapRow>, net: IpNet) -> Option<&'a MapRow> {
+fn covering(rows: &BTreeMap<(bool, IpNet), MapRow>, net: IpNet) -> Option<&MapRow> {
     let mut len = net.prefix_len();
     while len > 0 {
         len -= 1;

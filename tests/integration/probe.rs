@@ -10,8 +10,11 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use crate::harness::{example_config, Server};
 
-/// Every row of every dns_probe file under `root`, as (probe_id, pop, resolver_ip, ecs, qtype, server).
-pub fn probe_rows(root: &Path) -> Vec<(String, Option<String>, String, Option<String>, u16, String)> {
+/// One dns_probe row: (probe_id, pop, resolver_ip, ecs_subnet, qtype, server).
+pub type ProbeRow = (String, Option<String>, String, Option<String>, u16, String);
+
+/// Every row of every dns_probe file under `root`.
+pub fn probe_rows(root: &Path) -> Vec<ProbeRow> {
     let mut out = Vec::new();
     let dir = root.join("dns_probe");
     let Ok(parts) = std::fs::read_dir(&dir) else { return out };

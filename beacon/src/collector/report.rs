@@ -85,7 +85,7 @@ pub fn parse_report(body: &[u8], limits: &Limits<'_>, ts: i64, client_ip: &str, 
         let mut seen: Vec<&str> = Vec::new();
         for (i, m) in r.results.iter().enumerate() {
             let field = |f: &str| format!("reports[{ri}].results[{i}].{f}");
-            if !limits.pops.iter().any(|p| *p == m.pop) {
+            if !limits.pops.contains(&m.pop) {
                 return Err(refuse("unknown_pop", format!("{}: unknown PoP {:?}", field("pop"), m.pop)));
             }
             if seen.contains(&m.pop.as_str()) {
