@@ -23,6 +23,29 @@ pub enum MapCommand {
         #[arg(long)]
         ecs: bool,
     },
+    /// Why an address maps where it does, for "why am I sent to X" tickets: in both key spaces,
+    /// every row covering the address from the most specific up (the fallback hierarchy), with
+    /// derivation, samples and the median RTT per ranked PoP, and which one decides.
+    Explain {
+        /// The map file.
+        map: PathBuf,
+        /// The address (a client's, for the client-subnet key space; a resolver's, for the
+        /// resolver key space).
+        ip: IpAddr,
+    },
+    /// Export the map as a MaxMind DB, for gdnsd, Knot, PowerDNS and CoreDNS users. Each prefix
+    /// of the chosen key space gets `location` = the first-ranked PoP's coordinates (so their
+    /// nearest-datacenter modes pick our PoP) and `geodns` = {pops, rtt_ms, derivation, samples}
+    /// for servers that can match on custom fields.
+    ExportMmdb {
+        /// The map file.
+        map: PathBuf,
+        /// The MaxMind DB to write.
+        out: PathBuf,
+        /// Which key space to export.
+        #[arg(long, value_enum, default_value_t = OneSpace::Client)]
+        key_space: OneSpace,
+    },
     /// Prefix counts per key space and family, per first-ranked PoP and per derivation.
     Stats {
         /// The map file.
@@ -48,6 +71,12 @@ pub enum MapCommand {
 }
 
 #[derive(Clone, Copy, ValueEnum)]
+pub enum OneSpace {
+    Client,
+    Resolver,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
 pub enum Spaces {
     Client,
     Resolver,
@@ -58,6 +87,17 @@ pub fn run(cmd: MapCommand) -> anyhow::Result<()> {
     match cmd {
         MapCommand::Lookup { map, ip, ecs } => lookup(map, &ip, ecs),
         MapCommand::Stats { map } => stats(map),
+        MapCommand::Explain { map, ip } => explain(map, ip),
+        MapCommand::ExportMmdb { map, out, key_space } => {
+            let m = read(&map)?;
+            let space = match key_space {
+                OneSpace::Client => KeySpace::Client,
+                OneSpace::Resolver => KeySpace::Resolver,
+            };
+            let n = geomap::mmdb::export(&m, space, &out).with_context(|| format!("writing {}", out.display()))?;
+            eprintln!("{}: {n} networks from the {space} key space", out.display());
+            Ok(())
+        }
         MapCommand::ImportNets { nets, out, key_space, generation, created_at } => {
             let spaces: &[KeySpace] = match key_space {
                 Spaces::Client => &[KeySpace::Client],
@@ -192,6 +232,51 @@ fn stats(path: PathBuf) -> anyhow::Result<()> {
         if n > 0 {
             println!("  {:<10} {n}", d.as_str());
         }
+    }
+    Ok(())
+}
+
+fn explain(path: PathBuf, addr: IpAddr) -> anyhow::Result<()> {
+    let map = read(&path)?;
+    let table = AnswerTable::build(&map, None);
+    println!("address     {addr}");
+    println!("map         {} (generation {}, created {})", path.display(), map.meta.generation, map.meta.created_at);
+    for space in KeySpace::ALL {
+        let how = match space {
+            KeySpace::Client => "queries carrying ECS with this client subnet",
+            KeySpace::Resolver => "queries from this resolver without ECS",
+        };
+        println!("\n{space} key space ({how}):");
+        let mut covering: Vec<&geomap::MapRow> =
+            map.rows.iter().filter(|r| r.key_space == space && r.prefix.contains(&addr)).collect();
+        covering.sort_by_key(|r| std::cmp::Reverse(r.prefix.prefix_len()));
+        if covering.is_empty() {
+            println!("  no row covers it: the server falls back to GeoIP (nearest PoP), then its default order");
+            continue;
+        }
+        for (i, r) in covering.iter().enumerate() {
+            let verdict = if i == 0 { "decides" } else { "covers (less specific)" };
+            let ranked: Vec<String> = r
+                .pops
+                .iter()
+                .zip(&r.rtt_ms)
+                .map(|(&p, rtt)| {
+                    let id = &map.meta.pops.get(p).id;
+                    rtt.map_or(format!("{id} (unmeasured)"), |v| format!("{id} {v:.1} ms"))
+                })
+                .collect();
+            println!("  {:<20} {verdict}: {}, {} samples", r.prefix.to_string(), r.derivation, r.samples);
+            println!("  {:<20} ranked: {}", "", ranked.join(", "));
+        }
+        let hit = table.lookup(space, addr);
+        let why = match covering[0].derivation {
+            geomap::Derivation::Measured => "measured for this prefix itself",
+            geomap::Derivation::Aggregated => "the aggregate of this prefix: its thin parts borrow from it, and agreeing more specific measurements were folded into it",
+            geomap::Derivation::Geoip => "too few samples and no aggregate: nearest PoPs by GeoIP",
+            geomap::Derivation::Default => "nothing measured or located: the default order",
+            geomap::Derivation::Static => "set by an operator (nets file)",
+        };
+        println!("  answer: {} ({why}); ECS scope /{}", map.meta.pops.get(covering[0].pops[0]).id, hit.scope);
     }
     Ok(())
 }

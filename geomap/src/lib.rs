@@ -7,12 +7,14 @@
 //! - [`nets`]: hand-written nets files imported as maps;
 //! - [`compact`]: the fewest rows that answer the same;
 //! - [`table`]: the frozen longest-prefix-match table that returns an answer with its ECS scope;
-//! - [`geoip`]: nearest-PoP fallback from a MaxMind database.
+//! - [`geoip`]: nearest-PoP fallback from a MaxMind database;
+//! - [`mmdb`]: the map exported as a MaxMind database for other servers.
 
 pub mod compact;
 pub mod format;
 pub mod geoip;
 pub mod map;
+pub mod mmdb;
 pub mod nets;
 pub mod pop;
 pub mod table;

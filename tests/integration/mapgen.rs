@@ -163,6 +163,22 @@ fn measured_map_beats_geographic_baselines_and_is_deterministic() {
     assert!(map_ok >= 0.95, "ECS key space sends {map_ok:.3} of users within 5 ms of their best");
     assert!(map_ok > geo_ok + 0.1 && map_ok > rgeo_ok + 0.1, "map {map_ok:.3} vs geoip {geo_ok:.3}, resolver location {rgeo_ok:.3}");
     assert!(res_ok > rgeo_ok, "the resolver key space beats resolver geography: {res_ok:.3} vs {rgeo_ok:.3}");
+
+    // explain: Madrid (198.18.24.0/22) peers badly with ams, so iad decides, from measurements.
+    let o = geodns().args(["map", "explain"]).arg(&m1).arg("198.18.24.9").output().unwrap();
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success() && text.contains("answer: iad (measured for this prefix itself)"), "{text}");
+    assert!(text.contains("ranked: iad ") && text.contains("resolver key space"), "{text}");
+
+    // export-mmdb: a City-style database in which Mumbai sits at ams (its measured best), so a
+    // nearest-datacenter server would pick ams too; our own GeoIP reader reads it back.
+    let mmdb = dir.path().join("map.mmdb");
+    let o = geodns().args(["map", "export-mmdb"]).arg(&m1).arg(&mmdb).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let db = geomap::geoip::GeoIp::open(&mmdb).unwrap();
+    let loc = db.locate("198.18.20.9".parse().unwrap()).unwrap();
+    assert_eq!((loc.lat, loc.lon), (52.37, 4.90));
+    assert_eq!(db.database_type(), "GeoDNS-Map");
 }
 
 #[test]

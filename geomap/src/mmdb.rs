@@ -1,0 +1,58 @@
+//! Export a map as a MaxMind DB, so operators of other GeoDNS servers can use our maps.
+//!
+//! Each prefix of one key space becomes a network whose record has
+//! - `location.latitude/longitude`: the first-ranked PoP's coordinates, so servers that pick
+//!   the nearest datacenter from a City database (gdnsd's `auto_dc_coords`, PowerDNS's
+//!   `pickclosest`, CoreDNS's geoip) choose our PoP;
+//! - `geodns`: `{pops: [...], rtt_ms: [...], derivation, samples}`, for servers that match on
+//!   custom fields (Knot's geoip module).
+//!
+//! Nested prefixes are written least specific first, so each more specific network overrides
+//! its part of the covering one, which is longest-prefix match in MMDB form.
+
+use std::path::Path;
+
+use mmdb_writer::{Value, Writer};
+
+use crate::map::{KeySpace, Map};
+
+/// Why an export failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    /// The writer refused a network or could not serialize.
+    #[error("MaxMind DB writer: {0}")]
+    Writer(#[from] mmdb_writer::Error),
+    /// The file could not be written.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Writes the rows of `space` to `out`; returns how many networks were written.
+pub fn export(map: &Map, space: KeySpace, out: &Path) -> Result<usize, ExportError> {
+    let mut w = Writer::new("GeoDNS-Map");
+    let mut rows: Vec<_> = map.rows.iter().filter(|r| r.key_space == space).collect();
+    rows.sort_by_key(|r| (r.prefix.prefix_len(), r.prefix.addr()));
+    for r in &rows {
+        let ids: Vec<Value> = r.pops.iter().map(|&p| Value::from(map.meta.pops.get(p).id.as_str())).collect();
+        let rtts: Vec<Value> = r.rtt_ms.iter().map(|v| Value::from(v.map_or(-1.0, f64::from))).collect();
+        let mut fields = vec![(
+            "geodns",
+            Value::map([
+                ("pops", Value::array(ids)),
+                ("rtt_ms", Value::array(rtts)),
+                ("derivation", Value::from(r.derivation.as_str())),
+                ("samples", Value::from(r.samples)),
+            ]),
+        )];
+        let first = map.meta.pops.get(r.pops[0]);
+        if let (Some(lat), Some(lon)) = (first.lat, first.lon) {
+            fields.push(("location", Value::map([("latitude", Value::from(lat)), ("longitude", Value::from(lon))])));
+        }
+        w.insert_value(r.prefix, Value::map(fields))?;
+    }
+    let bytes = w.to_bytes()?;
+    let tmp = out.with_extension("mmdb.tmp");
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, out)?;
+    Ok(rows.len())
+}
