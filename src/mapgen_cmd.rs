@@ -39,6 +39,15 @@ pub struct MapgenArgs {
     /// Refuse input in which more than this share of rows is invalid.
     #[arg(long, default_value_t = 0.5)]
     max_invalid_share: f64,
+    /// The map now serving: refuse a new one that moves too much traffic or loses coverage.
+    #[arg(long)]
+    previous: Option<PathBuf>,
+    /// With --previous: the largest share of measured traffic (by samples) allowed to change PoP.
+    #[arg(long, default_value_t = 0.2)]
+    max_moved_share: f64,
+    /// Write the map even if a safety gate objects (the report says which).
+    #[arg(long)]
+    force: bool,
     /// Write the report as JSON here.
     #[arg(long)]
     report: Option<PathBuf>,
@@ -84,6 +93,9 @@ pub fn run(a: MapgenArgs) -> anyhow::Result<()> {
         min_samples: a.min_samples,
         max_rtt_ms: a.max_rtt_ms,
         max_invalid_share: a.max_invalid_share,
+        previous: a.previous.clone(),
+        max_moved_share: a.max_moved_share,
+        force: a.force,
         generation: a.generation.unwrap_or_else(|| format!("mapgen-{}", created_at.replace([':', '-'], ""))),
         created_at,
     };

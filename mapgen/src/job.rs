@@ -34,6 +34,13 @@ pub struct Options {
     pub max_rtt_ms: f64,
     /// Refuse the input when more than this share of rows is invalid.
     pub max_invalid_share: f64,
+    /// The map now serving, to compare with: how much traffic would change PoP, and what
+    /// coverage would be lost.
+    pub previous: Option<PathBuf>,
+    /// Refuse a map that moves more than this share of measured traffic (by samples).
+    pub max_moved_share: f64,
+    /// Write the map even when a safety gate says no (the report still says why).
+    pub force: bool,
     /// Generation id to record.
     pub generation: String,
     /// Creation time to record (RFC 3339).
@@ -260,7 +267,7 @@ pub fn run(opts: &Options, progress: &dyn Fn(&str)) -> Result<(Map, Report), Map
         report.first_choice.push((p.id.to_string(), rows.iter().filter(|r| r.pops.first() == Some(&(i as PopIndex))).count() as u64));
     }
     let fmt = |t: Option<SystemTime>| t.map(|t| humantime::format_rfc3339_seconds(t).to_string());
-    let map = Map {
+    let new_map = Map {
         meta: MapMeta {
             generation: opts.generation.clone(),
             created_at: opts.created_at.clone(),
@@ -270,5 +277,20 @@ pub fn run(opts: &Options, progress: &dyn Fn(&str)) -> Result<(Map, Report), Map
         },
         rows,
     };
-    Ok((map, report))
+    if let Some(prev) = &opts.previous {
+        progress("comparing with the previous map");
+        let old = geomap::read_map(prev).map_err(|e| MapgenError::Refused(format!("previous map {}: {e}", prev.display())))?;
+        let weights: Vec<(IpNet, u64)> = client_levels[0].iter().map(|(k, s)| (*k, s.iter().map(|x| x.samples).sum())).collect();
+        let gate = crate::gate::compare(&old, &new_map, &weights, &opts.default_order);
+        let problems = gate.problems(opts.max_moved_share);
+        report.gate = Some(gate);
+        if !problems.is_empty() {
+            if opts.force {
+                report.forced = problems.clone();
+            } else {
+                return Err(MapgenError::Refused(format!("{}; rerun with --force to write it anyway", problems.join("; "))));
+            }
+        }
+    }
+    Ok((new_map, report))
 }

@@ -5,8 +5,10 @@
 //! - [`job`]: pair reports with probe queries, aggregate per key and PoP at each prefix level
 //!   (polars), then rank, fall back and compact;
 //! - [`ranking`]: the ranking rule and the rows of one level;
+//! - [`gate`]: the safety gates against the previous map;
 //! - [`report`]: what the run read, refused and decided.
 
+pub mod gate;
 pub mod job;
 pub mod logs;
 pub mod ranking;

@@ -41,6 +41,10 @@ pub struct Report {
     pub rows_by_key_space: Vec<(String, u64)>,
     /// Map rows whose first-ranked PoP is each PoP.
     pub first_choice: Vec<(String, u64)>,
+    /// Comparison with the previous map, if one was given.
+    pub gate: Option<crate::gate::GateReport>,
+    /// Safety-gate objections overridden with --force.
+    pub forced: Vec<String>,
 }
 
 impl Report {
@@ -72,6 +76,22 @@ impl Report {
         }
         let first: Vec<String> = self.first_choice.iter().map(|(p, n)| format!("{p} {n}")).collect();
         let _ = writeln!(s, "first PoP   {}", first.join(", "));
+        if let Some(g) = &self.gate {
+            let _ = writeln!(
+                s,
+                "vs previous {:.1} % of measured traffic changes PoP ({} of {} samples); {} previously covered prefixes lost",
+                g.moved_share * 100.0,
+                g.moved_weight,
+                g.total_weight,
+                g.lost.len()
+            );
+            for l in g.lost.iter().take(5) {
+                let _ = writeln!(s, "  lost      {l}");
+            }
+        }
+        for f in &self.forced {
+            let _ = writeln!(s, "FORCED      {f}");
+        }
         s
     }
 }

@@ -228,6 +228,35 @@ fn junk_rows_are_counted_by_reason_and_thin_input_refused() {
         [("bad_client_ip".into(), 1), ("bad_probe_id".into(), 1), ("bad_rtt".into(), 2), ("unknown_pop".into(), 1)]
     );
     assert!(out.contains("bad_rtt") && out.contains("rtt_ms=-4"), "{out}");
+    // Safety gates. Against itself: nothing moves.
+    let (ok, out) = mapgen(&logs, &dir.path().join("again.arrow"), &["--previous", out_map.to_str().unwrap()]);
+    assert!(ok && out.contains("vs previous 0.0 % of measured traffic changes PoP"), "{out}");
+    // Against a map that sent everyone to sin: most traffic moves, so it is refused, unless forced.
+    let nets = dir.path().join("all-sin.csv");
+    std::fs::write(&nets, "0.0.0.0/0,sin\n").unwrap();
+    let all_sin = dir.path().join("all-sin.arrow");
+    assert!(geodns().args(["map", "import-nets"]).arg(&nets).arg(&all_sin).status().unwrap().success());
+    let gated = dir.path().join("gated.arrow");
+    let (ok, out) = mapgen(&logs, &gated, &["--previous", all_sin.to_str().unwrap()]);
+    assert!(!ok && out.contains("of measured traffic would change PoP (limit 20.0 %)") && out.contains("--force"), "{out}");
+    assert!(!gated.exists(), "a refused map is not written");
+    let (ok, out) = mapgen(&logs, &gated, &["--previous", all_sin.to_str().unwrap(), "--force"]);
+    assert!(ok && out.contains("FORCED") && gated.exists(), "{out}");
+    // Against a map that had measured 203.0.113.0/24, which the logs no longer cover: refused.
+    let mut lost = geomap::read_map(&out_map).unwrap();
+    lost.rows.push(geomap::MapRow {
+        key_space: KeySpace::Client,
+        prefix: "203.0.113.0/24".parse().unwrap(),
+        pops: vec![0, 1, 2],
+        rtt_ms: vec![Some(9.0), None, None],
+        samples: 40,
+        derivation: geomap::Derivation::Measured,
+    });
+    let lost_path = dir.path().join("lost.arrow");
+    geomap::write_map(&lost_path, &lost).unwrap();
+    let (ok, out) = mapgen(&logs, &gated, &["--previous", lost_path.to_str().unwrap()]);
+    assert!(!ok && out.contains("no longer covered (e.g. client 203.0.113.0/24)"), "{out}");
+
     // An empty window is refused with a clear message, and nothing is written.
     let empty = dir.path().join("empty.arrow");
     let (ok, out) = mapgen(&logs, &empty, &["--since", "2001-01-01T00:00:00Z", "--until", "2001-01-02T00:00:00Z"]);
