@@ -67,6 +67,10 @@ enum Command {
         /// Where to write ground_truth.csv and resolvers.csv.
         #[arg(long, default_value = "data/sim")]
         out: PathBuf,
+        /// Write both logs straight into this log root instead of driving the server and
+        /// collector (for large inputs: millions of users in seconds).
+        #[arg(long)]
+        logs_only: Option<PathBuf>,
     },
     /// Build a map from beacon logs: pair reports with probe queries, rank PoPs per client
     /// subnet and resolver by measured latency, fall back where data is thin, compact, write.
@@ -133,10 +137,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             rt.block_on(geodns_beacon::collector::run(cfg))?;
             Ok(())
         }
-        Command::Simulate { world, dns, collector, proxy, users, concurrency, seed, out } => {
+        Command::Simulate { world, dns, collector, proxy, users, concurrency, seed, out, logs_only } => {
             use geodns_beacon::simulate;
             let world = simulate::World::read(&world)?;
             let opts = simulate::SimulateOptions { dns, collector, proxy, users, concurrency, seed, out: out.clone() };
+            if let Some(root) = logs_only {
+                let t0 = std::time::Instant::now();
+                let rows = simulate::write_logs(&world, &opts, &root)?;
+                println!("wrote {rows} rows per table for {users} users to {} in {:.1} s; truth in {}", root.display(), t0.elapsed().as_secs_f64(), out.display());
+                return Ok(());
+            }
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
                 .enable_all()

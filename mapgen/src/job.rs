@@ -65,19 +65,16 @@ fn micros(t: Option<SystemTime>) -> Option<i64> {
     t.map(|t| t.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_micros() as i64))
 }
 
-fn count(lf: LazyFrame) -> PolarsResult<u64> {
-    let df = lf.select([len().alias("n")]).collect()?;
-    Ok(df.column("n")?.u32()?.get(0).unwrap_or(0) as u64)
-}
-
-fn bad_rows(table: &str, lf: &LazyFrame, sample_cols: &[&str]) -> PolarsResult<Vec<BadRows>> {
-    let bad = lf.clone().filter(col("reason").is_not_null());
-    let counts = bad.clone().group_by([col("reason")]).agg([len().alias("rows")]).sort(["reason"], Default::default()).collect()?;
+/// Counts rows by reason in one pass: (total rows, bad rows with samples).
+fn validate(table: &str, lf: &LazyFrame, sample_cols: &[&str]) -> PolarsResult<(u64, Vec<BadRows>)> {
+    let counts = lf.clone().group_by([col("reason")]).agg([len().alias("rows")]).sort(["reason"], Default::default()).collect()?;
     let reasons = counts.column("reason")?.str()?.clone();
     let rows = counts.column("rows")?.u32()?.clone();
+    let total = rows.iter().flatten().map(u64::from).sum();
+    let bad = lf.clone().filter(col("reason").is_not_null());
     let mut out = Vec::new();
     for i in 0..counts.height() {
-        let reason = reasons.get(i).unwrap_or("?").to_owned();
+        let Some(reason) = reasons.get(i).map(str::to_owned) else { continue };
         let cols: Vec<Expr> = sample_cols.iter().map(|c| col(*c)).collect();
         let sample = bad.clone().filter(col("reason").eq(lit(reason.clone()))).select(cols).limit(3).collect()?;
         let samples = (0..sample.height())
@@ -91,7 +88,7 @@ fn bad_rows(table: &str, lf: &LazyFrame, sample_cols: &[&str]) -> PolarsResult<V
             .collect();
         out.push(BadRows { table: table.into(), reason, rows: rows.get(i).unwrap_or(0) as u64, samples });
     }
-    Ok(out)
+    Ok((total, out))
 }
 
 fn stat_exprs() -> Vec<Expr> {
@@ -135,17 +132,19 @@ pub fn run(opts: &Options, progress: &dyn Fn(&str)) -> Result<(Map, Report), Map
     progress("scanning logs");
     let rtt = logs::rtt_reports(&opts.logs, &pop_ids, opts.max_rtt_ms, since, until)?;
     let dns = logs::dns_probes(&opts.logs, &pop_ids, since, until)?;
-    report.rtt_rows = count(rtt.clone())?;
-    report.dns_rows = count(dns.clone())?;
+    progress("validating");
+    let (rtt_rows, rtt_bad) = validate("rtt_report", &rtt, &["probe_id", "pop", "client_ip", "rtt_ms", "ok"])?;
+    let (dns_rows, dns_bad) = validate("dns_probe", &dns, &["probe_id", "pop", "resolver_ip"])?;
+    report.rtt_rows = rtt_rows;
+    report.dns_rows = dns_rows;
+    report.bad.extend(rtt_bad);
+    report.bad.extend(dns_bad);
     if report.rtt_rows == 0 || report.dns_rows == 0 {
         return Err(MapgenError::Refused(format!(
             "the window holds {} rtt_report and {} dns_probe rows; both are needed",
             report.rtt_rows, report.dns_rows
         )));
     }
-    progress("counting bad rows");
-    report.bad.extend(bad_rows("rtt_report", &rtt, &["probe_id", "pop", "client_ip", "rtt_ms", "ok"])?);
-    report.bad.extend(bad_rows("dns_probe", &dns, &["probe_id", "pop", "resolver_ip"])?);
     for (table, total) in [("rtt_report", report.rtt_rows), ("dns_probe", report.dns_rows)] {
         let bad = report.bad_total(table);
         if bad as f64 > opts.max_invalid_share * total as f64 {
@@ -170,6 +169,8 @@ pub fn run(opts: &Options, progress: &dyn Fn(&str)) -> Result<(Map, Report), Map
     let m = reports
         .join(probes, [col("probe_id"), col("pop")], [col("probe_id"), col("pop")], JoinArgs::new(JoinType::Inner))
         .filter((col("ts_r") - col("ts_d")).abs().lt_eq(lit(MAX_PAIR_GAP_MICROS)))
+        // Only what the aggregations need: the probe id and timestamps have done their job.
+        .select([col("pop"), col("rtt_ms"), col("ok"), col("client_l0"), col("client_l1"), col("client_l2"), col("resolver"), col("resolver_l0")])
         .collect()?;
     report.measurements = m.height() as u64;
     if m.height() == 0 {

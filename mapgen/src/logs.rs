@@ -25,12 +25,17 @@ pub fn prefix_of(text: &str, v4: u8, v6: u8) -> Option<String> {
     Some(net.to_string())
 }
 
-/// An expression mapping an address column to its prefix text (null for junk).
+/// An expression mapping an address column to its prefix text (null for junk). Each distinct
+/// address in a batch is parsed once: logs repeat the same clients and resolvers many times.
 pub fn prefix_expr(e: Expr, v4: u8, v6: u8) -> Expr {
     e.map(
         move |c: Column| {
             let ca = c.str()?;
-            let out: StringChunked = ca.iter().map(|v| v.and_then(|s| prefix_of(s, v4, v6))).collect();
+            let mut memo: std::collections::HashMap<&str, Option<String>> = std::collections::HashMap::new();
+            for v in ca.iter().flatten() {
+                memo.entry(v).or_insert_with(|| prefix_of(v, v4, v6));
+            }
+            let out: StringChunked = ca.iter().map(|v| v.and_then(|s| memo.get(s).and_then(|p| p.as_deref()))).collect();
             Ok(out.with_name(c.name().clone()).into_column())
         },
         |_, f| Ok(Field::new(f.name().clone(), DataType::String)),
