@@ -174,16 +174,7 @@ fn lookup(path: PathBuf, ip: &str, ecs: bool) -> anyhow::Result<()> {
     match rows.find(space, addr).map(|i| (i, &map.rows[i])) {
         Some((i, r)) => {
             println!("prefix      {} (row {i}, {}, {} samples)", r.prefix, r.derivation, r.samples);
-            let ranked: Vec<String> = r
-                .pops
-                .iter()
-                .zip(&r.rtt_ms)
-                .map(|(&p, rtt)| {
-                    let id = &map.meta.pops.get(p).id;
-                    rtt.map_or(id.to_string(), |v| format!("{id} {v:.1} ms"))
-                })
-                .collect();
-            println!("ranked      {}", ranked.join(", "));
+            println!("ranked      {}", ranked(&map, r, ""));
         }
         None => println!("prefix      none: the server falls back to GeoIP, then its default order"),
     }
@@ -236,6 +227,20 @@ fn stats(path: PathBuf) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A row's PoPs with their median RTTs, e.g. `iad 91.4 ms, ams 106.6 ms, sin (unmeasured)`.
+fn ranked(map: &Map, r: &geomap::MapRow, unmeasured: &str) -> String {
+    let parts: Vec<String> = r
+        .pops
+        .iter()
+        .zip(&r.rtt_ms)
+        .map(|(&p, rtt)| {
+            let id = &map.meta.pops.get(p).id;
+            rtt.map_or(format!("{id}{unmeasured}"), |v| format!("{id} {v:.1} ms"))
+        })
+        .collect();
+    parts.join(", ")
+}
+
 fn explain(path: PathBuf, addr: IpAddr) -> anyhow::Result<()> {
     let map = read(&path)?;
     let table = AnswerTable::build(&map, None);
@@ -256,17 +261,8 @@ fn explain(path: PathBuf, addr: IpAddr) -> anyhow::Result<()> {
         }
         for (i, r) in covering.iter().enumerate() {
             let verdict = if i == 0 { "decides" } else { "covers (less specific)" };
-            let ranked: Vec<String> = r
-                .pops
-                .iter()
-                .zip(&r.rtt_ms)
-                .map(|(&p, rtt)| {
-                    let id = &map.meta.pops.get(p).id;
-                    rtt.map_or(format!("{id} (unmeasured)"), |v| format!("{id} {v:.1} ms"))
-                })
-                .collect();
             println!("  {:<20} {verdict}: {}, {} samples", r.prefix.to_string(), r.derivation, r.samples);
-            println!("  {:<20} ranked: {}", "", ranked.join(", "));
+            println!("  {:<20} ranked: {}", "", ranked(&map, r, " (unmeasured)"));
         }
         let hit = table.lookup(space, addr);
         let why = match covering[0].derivation {
