@@ -55,6 +55,16 @@ pub enum LoadError {
     },
 }
 
+/// What identifies a version of a file: modification time, size, inode (`None`: missing).
+pub type FileStamp = Option<(SystemTime, u64, u64)>;
+
+/// The current stamp of a file.
+pub fn file_stamp(path: &Path) -> FileStamp {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path).ok()?;
+    Some((m.modified().ok()?, m.len(), m.ino()))
+}
+
 /// A PoP as the query path needs it.
 #[derive(Debug)]
 pub struct PopAnswer {
@@ -98,8 +108,9 @@ pub struct Dataset {
     pub config_version: String,
     /// When this dataset was loaded.
     pub loaded_at: SystemTime,
-    /// Files whose change triggers a reload.
-    pub watched: Vec<PathBuf>,
+    /// Files whose change triggers a reload, each with its stamp taken *before* it was read, so
+    /// a change made while (or right after) loading is never mistaken for the loaded version.
+    pub watched: Vec<(PathBuf, FileStamp)>,
     /// The status TXT RDATA, rendered once per load.
     pub status_txt: Vec<u8>,
     /// `server_id`, shared with probe log rows.
@@ -142,11 +153,18 @@ impl Snapshot {
 impl Dataset {
     /// Loads and cross-checks config, zones, map and GeoIP; builds the lookup table.
     pub fn load(config_path: &Path, metrics: &Metrics) -> Result<Dataset, LoadError> {
-        let config_bytes = std::fs::read(config_path).map_err(|source| {
-            LoadError::Config(ConfigError::Io { file: config_path.display().to_string(), source })
-        })?;
-        let config = Config::read(config_path)?;
-        let config_version: String = Sha256::digest(&config_bytes).iter().take(6).map(|b| format!("{b:02x}")).collect();
+        // Read once: the version hash and the parsed config come from the same bytes.
+        let config_stamp = file_stamp(config_path);
+        let file = config_path.display().to_string();
+        let text = std::fs::read_to_string(config_path)
+            .map_err(|source| LoadError::Config(ConfigError::Io { file: file.clone(), source }))?;
+        let base = config_path.parent().map(Path::to_path_buf).unwrap_or_default();
+        let config = Config::from_str(&file, &text, &base)?;
+        let mut watched = vec![(config_path.to_path_buf(), config_stamp)];
+        for path in std::iter::once(&config.map).chain(config.zones.iter().filter_map(|z| z.file.as_ref())).chain(config.geoip.as_ref()) {
+            watched.push((path.clone(), file_stamp(path)));
+        }
+        let config_version: String = Sha256::digest(text.as_bytes()).iter().take(6).map(|b| format!("{b:02x}")).collect();
 
         let mut zones = config.zones.iter().enumerate().map(|(i, z)| Zone::build(z, i)).collect::<Result<Vec<_>, _>>()?;
         zones.sort_by_key(|z| std::cmp::Reverse(z.origin.len()));
@@ -217,11 +235,9 @@ impl Dataset {
         let fill = geoip.is_none().then_some(&default_order[..]);
         let table = AnswerTable::build(&map, fill);
 
-        let mut watched = vec![config_path.to_path_buf(), config.map.clone()];
-        watched.extend(config.zones.iter().filter_map(|z| z.file.clone()));
-        watched.extend(config.geoip.clone());
         let map_rows = map.rows.len();
         let map_meta = MapMeta { pops: PopTable::default(), ..map.meta };
+        let server_id: Arc<str> = config.server_id.as_str().into();
         let mut data = Dataset {
             config,
             zones,
@@ -236,9 +252,8 @@ impl Dataset {
             loaded_at: SystemTime::now(),
             watched,
             status_txt: Vec::new(),
-            server_id: Arc::from(""),
+            server_id,
         };
-        data.server_id = data.config.server_id.as_str().into();
         data.status_txt = data.status_rdata();
         Ok(data)
     }

@@ -5,23 +5,16 @@
 //! file is reported once and retried only when it changes again. A failed load leaves the
 //! serving snapshot untouched: the old data keeps answering.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 
-use crate::dataset::{Dataset, Snapshot};
+use crate::dataset::{file_stamp, Dataset, FileStamp, Snapshot};
 use crate::health::{read_health, DownSet};
 use crate::metrics::Metrics;
 
-type Stamp = Option<(SystemTime, u64, u64)>;
-
-fn stamp(path: &Path) -> Stamp {
-    use std::os::unix::fs::MetadataExt;
-    let m = std::fs::metadata(path).ok()?;
-    Some((m.modified().ok()?, m.len(), m.ino()))
-}
 
 /// Reads the dataset's health file, if it has one. A missing file means every PoP is up.
 pub fn load_health(data: &Dataset) -> Result<DownSet, crate::health::HealthError> {
@@ -32,8 +25,9 @@ pub fn load_health(data: &Dataset) -> Result<DownSet, crate::health::HealthError
     read_health(path, &|p| data.config.pops.contains_key(p))
 }
 
-/// Watches for changes and SIGHUP until the process ends.
-pub async fn watch(config_path: PathBuf, state: Arc<ArcSwap<Snapshot>>, metrics: Arc<Metrics>) {
+/// Watches for changes and SIGHUP until the process ends. `health_stamp` is the health file's
+/// stamp taken before the serving health state was read.
+pub async fn watch(config_path: PathBuf, state: Arc<ArcSwap<Snapshot>>, metrics: Arc<Metrics>, health_stamp: FileStamp) {
     let mut hup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
         Ok(s) => Some(s),
         Err(e) => {
@@ -41,17 +35,19 @@ pub async fn watch(config_path: PathBuf, state: Arc<ArcSwap<Snapshot>>, metrics:
             None
         }
     };
-    let stamps_of = |data: &Dataset| -> Vec<Stamp> { data.watched.iter().map(|p| stamp(p)).collect() };
+    let current = |data: &Dataset| -> Vec<FileStamp> { data.watched.iter().map(|(p, _)| file_stamp(p)).collect() };
+    let stamps_at_load = |data: &Dataset| -> Vec<FileStamp> { data.watched.iter().map(|(_, s)| *s).collect() };
+    let health_of = |data: &Dataset| data.config.health_file.as_deref().and_then(file_stamp);
     let mut data = state.load().data.clone();
-    let mut stamps = stamps_of(&data);
-    let mut health_stamp = data.config.health_file.as_deref().and_then(stamp);
+    let mut stamps = stamps_at_load(&data);
+    let mut health_stamp = health_stamp;
     loop {
         let interval = data.config.watch_interval_ms;
         let forced = tokio::select! {
             Some(_) = async { match hup.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => true,
             _ = tokio::time::sleep(Duration::from_millis(if interval == 0 { 3_600_000 } else { interval })) => false,
         };
-        let now = stamps_of(&data);
+        let now = current(&data);
         if forced || (interval > 0 && now != stamps) {
             stamps = now;
             let path = config_path.clone();
@@ -61,6 +57,7 @@ pub async fn watch(config_path: PathBuf, state: Arc<ArcSwap<Snapshot>>, metrics:
             match loaded {
                 Ok(Ok(new)) => {
                     let new = Arc::new(new);
+                    let new_health_stamp = health_of(&new);
                     let down = match load_health(&new) {
                         Ok(d) => d,
                         Err(e) => {
@@ -87,8 +84,8 @@ pub async fn watch(config_path: PathBuf, state: Arc<ArcSwap<Snapshot>>, metrics:
                     let log = state.load().probe_log.clone();
                     state.store(Arc::new(Snapshot::new(new.clone(), &down, log)));
                     data = new;
-                    stamps = stamps_of(&data);
-                    health_stamp = data.config.health_file.as_deref().and_then(stamp);
+                    stamps = stamps_at_load(&data);
+                    health_stamp = new_health_stamp;
                 }
                 Ok(Err(e)) => {
                     tracing::error!(error = %e, "reload refused; the previous data keeps serving");
@@ -101,7 +98,7 @@ pub async fn watch(config_path: PathBuf, state: Arc<ArcSwap<Snapshot>>, metrics:
             }
             continue;
         }
-        let h = data.config.health_file.as_deref().and_then(stamp);
+        let h = health_of(&data);
         if interval > 0 && h != health_stamp {
             health_stamp = h;
             match load_health(&data) {

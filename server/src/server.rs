@@ -10,7 +10,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use geodns_beacon::{DnsProbeRow, LogWriter, WriterConfig};
 
-use crate::dataset::{Dataset, Snapshot};
+use crate::dataset::{file_stamp, Dataset, Snapshot};
 use crate::metrics::Metrics;
 use crate::reload::{load_health, watch};
 use crate::{tcp, udp};
@@ -44,6 +44,7 @@ pub async fn run(config_path: &Path) -> Result<(), StartError> {
     let metrics = Arc::new(Metrics::default());
     let started = std::time::Instant::now();
     let data = Arc::new(tokio::task::block_in_place(|| Dataset::load(config_path, &metrics))?);
+    let health_stamp = data.config.health_file.as_deref().and_then(file_stamp);
     let down = load_health(&data)?;
     tracing::info!(
         map_generation = %data.map_meta.generation,
@@ -106,7 +107,7 @@ pub async fn run(config_path: &Path) -> Result<(), StartError> {
         tracing::info!(%bound, "listening metrics");
         tokio::spawn(serve_metrics(listener, metrics.clone()));
     }
-    tokio::spawn(watch(config_path.to_path_buf(), state.clone(), metrics.clone()));
+    tokio::spawn(watch(config_path.to_path_buf(), state.clone(), metrics.clone(), health_stamp));
 
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .expect("install SIGTERM handler");
