@@ -48,6 +48,13 @@ pub struct MapgenArgs {
     /// Write the map even if a safety gate objects (the report says which).
     #[arg(long)]
     force: bool,
+    /// Rows per table held in memory at a time; larger logs are split into partitions that
+    /// spill to --tmp-dir. Memory grows with this, not with the logs.
+    #[arg(long, default_value_t = 8_000_000)]
+    partition_rows: u64,
+    /// Where partitions spill (default: the system's temporary directory).
+    #[arg(long)]
+    tmp_dir: Option<PathBuf>,
     /// Write the report as JSON here.
     #[arg(long)]
     report: Option<PathBuf>,
@@ -96,6 +103,8 @@ pub fn run(a: MapgenArgs) -> anyhow::Result<()> {
         previous: a.previous.clone(),
         max_moved_share: a.max_moved_share,
         force: a.force,
+        partition_rows: a.partition_rows,
+        tmp_dir: a.tmp_dir.clone().unwrap_or_else(std::env::temp_dir),
         generation: a.generation.unwrap_or_else(|| format!("mapgen-{}", created_at.replace([':', '-'], ""))),
         created_at,
     };

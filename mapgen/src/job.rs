@@ -1,7 +1,6 @@
 //! One mapgen run: scan and validate the logs, pair reports with probe queries, aggregate per
 //! key and PoP at each level, rank, fall back, compact, and return the map with its report.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::SystemTime;
 
@@ -10,9 +9,12 @@ use geomap::{Derivation, KeySpace, Map, MapMeta, MapRow, PopIndex, PopTable};
 use ipnet::IpNet;
 use polars::prelude::*;
 
-use crate::logs::{self, LEVELS, MAX_PAIR_GAP_MICROS};
-use crate::ranking::{rows_for_level, PopStat};
+use crate::aggregate::Aggregates;
+use crate::logs::{self, Validation};
+use crate::pairing::{self, Measurement};
+use crate::ranking::rows_for_level;
 use crate::report::{BadRows, Report};
+use crate::spill::Partitions;
 
 /// What to run on.
 pub struct Options {
@@ -41,6 +43,11 @@ pub struct Options {
     pub max_moved_share: f64,
     /// Write the map even when a safety gate says no (the report still says why).
     pub force: bool,
+    /// Rows per table each step holds at a time: larger inputs are split into partitions
+    /// spilled to `tmp_dir`, which bounds memory.
+    pub partition_rows: u64,
+    /// Where partitions spill.
+    pub tmp_dir: PathBuf,
     /// Generation id to record.
     pub generation: String,
     /// Creation time to record (RFC 3339).
@@ -65,62 +72,8 @@ fn micros(t: Option<SystemTime>) -> Option<i64> {
     t.map(|t| t.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_micros() as i64))
 }
 
-/// Counts rows by reason in one pass: (total rows, bad rows with samples).
-fn validate(table: &str, lf: &LazyFrame, sample_cols: &[&str]) -> PolarsResult<(u64, Vec<BadRows>)> {
-    let counts = lf.clone().group_by([col("reason")]).agg([len().alias("rows")]).sort(["reason"], Default::default()).collect()?;
-    let reasons = counts.column("reason")?.str()?.clone();
-    let rows = counts.column("rows")?.u32()?.clone();
-    let total = rows.iter().flatten().map(u64::from).sum();
-    let bad = lf.clone().filter(col("reason").is_not_null());
-    let mut out = Vec::new();
-    for i in 0..counts.height() {
-        let Some(reason) = reasons.get(i).map(str::to_owned) else { continue };
-        let cols: Vec<Expr> = sample_cols.iter().map(|c| col(*c)).collect();
-        let sample = bad.clone().filter(col("reason").eq(lit(reason.clone()))).select(cols).limit(3).collect()?;
-        let samples = (0..sample.height())
-            .map(|r| {
-                sample_cols
-                    .iter()
-                    .map(|c| format!("{c}={}", sample.column(c).ok().and_then(|s| s.get(r).ok()).map_or("?".into(), |v| v.to_string())))
-                    .collect::<Vec<_>>()
-                    .join(" ")
-            })
-            .collect();
-        out.push(BadRows { table: table.into(), reason, rows: rows.get(i).unwrap_or(0) as u64, samples });
-    }
-    Ok((total, out))
-}
-
-fn stat_exprs() -> Vec<Expr> {
-    vec![
-        len().cast(DataType::UInt64).alias("samples"),
-        col("rtt_ms").median().alias("median"),
-        col("rtt_ms").quantile(lit(0.9), QuantileMethod::Linear).alias("p90"),
-        col("ok").not().cast(DataType::Float64).mean().alias("fail_rate"),
-    ]
-}
-
-/// Reads (key, pop, samples, median, p90, fail_rate) frames into per-key stats.
-fn to_stats(df: &DataFrame, key: &str, pops: &PopTable) -> PolarsResult<BTreeMap<IpNet, Vec<PopStat>>> {
-    let keys = df.column(key)?.str()?.clone();
-    let pop = df.column("pop")?.str()?.clone();
-    let samples = df.column("samples")?.cast(&DataType::UInt64)?.u64()?.clone();
-    let median = df.column("median")?.cast(&DataType::Float64)?.f64()?.clone();
-    let p90 = df.column("p90")?.cast(&DataType::Float64)?.f64()?.clone();
-    let fail = df.column("fail_rate")?.cast(&DataType::Float64)?.f64()?.clone();
-    let mut out: BTreeMap<IpNet, Vec<PopStat>> = BTreeMap::new();
-    for i in 0..df.height() {
-        let (Some(k), Some(p)) = (keys.get(i), pop.get(i)) else { continue };
-        let (Ok(net), Some(idx)) = (k.parse::<IpNet>(), pops.index(p)) else { continue };
-        out.entry(net).or_default().push(PopStat {
-            pop: idx,
-            samples: samples.get(i).unwrap_or(0),
-            median: median.get(i),
-            p90: p90.get(i),
-            fail_rate: fail.get(i).unwrap_or(0.0),
-        });
-    }
-    Ok(out)
+fn bad_rows(table: &str, v: &Validation) -> Vec<BadRows> {
+    v.bad.iter().map(|(reason, (rows, samples))| BadRows { table: table.into(), reason: (*reason).into(), rows: *rows, samples: samples.clone() }).collect()
 }
 
 /// Runs mapgen. `progress` is called with a line at each stage.
@@ -129,24 +82,25 @@ pub fn run(opts: &Options, progress: &dyn Fn(&str)) -> Result<(Map, Report), Map
     let (since, until) = (micros(opts.since), micros(opts.until));
     let mut report = Report::default();
 
-    progress("scanning logs");
-    let rtt = logs::rtt_reports(&opts.logs, &pop_ids, opts.max_rtt_ms, since, until)?;
-    let dns = logs::dns_probes(&opts.logs, &pop_ids, since, until)?;
-    progress("validating");
-    let (rtt_rows, rtt_bad) = validate("rtt_report", &rtt, &["probe_id", "pop", "client_ip", "rtt_ms", "ok"])?;
-    let (dns_rows, dns_bad) = validate("dns_probe", &dns, &["probe_id", "pop", "resolver_ip"])?;
-    report.rtt_rows = rtt_rows;
-    report.dns_rows = dns_rows;
-    report.bad.extend(rtt_bad);
-    report.bad.extend(dns_bad);
+    // Partitions sized from the footers, so each step holds about `partition_rows` rows.
+    let most = logs::count_rows(&opts.logs, "rtt_report")?.max(logs::count_rows(&opts.logs, "dns_probe")?);
+    let n = most.div_ceil(opts.partition_rows.max(1)).max(1) as usize;
+    progress(&format!("reading logs (at most {most} rows per table, {n} partition{})", if n == 1 { "" } else { "s" }));
+    let (reports, rtt_v) = logs::read_reports(&opts.logs, &pop_ids, opts.max_rtt_ms, since, until, Partitions::new(n, &opts.tmp_dir, "reports")?)?;
+    progress(&format!("read {} rtt_report rows", rtt_v.rows));
+    let (probes, dns_v) = logs::read_probes(&opts.logs, &pop_ids, since, until, Partitions::new(n, &opts.tmp_dir, "probes")?)?;
+    progress(&format!("read {} dns_probe rows", dns_v.rows));
+    report.rtt_rows = rtt_v.rows;
+    report.dns_rows = dns_v.rows;
+    report.bad.extend(bad_rows("rtt_report", &rtt_v));
+    report.bad.extend(bad_rows("dns_probe", &dns_v));
     if report.rtt_rows == 0 || report.dns_rows == 0 {
         return Err(MapgenError::Refused(format!(
             "the window holds {} rtt_report and {} dns_probe rows; both are needed",
             report.rtt_rows, report.dns_rows
         )));
     }
-    for (table, total) in [("rtt_report", report.rtt_rows), ("dns_probe", report.dns_rows)] {
-        let bad = report.bad_total(table);
+    for (table, total, bad) in [("rtt_report", rtt_v.rows, rtt_v.bad_rows()), ("dns_probe", dns_v.rows, dns_v.bad_rows())] {
         if bad as f64 > opts.max_invalid_share * total as f64 {
             return Err(MapgenError::Refused(format!(
                 "{bad} of {total} {table} rows are invalid (more than {:.0} %); see the reasons with --report",
@@ -155,58 +109,32 @@ pub fn run(opts: &Options, progress: &dyn Fn(&str)) -> Result<(Map, Report), Map
         }
     }
 
-    progress("pairing reports with probe queries");
-    let mut rtt_cols = vec![col("ts").cast(DataType::Int64).alias("ts_r"), col("probe_id"), col("pop"), col("rtt_ms"), col("ok")];
-    rtt_cols.extend((0..LEVELS.len()).map(|i| col(format!("client_l{i}"))));
-    let reports = rtt.filter(col("reason").is_null()).select(rtt_cols);
-    let probes = dns.filter(col("reason").is_null()).select([
-        col("ts").cast(DataType::Int64).alias("ts_d"),
-        col("probe_id"),
-        col("pop"),
-        col("resolver"),
-        col("resolver_l0"),
-    ]);
-    let m = reports
-        .join(probes, [col("probe_id"), col("pop")], [col("probe_id"), col("pop")], JoinArgs::new(JoinType::Inner))
-        .filter((col("ts_r") - col("ts_d")).abs().lt_eq(lit(MAX_PAIR_GAP_MICROS)))
-        // Only what the aggregations need: the probe id and timestamps have done their job.
-        .select([col("pop"), col("rtt_ms"), col("ok"), col("client_l0"), col("client_l1"), col("client_l2"), col("resolver"), col("resolver_l0")])
-        .collect()?;
-    report.measurements = m.height() as u64;
-    if m.height() == 0 {
+    let (mut reports, mut probes) = (reports.finish()?, probes.finish()?);
+    let mut measurements = Partitions::<Measurement>::new(n, &opts.tmp_dir, "measurements")?;
+    for p in 0..n {
+        if n > 1 {
+            progress(&format!("pairing reports with probe queries, partition {}/{n}", p + 1));
+        } else {
+            progress("pairing reports with probe queries");
+        }
+        pairing::route(pairing::pair(reports.take(p)?, probes.take(p)?)?, &mut measurements)?;
+    }
+    drop((reports, probes));
+    let mut measurements = measurements.finish()?;
+    let mut aggregates = Aggregates::default();
+    for p in 0..measurements.len() {
+        if n > 1 {
+            progress(&format!("aggregating, partition {}/{n}", p + 1));
+        } else {
+            progress("aggregating");
+        }
+        aggregates.add(measurements.take(p)?)?;
+    }
+    report.measurements = aggregates.measurements;
+    if report.measurements == 0 {
         return Err(MapgenError::Refused("no report pairs with a probe query (same probe id and PoP within 10 minutes)".into()));
     }
-
-    progress("aggregating");
-    let mut client_levels = Vec::new();
-    for i in 0..LEVELS.len() {
-        let key = format!("client_l{i}");
-        let df = m.clone().lazy().group_by([col(&key), col("pop")]).agg(stat_exprs()).collect()?;
-        client_levels.push(to_stats(&df, &key, &opts.pops)?);
-    }
-    // Resolvers: first a median per (resolver, client subnet, PoP), then the median of those
-    // over the resolver's client subnets, so each client population counts once however loud.
-    let mut resolver_levels = Vec::new();
-    for key in ["resolver", "resolver_l0"] {
-        let df = m
-            .clone()
-            .lazy()
-            .group_by([col(key), col("client_l0"), col("pop")])
-            .agg([
-                col("rtt_ms").median().alias("client_median"),
-                len().cast(DataType::UInt64).alias("n"),
-                col("ok").not().cast(DataType::Float64).mean().alias("client_fail"),
-            ])
-            .group_by([col(key), col("pop")])
-            .agg([
-                col("n").sum().alias("samples"),
-                col("client_median").median().alias("median"),
-                col("client_median").quantile(lit(0.9), QuantileMethod::Linear).alias("p90"),
-                col("client_fail").mean().alias("fail_rate"),
-            ])
-            .collect()?;
-        resolver_levels.push(to_stats(&df, key, &opts.pops)?);
-    }
+    let (client_levels, resolver_levels) = aggregates.finish()?;
     report.client_subnets = client_levels[0].len() as u64;
     report.resolvers = resolver_levels[0].len() as u64;
 

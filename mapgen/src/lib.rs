@@ -1,18 +1,24 @@
 //! mapgen: turns beacon logs into the map the server answers from.
 //!
 //! In dataflow order:
-//! - [`logs`]: scan the hive-partitioned Parquet logs, keep the window, count bad rows by reason;
-//! - [`job`]: pair reports with probe queries, aggregate per key and PoP at each prefix level
-//!   (polars), then rank, fall back and compact;
+//! - [`logs`]: stream the hive-partitioned Parquet logs of the window, count bad rows by
+//!   reason, compact good ones to integers ([`key`]) and partition them ([`spill`]);
+//! - [`pairing`]: pair reports with probe queries, one partition at a time;
+//! - [`aggregate`]: statistics per key and PoP at each prefix level (polars group-bys);
 //! - [`ranking`]: the ranking rule and the rows of one level;
+//! - [`job`]: the run: the steps above, then fallback, compaction and the gates;
 //! - [`gate`]: the safety gates against the previous map;
 //! - [`report`]: what the run read, refused and decided.
 
+pub mod aggregate;
 pub mod gate;
 pub mod job;
+pub mod key;
 pub mod logs;
+pub mod pairing;
 pub mod ranking;
 pub mod report;
+pub mod spill;
 
 pub use job::{run, MapgenError, Options};
 pub use report::Report;

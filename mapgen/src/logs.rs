@@ -1,45 +1,115 @@
-//! The beacon logs as polars lazy frames: scanned from the hive layout of the contract
-//! (`docs/beacon-schema.md`), limited to the time window, and split into valid rows and bad
-//! rows counted by reason. Nothing here aborts on bad data; only unreadable files do.
+//! Reading the beacon logs (`docs/beacon-schema.md`): polars streams the hive-partitioned
+//! Parquet files of the window in batches; each row is validated, counted by reason if bad, and
+//! otherwise compacted to integers (pairing hash, timestamp, address key, PoP index) and routed
+//! to a partition by its pairing hash. Nothing here aborts on bad data; only unreadable files do.
 
-use std::net::IpAddr;
+use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 
-use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use polars::prelude::*;
 
-/// Prefix lengths of the aggregation levels: (IPv4, IPv6), finest first.
+use crate::key;
+use crate::spill::{Partitions, Record};
+
+/// Prefix lengths of the client aggregation levels: (IPv4, IPv6), finest first.
 pub const LEVELS: [(u8, u8); 3] = [(24, 48), (20, 40), (16, 32)];
+
+/// Prefix lengths of the resolver levels: the resolver itself (an IPv6 resolver is its /64, see
+/// [`key`]) and its /24 or /48.
+pub const RESOLVER_LEVELS: [(u8, u8); 2] = [(32, 64), (24, 48)];
 
 /// The largest gap between a DNS probe and the report it pairs with (the contract's 10 min).
 pub const MAX_PAIR_GAP_MICROS: i64 = 600_000_000;
 
-/// The prefix (as CIDR text) of an address at the given lengths, or `None` if it is not an
-/// address.
-pub fn prefix_of(text: &str, v4: u8, v6: u8) -> Option<String> {
-    let ip: IpAddr = text.parse().ok()?;
-    let net: IpNet = match ip.to_canonical() {
-        IpAddr::V4(a) => Ipv4Net::new(a, v4).ok()?.trunc().into(),
-        IpAddr::V6(a) => Ipv6Net::new(a, v6).ok()?.trunc().into(),
-    };
-    Some(net.to_string())
+/// Bad rows of one table, by reason, with up to three samples each.
+#[derive(Debug, Default)]
+pub struct Validation {
+    /// Rows in the window, good and bad.
+    pub rows: u64,
+    /// Reason -> (rows, samples).
+    pub bad: BTreeMap<&'static str, (u64, Vec<String>)>,
 }
 
-/// An expression mapping an address column to its prefix text (null for junk). Each distinct
-/// address in a batch is parsed once: logs repeat the same clients and resolvers many times.
-pub fn prefix_expr(e: Expr, v4: u8, v6: u8) -> Expr {
-    e.map(
-        move |c: Column| {
-            let ca = c.str()?;
-            let mut memo: std::collections::HashMap<&str, Option<String>> = std::collections::HashMap::new();
-            for v in ca.iter().flatten() {
-                memo.entry(v).or_insert_with(|| prefix_of(v, v4, v6));
-            }
-            let out: StringChunked = ca.iter().map(|v| v.and_then(|s| memo.get(s).and_then(|p| p.as_deref()))).collect();
-            Ok(out.with_name(c.name().clone()).into_column())
-        },
-        |_, f| Ok(Field::new(f.name().clone(), DataType::String)),
-    )
+impl Validation {
+    fn refuse(&mut self, reason: &'static str, sample: impl FnOnce() -> String) {
+        let e = self.bad.entry(reason).or_default();
+        e.0 += 1;
+        if e.1.len() < 3 {
+            e.1.push(sample());
+        }
+    }
+
+    /// Bad rows of all reasons.
+    pub fn bad_rows(&self) -> u64 {
+        self.bad.values().map(|(n, _)| n).sum()
+    }
+}
+
+/// A valid `rtt_report` row, compacted.
+pub struct ReportRecord {
+    /// [`pair_hash`] of its probe id and PoP.
+    pub pair: u64,
+    /// Microseconds since the epoch.
+    pub ts: i64,
+    /// The client's /24 or /48 ([`key`]).
+    pub client: u64,
+    /// PoP index.
+    pub pop: u16,
+    /// RTT in ms, for a successful fetch.
+    pub rtt: Option<f32>,
+    /// Whether the fetch succeeded.
+    pub ok: bool,
+}
+
+impl Record for ReportRecord {
+    fn frame(rows: &[Self]) -> PolarsResult<DataFrame> {
+        DataFrame::new(
+            rows.len(),
+            vec![
+                UInt64Chunked::from_vec("pair".into(), rows.iter().map(|r| r.pair).collect()).into_column(),
+                Int64Chunked::from_vec("ts_r".into(), rows.iter().map(|r| r.ts).collect()).into_column(),
+                UInt64Chunked::from_vec("client".into(), rows.iter().map(|r| r.client).collect()).into_column(),
+                UInt16Chunked::from_vec("pop".into(), rows.iter().map(|r| r.pop).collect()).into_column(),
+                Float32Chunked::from_iter_options("rtt".into(), rows.iter().map(|r| r.rtt)).into_column(),
+                BooleanChunked::from_iter_values("ok".into(), rows.iter().map(|r| r.ok)).into_column(),
+            ],
+        )
+    }
+}
+
+/// A valid `dns_probe` row, compacted.
+pub struct ProbeRecord {
+    /// [`pair_hash`] of its probe id and PoP.
+    pub pair: u64,
+    /// Microseconds since the epoch.
+    pub ts: i64,
+    /// The resolver's key (/32, or /64 for IPv6).
+    pub resolver: u64,
+}
+
+impl Record for ProbeRecord {
+    fn frame(rows: &[Self]) -> PolarsResult<DataFrame> {
+        DataFrame::new(
+            rows.len(),
+            vec![
+                UInt64Chunked::from_vec("pair".into(), rows.iter().map(|r| r.pair).collect()).into_column(),
+                Int64Chunked::from_vec("ts_d".into(), rows.iter().map(|r| r.ts).collect()).into_column(),
+                UInt64Chunked::from_vec("resolver".into(), rows.iter().map(|r| r.resolver).collect()).into_column(),
+            ],
+        )
+    }
+}
+
+/// What reports and probe queries pair on: their probe id and PoP, hashed to 64 bits. Two
+/// different ids collide with odds of about n²/2⁶⁵ for n ids, and a collision matters only
+/// for the same PoP within 10 minutes: negligible against the noise of real measurements.
+pub fn pair_hash(probe_id: &str, pop: u16) -> u64 {
+    xxhash_rust::xxh3::xxh3_64_with_seed(probe_id.as_bytes(), u64::from(pop))
+}
+
+fn valid_id(id: &str) -> bool {
+    (8..=64).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
 }
 
 fn scan(root: &Path, table: &str) -> PolarsResult<LazyFrame> {
@@ -50,12 +120,11 @@ fn scan(root: &Path, table: &str) -> PolarsResult<LazyFrame> {
     LazyFrame::scan_parquet(PlRefPath::new(pattern), args)
 }
 
-fn valid_id() -> Expr {
-    col("probe_id").str().contains(lit("^[a-z0-9]{8,64}$"), true)
-}
-
-fn null_str() -> Expr {
-    lit(NULL).cast(DataType::String)
+/// Rows in a table, from the Parquet footers (without reading the data): an upper bound for
+/// the window, to size the partitions.
+pub fn count_rows(root: &Path, table: &str) -> PolarsResult<u64> {
+    let df = scan(root, table)?.select([len().alias("n")]).collect()?;
+    Ok(df.column("n")?.cast(&DataType::UInt64)?.u64()?.get(0).unwrap_or(0))
 }
 
 fn in_window(since: Option<i64>, until: Option<i64>) -> Expr {
@@ -70,48 +139,149 @@ fn in_window(since: Option<i64>, until: Option<i64>) -> Expr {
     e
 }
 
-fn pop_list(pops: &[String]) -> Expr {
-    lit(Series::new("pops".into(), pops)).implode(false)
+/// Streams the window of one table through `f`, batch by batch, in file order.
+fn stream<S: Send + 'static>(
+    lf: LazyFrame,
+    state: S,
+    f: impl Fn(&mut S, &DataFrame) -> PolarsResult<()> + Send + Sync + 'static,
+) -> PolarsResult<S> {
+    let shared = Arc::new(Mutex::new(Some(state)));
+    let inner = Arc::clone(&shared);
+    let cb = PlanCallback::new(move |df: DataFrame| {
+        let mut guard = inner.lock().expect("not poisoned");
+        f(guard.as_mut().expect("present until the end"), &df)?;
+        Ok(false)
+    });
+    lf.sink_batches(cb, true, None)?.collect_with_engine(Engine::Streaming)?;
+    let state = shared.lock().expect("not poisoned").take().expect("present");
+    Ok(state)
 }
 
-/// `rtt_report` rows in the window, with a `reason` column (null for valid rows) and the
-/// client's aggregation prefixes `client_l0`.. (one per [`LEVELS`]).
-pub fn rtt_reports(root: &Path, pops: &[String], max_rtt_ms: f64, since: Option<i64>, until: Option<i64>) -> PolarsResult<LazyFrame> {
-    let mut lf = scan(root, "rtt_report")?.filter(in_window(since, until));
-    for (i, (v4, v6)) in LEVELS.iter().enumerate() {
-        lf = lf.with_column(prefix_expr(col("client_ip"), *v4, *v6).alias(format!("client_l{i}")));
+/// Reads the `rtt_report` rows of the window into `parts`.
+pub fn read_reports(
+    root: &Path,
+    pops: &[String],
+    max_rtt_ms: f64,
+    since: Option<i64>,
+    until: Option<i64>,
+    parts: Partitions<ReportRecord>,
+) -> PolarsResult<(Partitions<ReportRecord>, Validation)> {
+    let lf = scan(root, "rtt_report")?.filter(in_window(since, until)).select([
+        col("ts").cast(DataType::Int64),
+        col("probe_id"),
+        col("pop"),
+        col("client_ip"),
+        col("rtt_ms").cast(DataType::Float64),
+        col("ok"),
+    ]);
+    let pops = pops.to_vec();
+    let (l0v4, l0v6) = LEVELS[0];
+    stream(lf, (parts, Validation::default()), move |(parts, v), df| {
+        let ts = df.column("ts")?.i64()?;
+        let ids = df.column("probe_id")?.str()?;
+        let pop_col = df.column("pop")?.str()?;
+        let ips = df.column("client_ip")?.str()?;
+        let rtts = df.column("rtt_ms")?.f64()?;
+        let oks = df.column("ok")?.bool()?;
+        v.rows += df.height() as u64;
+        let rows = ts.iter().zip(ids.iter()).zip(pop_col.iter()).zip(ips.iter()).zip(rtts.iter()).zip(oks.iter());
+        for (((((ts, id), pop), ip), rtt), ok) in rows {
+            let sample = || format!("probe_id={} pop={} client_ip={} rtt_ms={} ok={}", show(id), show(pop), show(ip), show(rtt), show(ok));
+            let Some(id) = id.filter(|id| valid_id(id)) else {
+                v.refuse("bad_probe_id", sample);
+                continue;
+            };
+            let Some(pop) = pop.and_then(|p| pops.iter().position(|x| x == p)) else {
+                v.refuse("unknown_pop", sample);
+                continue;
+            };
+            let Some(client) = ip.and_then(key::parse) else {
+                v.refuse("bad_client_ip", sample);
+                continue;
+            };
+            let Some(ok) = ok else {
+                v.refuse("null_ok", sample);
+                continue;
+            };
+            let rtt = match rtt {
+                Some(r) if ok && r > 0.0 && r <= max_rtt_ms => Some(r as f32),
+                _ if ok => {
+                    v.refuse("bad_rtt", sample);
+                    continue;
+                }
+                _ => None,
+            };
+            let pop = pop as u16;
+            let pair = pair_hash(id, pop);
+            let part = parts.of(pair);
+            let ts = ts.expect("the window filter drops null timestamps");
+            parts.push(part, ReportRecord { pair, ts, client: key::truncate(client, l0v4, l0v6), pop, rtt, ok })?;
+        }
+        Ok(())
+    })
+}
+
+/// Reads the `dns_probe` rows of the window, widened by the pairing gap on both sides (so
+/// reports near the window's edges still find their probes), into `parts`.
+pub fn read_probes(
+    root: &Path,
+    pops: &[String],
+    since: Option<i64>,
+    until: Option<i64>,
+    parts: Partitions<ProbeRecord>,
+) -> PolarsResult<(Partitions<ProbeRecord>, Validation)> {
+    let window = in_window(since.map(|s| s - MAX_PAIR_GAP_MICROS), until.map(|u| u + MAX_PAIR_GAP_MICROS));
+    let lf = scan(root, "dns_probe")?.filter(window).select([col("ts").cast(DataType::Int64), col("probe_id"), col("pop"), col("resolver_ip")]);
+    let pops = pops.to_vec();
+    let (rv4, rv6) = RESOLVER_LEVELS[0];
+    stream(lf, (parts, Validation::default()), move |(parts, v), df| {
+        let ts = df.column("ts")?.i64()?;
+        let ids = df.column("probe_id")?.str()?;
+        let pop_col = df.column("pop")?.str()?;
+        let ips = df.column("resolver_ip")?.str()?;
+        v.rows += df.height() as u64;
+        for (((ts, id), pop), ip) in ts.iter().zip(ids.iter()).zip(pop_col.iter()).zip(ips.iter()) {
+            let sample = || format!("probe_id={} pop={} resolver_ip={}", show(id), show(pop), show(ip));
+            let Some(id) = id.filter(|id| valid_id(id)) else {
+                v.refuse("bad_probe_id", sample);
+                continue;
+            };
+            let Some(resolver) = ip.and_then(key::parse) else {
+                v.refuse("bad_resolver_ip", sample);
+                continue;
+            };
+            let Some(pop) = pop else {
+                v.refuse("no_pop", sample);
+                continue;
+            };
+            let Some(pop) = pops.iter().position(|x| x == pop) else {
+                v.refuse("unknown_pop", sample);
+                continue;
+            };
+            let pair = pair_hash(id, pop as u16);
+            let part = parts.of(pair);
+            let ts = ts.expect("the window filter drops null timestamps");
+            parts.push(part, ProbeRecord { pair, ts, resolver: key::truncate(resolver, rv4, rv6) })?;
+        }
+        Ok(())
+    })
+}
+
+fn show<T: std::fmt::Display>(v: Option<T>) -> String {
+    v.map_or_else(|| "null".into(), |v| v.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn probe_ids_follow_the_contract() {
+        assert!(valid_id("abcdef0123"));
+        assert!(!valid_id("abc"));
+        assert!(!valid_id("ABCDEF0123"));
+        assert!(!valid_id("abcdef-0123"));
+        assert!(!valid_id(&"a".repeat(65)));
+        assert_ne!(pair_hash("abcdef0123", 0), pair_hash("abcdef0123", 1));
     }
-    let bad_rtt = col("rtt_ms").is_null().or(col("rtt_ms").lt_eq(lit(0.0))).or(col("rtt_ms").gt(lit(max_rtt_ms))).or(col("rtt_ms").is_nan());
-    let reason = when(col("probe_id").is_null().or(valid_id().not()))
-        .then(lit("bad_probe_id"))
-        .when(col("pop").is_null().or(col("pop").is_in(pop_list(pops), false).not()))
-        .then(lit("unknown_pop"))
-        .when(col("client_l0").is_null())
-        .then(lit("bad_client_ip"))
-        .when(col("ok").is_null())
-        .then(lit("null_ok"))
-        .when(col("ok").and(bad_rtt))
-        .then(lit("bad_rtt"))
-        .otherwise(null_str());
-    Ok(lf.with_column(reason.alias("reason")))
-}
-
-/// `dns_probe` rows in the window (widened by the pairing gap on both sides, so reports near
-/// the window's edges still find their probes), with `reason` and the resolver's prefixes
-/// `resolver` (/32 or /128) and `resolver_l0` (/24 or /48).
-pub fn dns_probes(root: &Path, pops: &[String], since: Option<i64>, until: Option<i64>) -> PolarsResult<LazyFrame> {
-    let lf = scan(root, "dns_probe")?
-        .filter(in_window(since.map(|s| s - MAX_PAIR_GAP_MICROS), until.map(|u| u + MAX_PAIR_GAP_MICROS)))
-        .with_column(prefix_expr(col("resolver_ip"), 32, 128).alias("resolver"))
-        .with_column(prefix_expr(col("resolver_ip"), LEVELS[0].0, LEVELS[0].1).alias("resolver_l0"));
-    let reason = when(col("probe_id").is_null().or(valid_id().not()))
-        .then(lit("bad_probe_id"))
-        .when(col("resolver").is_null())
-        .then(lit("bad_resolver_ip"))
-        .when(col("pop").is_null())
-        .then(lit("no_pop"))
-        .when(col("pop").is_in(pop_list(pops), false).not())
-        .then(lit("unknown_pop"))
-        .otherwise(null_str());
-    Ok(lf.with_column(reason.alias("reason")))
 }

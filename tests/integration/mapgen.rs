@@ -120,6 +120,13 @@ fn measured_map_beats_geographic_baselines_and_is_deterministic() {
     let (ok, out2) = mapgen(&logs, &m2, &[]);
     assert!(ok, "{out2}");
     assert_eq!(std::fs::read(&m1).unwrap(), std::fs::read(&m2).unwrap(), "same input, same map");
+    // Split into partitions spilled to disk (as for logs larger than memory): the same map.
+    let (spill, m3) = (dir.path().join("spill"), dir.path().join("m3.arrow"));
+    std::fs::create_dir(&spill).unwrap();
+    let (ok, out3) = mapgen(&logs, &m3, &["--partition-rows", "500", "--tmp-dir", spill.to_str().unwrap()]);
+    assert!(ok && out3.contains("partition 9/9"), "{out3}");
+    assert_eq!(std::fs::read(&m1).unwrap(), std::fs::read(&m3).unwrap(), "partitioned run, same map");
+    assert_eq!(std::fs::read_dir(&spill).unwrap().count(), 0, "spill files are removed");
 
     let map = geomap::read_map(&m1).unwrap();
     let table = AnswerTable::build(&map, Some(&[0, 1, 2]));

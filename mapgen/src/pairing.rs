@@ -1,0 +1,76 @@
+//! Pairing: each report with the probe queries of the same probe id and PoP within 10
+//! minutes (each pairing counts, as the contract says). One pairing is one *measurement*: a
+//! client subnet, the resolver that asked, the PoP, the RTT and whether the fetch worked.
+//!
+//! Reports and probes arrive partitioned by their pairing hash, so each partition pairs on its
+//! own; the measurements are then re-partitioned by the client's coarsest aggregation prefix,
+//! so every group the aggregation forms lies inside one partition.
+
+use polars::prelude::*;
+
+use crate::key;
+use crate::logs::{LEVELS, MAX_PAIR_GAP_MICROS};
+use crate::spill::{Partitions, Record};
+
+/// One measurement (see the module doc). Measurements move as frames; the type gives their
+/// schema.
+pub struct Measurement {
+    /// The client's /24 or /48 key.
+    pub client: u64,
+    /// The resolver's key.
+    pub resolver: u64,
+    /// PoP index.
+    pub pop: u16,
+    /// RTT in ms, for a successful fetch.
+    pub rtt: Option<f32>,
+    /// Whether the fetch succeeded.
+    pub ok: bool,
+}
+
+impl Record for Measurement {
+    fn frame(rows: &[Self]) -> PolarsResult<DataFrame> {
+        DataFrame::new(
+            rows.len(),
+            vec![
+                UInt64Chunked::from_vec("client".into(), rows.iter().map(|r| r.client).collect()).into_column(),
+                UInt64Chunked::from_vec("resolver".into(), rows.iter().map(|r| r.resolver).collect()).into_column(),
+                UInt16Chunked::from_vec("pop".into(), rows.iter().map(|r| r.pop).collect()).into_column(),
+                Float32Chunked::from_iter_options("rtt".into(), rows.iter().map(|r| r.rtt)).into_column(),
+                BooleanChunked::from_iter_values("ok".into(), rows.iter().map(|r| r.ok)).into_column(),
+            ],
+        )
+    }
+}
+
+/// Pairs one partition of reports (`ReportRecord` frames) with the same partition of probe
+/// queries (`ProbeRecord` frames) and returns the measurements.
+pub fn pair(reports: DataFrame, probes: DataFrame) -> PolarsResult<DataFrame> {
+    reports
+        .lazy()
+        .join(probes.lazy(), [col("pair")], [col("pair")], JoinArgs::new(JoinType::Inner))
+        .filter((col("ts_r") - col("ts_d")).abs().lt_eq(lit(MAX_PAIR_GAP_MICROS)))
+        .select([col("client"), col("resolver"), col("pop"), col("rtt"), col("ok")])
+        .collect()
+}
+
+/// Routes measurements to `parts` by the client's coarsest aggregation prefix.
+pub fn route(m: DataFrame, parts: &mut Partitions<Measurement>) -> PolarsResult<()> {
+    if parts.len() == 1 {
+        return parts.push_frame(0, m);
+    }
+    let (v4, v6) = LEVELS[LEVELS.len() - 1];
+    let n = parts.len() as u64;
+    let part = m
+        .column("client")?
+        .u64()?
+        .apply_values(|k| xxhash_rust::xxh3::xxh3_64(&key::truncate(k, v4, v6).to_le_bytes()) % n)
+        .with_name("part".into());
+    let mut m = m;
+    m.with_column(part.into_column())?;
+    for mut df in m.partition_by(["part"], true)? {
+        let p = df.column("part")?.u64()?.get(0).expect("partitions are not empty") as usize;
+        df.drop_in_place("part")?;
+        parts.push_frame(p, df)?;
+    }
+    Ok(())
+}

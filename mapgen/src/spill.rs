@@ -1,0 +1,163 @@
+//! Rows split into partitions by a hash, so each later step holds one partition at a time:
+//! this is what bounds mapgen's memory whatever the size of the logs.
+//!
+//! With one partition the rows stay in memory; with more, each partition is an Arrow IPC file
+//! (uncompressed: it is read back once, soon, from the page cache) in a temporary directory
+//! removed when the partitions are dropped.
+
+use std::fs::File;
+use std::io::BufWriter;
+use std::path::{Path, PathBuf};
+
+use polars::io::ipc::{BatchedWriter, IpcReader, IpcWriter};
+use polars::prelude::*;
+use polars_arrow::io::ipc::write::default_ipc_fields;
+
+/// A row type that can be buffered and turned into a frame.
+pub trait Record: Sized {
+    /// The rows as one frame (with a fixed schema).
+    fn frame(rows: &[Self]) -> PolarsResult<DataFrame>;
+}
+
+/// Rows buffered before they become a frame: big enough for cheap frames, small enough that
+/// buffers for every partition stay a few MB.
+const BUFFER_ROWS: usize = 64 * 1024;
+
+enum Store {
+    Memory(Vec<DataFrame>),
+    File(PathBuf, Option<BatchedWriter<BufWriter<File>>>),
+}
+
+/// Partitions being filled.
+pub struct Partitions<R> {
+    buffers: Vec<Vec<R>>,
+    stores: Vec<Store>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl<R: Record> Partitions<R> {
+    /// `n` partitions; more than one spill to files in a new directory under `tmp`.
+    pub fn new(n: usize, tmp: &Path, name: &str) -> PolarsResult<Self> {
+        let n = n.max(1);
+        let (dir, stores) = if n == 1 {
+            (None, vec![Store::Memory(Vec::new())])
+        } else {
+            let dir = tempfile::Builder::new().prefix(&format!("geodns-mapgen-{name}-")).tempdir_in(tmp)?;
+            let stores = (0..n).map(|i| Store::File(dir.path().join(format!("{i}.arrow")), None)).collect();
+            (Some(dir), stores)
+        };
+        Ok(Partitions { buffers: (0..n).map(|_| Vec::new()).collect(), stores, _dir: dir })
+    }
+
+    /// How many partitions.
+    pub fn len(&self) -> usize {
+        self.stores.len()
+    }
+
+    /// Whether there are none (never: there is always at least one).
+    pub fn is_empty(&self) -> bool {
+        self.stores.is_empty()
+    }
+
+    /// The partition for a hash.
+    pub fn of(&self, hash: u64) -> usize {
+        (hash % self.stores.len() as u64) as usize
+    }
+
+    /// Adds a row to partition `part`.
+    pub fn push(&mut self, part: usize, row: R) -> PolarsResult<()> {
+        self.buffers[part].push(row);
+        if self.buffers[part].len() >= BUFFER_ROWS {
+            let rows = std::mem::take(&mut self.buffers[part]);
+            self.push_frame(part, R::frame(&rows)?)?;
+        }
+        Ok(())
+    }
+
+    /// Adds a whole frame (with `R`'s schema) to partition `part`.
+    pub fn push_frame(&mut self, part: usize, mut df: DataFrame) -> PolarsResult<()> {
+        if df.height() == 0 {
+            return Ok(());
+        }
+        match &mut self.stores[part] {
+            Store::Memory(frames) => frames.push(df),
+            Store::File(path, writer) => {
+                if writer.is_none() {
+                    let file = BufWriter::with_capacity(1 << 20, File::create(&*path)?);
+                    let fields = default_ipc_fields(df.schema().to_arrow(CompatLevel::newest()).iter_values());
+                    *writer = Some(IpcWriter::new(file).batched(df.schema(), fields)?);
+                }
+                df.rechunk_mut();
+                writer.as_mut().expect("just opened").write_batch(&df)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Flushes every buffer; the partitions can then be read one by one.
+    pub fn finish(mut self) -> PolarsResult<Finished> {
+        for part in 0..self.stores.len() {
+            let rows = std::mem::take(&mut self.buffers[part]);
+            if !rows.is_empty() {
+                self.push_frame(part, R::frame(&rows)?)?;
+            }
+        }
+        let empty = R::frame(&[])?;
+        let mut parts = Vec::new();
+        for store in self.stores {
+            parts.push(match store {
+                Store::Memory(frames) => Part::Memory(frames),
+                Store::File(path, Some(mut w)) => {
+                    w.finish()?;
+                    Part::File(path)
+                }
+                Store::File(_, None) => Part::Memory(Vec::new()),
+            });
+        }
+        Ok(Finished { parts, empty, _dir: self._dir })
+    }
+}
+
+enum Part {
+    Memory(Vec<DataFrame>),
+    File(PathBuf),
+}
+
+/// Filled partitions.
+pub struct Finished {
+    parts: Vec<Part>,
+    empty: DataFrame,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Finished {
+    /// How many partitions.
+    pub fn len(&self) -> usize {
+        self.parts.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.parts.is_empty()
+    }
+
+    /// Takes partition `i` out (as one frame; its file is removed), leaving it empty.
+    pub fn take(&mut self, i: usize) -> PolarsResult<DataFrame> {
+        match std::mem::replace(&mut self.parts[i], Part::Memory(Vec::new())) {
+            Part::Memory(frames) if frames.is_empty() => Ok(self.empty.clone()),
+            Part::Memory(frames) => {
+                let mut it = frames.into_iter();
+                let mut df = it.next().expect("not empty");
+                for f in it {
+                    df.vstack_mut_owned(f)?;
+                }
+                Ok(df)
+            }
+            Part::File(path) => {
+                let df = IpcReader::new(File::open(&path)?).finish()?;
+                let _ = std::fs::remove_file(&path);
+                Ok(df)
+            }
+        }
+    }
+}
