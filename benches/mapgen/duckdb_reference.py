@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """The mapgen aggregation in DuckDB, as the speed reference for `geodns mapgen`.
 
-usage: duckdb_reference.py LOG_ROOT [THREADS]     (pip install duckdb)
+usage: duckdb_reference.py LOG_ROOT [THREADS] [CONFIG]     (pip install duckdb)
+
+CONFIG is the server config whose PoPs are valid (default data/geodns.toml).
 
 Does what mapgen's polars part does on the same logs: validate report rows, pair them with
 probe queries on (probe_id, pop) within 10 minutes, and aggregate samples, median and p90 RTT
@@ -11,11 +13,15 @@ Prints the row counts and the wall time.
 """
 import sys
 import time
+import tomllib
 
 import duckdb
 
 root = sys.argv[1]
 threads = int(sys.argv[2]) if len(sys.argv) > 2 else 2
+config = sys.argv[3] if len(sys.argv) > 3 else "data/geodns.toml"
+with open(config, "rb") as f:
+    pops = ", ".join(f"'{p}'" for p in tomllib.load(f)["pops"])
 con = duckdb.connect()
 con.execute(f"SET threads = {threads}")
 t0 = time.time()
@@ -24,14 +30,16 @@ CREATE TEMP VIEW rtt AS
   SELECT epoch_us(ts) AS ts_r, probe_id, pop, client_ip, rtt_ms, ok
   FROM read_parquet('{root}/rtt_report/**/*.parquet', hive_partitioning = true)
   WHERE regexp_full_match(probe_id, '[a-z0-9]{{8,64}}')
-    AND pop IN ('ams', 'iad', 'sin')
+    AND pop IN ({pops})
     AND client_ip SIMILAR TO '[0-9]+\\.[0-9]+\\.[0-9]+\\.[0-9]+'
     AND ok IS NOT NULL
     AND (NOT ok OR (rtt_ms > 0 AND rtt_ms <= 30000));
 CREATE TEMP VIEW dns AS
   SELECT epoch_us(ts) AS ts_d, probe_id, pop, resolver_ip
   FROM read_parquet('{root}/dns_probe/**/*.parquet', hive_partitioning = true)
-  WHERE pop IS NOT NULL;
+  WHERE pop IN ({pops})
+    AND regexp_full_match(probe_id, '[a-z0-9]{{8,64}}')
+    AND resolver_ip SIMILAR TO '[0-9]+\\.[0-9]+\\.[0-9]+\\.[0-9]+';
 CREATE TEMP TABLE m AS
   SELECT r.*, d.resolver_ip,
          split_part(client_ip, '.', 1) || '.' || split_part(client_ip, '.', 2) || '.' || split_part(client_ip, '.', 3) AS c24,

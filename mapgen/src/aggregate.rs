@@ -3,8 +3,8 @@
 //!
 //! Client key space: the client's /24 (/48) and the coarser levels of [`LEVELS`]. Resolver key
 //! space: each resolver and its /24 (/48), weighted by client: first a median per (resolver,
-//! client subnet, PoP), then the median of those over the resolver's client subnets, so each
-//! client population counts once however loud it is.
+//! client subnet, PoP), then the median of those over the resolver's (or the /24's resolvers')
+//! client subnets, so each client population counts once however loud it is.
 //!
 //! Measurements come one client partition at a time. The client levels are complete within a
 //! partition; the resolver levels keep the small per-(resolver, client subnet) frames and
@@ -27,13 +27,20 @@ pub type LevelStats = BTreeMap<IpNet, Vec<PopStat>>;
 #[derive(Default)]
 pub struct Aggregates {
     client: Vec<LevelStats>,
-    per_client_subnet: Vec<Vec<DataFrame>>,
+    per_client_subnet: Vec<DataFrame>,
     /// Measurements seen.
     pub measurements: u64,
 }
 
-fn level_key(c: &Column, (v4, v6): (u8, u8), name: &str) -> PolarsResult<Column> {
-    Ok(c.u64()?.apply_values(|k| key::truncate(k, v4, v6)).with_name(name.into()).into_column())
+/// The client column at a level, packed with the PoP ([`key::with_pop`]).
+fn client_pop(client: &UInt64Chunked, pop: &UInt16Chunked, (v4, v6): (u8, u8), name: &str) -> Column {
+    let packed: UInt64Chunked = client.iter().zip(pop.iter()).map(|(c, p)| Some(key::with_pop(key::truncate(c?, v4, v6), p?))).collect();
+    packed.with_name(name.into()).into_column()
+}
+
+/// A failed fetch is a sample without an RTT.
+fn fail_rate() -> Expr {
+    lit(1.0) - col("rtt").count().cast(DataType::Float64) / len().cast(DataType::Float64)
 }
 
 fn stat_exprs() -> Vec<Expr> {
@@ -41,14 +48,17 @@ fn stat_exprs() -> Vec<Expr> {
         len().cast(DataType::UInt64).alias("samples"),
         col("rtt").median().alias("median"),
         col("rtt").quantile(lit(0.9), QuantileMethod::Linear).alias("p90"),
-        col("ok").not().cast(DataType::Float64).mean().alias("fail_rate"),
+        fail_rate().alias("fail_rate"),
     ]
 }
 
-/// Reads (key, pop, samples, median, p90, fail_rate) frames into per-key stats.
+/// Reads (key, pop, samples, median, p90, fail_rate) frames into per-key stats; without a
+/// `pop` column, `name` holds keys packed with their PoP.
 fn to_stats(df: &DataFrame, name: &str, lengths: (u8, u8), into: &mut LevelStats) -> PolarsResult<()> {
-    let keys = df.column(name)?.u64()?;
-    let pop = df.column("pop")?.u16()?;
+    let (keys, pop) = match df.column("pop") {
+        Ok(pop) => (df.column(name)?.u64()?.clone(), pop.u16()?.clone()),
+        Err(_) => unpack(df.column(name)?.u64()?),
+    };
     let samples = df.column("samples")?.cast(&DataType::UInt64)?;
     let median = df.column("median")?.cast(&DataType::Float64)?;
     let p90 = df.column("p90")?.cast(&DataType::Float64)?;
@@ -67,70 +77,76 @@ fn to_stats(df: &DataFrame, name: &str, lengths: (u8, u8), into: &mut LevelStats
     Ok(())
 }
 
+/// Splits a packed (key, PoP) column into a key and a PoP column.
+fn unpack(packed: &UInt64Chunked) -> (UInt64Chunked, UInt16Chunked) {
+    let (keys, pops): (Vec<u64>, Vec<u16>) = packed.into_no_null_iter().map(key::without_pop).unzip();
+    (UInt64Chunked::from_vec("key".into(), keys), UInt16Chunked::from_vec("pop".into(), pops))
+}
+
 impl Aggregates {
     /// Adds one client partition of measurements (`pairing::Measurement` frames).
-    pub fn add(&mut self, mut m: DataFrame) -> PolarsResult<()> {
+    pub fn add(&mut self, m: DataFrame) -> PolarsResult<()> {
         if self.client.is_empty() {
             self.client = LEVELS.iter().map(|_| LevelStats::new()).collect();
-            self.per_client_subnet = RESOLVER_LEVELS.iter().map(|_| Vec::new()).collect();
         }
         self.measurements += m.height() as u64;
         if m.height() == 0 {
             return Ok(());
         }
-        let client = m.column("client")?.clone();
-        let resolver = m.column("resolver")?.clone();
-        let mut client_keys = vec!["client".to_owned()];
-        for (i, lengths) in LEVELS.iter().enumerate().skip(1) {
-            let name = format!("client_l{i}");
-            m.with_column(level_key(&client, *lengths, &name)?)?;
-            client_keys.push(name);
+        let client = m.column("client")?.u64()?.clone();
+        let pop = m.column("pop")?.u16()?.clone();
+        let mut values = m.select(["rtt"])?;
+        for (i, lengths) in LEVELS.iter().enumerate() {
+            values.with_column(client_pop(&client, &pop, *lengths, &format!("client_pop_l{i}")))?;
         }
-        let mut resolver_keys = vec!["resolver".to_owned()];
-        for (i, lengths) in RESOLVER_LEVELS.iter().enumerate().skip(1) {
-            let name = format!("resolver_l{i}");
-            m.with_column(level_key(&resolver, *lengths, &name)?)?;
-            resolver_keys.push(name);
+        values.with_column(m.column("resolver")?.clone())?;
+        drop(m);
+        for (i, (lengths, stats)) in LEVELS.iter().zip(&mut self.client).enumerate() {
+            let name = format!("client_pop_l{i}");
+            let df = values.clone().lazy().group_by([col(&name)]).agg(stat_exprs()).collect()?;
+            to_stats(&df, &name, *lengths, stats)?;
         }
-        for (i, name) in client_keys.iter().enumerate() {
-            let df = m.clone().lazy().group_by([col(name), col("pop")]).agg(stat_exprs()).collect()?;
-            to_stats(&df, name, LEVELS[i], &mut self.client[i])?;
-        }
-        for (i, name) in resolver_keys.iter().enumerate() {
-            let df = m
-                .clone()
-                .lazy()
-                .group_by([col(name).alias("key"), col("client"), col("pop")])
-                .agg([
-                    col("rtt").median().alias("client_median"),
-                    len().cast(DataType::UInt64).alias("n"),
-                    col("ok").not().cast(DataType::Float64).mean().alias("client_fail"),
-                ])
-                .collect()?;
-            self.per_client_subnet[i].push(df);
-        }
+        let per_subnet = values
+            .lazy()
+            .group_by([col("resolver"), col("client_pop_l0").alias("client_pop")])
+            .agg([
+                col("rtt").median().alias("client_median"),
+                len().cast(DataType::UInt64).alias("n"),
+                fail_rate().alias("client_fail"),
+            ])
+            .collect()?;
+        self.per_client_subnet.push(per_subnet);
         Ok(())
     }
 
     /// The statistics: client levels, then resolver levels, finest first.
     pub fn finish(self) -> PolarsResult<(Vec<LevelStats>, Vec<LevelStats>)> {
-        let mut resolver = Vec::new();
-        for (i, frames) in self.per_client_subnet.into_iter().enumerate() {
-            let mut stats = LevelStats::new();
-            if !frames.is_empty() {
-                let lfs: Vec<LazyFrame> = frames.into_iter().map(DataFrame::lazy).collect();
-                let df = concat(lfs, UnionArgs::default())?
-                    .group_by([col("key"), col("pop")])
-                    .agg([
-                        col("n").sum().alias("samples"),
-                        col("client_median").median().alias("median"),
-                        col("client_median").quantile(lit(0.9), QuantileMethod::Linear).alias("p90"),
-                        col("client_fail").mean().alias("fail_rate"),
-                    ])
-                    .collect()?;
-                to_stats(&df, "key", RESOLVER_LEVELS[i], &mut stats)?;
-            }
-            resolver.push(stats);
+        let mut resolver: Vec<LevelStats> = RESOLVER_LEVELS.iter().map(|_| LevelStats::new()).collect();
+        if self.per_client_subnet.is_empty() {
+            return Ok((self.client, resolver));
+        }
+        let lfs: Vec<LazyFrame> = self.per_client_subnet.into_iter().map(DataFrame::lazy).collect();
+        let mut per_subnet = concat(lfs, UnionArgs::default())?.collect()?;
+        let pop = unpack(per_subnet.column("client_pop")?.u64()?).1;
+        per_subnet.with_column(pop.into_column())?;
+        let resolvers = per_subnet.column("resolver")?.u64()?.clone();
+        for (i, stats) in resolver.iter_mut().enumerate() {
+            let name = format!("resolver_l{i}");
+            let (v4, v6) = RESOLVER_LEVELS[i];
+            let level = resolvers.apply_values(|k| key::truncate(k, v4, v6));
+            per_subnet.with_column(level.with_name(name.as_str().into()).into_column())?;
+            let df = per_subnet
+                .clone()
+                .lazy()
+                .group_by([col(&name), col("pop")])
+                .agg([
+                    col("n").sum().alias("samples"),
+                    col("client_median").median().alias("median"),
+                    col("client_median").quantile(lit(0.9), QuantileMethod::Linear).alias("p90"),
+                    col("client_fail").mean().alias("fail_rate"),
+                ])
+                .collect()?;
+            to_stats(&df, &name, RESOLVER_LEVELS[i], stats)?;
         }
         Ok((self.client, resolver))
     }

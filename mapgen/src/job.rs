@@ -86,10 +86,16 @@ pub fn run(opts: &Options, progress: &dyn Fn(&str)) -> Result<(Map, Report), Map
     let most = logs::count_rows(&opts.logs, "rtt_report")?.max(logs::count_rows(&opts.logs, "dns_probe")?);
     let n = most.div_ceil(opts.partition_rows.max(1)).max(1) as usize;
     progress(&format!("reading logs (at most {most} rows per table, {n} partition{})", if n == 1 { "" } else { "s" }));
-    let (reports, rtt_v) = logs::read_reports(&opts.logs, &pop_ids, opts.max_rtt_ms, since, until, Partitions::new(n, &opts.tmp_dir, "reports")?)?;
-    progress(&format!("read {} rtt_report rows", rtt_v.rows));
-    let (probes, dns_v) = logs::read_probes(&opts.logs, &pop_ids, since, until, Partitions::new(n, &opts.tmp_dir, "probes")?)?;
-    progress(&format!("read {} dns_probe rows", dns_v.rows));
+    // Both tables at once: each read is one thread validating behind polars' decoding.
+    let report_parts = Partitions::new(n, &opts.tmp_dir, "reports")?;
+    let probe_parts = Partitions::new(n, &opts.tmp_dir, "probes")?;
+    let (reports, probes) = std::thread::scope(|s| {
+        let probes = s.spawn(|| logs::read_probes(&opts.logs, &pop_ids, since, until, probe_parts));
+        let reports = logs::read_reports(&opts.logs, &pop_ids, opts.max_rtt_ms, since, until, report_parts);
+        (reports, probes.join().expect("the probe reader does not panic"))
+    });
+    let ((reports, rtt_v), (probes, dns_v)) = (reports?, probes?);
+    progress(&format!("read {} rtt_report and {} dns_probe rows", rtt_v.rows, dns_v.rows));
     report.rtt_rows = rtt_v.rows;
     report.dns_rows = dns_v.rows;
     report.bad.extend(bad_rows("rtt_report", &rtt_v));

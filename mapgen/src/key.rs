@@ -55,6 +55,27 @@ pub fn to_net(key: u64, v4: u8, v6: u8) -> IpNet {
     }
 }
 
+/// A client key (at /48 or coarser for IPv6) and a PoP index packed into one `u64`, so the
+/// group-bys hash one integer instead of two columns. IPv4 keys carry the PoP in the tag bits
+/// (32..48), IPv6 keys in their low 16 bits, which are zero down to /48.
+pub fn with_pop(key: u64, pop: u16) -> u64 {
+    if is_v4(key) {
+        key ^ (u64::from(pop) << 32)
+    } else {
+        debug_assert_eq!(key & 0xFFFF, 0, "IPv6 key longer than /48");
+        key | u64::from(pop)
+    }
+}
+
+/// Undoes [`with_pop`].
+pub fn without_pop(packed: u64) -> (u64, u16) {
+    if packed >> 48 == 0xFFFF {
+        (packed | 0xFFFF_0000_0000, ((packed >> 32) as u16) ^ 0xFFFF)
+    } else {
+        (packed & !0xFFFF, packed as u16)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -78,5 +99,10 @@ mod tests {
         assert_eq!(parse("ff02::1"), None);
         assert_eq!(parse("not-an-ip"), None);
         assert_ne!(truncate(k, 24, 48), truncate(k6, 24, 48));
+        for (key, pop) in [(truncate(k, 24, 48), 0), (truncate(k, 16, 32), 65535), (truncate(k6, 24, 48), 7), (truncate(k6, 16, 32), 65535)] {
+            let packed = with_pop(key, pop);
+            assert_eq!(without_pop(packed), (key, pop));
+            assert_eq!(is_v4(key), packed >> 48 == 0xFFFF);
+        }
     }
 }

@@ -56,10 +56,8 @@ pub struct ReportRecord {
     pub client: u64,
     /// PoP index.
     pub pop: u16,
-    /// RTT in ms, for a successful fetch.
+    /// RTT in ms; `None` for a failed fetch.
     pub rtt: Option<f32>,
-    /// Whether the fetch succeeded.
-    pub ok: bool,
 }
 
 impl Record for ReportRecord {
@@ -72,7 +70,6 @@ impl Record for ReportRecord {
                 UInt64Chunked::from_vec("client".into(), rows.iter().map(|r| r.client).collect()).into_column(),
                 UInt16Chunked::from_vec("pop".into(), rows.iter().map(|r| r.pop).collect()).into_column(),
                 Float32Chunked::from_iter_options("rtt".into(), rows.iter().map(|r| r.rtt)).into_column(),
-                BooleanChunked::from_iter_values("ok".into(), rows.iter().map(|r| r.ok)).into_column(),
             ],
         )
     }
@@ -215,7 +212,7 @@ pub fn read_reports(
             let pair = pair_hash(id, pop);
             let part = parts.of(pair);
             let ts = ts.expect("the window filter drops null timestamps");
-            parts.push(part, ReportRecord { pair, ts, client: key::truncate(client, l0v4, l0v6), pop, rtt, ok })?;
+            parts.push(part, ReportRecord { pair, ts, client: key::truncate(client, l0v4, l0v6), pop, rtt })?;
         }
         Ok(())
     })

@@ -1,6 +1,6 @@
 //! Pairing: each report with the probe queries of the same probe id and PoP within 10
 //! minutes (each pairing counts, as the contract says). One pairing is one *measurement*: a
-//! client subnet, the resolver that asked, the PoP, the RTT and whether the fetch worked.
+//! client subnet, the resolver that asked, the PoP and the RTT (none if the fetch failed).
 //!
 //! Reports and probes arrive partitioned by their pairing hash, so each partition pairs on its
 //! own; the measurements are then re-partitioned by the client's coarsest aggregation prefix,
@@ -21,10 +21,8 @@ pub struct Measurement {
     pub resolver: u64,
     /// PoP index.
     pub pop: u16,
-    /// RTT in ms, for a successful fetch.
+    /// RTT in ms; `None` for a failed fetch.
     pub rtt: Option<f32>,
-    /// Whether the fetch succeeded.
-    pub ok: bool,
 }
 
 impl Record for Measurement {
@@ -36,7 +34,6 @@ impl Record for Measurement {
                 UInt64Chunked::from_vec("resolver".into(), rows.iter().map(|r| r.resolver).collect()).into_column(),
                 UInt16Chunked::from_vec("pop".into(), rows.iter().map(|r| r.pop).collect()).into_column(),
                 Float32Chunked::from_iter_options("rtt".into(), rows.iter().map(|r| r.rtt)).into_column(),
-                BooleanChunked::from_iter_values("ok".into(), rows.iter().map(|r| r.ok)).into_column(),
             ],
         )
     }
@@ -49,7 +46,7 @@ pub fn pair(reports: DataFrame, probes: DataFrame) -> PolarsResult<DataFrame> {
         .lazy()
         .join(probes.lazy(), [col("pair")], [col("pair")], JoinArgs::new(JoinType::Inner))
         .filter((col("ts_r") - col("ts_d")).abs().lt_eq(lit(MAX_PAIR_GAP_MICROS)))
-        .select([col("client"), col("resolver"), col("pop"), col("rtt"), col("ok")])
+        .select([col("client"), col("resolver"), col("pop"), col("rtt")])
         .collect()
 }
 

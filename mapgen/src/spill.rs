@@ -25,7 +25,7 @@ const BUFFER_ROWS: usize = 64 * 1024;
 
 enum Store {
     Memory(Vec<DataFrame>),
-    File(PathBuf, Option<BatchedWriter<BufWriter<File>>>),
+    File(PathBuf, Option<Box<BatchedWriter<BufWriter<File>>>>),
 }
 
 /// Partitions being filled.
@@ -85,7 +85,7 @@ impl<R: Record> Partitions<R> {
                 if writer.is_none() {
                     let file = BufWriter::with_capacity(1 << 20, File::create(&*path)?);
                     let fields = default_ipc_fields(df.schema().to_arrow(CompatLevel::newest()).iter_values());
-                    *writer = Some(IpcWriter::new(file).batched(df.schema(), fields)?);
+                    *writer = Some(Box::new(IpcWriter::new(file).batched(df.schema(), fields)?));
                 }
                 df.rechunk_mut();
                 writer.as_mut().expect("just opened").write_batch(&df)?;

@@ -85,23 +85,30 @@ struct User {
     resolver: Ipv4Addr,
     ecs: bool,
     probe_id: String,
-    /// (pop, rtt) with `None` for a failed fetch.
-    results: Vec<(String, Option<f64>)>,
+    /// RTT per PoP (in the world's order), NaN for a failed fetch: compact, as large runs
+    /// plan millions of users.
+    results: Vec<f64>,
 }
 
 fn plan(world: &World, opts: &SimulateOptions) -> Vec<User> {
     let mut rng = ChaCha8Rng::seed_from_u64(opts.seed);
-    let total: f64 = world.networks.iter().map(|n| n.weight).sum();
+    // Cumulative weights: a user's network is drawn by binary search, so worlds with
+    // thousands of networks plan millions of users quickly.
+    let cumulative: Vec<f64> = world
+        .networks
+        .iter()
+        .scan(0.0, |acc, n| {
+            *acc += n.weight;
+            Some(*acc)
+        })
+        .collect();
+    let total = cumulative.last().copied().unwrap_or(0.0);
     let subnets: Vec<Vec<Ipv4Net>> = world.networks.iter().map(|n| world.subnets(n)).collect();
     let jitter = world.latency.jitter_ms;
     (0..opts.users)
         .map(|_| {
-            let mut pick = rng.random::<f64>() * total;
-            let ni = world.networks.iter().position(|n| {
-                pick -= n.weight;
-                pick < 0.0
-            });
-            let ni = ni.unwrap_or(world.networks.len() - 1);
+            let pick = rng.random::<f64>() * total;
+            let ni = cumulative.partition_point(|&c| c <= pick).min(world.networks.len() - 1);
             let n = &world.networks[ni];
             let subnet = subnets[ni][rng.random_range(0..subnets[ni].len())];
             let client = Ipv4Addr::from(u32::from(subnet.network()) | rng.random_range(1..255u32));
@@ -120,7 +127,11 @@ fn plan(world: &World, opts: &SimulateOptions) -> Vec<User> {
                     if rng.random::<f64>() < 0.02 {
                         rtt *= 3.0;
                     }
-                    (p.id.clone(), (!lost).then_some((rtt * 1000.0).round() / 1000.0))
+                    if lost {
+                        f64::NAN
+                    } else {
+                        (rtt * 1000.0).round() / 1000.0
+                    }
                 })
                 .collect();
             User { client, subnet, resolver: r.address, ecs: r.ecs, probe_id, results }
@@ -156,16 +167,18 @@ pub async fn run(world: World, opts: SimulateOptions) -> Result<Arc<Summary>, Si
         })
     };
     let users = Arc::new(users);
+    let pop_ids: Arc<Vec<String>> = Arc::new(world.pops.iter().map(|p| p.id.clone()).collect());
     let next = Arc::new(AtomicU64::new(0));
     let mut workers = Vec::new();
     for _ in 0..opts.concurrency.max(1) {
         let (users, next, summary, http, url, zone) = (users.clone(), next.clone(), summary.clone(), http.clone(), url.clone(), zone.clone());
+        let pops = pop_ids.clone();
         let dns = opts.dns;
         workers.push(tokio::spawn(async move {
             loop {
                 let i = next.fetch_add(1, Relaxed) as usize;
                 let Some(u) = users.get(i) else { break };
-                simulate_user(u, dns, &zone, &http, &url, &summary).await;
+                simulate_user(u, &pops, dns, &zone, &http, &url, &summary).await;
                 summary.users.fetch_add(1, Relaxed);
             }
         }));
@@ -177,11 +190,11 @@ pub async fn run(world: World, opts: SimulateOptions) -> Result<Arc<Summary>, Si
     Ok(summary)
 }
 
-async fn simulate_user(u: &User, dns: SocketAddr, zone: &str, http: &reqwest::Client, url: &str, s: &Summary) {
+async fn simulate_user(u: &User, pops: &[String], dns: SocketAddr, zone: &str, http: &reqwest::Client, url: &str, s: &Summary) {
     // The resolver asks for every PoP's probe name, from its own address.
     match tokio::net::UdpSocket::bind((u.resolver, 0)).await {
         Ok(sock) => {
-            for (pop, _) in &u.results {
+            for pop in pops {
                 let ok = resolve(&sock, dns, &format!("{}.{pop}.{zone}.", u.probe_id), u.ecs.then_some(u.subnet)).await;
                 if ok { &s.dns_ok } else { &s.dns_failed }.fetch_add(1, Relaxed);
             }
@@ -193,9 +206,10 @@ async fn simulate_user(u: &User, dns: SocketAddr, zone: &str, http: &reqwest::Cl
     let results: Vec<String> = u
         .results
         .iter()
-        .map(|(pop, rtt)| match rtt {
-            Some(v) => format!(r#"{{"pop":"{pop}","rtt_ms":{v},"ok":true}}"#),
-            None => format!(r#"{{"pop":"{pop}","ok":false}}"#),
+        .zip(pops)
+        .map(|(rtt, pop)| match rtt {
+            v if v.is_nan() => format!(r#"{{"pop":"{pop}","ok":false}}"#),
+            v => format!(r#"{{"pop":"{pop}","rtt_ms":{v},"ok":true}}"#),
         })
         .collect();
     let body = format!(r#"{{"probe_id":"{}","results":[{}]}}"#, u.probe_id, results.join(","));
@@ -269,7 +283,8 @@ pub fn write_logs(world: &World, opts: &SimulateOptions, root: &Path) -> Result<
     for (i, u) in users.iter().enumerate() {
         let ts = t0 + i as i64 * 1000;
         let id = ProbeId::new(u.probe_id.as_bytes()).expect("simulated ids are valid");
-        for (j, (pop, rtt_ms)) in u.results.iter().enumerate() {
+        for (j, rtt_ms) in u.results.iter().enumerate() {
+            let rtt_ms = (!rtt_ms.is_nan()).then_some(*rtt_ms);
             let row = DnsProbeRow {
                 ts,
                 probe_id: id,
@@ -285,9 +300,9 @@ pub fn write_logs(world: &World, opts: &SimulateOptions, root: &Path) -> Result<
             let report = vec![RttReportRow {
                 ts: ts + 50_000,
                 probe_id: u.probe_id.clone(),
-                pop: pop.clone(),
+                pop: world.pops[j].id.clone(),
                 client_ip: u.client.to_string(),
-                rtt_ms: *rtt_ms,
+                rtt_ms,
                 ok: rtt_ms.is_some(),
                 collector: "simulated".into(),
             }];
