@@ -8,8 +8,10 @@ ISP resolvers per metro plus public resolvers with and without ECS) and OUT_DIR/
 (the same PoPs, for `geodns mapgen --config`). Deterministic for a seed.
 
 Geography misleads the way it does on the real Internet:
-- some networks peer badly with one of their two nearest PoPs (+30..150 ms);
-- some networks use an ISP resolver in another metro, or a public resolver, far away;
+- each metro has a few access ISPs, and some ISPs peer badly with one of the metro's two
+  nearest PoPs (+30..150 ms for all their networks);
+- most networks use their ISP's resolver; some use an ISP resolver in another metro (a
+  national resolver far away), some a public resolver (the nearest site);
 - half the public resolvers send ECS, half do not.
 Client addresses only ever appear as data in logs (`--logs-only`); resolvers are on
 127.10.0.0/16 as the simulator requires.
@@ -94,9 +96,15 @@ def main():
     for ecs in (True, False):
         for site, lat, lon in PUBLIC_SITES:
             public[ecs].append((resolver(f"public-{'ecs' if ecs else 'noecs'}-{site}", lat, lon, ecs), lat, lon))
-    metro_resolvers = {}
+    isps = {}  # metro -> [(resolver name, penalty clause or "")]
     for name, lat, lon, pop in METROS:
-        metro_resolvers[name] = [resolver(f"{name}-isp{i}", lat, lon, False) for i in range(2 + pop // 8)]
+        isps[name] = []
+        for i in range(2 + pop // 8):
+            penalty = ""
+            if rnd.random() < 0.25:
+                near = sorted(POPS, key=lambda p: km(lat, lon, p[1], p[2]))[:2]
+                penalty = f"penalty_ms = {{ {rnd.choice(near)[0]} = {rnd.randint(30, 150)}.0 }}"
+            isps[name].append((resolver(f"{name}-isp{i}", lat, lon, False), penalty))
 
     weights = [m[3] for m in METROS]
     next24 = 0  # /24s allocated in 10.0.0.0/8
@@ -111,21 +119,18 @@ def main():
             raise SystemExit("10.0.0.0/8 is full: fewer networks")
         prefix = f"10.{next24 // 256}.{next24 % 256}.0/{size}"
         next24 += blocks
+        res, penalty = rnd.choice(isps[name])
         r = rnd.random()
-        if r < 0.70:
-            res = rnd.choice(metro_resolvers[name])
-        elif r < 0.80:
-            # An ISP that resolves in another metro (a national resolver far away).
-            other = rnd.choice(METROS)[0]
-            res = rnd.choice(metro_resolvers[other])
-        else:
+        if r < 0.10:
+            # The ISP resolves centrally, in another metro.
+            res = rnd.choice(isps[rnd.choice(METROS)[0]])[0]
+        elif r < 0.30:
             ecs = rnd.random() < 0.5
             res = min(public[ecs], key=lambda s: km(lat, lon, s[1], s[2]))[0]
         w += ['[[networks]]', f'name = "{name}-net{i}"', f'prefix = "{prefix}"', f'lat = {lat:.2f}',
               f'lon = {lon:.2f}', f'weight = {rnd.choice([1, 1, 2, 3, 5, 8])}', f'resolver = "{res}"']
-        if rnd.random() < 0.15:
-            near = sorted(POPS, key=lambda p: km(lat, lon, p[1], p[2]))[: 2]
-            w.append(f'penalty_ms = {{ {rnd.choice(near)[0]} = {rnd.randint(30, 150)}.0 }}')
+        if penalty:
+            w.append(penalty)
         w.append('')
     (out / "world.toml").write_text("\n".join(w))
 

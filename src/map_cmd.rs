@@ -46,6 +46,19 @@ pub enum MapCommand {
         #[arg(long, value_enum, default_value_t = OneSpace::Client)]
         key_space: OneSpace,
     },
+    /// Score the map against a simulated world's ground truth (`geodns simulate --out`): the
+    /// share of users sent within 5 ms of their fastest PoP and the mean and p95 regret, for
+    /// the map and for the GeoIP-nearest and resolver-nearest baselines, as a Markdown table.
+    Score {
+        /// The map file.
+        map: PathBuf,
+        /// The world file the simulation ran.
+        #[arg(long, default_value = "data/world.toml")]
+        world: PathBuf,
+        /// The simulation's output directory (with ground_truth.csv).
+        #[arg(long, default_value = "data/sim")]
+        truth: PathBuf,
+    },
     /// Prefix counts per key space and family, per first-ranked PoP and per derivation.
     Stats {
         /// The map file.
@@ -87,6 +100,13 @@ pub fn run(cmd: MapCommand) -> anyhow::Result<()> {
     match cmd {
         MapCommand::Lookup { map, ip, ecs } => lookup(map, &ip, ecs),
         MapCommand::Stats { map } => stats(map),
+        MapCommand::Score { map, world, truth } => {
+            use geodns_beacon::simulate::{score, World};
+            let world = World::read(&world)?;
+            let truth = score::read_truth(&truth.join("ground_truth.csv"))?;
+            print!("{}", score::table(&score::score(&world, &truth, &read(&map)?)));
+            Ok(())
+        }
         MapCommand::Explain { map, ip } => explain(map, ip),
         MapCommand::ExportMmdb { map, out, key_space } => {
             let m = read(&map)?;
@@ -268,6 +288,7 @@ fn explain(path: PathBuf, addr: IpAddr) -> anyhow::Result<()> {
         let why = match covering[0].derivation {
             geomap::Derivation::Measured => "measured for this prefix itself",
             geomap::Derivation::Aggregated => "the aggregate of this prefix: its thin parts borrow from it, and agreeing more specific measurements were folded into it",
+            geomap::Derivation::Routed => "the aggregate of the routed prefix (one network) covering this address",
             geomap::Derivation::Geoip => "too few samples and no aggregate: nearest PoPs by GeoIP",
             geomap::Derivation::Default => "nothing measured or located: the default order",
             geomap::Derivation::Static => "set by an operator (nets file)",

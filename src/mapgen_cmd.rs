@@ -50,8 +50,12 @@ pub struct MapgenArgs {
     force: bool,
     /// Rows per table held in memory at a time; larger logs are split into partitions that
     /// spill to --tmp-dir. Memory grows with this, not with the logs.
-    #[arg(long, default_value_t = 8_000_000)]
+    #[arg(long, default_value_t = 10_000_000)]
     partition_rows: u64,
+    /// A routing-table prefix list (one prefix per line): thin client subnets borrow from
+    /// their routed prefix, which is one network, before the fixed /20 and /16 levels.
+    #[arg(long)]
+    routes: Option<PathBuf>,
     /// Where partitions spill (default: the system's temporary directory).
     #[arg(long)]
     tmp_dir: Option<PathBuf>,
@@ -104,6 +108,7 @@ pub fn run(a: MapgenArgs) -> anyhow::Result<()> {
         max_moved_share: a.max_moved_share,
         force: a.force,
         partition_rows: a.partition_rows,
+        routes: a.routes.clone(),
         tmp_dir: a.tmp_dir.clone().unwrap_or_else(std::env::temp_dir),
         generation: a.generation.unwrap_or_else(|| format!("mapgen-{}", created_at.replace([':', '-'], ""))),
         created_at,

@@ -64,6 +64,9 @@ pub enum Derivation {
     Measured,
     /// Borrowed from a covering aggregate (a coarser prefix) because this one was thin.
     Aggregated,
+    /// Aggregated over a routed prefix (from a routing-table prefix list): one network, so
+    /// its thin parts borrow from measurements of the same network.
+    Routed,
     /// Nearest PoPs by GeoIP distance.
     Geoip,
     /// The configured default order.
@@ -74,8 +77,9 @@ pub enum Derivation {
 
 impl Derivation {
     /// All derivations, in the order reports list them.
-    pub const ALL: [Derivation; 5] = [
+    pub const ALL: [Derivation; 6] = [
         Derivation::Measured,
+        Derivation::Routed,
         Derivation::Aggregated,
         Derivation::Geoip,
         Derivation::Default,
@@ -87,6 +91,7 @@ impl Derivation {
         match self {
             Derivation::Measured => "measured",
             Derivation::Aggregated => "aggregated",
+            Derivation::Routed => "routed",
             Derivation::Geoip => "geoip",
             Derivation::Default => "default",
             Derivation::Static => "static",
@@ -106,7 +111,7 @@ impl FromStr for Derivation {
         Derivation::ALL
             .into_iter()
             .find(|d| d.as_str() == s)
-            .ok_or_else(|| format!("unknown derivation {s:?}: want one of measured, aggregated, geoip, default, static"))
+            .ok_or_else(|| format!("unknown derivation {s:?}: want one of measured, routed, aggregated, geoip, default, static"))
     }
 }
 

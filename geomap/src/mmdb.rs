@@ -50,9 +50,26 @@ pub fn export(map: &Map, space: KeySpace, out: &Path) -> Result<usize, ExportErr
         }
         w.insert_value(r.prefix, Value::map(fields))?;
     }
+    write(w, out)?;
+    Ok(rows.len())
+}
+
+/// Writes a City-style database holding only `location` per network: what a test world or a
+/// simulation knows about where its networks are. Nested networks go least specific first.
+pub fn write_locations(networks: &[(ipnet::IpNet, f64, f64)], out: &Path) -> Result<(), ExportError> {
+    let mut w = Writer::new("GeoDNS-Locations");
+    let mut sorted: Vec<_> = networks.iter().collect();
+    sorted.sort_by_key(|(n, _, _)| (n.prefix_len(), n.addr()));
+    for (net, lat, lon) in sorted {
+        w.insert_value(*net, Value::map([("location", Value::map([("latitude", Value::from(*lat)), ("longitude", Value::from(*lon))]))]))?;
+    }
+    write(w, out)
+}
+
+fn write(w: Writer, out: &Path) -> Result<(), ExportError> {
     let bytes = w.to_bytes()?;
     let tmp = out.with_extension("mmdb.tmp");
     std::fs::write(&tmp, bytes)?;
     std::fs::rename(&tmp, out)?;
-    Ok(rows.len())
+    Ok(())
 }

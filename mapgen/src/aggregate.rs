@@ -10,7 +10,7 @@
 //! partition; the resolver levels keep the small per-(resolver, client subnet) frames and
 //! finish once every partition has been seen.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use geomap::PopIndex;
 use ipnet::IpNet;
@@ -19,6 +19,7 @@ use polars::prelude::*;
 use crate::key;
 use crate::logs::{LEVELS, RESOLVER_LEVELS};
 use crate::ranking::PopStat;
+use crate::routes::Routes;
 
 /// Per-key statistics of one level.
 pub type LevelStats = BTreeMap<IpNet, Vec<PopStat>>;
@@ -27,6 +28,8 @@ pub type LevelStats = BTreeMap<IpNet, Vec<PopStat>>;
 #[derive(Default)]
 pub struct Aggregates {
     client: Vec<LevelStats>,
+    routes: Routes,
+    routed: LevelStats,
     per_client_subnet: Vec<DataFrame>,
     /// Measurements seen.
     pub measurements: u64,
@@ -52,9 +55,9 @@ fn stat_exprs() -> Vec<Expr> {
     ]
 }
 
-/// Reads (key, pop, samples, median, p90, fail_rate) frames into per-key stats; without a
-/// `pop` column, `name` holds keys packed with their PoP.
-fn to_stats(df: &DataFrame, name: &str, lengths: (u8, u8), into: &mut LevelStats) -> PolarsResult<()> {
+/// Reads (key, pop, samples, median, p90, fail_rate) frames into per-key stats, `net` giving
+/// each key's prefix; without a `pop` column, `name` holds client keys packed with their PoP.
+fn to_stats(df: &DataFrame, name: &str, net: &dyn Fn(u64) -> IpNet, into: &mut LevelStats) -> PolarsResult<()> {
     let (keys, pop) = match df.column("pop") {
         Ok(pop) => (df.column(name)?.u64()?.clone(), pop.u16()?.clone()),
         Err(_) => unpack(df.column(name)?.u64()?),
@@ -66,7 +69,7 @@ fn to_stats(df: &DataFrame, name: &str, lengths: (u8, u8), into: &mut LevelStats
     let rows = keys.iter().zip(pop.iter()).zip(samples.u64()?.iter()).zip(median.f64()?.iter()).zip(p90.f64()?.iter()).zip(fail.f64()?.iter());
     for (((((k, p), samples), median), p90), fail) in rows {
         let (Some(k), Some(p)) = (k, p) else { continue };
-        into.entry(key::to_net(k, lengths.0, lengths.1)).or_default().push(PopStat {
+        into.entry(net(k)).or_default().push(PopStat {
             pop: PopIndex::from(p),
             samples: samples.unwrap_or(0),
             median,
@@ -84,6 +87,11 @@ fn unpack(packed: &UInt64Chunked) -> (UInt64Chunked, UInt16Chunked) {
 }
 
 impl Aggregates {
+    /// Gathers statistics; `routes` adds the routed-prefix level (may be empty).
+    pub fn new(routes: Routes) -> Aggregates {
+        Aggregates { routes, ..Default::default() }
+    }
+
     /// Adds one client partition of measurements (`pairing::Measurement` frames).
     pub fn add(&mut self, m: DataFrame) -> PolarsResult<()> {
         if self.client.is_empty() {
@@ -101,10 +109,36 @@ impl Aggregates {
         }
         values.with_column(m.column("resolver")?.clone())?;
         drop(m);
-        for (i, (lengths, stats)) in LEVELS.iter().zip(&mut self.client).enumerate() {
+        // Clients inside a routed prefix aggregate over it instead of the fixed coarser levels.
+        let routed = if self.routes.is_empty() {
+            lit(false)
+        } else {
+            let mut memo: HashMap<u64, Option<u32>> = HashMap::new();
+            let route: UInt64Chunked = client
+                .iter()
+                .zip(pop.iter())
+                .map(|(c, p)| {
+                    let id = *memo.entry(c?).or_insert_with(|| self.routes.covering(c.unwrap_or(0)));
+                    Some((u64::from(id?) << 16) | u64::from(p?))
+                })
+                .collect();
+            values.with_column(route.with_name("route_pop".into()).into_column())?;
+            let df = values.clone().lazy().filter(col("route_pop").is_not_null()).group_by([col("route_pop")]).agg(stat_exprs()).collect()?;
+            let mut df = df;
+            let packed = df.column("route_pop")?.u64()?.clone();
+            df.with_column(packed.apply_values(|k| k >> 16).with_name("route".into()).into_column())?;
+            let pops: UInt16Chunked = packed.iter().map(|k| k.map(|k| k as u16)).collect();
+            df.with_column(pops.with_name("pop".into()).into_column())?;
+            let routes = &self.routes;
+            to_stats(&df, "route", &|id| routes.net(id as u32), &mut self.routed)?;
+            col("route_pop").is_not_null()
+        };
+        for (i, (&(v4, v6), stats)) in LEVELS.iter().zip(&mut self.client).enumerate() {
             let name = format!("client_pop_l{i}");
-            let df = values.clone().lazy().group_by([col(&name)]).agg(stat_exprs()).collect()?;
-            to_stats(&df, &name, *lengths, stats)?;
+            let lf = values.clone().lazy();
+            let lf = if i == 0 { lf } else { lf.filter(routed.clone().not()) };
+            let df = lf.group_by([col(&name)]).agg(stat_exprs()).collect()?;
+            to_stats(&df, &name, &|k| key::to_net(k, v4, v6), stats)?;
         }
         let per_subnet = values
             .lazy()
@@ -119,11 +153,12 @@ impl Aggregates {
         Ok(())
     }
 
-    /// The statistics: client levels, then resolver levels, finest first.
-    pub fn finish(self) -> PolarsResult<(Vec<LevelStats>, Vec<LevelStats>)> {
+    /// The statistics: client levels (finest first), the routed prefixes, and the resolver
+    /// levels (finest first).
+    pub fn finish(self) -> PolarsResult<(Vec<LevelStats>, LevelStats, Vec<LevelStats>)> {
         let mut resolver: Vec<LevelStats> = RESOLVER_LEVELS.iter().map(|_| LevelStats::new()).collect();
         if self.per_client_subnet.is_empty() {
-            return Ok((self.client, resolver));
+            return Ok((self.client, self.routed, resolver));
         }
         let lfs: Vec<LazyFrame> = self.per_client_subnet.into_iter().map(DataFrame::lazy).collect();
         let mut per_subnet = concat(lfs, UnionArgs::default())?.collect()?;
@@ -146,8 +181,8 @@ impl Aggregates {
                     col("client_fail").mean().alias("fail_rate"),
                 ])
                 .collect()?;
-            to_stats(&df, &name, RESOLVER_LEVELS[i], stats)?;
+            to_stats(&df, &name, &|k| key::to_net(k, v4, v6), stats)?;
         }
-        Ok((self.client, resolver))
+        Ok((self.client, self.routed, resolver))
     }
 }

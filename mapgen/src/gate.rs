@@ -65,7 +65,7 @@ pub fn compare(old: &Map, new: &Map, weights: &[(IpNet, u64)], default_order: &[
         }
     }
     g.moved_share = if g.total_weight == 0 { 0.0 } else { g.moved_weight as f64 / g.total_weight as f64 };
-    let placed = |d: Derivation| matches!(d, Derivation::Measured | Derivation::Aggregated | Derivation::Geoip);
+    let placed = |d: Derivation| matches!(d, Derivation::Measured | Derivation::Routed | Derivation::Aggregated | Derivation::Geoip);
     let new_placed = Map { meta: new.meta.clone(), rows: new.rows.iter().filter(|r| placed(r.derivation)).cloned().collect() };
     let new_index = RowIndex::build(&new_placed);
     for r in old.rows.iter().filter(|r| placed(r.derivation)) {

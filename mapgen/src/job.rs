@@ -14,6 +14,7 @@ use crate::logs::{self, Validation};
 use crate::pairing::{self, Measurement};
 use crate::ranking::rows_for_level;
 use crate::report::{BadRows, Report};
+use crate::routes::Routes;
 use crate::spill::Partitions;
 
 /// What to run on.
@@ -48,6 +49,9 @@ pub struct Options {
     pub partition_rows: u64,
     /// Where partitions spill.
     pub tmp_dir: PathBuf,
+    /// A routing-table prefix list: thin client subnets borrow from their routed prefix
+    /// (one network) before the fixed coarser levels.
+    pub routes: Option<PathBuf>,
     /// Generation id to record.
     pub generation: String,
     /// Creation time to record (RFC 3339).
@@ -63,6 +67,9 @@ pub enum MapgenError {
     /// The GeoIP database.
     #[error("{0}")]
     GeoIp(#[from] geomap::geoip::GeoIpError),
+    /// The routing-table prefix list.
+    #[error("{0}")]
+    Routes(#[from] crate::routes::RoutesError),
     /// Input that cannot make a trustworthy map.
     #[error("refusing the input: {0}")]
     Refused(String),
@@ -127,7 +134,11 @@ pub fn run(opts: &Options, progress: &dyn Fn(&str)) -> Result<(Map, Report), Map
     }
     drop((reports, probes));
     let mut measurements = measurements.finish()?;
-    let mut aggregates = Aggregates::default();
+    let routes = match &opts.routes {
+        Some(path) => Routes::read(path)?,
+        None => Routes::default(),
+    };
+    let mut aggregates = Aggregates::new(routes);
     for p in 0..measurements.len() {
         if n > 1 {
             progress(&format!("aggregating, partition {}/{n}", p + 1));
@@ -140,7 +151,7 @@ pub fn run(opts: &Options, progress: &dyn Fn(&str)) -> Result<(Map, Report), Map
     if report.measurements == 0 {
         return Err(MapgenError::Refused("no report pairs with a probe query (same probe id and PoP within 10 minutes)".into()));
     }
-    let (client_levels, resolver_levels) = aggregates.finish()?;
+    let (client_levels, routed, resolver_levels) = aggregates.finish()?;
     report.client_subnets = client_levels[0].len() as u64;
     report.resolvers = resolver_levels[0].len() as u64;
 
@@ -166,13 +177,15 @@ pub fn run(opts: &Options, progress: &dyn Fn(&str)) -> Result<(Map, Report), Map
             thin_clients = thin;
         }
     }
+    rows.extend(rows_for_level(KeySpace::Client, Derivation::Routed, &routed, opts.min_samples, &fallback).0);
     for (i, stats) in resolver_levels.iter().enumerate() {
         let derivation = if i == 0 { Derivation::Measured } else { Derivation::Aggregated };
         rows.extend(rows_for_level(KeySpace::Resolver, derivation, stats, opts.min_samples, &fallback).0);
     }
     // Thin client subnets that no aggregate covers: nearest PoPs by GeoIP, if we can locate them.
     if let Some(g) = &geoip {
-        let covered = |net: &IpNet| rows.iter().any(|r| r.key_space == KeySpace::Client && r.prefix.contains(net));
+        let client_rows: std::collections::HashSet<IpNet> = rows.iter().filter(|r| r.key_space == KeySpace::Client).map(|r| r.prefix).collect();
+        let covered = |net: &IpNet| (0..=net.prefix_len()).any(|len| IpNet::new(net.addr(), len).is_ok_and(|s| client_rows.contains(&s.trunc())));
         let geo_rows: Vec<MapRow> = thin_clients
             .iter()
             .filter(|n| !covered(n))

@@ -4,7 +4,8 @@
 //! - [`logs`]: stream the hive-partitioned Parquet logs of the window, count bad rows by
 //!   reason, compact good ones to integers ([`key`]) and partition them ([`spill`]);
 //! - [`pairing`]: pair reports with probe queries, one partition at a time;
-//! - [`aggregate`]: statistics per key and PoP at each prefix level (polars group-bys);
+//! - [`aggregate`]: statistics per key and PoP at each prefix level (polars group-bys), with
+//!   the routed prefixes of [`routes`] as a level when given;
 //! - [`ranking`]: the ranking rule and the rows of one level;
 //! - [`job`]: the run: the steps above, then fallback, compaction and the gates;
 //! - [`gate`]: the safety gates against the previous map;
@@ -18,6 +19,7 @@ pub mod logs;
 pub mod pairing;
 pub mod ranking;
 pub mod report;
+pub mod routes;
 pub mod spill;
 
 pub use job::{run, MapgenError, Options};

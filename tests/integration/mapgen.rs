@@ -3,12 +3,12 @@
 //! far more often than the two classic baselines on a world where geography misleads; the same
 //! input must give a byte-identical map; junk rows are counted by reason, never fatal.
 
-use std::net::IpAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use geodns_beacon::simulate::{score, World};
 use geodns_beacon::{LogWriter, RttReportRow, WriterConfig};
-use geomap::{AnswerTable, KeySpace};
+use geomap::KeySpace;
 
 use crate::collector::report_rows;
 use crate::harness::{collector_config, data_dir, example_config, geodns, Collector, Server};
@@ -67,49 +67,6 @@ fn mapgen(logs: &Path, out: &Path, extra: &[&str]) -> (bool, String) {
     (o.status.success(), format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr)))
 }
 
-struct TruthRow {
-    subnet: ipnet::Ipv4Net,
-    resolver: IpAddr,
-    lat: f64,
-    lon: f64,
-    users: f64,
-    rtt: Vec<f64>, // ams, iad, sin (the world's and the config's PoP order)
-}
-
-fn truth(path: &Path) -> Vec<TruthRow> {
-    std::fs::read_to_string(path)
-        .unwrap()
-        .lines()
-        .skip(1)
-        .map(|l| {
-            let f: Vec<&str> = l.split(',').collect();
-            TruthRow {
-                subnet: f[0].parse().unwrap(),
-                resolver: f[2].parse().unwrap(),
-                lat: f[3].parse().unwrap(),
-                lon: f[4].parse().unwrap(),
-                users: f[5].parse().unwrap(),
-                rtt: f[6..9].iter().map(|v| v.parse().unwrap()).collect(),
-            }
-        })
-        .collect()
-}
-
-/// Share of users (weighted) sent to a PoP within 5 ms of their best, and mean regret, ms.
-fn score(rows: &[TruthRow], choose: &dyn Fn(&TruthRow) -> usize) -> (f64, f64) {
-    let (mut good, mut regret, mut total) = (0.0, 0.0, 0.0);
-    for r in rows {
-        let best = r.rtt.iter().cloned().fold(f64::INFINITY, f64::min);
-        let got = r.rtt[choose(r)];
-        if got - best <= 5.0 {
-            good += r.users;
-        }
-        regret += (got - best) * r.users;
-        total += r.users;
-    }
-    (good / total, regret / total)
-}
-
 #[test]
 fn measured_map_beats_geographic_baselines_and_is_deterministic() {
     let (dir, logs) = simulated_logs(1500);
@@ -129,47 +86,19 @@ fn measured_map_beats_geographic_baselines_and_is_deterministic() {
     assert_eq!(std::fs::read_dir(&spill).unwrap().count(), 0, "spill files are removed");
 
     let map = geomap::read_map(&m1).unwrap();
-    let table = AnswerTable::build(&map, Some(&[0, 1, 2]));
-    let rows = truth(&dir.path().join("sim/ground_truth.csv"));
-    let pop_coords = [(52.37, 4.90), (38.95, -77.45), (1.35, 103.99)];
-    let nearest = |lat: f64, lon: f64| {
-        (0..3).min_by(|&a, &b| {
-            let d = |i: usize| geomap::geoip::distance_km(lat, lon, pop_coords[i].0, pop_coords[i].1);
-            d(a).total_cmp(&d(b))
-        })
-        .unwrap()
-    };
-    let resolvers: std::collections::HashMap<String, (f64, f64)> = std::fs::read_to_string(dir.path().join("sim/resolvers.csv"))
-        .unwrap()
-        .lines()
-        .skip(1)
-        .map(|l| {
-            let f: Vec<&str> = l.split(',').collect();
-            (f[0].to_string(), (f[3].parse().unwrap(), f[4].parse().unwrap()))
-        })
-        .collect();
-    let pop_index = |id: &str| ["ams", "iad", "sin"].iter().position(|p| *p == id).unwrap();
-    let by_map = |r: &TruthRow| {
-        let hit = table.lookup(KeySpace::Client, IpAddr::V4(r.subnet.network()));
-        pop_index(map.meta.pops.get(hit.pops.unwrap()[0]).id.as_str())
-    };
-    let by_resolver_map = |r: &TruthRow| {
-        let hit = table.lookup(KeySpace::Resolver, r.resolver);
-        pop_index(map.meta.pops.get(hit.pops.unwrap()[0]).id.as_str())
-    };
-    let by_client_geo = |r: &TruthRow| nearest(r.lat, r.lon);
-    let by_resolver_geo = |r: &TruthRow| {
-        let (lat, lon) = resolvers[&r.resolver.to_string()];
-        nearest(lat, lon)
-    };
-    let (map_ok, map_regret) = score(&rows, &by_map);
-    let (res_ok, _) = score(&rows, &by_resolver_map);
-    let (geo_ok, geo_regret) = score(&rows, &by_client_geo);
-    let (rgeo_ok, _) = score(&rows, &by_resolver_geo);
-    eprintln!("map(ecs) {map_ok:.3} regret {map_regret:.1}; map(resolver) {res_ok:.3}; geoip {geo_ok:.3} regret {geo_regret:.1}; resolver-geo {rgeo_ok:.3}");
+    let world = World::read(&data_dir().join("world.toml")).unwrap();
+    let truth = score::read_truth(&dir.path().join("sim/ground_truth.csv")).unwrap();
+    let scores = score::score(&world, &truth, &map);
+    eprintln!("{}", score::table(&scores));
+    let ok = |decision: &str| scores.iter().find(|s| s.decision.starts_with(decision)).unwrap().within_5ms;
+    let (map_ok, res_ok) = (ok("measured map, client key space"), ok("measured map, resolver key space"));
+    let (geo_ok, rgeo_ok) = (ok("nearest PoP to the client"), ok("nearest PoP to the resolver"));
     assert!(map_ok >= 0.95, "ECS key space sends {map_ok:.3} of users within 5 ms of their best");
     assert!(map_ok > geo_ok + 0.1 && map_ok > rgeo_ok + 0.1, "map {map_ok:.3} vs geoip {geo_ok:.3}, resolver location {rgeo_ok:.3}");
     assert!(res_ok > rgeo_ok, "the resolver key space beats resolver geography: {res_ok:.3} vs {rgeo_ok:.3}");
+    // The same table from the command line.
+    let o = geodns().args(["map", "score"]).arg(&m1).arg("--world").arg(data_dir().join("world.toml")).arg("--truth").arg(dir.path().join("sim")).output().unwrap();
+    assert!(o.status.success() && String::from_utf8_lossy(&o.stdout) == score::table(&scores), "{o:?}");
 
     // explain: Madrid (198.18.24.0/22) peers badly with ams, so iad decides, from measurements.
     let o = geodns().args(["map", "explain"]).arg(&m1).arg("198.18.24.9").output().unwrap();

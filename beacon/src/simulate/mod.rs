@@ -10,6 +10,7 @@
 //! seeded generator, drawn before any I/O, so the same seed gives the same users, ids and
 //! RTTs whatever the timing.
 
+pub mod score;
 pub mod world;
 
 use std::collections::BTreeMap;
@@ -23,7 +24,7 @@ use std::time::{Duration, Instant};
 use hickory_proto::op::{Edns, Message, Query};
 use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsOption};
 use hickory_proto::rr::{Name, RecordType};
-use ipnet::Ipv4Net;
+use ipnet::{IpNet, Ipv4Net};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -321,7 +322,9 @@ pub fn write_logs(world: &World, opts: &SimulateOptions, root: &Path) -> Result<
 }
 
 /// Writes `ground_truth.csv` (subnet, network, resolver, lat, lon, users, then the true RTT to
-/// each PoP) and `resolvers.csv` (address, name, ecs, lat, lon).
+/// each PoP), `resolvers.csv` (address, name, ecs, lat, lon), `routes.txt` (the networks'
+/// prefixes, as a routing table would list them) and `geoip.mmdb` (where every network and
+/// resolver is).
 fn write_truth(world: &World, users: &[User], out: &Path) -> Result<(), SimulateError> {
     let io = |path: &Path| {
         let path = path.display().to_string();
@@ -356,5 +359,15 @@ fn write_truth(world: &World, users: &[User], out: &Path) -> Result<(), Simulate
     }
     let path = out.join("resolvers.csv");
     std::fs::write(&path, r).map_err(io(&path))?;
+    // The routing table: each network is announced as its own prefix.
+    let routes: String = world.networks.iter().map(|n| format!("{}\n", n.prefix)).collect();
+    let path = out.join("routes.txt");
+    std::fs::write(&path, routes).map_err(io(&path))?;
+    // A perfect GeoIP database of the world, so maps and baselines can fall back on the same
+    // knowledge of where networks and resolvers are.
+    let mut located: Vec<(IpNet, f64, f64)> = world.networks.iter().map(|n| (IpNet::V4(n.prefix), n.lat, n.lon)).collect();
+    located.extend(world.resolvers.iter().map(|r| (IpNet::V4(Ipv4Net::from(r.address)), r.lat, r.lon)));
+    let path = out.join("geoip.mmdb");
+    geomap::mmdb::write_locations(&located, &path).map_err(|e| SimulateError::Io { path: path.display().to_string(), source: std::io::Error::other(e) })?;
     Ok(())
 }
