@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the whole test suite: unit tests, and integration tests that drive the real geodns
 # binary with real clients: dig, kdig, and headless Chromium running the beacon snippet in a
-# private network namespace (iproute2; needs root). Installs what is missing from Debian; a
+# private network namespace (iproute2; needs root); python3 runs the world generator. Installs what is missing from Debian; a
 # missing tool is never a reason to skip a test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,6 +11,7 @@ command -v dig >/dev/null 2>&1 || pkgs+=(bind9-dnsutils)
 command -v kdig >/dev/null 2>&1 || pkgs+=(knot-dnsutils)
 command -v chromium >/dev/null 2>&1 || pkgs+=(chromium)
 command -v ip >/dev/null 2>&1 || pkgs+=(iproute2)
+command -v python3 >/dev/null 2>&1 || pkgs+=(python3)
 if [ ${#pkgs[@]} -gt 0 ]; then
   echo "installing ${pkgs[*]}" >&2
   sudo=""

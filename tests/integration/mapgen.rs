@@ -199,3 +199,57 @@ fn junk_rows_are_counted_by_reason_and_thin_input_refused() {
     assert!(!ok && out.contains("refusing the input"), "{out}");
     assert!(!empty.exists());
 }
+
+/// Runs `geodns` and returns its stdout, failing the test with its stderr if it fails.
+fn run_ok(args: &[&std::ffi::OsStr]) -> String {
+    let o = geodns().args(args).output().unwrap();
+    assert!(o.status.success(), "geodns {args:?}: {}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[test]
+fn on_a_generated_world_measurements_and_routes_beat_geography() {
+    // A world of 400 networks in 60 metros (scripts/gen-world.py): ISPs with bad peering,
+    // clients behind far and public resolvers, and /16s that mix networks of many cities.
+    let dir = tempfile::tempdir().unwrap();
+    let d = |p: &str| dir.path().join(p);
+    let script = data_dir().join("../scripts/gen-world.py");
+    let o = std::process::Command::new("python3").arg(&script).arg(d("w")).args(["--networks", "400", "--seed", "3"]).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    run_ok(&["simulate".as_ref(), "--world".as_ref(), d("w/world.toml").as_os_str(), "--users".as_ref(), "20000".as_ref(), "--seed".as_ref(), "5".as_ref(), "--logs-only".as_ref(), d("logs").as_os_str(), "--out".as_ref(), d("sim").as_os_str()]);
+    let world = World::read(&d("w/world.toml")).unwrap();
+    let truth = score::read_truth(&d("sim/ground_truth.csv")).unwrap();
+    let mapgen = |out: &str, routes: Option<&str>| {
+        let mut args: Vec<std::ffi::OsString> = vec!["mapgen".into(), "--config".into(), d("w/geodns.toml").into(), "--geoip".into(), d("sim/geoip.mmdb").into()];
+        args.extend(["--logs".into(), d("logs").into(), "--out".into(), d(out).into()]);
+        if let Some(r) = routes {
+            args.extend(["--routes".into(), d(r).into()]);
+        }
+        let o = geodns().args(&args).output().unwrap();
+        (o.status.success(), format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr)))
+    };
+    let scores = |map: &str| {
+        let s = score::score(&world, &truth, &geomap::read_map(&d(map)).unwrap());
+        eprintln!("{map}:\n{}", score::table(&s));
+        move |decision: &str| s.iter().find(|x| x.decision.starts_with(decision)).unwrap().clone()
+    };
+    let (ok, out) = mapgen("fixed.arrow", None);
+    assert!(ok, "{out}");
+    let (ok, out) = mapgen("routed.arrow", Some("sim/routes.txt"));
+    assert!(ok && out.contains("routed"), "{out}");
+    let (fixed, routed) = (scores("fixed.arrow"), scores("routed.arrow"));
+    let geo = routed("nearest PoP to the client");
+    let map = routed("measured map, client key space");
+    assert!(map.within_5ms > geo.within_5ms + 0.05 && map.mean_regret < geo.mean_regret / 2.0, "map {map:?} vs GeoIP {geo:?}");
+    assert!(map.mean_regret <= fixed("measured map, client key space").mean_regret, "routes never make thin subnets worse here");
+    let (res, res_geo) = (routed("measured map, resolver key space"), routed("nearest PoP to the resolver"));
+    assert!(res.within_5ms > res_geo.within_5ms && res.mean_regret < res_geo.mean_regret, "{res:?} vs {res_geo:?}");
+    let (served, served_geo) = (routed("measured map, as served"), routed("nearest PoP, as served"));
+    assert!(served.within_5ms > served_geo.within_5ms && served.p95_regret <= served_geo.p95_regret, "{served:?} vs {served_geo:?}");
+
+    // A broken prefix list is refused, naming the line; no map is written.
+    std::fs::write(d("bad-routes.txt"), "10.0.0.0/8\n10.300.0.0/16\n").unwrap();
+    let (ok, out) = mapgen("bad.arrow", Some("bad-routes.txt"));
+    assert!(!ok && out.contains("bad-routes.txt: line 2: \"10.300.0.0/16\" is not a prefix"), "{out}");
+    assert!(!d("bad.arrow").exists());
+}
