@@ -50,7 +50,7 @@ pub struct MapgenArgs {
     force: bool,
     /// Rows per table held in memory at a time; larger logs are split into partitions that
     /// spill to --tmp-dir. Memory grows with this, not with the logs.
-    #[arg(long, default_value_t = 10_000_000)]
+    #[arg(long, default_value_t = 12_000_000)]
     partition_rows: u64,
     /// A routing-table prefix list (one prefix per line): thin client subnets borrow from
     /// their routed prefix, which is one network, before the fixed /20 and /16 levels.

@@ -15,6 +15,7 @@ use std::collections::{BTreeMap, HashMap};
 use geomap::PopIndex;
 use ipnet::IpNet;
 use polars::prelude::*;
+use polars::series::IsSorted;
 
 use crate::key;
 use crate::logs::{LEVELS, RESOLVER_LEVELS};
@@ -35,9 +36,9 @@ pub struct Aggregates {
     pub measurements: u64,
 }
 
-/// The client column at a level, packed with the PoP ([`key::with_pop`]).
-fn client_pop(client: &UInt64Chunked, pop: &UInt16Chunked, (v4, v6): (u8, u8), name: &str) -> Column {
-    let packed: UInt64Chunked = client.iter().zip(pop.iter()).map(|(c, p)| Some(key::with_pop(key::truncate(c?, v4, v6), p?))).collect();
+/// The client column packed with the PoP ([`key::with_pop`]).
+fn client_pop(client: &UInt64Chunked, pop: &UInt16Chunked, name: &str) -> Column {
+    let packed: UInt64Chunked = client.iter().zip(pop.iter()).map(|(c, p)| Some(key::with_pop(c?, p?))).collect();
     packed.with_name(name.into()).into_column()
 }
 
@@ -82,7 +83,7 @@ fn to_stats(df: &DataFrame, name: &str, net: &dyn Fn(u64) -> IpNet, into: &mut L
 
 /// Splits a packed (key, PoP) column into a key and a PoP column.
 fn unpack(packed: &UInt64Chunked) -> (UInt64Chunked, UInt16Chunked) {
-    let (keys, pops): (Vec<u64>, Vec<u16>) = packed.into_no_null_iter().map(key::without_pop).unzip();
+    let (keys, pops): (Vec<u64>, Vec<u16>) = packed.iter().map(|p| key::without_pop(p.unwrap_or(0))).unzip();
     (UInt64Chunked::from_vec("key".into(), keys), UInt16Chunked::from_vec("pop".into(), pops))
 }
 
@@ -103,12 +104,19 @@ impl Aggregates {
         }
         let client = m.column("client")?.u64()?.clone();
         let pop = m.column("pop")?.u16()?.clone();
-        let mut values = m.select(["rtt"])?;
-        for (i, lengths) in LEVELS.iter().enumerate() {
-            values.with_column(client_pop(&client, &pop, *lengths, &format!("client_pop_l{i}")))?;
-        }
-        values.with_column(m.column("resolver")?.clone())?;
+        let mut values = m.select(["rtt", "resolver"])?;
+        values.with_column(client_pop(&client, &pop, "client_pop_l0"))?;
         drop(m);
+        // Sorted by the finest packed key, every level's groups are contiguous: polars groups
+        // sorted keys as slices instead of hashing and gathering.
+        let mut values = values.sort(["client_pop_l0"], SortMultipleOptions::default())?;
+        let (client, pop) = unpack(values.column("client_pop_l0")?.u64()?);
+        let l0 = values.column("client_pop_l0")?.u64()?.clone();
+        for (i, &(v4, v6)) in LEVELS.iter().enumerate().skip(1) {
+            let mut level = l0.apply_values(|p| key::coarser(p, v4, v6));
+            level.set_sorted_flag(IsSorted::Ascending);
+            values.with_column(level.with_name(format!("client_pop_l{i}").into()).into_column())?;
+        }
         // Clients inside a routed prefix aggregate over it instead of the fixed coarser levels.
         let routed = if self.routes.is_empty() {
             lit(false)

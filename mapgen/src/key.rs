@@ -56,14 +56,17 @@ pub fn to_net(key: u64, v4: u8, v6: u8) -> IpNet {
 }
 
 /// A client key (at /48 or coarser for IPv6) and a PoP index packed into one `u64`, so the
-/// group-bys hash one integer instead of two columns. IPv4 keys carry the PoP in the tag bits
-/// (32..48), IPv6 keys in their low 16 bits, which are zero down to /48.
+/// group-bys hash one integer instead of two columns. The packing orders keys by family, then
+/// PoP, then address, so sorting by the packed finest level also sorts every coarser level
+/// (which lets polars group them as slices). IPv4: the tag bits 32..48 hold the PoP
+/// (complemented); IPv6: the top 16 bits hold the PoP and the low 48 bits the /48 (never
+/// `0xFFFF` on top: there are at most 65535 PoPs, so indices stop at 65534).
 pub fn with_pop(key: u64, pop: u16) -> u64 {
     if is_v4(key) {
         key ^ (u64::from(pop) << 32)
     } else {
         debug_assert_eq!(key & 0xFFFF, 0, "IPv6 key longer than /48");
-        key | u64::from(pop)
+        (u64::from(pop) << 48) | (key >> 16)
     }
 }
 
@@ -72,8 +75,15 @@ pub fn without_pop(packed: u64) -> (u64, u16) {
     if packed >> 48 == 0xFFFF {
         (packed | 0xFFFF_0000_0000, ((packed >> 32) as u16) ^ 0xFFFF)
     } else {
-        (packed & !0xFFFF, packed as u16)
+        (packed << 16, (packed >> 48) as u16)
     }
+}
+
+/// A packed (key, PoP) truncated to a coarser level, still packed: monotone, so a column
+/// sorted at the finer level stays sorted.
+pub fn coarser(packed: u64, v4: u8, v6: u8) -> u64 {
+    let (key, pop) = without_pop(packed);
+    with_pop(truncate(key, v4, v6), pop)
 }
 
 #[cfg(test)]
@@ -99,10 +109,20 @@ mod tests {
         assert_eq!(parse("ff02::1"), None);
         assert_eq!(parse("not-an-ip"), None);
         assert_ne!(truncate(k, 24, 48), truncate(k6, 24, 48));
-        for (key, pop) in [(truncate(k, 24, 48), 0), (truncate(k, 16, 32), 65535), (truncate(k6, 24, 48), 7), (truncate(k6, 16, 32), 65535)] {
+        for (key, pop) in [(truncate(k, 24, 48), 0), (truncate(k, 16, 32), 65535), (truncate(k6, 24, 48), 7), (truncate(k6, 16, 32), 65534)] {
             let packed = with_pop(key, pop);
             assert_eq!(without_pop(packed), (key, pop));
             assert_eq!(is_v4(key), packed >> 48 == 0xFFFF);
+        }
+        // Sorted at /24 (/48) means sorted at every coarser level.
+        let mut packed: Vec<u64> = ["10.1.2.0", "10.1.3.0", "10.200.0.0", "2001:db8:1::", "2001:db8:2::", "2002::"]
+            .iter()
+            .flat_map(|a| [0u16, 1, 300].map(|p| with_pop(truncate(parse(a).unwrap(), 24, 48), p)))
+            .collect();
+        packed.sort();
+        for (v4, v6) in [(20, 40), (16, 32), (8, 16)] {
+            let c: Vec<u64> = packed.iter().map(|&p| coarser(p, v4, v6)).collect();
+            assert!(c.windows(2).all(|w| w[0] <= w[1]), "/{v4} /{v6}");
         }
     }
 }

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use geodns_beacon::simulate::{score, World};
-use geodns_beacon::{LogWriter, RttReportRow, WriterConfig};
+use geodns_beacon::{DnsProbeRow, LogWriter, ProbeId, RttReportRow, WriterConfig};
 use geomap::KeySpace;
 
 use crate::collector::report_rows;
@@ -147,6 +147,41 @@ fn junk_rows_are_counted_by_reason_and_thin_input_refused() {
     ])
     .unwrap();
     w.close();
+    // IPv6: a client in 2001:db8:5::/48 behind resolver 2001:db8:53::1, measured six times.
+    let dns = LogWriter::<DnsProbeRow>::start(WriterConfig {
+        root: logs.clone(),
+        writer_id: "v6dns".into(),
+        max_rows: 1000,
+        max_age: Duration::from_secs(60),
+        queue_rows: 1000,
+    })
+    .unwrap();
+    let rtt = LogWriter::<RttReportRow>::start(WriterConfig {
+        root: logs.clone(),
+        writer_id: "v6rtt".into(),
+        max_rows: 1000,
+        max_age: Duration::from_secs(60),
+        queue_rows: 1000,
+    })
+    .unwrap();
+    for i in 0..6 {
+        let id = format!("v6probe{i:04}");
+        for (pop, ms) in [("ams", 30.0), ("iad", 9.0), ("sin", 80.0)] {
+            let probe = DnsProbeRow {
+                ts: geodns_beacon::writer::now_micros(),
+                probe_id: ProbeId::new(id.as_bytes()).unwrap(),
+                pop: Some(pop.into()),
+                resolver_ip: "2001:db8:53::1".parse().unwrap(),
+                ecs_subnet: None,
+                qtype: 28,
+                server: "v6".into(),
+            };
+            dns.try_log_one(probe).unwrap();
+            rtt.try_log(vec![row(&id, pop, "2001:db8:5::77", Some(ms + i as f64), true)]).unwrap();
+        }
+    }
+    dns.close();
+    rtt.close();
     let out_map = dir.path().join("m.arrow");
     let report = dir.path().join("r.json");
     let (ok, out) = mapgen(&logs, &out_map, &["--report", report.to_str().unwrap()]);
@@ -164,6 +199,11 @@ fn junk_rows_are_counted_by_reason_and_thin_input_refused() {
         [("bad_client_ip".into(), 1), ("bad_probe_id".into(), 1), ("bad_rtt".into(), 2), ("unknown_pop".into(), 1)]
     );
     assert!(out.contains("bad_rtt") && out.contains("rtt_ms=-4"), "{out}");
+    let map = geomap::read_map(&out_map).unwrap();
+    let v6: Vec<String> = map.rows.iter().filter(|r| r.prefix.addr().is_ipv6()).map(|r| format!("{} {} {} {}", r.key_space, r.prefix, r.derivation, map.meta.pops.get(r.pops[0]).id)).collect();
+    // The client /48, /40 and /32 agree, and so do the resolver /64 and /48: compaction keeps
+    // the coarsest of each.
+    assert_eq!(v6, ["client 2001:db8::/32 aggregated iad", "resolver 2001:db8:53::/48 aggregated iad"]);
     // Safety gates. Against itself: nothing moves.
     let (ok, out) = mapgen(&logs, &dir.path().join("again.arrow"), &["--previous", out_map.to_str().unwrap()]);
     assert!(ok && out.contains("vs previous 0.0 % of measured traffic changes PoP"), "{out}");
