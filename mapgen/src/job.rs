@@ -13,7 +13,8 @@ use crate::aggregate::Aggregates;
 use crate::logs::{self, Validation};
 use crate::pairing::{self, Measurement};
 use crate::ranking::rows_for_level;
-use crate::report::{BadRows, Report};
+use crate::aggregate::LevelStats;
+use crate::report::{BadRows, LatencyDistribution, Report};
 use crate::routes::Routes;
 use crate::spill::Partitions;
 
@@ -83,6 +84,27 @@ fn bad_rows(table: &str, v: &Validation) -> Vec<BadRows> {
     v.bad.iter().map(|(reason, (rows, samples))| BadRows { table: table.into(), reason: (*reason).into(), rows: *rows, samples: samples.clone() }).collect()
 }
 
+/// The distributions of per-subnet medians: each subnet's fastest well-measured PoP, then each
+/// PoP.
+fn latency(stats: &LevelStats, pops: &PopTable, min_samples: u64) -> Vec<LatencyDistribution> {
+    let mut best = Vec::new();
+    let mut per_pop: Vec<Vec<f64>> = vec![Vec::new(); pops.len()];
+    for s in stats.values() {
+        let well = s.iter().filter(|p| p.samples >= min_samples).filter_map(|p| Some((p.pop, p.median?)));
+        let mut fastest = f64::INFINITY;
+        for (pop, median) in well {
+            per_pop[usize::from(pop)].push(median);
+            fastest = fastest.min(median);
+        }
+        if fastest.is_finite() {
+            best.push(fastest);
+        }
+    }
+    let mut out = vec![LatencyDistribution::of("best", best)];
+    out.extend(pops.iter().zip(per_pop).map(|(p, v)| LatencyDistribution::of(p.id.as_str(), v)));
+    out
+}
+
 /// Runs mapgen. `progress` is called with a line at each stage.
 pub fn run(opts: &Options, progress: &dyn Fn(&str)) -> Result<(Map, Report), MapgenError> {
     let pop_ids: Vec<String> = opts.pops.iter().map(|p| p.id.to_string()).collect();
@@ -91,7 +113,7 @@ pub fn run(opts: &Options, progress: &dyn Fn(&str)) -> Result<(Map, Report), Map
 
     // Partitions sized from the footers, so each step holds about `partition_rows` rows.
     let most = logs::count_rows(&opts.logs, "rtt_report")?.max(logs::count_rows(&opts.logs, "dns_probe")?);
-    let n = most.div_ceil(opts.partition_rows.max(1)).max(1) as usize;
+    let n = (most.div_ceil(opts.partition_rows.max(1)) as usize).clamp(1, crate::spill::MAX_PARTITIONS);
     progress(&format!("reading logs (at most {most} rows per table, {n} partition{})", if n == 1 { "" } else { "s" }));
     // Both tables at once: each read is one thread validating behind polars' decoding.
     let report_parts = Partitions::new(n, &opts.tmp_dir, "reports")?;
@@ -153,6 +175,7 @@ pub fn run(opts: &Options, progress: &dyn Fn(&str)) -> Result<(Map, Report), Map
     }
     let (client_levels, routed, resolver_levels) = aggregates.finish()?;
     report.client_subnets = client_levels[0].len() as u64;
+    report.latency = latency(&client_levels[0], &opts.pops, opts.min_samples);
     report.resolvers = resolver_levels[0].len() as u64;
 
     progress("ranking");

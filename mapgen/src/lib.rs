@@ -9,10 +9,11 @@
 //! - [`ranking`]: the ranking rule and the rows of one level;
 //! - [`job`]: the run: the steps above, then fallback, compaction and the gates;
 //! - [`gate`]: the safety gates against the previous map;
-//! - [`report`]: what the run read, refused and decided.
+//! - [`report`]: what the run read, refused and decided; [`html`] renders it as a page.
 
 pub mod aggregate;
 pub mod gate;
+pub mod html;
 pub mod job;
 pub mod key;
 pub mod logs;

@@ -18,6 +18,31 @@ pub struct BadRows {
     pub samples: Vec<String>,
 }
 
+/// How the client subnets' median RTTs to one PoP are distributed (client /24 or /48 level,
+/// PoPs with at least `--min-samples` successful samples there).
+#[derive(Debug, Clone, Serialize)]
+pub struct LatencyDistribution {
+    /// The PoP id, or `best` for each subnet's fastest well-measured PoP.
+    pub pop: String,
+    /// Client subnets behind it.
+    pub subnets: u64,
+    /// Quantiles of the subnets' medians at 0, 5, 10, ..., 100 %, ms.
+    pub quantiles_ms: Vec<f64>,
+}
+
+impl LatencyDistribution {
+    /// The distribution of `values` (sorted here).
+    pub fn of(pop: &str, mut values: Vec<f64>) -> LatencyDistribution {
+        values.sort_by(f64::total_cmp);
+        let quantiles_ms = if values.is_empty() {
+            Vec::new()
+        } else {
+            (0..=20).map(|i| values[((values.len() - 1) * i) / 20]).collect()
+        };
+        LatencyDistribution { pop: pop.into(), subnets: values.len() as u64, quantiles_ms }
+    }
+}
+
 /// The run's report.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Report {
@@ -41,6 +66,8 @@ pub struct Report {
     pub rows_by_key_space: Vec<(String, u64)>,
     /// Map rows whose first-ranked PoP is each PoP.
     pub first_choice: Vec<(String, u64)>,
+    /// Median RTT per client subnet: the fastest PoP's (`best`), then each PoP's.
+    pub latency: Vec<LatencyDistribution>,
     /// Comparison with the previous map, if one was given.
     pub gate: Option<crate::gate::GateReport>,
     /// Safety-gate objections overridden with --force.
@@ -76,6 +103,10 @@ impl Report {
         }
         let first: Vec<String> = self.first_choice.iter().map(|(p, n)| format!("{p} {n}")).collect();
         let _ = writeln!(s, "first PoP   {}", first.join(", "));
+        if let Some(best) = self.latency.first().filter(|l| l.quantiles_ms.len() == 21) {
+            let q = &best.quantiles_ms;
+            let _ = writeln!(s, "best PoP    median RTT per client subnet: p10 {:.1}, p50 {:.1}, p90 {:.1} ms ({} subnets)", q[2], q[10], q[18], best.subnets);
+        }
         if let Some(g) = &self.gate {
             let _ = writeln!(
                 s,

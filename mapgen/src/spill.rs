@@ -19,9 +19,13 @@ pub trait Record: Sized {
     fn frame(rows: &[Self]) -> PolarsResult<DataFrame>;
 }
 
-/// Rows buffered before they become a frame: big enough for cheap frames, small enough that
-/// buffers for every partition stay a few MB.
-const BUFFER_ROWS: usize = 64 * 1024;
+/// Rows buffered per partition before they become a frame: big enough for cheap frames, small
+/// enough that the buffers of [`MAX_PARTITIONS`] partitions stay within a few hundred MB.
+const BUFFER_ROWS: usize = 16 * 1024;
+
+/// At most this many partitions (each an open file per table while filling), whatever the
+/// input: beyond it, partitions grow instead.
+pub const MAX_PARTITIONS: usize = 256;
 
 enum Store {
     Memory(Vec<DataFrame>),
@@ -36,9 +40,10 @@ pub struct Partitions<R> {
 }
 
 impl<R: Record> Partitions<R> {
-    /// `n` partitions; more than one spill to files in a new directory under `tmp`.
+    /// `n` partitions (1 to [`MAX_PARTITIONS`]); more than one spill to files in a new
+    /// directory under `tmp`.
     pub fn new(n: usize, tmp: &Path, name: &str) -> PolarsResult<Self> {
-        let n = n.max(1);
+        let n = n.clamp(1, MAX_PARTITIONS);
         let (dir, stores) = if n == 1 {
             (None, vec![Store::Memory(Vec::new())])
         } else {
@@ -83,7 +88,7 @@ impl<R: Record> Partitions<R> {
             Store::Memory(frames) => frames.push(df),
             Store::File(path, writer) => {
                 if writer.is_none() {
-                    let file = BufWriter::with_capacity(1 << 20, File::create(&*path)?);
+                    let file = BufWriter::with_capacity(256 << 10, File::create(&*path)?);
                     let fields = default_ipc_fields(df.schema().to_arrow(CompatLevel::newest()).iter_values());
                     *writer = Some(Box::new(IpcWriter::new(file).batched(df.schema(), fields)?));
                 }
