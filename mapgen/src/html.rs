@@ -59,7 +59,7 @@ pub fn render(report: &Report, title: &str) -> String {
         "<!doctype html><html><head><meta charset=\"utf-8\"><title>{0}</title><style>\
          body{{font-family:sans-serif;max-width:60em;margin:2em auto;color:#222}}\
          table{{border-collapse:collapse;margin:.5em 0 1.5em}}td,th{{border:1px solid #ccc;padding:.2em .6em;text-align:left}}\
-         pre{{background:#f6f6f6;padding:1em}}</style></head><body><h1>{0}</h1>",
+         pre{{background:#f6f6f6;padding:1em;white-space:pre-wrap}}</style></head><body><h1>{0}</h1>",
         esc(title)
     );
     let _ = write!(s, "<h2>Summary</h2><pre>{}</pre>", esc(&report.summary()));

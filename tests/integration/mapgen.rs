@@ -71,8 +71,13 @@ fn mapgen(logs: &Path, out: &Path, extra: &[&str]) -> (bool, String) {
 fn measured_map_beats_geographic_baselines_and_is_deterministic() {
     let (dir, logs) = simulated_logs(1500);
     let (m1, m2) = (dir.path().join("m1.arrow"), dir.path().join("m2.arrow"));
-    let (ok, out) = mapgen(&logs, &m1, &["--report", dir.path().join("report.json").to_str().unwrap()]);
+    let html = dir.path().join("report.html");
+    let (ok, out) = mapgen(&logs, &m1, &["--report", dir.path().join("report.json").to_str().unwrap(), "--html", html.to_str().unwrap()]);
     assert!(ok, "{out}");
+    // The HTML report plots the latency distribution of every PoP and of the fastest one.
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert_eq!(page.matches("<polyline").count(), 4, "best, ams, iad, sin");
+    assert!(page.contains("4500 rtt_report rows"), "{page}");
     assert!(out.contains("refused     0 dns_probe rows, 0 rtt_report rows"), "{out}");
     let (ok, out2) = mapgen(&logs, &m2, &[]);
     assert!(ok, "{out2}");
