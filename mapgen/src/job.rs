@@ -2,6 +2,10 @@
 //! key and PoP at each level, rank, fall back, compact, and return the map with its report.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::Arc;
+use std::time::Duration;
 use std::time::SystemTime;
 
 use geomap::geoip::{rank_by_distance, GeoIp};
@@ -105,23 +109,51 @@ fn latency(stats: &LevelStats, pops: &PopTable, min_samples: u64) -> Vec<Latency
     out
 }
 
+/// Progress through `n` partitions: the first, then about every tenth.
+fn step(progress: &(dyn Fn(&str) + Sync), what: &str, p: usize, n: usize) {
+    if n == 1 {
+        progress(what);
+    } else if p == 0 || (p + 1) % n.div_ceil(10) == 0 || p + 1 == n {
+        progress(&format!("{what}, partition {}/{n}", p + 1));
+    }
+}
+
 /// Runs mapgen. `progress` is called with a line at each stage.
-pub fn run(opts: &Options, progress: &dyn Fn(&str)) -> Result<(Map, Report), MapgenError> {
+pub fn run(opts: &Options, progress: &(dyn Fn(&str) + Sync)) -> Result<(Map, Report), MapgenError> {
     let pop_ids: Vec<String> = opts.pops.iter().map(|p| p.id.to_string()).collect();
     let (since, until) = (micros(opts.since), micros(opts.until));
     let mut report = Report::default();
 
+    let checked = |table: &str| {
+        logs::files(&opts.logs, table).map_err(|bad| {
+            let list: Vec<String> = bad.iter().map(ToString::to_string).collect();
+            MapgenError::Refused(format!("{table} files that do not follow the log contract (move them aside to go on):\n  {}", list.join("\n  ")))
+        })
+    };
+    let report_files = checked("rtt_report")?;
+    let probe_files = checked("dns_probe")?;
     // Partitions sized from the footers, so each step holds about `partition_rows` rows.
-    let most = logs::count_rows(&opts.logs, "rtt_report")?.max(logs::count_rows(&opts.logs, "dns_probe")?);
+    let most = report_files.rows.max(probe_files.rows);
     let n = (most.div_ceil(opts.partition_rows.max(1)) as usize).clamp(1, crate::spill::MAX_PARTITIONS);
     progress(&format!("reading logs (at most {most} rows per table, {n} partition{})", if n == 1 { "" } else { "s" }));
     // Both tables at once: each read is one thread validating behind polars' decoding.
     let report_parts = Partitions::new(n, &opts.tmp_dir, "reports")?;
     let probe_parts = Partitions::new(n, &opts.tmp_dir, "probes")?;
+    let seen = Arc::new(AtomicU64::new(0));
+    let (done, ticks) = mpsc::channel::<()>();
     let (reports, probes) = std::thread::scope(|s| {
-        let probes = s.spawn(|| logs::read_probes(&opts.logs, &pop_ids, since, until, probe_parts));
-        let reports = logs::read_reports(&opts.logs, &pop_ids, opts.max_rtt_ms, since, until, report_parts);
-        (reports, probes.join().expect("the probe reader does not panic"))
+        let (counter, total) = (seen.clone(), report_files.rows + probe_files.rows);
+        s.spawn(move || {
+            // Reading is the longest step on large inputs: a line every 10 s.
+            while let Err(RecvTimeoutError::Timeout) = ticks.recv_timeout(Duration::from_secs(10)) {
+                progress(&format!("read {} of at most {total} rows", counter.load(Ordering::Relaxed)));
+            }
+        });
+        let probes = s.spawn(|| logs::read_probes(&probe_files, &pop_ids, since, until, probe_parts, seen.clone()));
+        let reports = logs::read_reports(&report_files, &pop_ids, opts.max_rtt_ms, since, until, report_parts, seen.clone());
+        let probes = probes.join().expect("the probe reader does not panic");
+        drop(done);
+        (reports, probes)
     });
     let ((reports, rtt_v), (probes, dns_v)) = (reports?, probes?);
     progress(&format!("read {} rtt_report and {} dns_probe rows", rtt_v.rows, dns_v.rows));
@@ -147,11 +179,7 @@ pub fn run(opts: &Options, progress: &dyn Fn(&str)) -> Result<(Map, Report), Map
     let (mut reports, mut probes) = (reports.finish()?, probes.finish()?);
     let mut measurements = Partitions::<Measurement>::new(n, &opts.tmp_dir, "measurements")?;
     for p in 0..n {
-        if n > 1 {
-            progress(&format!("pairing reports with probe queries, partition {}/{n}", p + 1));
-        } else {
-            progress("pairing reports with probe queries");
-        }
+        step(progress, "pairing reports with probe queries", p, n);
         pairing::route(pairing::pair(reports.take(p)?, probes.take(p)?)?, &mut measurements)?;
     }
     drop((reports, probes));
@@ -162,11 +190,7 @@ pub fn run(opts: &Options, progress: &dyn Fn(&str)) -> Result<(Map, Report), Map
     };
     let mut aggregates = Aggregates::new(routes);
     for p in 0..measurements.len() {
-        if n > 1 {
-            progress(&format!("aggregating, partition {}/{n}", p + 1));
-        } else {
-            progress("aggregating");
-        }
+        step(progress, "aggregating", p, n);
         aggregates.add(measurements.take(p)?)?;
     }
     report.measurements = aggregates.measurements;

@@ -4,7 +4,8 @@
 //! to a partition by its pairing hash. Nothing here aborts on bad data; only unreadable files do.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use polars::prelude::*;
@@ -109,19 +110,115 @@ fn valid_id(id: &str) -> bool {
     (8..=64).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
 }
 
-fn scan(root: &Path, table: &str) -> PolarsResult<LazyFrame> {
-    let pattern = format!("{}/{table}/**/*.parquet", root.display());
-    // The `date=` partition column is not used (rows carry their own ts); keep it as text.
-    let hive_options = HiveOptions { try_parse_dates: false, ..HiveOptions::new_enabled() };
-    let args = ScanArgsParquet { hive_options, ..Default::default() };
-    LazyFrame::scan_parquet(PlRefPath::new(pattern), args)
+/// A log file that cannot be read as the contract says.
+#[derive(Debug, thiserror::Error)]
+#[error("{file}: {problem}")]
+pub struct BadFile {
+    /// The file.
+    pub file: String,
+    /// What is wrong: not Parquet, or which column has which wrong type.
+    pub problem: String,
 }
 
-/// Rows in a table, from the Parquet footers (without reading the data): an upper bound for
-/// the window, to size the partitions.
-pub fn count_rows(root: &Path, table: &str) -> PolarsResult<u64> {
-    let df = scan(root, table)?.select([len().alias("n")]).collect()?;
-    Ok(df.column("n")?.cast(&DataType::UInt64)?.u64()?.get(0).unwrap_or(0))
+/// The files of one table, checked against the contract before any row is read, so an
+/// unreadable file or a column of the wrong type is named, with the file, up front.
+pub struct Files {
+    /// The `.parquet` files, in name order, except those named `.*` or `_*` (the contract's
+    /// temporary and hidden names, in any directory).
+    pub paths: Vec<PathBuf>,
+    /// Rows in them (from the footers): an upper bound for the window.
+    pub rows: u64,
+}
+
+fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    let mut entries: Vec<_> = std::fs::read_dir(dir)?.collect::<Result<_, _>>()?;
+    entries.sort_by_key(|e| e.file_name());
+    for e in entries {
+        let name = e.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with('.') || name.starts_with('_') {
+            continue;
+        }
+        if e.file_type()?.is_dir() {
+            walk(&e.path(), out)?;
+        } else if name.ends_with(".parquet") {
+            out.push(e.path());
+        }
+    }
+    Ok(())
+}
+
+/// Lists and checks the files of `table` under `root`: every bad file is listed (up to ten).
+pub fn files(root: &Path, table: &str) -> Result<Files, Vec<BadFile>> {
+    let columns = if table == "rtt_report" { report_columns() } else { probe_columns() };
+    let dir = root.join(table);
+    let mut paths = Vec::new();
+    if dir.exists() {
+        walk(&dir, &mut paths).map_err(|e| vec![BadFile { file: dir.display().to_string(), problem: e.to_string() }])?;
+    }
+    let mut rows = 0u64;
+    let mut bad = Vec::new();
+    for path in &paths {
+        let file = path.display().to_string();
+        let checked = std::fs::File::open(path).map_err(|e| e.to_string()).and_then(|f| {
+            let mut r = ParquetReader::new(f);
+            let schema = r.schema().map_err(|e| format!("not a readable Parquet file: {e}"))?;
+            for (name, ok, want) in &columns {
+                let found = schema.iter_values().find(|f| f.name.as_str() == *name).map(|f| Field::from(f).dtype().clone());
+                match found {
+                    None => return Err(format!("column {name}: missing")),
+                    Some(t) if !ok(&t) => return Err(format!("column {name}: want {want}, found {t}")),
+                    Some(_) => {}
+                }
+            }
+            r.num_rows().map_err(|e| format!("not a readable Parquet file: {e}"))
+        });
+        match checked {
+            Ok(n) => rows += n as u64,
+            Err(problem) if bad.len() < 10 => bad.push(BadFile { file, problem }),
+            Err(_) => {}
+        }
+    }
+    if bad.is_empty() { Ok(Files { paths, rows }) } else { Err(bad) }
+}
+
+fn is_utc_micros(t: &DataType) -> bool {
+    matches!(t, DataType::Datetime(TimeUnit::Microseconds, Some(tz)) if tz.as_str() == "UTC")
+}
+
+fn is_string(t: &DataType) -> bool {
+    matches!(t, DataType::String)
+}
+
+type ColumnCheck = (&'static str, &'static dyn Fn(&DataType) -> bool, &'static str);
+
+/// The `rtt_report` columns mapgen reads, with the contract's types.
+fn report_columns() -> Vec<ColumnCheck> {
+    vec![
+        ("ts", &is_utc_micros, "Timestamp(Microsecond, UTC)"),
+        ("probe_id", &is_string, "Utf8"),
+        ("pop", &is_string, "Utf8"),
+        ("client_ip", &is_string, "Utf8"),
+        ("rtt_ms", &|t: &DataType| matches!(t, DataType::Float64 | DataType::Float32), "Float64"),
+        ("ok", &|t: &DataType| matches!(t, DataType::Boolean), "Boolean"),
+    ]
+}
+
+/// The `dns_probe` columns mapgen reads, with the contract's types.
+fn probe_columns() -> Vec<ColumnCheck> {
+    vec![
+        ("ts", &is_utc_micros, "Timestamp(Microsecond, UTC)"),
+        ("probe_id", &is_string, "Utf8"),
+        ("pop", &is_string, "Utf8"),
+        ("resolver_ip", &is_string, "Utf8"),
+    ]
+}
+
+fn scan(files: &Files) -> PolarsResult<LazyFrame> {
+    let paths: Vec<PlRefPath> = files.paths.iter().map(|p| PlRefPath::new(p.display().to_string())).collect();
+    // The `date=` directories are not read as a column: rows carry their own ts.
+    let args = ScanArgsParquet { hive_options: HiveOptions::new_disabled(), ..Default::default() };
+    LazyFrame::scan_parquet_files(paths.into_iter().collect(), args)
 }
 
 fn in_window(since: Option<i64>, until: Option<i64>) -> Expr {
@@ -154,16 +251,18 @@ fn stream<S: Send + 'static>(
     Ok(state)
 }
 
-/// Reads the `rtt_report` rows of the window into `parts`.
+/// Reads the `rtt_report` rows of the window into `parts`, adding each batch's rows to `seen`
+/// (for progress).
 pub fn read_reports(
-    root: &Path,
+    files: &Files,
     pops: &[String],
     max_rtt_ms: f64,
     since: Option<i64>,
     until: Option<i64>,
     parts: Partitions<ReportRecord>,
+    seen: Arc<AtomicU64>,
 ) -> PolarsResult<(Partitions<ReportRecord>, Validation)> {
-    let lf = scan(root, "rtt_report")?.filter(in_window(since, until)).select([
+    let lf = scan(files)?.filter(in_window(since, until)).select([
         col("ts").cast(DataType::Int64),
         col("probe_id"),
         col("pop"),
@@ -181,6 +280,7 @@ pub fn read_reports(
         let rtts = df.column("rtt_ms")?.f64()?;
         let oks = df.column("ok")?.bool()?;
         v.rows += df.height() as u64;
+        seen.fetch_add(df.height() as u64, Ordering::Relaxed);
         let rows = ts.iter().zip(ids.iter()).zip(pop_col.iter()).zip(ips.iter()).zip(rtts.iter()).zip(oks.iter());
         for (((((ts, id), pop), ip), rtt), ok) in rows {
             let sample = || format!("probe_id={} pop={} client_ip={} rtt_ms={} ok={}", show(id), show(pop), show(ip), show(rtt), show(ok));
@@ -221,14 +321,15 @@ pub fn read_reports(
 /// Reads the `dns_probe` rows of the window, widened by the pairing gap on both sides (so
 /// reports near the window's edges still find their probes), into `parts`.
 pub fn read_probes(
-    root: &Path,
+    files: &Files,
     pops: &[String],
     since: Option<i64>,
     until: Option<i64>,
     parts: Partitions<ProbeRecord>,
+    seen: Arc<AtomicU64>,
 ) -> PolarsResult<(Partitions<ProbeRecord>, Validation)> {
     let window = in_window(since.map(|s| s - MAX_PAIR_GAP_MICROS), until.map(|u| u + MAX_PAIR_GAP_MICROS));
-    let lf = scan(root, "dns_probe")?.filter(window).select([col("ts").cast(DataType::Int64), col("probe_id"), col("pop"), col("resolver_ip")]);
+    let lf = scan(files)?.filter(window).select([col("ts").cast(DataType::Int64), col("probe_id"), col("pop"), col("resolver_ip")]);
     let pops = pops.to_vec();
     let (rv4, rv6) = RESOLVER_LEVELS[0];
     stream(lf, (parts, Validation::default()), move |(parts, v), df| {
@@ -237,6 +338,7 @@ pub fn read_probes(
         let pop_col = df.column("pop")?.str()?;
         let ips = df.column("resolver_ip")?.str()?;
         v.rows += df.height() as u64;
+        seen.fetch_add(df.height() as u64, Ordering::Relaxed);
         for (((ts, id), pop), ip) in ts.iter().zip(ids.iter()).zip(pop_col.iter()).zip(ips.iter()) {
             let sample = || format!("probe_id={} pop={} resolver_ip={}", show(id), show(pop), show(ip));
             let Some(id) = id.filter(|id| valid_id(id)) else {

@@ -243,6 +243,17 @@ fn junk_rows_are_counted_by_reason_and_thin_input_refused() {
     let (ok, out) = mapgen(&logs, &empty, &["--since", "2001-01-01T00:00:00Z", "--until", "2001-01-02T00:00:00Z"]);
     assert!(!ok && out.contains("refusing the input"), "{out}");
     assert!(!empty.exists());
+
+    // Names the contract says readers ignore are ignored; a file that is not Parquet is named.
+    let day = std::fs::read_dir(logs.join("rtt_report")).unwrap().next().unwrap().unwrap().path();
+    std::fs::write(day.join(".writing.parquet"), "half a file").unwrap();
+    std::fs::write(day.join("_scratch.parquet"), "notes").unwrap();
+    let (ok, out) = mapgen(&logs, &dir.path().join("ignored.arrow"), &[]);
+    assert!(ok, "{out}");
+    std::fs::write(day.join("zz-broken.parquet"), "not parquet").unwrap();
+    let (ok, out) = mapgen(&logs, &empty, &[]);
+    assert!(!ok && out.contains("zz-broken.parquet: not a readable Parquet file") && !out.contains(".writing"), "{out}");
+    assert!(!empty.exists());
 }
 
 /// Runs `geodns` and returns its stdout, failing the test with its stderr if it fails.
