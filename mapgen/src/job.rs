@@ -14,9 +14,9 @@ use ipnet::IpNet;
 use polars::prelude::*;
 
 use crate::aggregate::Aggregates;
-use crate::logs::{self, Validation};
+use crate::logs::{self, Validation, LEVELS};
 use crate::pairing::{self, Measurement};
-use crate::ranking::rows_for_level;
+use crate::ranking::{coherent, rows_for_level, PopStat};
 use crate::aggregate::LevelStats;
 use crate::report::{BadRows, LatencyDistribution, Report};
 use crate::routes::Routes;
@@ -107,6 +107,19 @@ fn latency(stats: &LevelStats, pops: &PopTable, min_samples: u64) -> Vec<Latency
     let mut out = vec![LatencyDistribution::of("best", best)];
     out.extend(pops.iter().zip(per_pop).map(|(p, v)| LatencyDistribution::of(p.id.as_str(), v)));
     out
+}
+
+/// The finest-level statistics of the subnets inside `net`.
+fn children<'a>(finest: &'a LevelStats, net: IpNet) -> impl Iterator<Item = &'a [PopStat]> {
+    let (v4, v6) = LEVELS[0];
+    let len = if matches!(net, IpNet::V4(_)) { v4 } else { v6 };
+    let first = IpNet::new(net.network(), len).map(|n| n.trunc());
+    let last = IpNet::new(net.broadcast(), len).map(|n| n.trunc());
+    let range = match (first, last) {
+        (Ok(a), Ok(b)) => Some(finest.range(a..=b)),
+        _ => None,
+    };
+    range.into_iter().flatten().map(|(_, s)| s.as_slice())
 }
 
 /// Progress through `n` partitions: the first, then about every tenth.
@@ -219,9 +232,15 @@ pub fn run(opts: &Options, progress: &(dyn Fn(&str) + Sync)) -> Result<(Map, Rep
     for (i, stats) in client_levels.iter().enumerate() {
         let derivation = if i == 0 { Derivation::Measured } else { Derivation::Aggregated };
         let (r, thin) = rows_for_level(KeySpace::Client, derivation, stats, opts.min_samples, &fallback);
-        rows.extend(r);
         if i == 0 {
             thin_clients = thin;
+            rows.extend(r);
+        } else {
+            // A fixed aggregate only where the subnets measured inside it agree with it.
+            let before = r.len();
+            let kept: Vec<MapRow> = r.into_iter().filter(|row| coherent(row.pops[0], children(&client_levels[0], row.prefix), opts.min_samples)).collect();
+            report.incoherent_aggregates += (before - kept.len()) as u64;
+            rows.extend(kept);
         }
     }
     rows.extend(rows_for_level(KeySpace::Client, Derivation::Routed, &routed, opts.min_samples, &fallback).0);

@@ -58,6 +58,9 @@ pub struct Report {
     pub client_subnets: u64,
     /// Resolvers with measurements.
     pub resolvers: u64,
+    /// Fixed client aggregates (/20, /16) left out because the subnets measured inside them
+    /// disagree with their ranking (their thin subnets fall to GeoIP instead).
+    pub incoherent_aggregates: u64,
     /// Rows before compaction, by key space and derivation.
     pub rows_before_compaction: u64,
     /// Rows in the map written, by derivation.
@@ -94,7 +97,11 @@ impl Report {
             let _ = writeln!(s, "  {:<10} {:<16} {:>8}  e.g. {}", b.table, b.reason, b.rows, b.samples.first().map_or("", |x| x));
         }
         let _ = writeln!(s, "measured    {} pairings; {} client subnets, {} resolvers", self.measurements, self.client_subnets, self.resolvers);
-        let _ = writeln!(s, "rows        {} before compaction", self.rows_before_compaction);
+        let _ = writeln!(
+            s,
+            "rows        {} before compaction; {} fixed aggregates left out (their subnets disagree)",
+            self.rows_before_compaction, self.incoherent_aggregates
+        );
         for (k, n) in &self.rows_by_key_space {
             let _ = writeln!(s, "  {k:<10} {n}");
         }
