@@ -110,7 +110,7 @@ fn latency(stats: &LevelStats, pops: &PopTable, min_samples: u64) -> Vec<Latency
 }
 
 /// The finest-level statistics of the subnets inside `net`.
-fn children<'a>(finest: &'a LevelStats, net: IpNet) -> impl Iterator<Item = &'a [PopStat]> {
+fn children(finest: &LevelStats, net: IpNet) -> impl Iterator<Item = &[PopStat]> {
     let (v4, v6) = LEVELS[0];
     let len = if matches!(net, IpNet::V4(_)) { v4 } else { v6 };
     let first = IpNet::new(net.network(), len).map(|n| n.trunc());
