@@ -118,29 +118,7 @@ impl Aggregates {
             values.with_column(level.with_name(format!("client_pop_l{i}").into()).into_column())?;
         }
         // Clients inside a routed prefix aggregate over it instead of the fixed coarser levels.
-        let routed = if self.routes.is_empty() {
-            lit(false)
-        } else {
-            let mut memo: HashMap<u64, Option<u32>> = HashMap::new();
-            let route: UInt64Chunked = client
-                .iter()
-                .zip(pop.iter())
-                .map(|(c, p)| {
-                    let id = *memo.entry(c?).or_insert_with(|| self.routes.covering(c.unwrap_or(0)));
-                    Some((u64::from(id?) << 16) | u64::from(p?))
-                })
-                .collect();
-            values.with_column(route.with_name("route_pop".into()).into_column())?;
-            let df = values.clone().lazy().filter(col("route_pop").is_not_null()).group_by([col("route_pop")]).agg(stat_exprs()).collect()?;
-            let mut df = df;
-            let packed = df.column("route_pop")?.u64()?.clone();
-            df.with_column(packed.apply_values(|k| k >> 16).with_name("route".into()).into_column())?;
-            let pops: UInt16Chunked = packed.iter().map(|k| k.map(|k| k as u16)).collect();
-            df.with_column(pops.with_name("pop".into()).into_column())?;
-            let routes = &self.routes;
-            to_stats(&df, "route", &|id| routes.net(id as u32), &mut self.routed)?;
-            col("route_pop").is_not_null()
-        };
+        let routed = if self.routes.is_empty() { lit(false) } else { self.add_routed(&mut values, &client, &pop)? };
         for (i, (&(v4, v6), stats)) in LEVELS.iter().zip(&mut self.client).enumerate() {
             let name = format!("client_pop_l{i}");
             let lf = values.clone().lazy();
@@ -159,6 +137,31 @@ impl Aggregates {
             .collect()?;
         self.per_client_subnet.push(per_subnet);
         Ok(())
+    }
+
+    /// Adds the routed-prefix level for the rows of `values` (sorted, with their `client` keys
+    /// and `pop`s) whose client a routed prefix covers; returns the expression selecting them.
+    fn add_routed(&mut self, values: &mut DataFrame, client: &UInt64Chunked, pop: &UInt16Chunked) -> PolarsResult<Expr> {
+        let mut memo: HashMap<u64, Option<u32>> = HashMap::new();
+        let route_pop: UInt64Chunked = client
+            .iter()
+            .zip(pop.iter())
+            .map(|(c, p)| {
+                let c = c?;
+                let id = (*memo.entry(c).or_insert_with(|| self.routes.covering(c)))?;
+                Some((u64::from(id) << 16) | u64::from(p?))
+            })
+            .collect();
+        values.with_column(route_pop.with_name("route_pop".into()).into_column())?;
+        let routed = col("route_pop").is_not_null();
+        let mut df = values.clone().lazy().filter(routed.clone()).group_by([col("route_pop")]).agg(stat_exprs()).collect()?;
+        let packed = df.column("route_pop")?.u64()?.clone();
+        df.with_column(packed.apply_values(|k| k >> 16).with_name("route".into()).into_column())?;
+        let pops: UInt16Chunked = packed.iter().map(|k| k.map(|k| k as u16)).collect();
+        df.with_column(pops.with_name("pop".into()).into_column())?;
+        let routes = &self.routes;
+        to_stats(&df, "route", &|id| routes.net(id as u32), &mut self.routed)?;
+        Ok(routed)
     }
 
     /// The statistics: client levels (finest first), the routed prefixes, and the resolver
