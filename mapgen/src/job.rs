@@ -15,6 +15,7 @@ use polars::prelude::*;
 
 use crate::aggregate::Aggregates;
 use crate::logs::{self, Validation, LEVELS};
+use crate::logs::{ProbeRecord, ReportRecord};
 use crate::pairing::{self, Measurement};
 use crate::ranking::{coherent, rows_for_level, PopStat};
 use crate::aggregate::LevelStats;
@@ -131,12 +132,13 @@ fn step(progress: &(dyn Fn(&str) + Sync), what: &str, p: usize, n: usize) {
     }
 }
 
-/// Runs mapgen. `progress` is called with a line at each stage.
-pub fn run(opts: &Options, progress: &(dyn Fn(&str) + Sync)) -> Result<(Map, Report), MapgenError> {
-    let pop_ids: Vec<String> = opts.pops.iter().map(|p| p.id.to_string()).collect();
-    let (since, until) = (micros(opts.since), micros(opts.until));
-    let mut report = Report::default();
+/// One table read: its valid rows, partitioned, and its bad rows by reason.
+type Table<R> = (Partitions<R>, Validation);
 
+/// Checks the log files, then reads both tables at once into `n` partitions each: each read
+/// is one thread validating behind polars' decoding, and a third prints progress.
+fn read(opts: &Options, pop_ids: &[String], progress: &(dyn Fn(&str) + Sync)) -> Result<(usize, Table<ReportRecord>, Table<ProbeRecord>), MapgenError> {
+    let (since, until) = (micros(opts.since), micros(opts.until));
     let checked = |table: &str| {
         logs::files(&opts.logs, table).map_err(|bad| {
             let list: Vec<String> = bad.iter().map(ToString::to_string).collect();
@@ -162,13 +164,21 @@ pub fn run(opts: &Options, progress: &(dyn Fn(&str) + Sync)) -> Result<(Map, Rep
                 progress(&format!("read {} of at most {total} rows", counter.load(Ordering::Relaxed)));
             }
         });
-        let probes = s.spawn(|| logs::read_probes(&probe_files, &pop_ids, since, until, probe_parts, seen.clone()));
-        let reports = logs::read_reports(&report_files, &pop_ids, opts.max_rtt_ms, since, until, report_parts, seen.clone());
+        let probes = s.spawn(|| logs::read_probes(&probe_files, pop_ids, since, until, probe_parts, seen.clone()));
+        let reports = logs::read_reports(&report_files, pop_ids, opts.max_rtt_ms, since, until, report_parts, seen.clone());
         let probes = probes.join().expect("the probe reader does not panic");
         drop(done);
         (reports, probes)
     });
-    let ((reports, rtt_v), (probes, dns_v)) = (reports?, probes?);
+    Ok((n, reports?, probes?))
+}
+
+/// Runs mapgen. `progress` is called with a line at each stage.
+pub fn run(opts: &Options, progress: &(dyn Fn(&str) + Sync)) -> Result<(Map, Report), MapgenError> {
+    let pop_ids: Vec<String> = opts.pops.iter().map(|p| p.id.to_string()).collect();
+    let mut report = Report::default();
+
+    let (n, (reports, rtt_v), (probes, dns_v)) = read(opts, &pop_ids, progress)?;
     progress(&format!("read {} rtt_report and {} dns_probe rows", rtt_v.rows, dns_v.rows));
     report.rtt_rows = rtt_v.rows;
     report.dns_rows = dns_v.rows;
