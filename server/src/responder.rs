@@ -72,8 +72,15 @@ pub fn respond(snap: &Snapshot, packet: &[u8], src: IpAddr, transport: Transport
     let mut rc = rcode::NOERROR;
     let apex_offset = q.qname_len - zone.origin.len();
     let probe = zone.probe.as_ref().and_then(|(apex, ttl)| Some((probe_labels(q.name(), apex)?, *ttl)));
+    // A DS query at a cut is answered by the parent side (here), like any other name.
+    let cut = zone.delegation(q.name()).filter(|c| !(c.len() == q.name().len() && q.qtype == rtype::DS));
     if let Some((labels, ttl)) = probe {
         answer_probe(snap, &q, src, labels, ttl, &mut w, &mut rc, &mut outcome);
+    } else if let Some(cut) = cut {
+        refer(zone, cut, &q, &mut w);
+        outcome.truncated = w.finish(edns, 0, max_len);
+        outcome.rcode = Some(rcode::NOERROR as u16);
+        return outcome;
     } else if let Some(node) = find_node(zone, q.name()) {
         let scope = answer_node(snap, data, zone, node, &q, src, &mut w, &mut rc, &mut outcome);
         if let (Some(e), Some(scope)) = (edns.as_mut(), scope) {
@@ -92,6 +99,29 @@ pub fn respond(snap: &Snapshot, packet: &[u8], src: IpAddr, transport: Transport
     outcome.truncated = w.finish(edns, 0, max_len);
     outcome.rcode = Some(rc as u16);
     outcome
+}
+
+/// A referral to the delegation at `cut` (a suffix of the query name): not authoritative, the
+/// cut's NS records in authority, and the addresses of those name servers that the zone holds
+/// (glue below the cut, and in-zone siblings) in additional (RFC 1034 4.3.2, RFC 9471).
+fn refer(zone: &Zone, cut: &[u8], q: &Query<'_>, w: &mut ResponseWriter<'_>) {
+    w.clear_aa();
+    let Some(ns) = zone.nodes.get(cut).and_then(|n| n.rrset(rtype::NS)) else { return };
+    let owner = Owner::QnameSuffix(q.qname_len - cut.len());
+    for target in &ns.rdata {
+        w.record(Section::Authority, owner, rtype::NS, ns.ttl, target);
+    }
+    for target in &ns.rdata {
+        let lower = target.to_ascii_lowercase();
+        let Some(node) = zone.contains(&lower).then(|| zone.nodes.get(lower.as_slice())).flatten() else { continue };
+        for t in [rtype::A, rtype::AAAA] {
+            if let Some(glue) = node.rrset(t) {
+                for a in &glue.rdata {
+                    w.record(Section::Additional, Owner::Name(target), t, glue.ttl, a);
+                }
+            }
+        }
+    }
 }
 
 /// Logs one query at debug level under the target `geodns::query`: off unless asked for

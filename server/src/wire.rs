@@ -25,6 +25,8 @@ pub mod rtype {
     pub const AAAA: u16 = 28;
     /// EDNS pseudo-record.
     pub const OPT: u16 = 41;
+    /// Delegation signer: answered by the parent side of a cut.
+    pub const DS: u16 = 43;
     /// Incremental zone transfer.
     pub const IXFR: u16 = 251;
     /// Zone transfer.
@@ -406,7 +408,9 @@ impl<'b> ResponseWriter<'b> {
                     self.buf.extend_from_slice(&octets[..n]);
                 }
             }
-            self.buf[10..12].copy_from_slice(&1u16.to_be_bytes());
+            // The OPT record follows whatever additional records were kept.
+            let additional = if truncated { 1 } else { self.counts[Section::Additional as usize] + 1 };
+            self.buf[10..12].copy_from_slice(&additional.to_be_bytes());
         }
         truncated
     }

@@ -5,7 +5,7 @@
 //! into any response as is). The query path then never touches a record object: it finds a
 //! node by its lowercased wire-form name and copies bytes.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 
 use hickory_proto::rr::{Name, RData, RecordSet, RecordType, RrKey};
@@ -78,6 +78,9 @@ pub struct Zone {
     pub serial: u32,
     /// The probe subzone apex (lowercased wire form) and the TTL of probe answers.
     pub probe: Option<(Box<[u8]>, u32)>,
+    /// Delegation points: names below the apex with NS records (lowercased wire form). At and
+    /// below them the zone is not authoritative and answers with a referral.
+    pub cuts: HashSet<Box<[u8]>>,
 }
 
 /// Lowercased, uncompressed wire form of a name.
@@ -240,6 +243,30 @@ impl Zone {
         }
         nodes.retain(|k, n| !n.is_empty() || k.len() >= origin_wire.len());
 
+        // Delegations: names we answer from the map, the status record or the probe zone must
+        // not sit at or below one, or they would never be answered.
+        let cuts: HashSet<Box<[u8]>> = nodes.iter().filter(|(k, n)| **k != origin_wire && n.rrset(rtype::NS).is_some()).map(|(k, _)| k.clone()).collect();
+        let below_cut = |name: &[u8]| {
+            let mut cur = Some(name);
+            while let Some(c) = cur.filter(|c| c.len() > origin_wire.len()) {
+                if cuts.contains(c) {
+                    return Some(text_name(c));
+                }
+                cur = parent(c);
+            }
+            None
+        };
+        for (wire, node) in &nodes {
+            if node.geo_ttl.is_some() || node.status {
+                if let Some(cut) = below_cut(wire) {
+                    return Err(err(String::new(), format!("{} is at or below the delegation {cut}: it would never be answered", text_name(wire))));
+                }
+            }
+        }
+        if let Some(cut) = probe.as_ref().and_then(|(wire, _)| below_cut(wire)) {
+            return Err(err(format!("zones[{index}].probe.label: "), format!("the probe subzone is at or below the delegation {cut}")));
+        }
+
         Ok(Zone {
             origin: origin_wire,
             origin_text: origin.to_ascii(),
@@ -248,7 +275,26 @@ impl Zone {
             negative_ttl: soa_ttl.min(minimum),
             serial,
             probe,
+            cuts,
         })
+    }
+
+    /// The delegation `qname` falls under, if any: the highest cut at or above it, as a suffix
+    /// of `qname` (so the referral's owner is a pointer into the question).
+    #[inline]
+    pub fn delegation<'q>(&self, qname: &'q [u8]) -> Option<&'q [u8]> {
+        if self.cuts.is_empty() {
+            return None;
+        }
+        let mut found = None;
+        let mut cur = Some(qname);
+        while let Some(c) = cur.filter(|c| c.len() > self.origin.len()) {
+            if self.cuts.contains(c) {
+                found = Some(c);
+            }
+            cur = parent(c);
+        }
+        found
     }
 
     /// Whether `qname` (lowercased wire form) is at or below this zone's apex.

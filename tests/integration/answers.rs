@@ -3,7 +3,7 @@
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
 
-use crate::harness::{addresses, ecs_scope, example_config, message, Server};
+use crate::harness::{addresses, data_dir, ecs_scope, example_config, geodns, message, Server};
 
 /// (ECS subnet, expected A answer, expected scope). The map (data/example-nets.csv) has
 /// 198.51.100.0/24 -> iad with 198.51.100.128/25 -> ams nested in it, 10/8 -> ams with
@@ -124,4 +124,40 @@ fn status_txt_reports_map_and_config() {
     assert!(out.contains("\"server=example\""), "{out}");
     assert!(out.contains("\"serial:example.com=2026112601\""), "{out}");
     assert!(out.contains("\"config="), "{out}");
+}
+
+#[test]
+fn delegations_get_referrals_with_glue() {
+    let records = r#"records = ["txt 300 IN TXT \"inline record\"", "sub 3600 IN NS ns1.sub.example.com.", "sub 3600 IN NS ns.example.net.", "ns1.sub 3600 IN A 192.0.2.201", "ns1.sub 3600 IN AAAA 2001:db8::201"]"#;
+    let cfg = example_config("", "").replace(r#"records = ["txt 300 IN TXT \"inline record\""]"#, records);
+    assert!(cfg.contains("ns1.sub"), "the example config's records line changed");
+    let s = Server::start(&cfg);
+    // Below the cut: not authoritative, the cut's NS in authority, glue in additional.
+    for (name, qtype) in [("www.sub.example.com", "A"), ("sub.example.com", "NS"), ("a.b.sub.example.com", "TXT")] {
+        let out = s.dig(&[name, qtype, "+norec"]);
+        assert!(out.contains("status: NOERROR") && !out.contains(" aa") && out.contains("ANSWER: 0, AUTHORITY: 2, ADDITIONAL: 3"), "{name} {qtype}: {out}");
+        assert!(out.contains("sub.example.com.\t3600\tIN\tNS\tns1.sub.example.com."), "{out}");
+        assert!(out.contains("sub.example.com.\t3600\tIN\tNS\tns.example.net."), "{out}");
+        assert!(out.contains("ns1.sub.example.com.\t3600\tIN\tA\t192.0.2.201"), "{out}");
+        assert!(out.contains("ns1.sub.example.com.\t3600\tIN\tAAAA\t2001:db8::201"), "{out}");
+    }
+    // DS at the cut belongs to the parent: an authoritative NODATA with the SOA.
+    let out = s.dig(&["sub.example.com", "DS", "+norec"]);
+    assert!(out.contains("status: NOERROR") && out.contains(" aa") && out.contains("ANSWER: 0, AUTHORITY: 1"), "{out}");
+    // Names beside the cut are still ours.
+    assert_eq!(s.dig(&["static.example.com", "A", "+short"]).trim(), "192.0.2.100");
+    // kdig reads the same referral.
+    let out = s.kdig(&["www.sub.example.com", "A", "+norec"]);
+    assert!(out.contains("NOERROR") && out.contains("AUTHORITY: 2"), "{out}");
+
+    // A geo name below a delegation would never be answered: refused at load.
+    let bad = cfg.replace("www = { ttl = 60 }", "www = { ttl = 60 }\n\"x.sub\" = { ttl = 60 }");
+    let dir = tempfile::tempdir().unwrap();
+    for f in ["example.com.zone", "example-map.arrow"] {
+        std::fs::copy(data_dir().join(f), dir.path().join(f)).unwrap();
+    }
+    std::fs::write(dir.path().join("bad.toml"), bad).unwrap();
+    let o = geodns().arg("check").arg("--config").arg(dir.path().join("bad.toml")).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("x.sub.example.com. is at or below the delegation sub.example.com."), "{err}");
 }
