@@ -96,7 +96,8 @@ fn rate(decision: &'static str, truth: &[Truth], choose: &dyn Fn(&Truth) -> usiz
 /// Scores the map against the nearest-PoP baseline (what GeoIP nearest-datacenter modes such
 /// as gdnsd's or PowerDNS's pickclosest do, here with a perfect GeoIP database), in pairs that
 /// see the same information: as served (the client's subnet where its resolver sends ECS,
-/// else the resolver's address), as if every resolver sent ECS, and as if none did.
+/// else the resolver's address), as if every resolver sent ECS, and as if none did; and the
+/// best any decision seeing only the resolver could do (with ECS, the oracle scores 100 %).
 pub fn score(world: &World, truth: &[Truth], map: &Map) -> Vec<Score> {
     let pop_in_world: Vec<usize> = map.meta.pops.iter().map(|p| world.pops.iter().position(|w| w.id == p.id.as_str()).unwrap_or(0)).collect();
     let table = AnswerTable::build(map, None);
@@ -119,6 +120,7 @@ pub fn score(world: &World, truth: &[Truth], map: &Map) -> Vec<Score> {
     let by_client = |t: &Truth| by_map(KeySpace::Client, t.subnet.network(), (t.lat, t.lon));
     let by_resolver = |t: &Truth| by_map(KeySpace::Resolver, t.resolver, resolver_loc(t));
     let ecs = |t: &Truth| resolvers.get(&t.resolver).is_some_and(|r| r.0);
+    let oracle = resolver_oracle(truth);
     let resolver_at = |t: &Truth| {
         let (lat, lon) = resolver_loc(t);
         nearest(lat, lon)
@@ -134,7 +136,34 @@ pub fn score(world: &World, truth: &[Truth], map: &Map) -> Vec<Score> {
         rate("nearest PoP to the client (GeoIP, as if every resolver sent ECS)", truth, &|t| nearest(t.lat, t.lon)),
         rate("measured map, resolver key space (as if no resolver sent ECS)", truth, &by_resolver),
         rate("nearest PoP to the resolver (as if no resolver sent ECS)", truth, &resolver_at),
+        rate("best possible with one answer per resolver (oracle, no ECS)", truth, &|t| oracle.get(&t.resolver).copied().unwrap_or(0)),
     ]
+}
+
+/// For each resolver, the PoP that sends most of its users (weighted) within 5 ms of their
+/// best, fewer regret breaking ties: the bound on any decision that sees only the resolver.
+fn resolver_oracle(truth: &[Truth]) -> HashMap<Ipv4Addr, usize> {
+    let mut by: HashMap<Ipv4Addr, Vec<&Truth>> = HashMap::new();
+    for t in truth {
+        by.entry(t.resolver).or_default().push(t);
+    }
+    by.into_iter()
+        .map(|(r, ts)| {
+            let pops = ts.first().map_or(0, |t| t.rtt.len());
+            let score = |p: usize| {
+                ts.iter().fold((0.0, 0.0), |(ok, regret), t| {
+                    let best = t.rtt.iter().copied().fold(f64::INFINITY, f64::min);
+                    let lost = t.rtt[p] - best;
+                    (ok + if lost <= 5.0 { t.users } else { 0.0 }, regret + lost * t.users)
+                })
+            };
+            let best = (0..pops)
+                .map(|p| (p, score(p)))
+                .max_by(|a, b| a.1 .0.total_cmp(&b.1 .0).then(b.1 .1.total_cmp(&a.1 .1)))
+                .map_or(0, |(p, _)| p);
+            (r, best)
+        })
+        .collect()
 }
 
 /// The scores as a Markdown table.
@@ -164,5 +193,9 @@ mod tests {
         assert_eq!(s.p95_regret, 40.0);
         let s = rate("oracle", &truth, &|t| if t.rtt[0] < t.rtt[1] { 0 } else { 1 });
         assert_eq!((s.within_5ms, s.mean_regret, s.p95_regret), (1.0, 0.0, 0.0));
+        // Both subnets behind one resolver: the oracle picks the PoP best for most users.
+        assert_eq!(resolver_oracle(&truth)[&Ipv4Addr::LOCALHOST], 0);
+        let minority = [t(10.0, [10.0, 50.0]), t(90.0, [50.0, 10.0])];
+        assert_eq!(resolver_oracle(&minority)[&Ipv4Addr::LOCALHOST], 1);
     }
 }
