@@ -5,20 +5,17 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::Arc;
-use std::time::Duration;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use geomap::geoip::{rank_by_distance, GeoIp};
 use geomap::{Derivation, KeySpace, Map, MapMeta, MapRow, PopIndex, PopTable};
 use ipnet::IpNet;
 use polars::prelude::*;
 
-use crate::aggregate::Aggregates;
-use crate::logs::{self, Validation, LEVELS};
-use crate::logs::{ProbeRecord, ReportRecord};
+use crate::aggregate::{Aggregates, LevelStats};
+use crate::logs::{self, ProbeRecord, ReportRecord, Validation, LEVELS};
 use crate::pairing::{self, Measurement};
 use crate::ranking::{coherent, rows_for_level, PopStat};
-use crate::aggregate::LevelStats;
 use crate::report::{BadRows, LatencyDistribution, Report};
 use crate::routes::Routes;
 use crate::spill::Partitions;
@@ -95,7 +92,7 @@ fn latency(stats: &LevelStats, pops: &PopTable, min_samples: u64) -> Vec<Latency
     let mut best = Vec::new();
     let mut per_pop: Vec<Vec<f64>> = vec![Vec::new(); pops.len()];
     for s in stats.values() {
-        let well = s.iter().filter(|p| p.samples >= min_samples).filter_map(|p| Some((p.pop, p.median?)));
+        let well = s.iter().filter(|p| p.well_measured(min_samples)).filter_map(|p| Some((p.pop, p.median?)));
         let mut fastest = f64::INFINITY;
         for (pop, median) in well {
             per_pop[usize::from(pop)].push(median);

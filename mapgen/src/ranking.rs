@@ -27,13 +27,20 @@ pub struct PopStat {
     pub fail_rate: f64,
 }
 
+impl PopStat {
+    /// Whether the PoP is well measured for its key: enough samples, and not mostly failing
+    /// (a PoP that mostly fails is not well measured, however many attempts it has).
+    pub fn well_measured(&self, min_samples: u64) -> bool {
+        self.median.is_some() && self.samples >= min_samples && self.fail_rate < 0.5
+    }
+}
+
 /// Ranks one key's PoPs, or `None` if no PoP is well measured.
 pub fn rank(stats: &[PopStat], min_samples: u64, fallback: &[PopIndex]) -> Option<(Vec<PopIndex>, Vec<Option<f32>>)> {
     let by_median = |a: &&PopStat, b: &&PopStat| {
         a.median.unwrap_or(f64::INFINITY).total_cmp(&b.median.unwrap_or(f64::INFINITY)).then(a.pop.cmp(&b.pop))
     };
-    // A PoP that mostly fails is not well measured, however many attempts it has.
-    let good = |s: &PopStat| s.median.is_some() && s.samples >= min_samples && s.fail_rate < 0.5;
+    let good = |s: &PopStat| s.well_measured(min_samples);
     let mut well: Vec<&PopStat> = stats.iter().filter(|s| good(s)).collect();
     if well.is_empty() {
         return None;
@@ -98,7 +105,7 @@ pub const AGREE_SHARE: f64 = 0.8;
 pub fn coherent<'a>(first: PopIndex, children: impl Iterator<Item = &'a [PopStat]>, min_samples: u64) -> bool {
     let (mut agree, mut total) = (0u64, 0u64);
     for stats in children {
-        let well = |s: &&PopStat| s.samples >= min_samples && s.fail_rate < 0.5 && s.median.is_some();
+        let well = |s: &&PopStat| s.well_measured(min_samples);
         let Some(best) = stats.iter().filter(well).filter_map(|s| s.median).min_by(f64::total_cmp) else { continue };
         let Some(theirs) = stats.iter().filter(well).find(|s| s.pop == first).and_then(|s| s.median) else { continue };
         let weight: u64 = stats.iter().map(|s| s.samples).sum();

@@ -19,7 +19,7 @@ pub struct BadRows {
 }
 
 /// How the client subnets' median RTTs to one PoP are distributed (client /24 or /48 level,
-/// PoPs with at least `--min-samples` successful samples there).
+/// where the PoP is well measured: `--min-samples` samples, under half of them failures).
 #[derive(Debug, Clone, Serialize)]
 pub struct LatencyDistribution {
     /// The PoP id, or `best` for each subnet's fastest well-measured PoP.
