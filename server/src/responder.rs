@@ -73,10 +73,10 @@ pub fn respond(snap: &Snapshot, packet: &[u8], src: IpAddr, transport: Transport
     let apex_offset = q.qname_len - zone.origin.len();
     let probe = zone.probe.as_ref().and_then(|(apex, ttl)| Some((probe_labels(q.name(), apex)?, *ttl)));
     // A DS query at a cut is answered by the parent side (here), like any other name.
-    let cut = zone.delegation(q.name()).filter(|c| !(c.len() == q.name().len() && q.qtype == rtype::DS));
+    let below_cut = || zone.delegation(q.name()).filter(|c| !(c.len() == q.name().len() && q.qtype == rtype::DS));
     if let Some((labels, ttl)) = probe {
         answer_probe(snap, &q, src, labels, ttl, &mut w, &mut rc, &mut outcome);
-    } else if let Some(cut) = cut {
+    } else if let Some(cut) = below_cut() {
         refer(zone, cut, &q, &mut w);
         outcome.truncated = w.finish(edns, 0, max_len);
         outcome.rcode = Some(rcode::NOERROR as u16);
