@@ -245,7 +245,8 @@ fn find_node<'z>(zone: &'z Zone, name: &[u8]) -> Option<&'z Node> {
 }
 
 /// Fills the answer section for a node, following CNAMEs inside the zone (the final name's
-/// absence is NXDOMAIN, RFC 6604; targets outside the zone are left to the resolver). Returns
+/// absence is NXDOMAIN, RFC 6604; targets outside the zone or below a delegation are left to
+/// the resolver). Returns
 /// the ECS scope when the answer depended on the client's address (geo names), `None` otherwise
 /// (scope 0).
 #[allow(clippy::too_many_arguments)]
@@ -285,7 +286,8 @@ fn answer_node<'z>(
             for (d, s) in lower[..n].iter_mut().zip(target) {
                 *d = s.to_ascii_lowercase();
             }
-            if !zone.contains(&lower[..n]) {
+            // Outside the zone, or delegated away: the resolver follows the CNAME itself.
+            if !zone.contains(&lower[..n]) || zone.delegation(&lower[..n]).is_some() {
                 return None;
             }
             match zone.nodes.get(&lower[..n]) {

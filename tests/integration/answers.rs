@@ -128,7 +128,7 @@ fn status_txt_reports_map_and_config() {
 
 #[test]
 fn delegations_get_referrals_with_glue() {
-    let records = r#"records = ["txt 300 IN TXT \"inline record\"", "sub 3600 IN NS ns1.sub.example.com.", "sub 3600 IN NS ns.example.net.", "ns1.sub 3600 IN A 192.0.2.201", "ns1.sub 3600 IN AAAA 2001:db8::201"]"#;
+    let records = r#"records = ["txt 300 IN TXT \"inline record\"", "sub 3600 IN NS ns1.sub.example.com.", "sub 3600 IN NS ns.example.net.", "ns1.sub 3600 IN A 192.0.2.201", "ns1.sub 3600 IN AAAA 2001:db8::201", "tosub 3600 IN CNAME ns1.sub.example.com."]"#;
     let cfg = example_config("", "").replace(r#"records = ["txt 300 IN TXT \"inline record\""]"#, records);
     assert!(cfg.contains("ns1.sub"), "the example config's records line changed");
     let s = Server::start(&cfg);
@@ -144,6 +144,9 @@ fn delegations_get_referrals_with_glue() {
     // DS at the cut belongs to the parent: an authoritative NODATA with the SOA.
     let out = s.dig(&["sub.example.com", "DS", "+norec"]);
     assert!(out.contains("status: NOERROR") && out.contains(" aa") && out.contains("ANSWER: 0, AUTHORITY: 1"), "{out}");
+    // A CNAME into the delegated part is not chased: its target's data there is only glue.
+    let out = s.dig(&["tosub.example.com", "A", "+norec"]);
+    assert!(out.contains(" aa") && out.contains("ANSWER: 1,") && out.contains("CNAME\tns1.sub.example.com."), "{out}");
     // Names beside the cut are still ours.
     assert_eq!(s.dig(&["static.example.com", "A", "+short"]).trim(), "192.0.2.100");
     // kdig reads the same referral.
