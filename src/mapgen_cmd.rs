@@ -60,6 +60,10 @@ pub struct MapgenArgs {
     /// Where partitions spill (default: the system's temporary directory).
     #[arg(long)]
     tmp_dir: Option<PathBuf>,
+    /// Leave out log files that are not readable Parquet with the contract's columns (they are
+    /// listed in the summary and report) instead of refusing the run.
+    #[arg(long)]
+    skip_bad_files: bool,
     /// Write the report as JSON here.
     #[arg(long)]
     report: Option<PathBuf>,
@@ -111,6 +115,7 @@ pub fn run(a: MapgenArgs) -> anyhow::Result<()> {
         previous: a.previous.clone(),
         max_moved_share: a.max_moved_share,
         force: a.force,
+        skip_bad_files: a.skip_bad_files,
         partition_rows: a.partition_rows,
         routes: a.routes.clone(),
         tmp_dir: a.tmp_dir.clone().unwrap_or_else(std::env::temp_dir),

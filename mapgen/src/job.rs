@@ -47,6 +47,9 @@ pub struct Options {
     pub max_moved_share: f64,
     /// Write the map even when a safety gate says no (the report still says why).
     pub force: bool,
+    /// Leave out log files that do not follow the contract (listed in the report) instead of
+    /// refusing the run.
+    pub skip_bad_files: bool,
     /// Rows per table each step holds at a time: larger inputs are split into partitions
     /// spilled to `tmp_dir`, which bounds memory.
     pub partition_rows: u64,
@@ -134,16 +137,30 @@ type Table<R> = (Partitions<R>, Validation);
 
 /// Checks the log files, then reads both tables at once into `n` partitions each: each read
 /// is one thread validating behind polars' decoding, and a third prints progress.
-fn read(opts: &Options, pop_ids: &[String], progress: &(dyn Fn(&str) + Sync)) -> Result<(usize, Table<ReportRecord>, Table<ProbeRecord>), MapgenError> {
-    let (since, until) = (micros(opts.since), micros(opts.until));
-    let checked = |table: &str| {
-        logs::files(&opts.logs, table).map_err(|bad| {
-            let list: Vec<String> = bad.iter().map(ToString::to_string).collect();
-            MapgenError::Refused(format!("{table} files that do not follow the log contract (move them aside to go on):\n  {}", list.join("\n  ")))
-        })
+fn read(
+    opts: &Options,
+    pop_ids: &[String],
+    progress: &(dyn Fn(&str) + Sync),
+    report: &mut Report,
+) -> Result<(usize, Table<ReportRecord>, Table<ProbeRecord>), MapgenError> {
+    let mut checked = |table: &str| -> Result<logs::Files, MapgenError> {
+        let files = logs::files(&opts.logs, table).map_err(|e| MapgenError::Refused(e.to_string()))?;
+        if !files.bad.is_empty() && !opts.skip_bad_files {
+            let list: Vec<String> = files.bad.iter().take(10).map(ToString::to_string).collect();
+            let more = files.bad.len().saturating_sub(10);
+            return Err(MapgenError::Refused(format!(
+                "{} {table} files do not follow the log contract (move them aside, or rerun with --skip-bad-files):\n  {}{}",
+                files.bad.len(),
+                list.join("\n  "),
+                if more > 0 { format!("\n  and {more} more") } else { String::new() }
+            )));
+        }
+        report.skipped_files.extend(files.bad.iter().map(ToString::to_string));
+        Ok(files)
     };
     let report_files = checked("rtt_report")?;
     let probe_files = checked("dns_probe")?;
+    let (since, until) = (micros(opts.since), micros(opts.until));
     // Partitions sized from the footers, so each step holds about `partition_rows` rows.
     let most = report_files.rows.max(probe_files.rows);
     let n = (most.div_ceil(opts.partition_rows.max(1)) as usize).clamp(1, crate::spill::MAX_PARTITIONS);
@@ -175,7 +192,7 @@ pub fn run(opts: &Options, progress: &(dyn Fn(&str) + Sync)) -> Result<(Map, Rep
     let pop_ids: Vec<String> = opts.pops.iter().map(|p| p.id.to_string()).collect();
     let mut report = Report::default();
 
-    let (n, (reports, rtt_v), (probes, dns_v)) = read(opts, &pop_ids, progress)?;
+    let (n, (reports, rtt_v), (probes, dns_v)) = read(opts, &pop_ids, progress, &mut report)?;
     progress(&format!("read {} rtt_report and {} dns_probe rows", rtt_v.rows, dns_v.rows));
     report.rtt_rows = rtt_v.rows;
     report.dns_rows = dns_v.rows;

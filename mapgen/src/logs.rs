@@ -128,6 +128,8 @@ pub struct Files {
     pub paths: Vec<PathBuf>,
     /// Rows in them (from the footers): an upper bound for the window.
     pub rows: u64,
+    /// Files left out because they do not follow the contract.
+    pub bad: Vec<BadFile>,
 }
 
 fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
@@ -148,19 +150,21 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Lists and checks the files of `table` under `root`: every bad file is listed (up to ten).
-pub fn files(root: &Path, table: &str) -> Result<Files, Vec<BadFile>> {
+/// Lists and checks the files of `table` under `root`; bad files are left out of `paths` and
+/// listed in `bad`. Only a directory that cannot be listed is an error.
+pub fn files(root: &Path, table: &str) -> Result<Files, BadFile> {
     let columns = if table == "rtt_report" { report_columns() } else { probe_columns() };
     let dir = root.join(table);
     let mut paths = Vec::new();
     if dir.exists() {
-        walk(&dir, &mut paths).map_err(|e| vec![BadFile { file: dir.display().to_string(), problem: e.to_string() }])?;
+        walk(&dir, &mut paths).map_err(|e| BadFile { file: dir.display().to_string(), problem: e.to_string() })?;
     }
     let mut rows = 0u64;
     let mut bad = Vec::new();
-    for path in &paths {
+    let mut good = Vec::new();
+    for path in paths {
         let file = path.display().to_string();
-        let checked = std::fs::File::open(path).map_err(|e| e.to_string()).and_then(|f| {
+        let checked = std::fs::File::open(&path).map_err(|e| e.to_string()).and_then(|f| {
             let mut r = ParquetReader::new(f);
             let schema = r.schema().map_err(|e| format!("not a readable Parquet file: {e}"))?;
             for (name, ok, want) in &columns {
@@ -174,12 +178,14 @@ pub fn files(root: &Path, table: &str) -> Result<Files, Vec<BadFile>> {
             r.num_rows().map_err(|e| format!("not a readable Parquet file: {e}"))
         });
         match checked {
-            Ok(n) => rows += n as u64,
-            Err(problem) if bad.len() < 10 => bad.push(BadFile { file, problem }),
-            Err(_) => {}
+            Ok(n) => {
+                rows += n as u64;
+                good.push(path);
+            }
+            Err(problem) => bad.push(BadFile { file, problem }),
         }
     }
-    if bad.is_empty() { Ok(Files { paths, rows }) } else { Err(bad) }
+    Ok(Files { paths: good, rows, bad })
 }
 
 fn is_utc_micros(t: &DataType) -> bool {

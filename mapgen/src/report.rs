@@ -50,6 +50,8 @@ pub struct Report {
     pub dns_rows: u64,
     /// rtt_report rows in the window.
     pub rtt_rows: u64,
+    /// Log files left out (--skip-bad-files), with why.
+    pub skipped_files: Vec<String>,
     /// Refused rows by table and reason.
     pub bad: Vec<BadRows>,
     /// Report rows paired with a probe query (each pairing counts).
@@ -93,6 +95,12 @@ impl Report {
             self.bad_total("dns_probe"),
             self.bad_total("rtt_report")
         );
+        if !self.skipped_files.is_empty() {
+            let _ = writeln!(s, "skipped     {} log files that do not follow the contract", self.skipped_files.len());
+            for f in self.skipped_files.iter().take(5) {
+                let _ = writeln!(s, "  {f}");
+            }
+        }
         for b in &self.bad {
             let _ = writeln!(s, "  {:<10} {:<16} {:>8}  e.g. {}", b.table, b.reason, b.rows, b.samples.first().map_or("", |x| x));
         }

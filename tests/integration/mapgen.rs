@@ -255,7 +255,11 @@ fn junk_rows_are_counted_by_reason_and_thin_input_refused() {
     std::fs::write(day.join("zz-broken.parquet"), "not parquet").unwrap();
     let (ok, out) = mapgen(&logs, &empty, &[]);
     assert!(!ok && out.contains("zz-broken.parquet: not a readable Parquet file") && !out.contains(".writing"), "{out}");
-    assert!(!empty.exists());
+    assert!(out.contains("--skip-bad-files") && !empty.exists(), "{out}");
+    // ... unless told to leave such files out: then they are listed, and the rest is used.
+    let (ok, out) = mapgen(&logs, &empty, &["--skip-bad-files"]);
+    assert!(ok && out.contains("skipped     1 log files that do not follow the contract") && out.contains("zz-broken.parquet"), "{out}");
+    assert_eq!(std::fs::read(&empty).unwrap(), std::fs::read(dir.path().join("ignored.arrow")).unwrap(), "the same map as without the broken file");
 }
 
 /// Runs `geodns` and returns its stdout, failing the test with its stderr if it fails.
