@@ -110,7 +110,6 @@ impl Aggregates {
         // Sorted by the finest packed key, every level's groups are contiguous: polars groups
         // sorted keys as slices instead of hashing and gathering.
         let mut values = values.sort(["client_pop_l0"], SortMultipleOptions::default())?;
-        let (client, pop) = unpack(values.column("client_pop_l0")?.u64()?);
         let l0 = values.column("client_pop_l0")?.u64()?.clone();
         for (i, &(v4, v6)) in LEVELS.iter().enumerate().skip(1) {
             let mut level = l0.apply_values(|p| key::coarser(p, v4, v6));
@@ -118,7 +117,7 @@ impl Aggregates {
             values.with_column(level.with_name(format!("client_pop_l{i}").into()).into_column())?;
         }
         // Clients inside a routed prefix aggregate over it instead of the fixed coarser levels.
-        let routed = if self.routes.is_empty() { lit(false) } else { self.add_routed(&mut values, &client, &pop)? };
+        let routed = if self.routes.is_empty() { lit(false) } else { self.add_routed(&mut values, &l0)? };
         for (i, (&(v4, v6), stats)) in LEVELS.iter().zip(&mut self.client).enumerate() {
             let name = format!("client_pop_l{i}");
             let lf = values.clone().lazy();
@@ -139,17 +138,16 @@ impl Aggregates {
         Ok(())
     }
 
-    /// Adds the routed-prefix level for the rows of `values` (sorted, with their `client` keys
-    /// and `pop`s) whose client a routed prefix covers; returns the expression selecting them.
-    fn add_routed(&mut self, values: &mut DataFrame, client: &UInt64Chunked, pop: &UInt16Chunked) -> PolarsResult<Expr> {
+    /// Adds the routed-prefix level for the rows of `values` (with their packed client and PoP
+    /// keys `l0`) whose client a routed prefix covers; returns the expression selecting them.
+    fn add_routed(&mut self, values: &mut DataFrame, l0: &UInt64Chunked) -> PolarsResult<Expr> {
         let mut memo: HashMap<u64, Option<u32>> = HashMap::new();
-        let route_pop: UInt64Chunked = client
+        let route_pop: UInt64Chunked = l0
             .iter()
-            .zip(pop.iter())
-            .map(|(c, p)| {
-                let c = c?;
-                let id = (*memo.entry(c).or_insert_with(|| self.routes.covering(c)))?;
-                Some((u64::from(id) << 16) | u64::from(p?))
+            .map(|packed| {
+                let (client, pop) = key::without_pop(packed?);
+                let id = (*memo.entry(client).or_insert_with(|| self.routes.covering(client)))?;
+                Some((u64::from(id) << 16) | u64::from(pop))
             })
             .collect();
         values.with_column(route_pop.with_name("route_pop".into()).into_column())?;

@@ -243,31 +243,8 @@ impl Zone {
         }
         nodes.retain(|k, n| !n.is_empty() || k.len() >= origin_wire.len());
 
-        // Delegations: names we answer from the map, the status record or the probe zone must
-        // not sit at or below one, or they would never be answered.
         let cuts: HashSet<Box<[u8]>> = nodes.iter().filter(|(k, n)| **k != origin_wire && n.rrset(rtype::NS).is_some()).map(|(k, _)| k.clone()).collect();
-        let below_cut = |name: &[u8]| {
-            let mut cur = Some(name);
-            while let Some(c) = cur.filter(|c| c.len() > origin_wire.len()) {
-                if cuts.contains(c) {
-                    return Some(text_name(c));
-                }
-                cur = parent(c);
-            }
-            None
-        };
-        for (wire, node) in &nodes {
-            if node.geo_ttl.is_some() || node.status {
-                if let Some(cut) = below_cut(wire) {
-                    return Err(err(String::new(), format!("{} is at or below the delegation {cut}: it would never be answered", text_name(wire))));
-                }
-            }
-        }
-        if let Some(cut) = probe.as_ref().and_then(|(wire, _)| below_cut(wire)) {
-            return Err(err(format!("zones[{index}].probe.label: "), format!("the probe subzone is at or below the delegation {cut}")));
-        }
-
-        Ok(Zone {
+        let zone = Zone {
             origin: origin_wire,
             origin_text: origin.to_ascii(),
             nodes,
@@ -276,7 +253,21 @@ impl Zone {
             serial,
             probe,
             cuts,
-        })
+        };
+        // Names we answer from the map, the status record or the probe zone must not sit at or
+        // below a delegation, or they would never be answered.
+        for (wire, node) in &zone.nodes {
+            if node.geo_ttl.is_some() || node.status {
+                if let Some(cut) = zone.delegation(wire) {
+                    let msg = format!("{} is at or below the delegation {}: it would never be answered", text_name(wire), text_name(cut));
+                    return Err(err(String::new(), msg));
+                }
+            }
+        }
+        if let Some(cut) = zone.probe.as_ref().and_then(|(wire, _)| zone.delegation(wire)) {
+            return Err(err(format!("zones[{index}].probe.label: "), format!("the probe subzone is at or below the delegation {}", text_name(cut))));
+        }
+        Ok(zone)
     }
 
     /// The delegation `qname` falls under, if any: the highest cut at or above it, as a suffix
