@@ -36,17 +36,18 @@ pub struct MapgenArgs {
     /// RTTs above this (ms) are refused as absurd.
     #[arg(long, default_value_t = 30_000.0)]
     max_rtt_ms: f64,
-    /// Refuse input in which more than this share of rows is invalid.
-    #[arg(long, default_value_t = 0.5)]
+    /// Refuse input in which more than this share of rows is invalid (0 to 1).
+    #[arg(long, default_value_t = 0.5, value_parser = geodns_mapgen::parse_share)]
     max_invalid_share: f64,
     /// The map now serving: refuse a new one that moves too much traffic or loses coverage.
     #[arg(long)]
     previous: Option<PathBuf>,
-    /// With --previous: the largest share of measured traffic (by samples) allowed to change PoP.
-    #[arg(long, default_value_t = 0.2)]
+    /// With --previous: the largest share of measured traffic (by samples) allowed to change
+    /// PoP (0 to 1).
+    #[arg(long, default_value_t = 0.2, value_parser = geodns_mapgen::parse_share)]
     max_moved_share: f64,
-    /// Write the map even if a safety gate objects (the report says which).
-    #[arg(long)]
+    /// Write the map even if the --previous gate objects (the report says which).
+    #[arg(long, requires = "previous")]
     force: bool,
     /// Rows per table in one partition: larger logs are split into partitions that spill to
     /// --tmp-dir (at most 256), and each step holds one at a time, so memory grows with this,

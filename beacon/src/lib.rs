@@ -15,4 +15,4 @@ pub mod simulate;
 pub mod writer;
 
 pub use schema::{valid_probe_id, DnsProbeRow, ProbeId, RttReportRow, Table};
-pub use writer::{LogWriter, QueueFull, WriterConfig, WriterStats};
+pub use writer::{LogRefused, LogWriter, WriterConfig, WriterStats};

@@ -18,6 +18,11 @@ pub const SCHEMA_VERSION: &str = "1";
 /// The metadata key naming the schema version.
 pub const SCHEMA_KEY: &str = "geodns.beacon.schema";
 
+/// The smallest believable round-trip time, ms (1 µs). Browsers time fetches to 5-100 µs, and
+/// no fetch crosses a network faster; anything below is a client's arithmetic, not a
+/// measurement (and 1e-300 would turn to 0 in any 32-bit reader).
+pub const MIN_RTT_MS: f64 = 0.001;
+
 /// Whether `id` is a valid probe id: lowercase `[a-z0-9]{8,64}`.
 pub fn valid_probe_id(id: &str) -> bool {
     (8..=64).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())

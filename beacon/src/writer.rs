@@ -9,6 +9,14 @@
 //! fsynced, so a crash (even `kill -9`) leaves only complete files under final names. What a
 //! crash can lose is what was queued or buffered and not yet rolled: at most `max_age` (or
 //! `max_rows`) of rows.
+//!
+//! When a write fails (a full or read-only disk), the writer stops accepting rows at once:
+//! [`LogWriter::try_log`] refuses with [`LogRefused::Failing`] and the reason, so a caller never
+//! acknowledges a row it cannot keep. What it had already accepted stays in memory (bounded: at
+//! most one file's worth plus the queue) and is retried with exponential backoff, never on
+//! every arriving row; the first write that succeeds makes the writer accept rows again. A
+//! batch that spans midnight is one file per date, and each file is written once: a date
+//! already in place is not rewritten when another date's file fails.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -16,7 +24,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::mpsc::{sync_channel, SyncSender, TryRecvError, TrySendError};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -58,16 +66,35 @@ pub enum WriterError {
     },
 }
 
-/// The queue had no room for the rows; nothing was queued.
+/// Why rows were not accepted; nothing was queued.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("log queue full")]
-pub struct QueueFull;
+pub enum LogRefused {
+    /// The queue had no room for the rows (the writer is behind).
+    #[error("log queue full")]
+    QueueFull,
+    /// Writing files fails (the reason, e.g. a full disk): rows that cannot be kept are not
+    /// taken until a retry succeeds.
+    #[error("log writes are failing: {0}")]
+    Failing(String),
+}
+
+impl LogRefused {
+    /// The label metrics and refusals count this by.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            LogRefused::QueueFull => "queue_full",
+            LogRefused::Failing(_) => "log_write_failing",
+        }
+    }
+}
 
 /// Counters a writer keeps, for metrics.
 #[derive(Debug, Default)]
 pub struct WriterStats {
     /// Rows waiting in the queue now.
     pub queued: AtomicU64,
+    /// Rows taken from the queue and waiting in memory for their file.
+    pub buffered: AtomicU64,
     /// Rows in files renamed into place.
     pub rows_written: AtomicU64,
     /// Files renamed into place.
@@ -76,8 +103,54 @@ pub struct WriterStats {
     pub bytes_written: AtomicU64,
     /// Rows refused because the queue was full.
     pub rows_dropped: AtomicU64,
+    /// Rows refused because writes were failing.
+    pub rows_refused_failing: AtomicU64,
     /// Failed file writes (the rows are kept and retried).
     pub write_errors: AtomicU64,
+    /// 1 while writes are failing, else 0.
+    pub failing: AtomicU64,
+    /// Why writes are failing, and since when; `None` when they are not.
+    failure: Mutex<Option<Failure>>,
+}
+
+/// A failing writer's state, for health checks.
+#[derive(Clone, Debug)]
+pub struct Failure {
+    /// The last write error.
+    pub error: String,
+    /// When writes began failing.
+    pub since: SystemTime,
+}
+
+impl WriterStats {
+    /// Why writes are failing, or `None` when they work.
+    pub fn failure(&self) -> Option<Failure> {
+        self.failure.lock().expect("not poisoned").clone()
+    }
+
+    fn set_failure(&self, error: Option<String>) {
+        let mut f = self.failure.lock().expect("not poisoned");
+        match error {
+            Some(error) => {
+                let since = f.as_ref().map_or_else(SystemTime::now, |f| f.since);
+                *f = Some(Failure { error, since });
+                self.failing.store(1, Relaxed);
+            }
+            None => {
+                *f = None;
+                self.failing.store(0, Relaxed);
+            }
+        }
+    }
+
+    fn refuse_if_failing(&self, n: u64) -> Result<(), LogRefused> {
+        if self.failing.load(Relaxed) == 0 {
+            return Ok(());
+        }
+        self.rows_refused_failing.fetch_add(n, Relaxed);
+        let error = self.failure().map_or_else(|| "unknown error".to_owned(), |f| f.error);
+        Err(LogRefused::Failing(error))
+    }
 }
 
 /// A running writer for one table.
@@ -126,38 +199,42 @@ impl<R: Table> LogWriter<R> {
         Ok(LogWriter { tx: Some(tx), thread: Some(thread), stats, queue_rows })
     }
 
-    /// Queues all of `rows`, or none if the queue has no room. Never blocks.
-    pub fn try_log(&self, rows: Vec<R>) -> Result<(), QueueFull> {
+    /// Queues all of `rows`, or none if the queue has no room or writes are failing. Never
+    /// blocks. `Ok` means the rows will be in a file within `max_age` unless the process dies
+    /// or the disk fails first.
+    pub fn try_log(&self, rows: Vec<R>) -> Result<(), LogRefused> {
         let n = rows.len() as u64;
-        let Some(tx) = &self.tx else { return Err(QueueFull) };
+        self.stats.refuse_if_failing(n)?;
+        let Some(tx) = &self.tx else { return Err(LogRefused::QueueFull) };
         if self.stats.queued.fetch_add(n, Relaxed) + n > self.queue_rows {
             self.stats.queued.fetch_sub(n, Relaxed);
             self.stats.rows_dropped.fetch_add(n, Relaxed);
-            return Err(QueueFull);
+            return Err(LogRefused::QueueFull);
         }
         match tx.try_send(Msg::Rows(rows)) {
             Ok(()) => Ok(()),
             Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
                 self.stats.queued.fetch_sub(n, Relaxed);
                 self.stats.rows_dropped.fetch_add(n, Relaxed);
-                Err(QueueFull)
+                Err(LogRefused::QueueFull)
             }
         }
     }
 
-    /// Queues one row, or refuses it if the queue is full. Never blocks, never allocates: the
-    /// form for the DNS query path.
-    pub fn try_log_one(&self, row: R) -> Result<(), QueueFull> {
-        let Some(tx) = &self.tx else { return Err(QueueFull) };
+    /// Queues one row, or refuses it if the queue is full or writes are failing. Never blocks,
+    /// and allocates only to say why writes fail: the form for the DNS query path.
+    pub fn try_log_one(&self, row: R) -> Result<(), LogRefused> {
+        self.stats.refuse_if_failing(1)?;
+        let Some(tx) = &self.tx else { return Err(LogRefused::QueueFull) };
         if self.stats.queued.fetch_add(1, Relaxed) >= self.queue_rows {
             self.stats.queued.fetch_sub(1, Relaxed);
             self.stats.rows_dropped.fetch_add(1, Relaxed);
-            return Err(QueueFull);
+            return Err(LogRefused::QueueFull);
         }
         tx.try_send(Msg::Row(row)).map_err(|_| {
             self.stats.queued.fetch_sub(1, Relaxed);
             self.stats.rows_dropped.fetch_add(1, Relaxed);
-            QueueFull
+            LogRefused::QueueFull
         })
     }
 
@@ -229,60 +306,102 @@ fn recover(table_dir: &Path, writer_id: &str) -> io::Result<u64> {
 /// switch per logged row, which on a busy DNS server costs more than the row itself.
 const POLL: Duration = Duration::from_millis(20);
 
-fn run<R: Table>(cfg: WriterConfig, table_dir: PathBuf, mut seq: u64, rx: std::sync::mpsc::Receiver<Msg<R>>, stats: Arc<WriterStats>) {
-    let mut buf: Vec<R> = Vec::new();
-    let mut first_at: Option<Instant> = None;
-    let mut write = |buf: &mut Vec<R>, first_at: &mut Option<Instant>, closing: bool| {
-        if buf.is_empty() {
+/// The first retry after a failed write, doubled after each further failure up to
+/// [`MAX_BACKOFF`]: a full disk costs a few writes a second at first, then one every few
+/// seconds, never one per arriving row.
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// The writer thread's buffer and its write schedule.
+struct Buffer<R: Table> {
+    cfg: WriterConfig,
+    table_dir: PathBuf,
+    seq: u64,
+    stats: Arc<WriterStats>,
+    rows: Vec<R>,
+    /// When the oldest buffered row arrived (the roll deadline counts from it).
+    first_at: Option<Instant>,
+    /// While writes fail: when to try next, and the delay after that.
+    retry: Option<(Instant, Duration)>,
+}
+
+impl<R: Table> Buffer<R> {
+    fn add(&mut self, rows: impl IntoIterator<Item = R>, n: usize) {
+        self.stats.queued.fetch_sub(n as u64, Relaxed);
+        self.stats.buffered.fetch_add(n as u64, Relaxed);
+        self.first_at.get_or_insert_with(Instant::now);
+        self.rows.extend(rows);
+    }
+
+    /// Whether a write is due now: the buffer is full or old enough, or a retry is due.
+    fn due(&self) -> bool {
+        match self.retry {
+            Some((at, _)) => Instant::now() >= at,
+            None => self.rows.len() >= self.cfg.max_rows || self.first_at.is_some_and(|t| t.elapsed() >= self.cfg.max_age),
+        }
+    }
+
+    /// Writes the buffer; on failure keeps what was not written and schedules a retry.
+    fn write(&mut self) {
+        if self.rows.is_empty() {
             return;
         }
-        match write_files(&table_dir, &cfg.writer_id, &mut seq, buf, &stats) {
+        let before = self.rows.len();
+        let result = write_files(&self.table_dir, &self.cfg.writer_id, &mut self.seq, &mut self.rows, &self.stats);
+        self.stats.buffered.fetch_sub((before - self.rows.len()) as u64, Relaxed);
+        match result {
             Ok(()) => {
-                buf.clear();
-                *first_at = None;
+                if self.retry.take().is_some() {
+                    tracing::info!(table = R::NAME, "log writes work again; accepting rows");
+                }
+                self.stats.set_failure(None);
+                self.first_at = None;
             }
             Err(e) => {
-                stats.write_errors.fetch_add(1, Relaxed);
-                tracing::error!(table = R::NAME, error = %e, rows = buf.len(), "log write failed; keeping the rows and retrying");
-                *first_at = Some(Instant::now());
-                if closing {
-                    tracing::error!(table = R::NAME, rows = buf.len(), "rows lost at shutdown");
+                self.stats.write_errors.fetch_add(1, Relaxed);
+                let delay = self.retry.map_or(FIRST_BACKOFF, |(_, d)| (d * 2).min(MAX_BACKOFF));
+                if self.retry.is_none() {
+                    tracing::error!(table = R::NAME, error = %e, rows = self.rows.len(), "log write failed; refusing new rows, keeping these and retrying");
+                } else {
+                    tracing::warn!(table = R::NAME, error = %e, rows = self.rows.len(), retry_in_ms = delay.as_millis() as u64, "log write failed again");
                 }
+                self.stats.set_failure(Some(e.to_string()));
+                self.retry = Some((Instant::now() + delay, delay));
             }
         }
-    };
+    }
+}
+
+fn run<R: Table>(cfg: WriterConfig, table_dir: PathBuf, seq: u64, rx: std::sync::mpsc::Receiver<Msg<R>>, stats: Arc<WriterStats>) {
+    let mut b = Buffer { cfg, table_dir, seq, stats, rows: Vec::new(), first_at: None, retry: None };
     loop {
         loop {
             match rx.try_recv() {
-                Ok(Msg::Row(row)) => {
-                    stats.queued.fetch_sub(1, Relaxed);
-                    first_at.get_or_insert_with(Instant::now);
-                    buf.push(row);
-                    if buf.len() >= cfg.max_rows {
-                        write(&mut buf, &mut first_at, false);
-                    }
-                }
+                Ok(Msg::Row(row)) => b.add([row], 1),
                 Ok(Msg::Rows(rows)) => {
-                    stats.queued.fetch_sub(rows.len() as u64, Relaxed);
-                    first_at.get_or_insert_with(Instant::now);
-                    buf.extend(rows);
-                    if buf.len() >= cfg.max_rows {
-                        write(&mut buf, &mut first_at, false);
-                    }
+                    let n = rows.len();
+                    b.add(rows, n);
                 }
                 Ok(Msg::Flush(done)) => {
-                    write(&mut buf, &mut first_at, false);
+                    b.write();
                     let _ = done.send(());
                 }
                 Err(TryRecvError::Empty) => break,
                 Err(TryRecvError::Disconnected) => {
-                    write(&mut buf, &mut first_at, true);
+                    b.write();
+                    if !b.rows.is_empty() {
+                        tracing::error!(table = R::NAME, rows = b.rows.len(), "log writes failing at shutdown: these rows are lost");
+                    }
                     return;
                 }
             }
+            // A full buffer is written at once (unless a retry is pending), not after the queue drains.
+            if b.retry.is_none() && b.rows.len() >= b.cfg.max_rows {
+                b.write();
+            }
         }
-        if first_at.is_some_and(|t| t.elapsed() >= cfg.max_age) {
-            write(&mut buf, &mut first_at, false);
+        if b.due() {
+            b.write();
         }
         std::thread::sleep(POLL);
     }
@@ -294,32 +413,61 @@ fn date_of(ts_micros: i64) -> String {
     humantime::format_rfc3339_seconds(t).to_string()[..10].to_owned()
 }
 
-fn write_files<R: Table>(table_dir: &Path, writer_id: &str, seq: &mut u64, rows: &[R], stats: &WriterStats) -> io::Result<()> {
+/// Writes `rows` as one file per UTC date and removes from `rows` those now in a file, so a
+/// failure part-way leaves only the unwritten dates to retry (never a second copy of a date).
+fn write_files<R: Table>(table_dir: &Path, writer_id: &str, seq: &mut u64, rows: &mut Vec<R>, stats: &WriterStats) -> io::Result<()> {
     // Rows from around midnight go to the partition of their own date.
     const DAY_MICROS: i64 = 86_400_000_000;
+    let day = |r: &R| r.ts_micros().max(0) / DAY_MICROS;
     let mut by_day: BTreeMap<i64, Vec<&R>> = BTreeMap::new();
-    for r in rows {
-        by_day.entry(r.ts_micros().max(0) / DAY_MICROS).or_default().push(r);
+    for r in rows.iter() {
+        by_day.entry(day(r)).or_default().push(r);
     }
-    for (day, part) in by_day {
-        let date = date_of(day * DAY_MICROS);
-        let dir = table_dir.join(format!("date={date}"));
-        std::fs::create_dir_all(&dir)?;
-        let name = format!("{writer_id}-{:010}.parquet", *seq);
-        let tmp = dir.join(format!(".{name}.tmp"));
-        let dest = dir.join(&name);
-        let bytes = write_parquet::<R>(&tmp, &part).inspect_err(|_| {
-            let _ = std::fs::remove_file(&tmp);
-        })?;
+    let mut written = Vec::new();
+    let mut result = Ok(());
+    for (d, part) in by_day {
+        match write_day(table_dir, writer_id, *seq, d * DAY_MICROS, &part) {
+            Ok((dest, bytes)) => {
+                *seq += 1;
+                stats.rows_written.fetch_add(part.len() as u64, Relaxed);
+                stats.files_written.fetch_add(1, Relaxed);
+                stats.bytes_written.fetch_add(bytes, Relaxed);
+                tracing::info!(table = R::NAME, file = %dest.display(), rows = part.len(), bytes, "log file written");
+                written.push(d);
+            }
+            Err(e) => {
+                result = Err(e);
+                break;
+            }
+        }
+    }
+    if result.is_ok() {
+        rows.clear();
+    } else if !written.is_empty() {
+        rows.retain(|r| !written.contains(&day(r)));
+    }
+    result
+}
+
+/// Writes one date's file: temporary name, fsync, rename, directory fsync.
+fn write_day<R: Table>(table_dir: &Path, writer_id: &str, seq: u64, day_start: i64, part: &[&R]) -> io::Result<(PathBuf, u64)> {
+    let dir = table_dir.join(format!("date={}", date_of(day_start)));
+    std::fs::create_dir_all(&dir)?;
+    let name = format!("{writer_id}-{seq:010}.parquet");
+    let tmp = dir.join(format!(".{name}.tmp"));
+    let dest = dir.join(&name);
+    let bytes = write_parquet::<R>(&tmp, part).and_then(|bytes| {
         std::fs::rename(&tmp, &dest)?;
         File::open(&dir)?.sync_all()?;
-        *seq += 1;
-        stats.rows_written.fetch_add(part.len() as u64, Relaxed);
-        stats.files_written.fetch_add(1, Relaxed);
-        stats.bytes_written.fetch_add(bytes, Relaxed);
-        tracing::info!(table = R::NAME, file = %dest.display(), rows = part.len(), bytes, "log file written");
+        Ok(bytes)
+    });
+    match bytes {
+        Ok(bytes) => Ok((dest, bytes)),
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            Err(e)
+        }
     }
-    Ok(())
 }
 
 fn write_parquet<R: Table>(path: &Path, rows: &[&R]) -> io::Result<u64> {
@@ -450,10 +598,74 @@ mod tests {
     fn full_queue_refuses_whole_batches() {
         let dir = tempfile::tempdir().unwrap();
         let w = LogWriter::<DnsProbeRow>::start(cfg(dir.path(), 1_000_000, 5)).unwrap();
-        assert_eq!(w.try_log((0..6).map(|i| row(i, 0)).collect()), Err(QueueFull));
+        assert_eq!(w.try_log((0..6).map(|i| row(i, 0)).collect()), Err(LogRefused::QueueFull));
         assert_eq!(w.stats().rows_dropped.load(Relaxed), 6);
         assert!(w.try_log((0..5).map(|i| row(i, 0)).collect()).is_ok());
         w.close();
+    }
+
+    /// Blocks writes to one date partition by putting a plain file where its directory goes.
+    fn block_date(root: &Path, date: &str) -> PathBuf {
+        let p = root.join("dns_probe").join(format!("date={date}"));
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, b"not a directory").unwrap();
+        p
+    }
+
+    fn wait_for(what: &str, f: impl Fn() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !f() {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    #[test]
+    fn failing_writes_refuse_new_rows_keep_the_old_retry_with_backoff_and_recover() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = cfg(dir.path(), 1_000_000, 1000);
+        c.max_age = Duration::from_millis(20);
+        let w = LogWriter::<DnsProbeRow>::start(c).unwrap();
+        let day = 1_764_115_200_000_000; // 2025-11-26T00:00:00Z
+        let blocker = block_date(dir.path(), "2025-11-26");
+        w.try_log((0..5).map(|i| row(i, day + i as i64)).collect()).unwrap();
+        wait_for("the first failure", || w.stats().failure().is_some());
+        // Refused, with the reason, and counted; the accepted rows are kept in memory.
+        let refused = w.try_log_one(row(9, day)).unwrap_err();
+        assert!(matches!(&refused, LogRefused::Failing(e) if !e.is_empty()), "{refused:?}");
+        assert_eq!(w.stats().rows_refused_failing.load(Relaxed), 1);
+        assert_eq!(w.stats().buffered.load(Relaxed), 5);
+        // Backoff: over 600 ms, a handful of retries (100, 200, 400 ms), not one per poll.
+        std::thread::sleep(Duration::from_millis(600));
+        let errors = w.stats().write_errors.load(Relaxed);
+        assert!((2..=5).contains(&errors), "{errors} write attempts in 600 ms");
+        // The disk comes back: the kept rows are written by the next retry, and rows are taken again.
+        std::fs::remove_file(&blocker).unwrap();
+        wait_for("recovery", || w.stats().failure().is_none());
+        assert_eq!(w.stats().rows_written.load(Relaxed), 5);
+        w.try_log_one(row(10, day + 10)).unwrap();
+        w.close();
+        let f = files(dir.path());
+        assert_eq!(f.iter().map(|p| count_rows(p)).sum::<i64>(), 6);
+    }
+
+    #[test]
+    fn a_batch_across_midnight_writes_each_date_once_when_one_date_fails() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = cfg(dir.path(), 1_000_000, 1000);
+        c.max_age = Duration::from_millis(20);
+        let w = LogWriter::<DnsProbeRow>::start(c).unwrap();
+        let midnight = 1_764_115_200_000_000; // 2025-11-26T00:00:00Z
+        let blocker = block_date(dir.path(), "2025-11-26");
+        // Six rows before midnight, six after: the second date's file cannot be written.
+        w.try_log((0..12).map(|i| row(i, midnight - 6 + i as i64)).collect()).unwrap();
+        wait_for("two failed retries", || w.stats().write_errors.load(Relaxed) >= 2);
+        std::fs::remove_file(&blocker).unwrap();
+        wait_for("recovery", || w.stats().failure().is_none());
+        w.close();
+        let f = files(dir.path());
+        let rows: Vec<i64> = f.iter().map(|p| count_rows(p)).collect();
+        assert_eq!(rows, [6, 6], "{f:?}");
     }
 
     #[test]

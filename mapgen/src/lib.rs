@@ -23,5 +23,5 @@ pub mod report;
 pub mod routes;
 pub mod spill;
 
-pub use job::{run, MapgenError, Options};
+pub use job::{parse_share, run, MapgenError, Options};
 pub use report::Report;

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use geodns_beacon::schema::{valid_probe_id, MIN_RTT_MS, SCHEMA_KEY, SCHEMA_VERSION};
 use polars::prelude::*;
 
 use crate::key;
@@ -26,10 +27,12 @@ pub const MAX_PAIR_GAP_MICROS: i64 = 600_000_000;
 /// Bad rows of one table, by reason, with up to three samples each.
 #[derive(Debug, Default)]
 pub struct Validation {
-    /// Rows in the window, good and bad.
+    /// Rows in the window, good and bad, and rows with no or a future timestamp.
     pub rows: u64,
-    /// Reason -> (rows, samples).
+    /// Reason -> (rows, samples): invalid rows.
     pub bad: BTreeMap<&'static str, (u64, Vec<String>)>,
+    /// Reason -> (rows, samples): valid rows outside the window asked for.
+    pub outside: BTreeMap<&'static str, (u64, Vec<String>)>,
 }
 
 impl Validation {
@@ -38,6 +41,17 @@ impl Validation {
         e.0 += 1;
         if e.1.len() < 3 {
             e.1.push(sample());
+        }
+    }
+
+    /// Records rows the window left out: invalid ones (no timestamp, from the future) count
+    /// as read and bad; the others only as outside the window.
+    pub fn outside(&mut self, reason: &'static str, rows: u64, sample: String, invalid: bool) {
+        if invalid {
+            self.rows += rows;
+            self.bad.insert(reason, (rows, vec![sample]));
+        } else {
+            self.outside.insert(reason, (rows, vec![sample]));
         }
     }
 
@@ -106,10 +120,6 @@ pub fn pair_hash(probe_id: &str, pop: u16) -> u64 {
     xxhash_rust::xxh3::xxh3_64_with_seed(probe_id.as_bytes(), u64::from(pop))
 }
 
-fn valid_id(id: &str) -> bool {
-    (8..=64).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
-}
-
 /// A log file that cannot be read as the contract says.
 #[derive(Debug, thiserror::Error)]
 #[error("{file}: {problem}")]
@@ -121,15 +131,60 @@ pub struct BadFile {
 }
 
 /// The files of one table, checked against the contract before any row is read, so an
-/// unreadable file or a column of the wrong type is named, with the file, up front.
+/// unreadable file, another schema version or a column of the wrong type is named, with the
+/// file, up front.
 pub struct Files {
     /// The `.parquet` files, in name order, except those named `.*` or `_*` (the contract's
-    /// temporary and hidden names, in any directory).
+    /// temporary and hidden names, in any directory) and copies of an earlier file.
     pub paths: Vec<PathBuf>,
     /// Rows in them (from the footers): an upper bound for the window.
     pub rows: u64,
     /// Files left out because they do not follow the contract.
     pub bad: Vec<BadFile>,
+    /// Files left out because their bytes are those of an earlier file (a copy under a second
+    /// name would count every sample twice): (the copy, the file it repeats).
+    pub copies: Vec<(PathBuf, PathBuf)>,
+}
+
+/// A hash of a file's whole content, to find copies.
+fn content_hash(path: &Path) -> std::io::Result<u128> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(path)?;
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            return Ok(h.digest128());
+        }
+        h.update(&buf[..n]);
+    }
+}
+
+/// Checks one file against the contract: readable Parquet, this schema version, the columns
+/// with their types. Returns its rows.
+fn check(path: &Path, columns: &[ColumnCheck]) -> Result<u64, String> {
+    let f = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    let mut r = ParquetReader::new(f);
+    let meta = r.get_metadata().map_err(|e| format!("not a readable Parquet file: {e}"))?;
+    let version = meta.key_value_metadata().as_ref().and_then(|kv| kv.iter().find(|k| k.key == SCHEMA_KEY)).map(|k| k.value.clone());
+    match version {
+        None => return Err(format!("no {SCHEMA_KEY} key in the file's metadata: not a beacon log (want version {SCHEMA_VERSION})")),
+        Some(v) if v.as_deref() != Some(SCHEMA_VERSION) => {
+            return Err(format!("{SCHEMA_KEY} = {}: this mapgen reads version {SCHEMA_VERSION}", v.as_deref().unwrap_or("(no value)")))
+        }
+        Some(_) => {}
+    }
+    let schema = r.schema().map_err(|e| format!("not a readable Parquet file: {e}"))?;
+    for (name, ok, want) in columns {
+        let found = schema.iter_values().find(|f| f.name.as_str() == *name).map(|f| Field::from(f).dtype().clone());
+        match found {
+            None => return Err(format!("column {name}: missing")),
+            Some(t) if !ok(&t) => return Err(format!("column {name}: want {want}, found {t}")),
+            Some(_) => {}
+        }
+    }
+    r.num_rows().map(|n| n as u64).map_err(|e| format!("not a readable Parquet file: {e}"))
 }
 
 fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
@@ -162,30 +217,31 @@ pub fn files(root: &Path, table: &str) -> Result<Files, BadFile> {
     let mut rows = 0u64;
     let mut bad = Vec::new();
     let mut good = Vec::new();
+    let mut copies = Vec::new();
+    let mut seen: std::collections::HashMap<u128, PathBuf> = std::collections::HashMap::new();
     for path in paths {
         let file = path.display().to_string();
-        let checked = std::fs::File::open(&path).map_err(|e| e.to_string()).and_then(|f| {
-            let mut r = ParquetReader::new(f);
-            let schema = r.schema().map_err(|e| format!("not a readable Parquet file: {e}"))?;
-            for (name, ok, want) in &columns {
-                let found = schema.iter_values().find(|f| f.name.as_str() == *name).map(|f| Field::from(f).dtype().clone());
-                match found {
-                    None => return Err(format!("column {name}: missing")),
-                    Some(t) if !ok(&t) => return Err(format!("column {name}: want {want}, found {t}")),
-                    Some(_) => {}
-                }
+        let hash = match content_hash(&path) {
+            Ok(h) => h,
+            Err(e) => {
+                bad.push(BadFile { file, problem: e.to_string() });
+                continue;
             }
-            r.num_rows().map_err(|e| format!("not a readable Parquet file: {e}"))
-        });
-        match checked {
+        };
+        if let Some(first) = seen.get(&hash) {
+            copies.push((path, first.clone()));
+            continue;
+        }
+        match check(&path, &columns) {
             Ok(n) => {
-                rows += n as u64;
+                rows += n;
+                seen.insert(hash, path.clone());
                 good.push(path);
             }
             Err(problem) => bad.push(BadFile { file, problem }),
         }
     }
-    Ok(Files { paths: good, rows, bad })
+    Ok(Files { paths: good, rows, bad, copies })
 }
 
 fn is_utc_micros(t: &DataType) -> bool {
@@ -205,7 +261,7 @@ fn report_columns() -> Vec<ColumnCheck> {
         ("probe_id", &is_string, "Utf8"),
         ("pop", &is_string, "Utf8"),
         ("client_ip", &is_string, "Utf8"),
-        ("rtt_ms", &|t: &DataType| matches!(t, DataType::Float64 | DataType::Float32), "Float64"),
+        ("rtt_ms", &|t: &DataType| matches!(t, DataType::Float64), "Float64"),
         ("ok", &|t: &DataType| matches!(t, DataType::Boolean), "Boolean"),
     ]
 }
@@ -220,6 +276,18 @@ fn probe_columns() -> Vec<ColumnCheck> {
     ]
 }
 
+/// The `rtt_report` columns mapgen reads.
+pub const REPORT_COLUMNS: &[&str] = &["ts", "probe_id", "pop", "client_ip", "rtt_ms", "ok"];
+/// The `dns_probe` columns mapgen reads.
+pub const PROBE_COLUMNS: &[&str] = &["ts", "probe_id", "pop", "resolver_ip"];
+
+/// Decodes every value of `columns` in `files` and throws them away: finds corrupt data
+/// pages, which a file's footer does not reveal.
+pub fn decode_all(files: &Files, columns: &[&str]) -> PolarsResult<()> {
+    let lf = scan(files)?.select(columns.iter().map(|c| col(*c)).collect::<Vec<_>>());
+    stream(lf, (), |_, _| Ok(()))
+}
+
 fn scan(files: &Files) -> PolarsResult<LazyFrame> {
     let paths: Vec<PlRefPath> = files.paths.iter().map(|p| PlRefPath::new(p.display().to_string())).collect();
     // The `date=` directories are not read as a column: rows carry their own ts.
@@ -227,16 +295,81 @@ fn scan(files: &Files) -> PolarsResult<LazyFrame> {
     LazyFrame::scan_parquet_files(paths.into_iter().collect(), args)
 }
 
-fn in_window(since: Option<i64>, until: Option<i64>) -> Expr {
-    let ts = col("ts").cast(DataType::Int64);
-    let mut e = col("ts").is_not_null();
-    if let Some(s) = since {
-        e = e.and(ts.clone().gt_eq(lit(s)));
+/// The rows a run reads, by timestamp (µs since the epoch).
+#[derive(Clone, Copy, Debug)]
+pub struct Window {
+    /// Oldest row to read.
+    pub since: Option<i64>,
+    /// Newest row to read (exclusive); at most `future`.
+    pub until: i64,
+    /// Rows stamped after this are from the future: a collector's clock is wrong.
+    pub future: i64,
+}
+
+impl Window {
+    /// The window widened by `gap` on both sides (probes pair with reports up to `gap` apart).
+    pub fn widened(self, gap: i64) -> Window {
+        Window { since: self.since.map(|s| s - gap), until: self.until.saturating_add(gap).min(self.future), future: self.future }
     }
-    if let Some(u) = until {
-        e = e.and(ts.lt(lit(u)));
+
+    fn contains(&self) -> Expr {
+        let ts = col("ts").cast(DataType::Int64);
+        let mut e = col("ts").is_not_null().and(ts.clone().lt(lit(self.until)));
+        if let Some(s) = self.since {
+            e = e.and(ts.gt_eq(lit(s)));
+        }
+        e
     }
-    e
+}
+
+/// Rows left out by the window, by reason: (reason, rows, a sample saying which timestamps,
+/// whether they are invalid rather than merely outside the window asked for).
+pub type OutsideWindow = Vec<(&'static str, u64, String, bool)>;
+
+/// Counts the rows of `files` the window leaves out, and why: no timestamp, before `since`,
+/// at or after `until`, or stamped in the future. Reads only the `ts` column.
+pub fn outside_window(files: &Files, w: Window) -> PolarsResult<OutsideWindow> {
+    if files.paths.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ts = || col("ts").cast(DataType::Int64);
+    let mut reasons: Vec<(&'static str, Expr, bool)> = vec![("future_ts", ts().gt_eq(lit(w.future)), true)];
+    if let Some(s) = w.since {
+        reasons.push(("before_window", ts().lt(lit(s)), false));
+    }
+    if w.until < w.future {
+        reasons.push(("after_window", ts().gt_eq(lit(w.until)).and(ts().lt(lit(w.future))), false));
+    }
+    let mut exprs = vec![col("ts").is_null().sum().cast(DataType::UInt64).alias("null_ts")];
+    for (name, cond, _) in &reasons {
+        exprs.push(cond.clone().sum().cast(DataType::UInt64).alias(*name));
+        exprs.push(ts().filter(cond.clone()).min().alias(format!("{name}_min")));
+        exprs.push(ts().filter(cond.clone()).max().alias(format!("{name}_max")));
+    }
+    let df = scan(files)?.select(exprs).collect()?;
+    let u = |name: &str| -> PolarsResult<u64> { Ok(df.column(name)?.u64()?.get(0).unwrap_or(0)) };
+    let i = |name: String| -> PolarsResult<Option<i64>> { Ok(df.column(&name)?.i64()?.get(0)) };
+    let mut out = Vec::new();
+    let nulls = u("null_ts")?;
+    if nulls > 0 {
+        out.push(("null_ts", nulls, "ts is null".to_owned(), true));
+    }
+    for (name, _, invalid) in reasons {
+        let n = u(name)?;
+        if n > 0 {
+            let (lo, hi) = (i(format!("{name}_min"))?, i(format!("{name}_max"))?);
+            let sample = format!("ts from {} to {}", show_ts(lo), show_ts(hi));
+            out.push((name, n, sample, invalid));
+        }
+    }
+    Ok(out)
+}
+
+fn show_ts(t: Option<i64>) -> String {
+    t.map_or_else(
+        || "?".into(),
+        |t| humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_micros(t.max(0) as u64)).to_string(),
+    )
 }
 
 /// Streams the window of one table through `f`, batch by batch, in file order.
@@ -263,12 +396,11 @@ pub fn read_reports(
     files: &Files,
     pops: &[String],
     max_rtt_ms: f64,
-    since: Option<i64>,
-    until: Option<i64>,
+    window: Window,
     parts: Partitions<ReportRecord>,
     seen: Arc<AtomicU64>,
 ) -> PolarsResult<(Partitions<ReportRecord>, Validation)> {
-    let lf = scan(files)?.filter(in_window(since, until)).select([
+    let lf = scan(files)?.filter(window.contains()).select([
         col("ts").cast(DataType::Int64),
         col("probe_id"),
         col("pop"),
@@ -290,7 +422,7 @@ pub fn read_reports(
         let rows = ts.iter().zip(ids.iter()).zip(pop_col.iter()).zip(ips.iter()).zip(rtts.iter()).zip(oks.iter());
         for (((((ts, id), pop), ip), rtt), ok) in rows {
             let sample = || format!("probe_id={} pop={} client_ip={} rtt_ms={} ok={}", show(id), show(pop), show(ip), show(rtt), show(ok));
-            let Some(id) = id.filter(|id| valid_id(id)) else {
+            let Some(id) = id.filter(|id| valid_probe_id(id)) else {
                 v.refuse("bad_probe_id", sample);
                 continue;
             };
@@ -307,7 +439,7 @@ pub fn read_reports(
                 continue;
             };
             let rtt = match rtt {
-                Some(r) if ok && r > 0.0 && r <= max_rtt_ms => Some(r as f32),
+                Some(r) if ok && (MIN_RTT_MS..=max_rtt_ms).contains(&r) => Some(r as f32),
                 _ if ok => {
                     v.refuse("bad_rtt", sample);
                     continue;
@@ -324,18 +456,16 @@ pub fn read_reports(
     })
 }
 
-/// Reads the `dns_probe` rows of the window, widened by the pairing gap on both sides (so
-/// reports near the window's edges still find their probes), into `parts`.
+/// Reads the `dns_probe` rows of `window` into `parts`; the caller widens it by the pairing
+/// gap on both sides, so reports near the window's edges still find their probes.
 pub fn read_probes(
     files: &Files,
     pops: &[String],
-    since: Option<i64>,
-    until: Option<i64>,
+    window: Window,
     parts: Partitions<ProbeRecord>,
     seen: Arc<AtomicU64>,
 ) -> PolarsResult<(Partitions<ProbeRecord>, Validation)> {
-    let window = in_window(since.map(|s| s - MAX_PAIR_GAP_MICROS), until.map(|u| u + MAX_PAIR_GAP_MICROS));
-    let lf = scan(files)?.filter(window).select([col("ts").cast(DataType::Int64), col("probe_id"), col("pop"), col("resolver_ip")]);
+    let lf = scan(files)?.filter(window.contains()).select([col("ts").cast(DataType::Int64), col("probe_id"), col("pop"), col("resolver_ip")]);
     let pops = pops.to_vec();
     let (rv4, rv6) = RESOLVER_LEVELS[0];
     stream(lf, (parts, Validation::default()), move |(parts, v), df| {
@@ -347,7 +477,7 @@ pub fn read_probes(
         seen.fetch_add(df.height() as u64, Ordering::Relaxed);
         for (((ts, id), pop), ip) in ts.iter().zip(ids.iter()).zip(pop_col.iter()).zip(ips.iter()) {
             let sample = || format!("probe_id={} pop={} resolver_ip={}", show(id), show(pop), show(ip));
-            let Some(id) = id.filter(|id| valid_id(id)) else {
+            let Some(id) = id.filter(|id| valid_probe_id(id)) else {
                 v.refuse("bad_probe_id", sample);
                 continue;
             };
@@ -381,12 +511,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn probe_ids_follow_the_contract() {
-        assert!(valid_id("abcdef0123"));
-        assert!(!valid_id("abc"));
-        assert!(!valid_id("ABCDEF0123"));
-        assert!(!valid_id("abcdef-0123"));
-        assert!(!valid_id(&"a".repeat(65)));
+    fn pairing_hash_separates_pops() {
         assert_ne!(pair_hash("abcdef0123", 0), pair_hash("abcdef0123", 1));
     }
 }

@@ -39,15 +39,33 @@ impl Record for Measurement {
     }
 }
 
+/// Rows dropped from one partition as repeats of another row.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Duplicates {
+    /// `rtt_report` rows with the probe id, PoP and timestamp of an earlier one.
+    pub reports: u64,
+    /// `dns_probe` rows with the probe id, PoP and timestamp of an earlier one.
+    pub probes: u64,
+}
+
 /// Pairs one partition of reports (`ReportRecord` frames) with the same partition of probe
-/// queries (`ProbeRecord` frames) and returns the measurements.
-pub fn pair(reports: DataFrame, probes: DataFrame) -> PolarsResult<DataFrame> {
-    reports
+/// queries (`ProbeRecord` frames) and returns the measurements. A row that repeats another's
+/// probe id, PoP and timestamp (a log replayed, or a file copied under a new name) is the same
+/// event logged twice and is used once: evidence counted twice would lift a thin subnet over
+/// `--min-samples` on nothing. Every partition holds all rows of its pairing hashes, so
+/// removing repeats here removes them all.
+pub fn pair(reports: DataFrame, probes: DataFrame) -> PolarsResult<(DataFrame, Duplicates)> {
+    let (r0, p0) = (reports.height(), probes.height());
+    let reports = reports.lazy().unique_generic(Some(vec![col("pair"), col("ts_r")]), UniqueKeepStrategy::Any).collect()?;
+    let probes = probes.lazy().unique_generic(Some(vec![col("pair"), col("ts_d")]), UniqueKeepStrategy::Any).collect()?;
+    let dups = Duplicates { reports: (r0 - reports.height()) as u64, probes: (p0 - probes.height()) as u64 };
+    let m = reports
         .lazy()
         .join(probes.lazy(), [col("pair")], [col("pair")], JoinArgs::new(JoinType::Inner))
         .filter((col("ts_r") - col("ts_d")).abs().lt_eq(lit(MAX_PAIR_GAP_MICROS)))
         .select([col("client"), col("resolver"), col("pop"), col("rtt")])
-        .collect()
+        .collect()?;
+    Ok((m, dups))
 }
 
 /// Routes measurements to `parts` by the client's coarsest aggregation prefix.

@@ -52,6 +52,10 @@ pub struct Report {
     pub rtt_rows: u64,
     /// Log files left out (--skip-bad-files), with why.
     pub skipped_files: Vec<String>,
+    /// Log files left out because they are byte-for-byte copies of another (`copy = original`).
+    pub copied_files: Vec<String>,
+    /// Spill files of runs that did not finish, removed at the start of this one (bytes).
+    pub stale_spill_bytes_removed: u64,
     /// Refused rows by table and reason.
     pub bad: Vec<BadRows>,
     /// Report rows paired with a probe query (each pairing counts).
@@ -100,6 +104,15 @@ impl Report {
             for f in self.skipped_files.iter().take(5) {
                 let _ = writeln!(s, "  {f}");
             }
+        }
+        if !self.copied_files.is_empty() {
+            let _ = writeln!(s, "copies      {} log files repeat another byte for byte; each read once", self.copied_files.len());
+            for f in self.copied_files.iter().take(5) {
+                let _ = writeln!(s, "  {f}");
+            }
+        }
+        if self.stale_spill_bytes_removed > 0 {
+            let _ = writeln!(s, "cleaned     {} bytes of spill files left by a run that did not finish", self.stale_spill_bytes_removed);
         }
         for b in &self.bad {
             let _ = writeln!(s, "  {:<10} {:<16} {:>8}  e.g. {}", b.table, b.reason, b.rows, b.samples.first().map_or("", |x| x));

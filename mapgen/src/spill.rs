@@ -2,8 +2,13 @@
 //! this is what bounds mapgen's memory whatever the size of the logs.
 //!
 //! With one partition the rows stay in memory; with more, each partition is an Arrow IPC file
-//! (uncompressed: it is read back once, soon, from the page cache) in a temporary directory
-//! removed when the partitions are dropped.
+//! (uncompressed: it is read back once, soon, from the page cache) in the run's [`Scratch`]
+//! directory, removed when the partitions are dropped.
+//!
+//! A run killed with `kill -9` cannot remove its files. Each run therefore holds a lock on its
+//! scratch directory, and the next run removes every `geodns-mapgen-*` directory under the same
+//! `--tmp-dir` whose lock nobody holds: only directories of dead runs, never those of a run
+//! going on beside it.
 
 use std::fs::File;
 use std::io::BufWriter;
@@ -27,6 +32,73 @@ const BUFFER_ROWS: usize = 16 * 1024;
 /// input: beyond it, partitions grow instead.
 pub const MAX_PARTITIONS: usize = 256;
 
+/// Prefix of every run's scratch directory.
+const SCRATCH_PREFIX: &str = "geodns-mapgen-";
+/// The lock file inside it; held (flock) for the run's whole life.
+const LOCK_FILE: &str = "lock";
+
+/// One run's scratch directory, locked while it lives and removed when dropped.
+pub struct Scratch {
+    dir: tempfile::TempDir,
+    _lock: File,
+}
+
+impl Scratch {
+    /// Removes the scratch directories that dead runs left under `tmp`, then makes this run's.
+    /// Returns it with the bytes removed.
+    pub fn new(tmp: &Path) -> std::io::Result<(Scratch, u64)> {
+        let removed = remove_stale(tmp);
+        let dir = tempfile::Builder::new().prefix(SCRATCH_PREFIX).tempdir_in(tmp)?;
+        let lock = File::create(dir.path().join(LOCK_FILE))?;
+        lock.lock()?;
+        Ok((Scratch { dir, _lock: lock }, removed))
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+/// Removes scratch directories under `tmp` whose lock can be taken (their run is gone), and
+/// returns the bytes freed. Best effort: what cannot be removed is left, with a warning.
+fn remove_stale(tmp: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(tmp) else { return 0 };
+    let mut freed = 0;
+    for e in entries.flatten() {
+        let path = e.path();
+        let name = e.file_name();
+        if !name.to_string_lossy().starts_with(SCRATCH_PREFIX) || !path.is_dir() {
+            continue;
+        }
+        // A directory without a lock file is one being created right now, or not ours.
+        let Ok(lock) = File::open(path.join(LOCK_FILE)) else { continue };
+        if lock.try_lock().is_err() {
+            continue; // a live run holds it
+        }
+        let bytes = dir_bytes(&path);
+        match std::fs::remove_dir_all(&path) {
+            Ok(()) => {
+                tracing::warn!(dir = %path.display(), bytes, "removed spill files left by a run that did not finish");
+                freed += bytes;
+            }
+            Err(e) => tracing::warn!(dir = %path.display(), error = %e, "cannot remove spill files left by a run that did not finish"),
+        }
+    }
+    freed
+}
+
+fn dir_bytes(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+    entries
+        .flatten()
+        .map(|e| match e.file_type() {
+            Ok(t) if t.is_dir() => dir_bytes(&e.path()),
+            _ => e.metadata().map_or(0, |m| m.len()),
+        })
+        .sum()
+}
+
 enum Store {
     Memory(Vec<DataFrame>),
     File(PathBuf, Option<Box<BatchedWriter<BufWriter<File>>>>),
@@ -41,13 +113,13 @@ pub struct Partitions<R> {
 
 impl<R: Record> Partitions<R> {
     /// `n` partitions (1 to [`MAX_PARTITIONS`]); more than one spill to files in a new
-    /// directory under `tmp`.
-    pub fn new(n: usize, tmp: &Path, name: &str) -> PolarsResult<Self> {
+    /// directory in the run's scratch directory.
+    pub fn new(n: usize, scratch: &Scratch, name: &str) -> PolarsResult<Self> {
         let n = n.clamp(1, MAX_PARTITIONS);
         let (dir, stores) = if n == 1 {
             (None, vec![Store::Memory(Vec::new())])
         } else {
-            let dir = tempfile::Builder::new().prefix(&format!("geodns-mapgen-{name}-")).tempdir_in(tmp)?;
+            let dir = tempfile::Builder::new().prefix(&format!("{name}-")).tempdir_in(scratch.path())?;
             let stores = (0..n).map(|i| Store::File(dir.path().join(format!("{i}.arrow")), None)).collect();
             (Some(dir), stores)
         };
@@ -164,5 +236,33 @@ impl Finished {
                 Ok(df)
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stale_scratch_directories_are_removed_and_live_ones_kept() {
+        let tmp = tempfile::tempdir().unwrap();
+        // A dead run's directory: a lock file nobody holds, and spill files.
+        let dead = tmp.path().join("geodns-mapgen-dead");
+        std::fs::create_dir_all(dead.join("reports-x")).unwrap();
+        std::fs::write(dead.join(LOCK_FILE), b"").unwrap();
+        std::fs::write(dead.join("reports-x/0.arrow"), vec![0u8; 1000]).unwrap();
+        // Not ours: no lock file.
+        let other = tmp.path().join("geodns-mapgen-other");
+        std::fs::create_dir_all(&other).unwrap();
+        let (live, freed) = Scratch::new(tmp.path()).unwrap();
+        assert_eq!(freed, 1000);
+        assert!(!dead.exists() && other.exists());
+        // A second run beside a live one leaves it alone.
+        let (second, freed) = Scratch::new(tmp.path()).unwrap();
+        assert_eq!(freed, 0);
+        assert!(live.path().exists());
+        let (p1, p2) = (live.path().to_owned(), second.path().to_owned());
+        drop((live, second));
+        assert!(!p1.exists() && !p2.exists());
     }
 }

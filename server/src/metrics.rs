@@ -210,8 +210,11 @@ impl Metrics {
             let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {}", g(v));
         }
         if let Some(w) = self.probe_log.get() {
-            let log: [(&str, &str, &str, &AtomicU64); 6] = [
+            let log: [(&str, &str, &str, &AtomicU64); 9] = [
                 ("geodns_probe_log_queued_rows", "gauge", "Probe rows waiting for the writer.", &w.queued),
+                ("geodns_probe_log_buffered_rows", "gauge", "Probe rows in memory waiting for their file.", &w.buffered),
+                ("geodns_probe_log_write_failing", "gauge", "1 while probe log writes fail (new rows are dropped, answers unaffected).", &w.failing),
+                ("geodns_probe_log_rows_refused_failing_total", "counter", "Probe rows dropped because log writes were failing.", &w.rows_refused_failing),
                 ("geodns_probe_log_rows_written_total", "counter", "Probe rows in files.", &w.rows_written),
                 ("geodns_probe_log_files_written_total", "counter", "Probe log files written.", &w.files_written),
                 ("geodns_probe_log_bytes_written_total", "counter", "Bytes of probe log files.", &w.bytes_written),

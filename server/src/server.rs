@@ -117,7 +117,13 @@ pub async fn run(config_path: &Path) -> Result<(), StartError> {
     }
     tracing::info!(queries = metrics.total_queries(), "shutting down");
     if let Some(log) = probe_log {
-        log.flush();
+        // The flush fsyncs files: off the async workers.
+        let log = tokio::task::spawn_blocking(move || {
+            log.flush();
+            log
+        })
+        .await
+        .expect("the flush does not panic");
         tracing::info!(rows = log.stats().rows_written.load(std::sync::atomic::Ordering::Relaxed), "probe log flushed");
     }
     Ok(())
@@ -127,7 +133,16 @@ pub async fn run(config_path: &Path) -> Result<(), StartError> {
 /// Prometheus scraper needs.
 async fn serve_metrics(listener: tokio::net::TcpListener, metrics: Arc<Metrics>) {
     loop {
-        let Ok((mut stream, _)) = listener.accept().await else { continue };
+        let mut stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                // At the file-descriptor limit accept fails at once, again and again: pause
+                // rather than spin a core.
+                tracing::warn!(error = %e, "metrics accept failed; pausing");
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                continue;
+            }
+        };
         let metrics = metrics.clone();
         tokio::spawn(async move {
             let mut req = Vec::with_capacity(1024);

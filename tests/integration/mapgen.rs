@@ -52,7 +52,7 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
-fn mapgen(logs: &Path, out: &Path, extra: &[&str]) -> (bool, String) {
+pub fn mapgen(logs: &Path, out: &Path, extra: &[&str]) -> (bool, String) {
     let o = geodns()
         .args(["mapgen", "--config"])
         .arg(data_dir().join("geodns.toml"))

@@ -72,6 +72,18 @@ pub struct CollectorConfig {
     /// Burst of requests allowed per client address. Default 20.
     #[serde(default = "default_burst")]
     pub rate_burst: u32,
+    /// Connections served at once; one more gets a 503 and is closed. Keep it below the
+    /// process's file-descriptor limit so `/healthz` and the log files always have one.
+    /// Default 1024.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// Time for a request's headers to arrive, ms, counted from when the server starts waiting
+    /// for them, so it also closes idle kept-alive connections. Default 10000.
+    #[serde(default = "default_timeout")]
+    pub header_timeout_ms: u64,
+    /// Time for a report's body to arrive once its headers have, ms. Default 10000.
+    #[serde(default = "default_timeout")]
+    pub body_timeout_ms: u64,
     /// The log writer.
     pub log: LogSettings,
 }
@@ -114,6 +126,12 @@ fn default_rate() -> u32 {
 fn default_burst() -> u32 {
     20
 }
+fn default_max_connections() -> usize {
+    1024
+}
+fn default_timeout() -> u64 {
+    10_000
+}
 fn default_rows() -> usize {
     100_000
 }
@@ -148,7 +166,15 @@ impl CollectorConfig {
         if !(c.max_rtt_ms > 0.0 && c.max_rtt_ms.is_finite()) {
             return Err(invalid("max_rtt_ms", format!("{} is not a positive time", c.max_rtt_ms)));
         }
-        for (key, v) in [("max_body_bytes", c.max_body_bytes), ("max_results", c.max_results), ("log.max_rows", c.log.max_rows), ("log.queue_rows", c.log.queue_rows)] {
+        for (key, v) in [
+            ("max_body_bytes", c.max_body_bytes),
+            ("max_results", c.max_results),
+            ("max_connections", c.max_connections),
+            ("header_timeout_ms", c.header_timeout_ms as usize),
+            ("body_timeout_ms", c.body_timeout_ms as usize),
+            ("log.max_rows", c.log.max_rows),
+            ("log.queue_rows", c.log.queue_rows),
+        ] {
             if v == 0 {
                 return Err(invalid(key, "must be positive".into()));
             }

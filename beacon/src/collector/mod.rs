@@ -4,13 +4,16 @@
 //! `X-Forwarded-For` from a trusted proxy), rate-limits per client, validates everything, and
 //! answers 204 only once every row is in the writer's queue: an acknowledged report is durable
 //! up to the writer's roll window. Refusals are 4xx with a JSON `{"error": ...}` naming the
-//! field at fault (503 when the queue is full), and each is counted by reason.
+//! field at fault (503 when the queue is full or log writes are failing), and each is counted
+//! by reason; so are unknown paths (404) and methods (405).
 //! `GET /beacon.js` serves the snippet with this collector's PoPs and probe zone filled in,
 //! `GET /demo` a page that runs it, and `GET /` the empty probe object (so a collector can be
-//! the probe target too); `GET /healthz` and `GET /metrics` serve operators.
+//! the probe target too); `GET /healthz` (503 while log writes fail) and `GET /metrics` serve
+//! operators.
 
 pub mod client;
 pub mod config;
+pub mod connections;
 pub mod report;
 
 use std::fmt::Write as _;
@@ -20,9 +23,8 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{ConnectInfo, DefaultBodyLimit, State};
+use axum::body::Body;
+use axum::extract::{ConnectInfo, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -30,12 +32,18 @@ use axum::Router;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
 use crate::schema::RttReportRow;
-use crate::writer::{now_micros, LogWriter, WriterConfig, WriterError};
+use crate::writer::{now_micros, LogRefused, LogWriter, WriterConfig, WriterError};
+use connections::ConnectionStats;
 pub use config::{CollectorConfig, CollectorConfigError};
 
 /// Refusal reasons, as counted in `geodns_beacon_reports_rejected_total{reason=...}`.
-const REASONS: [&str; 10] = [
+const REASONS: [&str; 15] = [
     "malformed_json",
+    "bad_forwarded_for",
+    "body_timeout",
+    "not_found",
+    "method_not_allowed",
+    "log_write_failing",
     "bad_probe_id",
     "unknown_pop",
     "bad_rtt",
@@ -54,6 +62,7 @@ struct App {
     accepted: AtomicU64,
     rows_accepted: AtomicU64,
     rejected: [AtomicU64; REASONS.len()],
+    connections: Arc<ConnectionStats>,
     snippet: String,
 }
 
@@ -85,9 +94,6 @@ pub enum CollectorError {
         /// The OS error.
         source: std::io::Error,
     },
-    /// The server failed.
-    #[error("http server: {0}")]
-    Serve(std::io::Error),
 }
 
 const SNIPPET: &str = include_str!("../../js/beacon.js");
@@ -111,7 +117,7 @@ pub async fn run(cfg: CollectorConfig) -> Result<(), CollectorError> {
     });
     let snippet = format!("window.GEODNS_BEACON = window.GEODNS_BEACON || {prelude};\n{SNIPPET}");
     let listen = cfg.listen;
-    let max_body = cfg.max_body_bytes;
+    let limits = connections::Limits { max_connections: cfg.max_connections, header_timeout: Duration::from_millis(cfg.header_timeout_ms) };
     let app = Arc::new(App {
         cfg,
         writer,
@@ -119,6 +125,7 @@ pub async fn run(cfg: CollectorConfig) -> Result<(), CollectorError> {
         accepted: AtomicU64::new(0),
         rows_accepted: AtomicU64::new(0),
         rejected: Default::default(),
+        connections: Arc::new(ConnectionStats::default()),
         snippet,
     });
     let router = Router::new()
@@ -126,9 +133,10 @@ pub async fn run(cfg: CollectorConfig) -> Result<(), CollectorError> {
         .route("/", get(probe_object))
         .route("/demo", get(demo_page))
         .route("/beacon.js", get(snippet_js))
-        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
-        .layer(DefaultBodyLimit::max(max_body))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .with_state(app.clone());
     let listener = tokio::net::TcpListener::bind(listen).await.map_err(|source| CollectorError::Bind { addr: listen, source })?;
     let bound = listener.local_addr().map_err(|source| CollectorError::Bind { addr: listen, source })?;
@@ -151,37 +159,41 @@ pub async fn run(cfg: CollectorConfig) -> Result<(), CollectorError> {
         }
         tracing::info!("shutting down");
     };
-    axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(shutdown)
-        .await
-        .map_err(CollectorError::Serve)?;
+    connections::serve(listener, router, limits, app.connections.clone(), shutdown, Duration::from_secs(5)).await;
     sweeper.abort();
-    app.writer.flush();
+    // The final flush fsyncs: off the async workers.
+    let flushing = app.clone();
+    let _ = tokio::task::spawn_blocking(move || flushing.writer.flush()).await;
     tracing::info!(rows = app.writer.stats().rows_written.load(Relaxed), "log flushed");
     Ok(())
 }
 
-async fn report(
-    State(app): State<Arc<App>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
-    let forwarded = headers.get("x-forwarded-for").and_then(|v| v.to_str().ok());
-    let client = client::client_ip(peer.ip(), forwarded, &app.cfg.trusted_proxies);
+async fn report(State(app): State<Arc<App>>, ConnectInfo(peer): ConnectInfo<SocketAddr>, headers: HeaderMap, body: Body) -> Response {
+    // Every X-Forwarded-For line, in order, is one list (RFC 9110 5.3): a client cannot hide
+    // the proxy's line behind one of its own.
+    let mut forwarded = String::new();
+    for v in headers.get_all("x-forwarded-for") {
+        if !forwarded.is_empty() {
+            forwarded.push(',');
+        }
+        forwarded.push_str(v.to_str().unwrap_or("\u{fffd}"));
+    }
+    let forwarded = (!forwarded.is_empty()).then_some(forwarded.as_str());
+    let client = match client::client_ip(peer.ip(), forwarded, &app.cfg.trusted_proxies) {
+        Ok(ip) => ip,
+        Err(why) => return app.reject(StatusCode::BAD_REQUEST, "bad_forwarded_for", why),
+    };
     if app.limiter.check_key(&client).is_err() {
         return app.reject(StatusCode::TOO_MANY_REQUESTS, "rate_limited", format!("too many reports from {client}; slow down"));
     }
-    let body = match body {
-        Ok(b) => b,
-        Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            return app.reject(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "body_too_large",
-                format!("body larger than {} bytes", app.cfg.max_body_bytes),
-            )
+    let limit = app.cfg.max_body_bytes;
+    let body = match tokio::time::timeout(Duration::from_millis(app.cfg.body_timeout_ms), axum::body::to_bytes(body, limit)).await {
+        Ok(Ok(b)) => b,
+        Ok(Err(_)) => return app.reject(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", format!("body larger than {limit} bytes (or cut short)")),
+        Err(_) => {
+            let ms = app.cfg.body_timeout_ms;
+            return app.reject(StatusCode::REQUEST_TIMEOUT, "body_timeout", format!("body not received within {ms} ms"));
         }
-        Err(e) => return app.reject(e.status(), "malformed_json", e.body_text()),
     };
     let limits = report::Limits { pops: &app.cfg.pops, max_results: app.cfg.max_results, max_rtt_ms: app.cfg.max_rtt_ms };
     let rows = match report::parse_report(&body, &limits, now_micros(), &client.to_string(), &app.cfg.collector_id) {
@@ -189,12 +201,36 @@ async fn report(
         Err(r) => return app.reject(StatusCode::BAD_REQUEST, r.reason, r.message),
     };
     let n = rows.len() as u64;
-    if app.writer.try_log(rows).is_err() {
-        return app.reject(StatusCode::SERVICE_UNAVAILABLE, "queue_full", "collector busy; retry later".into());
+    match app.writer.try_log(rows) {
+        Ok(()) => {}
+        Err(e @ LogRefused::QueueFull) => return app.reject(StatusCode::SERVICE_UNAVAILABLE, e.reason(), "collector busy; retry later".into()),
+        Err(e @ LogRefused::Failing(_)) => {
+            return app.reject(StatusCode::SERVICE_UNAVAILABLE, e.reason(), "collector cannot store reports now; retry later".into())
+        }
     }
     app.accepted.fetch_add(1, Relaxed);
     app.rows_accepted.fetch_add(n, Relaxed);
     (StatusCode::NO_CONTENT, [(header::ACCESS_CONTROL_ALLOW_ORIGIN, "*")]).into_response()
+}
+
+/// `ok` while log writes work; 503 with the reason while they fail (the collector then
+/// refuses reports, so a load balancer should send them elsewhere).
+async fn healthz(State(app): State<Arc<App>>) -> Response {
+    match app.writer.stats().failure() {
+        None => (StatusCode::OK, "ok\n").into_response(),
+        Some(f) => {
+            let since = humantime::format_rfc3339_seconds(f.since);
+            (StatusCode::SERVICE_UNAVAILABLE, format!("log writes failing since {since}: {}\n", f.error)).into_response()
+        }
+    }
+}
+
+async fn not_found(State(app): State<Arc<App>>, uri: axum::http::Uri) -> Response {
+    app.reject(StatusCode::NOT_FOUND, "not_found", format!("no such path: {}", uri.path()))
+}
+
+async fn method_not_allowed(State(app): State<Arc<App>>, method: axum::http::Method, uri: axum::http::Uri) -> Response {
+    app.reject(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", format!("{method} is not allowed on {}", uri.path()))
 }
 
 /// CORS preflight for pages on other origins that post with `fetch` and a JSON content type.
@@ -242,7 +278,8 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
     let mut s = String::with_capacity(2048);
     let w = app.writer.stats();
     let g = |v: &AtomicU64| v.load(Relaxed);
-    let simple: [(&str, &str, &str, &AtomicU64); 8] = [
+    let c = &app.connections;
+    let simple: [(&str, &str, &str, &AtomicU64); 16] = [
         ("geodns_beacon_reports_accepted_total", "counter", "Requests acknowledged (rows queued).", &app.accepted),
         ("geodns_beacon_rows_accepted_total", "counter", "Rows queued from acknowledged requests.", &app.rows_accepted),
         ("geodns_beacon_queue_rows", "gauge", "Rows waiting for the writer.", &w.queued),
@@ -251,6 +288,14 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
         ("geodns_beacon_bytes_written_total", "counter", "Bytes of log files written.", &w.bytes_written),
         ("geodns_beacon_rows_dropped_total", "counter", "Rows refused because the queue was full.", &w.rows_dropped),
         ("geodns_beacon_write_errors_total", "counter", "Failed file writes (rows kept and retried).", &w.write_errors),
+        ("geodns_beacon_log_buffered_rows", "gauge", "Acknowledged rows in memory waiting for their file.", &w.buffered),
+        ("geodns_beacon_log_write_failing", "gauge", "1 while log writes fail (reports are refused), else 0.", &w.failing),
+        ("geodns_beacon_rows_refused_failing_total", "counter", "Rows refused because log writes were failing.", &w.rows_refused_failing),
+        ("geodns_beacon_connections_open", "gauge", "HTTP connections open.", &c.open),
+        ("geodns_beacon_connections_accepted_total", "counter", "HTTP connections accepted.", &c.accepted),
+        ("geodns_beacon_connections_refused_total", "counter", "Connections refused with 503 at max_connections.", &c.refused),
+        ("geodns_beacon_connection_header_timeouts_total", "counter", "Connections closed: request headers not received in time (idle or slow).", &c.header_timeouts),
+        ("geodns_beacon_accept_errors_total", "counter", "Failed accept calls (e.g. at the file-descriptor limit).", &c.accept_errors),
     ];
     for (name, kind, help, v) in simple {
         let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {}", g(v));

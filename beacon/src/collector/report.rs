@@ -7,7 +7,7 @@
 
 use serde::Deserialize;
 
-use crate::schema::{valid_probe_id, RttReportRow};
+use crate::schema::{valid_probe_id, RttReportRow, MIN_RTT_MS};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -93,9 +93,10 @@ pub fn parse_report(body: &[u8], limits: &Limits<'_>, ts: i64, client_ip: &str, 
             }
             seen.push(&m.pop);
             let rtt = match (m.ok, m.rtt_ms) {
-                (true, Some(v)) if v.is_finite() && v > 0.0 && v <= limits.max_rtt_ms => Some(v),
+                (true, Some(v)) if (MIN_RTT_MS..=limits.max_rtt_ms).contains(&v) => Some(v),
                 (true, Some(v)) => {
-                    return Err(refuse("bad_rtt", format!("{}: {v} is not a round-trip time in (0, {}] ms", field("rtt_ms"), limits.max_rtt_ms)))
+                    let (field, max) = (field("rtt_ms"), limits.max_rtt_ms);
+                    return Err(refuse("bad_rtt", format!("{field}: {v} is not a round-trip time in [{MIN_RTT_MS}, {max}] ms")));
                 }
                 (true, None) => return Err(refuse("bad_rtt", format!("{}: missing for a successful fetch", field("rtt_ms")))),
                 // A failed fetch has no time; whatever the client sent is not one.
@@ -143,6 +144,9 @@ mod tests {
         assert_eq!(reason(r#"{"probe_id":"abcdef12","results":[{"pop":"fra","rtt_ms":1,"ok":true}]}"#), "unknown_pop");
         assert_eq!(reason(r#"{"probe_id":"abcdef12","results":[{"pop":"ams","rtt_ms":-1,"ok":true}]}"#), "bad_rtt");
         assert_eq!(reason(r#"{"probe_id":"abcdef12","results":[{"pop":"ams","rtt_ms":0,"ok":true}]}"#), "bad_rtt");
+        assert_eq!(reason(r#"{"probe_id":"abcdef12","results":[{"pop":"ams","rtt_ms":1e-300,"ok":true}]}"#), "bad_rtt");
+        assert_eq!(reason(r#"{"probe_id":"abcdef12","results":[{"pop":"ams","rtt_ms":0.0009,"ok":true}]}"#), "bad_rtt");
+        assert!(parse(r#"{"probe_id":"abcdef12","results":[{"pop":"ams","rtt_ms":0.001,"ok":true}]}"#).is_ok());
         assert_eq!(reason(r#"{"probe_id":"abcdef12","results":[{"pop":"ams","rtt_ms":90000,"ok":true}]}"#), "bad_rtt");
         assert_eq!(reason(r#"{"probe_id":"abcdef12","results":[{"pop":"ams","ok":true}]}"#), "bad_rtt");
         assert_eq!(reason(r#"{"probe_id":"abcdef12","results":[]}"#), "empty");
@@ -151,6 +155,6 @@ mod tests {
         let five = r#"{"pop":"ams","rtt_ms":1,"ok":true}"#;
         assert_eq!(reason(&format!(r#"{{"probe_id":"abcdef12","results":[{five},{five},{five},{five},{five}]}}"#)), "too_many_results");
         let msg = parse(r#"{"probe_id":"abcdef12","results":[{"pop":"ams","rtt_ms":1,"ok":true},{"pop":"iad","rtt_ms":-3,"ok":true}]}"#).unwrap_err().message;
-        assert_eq!(msg, "reports[0].results[1].rtt_ms: -3 is not a round-trip time in (0, 30000] ms");
+        assert_eq!(msg, "reports[0].results[1].rtt_ms: -3 is not a round-trip time in [0.001, 30000] ms");
     }
 }
