@@ -20,6 +20,7 @@ fn writer(c: &mut Criterion) {
         max_rows: 1_000_000,
         max_age: Duration::from_secs(3600),
         queue_rows: ROWS * 2,
+        reserve_bytes: None,
     })
     .unwrap();
     let pops: [Arc<str>; 3] = ["ams".into(), "iad".into(), "sin".into()];

@@ -17,6 +17,12 @@
 //! every arriving row; the first write that succeeds makes the writer accept rows again. A
 //! batch that spans midnight is one file per date, and each file is written once: a date
 //! already in place is not rewritten when another date's file fails.
+//!
+//! A full disk is the common failure, and the rows accepted just before it would be lost by a
+//! crash while the disk stays full. So each writer keeps a *reserve*: a file of real, allocated
+//! bytes (`.reserve-<table>-<writer_id>` in the log root; readers ignore names starting with `.`).
+//! When a write fails for lack of space, the writer deletes the reserve and writes what it had
+//! accepted into the room that frees; it takes rows again only once the reserve is back.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -48,6 +54,58 @@ pub struct WriterConfig {
     pub max_age: Duration,
     /// Rows that may wait in the queue; beyond it `try_log` refuses.
     pub queue_rows: usize,
+    /// Bytes kept in reserve on the log's file system for writing accepted rows when the disk
+    /// fills (0: none). `None`: [`DEFAULT_RESERVE`], or an eighth of the file system if smaller.
+    pub reserve_bytes: Option<u64>,
+}
+
+/// The reserve a writer keeps unless told otherwise: room for about 400,000 rows of either
+/// table (about 40 bytes a row, compressed), more than one file plus a full queue at the
+/// default settings.
+pub const DEFAULT_RESERVE: u64 = 16 << 20;
+
+/// Space held back on the log's file system, released to write accepted rows on a full disk.
+struct Reserve {
+    path: PathBuf,
+    bytes: u64,
+    held: bool,
+}
+
+impl Reserve {
+    /// Creates (or re-creates) the reserve file with its bytes allocated.
+    fn take(&mut self) -> io::Result<()> {
+        if self.held || self.bytes == 0 {
+            return Ok(());
+        }
+        let result = File::create(&self.path).and_then(|f| {
+            fs4::FileExt::allocate(&f, self.bytes)?;
+            f.sync_all()
+        });
+        match result {
+            Ok(()) => {
+                self.held = true;
+                Ok(())
+            }
+            Err(e) => {
+                let _ = std::fs::remove_file(&self.path);
+                Err(e)
+            }
+        }
+    }
+
+    /// Deletes the reserve; true if there was one to free.
+    fn release(&mut self) -> bool {
+        if !self.held {
+            return false;
+        }
+        self.held = false;
+        std::fs::remove_file(&self.path).is_ok()
+    }
+
+    /// Whether the writer may take rows: the reserve is in place (or none is kept).
+    fn ready(&self) -> bool {
+        self.held || self.bytes == 0
+    }
 }
 
 /// Why a writer cannot start.
@@ -188,13 +246,23 @@ impl<R: Table> LogWriter<R> {
         };
         std::fs::create_dir_all(&table_dir).map_err(io_err(&table_dir))?;
         let next_seq = recover(&table_dir, &cfg.writer_id).map_err(io_err(&table_dir))?;
+        let bytes = cfg.reserve_bytes.unwrap_or_else(|| fs4::total_space(&table_dir).map_or(DEFAULT_RESERVE, |total| DEFAULT_RESERVE.min(total / 8)));
+        // In the log root, beside the table directories: a table directory holds only partitions.
+        let mut reserve = Reserve { path: cfg.root.join(format!(".reserve-{}-{}", R::NAME, cfg.writer_id)), bytes, held: false };
         let stats = Arc::new(WriterStats::default());
+        // A disk already full (or read-only) does not stop the process: the writer starts
+        // refusing rows, as it would had the disk failed later, and recovers the same way.
+        let failing = reserve.take().err().map(|e| {
+            let e = format!("cannot reserve {bytes} bytes in {}: {e}", table_dir.display());
+            tracing::error!(table = R::NAME, error = %e, "log writes cannot start; refusing rows until they can");
+            stats.set_failure(Some(e));
+        });
         let (tx, rx) = sync_channel::<Msg<R>>(cfg.queue_rows.max(1));
         let thread_stats = stats.clone();
         let queue_rows = cfg.queue_rows as u64;
         let thread = std::thread::Builder::new()
             .name(format!("log-{}", R::NAME))
-            .spawn(move || run(cfg, table_dir, next_seq, rx, thread_stats))
+            .spawn(move || run(cfg, table_dir, next_seq, reserve, failing.is_some(), rx, thread_stats))
             .map_err(io_err(Path::new("writer thread")))?;
         Ok(LogWriter { tx: Some(tx), thread: Some(thread), stats, queue_rows })
     }
@@ -319,9 +387,10 @@ struct Buffer<R: Table> {
     seq: u64,
     stats: Arc<WriterStats>,
     rows: Vec<R>,
+    reserve: Reserve,
     /// When the oldest buffered row arrived (the roll deadline counts from it).
     first_at: Option<Instant>,
-    /// While writes fail: when to try next, and the delay after that.
+    /// While failing: when to try next, and the delay after that.
     retry: Option<(Instant, Duration)>,
 }
 
@@ -341,21 +410,42 @@ impl<R: Table> Buffer<R> {
         }
     }
 
-    /// Writes the buffer; on failure keeps what was not written and schedules a retry.
-    fn write(&mut self) {
+    fn write_rows(&mut self) -> io::Result<()> {
         if self.rows.is_empty() {
-            return;
+            return Ok(());
         }
         let before = self.rows.len();
         let result = write_files(&self.table_dir, &self.cfg.writer_id, &mut self.seq, &mut self.rows, &self.stats);
         self.stats.buffered.fetch_sub((before - self.rows.len()) as u64, Relaxed);
+        if result.is_ok() {
+            self.first_at = None;
+        }
+        result
+    }
+
+    /// Writes the buffer (on a full disk, into the room the reserve frees) and restores the
+    /// reserve if it was used; on failure keeps what was not written, refuses new rows, and
+    /// schedules a retry.
+    fn write(&mut self) {
+        if self.rows.is_empty() && self.retry.is_none() {
+            return;
+        }
+        let mut result = self.write_rows();
+        if let Err(e) = &result {
+            if e.kind() == io::ErrorKind::StorageFull && self.reserve.release() {
+                tracing::warn!(table = R::NAME, bytes = self.reserve.bytes, rows = self.rows.len(), "disk full: writing accepted rows into the reserve");
+                result = self.write_rows();
+            }
+        }
+        let result = result.and_then(|()| {
+            self.reserve.take().map_err(|e| io::Error::new(e.kind(), format!("cannot restore the {}-byte reserve: {e}", self.reserve.bytes)))
+        });
         match result {
             Ok(()) => {
                 if self.retry.take().is_some() {
                     tracing::info!(table = R::NAME, "log writes work again; accepting rows");
                 }
                 self.stats.set_failure(None);
-                self.first_at = None;
             }
             Err(e) => {
                 self.stats.write_errors.fetch_add(1, Relaxed);
@@ -369,11 +459,21 @@ impl<R: Table> Buffer<R> {
                 self.retry = Some((Instant::now() + delay, delay));
             }
         }
+        debug_assert!(self.retry.is_some() || self.reserve.ready());
     }
 }
 
-fn run<R: Table>(cfg: WriterConfig, table_dir: PathBuf, seq: u64, rx: std::sync::mpsc::Receiver<Msg<R>>, stats: Arc<WriterStats>) {
-    let mut b = Buffer { cfg, table_dir, seq, stats, rows: Vec::new(), first_at: None, retry: None };
+fn run<R: Table>(
+    cfg: WriterConfig,
+    table_dir: PathBuf,
+    seq: u64,
+    reserve: Reserve,
+    failing: bool,
+    rx: std::sync::mpsc::Receiver<Msg<R>>,
+    stats: Arc<WriterStats>,
+) {
+    let retry = failing.then(|| (Instant::now() + FIRST_BACKOFF, FIRST_BACKOFF));
+    let mut b = Buffer { cfg, table_dir, seq, stats, rows: Vec::new(), reserve, first_at: None, retry };
     loop {
         loop {
             match rx.try_recv() {
@@ -471,7 +571,14 @@ fn write_day<R: Table>(table_dir: &Path, writer_id: &str, seq: u64, day_start: i
 }
 
 fn write_parquet<R: Table>(path: &Path, rows: &[&R]) -> io::Result<u64> {
-    let to_io = |e: parquet::errors::ParquetError| io::Error::other(e.to_string());
+    // The OS error inside keeps its kind: a full disk must read as one (the reserve depends on it).
+    let to_io = |e: parquet::errors::ParquetError| match e {
+        parquet::errors::ParquetError::External(inner) => match inner.downcast::<io::Error>() {
+            Ok(io) => *io,
+            Err(other) => io::Error::other(other),
+        },
+        e => io::Error::other(e),
+    };
     let mut props = WriterProperties::builder()
         .set_compression(Compression::SNAPPY)
         .set_key_value_metadata(Some(vec![KeyValue::new(SCHEMA_KEY.to_owned(), SCHEMA_VERSION.to_owned())]));
@@ -532,7 +639,7 @@ mod tests {
     }
 
     fn cfg(root: &Path, max_rows: usize, queue_rows: usize) -> WriterConfig {
-        WriterConfig { root: root.into(), writer_id: "w1".into(), max_rows, max_age: Duration::from_secs(60), queue_rows }
+        WriterConfig { root: root.into(), writer_id: "w1".into(), max_rows, max_age: Duration::from_secs(60), queue_rows, reserve_bytes: Some(0) }
     }
 
     #[test]
@@ -666,6 +773,18 @@ mod tests {
         let f = files(dir.path());
         let rows: Vec<i64> = f.iter().map(|p| count_rows(p)).collect();
         assert_eq!(rows, [6, 6], "{f:?}");
+    }
+
+    #[test]
+    fn the_reserve_is_allocated_at_start_and_ignored_by_readers() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = cfg(dir.path(), 10, 100);
+        c.reserve_bytes = Some(1 << 20);
+        let w = LogWriter::<DnsProbeRow>::start(c).unwrap();
+        let reserve = dir.path().join(".reserve-dns_probe-w1");
+        assert_eq!(std::fs::metadata(&reserve).unwrap().len(), 1 << 20);
+        assert!(w.stats().failure().is_none());
+        w.close();
     }
 
     #[test]

@@ -129,6 +129,10 @@ pub struct ProbeLog {
     /// never slows queries. Default 100000.
     #[serde(default = "default_log_rows")]
     pub queue_rows: usize,
+    /// Bytes kept in reserve on the log's file system, freed to write accepted rows when the
+    /// disk fills (0: none). Default: 16 MiB, or an eighth of the file system if smaller.
+    #[serde(default)]
+    pub reserve_bytes: Option<u64>,
 }
 
 /// One PoP: the addresses answered when it is chosen.

@@ -66,6 +66,7 @@ pub async fn run(config_path: &Path) -> Result<(), StartError> {
                 max_rows: p.max_rows,
                 max_age: Duration::from_millis(p.max_age_ms),
                 queue_rows: p.queue_rows,
+                reserve_bytes: p.reserve_bytes,
             })?;
             tracing::info!(dir = %p.dir.display(), "logging probe queries");
             metrics.set_probe_log(writer.stats().clone());

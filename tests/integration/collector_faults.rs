@@ -114,6 +114,14 @@ fn a_full_or_read_only_disk_is_refused_with_503_and_nothing_acknowledged_is_lost
     assert_eq!(status, 503, "{health}");
     assert!(health.contains("No space left on device"), "{health}");
     assert_eq!(metric(&c, "geodns_beacon_log_write_failing"), 1);
+    // What was acknowledged is already in files: the writer freed its reserve to write it. So
+    // a kill -9 now loses nothing, and a restart on the full disk starts refusing, not failing.
+    assert_eq!(ids_in_files(&dir.path().join("logs")), acked, "acknowledged reports not on disk while it is full");
+    c.kill9();
+    c = Collector::start(dir.path(), &cfg);
+    let (status, body) = c.post(&report(next));
+    next += 1;
+    assert!(status == 503 && body.contains("log_write_failing"), "{status} {body}");
     // While it fails, nothing more is acknowledged, the rows it holds stay bounded, and it
     // retries with backoff rather than on every request.
     let errors_before = metric(&c, "geodns_beacon_write_errors_total");

@@ -134,6 +134,7 @@ fn junk_rows_are_counted_by_reason_and_thin_input_refused() {
         max_rows: 1000,
         max_age: Duration::from_secs(60),
         queue_rows: 1000,
+        reserve_bytes: None,
     })
     .unwrap();
     let row = |id: &str, pop: &str, ip: &str, rtt: Option<f64>, ok: bool| RttReportRow {
@@ -161,6 +162,7 @@ fn junk_rows_are_counted_by_reason_and_thin_input_refused() {
         max_rows: 1000,
         max_age: Duration::from_secs(60),
         queue_rows: 1000,
+        reserve_bytes: None,
     })
     .unwrap();
     let rtt = LogWriter::<RttReportRow>::start(WriterConfig {
@@ -169,6 +171,7 @@ fn junk_rows_are_counted_by_reason_and_thin_input_refused() {
         max_rows: 1000,
         max_age: Duration::from_secs(60),
         queue_rows: 1000,
+        reserve_bytes: None,
     })
     .unwrap();
     for i in 0..6 {

@@ -20,7 +20,7 @@ const POPS: [&str; 3] = ["ams", "iad", "sin"];
 /// Writes `samples` measurements of client subnet 198.18.`net`.0/24 (behind resolver
 /// 10.53.`net`.1) to every PoP, fastest to `best`, through the real log writer.
 fn measure(root: &Path, writer: &str, net: u8, best: usize, samples: std::ops::Range<usize>, ts: i64) {
-    let start = |id: &str| WriterConfig { root: root.into(), writer_id: id.into(), max_rows: 100_000, max_age: Duration::from_secs(60), queue_rows: 100_000 };
+    let start = |id: &str| WriterConfig { root: root.into(), writer_id: id.into(), max_rows: 100_000, max_age: Duration::from_secs(60), queue_rows: 100_000, reserve_bytes: None };
     let dns = LogWriter::<DnsProbeRow>::start(start(writer)).unwrap();
     let rtt = LogWriter::<RttReportRow>::start(start(writer)).unwrap();
     for j in samples {

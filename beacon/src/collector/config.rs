@@ -103,6 +103,10 @@ pub struct LogSettings {
     /// Rows that may wait for the writer; beyond it reports get 503. Default 100000.
     #[serde(default = "default_rows")]
     pub queue_rows: usize,
+    /// Bytes kept in reserve on the log's file system, freed to write accepted rows when the
+    /// disk fills (0: none). Default: 16 MiB, or an eighth of the file system if smaller.
+    #[serde(default)]
+    pub reserve_bytes: Option<u64>,
 }
 
 fn default_listen() -> SocketAddr {

@@ -106,6 +106,7 @@ pub async fn run(cfg: CollectorConfig) -> Result<(), CollectorError> {
         max_rows: cfg.log.max_rows,
         max_age: Duration::from_millis(cfg.log.max_age_ms),
         queue_rows: cfg.log.queue_rows,
+        reserve_bytes: cfg.log.reserve_bytes,
     })?;
     let quota = Quota::per_second(NonZeroU32::new(cfg.rate_per_second).expect("validated"))
         .allow_burst(NonZeroU32::new(cfg.rate_burst).expect("validated"));

@@ -273,6 +273,7 @@ pub fn write_logs(world: &World, opts: &SimulateOptions, root: &Path) -> Result<
         max_rows: 1_000_000,
         max_age: Duration::from_secs(3600),
         queue_rows: 4_000_000,
+        reserve_bytes: None,
     };
     let err = |e: crate::writer::WriterError| SimulateError::Io { path: root.display().to_string(), source: std::io::Error::other(e.to_string()) };
     let dns = LogWriter::<DnsProbeRow>::start(cfg("sim-dns")).map_err(err)?;
