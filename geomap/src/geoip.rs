@@ -44,12 +44,15 @@ impl GeoIp {
     /// Where the database places `addr`, if it has coordinates for it. The prefix length is
     /// also returned for a miss (`Err(prefix_len)`), since "no data" holds for a network too.
     pub fn locate(&self, addr: IpAddr) -> Result<Location, u8> {
-        let addr = match addr {
-            IpAddr::V6(a) => a.to_ipv4_mapped().map_or(addr, IpAddr::V4),
-            v4 => v4,
+        // An IPv4-mapped address is looked up as IPv4, and its prefix length given back in
+        // its own family (96 + the IPv4 one), like the map's scopes.
+        let (addr, mapped) = match addr {
+            IpAddr::V6(a) => a.to_ipv4_mapped().map_or((addr, false), |a4| (IpAddr::V4(a4), true)),
+            v4 => (v4, false),
         };
-        let Ok(found) = self.reader.lookup(addr) else { return Err(0) };
-        let prefix_len = found.network().map(|n| n.prefix()).unwrap_or(0);
+        let in_family = |len: u8| if mapped { len.saturating_add(96).min(128) } else { len };
+        let Ok(found) = self.reader.lookup(addr) else { return Err(in_family(0)) };
+        let prefix_len = in_family(found.network().map(|n| n.prefix()).unwrap_or(0));
         let lat: Option<f64> = found.decode_path(&path!["location", "latitude"]).ok().flatten();
         let lon: Option<f64> = found.decode_path(&path!["location", "longitude"]).ok().flatten();
         match (lat, lon) {

@@ -111,8 +111,10 @@ impl AnswerTable {
         let t = &self.spaces[space as usize];
         let found = match addr {
             IpAddr::V4(a) => t.v4.longest_match(a).map(|(_, len, &id)| (len, id)),
+            // An IPv4-mapped address (::ffff:a.b.c.d) is answered from the IPv4 map, but its
+            // scope is a length in its own family: 96 + the IPv4 one (RFC 7871 7.1.1).
             IpAddr::V6(a) => match a.to_ipv4_mapped() {
-                Some(a4) => t.v4.longest_match(a4).map(|(_, len, &id)| (len, id)),
+                Some(a4) => t.v4.longest_match(a4).map(|(_, len, &id)| (len + 96, id)).or(Some((96, UNMAPPED))),
                 None => t.v6.longest_match(a).map(|(_, len, &id)| (len, id)),
             },
         };

@@ -167,7 +167,9 @@ impl Dataset {
         let config_version: String = Sha256::digest(text.as_bytes()).iter().take(6).map(|b| format!("{b:02x}")).collect();
 
         let mut zones = config.zones.iter().enumerate().map(|(i, z)| Zone::build(z, i)).collect::<Result<Vec<_>, _>>()?;
-        zones.sort_by_key(|z| std::cmp::Reverse(z.origin.len()));
+        // Longest origin first; equal origins side by side (whatever lies between them in the
+        // config), so a zone configured twice is always found.
+        zones.sort_by(|a, b| b.origin.len().cmp(&a.origin.len()).then_with(|| a.origin.cmp(&b.origin)));
         for w in zones.windows(2) {
             if w[0].origin == w[1].origin {
                 return Err(LoadError::Config(ConfigError::Invalid {

@@ -70,6 +70,8 @@ pub fn respond(snap: &Snapshot, packet: &[u8], src: IpAddr, transport: Transport
 
     let mut w = ResponseWriter::new(out, &q, true, rcode::NOERROR);
     let mut rc = rcode::NOERROR;
+    // NODATA after a CNAME chain: the answer has the CNAMEs, and still needs the SOA.
+    let mut negative = false;
     let apex_offset = q.qname_len - zone.origin.len();
     let probe = zone.probe.as_ref().and_then(|(apex, ttl)| Some((probe_labels(q.name(), apex)?, *ttl)));
     // A DS query at a cut is answered by the parent side (here), like any other name.
@@ -82,16 +84,17 @@ pub fn respond(snap: &Snapshot, packet: &[u8], src: IpAddr, transport: Transport
         outcome.rcode = Some(rcode::NOERROR as u16);
         return outcome;
     } else if let Some(node) = find_node(zone, q.name()) {
-        let scope = answer_node(snap, data, zone, node, &q, src, &mut w, &mut rc, &mut outcome);
+        let (scope, end) = answer_node(snap, data, zone, node, &q, src, &mut w, &mut rc, &mut outcome);
         if let (Some(e), Some(scope)) = (edns.as_mut(), scope) {
             if let Some(ecs) = e.ecs.as_mut() {
                 ecs.1 = scope;
             }
         }
+        negative = end == ChainEnd::NoData;
     } else {
         rc = rcode::NXDOMAIN;
     }
-    if rc != rcode::NOERROR || w.answer_count() == 0 {
+    if rc != rcode::NOERROR || negative || w.answer_count() == 0 {
         // Negative answer (NXDOMAIN or NODATA): the SOA in authority, TTL per RFC 2308.
         w.record(Section::Authority, Owner::QnameSuffix(apex_offset), rtype::SOA, zone.negative_ttl, &zone.soa_rdata);
     }
@@ -244,11 +247,21 @@ fn find_node<'z>(zone: &'z Zone, name: &[u8]) -> Option<&'z Node> {
     None
 }
 
-/// Fills the answer section for a node, following CNAMEs inside the zone (the final name's
-/// absence is NXDOMAIN, RFC 6604; targets outside the zone or below a delegation are left to
-/// the resolver). Returns
-/// the ECS scope when the answer depended on the client's address (geo names), `None` otherwise
-/// (scope 0).
+/// How an answer ended, which decides its authority section.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ChainEnd {
+    /// Data of the type was answered, or the resolver follows a CNAME out of the zone.
+    Answered,
+    /// The last name in the zone has no data of the type: NODATA (SOA in authority).
+    NoData,
+}
+
+/// Fills the answer section for a node, following CNAMEs inside the zone (RFC 1034 4.3.2):
+/// a target is found as any query name is, exact or through a wildcard at its closest
+/// encloser (RFC 4592); its absence is NXDOMAIN (RFC 6604); a target outside the zone or below
+/// a delegation is left to the resolver; a name met twice (a loop) ends the chain with each
+/// CNAME given once. Returns the ECS scope when the answer depended on the client's address
+/// (geo names), `None` otherwise (scope 0), and how the chain ended.
 #[allow(clippy::too_many_arguments)]
 fn answer_node<'z>(
     snap: &Snapshot,
@@ -260,13 +273,15 @@ fn answer_node<'z>(
     w: &mut ResponseWriter<'_>,
     rc: &mut u8,
     outcome: &mut QueryOutcome,
-) -> Option<u8> {
+) -> (Option<u8>, ChainEnd) {
     let qtype = q.qtype;
     let mut owner: Owner<'z> = Owner::Qname;
-    for _ in 0..=MAX_CNAME_CHAIN {
+    let mut visited: [*const Node; MAX_CNAME_CHAIN + 1] = [std::ptr::null(); MAX_CNAME_CHAIN + 1];
+    for hop in 0..=MAX_CNAME_CHAIN {
+        visited[hop] = node;
         if node.status && matches!(qtype, rtype::TXT | rtype::ANY) {
             w.record(Section::Answer, owner, rtype::TXT, 0, &data.status_txt);
-            return None;
+            return (None, ChainEnd::Answered);
         }
         if let Some(ttl) = node.geo_ttl {
             let want = match qtype {
@@ -275,7 +290,10 @@ fn answer_node<'z>(
                 _ => None,
             };
             if let Some(v6) = want {
-                return Some(answer_geo(snap, data, q, src, v6, ttl, owner, w, outcome));
+                let before = w.answer_count();
+                let scope = answer_geo(snap, data, q, src, v6, ttl, owner, w, outcome);
+                let end = if w.answer_count() > before { ChainEnd::Answered } else { ChainEnd::NoData };
+                return (Some(scope), end);
             }
         }
         if let Some(cname) = node.rrset(rtype::CNAME).filter(|_| qtype != rtype::CNAME) {
@@ -288,9 +306,13 @@ fn answer_node<'z>(
             }
             // Outside the zone, or delegated away: the resolver follows the CNAME itself.
             if !zone.contains(&lower[..n]) || zone.delegation(&lower[..n]).is_some() {
-                return None;
+                return (None, ChainEnd::Answered);
             }
-            match zone.nodes.get(&lower[..n]) {
+            match find_node(zone, &lower[..n]) {
+                Some(next) if visited[..=hop].contains(&(next as *const Node)) => {
+                    // A loop: every CNAME in it is in the answer once; stop.
+                    return (None, ChainEnd::Answered);
+                }
                 Some(next) => {
                     node = next;
                     owner = Owner::Name(target);
@@ -298,7 +320,7 @@ fn answer_node<'z>(
                 }
                 None => {
                     *rc = rcode::NXDOMAIN;
-                    return None;
+                    return (None, ChainEnd::Answered);
                 }
             }
         }
@@ -308,14 +330,17 @@ fn answer_node<'z>(
         } else {
             node.rrset(qtype)
         };
-        if let Some(set) = set {
-            for rd in &set.rdata {
-                w.record(Section::Answer, owner, set.rtype, set.ttl, rd);
+        return match set {
+            Some(set) => {
+                for rd in &set.rdata {
+                    w.record(Section::Answer, owner, set.rtype, set.ttl, rd);
+                }
+                (None, ChainEnd::Answered)
             }
-        }
-        return None;
+            None => (None, ChainEnd::NoData),
+        };
     }
-    None
+    (None, ChainEnd::Answered)
 }
 
 /// Answers a geo name: the VIPs of the best healthy PoP for the client. Returns the ECS scope.

@@ -8,6 +8,7 @@ mod browser;
 mod cli;
 mod collector;
 mod collector_faults;
+mod conformance;
 mod edns;
 mod geoip;
 mod health;
