@@ -28,7 +28,7 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed, Ordering::SeqCst};
 use std::sync::mpsc::{sync_channel, SyncSender, TryRecvError, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -192,7 +192,7 @@ impl WriterStats {
             Some(error) => {
                 let since = f.as_ref().map_or_else(SystemTime::now, |f| f.since);
                 *f = Some(Failure { error, since });
-                self.failing.store(1, Relaxed);
+                self.failing.store(1, SeqCst);
             }
             None => {
                 *f = None;
@@ -202,7 +202,7 @@ impl WriterStats {
     }
 
     fn refuse_if_failing(&self, n: u64) -> Result<(), LogRefused> {
-        if self.failing.load(Relaxed) == 0 {
+        if self.failing.load(SeqCst) == 0 {
             return Ok(());
         }
         self.rows_refused_failing.fetch_add(n, Relaxed);
@@ -272,12 +272,17 @@ impl<R: Table> LogWriter<R> {
     /// or the disk fails first.
     pub fn try_log(&self, rows: Vec<R>) -> Result<(), LogRefused> {
         let n = rows.len() as u64;
-        self.stats.refuse_if_failing(n)?;
         let Some(tx) = &self.tx else { return Err(LogRefused::QueueFull) };
-        if self.stats.queued.fetch_add(n, Relaxed) + n > self.queue_rows {
-            self.stats.queued.fetch_sub(n, Relaxed);
+        // Count in first, then look at the flag (both SeqCst): the writer raises the flag and
+        // then waits for the count to drain, so no row slips past a failure unwritten.
+        if self.stats.queued.fetch_add(n, SeqCst) + n > self.queue_rows {
+            self.stats.queued.fetch_sub(n, SeqCst);
             self.stats.rows_dropped.fetch_add(n, Relaxed);
             return Err(LogRefused::QueueFull);
+        }
+        if let Err(e) = self.stats.refuse_if_failing(n) {
+            self.stats.queued.fetch_sub(n, SeqCst);
+            return Err(e);
         }
         match tx.try_send(Msg::Rows(rows)) {
             Ok(()) => Ok(()),
@@ -292,12 +297,15 @@ impl<R: Table> LogWriter<R> {
     /// Queues one row, or refuses it if the queue is full or writes are failing. Never blocks,
     /// and allocates only to say why writes fail: the form for the DNS query path.
     pub fn try_log_one(&self, row: R) -> Result<(), LogRefused> {
-        self.stats.refuse_if_failing(1)?;
         let Some(tx) = &self.tx else { return Err(LogRefused::QueueFull) };
-        if self.stats.queued.fetch_add(1, Relaxed) >= self.queue_rows {
-            self.stats.queued.fetch_sub(1, Relaxed);
+        if self.stats.queued.fetch_add(1, SeqCst) >= self.queue_rows {
+            self.stats.queued.fetch_sub(1, SeqCst);
             self.stats.rows_dropped.fetch_add(1, Relaxed);
             return Err(LogRefused::QueueFull);
+        }
+        if let Err(e) = self.stats.refuse_if_failing(1) {
+            self.stats.queued.fetch_sub(1, SeqCst);
+            return Err(e);
         }
         tx.try_send(Msg::Row(row)).map_err(|_| {
             self.stats.queued.fetch_sub(1, Relaxed);
@@ -387,6 +395,9 @@ struct Buffer<R: Table> {
     seq: u64,
     stats: Arc<WriterStats>,
     rows: Vec<R>,
+    rx: std::sync::mpsc::Receiver<Msg<R>>,
+    /// Flushes to acknowledge once the rows before them are written.
+    flushes: Vec<SyncSender<()>>,
     reserve: Reserve,
     /// When the oldest buffered row arrived (the roll deadline counts from it).
     first_at: Option<Instant>,
@@ -396,7 +407,7 @@ struct Buffer<R: Table> {
 
 impl<R: Table> Buffer<R> {
     fn add(&mut self, rows: impl IntoIterator<Item = R>, n: usize) {
-        self.stats.queued.fetch_sub(n as u64, Relaxed);
+        self.stats.queued.fetch_sub(n as u64, SeqCst);
         self.stats.buffered.fetch_add(n as u64, Relaxed);
         self.first_at.get_or_insert_with(Instant::now);
         self.rows.extend(rows);
@@ -407,6 +418,29 @@ impl<R: Table> Buffer<R> {
         match self.retry {
             Some((at, _)) => Instant::now() >= at,
             None => self.rows.len() >= self.cfg.max_rows || self.first_at.is_some_and(|t| t.elapsed() >= self.cfg.max_age),
+        }
+    }
+
+    /// Takes into the buffer every row a producer counted in before the failing flag rose:
+    /// producers count themselves in before they look at the flag, so once the count is zero
+    /// with the flag up, no accepted row is still on its way.
+    fn drain_accepted(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(1);
+        loop {
+            while let Ok(msg) = self.rx.try_recv() {
+                match msg {
+                    Msg::Row(row) => self.add([row], 1),
+                    Msg::Rows(rows) => {
+                        let n = rows.len();
+                        self.add(rows, n);
+                    }
+                    Msg::Flush(done) => self.flushes.push(done),
+                }
+            }
+            if self.stats.queued.load(SeqCst) == 0 || Instant::now() > deadline {
+                return;
+            }
+            std::thread::yield_now();
         }
     }
 
@@ -428,11 +462,19 @@ impl<R: Table> Buffer<R> {
     /// schedules a retry.
     fn write(&mut self) {
         if self.rows.is_empty() && self.retry.is_none() {
+            for done in self.flushes.drain(..) {
+                let _ = done.send(());
+            }
             return;
         }
         let mut result = self.write_rows();
         if let Err(e) = &result {
-            if e.kind() == io::ErrorKind::StorageFull && self.reserve.release() {
+            if e.kind() == io::ErrorKind::StorageFull && self.reserve.held {
+                // Refuse from now on, take every row accepted before that, then write them all
+                // into the room the reserve frees.
+                self.stats.set_failure(Some(e.to_string()));
+                self.drain_accepted();
+                self.reserve.release();
                 tracing::warn!(table = R::NAME, bytes = self.reserve.bytes, rows = self.rows.len(), "disk full: writing accepted rows into the reserve");
                 result = self.write_rows();
             }
@@ -460,6 +502,9 @@ impl<R: Table> Buffer<R> {
             }
         }
         debug_assert!(self.retry.is_some() || self.reserve.ready());
+        for done in self.flushes.drain(..) {
+            let _ = done.send(());
+        }
     }
 }
 
@@ -473,18 +518,18 @@ fn run<R: Table>(
     stats: Arc<WriterStats>,
 ) {
     let retry = failing.then(|| (Instant::now() + FIRST_BACKOFF, FIRST_BACKOFF));
-    let mut b = Buffer { cfg, table_dir, seq, stats, rows: Vec::new(), reserve, first_at: None, retry };
+    let mut b = Buffer { cfg, table_dir, seq, stats, rows: Vec::new(), rx, flushes: Vec::new(), reserve, first_at: None, retry };
     loop {
         loop {
-            match rx.try_recv() {
+            match b.rx.try_recv() {
                 Ok(Msg::Row(row)) => b.add([row], 1),
                 Ok(Msg::Rows(rows)) => {
                     let n = rows.len();
                     b.add(rows, n);
                 }
                 Ok(Msg::Flush(done)) => {
+                    b.flushes.push(done);
                     b.write();
-                    let _ = done.send(());
                 }
                 Err(TryRecvError::Empty) => break,
                 Err(TryRecvError::Disconnected) => {
@@ -492,6 +537,8 @@ fn run<R: Table>(
                     if !b.rows.is_empty() {
                         tracing::error!(table = R::NAME, rows = b.rows.len(), "log writes failing at shutdown: these rows are lost");
                     }
+                    // The reserve is for a running writer; a crash leaves it for the next start.
+                    b.reserve.release();
                     return;
                 }
             }

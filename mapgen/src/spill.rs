@@ -50,7 +50,7 @@ impl Scratch {
         let removed = remove_stale(tmp);
         let dir = tempfile::Builder::new().prefix(SCRATCH_PREFIX).tempdir_in(tmp)?;
         let lock = File::create(dir.path().join(LOCK_FILE))?;
-        lock.lock()?;
+        fs4::FileExt::lock(&lock)?;
         Ok((Scratch { dir, _lock: lock }, removed))
     }
 
@@ -73,7 +73,7 @@ fn remove_stale(tmp: &Path) -> u64 {
         }
         // A directory without a lock file is one being created right now, or not ours.
         let Ok(lock) = File::open(path.join(LOCK_FILE)) else { continue };
-        if lock.try_lock().is_err() {
+        if fs4::FileExt::try_lock(&lock).is_err() {
             continue; // a live run holds it
         }
         let bytes = dir_bytes(&path);

@@ -70,6 +70,9 @@ fn an_hour_ago() -> i64 {
 fn files(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     for e in std::fs::read_dir(dir).unwrap().flatten() {
+        if e.file_name().to_string_lossy().starts_with('.') {
+            continue; // the contract's hidden names (a writer's reserve, temporary files)
+        }
         if e.path().is_dir() {
             out.extend(files(&e.path()));
         } else {
