@@ -308,7 +308,7 @@ mod tests {
     fn ipv6_and_mapped_ipv4() {
         let m = map(&[("2001:db8::/32", &[1]), ("192.0.2.0/24", &[2])]);
         let t = AnswerTable::build(&m, None);
-        check(&t, &[("2001:db8:1::1", Some(1), 32), ("2001:db9::1", None, 32), ("::ffff:192.0.2.9", Some(2), 24)]);
+        check(&t, &[("2001:db8:1::1", Some(1), 32), ("2001:db9::1", None, 32), ("::ffff:192.0.2.9", Some(2), 120)]);
     }
 
     #[test]

@@ -116,6 +116,11 @@ fn a_full_or_read_only_disk_is_refused_with_503_and_nothing_acknowledged_is_lost
     assert_eq!(metric(&c, "geodns_beacon_log_write_failing"), 1);
     // What was acknowledged is already in files: the writer freed its reserve to write it. So
     // a kill -9 now loses nothing, and a restart on the full disk starts refusing, not failing.
+    // (The flag rises just before that write lands: allow it a moment.)
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while ids_in_files(&dir.path().join("logs")) != acked && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
     assert_eq!(ids_in_files(&dir.path().join("logs")), acked, "acknowledged reports not on disk while it is full");
     c.kill9();
     c = Collector::start(dir.path(), &cfg);
