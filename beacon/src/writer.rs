@@ -774,14 +774,23 @@ mod tests {
         }
     }
 
-    #[test]
-    fn failing_writes_refuse_new_rows_keep_the_old_retry_with_backoff_and_recover() {
+    /// 2025-11-26T00:00:00Z in µs.
+    const MIDNIGHT: i64 = 1_764_115_200_000_000;
+
+    /// A writer rolling every 20 ms whose 2025-11-26 partition cannot be written.
+    fn writer_with_2025_11_26_blocked() -> (tempfile::TempDir, LogWriter<DnsProbeRow>, PathBuf) {
         let dir = tempfile::tempdir().unwrap();
         let mut c = cfg(dir.path(), 1_000_000, 1000);
         c.max_age = Duration::from_millis(20);
         let w = LogWriter::<DnsProbeRow>::start(c).unwrap();
-        let day = 1_764_115_200_000_000; // 2025-11-26T00:00:00Z
         let blocker = block_date(dir.path(), "2025-11-26");
+        (dir, w, blocker)
+    }
+
+    #[test]
+    fn failing_writes_refuse_new_rows_keep_the_old_retry_with_backoff_and_recover() {
+        let (dir, w, blocker) = writer_with_2025_11_26_blocked();
+        let day = MIDNIGHT;
         w.try_log((0..5).map(|i| row(i, day + i as i64)).collect()).unwrap();
         wait_for("the first failure", || w.stats().failure().is_some());
         // Refused, with the reason, and counted; the accepted rows are kept in memory.
@@ -805,12 +814,8 @@ mod tests {
 
     #[test]
     fn a_batch_across_midnight_writes_each_date_once_when_one_date_fails() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut c = cfg(dir.path(), 1_000_000, 1000);
-        c.max_age = Duration::from_millis(20);
-        let w = LogWriter::<DnsProbeRow>::start(c).unwrap();
-        let midnight = 1_764_115_200_000_000; // 2025-11-26T00:00:00Z
-        let blocker = block_date(dir.path(), "2025-11-26");
+        let (dir, w, blocker) = writer_with_2025_11_26_blocked();
+        let midnight = MIDNIGHT;
         // Six rows before midnight, six after: the second date's file cannot be written.
         w.try_log((0..12).map(|i| row(i, midnight - 6 + i as i64)).collect()).unwrap();
         wait_for("two failed retries", || w.stats().write_errors.load(Relaxed) >= 2);

@@ -227,7 +227,7 @@ fn read(
             drop(done);
             (reports, probes)
         });
-        let (reports, probes) = match (reports, probes) {
+        let (mut reports, mut probes) = match (reports, probes) {
             (Ok(r), Ok(p)) => (r, p),
             (r, p) => {
                 // Which file? Decode each alone; polars' error names none.
@@ -254,7 +254,6 @@ fn read(
                 continue;
             }
         };
-        let (mut reports, mut probes) = (reports, probes);
         for (files, w, v) in [(&report_files, window, &mut reports.1), (&probe_files, probe_window, &mut probes.1)] {
             for (reason, rows, sample, invalid) in logs::outside_window(files, w)? {
                 v.outside(reason, rows, sample, invalid);
