@@ -13,10 +13,10 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use geomap::{AnswerTable, Derivation, KeySpace, Map, MapMeta, MapRow, PopInfo, PopTable};
 use geodns_server::dataset::{Dataset, Snapshot};
 use geodns_server::metrics::Metrics;
 use geodns_server::responder::{respond, Transport};
+use geomap::{AnswerTable, Derivation, KeySpace, Map, MapMeta, MapRow, PopInfo, PopTable};
 
 /// xorshift64: deterministic and dependency-free.
 struct Rng(u64);
@@ -31,7 +31,16 @@ impl Rng {
 
 fn synthetic_map(n: usize) -> Map {
     let ids = ["ams", "iad", "sin", "fra", "lax", "gru", "nrt", "syd"];
-    let pops = PopTable::new(ids.iter().map(|id| PopInfo { id: id.parse().unwrap(), lat: None, lon: None }).collect()).unwrap();
+    let pops = PopTable::new(
+        ids.iter()
+            .map(|id| PopInfo {
+                id: id.parse().unwrap(),
+                lat: None,
+                lon: None,
+            })
+            .collect(),
+    )
+    .unwrap();
     let mut rng = Rng(0x5eed);
     let mut seen = std::collections::HashSet::new();
     let mut rows = Vec::with_capacity(n);
@@ -39,11 +48,17 @@ fn synthetic_map(n: usize) -> Map {
         let r = rng.next();
         let prefix: ipnet::IpNet = if r % 100 < 85 {
             let len = [12u8, 16, 18, 20, 22, 24, 24, 24, 24, 24][(r >> 8) as usize % 10];
-            ipnet::Ipv4Net::new(Ipv4Addr::from((rng.next() >> 32) as u32), len).unwrap().trunc().into()
+            ipnet::Ipv4Net::new(Ipv4Addr::from((rng.next() >> 32) as u32), len)
+                .unwrap()
+                .trunc()
+                .into()
         } else {
             let len = [32u8, 40, 44, 48, 48][(r >> 8) as usize % 5];
             let bits = (0x2000u128 << 112) | ((rng.next() as u128) << 61);
-            ipnet::Ipv6Net::new(Ipv6Addr::from(bits), len).unwrap().trunc().into()
+            ipnet::Ipv6Net::new(Ipv6Addr::from(bits), len)
+                .unwrap()
+                .trunc()
+                .into()
         };
         if !seen.insert(prefix) {
             continue;
@@ -60,7 +75,13 @@ fn synthetic_map(n: usize) -> Map {
         });
     }
     Map {
-        meta: MapMeta { generation: "bench".into(), created_at: "2026-11-26T00:00:00Z".into(), source_from: None, source_until: None, pops },
+        meta: MapMeta {
+            generation: "bench".into(),
+            created_at: "2026-11-26T00:00:00Z".into(),
+            source_from: None,
+            source_until: None,
+            pops,
+        },
         rows,
     }
 }
@@ -79,7 +100,9 @@ fn lookup(c: &mut Criterion) {
     let addrs: Vec<IpAddr> = (0..4096)
         .map(|i| {
             if i % 8 == 0 {
-                IpAddr::V6(Ipv6Addr::from((0x2000u128 << 112) | ((rng.next() as u128) << 61)))
+                IpAddr::V6(Ipv6Addr::from(
+                    (0x2000u128 << 112) | ((rng.next() as u128) << 61),
+                ))
             } else {
                 IpAddr::V4(Ipv4Addr::from((rng.next() >> 32) as u32))
             }
@@ -100,14 +123,29 @@ fn lookup(c: &mut Criterion) {
 }
 
 fn query(name: &str, ecs: Option<[u8; 3]>) -> Vec<u8> {
-    let mut q = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, ecs.is_some() as u8];
+    let mut q = vec![
+        0x12,
+        0x34,
+        0x01,
+        0x00,
+        0,
+        1,
+        0,
+        0,
+        0,
+        0,
+        0,
+        ecs.is_some() as u8,
+    ];
     for l in name.split('.') {
         q.push(l.len() as u8);
         q.extend_from_slice(l.as_bytes());
     }
     q.extend_from_slice(&[0, 0, 1, 0, 1]);
     if let Some(a) = ecs {
-        q.extend_from_slice(&[0, 0, 41, 0x04, 0xd0, 0, 0, 0, 0, 0, 11, 0, 8, 0, 7, 0, 1, 24, 0]);
+        q.extend_from_slice(&[
+            0, 0, 41, 0x04, 0xd0, 0, 0, 0, 0, 0, 11, 0, 8, 0, 7, 0, 1, 24, 0,
+        ]);
         q.extend_from_slice(&a);
     }
     q
@@ -122,7 +160,16 @@ fn respond_bench(c: &mut Criterion) {
     // The example config, with the 1M-prefix map (PoP ids re-used from the example).
     let mut map = synthetic_map(1_000_000);
     let ids = ["ams", "iad", "sin"];
-    map.meta.pops = PopTable::new(ids.iter().map(|id| PopInfo { id: id.parse().unwrap(), lat: None, lon: None }).collect()).unwrap();
+    map.meta.pops = PopTable::new(
+        ids.iter()
+            .map(|id| PopInfo {
+                id: id.parse().unwrap(),
+                lat: None,
+                lon: None,
+            })
+            .collect(),
+    )
+    .unwrap();
     for r in &mut map.rows {
         r.pops = vec![r.pops[0] % 3, (r.pops[0] % 3 + 1) % 3];
     }
@@ -138,7 +185,10 @@ fn respond_bench(c: &mut Criterion) {
     let ecs_queries: Vec<Vec<u8>> = (0..1024)
         .map(|_| {
             let r = rng.next();
-            query("www.example.com", Some([(r >> 8) as u8 | 1, (r >> 16) as u8, (r >> 24) as u8]))
+            query(
+                "www.example.com",
+                Some([(r >> 8) as u8 | 1, (r >> 16) as u8, (r >> 24) as u8]),
+            )
         })
         .collect();
     let plain = query("www.example.com", None);

@@ -25,7 +25,9 @@ fn writer(c: &mut Criterion) {
     .unwrap();
     let pops: [Arc<str>; 3] = ["ams".into(), "iad".into(), "sin".into()];
     let server: Arc<str> = "bench".into();
-    let ids: Vec<ProbeId> = (0..ROWS).map(|i| ProbeId::new(format!("{:016x}", i * 7919).as_bytes()).unwrap()).collect();
+    let ids: Vec<ProbeId> = (0..ROWS)
+        .map(|i| ProbeId::new(format!("{:016x}", i * 7919).as_bytes()).unwrap())
+        .collect();
     let mut g = c.benchmark_group("writer");
     g.sample_size(10);
     g.throughput(Throughput::Elements(ROWS as u64));
@@ -39,7 +41,8 @@ fn writer(c: &mut Criterion) {
                         probe_id: *id,
                         pop: Some(pops[i % 3].clone()),
                         resolver_ip: std::net::IpAddr::from([127, 10, 0, (i % 5) as u8 + 1]),
-                        ecs_subnet: (i % 4 == 0).then(|| (std::net::IpAddr::from([198, 18, (i % 64) as u8, 0]), 24)),
+                        ecs_subnet: (i % 4 == 0)
+                            .then(|| (std::net::IpAddr::from([198, 18, (i % 64) as u8, 0]), 24)),
                         qtype: 1,
                         server: server.clone(),
                     };

@@ -21,6 +21,9 @@ if [ ${#pkgs[@]} -gt 0 ]; then
     || { $sudo apt-get update -qq && $sudo apt-get install -y -qq "${pkgs[@]}"; }
 fi
 
+# Habits the suite enforces (docs/testing.md): formatting and lints fail the run.
+cargo fmt --all --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --locked
 # Benches are not run here (they are measurements, see docs/perf.md), but they must build.
 cargo check --workspace --benches --locked

@@ -137,14 +137,37 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             rt.block_on(geodns_beacon::collector::run(cfg))?;
             Ok(())
         }
-        Command::Simulate { world, dns, collector, proxy, users, concurrency, seed, out, logs_only } => {
+        Command::Simulate {
+            world,
+            dns,
+            collector,
+            proxy,
+            users,
+            concurrency,
+            seed,
+            out,
+            logs_only,
+        } => {
             use geodns_beacon::simulate;
             let world = simulate::World::read(&world)?;
-            let opts = simulate::SimulateOptions { dns, collector, proxy, users, concurrency, seed, out: out.clone() };
+            let opts = simulate::SimulateOptions {
+                dns,
+                collector,
+                proxy,
+                users,
+                concurrency,
+                seed,
+                out: out.clone(),
+            };
             if let Some(root) = logs_only {
                 let t0 = std::time::Instant::now();
                 let rows = simulate::write_logs(&world, &opts, &root)?;
-                println!("wrote {rows} rows per table for {users} users to {} in {:.1} s; truth in {}", root.display(), t0.elapsed().as_secs_f64(), out.display());
+                println!(
+                    "wrote {rows} rows per table for {users} users to {} in {:.1} s; truth in {}",
+                    root.display(),
+                    t0.elapsed().as_secs_f64(),
+                    out.display()
+                );
                 return Ok(());
             }
             let rt = tokio::runtime::Builder::new_multi_thread()

@@ -104,21 +104,35 @@ pub fn run(cmd: MapCommand) -> anyhow::Result<()> {
             use geodns_beacon::simulate::{score, World};
             let world = World::read(&world)?;
             let truth = score::read_truth(&truth.join("ground_truth.csv"))?;
-            print!("{}", score::table(&score::score(&world, &truth, &read(&map)?)));
+            print!(
+                "{}",
+                score::table(&score::score(&world, &truth, &read(&map)?))
+            );
             Ok(())
         }
         MapCommand::Explain { map, ip } => explain(map, ip),
-        MapCommand::ExportMmdb { map, out, key_space } => {
+        MapCommand::ExportMmdb {
+            map,
+            out,
+            key_space,
+        } => {
             let m = read(&map)?;
             let space = match key_space {
                 OneSpace::Client => KeySpace::Client,
                 OneSpace::Resolver => KeySpace::Resolver,
             };
-            let n = geomap::mmdb::export(&m, space, &out).with_context(|| format!("writing {}", out.display()))?;
+            let n = geomap::mmdb::export(&m, space, &out)
+                .with_context(|| format!("writing {}", out.display()))?;
             eprintln!("{}: {n} networks from the {space} key space", out.display());
             Ok(())
         }
-        MapCommand::ImportNets { nets, out, key_space, generation, created_at } => {
+        MapCommand::ImportNets {
+            nets,
+            out,
+            key_space,
+            generation,
+            created_at,
+        } => {
             let spaces: &[KeySpace] = match key_space {
                 Spaces::Client => &[KeySpace::Client],
                 Spaces::Resolver => &[KeySpace::Resolver],
@@ -132,14 +146,19 @@ pub fn run(cmd: MapCommand) -> anyhow::Result<()> {
                 }
                 None => humantime::format_rfc3339_seconds(now).to_string(),
             };
-            let generation = generation.unwrap_or_else(|| format!("nets-{}", created_at.replace([':', '-'], "")));
-            let map = geomap::nets::import_nets(&nets, None, spaces, generation, created_at).map_err(|errs| {
-                anyhow::anyhow!(
-                    "{} bad line(s):\n  {}",
-                    errs.len(),
-                    errs.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n  ")
-                )
-            })?;
+            let generation = generation
+                .unwrap_or_else(|| format!("nets-{}", created_at.replace([':', '-'], "")));
+            let map = geomap::nets::import_nets(&nets, None, spaces, generation, created_at)
+                .map_err(|errs| {
+                    anyhow::anyhow!(
+                        "{} bad line(s):\n  {}",
+                        errs.len(),
+                        errs.iter()
+                            .map(|e| e.to_string())
+                            .collect::<Vec<_>>()
+                            .join("\n  ")
+                    )
+                })?;
             geomap::write_map(&out, &map).with_context(|| format!("writing {}", out.display()))?;
             eprintln!(
                 "{}: {} rows, {} PoPs, generation {}",
@@ -161,8 +180,16 @@ fn lookup(path: PathBuf, ip: &str, ecs: bool) -> anyhow::Result<()> {
     let map = read(&path)?;
     let table = AnswerTable::build(&map, None);
     let rows = RowIndex::build(&map);
-    let space = if ecs { KeySpace::Client } else { KeySpace::Resolver };
-    let ids = |pops: &[u16]| pops.iter().map(|&p| map.meta.pops.get(p).id.to_string()).collect::<Vec<_>>();
+    let space = if ecs {
+        KeySpace::Client
+    } else {
+        KeySpace::Resolver
+    };
+    let ids = |pops: &[u16]| {
+        pops.iter()
+            .map(|&p| map.meta.pops.get(p).id.to_string())
+            .collect::<Vec<_>>()
+    };
     if ip == "-" {
         let stdin = std::io::stdin();
         let mut out = std::io::BufWriter::new(std::io::stdout().lock());
@@ -188,19 +215,30 @@ fn lookup(path: PathBuf, ip: &str, ecs: bool) -> anyhow::Result<()> {
         }
         return Ok(());
     }
-    let addr: IpAddr = ip.parse().with_context(|| format!("{ip:?} is not an IP address"))?;
+    let addr: IpAddr = ip
+        .parse()
+        .with_context(|| format!("{ip:?} is not an IP address"))?;
     let hit = table.lookup(space, addr);
     println!("address     {addr} ({space} key space)");
     match rows.find(space, addr).map(|i| (i, &map.rows[i])) {
         Some((i, r)) => {
-            println!("prefix      {} (row {i}, {}, {} samples)", r.prefix, r.derivation, r.samples);
+            println!(
+                "prefix      {} (row {i}, {}, {} samples)",
+                r.prefix, r.derivation, r.samples
+            );
             println!("ranked      {}", ranked(&map, r, ""));
         }
-        None => println!("prefix      none: the server falls back to GeoIP, then its default order"),
+        None => {
+            println!("prefix      none: the server falls back to GeoIP, then its default order")
+        }
     }
     println!("scope       /{}", hit.scope);
     match hit.pops {
-        Some(p) => println!("answer      {} (first healthy of {})", ids(p)[0], ids(p).join(", ")),
+        Some(p) => println!(
+            "answer      {} (first healthy of {})",
+            ids(p)[0],
+            ids(p).join(", ")
+        ),
         None => println!("answer      fallback (GeoIP or default order)"),
     }
     Ok(())
@@ -218,8 +256,16 @@ fn stats(path: PathBuf) -> anyhow::Result<()> {
     println!("rows        {}", map.rows.len());
     println!("lists       {} distinct rankings", table.list_count());
     for space in KeySpace::ALL {
-        let v4 = map.rows.iter().filter(|r| r.key_space == space && r.prefix.addr().is_ipv4()).count();
-        let v6 = map.rows.iter().filter(|r| r.key_space == space && r.prefix.addr().is_ipv6()).count();
+        let v4 = map
+            .rows
+            .iter()
+            .filter(|r| r.key_space == space && r.prefix.addr().is_ipv4())
+            .count();
+        let v6 = map
+            .rows
+            .iter()
+            .filter(|r| r.key_space == space && r.prefix.addr().is_ipv6())
+            .count();
         println!(
             "{:<11} {v4} IPv4 + {v6} IPv6 prefixes, {} leaves after flattening",
             space.as_str(),
@@ -231,7 +277,11 @@ fn stats(path: PathBuf) -> anyhow::Result<()> {
         let counts: Vec<String> = KeySpace::ALL
             .iter()
             .map(|&s| {
-                let n = map.rows.iter().filter(|r| r.key_space == s && r.pops.first() == Some(&(i as u16))).count();
+                let n = map
+                    .rows
+                    .iter()
+                    .filter(|r| r.key_space == s && r.pops.first() == Some(&(i as u16)))
+                    .count();
                 format!("{s} {n}")
             })
             .collect();
@@ -265,23 +315,40 @@ fn explain(path: PathBuf, addr: IpAddr) -> anyhow::Result<()> {
     let map = read(&path)?;
     let table = AnswerTable::build(&map, None);
     println!("address     {addr}");
-    println!("map         {} (generation {}, created {})", path.display(), map.meta.generation, map.meta.created_at);
+    println!(
+        "map         {} (generation {}, created {})",
+        path.display(),
+        map.meta.generation,
+        map.meta.created_at
+    );
     for space in KeySpace::ALL {
         let how = match space {
             KeySpace::Client => "queries carrying ECS with this client subnet",
             KeySpace::Resolver => "queries from this resolver without ECS",
         };
         println!("\n{space} key space ({how}):");
-        let mut covering: Vec<&geomap::MapRow> =
-            map.rows.iter().filter(|r| r.key_space == space && r.prefix.contains(&addr)).collect();
+        let mut covering: Vec<&geomap::MapRow> = map
+            .rows
+            .iter()
+            .filter(|r| r.key_space == space && r.prefix.contains(&addr))
+            .collect();
         covering.sort_by_key(|r| std::cmp::Reverse(r.prefix.prefix_len()));
         if covering.is_empty() {
             println!("  no row covers it: the server falls back to GeoIP (nearest PoP), then its default order");
             continue;
         }
         for (i, r) in covering.iter().enumerate() {
-            let verdict = if i == 0 { "decides" } else { "covers (less specific)" };
-            println!("  {:<20} {verdict}: {}, {} samples", r.prefix.to_string(), r.derivation, r.samples);
+            let verdict = if i == 0 {
+                "decides"
+            } else {
+                "covers (less specific)"
+            };
+            println!(
+                "  {:<20} {verdict}: {}, {} samples",
+                r.prefix.to_string(),
+                r.derivation,
+                r.samples
+            );
             println!("  {:<20} ranked: {}", "", ranked(&map, r, " (unmeasured)"));
         }
         let hit = table.lookup(space, addr);
@@ -293,7 +360,11 @@ fn explain(path: PathBuf, addr: IpAddr) -> anyhow::Result<()> {
             geomap::Derivation::Default => "nothing measured or located: the default order",
             geomap::Derivation::Static => "set by an operator (nets file)",
         };
-        println!("  answer: {} ({why}); ECS scope /{}", map.meta.pops.get(covering[0].pops[0]).id, hit.scope);
+        println!(
+            "  answer: {} ({why}); ECS scope /{}",
+            map.meta.pops.get(covering[0].pops[0]).id,
+            hit.scope
+        );
     }
     Ok(())
 }

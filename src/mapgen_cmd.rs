@@ -81,14 +81,28 @@ pub struct MapgenArgs {
 }
 
 fn time(flag: &str, v: &str) -> anyhow::Result<SystemTime> {
-    humantime::parse_rfc3339_weak(v).with_context(|| format!("--{flag} {v:?}: want RFC 3339, e.g. 2026-11-25T00:00:00Z"))
+    humantime::parse_rfc3339_weak(v)
+        .with_context(|| format!("--{flag} {v:?}: want RFC 3339, e.g. 2026-11-25T00:00:00Z"))
 }
 
 pub fn run(a: MapgenArgs) -> anyhow::Result<()> {
     let cfg = geodns_server::config::Config::read(&a.config)?;
-    let pops = PopTable::new(cfg.pops.iter().map(|(id, p)| PopInfo { id: id.clone(), lat: p.lat, lon: p.lon }).collect())
-        .context("PoP table")?;
-    let default_order: Vec<PopIndex> = cfg.default_order.iter().filter_map(|p| pops.index(p.as_str())).collect();
+    let pops = PopTable::new(
+        cfg.pops
+            .iter()
+            .map(|(id, p)| PopInfo {
+                id: id.clone(),
+                lat: p.lat,
+                lon: p.lon,
+            })
+            .collect(),
+    )
+    .context("PoP table")?;
+    let default_order: Vec<PopIndex> = cfg
+        .default_order
+        .iter()
+        .filter_map(|p| pops.index(p.as_str()))
+        .collect();
     let now = SystemTime::now();
     let until = a.until.as_deref().map(|v| time("until", v)).transpose()?;
     let since = match (&a.since, a.days) {
@@ -120,21 +134,37 @@ pub fn run(a: MapgenArgs) -> anyhow::Result<()> {
         partition_rows: a.partition_rows,
         routes: a.routes.clone(),
         tmp_dir: a.tmp_dir.clone().unwrap_or_else(std::env::temp_dir),
-        generation: a.generation.unwrap_or_else(|| format!("mapgen-{}", created_at.replace([':', '-'], ""))),
+        generation: a
+            .generation
+            .unwrap_or_else(|| format!("mapgen-{}", created_at.replace([':', '-'], ""))),
         created_at,
     };
     let started = Instant::now();
-    let progress = |stage: &str| eprintln!("mapgen: {stage} ({:.1} s)", started.elapsed().as_secs_f64());
-    let (map, report) = geodns_mapgen::run(&opts, &progress).with_context(|| format!("mapgen on {}", a.logs.display()))?;
+    let progress =
+        |stage: &str| eprintln!("mapgen: {stage} ({:.1} s)", started.elapsed().as_secs_f64());
+    let (map, report) = geodns_mapgen::run(&opts, &progress)
+        .with_context(|| format!("mapgen on {}", a.logs.display()))?;
     geomap::write_map(&a.out, &map).with_context(|| format!("writing {}", a.out.display()))?;
     if let Some(path) = &a.report {
-        std::fs::write(path, serde_json::to_string_pretty(&report)?).with_context(|| format!("writing {}", path.display()))?;
+        std::fs::write(path, serde_json::to_string_pretty(&report)?)
+            .with_context(|| format!("writing {}", path.display()))?;
     }
     if let Some(path) = &a.html {
-        let title = format!("mapgen: {} (generation {})", a.out.display(), map.meta.generation);
-        std::fs::write(path, geodns_mapgen::html::render(&report, &title)).with_context(|| format!("writing {}", path.display()))?;
+        let title = format!(
+            "mapgen: {} (generation {})",
+            a.out.display(),
+            map.meta.generation
+        );
+        std::fs::write(path, geodns_mapgen::html::render(&report, &title))
+            .with_context(|| format!("writing {}", path.display()))?;
     }
     print!("{}", report.summary());
-    println!("map         {} ({} rows, generation {}) in {:.1} s", a.out.display(), map.rows.len(), map.meta.generation, started.elapsed().as_secs_f64());
+    println!(
+        "map         {} ({} rows, generation {}) in {:.1} s",
+        a.out.display(),
+        map.rows.len(),
+        map.meta.generation,
+        started.elapsed().as_secs_f64()
+    );
     Ok(())
 }

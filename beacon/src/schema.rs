@@ -9,7 +9,9 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use arrow_array::builder::{BooleanBuilder, Float64Builder, StringBuilder, TimestampMicrosecondBuilder, UInt16Builder};
+use arrow_array::builder::{
+    BooleanBuilder, Float64Builder, StringBuilder, TimestampMicrosecondBuilder, UInt16Builder,
+};
 use arrow_array::RecordBatch;
 use arrow_schema::{ArrowError, DataType, Field, Schema, SchemaRef, TimeUnit};
 
@@ -25,7 +27,10 @@ pub const MIN_RTT_MS: f64 = 0.001;
 
 /// Whether `id` is a valid probe id: lowercase `[a-z0-9]{8,64}`.
 pub fn valid_probe_id(id: &str) -> bool {
-    (8..=64).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+    (8..=64).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
 }
 
 /// A validated probe id stored inline, so logging one from the DNS query path allocates
@@ -45,7 +50,10 @@ impl ProbeId {
         }
         let mut bytes = [0u8; 64];
         bytes[..id.len()].copy_from_slice(id);
-        Some(ProbeId { len: id.len() as u8, bytes })
+        Some(ProbeId {
+            len: id.len() as u8,
+            bytes,
+        })
     }
 
     /// The id as text.
@@ -62,7 +70,8 @@ impl std::fmt::Debug for ProbeId {
 
 /// Microseconds since the Unix epoch.
 pub fn micros(t: SystemTime) -> i64 {
-    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros() as i64)
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as i64)
 }
 
 /// A table of the contract: its directory name, schema, and how rows become a batch.
@@ -84,7 +93,11 @@ pub trait Table: Send + 'static {
 }
 
 fn ts_field() -> Field {
-    Field::new("ts", DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())), false)
+    Field::new(
+        "ts",
+        DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+        false,
+    )
 }
 
 /// One query for a unique probe name, as the authoritative server saw it. Compact and
@@ -129,8 +142,13 @@ impl Table for DnsProbeRow {
 
     fn to_batch(rows: &[&Self]) -> Result<RecordBatch, ArrowError> {
         let mut ts = TimestampMicrosecondBuilder::with_capacity(rows.len()).with_timezone("UTC");
-        let (mut id, mut pop, mut ip, mut ecs, mut server) =
-            (StringBuilder::new(), StringBuilder::new(), StringBuilder::new(), StringBuilder::new(), StringBuilder::new());
+        let (mut id, mut pop, mut ip, mut ecs, mut server) = (
+            StringBuilder::new(),
+            StringBuilder::new(),
+            StringBuilder::new(),
+            StringBuilder::new(),
+            StringBuilder::new(),
+        );
         let mut qtype = UInt16Builder::with_capacity(rows.len());
         for r in rows {
             ts.append_value(r.ts);
@@ -203,8 +221,12 @@ impl Table for RttReportRow {
 
     fn to_batch(rows: &[&Self]) -> Result<RecordBatch, ArrowError> {
         let mut ts = TimestampMicrosecondBuilder::with_capacity(rows.len()).with_timezone("UTC");
-        let (mut id, mut pop, mut ip, mut collector) =
-            (StringBuilder::new(), StringBuilder::new(), StringBuilder::new(), StringBuilder::new());
+        let (mut id, mut pop, mut ip, mut collector) = (
+            StringBuilder::new(),
+            StringBuilder::new(),
+            StringBuilder::new(),
+            StringBuilder::new(),
+        );
         let mut rtt = Float64Builder::with_capacity(rows.len());
         let mut ok = BooleanBuilder::with_capacity(rows.len());
         for r in rows {

@@ -206,7 +206,9 @@ impl WriterStats {
             return Ok(());
         }
         self.rows_refused_failing.fetch_add(n, Relaxed);
-        let error = self.failure().map_or_else(|| "unknown error".to_owned(), |f| f.error);
+        let error = self
+            .failure()
+            .map_or_else(|| "unknown error".to_owned(), |f| f.error);
         Err(LogRefused::Failing(error))
     }
 }
@@ -229,7 +231,9 @@ enum Msg<R> {
 fn valid_writer_id(id: &str) -> bool {
     (1..=64).contains(&id.len())
         && !id.starts_with(['_', '-'])
-        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 impl<R: Table> LogWriter<R> {
@@ -246,9 +250,18 @@ impl<R: Table> LogWriter<R> {
         };
         std::fs::create_dir_all(&table_dir).map_err(io_err(&table_dir))?;
         let next_seq = recover(&table_dir, &cfg.writer_id).map_err(io_err(&table_dir))?;
-        let bytes = cfg.reserve_bytes.unwrap_or_else(|| fs4::total_space(&table_dir).map_or(DEFAULT_RESERVE, |total| DEFAULT_RESERVE.min(total / 8)));
+        let bytes = cfg.reserve_bytes.unwrap_or_else(|| {
+            fs4::total_space(&table_dir)
+                .map_or(DEFAULT_RESERVE, |total| DEFAULT_RESERVE.min(total / 8))
+        });
         // In the log root, beside the table directories: a table directory holds only partitions.
-        let mut reserve = Reserve { path: cfg.root.join(format!(".reserve-{}-{}", R::NAME, cfg.writer_id)), bytes, held: false };
+        let mut reserve = Reserve {
+            path: cfg
+                .root
+                .join(format!(".reserve-{}-{}", R::NAME, cfg.writer_id)),
+            bytes,
+            held: false,
+        };
         let stats = Arc::new(WriterStats::default());
         // A disk already full (or read-only) does not stop the process: the writer starts
         // refusing rows, as it would had the disk failed later, and recovers the same way.
@@ -262,9 +275,24 @@ impl<R: Table> LogWriter<R> {
         let queue_rows = cfg.queue_rows as u64;
         let thread = std::thread::Builder::new()
             .name(format!("log-{}", R::NAME))
-            .spawn(move || run(cfg, table_dir, next_seq, reserve, failing.is_some(), rx, thread_stats))
+            .spawn(move || {
+                run(
+                    cfg,
+                    table_dir,
+                    next_seq,
+                    reserve,
+                    failing.is_some(),
+                    rx,
+                    thread_stats,
+                )
+            })
             .map_err(io_err(Path::new("writer thread")))?;
-        Ok(LogWriter { tx: Some(tx), thread: Some(thread), stats, queue_rows })
+        Ok(LogWriter {
+            tx: Some(tx),
+            thread: Some(thread),
+            stats,
+            queue_rows,
+        })
     }
 
     /// Queues all of `rows`, or none if the queue has no room or writes are failing. Never
@@ -272,7 +300,9 @@ impl<R: Table> LogWriter<R> {
     /// or the disk fails first.
     pub fn try_log(&self, rows: Vec<R>) -> Result<(), LogRefused> {
         let n = rows.len() as u64;
-        let Some(tx) = &self.tx else { return Err(LogRefused::QueueFull) };
+        let Some(tx) = &self.tx else {
+            return Err(LogRefused::QueueFull);
+        };
         // Count in first, then look at the flag (both SeqCst): the writer raises the flag and
         // then waits for the count to drain, so no row slips past a failure unwritten.
         if self.stats.queued.fetch_add(n, SeqCst) + n > self.queue_rows {
@@ -297,7 +327,9 @@ impl<R: Table> LogWriter<R> {
     /// Queues one row, or refuses it if the queue is full or writes are failing. Never blocks,
     /// and allocates only to say why writes fail: the form for the DNS query path.
     pub fn try_log_one(&self, row: R) -> Result<(), LogRefused> {
-        let Some(tx) = &self.tx else { return Err(LogRefused::QueueFull) };
+        let Some(tx) = &self.tx else {
+            return Err(LogRefused::QueueFull);
+        };
         if self.stats.queued.fetch_add(1, SeqCst) >= self.queue_rows {
             self.stats.queued.fetch_sub(1, SeqCst);
             self.stats.rows_dropped.fetch_add(1, Relaxed);
@@ -417,7 +449,12 @@ impl<R: Table> Buffer<R> {
     fn due(&self) -> bool {
         match self.retry {
             Some((at, _)) => Instant::now() >= at,
-            None => self.rows.len() >= self.cfg.max_rows || self.first_at.is_some_and(|t| t.elapsed() >= self.cfg.max_age),
+            None => {
+                self.rows.len() >= self.cfg.max_rows
+                    || self
+                        .first_at
+                        .is_some_and(|t| t.elapsed() >= self.cfg.max_age)
+            }
         }
     }
 
@@ -449,8 +486,16 @@ impl<R: Table> Buffer<R> {
             return Ok(());
         }
         let before = self.rows.len();
-        let result = write_files(&self.table_dir, &self.cfg.writer_id, &mut self.seq, &mut self.rows, &self.stats);
-        self.stats.buffered.fetch_sub((before - self.rows.len()) as u64, Relaxed);
+        let result = write_files(
+            &self.table_dir,
+            &self.cfg.writer_id,
+            &mut self.seq,
+            &mut self.rows,
+            &self.stats,
+        );
+        self.stats
+            .buffered
+            .fetch_sub((before - self.rows.len()) as u64, Relaxed);
         if result.is_ok() {
             self.first_at = None;
         }
@@ -475,12 +520,25 @@ impl<R: Table> Buffer<R> {
                 self.stats.set_failure(Some(e.to_string()));
                 self.drain_accepted();
                 self.reserve.release();
-                tracing::warn!(table = R::NAME, bytes = self.reserve.bytes, rows = self.rows.len(), "disk full: writing accepted rows into the reserve");
+                tracing::warn!(
+                    table = R::NAME,
+                    bytes = self.reserve.bytes,
+                    rows = self.rows.len(),
+                    "disk full: writing accepted rows into the reserve"
+                );
                 result = self.write_rows();
             }
         }
         let result = result.and_then(|()| {
-            self.reserve.take().map_err(|e| io::Error::new(e.kind(), format!("cannot restore the {}-byte reserve: {e}", self.reserve.bytes)))
+            self.reserve.take().map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!(
+                        "cannot restore the {}-byte reserve: {e}",
+                        self.reserve.bytes
+                    ),
+                )
+            })
         });
         match result {
             Ok(()) => {
@@ -491,7 +549,9 @@ impl<R: Table> Buffer<R> {
             }
             Err(e) => {
                 self.stats.write_errors.fetch_add(1, Relaxed);
-                let delay = self.retry.map_or(FIRST_BACKOFF, |(_, d)| (d * 2).min(MAX_BACKOFF));
+                let delay = self
+                    .retry
+                    .map_or(FIRST_BACKOFF, |(_, d)| (d * 2).min(MAX_BACKOFF));
                 if self.retry.is_none() {
                     tracing::error!(table = R::NAME, error = %e, rows = self.rows.len(), "log write failed; refusing new rows, keeping these and retrying");
                 } else {
@@ -518,7 +578,18 @@ fn run<R: Table>(
     stats: Arc<WriterStats>,
 ) {
     let retry = failing.then(|| (Instant::now() + FIRST_BACKOFF, FIRST_BACKOFF));
-    let mut b = Buffer { cfg, table_dir, seq, stats, rows: Vec::new(), rx, flushes: Vec::new(), reserve, first_at: None, retry };
+    let mut b = Buffer {
+        cfg,
+        table_dir,
+        seq,
+        stats,
+        rows: Vec::new(),
+        rx,
+        flushes: Vec::new(),
+        reserve,
+        first_at: None,
+        retry,
+    };
     loop {
         loop {
             match b.rx.try_recv() {
@@ -535,7 +606,11 @@ fn run<R: Table>(
                 Err(TryRecvError::Disconnected) => {
                     b.write();
                     if !b.rows.is_empty() {
-                        tracing::error!(table = R::NAME, rows = b.rows.len(), "log writes failing at shutdown: these rows are lost");
+                        tracing::error!(
+                            table = R::NAME,
+                            rows = b.rows.len(),
+                            "log writes failing at shutdown: these rows are lost"
+                        );
                     }
                     // The reserve is for a running writer; a crash leaves it for the next start.
                     b.reserve.release();
@@ -562,7 +637,13 @@ fn date_of(ts_micros: i64) -> String {
 
 /// Writes `rows` as one file per UTC date and removes from `rows` those now in a file, so a
 /// failure part-way leaves only the unwritten dates to retry (never a second copy of a date).
-fn write_files<R: Table>(table_dir: &Path, writer_id: &str, seq: &mut u64, rows: &mut Vec<R>, stats: &WriterStats) -> io::Result<()> {
+fn write_files<R: Table>(
+    table_dir: &Path,
+    writer_id: &str,
+    seq: &mut u64,
+    rows: &mut Vec<R>,
+    stats: &WriterStats,
+) -> io::Result<()> {
     // Rows from around midnight go to the partition of their own date.
     const DAY_MICROS: i64 = 86_400_000_000;
     let day = |r: &R| r.ts_micros().max(0) / DAY_MICROS;
@@ -597,7 +678,13 @@ fn write_files<R: Table>(table_dir: &Path, writer_id: &str, seq: &mut u64, rows:
 }
 
 /// Writes one date's file: temporary name, fsync, rename, directory fsync.
-fn write_day<R: Table>(table_dir: &Path, writer_id: &str, seq: u64, day_start: i64, part: &[&R]) -> io::Result<(PathBuf, u64)> {
+fn write_day<R: Table>(
+    table_dir: &Path,
+    writer_id: &str,
+    seq: u64,
+    day_start: i64,
+    part: &[&R],
+) -> io::Result<(PathBuf, u64)> {
     let dir = table_dir.join(format!("date={}", date_of(day_start)));
     std::fs::create_dir_all(&dir)?;
     let name = format!("{writer_id}-{seq:010}.parquet");
@@ -628,9 +715,13 @@ fn write_parquet<R: Table>(path: &Path, rows: &[&R]) -> io::Result<u64> {
     };
     let mut props = WriterProperties::builder()
         .set_compression(Compression::SNAPPY)
-        .set_key_value_metadata(Some(vec![KeyValue::new(SCHEMA_KEY.to_owned(), SCHEMA_VERSION.to_owned())]));
+        .set_key_value_metadata(Some(vec![KeyValue::new(
+            SCHEMA_KEY.to_owned(),
+            SCHEMA_VERSION.to_owned(),
+        )]));
     for c in R::UNIQUE_COLUMNS {
-        props = props.set_column_dictionary_enabled(parquet::schema::types::ColumnPath::from(*c), false);
+        props = props
+            .set_column_dictionary_enabled(parquet::schema::types::ColumnPath::from(*c), false);
     }
     let props = props.build();
     let file = File::create(path)?;
@@ -681,12 +772,21 @@ mod tests {
     fn count_rows(path: &Path) -> i64 {
         let r = SerializedFileReader::new(File::open(path).unwrap()).unwrap();
         let kv = r.metadata().file_metadata().key_value_metadata().unwrap();
-        assert!(kv.iter().any(|k| k.key == SCHEMA_KEY && k.value.as_deref() == Some(SCHEMA_VERSION)));
+        assert!(kv
+            .iter()
+            .any(|k| k.key == SCHEMA_KEY && k.value.as_deref() == Some(SCHEMA_VERSION)));
         r.metadata().file_metadata().num_rows()
     }
 
     fn cfg(root: &Path, max_rows: usize, queue_rows: usize) -> WriterConfig {
-        WriterConfig { root: root.into(), writer_id: "w1".into(), max_rows, max_age: Duration::from_secs(60), queue_rows, reserve_bytes: Some(0) }
+        WriterConfig {
+            root: root.into(),
+            writer_id: "w1".into(),
+            max_rows,
+            max_age: Duration::from_secs(60),
+            queue_rows,
+            reserve_bytes: Some(0),
+        }
     }
 
     #[test]
@@ -695,11 +795,15 @@ mod tests {
         let w = LogWriter::<DnsProbeRow>::start(cfg(dir.path(), 100, 10_000)).unwrap();
         let day1 = 1_764_115_200_000_000; // 2025-11-26T00:00:00Z
         for i in 0..250 {
-            w.try_log_one(row(i, day1 - 500_000 + i as i64 * 10_000)).unwrap();
+            w.try_log_one(row(i, day1 - 500_000 + i as i64 * 10_000))
+                .unwrap();
         }
         w.close();
         let f = files(dir.path());
-        let names: Vec<String> = f.iter().map(|p| p.strip_prefix(dir.path()).unwrap().display().to_string()).collect();
+        let names: Vec<String> = f
+            .iter()
+            .map(|p| p.strip_prefix(dir.path()).unwrap().display().to_string())
+            .collect();
         // 100 rows per roll; the first roll straddles midnight (50 rows each side), so it
         // becomes two files, one per date partition.
         assert_eq!(
@@ -714,22 +818,30 @@ mod tests {
             .map(|s| s.to_string())
             .collect::<Vec<_>>()
         );
-        assert_eq!(f.iter().map(|p| count_rows(p)).collect::<Vec<_>>(), [50, 50, 100, 50]);
+        assert_eq!(
+            f.iter().map(|p| count_rows(p)).collect::<Vec<_>>(),
+            [50, 50, 100, 50]
+        );
     }
 
     #[test]
     fn restart_continues_the_sequence_and_removes_crash_debris() {
         let dir = tempfile::tempdir().unwrap();
         let w = LogWriter::<DnsProbeRow>::start(cfg(dir.path(), 10, 100)).unwrap();
-        w.try_log((0..10).map(|i| row(i, now_micros())).collect()).unwrap();
+        w.try_log((0..10).map(|i| row(i, now_micros())).collect())
+            .unwrap();
         w.close();
         let before = files(dir.path());
         assert_eq!(before.len(), 1);
-        let debris = before[0].parent().unwrap().join(".w1-0000000001.parquet.tmp");
+        let debris = before[0]
+            .parent()
+            .unwrap()
+            .join(".w1-0000000001.parquet.tmp");
         std::fs::write(&debris, b"half a file").unwrap();
         let w = LogWriter::<DnsProbeRow>::start(cfg(dir.path(), 10, 100)).unwrap();
         assert!(!debris.exists());
-        w.try_log((0..10).map(|i| row(i, now_micros())).collect()).unwrap();
+        w.try_log((0..10).map(|i| row(i, now_micros())).collect())
+            .unwrap();
         w.close();
         let after = files(dir.path());
         assert_eq!(after.len(), 2);
@@ -740,7 +852,8 @@ mod tests {
     fn flush_writes_everything_queued() {
         let dir = tempfile::tempdir().unwrap();
         let w = LogWriter::<DnsProbeRow>::start(cfg(dir.path(), 1_000_000, 1000)).unwrap();
-        w.try_log((0..7).map(|i| row(i, now_micros())).collect()).unwrap();
+        w.try_log((0..7).map(|i| row(i, now_micros())).collect())
+            .unwrap();
         w.flush();
         let f = files(dir.path());
         assert_eq!(f.len(), 1);
@@ -752,7 +865,10 @@ mod tests {
     fn full_queue_refuses_whole_batches() {
         let dir = tempfile::tempdir().unwrap();
         let w = LogWriter::<DnsProbeRow>::start(cfg(dir.path(), 1_000_000, 5)).unwrap();
-        assert_eq!(w.try_log((0..6).map(|i| row(i, 0)).collect()), Err(LogRefused::QueueFull));
+        assert_eq!(
+            w.try_log((0..6).map(|i| row(i, 0)).collect()),
+            Err(LogRefused::QueueFull)
+        );
         assert_eq!(w.stats().rows_dropped.load(Relaxed), 6);
         assert!(w.try_log((0..5).map(|i| row(i, 0)).collect()).is_ok());
         w.close();
@@ -791,17 +907,24 @@ mod tests {
     fn failing_writes_refuse_new_rows_keep_the_old_retry_with_backoff_and_recover() {
         let (dir, w, blocker) = writer_with_2025_11_26_blocked();
         let day = MIDNIGHT;
-        w.try_log((0..5).map(|i| row(i, day + i as i64)).collect()).unwrap();
+        w.try_log((0..5).map(|i| row(i, day + i as i64)).collect())
+            .unwrap();
         wait_for("the first failure", || w.stats().failure().is_some());
         // Refused, with the reason, and counted; the accepted rows are kept in memory.
         let refused = w.try_log_one(row(9, day)).unwrap_err();
-        assert!(matches!(&refused, LogRefused::Failing(e) if !e.is_empty()), "{refused:?}");
+        assert!(
+            matches!(&refused, LogRefused::Failing(e) if !e.is_empty()),
+            "{refused:?}"
+        );
         assert_eq!(w.stats().rows_refused_failing.load(Relaxed), 1);
         assert_eq!(w.stats().buffered.load(Relaxed), 5);
         // Backoff: over 600 ms, a handful of retries (100, 200, 400 ms), not one per poll.
         std::thread::sleep(Duration::from_millis(600));
         let errors = w.stats().write_errors.load(Relaxed);
-        assert!((2..=5).contains(&errors), "{errors} write attempts in 600 ms");
+        assert!(
+            (2..=5).contains(&errors),
+            "{errors} write attempts in 600 ms"
+        );
         // The disk comes back: the kept rows are written by the next retry, and rows are taken again.
         std::fs::remove_file(&blocker).unwrap();
         wait_for("recovery", || w.stats().failure().is_none());
@@ -817,8 +940,11 @@ mod tests {
         let (dir, w, blocker) = writer_with_2025_11_26_blocked();
         let midnight = MIDNIGHT;
         // Six rows before midnight, six after: the second date's file cannot be written.
-        w.try_log((0..12).map(|i| row(i, midnight - 6 + i as i64)).collect()).unwrap();
-        wait_for("two failed retries", || w.stats().write_errors.load(Relaxed) >= 2);
+        w.try_log((0..12).map(|i| row(i, midnight - 6 + i as i64)).collect())
+            .unwrap();
+        wait_for("two failed retries", || {
+            w.stats().write_errors.load(Relaxed) >= 2
+        });
         std::fs::remove_file(&blocker).unwrap();
         wait_for("recovery", || w.stats().failure().is_none());
         w.close();
@@ -845,7 +971,13 @@ mod tests {
         for id in ["", ".hidden", "_x", "a/b", "a b"] {
             let mut c = cfg(dir.path(), 1, 1);
             c.writer_id = id.into();
-            assert!(matches!(LogWriter::<DnsProbeRow>::start(c), Err(WriterError::BadId(_))), "{id:?}");
+            assert!(
+                matches!(
+                    LogWriter::<DnsProbeRow>::start(c),
+                    Err(WriterError::BadId(_))
+                ),
+                "{id:?}"
+            );
         }
     }
 }

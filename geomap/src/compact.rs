@@ -16,7 +16,10 @@ use crate::map::{KeySpace, MapRow};
 pub fn compact(rows: Vec<MapRow>) -> Vec<MapRow> {
     let mut by_space: BTreeMap<KeySpace, BTreeMap<(bool, IpNet), MapRow>> = BTreeMap::new();
     for r in rows {
-        by_space.entry(r.key_space).or_default().insert((r.prefix.addr().is_ipv6(), r.prefix), r);
+        by_space
+            .entry(r.key_space)
+            .or_default()
+            .insert((r.prefix.addr().is_ipv6(), r.prefix), r);
     }
     let mut out = Vec::new();
     for (_, mut rows) in by_space {
@@ -38,7 +41,9 @@ fn covering(rows: &BTreeMap<(bool, IpNet), MapRow>, net: IpNet) -> Option<&MapRo
     let mut len = net.prefix_len();
     while len > 0 {
         len -= 1;
-        let parent = IpNet::new(net.addr(), len).expect("shorter length is valid").trunc();
+        let parent = IpNet::new(net.addr(), len)
+            .expect("shorter length is valid")
+            .trunc();
         if let Some(r) = rows.get(&(parent.addr().is_ipv6(), parent)) {
             return Some(r);
         }
@@ -70,7 +75,11 @@ fn merge_siblings(rows: &mut BTreeMap<(bool, IpNet), MapRow>) -> bool {
         if parent.addr() != r.prefix.addr() || rows.contains_key(&(k.0, parent)) {
             continue;
         }
-        let upper = parent.subnets(len).expect("valid").nth(1).expect("two halves");
+        let upper = parent
+            .subnets(len)
+            .expect("valid")
+            .nth(1)
+            .expect("two halves");
         if let Some(u) = rows.get(&(k.0, upper)) {
             if u.pops == r.pops {
                 merges.push((parent, *k, (k.0, upper)));
@@ -78,23 +87,37 @@ fn merge_siblings(rows: &mut BTreeMap<(bool, IpNet), MapRow>) -> bool {
         }
     }
     for (parent, lo, hi) in &merges {
-        let (a, b) = (rows.remove(lo).expect("present"), rows.remove(hi).expect("present"));
+        let (a, b) = (
+            rows.remove(lo).expect("present"),
+            rows.remove(hi).expect("present"),
+        );
         let samples = a.samples + b.samples;
         let rtt_ms = a
             .rtt_ms
             .iter()
             .zip(&b.rtt_ms)
             .map(|(x, y)| match (x, y) {
-                (Some(x), Some(y)) if samples > 0 => {
-                    Some(((*x as f64 * a.samples as f64 + *y as f64 * b.samples as f64) / samples as f64) as f32)
-                }
+                (Some(x), Some(y)) if samples > 0 => Some(
+                    ((*x as f64 * a.samples as f64 + *y as f64 * b.samples as f64) / samples as f64)
+                        as f32,
+                ),
                 (Some(x), Some(y)) => Some((x + y) / 2.0),
                 (x, None) => *x,
                 (None, y) => *y,
             })
             .collect();
         let derivation = a.derivation.max(b.derivation);
-        rows.insert((lo.0, *parent), MapRow { key_space: a.key_space, prefix: *parent, pops: a.pops, rtt_ms, samples, derivation });
+        rows.insert(
+            (lo.0, *parent),
+            MapRow {
+                key_space: a.key_space,
+                prefix: *parent,
+                pops: a.pops,
+                rtt_ms,
+                samples,
+                derivation,
+            },
+        );
     }
     !merges.is_empty()
 }
@@ -116,7 +139,9 @@ mod tests {
     }
 
     fn prefixes(rows: &[MapRow]) -> Vec<String> {
-        rows.iter().map(|r| format!("{}={:?}", r.prefix, r.pops)).collect()
+        rows.iter()
+            .map(|r| format!("{}={:?}", r.prefix, r.pops))
+            .collect()
     }
 
     #[test]
@@ -126,17 +151,31 @@ mod tests {
             row("10.0.1.0/24", &[0, 1]), // same as its cover: dropped
             row("10.0.2.0/24", &[1, 0]), // an exception: kept
             row("10.1.0.0/24", &[2]),
-            row("10.1.1.0/24", &[2]),    // sibling of 10.1.0.0/24: merged into 10.1.0.0/23
-            row("10.1.2.0/23", &[2]),    // then sibling of 10.1.0.0/23: merged into 10.1.0.0/22
+            row("10.1.1.0/24", &[2]), // sibling of 10.1.0.0/24: merged into 10.1.0.0/23
+            row("10.1.2.0/23", &[2]), // then sibling of 10.1.0.0/23: merged into 10.1.0.0/22
         ];
         let out = compact(rows);
-        assert_eq!(prefixes(&out), ["10.0.0.0/16=[0, 1]", "10.0.2.0/24=[1, 0]", "10.1.0.0/22=[2]"]);
+        assert_eq!(
+            prefixes(&out),
+            [
+                "10.0.0.0/16=[0, 1]",
+                "10.0.2.0/24=[1, 0]",
+                "10.1.0.0/22=[2]"
+            ]
+        );
         assert_eq!(out[2].samples, 15);
     }
 
     #[test]
     fn a_parent_with_its_own_row_is_not_overwritten() {
-        let rows = vec![row("10.0.0.0/23", &[1]), row("10.0.0.0/24", &[2]), row("10.0.1.0/24", &[2])];
-        assert_eq!(prefixes(&compact(rows)), ["10.0.0.0/23=[1]", "10.0.0.0/24=[2]", "10.0.1.0/24=[2]"]);
+        let rows = vec![
+            row("10.0.0.0/23", &[1]),
+            row("10.0.0.0/24", &[2]),
+            row("10.0.1.0/24", &[2]),
+        ];
+        assert_eq!(
+            prefixes(&compact(rows)),
+            ["10.0.0.0/23=[1]", "10.0.0.0/24=[2]", "10.0.1.0/24=[2]"]
+        );
     }
 }

@@ -95,8 +95,16 @@ fn schema_fields() -> Vec<Field> {
     vec![
         Field::new("key_space", DataType::Utf8, false),
         Field::new("prefix", DataType::Utf8, false),
-        Field::new("pops", DataType::List(Arc::new(Field::new("item", DataType::Utf8, false))), false),
-        Field::new("rtt_ms", DataType::List(Arc::new(Field::new("item", DataType::Float32, true))), false),
+        Field::new(
+            "pops",
+            DataType::List(Arc::new(Field::new("item", DataType::Utf8, false))),
+            false,
+        ),
+        Field::new(
+            "rtt_ms",
+            DataType::List(Arc::new(Field::new("item", DataType::Float32, true))),
+            false,
+        ),
         Field::new("samples", DataType::UInt64, false),
         Field::new("derivation", DataType::Utf8, false),
     ]
@@ -105,12 +113,18 @@ fn schema_fields() -> Vec<Field> {
 /// Sorts rows into the canonical file order: key space, IPv4 before IPv6, address, length.
 pub fn sort_rows(rows: &mut [MapRow]) {
     rows.sort_by(|a, b| {
-        (a.key_space, a.prefix.addr().is_ipv6(), a.prefix.addr(), a.prefix.prefix_len()).cmp(&(
-            b.key_space,
-            b.prefix.addr().is_ipv6(),
-            b.prefix.addr(),
-            b.prefix.prefix_len(),
-        ))
+        (
+            a.key_space,
+            a.prefix.addr().is_ipv6(),
+            a.prefix.addr(),
+            a.prefix.prefix_len(),
+        )
+            .cmp(&(
+                b.key_space,
+                b.prefix.addr().is_ipv6(),
+                b.prefix.addr(),
+                b.prefix.prefix_len(),
+            ))
     });
 }
 
@@ -165,7 +179,10 @@ fn meta_entries(meta: &MapMeta) -> Vec<(String, String)> {
         (keys::VERSION.to_owned(), FORMAT_VERSION.to_owned()),
         (keys::GENERATION.to_owned(), meta.generation.clone()),
         (keys::CREATED_AT.to_owned(), meta.created_at.clone()),
-        (keys::POPS.to_owned(), serde_json::to_string(&pops).expect("PoP table serializes")),
+        (
+            keys::POPS.to_owned(),
+            serde_json::to_string(&pops).expect("PoP table serializes"),
+        ),
     ];
     if let Some(v) = &meta.source_from {
         m.push((keys::SOURCE_FROM.to_owned(), v.clone()));
@@ -191,10 +208,22 @@ pub fn write_map(path: &Path, map: &Map) -> Result<(), FormatError> {
     write_file(path, &rows, meta, &map.meta.pops)
 }
 
-fn write_file(path: &Path, rows: &[MapRow], meta: Vec<(String, String)>, pops: &PopTable) -> Result<(), FormatError> {
-    let schema = Arc::new(Schema::new_with_metadata(schema_fields(), meta.into_iter().collect::<std::collections::HashMap<_, _>>()));
+fn write_file(
+    path: &Path,
+    rows: &[MapRow],
+    meta: Vec<(String, String)>,
+    pops: &PopTable,
+) -> Result<(), FormatError> {
+    let schema = Arc::new(Schema::new_with_metadata(
+        schema_fields(),
+        meta.into_iter()
+            .collect::<std::collections::HashMap<_, _>>(),
+    ));
 
-    let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let file_name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let tmp = path.with_file_name(format!(".{file_name}.tmp{}", std::process::id()));
     let result = (|| {
         let file = File::create(&tmp)?;
@@ -215,12 +244,24 @@ fn write_file(path: &Path, rows: &[MapRow], meta: Vec<(String, String)>, pops: &
     result
 }
 
-fn to_batch(schema: &Arc<Schema>, rows: &[MapRow], pops: &PopTable) -> Result<RecordBatch, ArrowError> {
+fn to_batch(
+    schema: &Arc<Schema>,
+    rows: &[MapRow],
+    pops: &PopTable,
+) -> Result<RecordBatch, ArrowError> {
     let n = rows.len();
     let mut key_space = StringBuilder::with_capacity(n, n * 8);
     let mut prefix = StringBuilder::with_capacity(n, n * 18);
-    let mut pop_col = ListBuilder::new(StringBuilder::new()).with_field(Field::new("item", DataType::Utf8, false));
-    let mut rtt_col = ListBuilder::new(Float32Builder::new()).with_field(Field::new("item", DataType::Float32, true));
+    let mut pop_col = ListBuilder::new(StringBuilder::new()).with_field(Field::new(
+        "item",
+        DataType::Utf8,
+        false,
+    ));
+    let mut rtt_col = ListBuilder::new(Float32Builder::new()).with_field(Field::new(
+        "item",
+        DataType::Float32,
+        true,
+    ));
     let mut samples = UInt64Builder::with_capacity(n);
     let mut derivation = StringBuilder::with_capacity(n, n * 8);
     for r in rows {
@@ -262,16 +303,26 @@ pub fn read_map(path: &Path) -> Result<Map, FormatError> {
     if version != FORMAT_VERSION {
         return Err(FormatError::BadMeta {
             key: keys::VERSION,
-            problem: format!("version {version:?} is not supported (this build reads {FORMAT_VERSION})"),
+            problem: format!(
+                "version {version:?} is not supported (this build reads {FORMAT_VERSION})"
+            ),
         });
     }
     let pops_json = get(keys::POPS)?;
-    let pop_list: Vec<PopInfo> = serde_json::from_str(&pops_json)
-        .map_err(|e| FormatError::BadMeta { key: keys::POPS, problem: e.to_string() })?;
-    let pops = PopTable::new(pop_list).map_err(|e| FormatError::BadMeta { key: keys::POPS, problem: e.to_string() })?;
+    let pop_list: Vec<PopInfo> =
+        serde_json::from_str(&pops_json).map_err(|e| FormatError::BadMeta {
+            key: keys::POPS,
+            problem: e.to_string(),
+        })?;
+    let pops = PopTable::new(pop_list).map_err(|e| FormatError::BadMeta {
+        key: keys::POPS,
+        problem: e.to_string(),
+    })?;
     let created_at = get(keys::CREATED_AT)?;
-    humantime::parse_rfc3339(&created_at)
-        .map_err(|e| FormatError::BadMeta { key: keys::CREATED_AT, problem: format!("{created_at:?}: {e}") })?;
+    humantime::parse_rfc3339(&created_at).map_err(|e| FormatError::BadMeta {
+        key: keys::CREATED_AT,
+        problem: format!("{created_at:?}: {e}"),
+    })?;
     let meta = MapMeta {
         generation: get(keys::GENERATION)?,
         created_at,
@@ -290,7 +341,12 @@ pub fn read_map(path: &Path) -> Result<Map, FormatError> {
                     problem: format!("type {} (want {})", f.data_type(), want.data_type()),
                 })
             }
-            Err(_) => return Err(FormatError::Column { name: leak_name(want.name()), problem: "missing".into() }),
+            Err(_) => {
+                return Err(FormatError::Column {
+                    name: leak_name(want.name()),
+                    problem: "missing".into(),
+                })
+            }
         }
     }
 
@@ -311,19 +367,33 @@ pub fn read_map(path: &Path) -> Result<Map, FormatError> {
     if !errors.is_empty() {
         return Err(FormatError::Rows(errors));
     }
-    let actual = checksum(&md.into_iter().collect::<Vec<_>>(), &map.rows, &map.meta.pops);
+    let actual = checksum(
+        &md.into_iter().collect::<Vec<_>>(),
+        &map.rows,
+        &map.meta.pops,
+    );
     if actual != expected_sum {
-        return Err(FormatError::Checksum { expected: expected_sum, actual });
+        return Err(FormatError::Checksum {
+            expected: expected_sum,
+            actual,
+        });
     }
     Ok(map)
 }
 
 fn leak_name(name: &str) -> &'static str {
     // Column names are the fixed set from schema_fields(); map back to static strings.
-    ["key_space", "prefix", "pops", "rtt_ms", "samples", "derivation"]
-        .into_iter()
-        .find(|n| *n == name)
-        .unwrap_or("?")
+    [
+        "key_space",
+        "prefix",
+        "pops",
+        "rtt_ms",
+        "samples",
+        "derivation",
+    ]
+    .into_iter()
+    .find(|n| *n == name)
+    .unwrap_or("?")
 }
 
 fn decode_batch(
@@ -333,7 +403,10 @@ fn decode_batch(
     errors: &mut Vec<RowError>,
 ) -> Result<(), FormatError> {
     let col = |name: &'static str| {
-        batch.column_by_name(name).ok_or(FormatError::Column { name, problem: "missing".into() })
+        batch.column_by_name(name).ok_or(FormatError::Column {
+            name,
+            problem: "missing".into(),
+        })
     };
     let key_space = col("key_space")?.as_string::<i32>();
     let prefix = col("prefix")?.as_string::<i32>();
@@ -343,7 +416,13 @@ fn decode_batch(
     let derivation = col("derivation")?.as_string::<i32>();
     for i in 0..batch.num_rows() {
         let row = rows.len() + errors.len();
-        let mut bad = |field: &'static str, problem: String| errors.push(RowError { row, field, problem });
+        let mut bad = |field: &'static str, problem: String| {
+            errors.push(RowError {
+                row,
+                field,
+                problem,
+            })
+        };
         let nulls = [
             ("key_space", key_space.is_null(i)),
             ("prefix", prefix.is_null(i)),
@@ -366,7 +445,10 @@ fn decode_batch(
         let net: IpNet = match prefix.value(i).parse() {
             Ok(v) => v,
             Err(_) => {
-                bad("prefix", format!("{:?} is not a CIDR prefix", prefix.value(i)));
+                bad(
+                    "prefix",
+                    format!("{:?} is not a CIDR prefix", prefix.value(i)),
+                );
                 continue;
             }
         };
@@ -385,7 +467,11 @@ fn decode_batch(
             match ids.is_valid(j).then(|| pops.index(ids.value(j))).flatten() {
                 Some(p) => idx.push(p),
                 None => {
-                    unknown = Some(if ids.is_valid(j) { ids.value(j).to_owned() } else { "null".into() });
+                    unknown = Some(if ids.is_valid(j) {
+                        ids.value(j).to_owned()
+                    } else {
+                        "null".into()
+                    });
                     break;
                 }
             }
@@ -396,7 +482,9 @@ fn decode_batch(
         }
         let rtts = rtt_col.value(i);
         let rtts = rtts.as_primitive::<Float32Type>();
-        let rtt_ms = (0..rtts.len()).map(|j| rtts.is_valid(j).then(|| rtts.value(j))).collect();
+        let rtt_ms = (0..rtts.len())
+            .map(|j| rtts.is_valid(j).then(|| rtts.value(j)))
+            .collect();
         rows.push(MapRow {
             key_space: ks,
             prefix: net,
@@ -468,7 +556,10 @@ mod tests {
         write_map(&path, &m).unwrap();
         let good = read_map(&path).unwrap();
         let mut meta = meta_entries(&m.meta);
-        meta.push((keys::CHECKSUM.to_owned(), checksum(&meta, &good.rows, &m.meta.pops)));
+        meta.push((
+            keys::CHECKSUM.to_owned(),
+            checksum(&meta, &good.rows, &m.meta.pops),
+        ));
         let mut rows = good.rows.clone();
         rows[1].pops.reverse();
         write_file(&path, &rows, meta, &m.meta.pops).unwrap();

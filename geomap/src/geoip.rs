@@ -33,7 +33,9 @@ pub struct GeoIp {
 impl GeoIp {
     /// Opens and checks a database file.
     pub fn open(path: &Path) -> Result<GeoIp, GeoIpError> {
-        Ok(GeoIp { reader: Reader::open_readfile(path)? })
+        Ok(GeoIp {
+            reader: Reader::open_readfile(path)?,
+        })
     }
 
     /// The database type from its metadata (e.g. `GeoLite2-City`).
@@ -47,16 +49,36 @@ impl GeoIp {
         // An IPv4-mapped address is looked up as IPv4, and its prefix length given back in
         // its own family (96 + the IPv4 one), like the map's scopes.
         let (addr, mapped) = match addr {
-            IpAddr::V6(a) => a.to_ipv4_mapped().map_or((addr, false), |a4| (IpAddr::V4(a4), true)),
+            IpAddr::V6(a) => a
+                .to_ipv4_mapped()
+                .map_or((addr, false), |a4| (IpAddr::V4(a4), true)),
             v4 => (v4, false),
         };
-        let in_family = |len: u8| if mapped { len.saturating_add(96).min(128) } else { len };
-        let Ok(found) = self.reader.lookup(addr) else { return Err(in_family(0)) };
+        let in_family = |len: u8| {
+            if mapped {
+                len.saturating_add(96).min(128)
+            } else {
+                len
+            }
+        };
+        let Ok(found) = self.reader.lookup(addr) else {
+            return Err(in_family(0));
+        };
         let prefix_len = in_family(found.network().map(|n| n.prefix()).unwrap_or(0));
-        let lat: Option<f64> = found.decode_path(&path!["location", "latitude"]).ok().flatten();
-        let lon: Option<f64> = found.decode_path(&path!["location", "longitude"]).ok().flatten();
+        let lat: Option<f64> = found
+            .decode_path(&path!["location", "latitude"])
+            .ok()
+            .flatten();
+        let lon: Option<f64> = found
+            .decode_path(&path!["location", "longitude"])
+            .ok()
+            .flatten();
         match (lat, lon) {
-            (Some(lat), Some(lon)) => Ok(Location { lat, lon, prefix_len }),
+            (Some(lat), Some(lon)) => Ok(Location {
+                lat,
+                lon,
+                prefix_len,
+            }),
             _ => Err(prefix_len),
         }
     }
@@ -90,12 +112,20 @@ mod tests {
 
     #[test]
     fn ranks_nearest_first() {
-        let p = |id: &str, lat, lon| PopInfo { id: id.parse().unwrap(), lat: Some(lat), lon: Some(lon) };
+        let p = |id: &str, lat, lon| PopInfo {
+            id: id.parse().unwrap(),
+            lat: Some(lat),
+            lon: Some(lon),
+        };
         let pops = PopTable::new(vec![
             p("ams", 52.37, 4.90),
             p("iad", 38.95, -77.45),
             p("sin", 1.35, 103.99),
-            PopInfo { id: "nowhere".parse().unwrap(), lat: None, lon: None },
+            PopInfo {
+                id: "nowhere".parse().unwrap(),
+                lat: None,
+                lon: None,
+            },
         ])
         .unwrap();
         // Frankfurt: ams, then iad, then sin.

@@ -179,11 +179,27 @@ impl Map {
             if errors.len() >= limit {
                 break;
             }
-            let mut err = |field, problem: String| errors.push(RowError { row: i, field, problem });
+            let mut err = |field, problem: String| {
+                errors.push(RowError {
+                    row: i,
+                    field,
+                    problem,
+                })
+            };
             if r.prefix.trunc() != r.prefix {
-                err("prefix", format!("{} has host bits set (did you mean {}?)", r.prefix, r.prefix.trunc()));
+                err(
+                    "prefix",
+                    format!(
+                        "{} has host bits set (did you mean {}?)",
+                        r.prefix,
+                        r.prefix.trunc()
+                    ),
+                );
             } else if !seen.insert((r.key_space, r.prefix)) {
-                err("prefix", format!("{} appears twice in key space {}", r.prefix, r.key_space));
+                err(
+                    "prefix",
+                    format!("{} appears twice in key space {}", r.prefix, r.key_space),
+                );
             }
             if r.pops.is_empty() {
                 err("pops", "no PoP ranked".into());
@@ -191,15 +207,29 @@ impl Map {
             let mut pops_seen = HashSet::new();
             for &p in &r.pops {
                 if p as usize >= npops {
-                    err("pops", format!("PoP index {p} beyond the PoP table ({npops} PoPs)"));
+                    err(
+                        "pops",
+                        format!("PoP index {p} beyond the PoP table ({npops} PoPs)"),
+                    );
                 } else if !pops_seen.insert(p) {
-                    err("pops", format!("PoP '{}' ranked twice", self.meta.pops.get(p).id));
+                    err(
+                        "pops",
+                        format!("PoP '{}' ranked twice", self.meta.pops.get(p).id),
+                    );
                 }
             }
             if r.rtt_ms.len() != r.pops.len() {
-                err("rtt_ms", format!("{} values for {} PoPs", r.rtt_ms.len(), r.pops.len()));
+                err(
+                    "rtt_ms",
+                    format!("{} values for {} PoPs", r.rtt_ms.len(), r.pops.len()),
+                );
             }
-            if let Some(bad) = r.rtt_ms.iter().flatten().find(|v| !v.is_finite() || **v < 0.0) {
+            if let Some(bad) = r
+                .rtt_ms
+                .iter()
+                .flatten()
+                .find(|v| !v.is_finite() || **v < 0.0)
+            {
                 err("rtt_ms", format!("{bad} is not a latency"));
             }
         }

@@ -33,8 +33,16 @@ pub fn export(map: &Map, space: KeySpace, out: &Path) -> Result<usize, ExportErr
     let mut rows: Vec<_> = map.rows.iter().filter(|r| r.key_space == space).collect();
     rows.sort_by_key(|r| (r.prefix.prefix_len(), r.prefix.addr()));
     for r in &rows {
-        let ids: Vec<Value> = r.pops.iter().map(|&p| Value::from(map.meta.pops.get(p).id.as_str())).collect();
-        let rtts: Vec<Value> = r.rtt_ms.iter().map(|v| Value::from(v.map_or(-1.0, f64::from))).collect();
+        let ids: Vec<Value> = r
+            .pops
+            .iter()
+            .map(|&p| Value::from(map.meta.pops.get(p).id.as_str()))
+            .collect();
+        let rtts: Vec<Value> = r
+            .rtt_ms
+            .iter()
+            .map(|v| Value::from(v.map_or(-1.0, f64::from)))
+            .collect();
         let mut fields = vec![(
             "geodns",
             Value::map([
@@ -46,7 +54,13 @@ pub fn export(map: &Map, space: KeySpace, out: &Path) -> Result<usize, ExportErr
         )];
         let first = map.meta.pops.get(r.pops[0]);
         if let (Some(lat), Some(lon)) = (first.lat, first.lon) {
-            fields.push(("location", Value::map([("latitude", Value::from(lat)), ("longitude", Value::from(lon))])));
+            fields.push((
+                "location",
+                Value::map([
+                    ("latitude", Value::from(lat)),
+                    ("longitude", Value::from(lon)),
+                ]),
+            ));
         }
         w.insert_value(r.prefix, Value::map(fields))?;
     }
@@ -56,12 +70,24 @@ pub fn export(map: &Map, space: KeySpace, out: &Path) -> Result<usize, ExportErr
 
 /// Writes a City-style database holding only `location` per network: what a test world or a
 /// simulation knows about where its networks are. Nested networks go least specific first.
-pub fn write_locations(networks: &[(ipnet::IpNet, f64, f64)], out: &Path) -> Result<(), ExportError> {
+pub fn write_locations(
+    networks: &[(ipnet::IpNet, f64, f64)],
+    out: &Path,
+) -> Result<(), ExportError> {
     let mut w = Writer::new("GeoDNS-Locations");
     let mut sorted: Vec<_> = networks.iter().collect();
     sorted.sort_by_key(|(n, _, _)| (n.prefix_len(), n.addr()));
     for (net, lat, lon) in sorted {
-        w.insert_value(*net, Value::map([("location", Value::map([("latitude", Value::from(*lat)), ("longitude", Value::from(*lon))]))]))?;
+        w.insert_value(
+            *net,
+            Value::map([(
+                "location",
+                Value::map([
+                    ("latitude", Value::from(*lat)),
+                    ("longitude", Value::from(*lon)),
+                ]),
+            )]),
+        )?;
     }
     write(w, out)
 }

@@ -10,7 +10,7 @@ use std::path::Path;
 use ipnet::IpNet;
 
 use crate::map::{Derivation, KeySpace, Map, MapMeta, MapRow};
-use crate::pop::{PopId, PopInfo, PopIndex, PopTable};
+use crate::pop::{PopId, PopIndex, PopInfo, PopTable};
 
 /// One bad line of a nets file.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -34,14 +34,25 @@ pub fn parse_nets(
     spaces: &[KeySpace],
 ) -> Result<(PopTable, Vec<MapRow>), Vec<NetsError>> {
     let mut errors = Vec::new();
-    let mut table: Vec<PopInfo> = pops.map(|t| t.iter().cloned().collect()).unwrap_or_default();
-    let mut index: HashMap<String, PopIndex> =
-        table.iter().enumerate().map(|(i, p)| (p.id.to_string(), i as PopIndex)).collect();
+    let mut table: Vec<PopInfo> = pops
+        .map(|t| t.iter().cloned().collect())
+        .unwrap_or_default();
+    let mut index: HashMap<String, PopIndex> = table
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (p.id.to_string(), i as PopIndex))
+        .collect();
     let mut seen: HashMap<IpNet, usize> = HashMap::new();
     let mut rows = Vec::new();
     for (n, raw) in text.lines().enumerate() {
         let line_no = n + 1;
-        let mut err = |problem: String| errors.push(NetsError { file: file.to_owned(), line: line_no, problem });
+        let mut err = |problem: String| {
+            errors.push(NetsError {
+                file: file.to_owned(),
+                line: line_no,
+                problem,
+            })
+        };
         let line = raw.split('#').next().unwrap_or("").trim();
         if line.is_empty() {
             continue;
@@ -56,7 +67,10 @@ pub fn parse_nets(
             }
         };
         if prefix.trunc() != prefix {
-            err(format!("prefix '{prefix_text}': host bits set (did you mean {}?)", prefix.trunc()));
+            err(format!(
+                "prefix '{prefix_text}': host bits set (did you mean {}?)",
+                prefix.trunc()
+            ));
             continue;
         }
         let mut ranked: Vec<PopIndex> = Vec::new();
@@ -75,7 +89,11 @@ pub fn parse_nets(
                 None if pops.is_none() => {
                     let i = table.len() as PopIndex;
                     index.insert(pop.to_string(), i);
-                    table.push(PopInfo { id: pop.clone(), lat: None, lon: None });
+                    table.push(PopInfo {
+                        id: pop.clone(),
+                        lat: None,
+                        lon: None,
+                    });
                     i
                 }
                 None => {
@@ -99,7 +117,9 @@ pub fn parse_nets(
             continue;
         }
         if let Some(first) = seen.insert(prefix, line_no) {
-            err(format!("prefix '{prefix_text}': already given on line {first}"));
+            err(format!(
+                "prefix '{prefix_text}': already given on line {first}"
+            ));
             continue;
         }
         for &space in spaces {
@@ -117,7 +137,11 @@ pub fn parse_nets(
         return Err(errors);
     }
     let table = PopTable::new(table).map_err(|e| {
-        vec![NetsError { file: file.to_owned(), line: 0, problem: e.to_string() }]
+        vec![NetsError {
+            file: file.to_owned(),
+            line: 0,
+            problem: e.to_string(),
+        }]
     })?;
     Ok((table, rows))
 }
@@ -131,10 +155,24 @@ pub fn import_nets(
     created_at: String,
 ) -> Result<Map, Vec<NetsError>> {
     let name = path.display().to_string();
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| vec![NetsError { file: name.clone(), line: 0, problem: e.to_string() }])?;
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        vec![NetsError {
+            file: name.clone(),
+            line: 0,
+            problem: e.to_string(),
+        }]
+    })?;
     let (pops, rows) = parse_nets(&name, &text, pops, spaces)?;
-    Ok(Map { meta: MapMeta { generation, created_at, source_from: None, source_until: None, pops }, rows })
+    Ok(Map {
+        meta: MapMeta {
+            generation,
+            created_at,
+            source_from: None,
+            source_until: None,
+            pops,
+        },
+        rows,
+    })
 }
 
 #[cfg(test)]
@@ -145,7 +183,10 @@ mod tests {
     fn parses_and_reports_every_bad_line() {
         let text = "# comment\n10.0.0.0/8,ams,iad\n\n10.1.0.0/16 , sin # east\n";
         let (pops, rows) = parse_nets("n.csv", text, None, &[KeySpace::Client]).unwrap();
-        assert_eq!(pops.iter().map(|p| p.id.as_str()).collect::<Vec<_>>(), ["ams", "iad", "sin"]);
+        assert_eq!(
+            pops.iter().map(|p| p.id.as_str()).collect::<Vec<_>>(),
+            ["ams", "iad", "sin"]
+        );
         assert_eq!(rows.len(), 2);
         assert_eq!(rows[0].pops, [0, 1]);
         assert_eq!(rows[1].pops, [2]);

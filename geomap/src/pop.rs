@@ -32,7 +32,8 @@ impl FromStr for PopId {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let ok = (1..=32).contains(&s.len())
             && s.as_bytes()[0].is_ascii_lowercase()
-            && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+            && s.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
         if ok {
             Ok(PopId(s.to_owned()))
         } else {
@@ -111,7 +112,10 @@ impl PopTable {
 
     /// Index of a PoP id, if the table has it.
     pub fn index(&self, id: &str) -> Option<PopIndex> {
-        self.pops.iter().position(|p| p.id.as_str() == id).map(|i| i as PopIndex)
+        self.pops
+            .iter()
+            .position(|p| p.id.as_str() == id)
+            .map(|i| i as PopIndex)
     }
 
     /// The PoP at an index. Panics on an index from another table that is out of range.
@@ -150,7 +154,11 @@ mod tests {
 
     #[test]
     fn duplicate_pops_refused() {
-        let p = |id: &str| PopInfo { id: id.parse().unwrap(), lat: None, lon: None };
+        let p = |id: &str| PopInfo {
+            id: id.parse().unwrap(),
+            lat: None,
+            lon: None,
+        };
         assert_eq!(
             PopTable::new(vec![p("ams"), p("iad"), p("ams")]),
             Err(PopTableError::Duplicate("ams".parse().unwrap()))

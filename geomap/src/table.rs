@@ -84,8 +84,14 @@ impl AnswerTable {
             let id = intern(&r.pops);
             let space = r.key_space as usize;
             match r.prefix {
-                IpNet::V4(n) => entries[space][0].push(((u32::from(n.network()) as u128) << 96, n.prefix_len(), id)),
-                IpNet::V6(n) => entries[space][1].push((u128::from(n.network()), n.prefix_len(), id)),
+                IpNet::V4(n) => entries[space][0].push((
+                    (u32::from(n.network()) as u128) << 96,
+                    n.prefix_len(),
+                    id,
+                )),
+                IpNet::V6(n) => {
+                    entries[space][1].push((u128::from(n.network()), n.prefix_len(), id))
+                }
             }
         }
         let spaces = entries.map(|[mut e4, mut e6]| {
@@ -99,7 +105,11 @@ impl AnswerTable {
             for &(bits, len, id) in &leaves6 {
                 v6.insert(Ipv6Addr::from(bits), len as u32, id);
             }
-            FamilyTables { v4, v6, leaves: leaves4.len() + leaves6.len() }
+            FamilyTables {
+                v4,
+                v6,
+                leaves: leaves4.len() + leaves6.len(),
+            }
         });
         AnswerTable { lists, spaces }
     }
@@ -114,16 +124,28 @@ impl AnswerTable {
             // An IPv4-mapped address (::ffff:a.b.c.d) is answered from the IPv4 map, but its
             // scope is a length in its own family: 96 + the IPv4 one (RFC 7871 7.1.1).
             IpAddr::V6(a) => match a.to_ipv4_mapped() {
-                Some(a4) => t.v4.longest_match(a4).map(|(_, len, &id)| (len + 96, id)).or(Some((96, UNMAPPED))),
+                Some(a4) => {
+                    t.v4.longest_match(a4)
+                        .map(|(_, len, &id)| (len + 96, id))
+                        .or(Some((96, UNMAPPED)))
+                }
                 None => t.v6.longest_match(a).map(|(_, len, &id)| (len, id)),
             },
         };
         // The partition covers the whole space, so a miss only happens for an empty table.
         let (len, id) = found.unwrap_or((0, UNMAPPED));
         if id == UNMAPPED {
-            Hit { pops: None, list: None, scope: len as u8 }
+            Hit {
+                pops: None,
+                list: None,
+                scope: len as u8,
+            }
         } else {
-            Hit { pops: Some(&self.lists[id as usize]), list: Some(id), scope: len as u8 }
+            Hit {
+                pops: Some(&self.lists[id as usize]),
+                list: Some(id),
+                scope: len as u8,
+            }
         }
     }
 
@@ -154,7 +176,14 @@ fn flatten(entries: &mut [Leaf], width: u8, fill: ListId) -> Vec<Leaf> {
 
 /// Emits the partition of prefix `bits/len` given the value inherited from covering entries and
 /// the (sorted) entries inside it, merging the two halves when both come back as one equal leaf.
-fn walk(bits: u128, len: u8, width: u8, inherited: ListId, mut inside: &[Leaf], out: &mut Vec<Leaf>) {
+fn walk(
+    bits: u128,
+    len: u8,
+    width: u8,
+    inherited: ListId,
+    mut inside: &[Leaf],
+    out: &mut Vec<Leaf>,
+) {
     let mut value = inherited;
     // Entries are sorted by (bits, len), so an entry for exactly this prefix comes first.
     while let Some(&(b, l, id)) = inside.first() {
@@ -231,7 +260,11 @@ mod tests {
     fn map(rows: &[(&str, &[PopIndex])]) -> Map {
         let pops = ["ams", "iad", "sin"]
             .iter()
-            .map(|id| PopInfo { id: id.parse().unwrap(), lat: None, lon: None })
+            .map(|id| PopInfo {
+                id: id.parse().unwrap(),
+                lat: None,
+                lon: None,
+            })
             .collect();
         Map {
             meta: MapMeta {
@@ -259,7 +292,11 @@ mod tests {
     fn check(t: &AnswerTable, cases: &[(&str, Option<PopIndex>, u8)]) {
         for &(addr, pop, scope) in cases {
             let hit = t.lookup(KeySpace::Client, addr.parse().unwrap());
-            assert_eq!((hit.pops.map(|p| p[0]), hit.scope), (pop, scope), "lookup {addr}");
+            assert_eq!(
+                (hit.pops.map(|p| p[0]), hit.scope),
+                (pop, scope),
+                "lookup {addr}"
+            );
         }
     }
 
@@ -290,7 +327,14 @@ mod tests {
         let m = map(&[("10.0.0.0/9", &[0]), ("10.128.0.0/9", &[1])]);
         let with_default = AnswerTable::build(&m, Some(&[0]));
         // 10.0/9 ranks like the default but its sibling 10.128/9 does not, so it stays a /9.
-        check(&with_default, &[("10.1.2.3", Some(0), 9), ("10.200.0.1", Some(1), 9), ("11.0.0.1", Some(0), 8)]);
+        check(
+            &with_default,
+            &[
+                ("10.1.2.3", Some(0), 9),
+                ("10.200.0.1", Some(1), 9),
+                ("11.0.0.1", Some(0), 8),
+            ],
+        );
         let m = map(&[("10.0.0.0/8", &[0])]);
         let t = AnswerTable::build(&m, Some(&[0]));
         check(&t, &[("10.1.2.3", Some(0), 0), ("192.0.2.1", Some(0), 0)]);
@@ -298,9 +342,20 @@ mod tests {
 
     #[test]
     fn adjacent_equal_rows_merge() {
-        let m = map(&[("10.0.0.0/24", &[2, 0]), ("10.0.1.0/24", &[2, 0]), ("10.0.2.0/24", &[2, 1])]);
+        let m = map(&[
+            ("10.0.0.0/24", &[2, 0]),
+            ("10.0.1.0/24", &[2, 0]),
+            ("10.0.2.0/24", &[2, 1]),
+        ]);
         let t = AnswerTable::build(&m, None);
-        check(&t, &[("10.0.0.7", Some(2), 23), ("10.0.1.7", Some(2), 23), ("10.0.2.7", Some(2), 24)]);
+        check(
+            &t,
+            &[
+                ("10.0.0.7", Some(2), 23),
+                ("10.0.1.7", Some(2), 23),
+                ("10.0.2.7", Some(2), 24),
+            ],
+        );
         assert_eq!(t.list_count(), 2);
     }
 
@@ -308,13 +363,27 @@ mod tests {
     fn ipv6_and_mapped_ipv4() {
         let m = map(&[("2001:db8::/32", &[1]), ("192.0.2.0/24", &[2])]);
         let t = AnswerTable::build(&m, None);
-        check(&t, &[("2001:db8:1::1", Some(1), 32), ("2001:db9::1", None, 32), ("::ffff:192.0.2.9", Some(2), 120)]);
+        check(
+            &t,
+            &[
+                ("2001:db8:1::1", Some(1), 32),
+                ("2001:db9::1", None, 32),
+                ("::ffff:192.0.2.9", Some(2), 120),
+            ],
+        );
     }
 
     #[test]
     fn host_routes() {
         let m = map(&[("192.0.2.1/32", &[1]), ("2001:db8::1/128", &[2])]);
         let t = AnswerTable::build(&m, None);
-        check(&t, &[("192.0.2.1", Some(1), 32), ("192.0.2.0", None, 32), ("2001:db8::1", Some(2), 128)]);
+        check(
+            &t,
+            &[
+                ("192.0.2.1", Some(1), 32),
+                ("192.0.2.0", None, 32),
+                ("2001:db8::1", Some(2), 128),
+            ],
+        );
     }
 }

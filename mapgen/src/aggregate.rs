@@ -38,7 +38,11 @@ pub struct Aggregates {
 
 /// The client column packed with the PoP ([`key::with_pop`]).
 fn client_pop(client: &UInt64Chunked, pop: &UInt16Chunked, name: &str) -> Column {
-    let packed: UInt64Chunked = client.iter().zip(pop.iter()).map(|(c, p)| Some(key::with_pop(c?, p?))).collect();
+    let packed: UInt64Chunked = client
+        .iter()
+        .zip(pop.iter())
+        .map(|(c, p)| Some(key::with_pop(c?, p?)))
+        .collect();
     packed.with_name(name.into()).into_column()
 }
 
@@ -51,14 +55,21 @@ fn stat_exprs() -> Vec<Expr> {
     vec![
         len().cast(DataType::UInt64).alias("samples"),
         col("rtt").median().alias("median"),
-        col("rtt").quantile(lit(0.9), QuantileMethod::Linear).alias("p90"),
+        col("rtt")
+            .quantile(lit(0.9), QuantileMethod::Linear)
+            .alias("p90"),
         fail_rate().alias("fail_rate"),
     ]
 }
 
 /// Reads (key, pop, samples, median, p90, fail_rate) frames into per-key stats, `net` giving
 /// each key's prefix; without a `pop` column, `name` holds client keys packed with their PoP.
-fn to_stats(df: &DataFrame, name: &str, net: &dyn Fn(u64) -> IpNet, into: &mut LevelStats) -> PolarsResult<()> {
+fn to_stats(
+    df: &DataFrame,
+    name: &str,
+    net: &dyn Fn(u64) -> IpNet,
+    into: &mut LevelStats,
+) -> PolarsResult<()> {
     let (keys, pop) = match df.column("pop") {
         Ok(pop) => (df.column(name)?.u64()?.clone(), pop.u16()?.clone()),
         Err(_) => unpack(df.column(name)?.u64()?),
@@ -67,7 +78,13 @@ fn to_stats(df: &DataFrame, name: &str, net: &dyn Fn(u64) -> IpNet, into: &mut L
     let median = df.column("median")?.cast(&DataType::Float64)?;
     let p90 = df.column("p90")?.cast(&DataType::Float64)?;
     let fail = df.column("fail_rate")?.cast(&DataType::Float64)?;
-    let rows = keys.iter().zip(pop.iter()).zip(samples.u64()?.iter()).zip(median.f64()?.iter()).zip(p90.f64()?.iter()).zip(fail.f64()?.iter());
+    let rows = keys
+        .iter()
+        .zip(pop.iter())
+        .zip(samples.u64()?.iter())
+        .zip(median.f64()?.iter())
+        .zip(p90.f64()?.iter())
+        .zip(fail.f64()?.iter());
     for (((((k, p), samples), median), p90), fail) in rows {
         let (Some(k), Some(p)) = (k, p) else { continue };
         into.entry(net(k)).or_default().push(PopStat {
@@ -83,14 +100,23 @@ fn to_stats(df: &DataFrame, name: &str, net: &dyn Fn(u64) -> IpNet, into: &mut L
 
 /// Splits a packed (key, PoP) column into a key and a PoP column.
 fn unpack(packed: &UInt64Chunked) -> (UInt64Chunked, UInt16Chunked) {
-    let (keys, pops): (Vec<u64>, Vec<u16>) = packed.iter().map(|p| key::without_pop(p.unwrap_or(0))).unzip();
-    (UInt64Chunked::from_vec("key".into(), keys), UInt16Chunked::from_vec("pop".into(), pops))
+    let (keys, pops): (Vec<u64>, Vec<u16>) = packed
+        .iter()
+        .map(|p| key::without_pop(p.unwrap_or(0)))
+        .unzip();
+    (
+        UInt64Chunked::from_vec("key".into(), keys),
+        UInt16Chunked::from_vec("pop".into(), pops),
+    )
 }
 
 impl Aggregates {
     /// Gathers statistics; `routes` adds the routed-prefix level (may be empty).
     pub fn new(routes: Routes) -> Aggregates {
-        Aggregates { routes, ..Default::default() }
+        Aggregates {
+            routes,
+            ..Default::default()
+        }
     }
 
     /// Adds one client partition of measurements (`pairing::Measurement` frames).
@@ -114,14 +140,26 @@ impl Aggregates {
         for (i, &(v4, v6)) in LEVELS.iter().enumerate().skip(1) {
             let mut level = l0.apply_values(|p| key::coarser(p, v4, v6));
             level.set_sorted_flag(IsSorted::Ascending);
-            values.with_column(level.with_name(format!("client_pop_l{i}").into()).into_column())?;
+            values.with_column(
+                level
+                    .with_name(format!("client_pop_l{i}").into())
+                    .into_column(),
+            )?;
         }
         // Clients inside a routed prefix aggregate over it instead of the fixed coarser levels.
-        let routed = if self.routes.is_empty() { lit(false) } else { self.add_routed(&mut values, &l0)? };
+        let routed = if self.routes.is_empty() {
+            lit(false)
+        } else {
+            self.add_routed(&mut values, &l0)?
+        };
         for (i, (&(v4, v6), stats)) in LEVELS.iter().zip(&mut self.client).enumerate() {
             let name = format!("client_pop_l{i}");
             let lf = values.clone().lazy();
-            let lf = if i == 0 { lf } else { lf.filter(routed.clone().not()) };
+            let lf = if i == 0 {
+                lf
+            } else {
+                lf.filter(routed.clone().not())
+            };
             let df = lf.group_by([col(&name)]).agg(stat_exprs()).collect()?;
             to_stats(&df, &name, &|k| key::to_net(k, v4, v6), stats)?;
         }
@@ -146,15 +184,28 @@ impl Aggregates {
             .iter()
             .map(|packed| {
                 let (client, pop) = key::without_pop(packed?);
-                let id = (*memo.entry(client).or_insert_with(|| self.routes.covering(client)))?;
+                let id = (*memo
+                    .entry(client)
+                    .or_insert_with(|| self.routes.covering(client)))?;
                 Some((u64::from(id) << 16) | u64::from(pop))
             })
             .collect();
         values.with_column(route_pop.with_name("route_pop".into()).into_column())?;
         let routed = col("route_pop").is_not_null();
-        let mut df = values.clone().lazy().filter(routed.clone()).group_by([col("route_pop")]).agg(stat_exprs()).collect()?;
+        let mut df = values
+            .clone()
+            .lazy()
+            .filter(routed.clone())
+            .group_by([col("route_pop")])
+            .agg(stat_exprs())
+            .collect()?;
         let packed = df.column("route_pop")?.u64()?.clone();
-        df.with_column(packed.apply_values(|k| k >> 16).with_name("route".into()).into_column())?;
+        df.with_column(
+            packed
+                .apply_values(|k| k >> 16)
+                .with_name("route".into())
+                .into_column(),
+        )?;
         let pops: UInt16Chunked = packed.iter().map(|k| k.map(|k| k as u16)).collect();
         df.with_column(pops.with_name("pop".into()).into_column())?;
         let routes = &self.routes;
@@ -165,11 +216,16 @@ impl Aggregates {
     /// The statistics: client levels (finest first), the routed prefixes, and the resolver
     /// levels (finest first).
     pub fn finish(self) -> PolarsResult<(Vec<LevelStats>, LevelStats, Vec<LevelStats>)> {
-        let mut resolver: Vec<LevelStats> = RESOLVER_LEVELS.iter().map(|_| LevelStats::new()).collect();
+        let mut resolver: Vec<LevelStats> =
+            RESOLVER_LEVELS.iter().map(|_| LevelStats::new()).collect();
         if self.per_client_subnet.is_empty() {
             return Ok((self.client, self.routed, resolver));
         }
-        let lfs: Vec<LazyFrame> = self.per_client_subnet.into_iter().map(DataFrame::lazy).collect();
+        let lfs: Vec<LazyFrame> = self
+            .per_client_subnet
+            .into_iter()
+            .map(DataFrame::lazy)
+            .collect();
         let mut per_subnet = concat(lfs, UnionArgs::default())?.collect()?;
         let pop = unpack(per_subnet.column("client_pop")?.u64()?).1;
         per_subnet.with_column(pop.into_column())?;
@@ -186,7 +242,9 @@ impl Aggregates {
                 .agg([
                     col("n").sum().alias("samples"),
                     col("client_median").median().alias("median"),
-                    col("client_median").quantile(lit(0.9), QuantileMethod::Linear).alias("p90"),
+                    col("client_median")
+                        .quantile(lit(0.9), QuantileMethod::Linear)
+                        .alias("p90"),
                     col("client_fail").mean().alias("fail_rate"),
                 ])
                 .collect()?;

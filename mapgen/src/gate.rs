@@ -44,11 +44,20 @@ impl GateReport {
 }
 
 fn first_pop(map: &Map, table: &AnswerTable, space: KeySpace, addr: IpAddr) -> Option<String> {
-    table.lookup(space, addr).pops.and_then(|p| p.first()).map(|&p| map.meta.pops.get(p).id.to_string())
+    table
+        .lookup(space, addr)
+        .pops
+        .and_then(|p| p.first())
+        .map(|&p| map.meta.pops.get(p).id.to_string())
 }
 
 /// Compares `new` with `old`; `weights` are the measured client subnets and their samples.
-pub fn compare(old: &Map, new: &Map, weights: &[(IpNet, u64)], default_order: &[PopIndex]) -> GateReport {
+pub fn compare(
+    old: &Map,
+    new: &Map,
+    weights: &[(IpNet, u64)],
+    default_order: &[PopIndex],
+) -> GateReport {
     let old_default: Vec<PopIndex> = default_order
         .iter()
         .filter_map(|&p| old.meta.pops.index(new.meta.pops.get(p).id.as_str()))
@@ -64,9 +73,26 @@ pub fn compare(old: &Map, new: &Map, weights: &[(IpNet, u64)], default_order: &[
             g.moved_weight += w;
         }
     }
-    g.moved_share = if g.total_weight == 0 { 0.0 } else { g.moved_weight as f64 / g.total_weight as f64 };
-    let placed = |d: Derivation| matches!(d, Derivation::Measured | Derivation::Routed | Derivation::Aggregated | Derivation::Geoip);
-    let new_placed = Map { meta: new.meta.clone(), rows: new.rows.iter().filter(|r| placed(r.derivation)).cloned().collect() };
+    g.moved_share = if g.total_weight == 0 {
+        0.0
+    } else {
+        g.moved_weight as f64 / g.total_weight as f64
+    };
+    let placed = |d: Derivation| {
+        matches!(
+            d,
+            Derivation::Measured | Derivation::Routed | Derivation::Aggregated | Derivation::Geoip
+        )
+    };
+    let new_placed = Map {
+        meta: new.meta.clone(),
+        rows: new
+            .rows
+            .iter()
+            .filter(|r| placed(r.derivation))
+            .cloned()
+            .collect(),
+    };
     let new_index = RowIndex::build(&new_placed);
     for r in old.rows.iter().filter(|r| placed(r.derivation)) {
         if new_index.find(r.key_space, r.prefix.addr()).is_none() {

@@ -6,10 +6,16 @@ use std::fmt::Write as _;
 
 use crate::report::{LatencyDistribution, Report};
 
-const COLOURS: [&str; 10] = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"];
+const COLOURS: [&str; 10] = [
+    "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
+    "#bcbd22", "#17becf",
+];
 
 fn esc(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 /// The cumulative distributions of per-subnet median RTT, one line per PoP and a thick one for
@@ -19,19 +25,64 @@ fn cdf_svg(latency: &[LatencyDistribution]) -> String {
     let (pw, ph) = (w - left - right, h - top - bottom);
     let x = |ms: f64| left + (ms.clamp(1.0, 1000.0).log10() / 3.0) * pw;
     let y = |share: f64| top + (1.0 - share) * ph;
-    let mut s = format!(r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="11">"#);
+    let mut s = format!(
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="11">"#
+    );
     for ms in [1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0] {
-        let _ = write!(s, r##"<line x1="{0:.1}" x2="{0:.1}" y1="{top}" y2="{1:.1}" stroke="#ddd"/><text x="{0:.1}" y="{2:.1}" text-anchor="middle">{ms}</text>"##, x(ms), top + ph, top + ph + 14.0);
+        let _ = write!(
+            s,
+            r##"<line x1="{0:.1}" x2="{0:.1}" y1="{top}" y2="{1:.1}" stroke="#ddd"/><text x="{0:.1}" y="{2:.1}" text-anchor="middle">{ms}</text>"##,
+            x(ms),
+            top + ph,
+            top + ph + 14.0
+        );
     }
     for share in [0.0, 0.25, 0.5, 0.75, 1.0] {
-        let _ = write!(s, r##"<line x1="{left}" x2="{0:.1}" y1="{1:.1}" y2="{1:.1}" stroke="#ddd"/><text x="{2:.1}" y="{3:.1}" text-anchor="end">{4:.0} %</text>"##, left + pw, y(share), left - 4.0, y(share) + 4.0, share * 100.0);
+        let _ = write!(
+            s,
+            r##"<line x1="{left}" x2="{0:.1}" y1="{1:.1}" y2="{1:.1}" stroke="#ddd"/><text x="{2:.1}" y="{3:.1}" text-anchor="end">{4:.0} %</text>"##,
+            left + pw,
+            y(share),
+            left - 4.0,
+            y(share) + 4.0,
+            share * 100.0
+        );
     }
-    let _ = write!(s, r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">median RTT per client subnet, ms (log scale)</text>"#, left + pw / 2.0, h - 6.0);
-    for (i, d) in latency.iter().filter(|d| d.quantiles_ms.len() == 21).enumerate() {
-        let (colour, width) = if d.pop == "best" { ("#000", 3) } else { (COLOURS[(i - 1) % COLOURS.len()], 1) };
-        let points: Vec<String> = d.quantiles_ms.iter().enumerate().map(|(j, &ms)| format!("{:.1},{:.1}", x(ms), y(j as f64 / 20.0))).collect();
-        let _ = write!(s, r#"<polyline fill="none" stroke="{colour}" stroke-width="{width}" points="{}"/>"#, points.join(" "));
-        let _ = write!(s, r#"<text x="{:.1}" y="{:.1}" fill="{colour}">{} ({})</text>"#, left + pw + 8.0, top + 12.0 + 14.0 * i as f64, esc(&d.pop), d.subnets);
+    let _ = write!(
+        s,
+        r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">median RTT per client subnet, ms (log scale)</text>"#,
+        left + pw / 2.0,
+        h - 6.0
+    );
+    for (i, d) in latency
+        .iter()
+        .filter(|d| d.quantiles_ms.len() == 21)
+        .enumerate()
+    {
+        let (colour, width) = if d.pop == "best" {
+            ("#000", 3)
+        } else {
+            (COLOURS[(i - 1) % COLOURS.len()], 1)
+        };
+        let points: Vec<String> = d
+            .quantiles_ms
+            .iter()
+            .enumerate()
+            .map(|(j, &ms)| format!("{:.1},{:.1}", x(ms), y(j as f64 / 20.0)))
+            .collect();
+        let _ = write!(
+            s,
+            r#"<polyline fill="none" stroke="{colour}" stroke-width="{width}" points="{}"/>"#,
+            points.join(" ")
+        );
+        let _ = write!(
+            s,
+            r#"<text x="{:.1}" y="{:.1}" fill="{colour}">{} ({})</text>"#,
+            left + pw + 8.0,
+            top + 12.0 + 14.0 * i as f64,
+            esc(&d.pop),
+            d.subnets
+        );
     }
     s.push_str("</svg>");
     s
@@ -65,21 +116,54 @@ pub fn render(report: &Report, title: &str) -> String {
     let _ = write!(s, "<h2>Summary</h2><pre>{}</pre>", esc(&report.summary()));
     s.push_str("<h2>Latency</h2><p>For each client subnet with enough samples: the median RTT to each PoP, and (black) to its fastest PoP. A line further left is a faster PoP for more subnets.</p>");
     s.push_str(&cdf_svg(&report.latency));
-    let q = |d: &LatencyDistribution, i: usize| d.quantiles_ms.get(i).map_or("-".into(), |v| format!("{v:.1}"));
+    let q = |d: &LatencyDistribution, i: usize| {
+        d.quantiles_ms
+            .get(i)
+            .map_or("-".into(), |v| format!("{v:.1}"))
+    };
     table(
         &mut s,
         &["PoP", "client subnets", "p10 ms", "p50 ms", "p90 ms"],
-        report.latency.iter().map(|d| vec![d.pop.clone(), d.subnets.to_string(), q(d, 2), q(d, 10), q(d, 18)]),
+        report.latency.iter().map(|d| {
+            vec![
+                d.pop.clone(),
+                d.subnets.to_string(),
+                q(d, 2),
+                q(d, 10),
+                q(d, 18),
+            ]
+        }),
     );
     s.push_str("<h2>Refused rows</h2>");
     table(
         &mut s,
         &["table", "reason", "rows", "samples"],
-        report.bad.iter().map(|b| vec![b.table.clone(), b.reason.clone(), b.rows.to_string(), b.samples.join(" | ")]),
+        report.bad.iter().map(|b| {
+            vec![
+                b.table.clone(),
+                b.reason.clone(),
+                b.rows.to_string(),
+                b.samples.join(" | "),
+            ]
+        }),
     );
     s.push_str("<h2>Map</h2>");
-    table(&mut s, &["derivation", "rows"], report.rows_by_derivation.iter().map(|(d, n)| vec![d.clone(), n.to_string()]));
-    table(&mut s, &["first-ranked PoP", "rows"], report.first_choice.iter().map(|(p, n)| vec![p.clone(), n.to_string()]));
+    table(
+        &mut s,
+        &["derivation", "rows"],
+        report
+            .rows_by_derivation
+            .iter()
+            .map(|(d, n)| vec![d.clone(), n.to_string()]),
+    );
+    table(
+        &mut s,
+        &["first-ranked PoP", "rows"],
+        report
+            .first_choice
+            .iter()
+            .map(|(p, n)| vec![p.clone(), n.to_string()]),
+    );
     s.push_str("</body></html>\n");
     s
 }
@@ -90,12 +174,27 @@ mod tests {
 
     #[test]
     fn page_plots_every_pop_and_escapes_text() {
-        let latency = vec![LatencyDistribution::of("best", vec![5.0, 10.0]), LatencyDistribution::of("ams", (1..=100).map(f64::from).collect())];
-        let mut r = Report { latency, ..Default::default() };
-        r.bad.push(crate::report::BadRows { table: "rtt_report".into(), reason: "bad_probe_id".into(), rows: 1, samples: vec!["probe_id=<script>".into()] });
+        let latency = vec![
+            LatencyDistribution::of("best", vec![5.0, 10.0]),
+            LatencyDistribution::of("ams", (1..=100).map(f64::from).collect()),
+        ];
+        let mut r = Report {
+            latency,
+            ..Default::default()
+        };
+        r.bad.push(crate::report::BadRows {
+            table: "rtt_report".into(),
+            reason: "bad_probe_id".into(),
+            rows: 1,
+            samples: vec!["probe_id=<script>".into()],
+        });
         let page = render(&r, "map.arrow");
         assert_eq!(page.matches("<polyline").count(), 2);
-        assert!(page.contains("ams (100)") && page.contains("probe_id=&lt;script&gt;") && !page.contains("<script>"));
+        assert!(
+            page.contains("ams (100)")
+                && page.contains("probe_id=&lt;script&gt;")
+                && !page.contains("<script>")
+        );
         assert_eq!(r.latency[1].quantiles_ms[10], 50.0);
     }
 }

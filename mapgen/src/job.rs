@@ -82,7 +82,10 @@ pub enum MapgenError {
 }
 
 fn micros(t: Option<SystemTime>) -> Option<i64> {
-    t.map(|t| t.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_micros() as i64))
+    t.map(|t| {
+        t.duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_micros() as i64)
+    })
 }
 
 /// The refused rows of one table for the report: invalid ones, then those outside the window.
@@ -90,7 +93,12 @@ fn bad_rows(table: &str, v: &Validation) -> Vec<BadRows> {
     v.bad
         .iter()
         .chain(&v.outside)
-        .map(|(reason, (rows, samples))| BadRows { table: table.into(), reason: (*reason).into(), rows: *rows, samples: samples.clone() })
+        .map(|(reason, (rows, samples))| BadRows {
+            table: table.into(),
+            reason: (*reason).into(),
+            rows: *rows,
+            samples: samples.clone(),
+        })
         .collect()
 }
 
@@ -100,7 +108,10 @@ fn latency(stats: &LevelStats, pops: &PopTable, min_samples: u64) -> Vec<Latency
     let mut best = Vec::new();
     let mut per_pop: Vec<Vec<f64>> = vec![Vec::new(); pops.len()];
     for s in stats.values() {
-        let well = s.iter().filter(|p| p.well_measured(min_samples)).filter_map(|p| Some((p.pop, p.median?)));
+        let well = s
+            .iter()
+            .filter(|p| p.well_measured(min_samples))
+            .filter_map(|p| Some((p.pop, p.median?)));
         let mut fastest = f64::INFINITY;
         for (pop, median) in well {
             per_pop[usize::from(pop)].push(median);
@@ -111,7 +122,11 @@ fn latency(stats: &LevelStats, pops: &PopTable, min_samples: u64) -> Vec<Latency
         }
     }
     let mut out = vec![LatencyDistribution::of("best", best)];
-    out.extend(pops.iter().zip(per_pop).map(|(p, v)| LatencyDistribution::of(p.id.as_str(), v)));
+    out.extend(
+        pops.iter()
+            .zip(per_pop)
+            .map(|(p, v)| LatencyDistribution::of(p.id.as_str(), v)),
+    );
     out
 }
 
@@ -145,17 +160,35 @@ const CLOCK_SKEW_MICROS: i64 = 300_000_000;
 
 /// Lists and checks the files of one table: refuses the run over a bad file unless told to
 /// skip bad files, and records what was left out.
-fn checked_files(opts: &Options, table: &str, report: &mut Report) -> Result<logs::Files, MapgenError> {
+fn checked_files(
+    opts: &Options,
+    table: &str,
+    report: &mut Report,
+) -> Result<logs::Files, MapgenError> {
     let files = logs::files(&opts.logs, table).map_err(|e| MapgenError::Refused(e.to_string()))?;
     if !files.bad.is_empty() && !opts.skip_bad_files {
         return Err(bad_files_error(table, &files.bad));
     }
-    report.skipped_files.extend(files.bad.iter().map(ToString::to_string));
-    report.copied_files.extend(files.copies.iter().map(|(copy, first)| format!("{} = {}", copy.display(), first.display())));
+    report
+        .skipped_files
+        .extend(files.bad.iter().map(ToString::to_string));
+    report.copied_files.extend(
+        files
+            .copies
+            .iter()
+            .map(|(copy, first)| format!("{} = {}", copy.display(), first.display())),
+    );
     if files.paths.is_empty() {
         let dir = opts.logs.join(table);
-        let why = if !dir.is_dir() { "no such directory".to_owned() } else { "no usable .parquet file in it".to_owned() };
-        return Err(MapgenError::Refused(format!("{}: {why}; mapgen needs both dns_probe and rtt_report logs", dir.display())));
+        let why = if !dir.is_dir() {
+            "no such directory".to_owned()
+        } else {
+            "no usable .parquet file in it".to_owned()
+        };
+        return Err(MapgenError::Refused(format!(
+            "{}: {why}; mapgen needs both dns_probe and rtt_report logs",
+            dir.display()
+        )));
     }
     Ok(files)
 }
@@ -179,8 +212,18 @@ fn undecodable(files: &logs::Files, columns: &[&str]) -> Vec<logs::BadFile> {
         .paths
         .iter()
         .filter_map(|path| {
-            let one = logs::Files { paths: vec![path.clone()], rows: 0, bad: Vec::new(), copies: Vec::new() };
-            logs::decode_all(&one, columns).err().map(|e| logs::BadFile { file: path.display().to_string(), problem: format!("data cannot be decoded: {e}") })
+            let one = logs::Files {
+                paths: vec![path.clone()],
+                rows: 0,
+                bad: Vec::new(),
+                copies: Vec::new(),
+            };
+            logs::decode_all(&one, columns)
+                .err()
+                .map(|e| logs::BadFile {
+                    file: path.display().to_string(),
+                    problem: format!("data cannot be decoded: {e}"),
+                })
         })
         .collect()
 }
@@ -196,19 +239,30 @@ fn read(
     report: &mut Report,
 ) -> Result<(usize, Table<ReportRecord>, Table<ProbeRecord>), MapgenError> {
     if !opts.logs.is_dir() {
-        return Err(MapgenError::Refused(format!("log root {}: no such directory", opts.logs.display())));
+        return Err(MapgenError::Refused(format!(
+            "log root {}: no such directory",
+            opts.logs.display()
+        )));
     }
     let mut report_files = checked_files(opts, "rtt_report", report)?;
     let mut probe_files = checked_files(opts, "dns_probe", report)?;
     let now = micros(Some(SystemTime::now())).expect("some");
     let future = now + CLOCK_SKEW_MICROS;
-    let window = logs::Window { since: micros(opts.since), until: micros(opts.until).map_or(future, |u| u.min(future)), future };
+    let window = logs::Window {
+        since: micros(opts.since),
+        until: micros(opts.until).map_or(future, |u| u.min(future)),
+        future,
+    };
     let probe_window = window.widened(logs::MAX_PAIR_GAP_MICROS);
     loop {
         // Partitions sized from the footers, so each step holds about `partition_rows` rows.
         let most = report_files.rows.max(probe_files.rows);
-        let n = (most.div_ceil(opts.partition_rows.max(1)) as usize).clamp(1, crate::spill::MAX_PARTITIONS);
-        progress(&format!("reading logs (at most {most} rows per table, {n} partition{})", if n == 1 { "" } else { "s" }));
+        let n = (most.div_ceil(opts.partition_rows.max(1)) as usize)
+            .clamp(1, crate::spill::MAX_PARTITIONS);
+        progress(&format!(
+            "reading logs (at most {most} rows per table, {n} partition{})",
+            if n == 1 { "" } else { "s" }
+        ));
         let report_parts = Partitions::new(n, scratch, "reports")?;
         let probe_parts = Partitions::new(n, scratch, "probes")?;
         let seen = Arc::new(AtomicU64::new(0));
@@ -217,12 +271,32 @@ fn read(
             let (counter, total) = (seen.clone(), report_files.rows + probe_files.rows);
             s.spawn(move || {
                 // Reading is the longest step on large inputs: a line every 10 s.
-                while let Err(RecvTimeoutError::Timeout) = ticks.recv_timeout(Duration::from_secs(10)) {
-                    progress(&format!("read {} of at most {total} rows", counter.load(Ordering::Relaxed)));
+                while let Err(RecvTimeoutError::Timeout) =
+                    ticks.recv_timeout(Duration::from_secs(10))
+                {
+                    progress(&format!(
+                        "read {} of at most {total} rows",
+                        counter.load(Ordering::Relaxed)
+                    ));
                 }
             });
-            let probes = s.spawn(|| logs::read_probes(&probe_files, pop_ids, probe_window, probe_parts, seen.clone()));
-            let reports = logs::read_reports(&report_files, pop_ids, opts.max_rtt_ms, window, report_parts, seen.clone());
+            let probes = s.spawn(|| {
+                logs::read_probes(
+                    &probe_files,
+                    pop_ids,
+                    probe_window,
+                    probe_parts,
+                    seen.clone(),
+                )
+            });
+            let reports = logs::read_reports(
+                &report_files,
+                pop_ids,
+                opts.max_rtt_ms,
+                window,
+                report_parts,
+                seen.clone(),
+            );
             let probes = probes.join().expect("the probe reader does not panic");
             drop(done);
             (reports, probes)
@@ -238,23 +312,36 @@ fn read(
                 if bad_reports.is_empty() && bad_probes.is_empty() {
                     return Err(error.into());
                 }
-                for (table, bad, files) in [("rtt_report", &bad_reports, &mut report_files), ("dns_probe", &bad_probes, &mut probe_files)] {
+                for (table, bad, files) in [
+                    ("rtt_report", &bad_reports, &mut report_files),
+                    ("dns_probe", &bad_probes, &mut probe_files),
+                ] {
                     if bad.is_empty() {
                         continue;
                     }
                     if !opts.skip_bad_files {
                         return Err(bad_files_error(table, bad));
                     }
-                    files.paths.retain(|p| !bad.iter().any(|b| b.file == p.display().to_string()));
-                    report.skipped_files.extend(bad.iter().map(ToString::to_string));
+                    files
+                        .paths
+                        .retain(|p| !bad.iter().any(|b| b.file == p.display().to_string()));
+                    report
+                        .skipped_files
+                        .extend(bad.iter().map(ToString::to_string));
                     if files.paths.is_empty() {
-                        return Err(MapgenError::Refused(format!("{}: every {table} file is corrupt", opts.logs.join(table).display())));
+                        return Err(MapgenError::Refused(format!(
+                            "{}: every {table} file is corrupt",
+                            opts.logs.join(table).display()
+                        )));
                     }
                 }
                 continue;
             }
         };
-        for (files, w, v) in [(&report_files, window, &mut reports.1), (&probe_files, probe_window, &mut probes.1)] {
+        for (files, w, v) in [
+            (&report_files, window, &mut reports.1),
+            (&probe_files, probe_window, &mut probes.1),
+        ] {
             for (reason, rows, sample, invalid) in logs::outside_window(files, w)? {
                 v.outside(reason, rows, sample, invalid);
             }
@@ -267,7 +354,10 @@ fn read(
 /// infinities and numbers outside [0, 1] would switch a safety gate off or make it refuse
 /// everything, so they are refused.
 pub fn parse_share(text: &str) -> Result<f64, String> {
-    let v: f64 = text.trim().parse().map_err(|_| format!("{text:?} is not a number"))?;
+    let v: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number"))?;
     check_share(v)
 }
 
@@ -281,22 +371,34 @@ fn check_share(v: f64) -> Result<f64, String> {
 
 /// Runs mapgen. `progress` is called with a line at each stage.
 pub fn run(opts: &Options, progress: &(dyn Fn(&str) + Sync)) -> Result<(Map, Report), MapgenError> {
-    for (name, v) in [("max_invalid_share", opts.max_invalid_share), ("max_moved_share", opts.max_moved_share)] {
+    for (name, v) in [
+        ("max_invalid_share", opts.max_invalid_share),
+        ("max_moved_share", opts.max_moved_share),
+    ] {
         check_share(v).map_err(|e| MapgenError::Refused(format!("{name}: {e}")))?;
     }
     if opts.force && opts.previous.is_none() {
-        return Err(MapgenError::Refused("force without previous: there is no gate to override".into()));
+        return Err(MapgenError::Refused(
+            "force without previous: there is no gate to override".into(),
+        ));
     }
     let pop_ids: Vec<String> = opts.pops.iter().map(|p| p.id.to_string()).collect();
     let mut report = Report::default();
 
-    let (scratch, stale) = Scratch::new(&opts.tmp_dir).map_err(|e| MapgenError::Refused(format!("--tmp-dir {}: {e}", opts.tmp_dir.display())))?;
+    let (scratch, stale) = Scratch::new(&opts.tmp_dir)
+        .map_err(|e| MapgenError::Refused(format!("--tmp-dir {}: {e}", opts.tmp_dir.display())))?;
     if stale > 0 {
-        progress(&format!("removed {stale} bytes of spill files left by a run that did not finish"));
+        progress(&format!(
+            "removed {stale} bytes of spill files left by a run that did not finish"
+        ));
     }
     report.stale_spill_bytes_removed = stale;
-    let (n, (reports, rtt_v), (probes, dns_v)) = read(opts, &pop_ids, &scratch, progress, &mut report)?;
-    progress(&format!("read {} rtt_report and {} dns_probe rows", rtt_v.rows, dns_v.rows));
+    let (n, (reports, rtt_v), (probes, dns_v)) =
+        read(opts, &pop_ids, &scratch, progress, &mut report)?;
+    progress(&format!(
+        "read {} rtt_report and {} dns_probe rows",
+        rtt_v.rows, dns_v.rows
+    ));
     report.rtt_rows = rtt_v.rows;
     report.dns_rows = dns_v.rows;
     report.bad.extend(bad_rows("rtt_report", &rtt_v));
@@ -307,7 +409,10 @@ pub fn run(opts: &Options, progress: &(dyn Fn(&str) + Sync)) -> Result<(Map, Rep
             report.rtt_rows, report.dns_rows
         )));
     }
-    for (table, total, bad) in [("rtt_report", rtt_v.rows, rtt_v.bad_rows()), ("dns_probe", dns_v.rows, dns_v.bad_rows())] {
+    for (table, total, bad) in [
+        ("rtt_report", rtt_v.rows, rtt_v.bad_rows()),
+        ("dns_probe", dns_v.rows, dns_v.bad_rows()),
+    ] {
         if bad as f64 > opts.max_invalid_share * total as f64 {
             return Err(MapgenError::Refused(format!(
                 "{bad} of {total} {table} rows are invalid (more than {:.0} %); see the reasons with --report",
@@ -327,8 +432,14 @@ pub fn run(opts: &Options, progress: &(dyn Fn(&str) + Sync)) -> Result<(Map, Rep
     }
     for (table, rows) in [("rtt_report", dups.reports), ("dns_probe", dups.probes)] {
         if rows > 0 {
-            let samples = vec!["the probe id, PoP and timestamp of another row; used once".to_owned()];
-            report.bad.push(BadRows { table: table.into(), reason: "duplicate_row".into(), rows, samples });
+            let samples =
+                vec!["the probe id, PoP and timestamp of another row; used once".to_owned()];
+            report.bad.push(BadRows {
+                table: table.into(),
+                reason: "duplicate_row".into(),
+                rows,
+                samples,
+            });
         }
     }
     drop((reports, probes));
@@ -344,7 +455,9 @@ pub fn run(opts: &Options, progress: &(dyn Fn(&str) + Sync)) -> Result<(Map, Rep
     }
     report.measurements = aggregates.measurements;
     if report.measurements == 0 {
-        return Err(MapgenError::Refused("no report pairs with a probe query (same probe id and PoP within 10 minutes)".into()));
+        return Err(MapgenError::Refused(
+            "no report pairs with a probe query (same probe id and PoP within 10 minutes)".into(),
+        ));
     }
     let (client_levels, routed, resolver_levels) = aggregates.finish()?;
     report.client_subnets = client_levels[0].len() as u64;
@@ -357,7 +470,12 @@ pub fn run(opts: &Options, progress: &(dyn Fn(&str) + Sync)) -> Result<(Map, Rep
         match geoip.as_ref().map(|g| g.locate(net.addr())) {
             Some(Ok(loc)) => {
                 let mut order = rank_by_distance(&opts.pops, loc.lat, loc.lon);
-                order.extend(opts.default_order.iter().filter(|p| !order.contains(p)).collect::<Vec<_>>());
+                order.extend(
+                    opts.default_order
+                        .iter()
+                        .filter(|p| !order.contains(p))
+                        .collect::<Vec<_>>(),
+                );
                 order
             }
             _ => opts.default_order.clone(),
@@ -366,36 +484,92 @@ pub fn run(opts: &Options, progress: &(dyn Fn(&str) + Sync)) -> Result<(Map, Rep
     let mut rows: Vec<MapRow> = Vec::new();
     let mut thin_clients = Vec::new();
     for (i, stats) in client_levels.iter().enumerate() {
-        let derivation = if i == 0 { Derivation::Measured } else { Derivation::Aggregated };
-        let (r, thin) = rows_for_level(KeySpace::Client, derivation, stats, opts.min_samples, &fallback);
+        let derivation = if i == 0 {
+            Derivation::Measured
+        } else {
+            Derivation::Aggregated
+        };
+        let (r, thin) = rows_for_level(
+            KeySpace::Client,
+            derivation,
+            stats,
+            opts.min_samples,
+            &fallback,
+        );
         if i == 0 {
             thin_clients = thin;
             rows.extend(r);
         } else {
             // A fixed aggregate only where the subnets measured inside it agree with it.
             let before = r.len();
-            let kept: Vec<MapRow> = r.into_iter().filter(|row| coherent(row.pops[0], children(&client_levels[0], row.prefix), opts.min_samples)).collect();
+            let kept: Vec<MapRow> = r
+                .into_iter()
+                .filter(|row| {
+                    coherent(
+                        row.pops[0],
+                        children(&client_levels[0], row.prefix),
+                        opts.min_samples,
+                    )
+                })
+                .collect();
             report.incoherent_aggregates += (before - kept.len()) as u64;
             rows.extend(kept);
         }
     }
-    rows.extend(rows_for_level(KeySpace::Client, Derivation::Routed, &routed, opts.min_samples, &fallback).0);
+    rows.extend(
+        rows_for_level(
+            KeySpace::Client,
+            Derivation::Routed,
+            &routed,
+            opts.min_samples,
+            &fallback,
+        )
+        .0,
+    );
     for (i, stats) in resolver_levels.iter().enumerate() {
-        let derivation = if i == 0 { Derivation::Measured } else { Derivation::Aggregated };
-        rows.extend(rows_for_level(KeySpace::Resolver, derivation, stats, opts.min_samples, &fallback).0);
+        let derivation = if i == 0 {
+            Derivation::Measured
+        } else {
+            Derivation::Aggregated
+        };
+        rows.extend(
+            rows_for_level(
+                KeySpace::Resolver,
+                derivation,
+                stats,
+                opts.min_samples,
+                &fallback,
+            )
+            .0,
+        );
     }
     // Thin client subnets that no aggregate covers: nearest PoPs by GeoIP, if we can locate them.
     if let Some(g) = &geoip {
-        let client_rows: std::collections::HashSet<IpNet> = rows.iter().filter(|r| r.key_space == KeySpace::Client).map(|r| r.prefix).collect();
-        let covered = |net: &IpNet| (0..=net.prefix_len()).any(|len| IpNet::new(net.addr(), len).is_ok_and(|s| client_rows.contains(&s.trunc())));
+        let client_rows: std::collections::HashSet<IpNet> = rows
+            .iter()
+            .filter(|r| r.key_space == KeySpace::Client)
+            .map(|r| r.prefix)
+            .collect();
+        let covered = |net: &IpNet| {
+            (0..=net.prefix_len()).any(|len| {
+                IpNet::new(net.addr(), len).is_ok_and(|s| client_rows.contains(&s.trunc()))
+            })
+        };
         let geo_rows: Vec<MapRow> = thin_clients
             .iter()
             .filter(|n| !covered(n))
             .filter_map(|n| {
                 let loc = g.locate(n.addr()).ok()?;
                 let pops = fallback(*n);
-                Some(MapRow { key_space: KeySpace::Client, prefix: *n, rtt_ms: vec![None; pops.len()], pops, samples: 0, derivation: Derivation::Geoip })
-                    .filter(|_| loc.lat.is_finite())
+                Some(MapRow {
+                    key_space: KeySpace::Client,
+                    prefix: *n,
+                    rtt_ms: vec![None; pops.len()],
+                    pops,
+                    samples: 0,
+                    derivation: Derivation::Geoip,
+                })
+                .filter(|_| loc.lat.is_finite())
             })
             .collect();
         rows.extend(geo_rows);
@@ -411,10 +585,18 @@ pub fn run(opts: &Options, progress: &(dyn Fn(&str) + Sync)) -> Result<(Map, Rep
         }
     }
     for s in KeySpace::ALL {
-        report.rows_by_key_space.push((s.to_string(), rows.iter().filter(|r| r.key_space == s).count() as u64));
+        report.rows_by_key_space.push((
+            s.to_string(),
+            rows.iter().filter(|r| r.key_space == s).count() as u64,
+        ));
     }
     for (i, p) in opts.pops.iter().enumerate() {
-        report.first_choice.push((p.id.to_string(), rows.iter().filter(|r| r.pops.first() == Some(&(i as PopIndex))).count() as u64));
+        report.first_choice.push((
+            p.id.to_string(),
+            rows.iter()
+                .filter(|r| r.pops.first() == Some(&(i as PopIndex)))
+                .count() as u64,
+        ));
     }
     let fmt = |t: Option<SystemTime>| t.map(|t| humantime::format_rfc3339_seconds(t).to_string());
     let new_map = Map {
@@ -429,8 +611,12 @@ pub fn run(opts: &Options, progress: &(dyn Fn(&str) + Sync)) -> Result<(Map, Rep
     };
     if let Some(prev) = &opts.previous {
         progress("comparing with the previous map");
-        let old = geomap::read_map(prev).map_err(|e| MapgenError::Refused(format!("previous map {}: {e}", prev.display())))?;
-        let weights: Vec<(IpNet, u64)> = client_levels[0].iter().map(|(k, s)| (*k, s.iter().map(|x| x.samples).sum())).collect();
+        let old = geomap::read_map(prev)
+            .map_err(|e| MapgenError::Refused(format!("previous map {}: {e}", prev.display())))?;
+        let weights: Vec<(IpNet, u64)> = client_levels[0]
+            .iter()
+            .map(|(k, s)| (*k, s.iter().map(|x| x.samples).sum()))
+            .collect();
         let gate = crate::gate::compare(&old, &new_map, &weights, &opts.default_order);
         let problems = gate.problems(opts.max_moved_share);
         report.gate = Some(gate);
@@ -438,7 +624,10 @@ pub fn run(opts: &Options, progress: &(dyn Fn(&str) + Sync)) -> Result<(Map, Rep
             if opts.force {
                 report.forced = problems.clone();
             } else {
-                return Err(MapgenError::Refused(format!("{}; rerun with --force to write it anyway", problems.join("; "))));
+                return Err(MapgenError::Refused(format!(
+                    "{}; rerun with --force to write it anyway",
+                    problems.join("; ")
+                )));
             }
         }
     }

@@ -41,7 +41,9 @@ pub fn truncate(key: u64, v4: u8, v6: u8) -> u64 {
     if is_v4(key) {
         V4_TAG | (key & u64::from(u32::MAX.checked_shl(32 - u32::from(v4)).unwrap_or(0)))
     } else {
-        key & u64::MAX.checked_shl(64 - u32::from(v6.min(64))).unwrap_or(0)
+        key & u64::MAX
+            .checked_shl(64 - u32::from(v6.min(64)))
+            .unwrap_or(0)
     }
 }
 
@@ -51,7 +53,10 @@ pub fn to_net(key: u64, v4: u8, v6: u8) -> IpNet {
     if is_v4(key) {
         IpNet::V4(Ipv4Net::new(Ipv4Addr::from(key as u32), v4).expect("prefix length <= 32"))
     } else {
-        IpNet::V6(Ipv6Net::new(Ipv6Addr::from(u128::from(key) << 64), v6.min(64)).expect("prefix length <= 64"))
+        IpNet::V6(
+            Ipv6Net::new(Ipv6Addr::from(u128::from(key) << 64), v6.min(64))
+                .expect("prefix length <= 64"),
+        )
     }
 }
 
@@ -109,16 +114,28 @@ mod tests {
         assert_eq!(parse("ff02::1"), None);
         assert_eq!(parse("not-an-ip"), None);
         assert_ne!(truncate(k, 24, 48), truncate(k6, 24, 48));
-        for (key, pop) in [(truncate(k, 24, 48), 0), (truncate(k, 16, 32), 65535), (truncate(k6, 24, 48), 7), (truncate(k6, 16, 32), 65534)] {
+        for (key, pop) in [
+            (truncate(k, 24, 48), 0),
+            (truncate(k, 16, 32), 65535),
+            (truncate(k6, 24, 48), 7),
+            (truncate(k6, 16, 32), 65534),
+        ] {
             let packed = with_pop(key, pop);
             assert_eq!(without_pop(packed), (key, pop));
             assert_eq!(is_v4(key), packed >> 48 == 0xFFFF);
         }
         // Sorted at /24 (/48) means sorted at every coarser level.
-        let mut packed: Vec<u64> = ["10.1.2.0", "10.1.3.0", "10.200.0.0", "2001:db8:1::", "2001:db8:2::", "2002::"]
-            .iter()
-            .flat_map(|a| [0u16, 1, 300].map(|p| with_pop(truncate(parse(a).unwrap(), 24, 48), p)))
-            .collect();
+        let mut packed: Vec<u64> = [
+            "10.1.2.0",
+            "10.1.3.0",
+            "10.200.0.0",
+            "2001:db8:1::",
+            "2001:db8:2::",
+            "2002::",
+        ]
+        .iter()
+        .flat_map(|a| [0u16, 1, 300].map(|p| with_pop(truncate(parse(a).unwrap(), 24, 48), p)))
+        .collect();
         packed.sort();
         for (v4, v6) in [(20, 40), (16, 32), (8, 16)] {
             let c: Vec<u64> = packed.iter().map(|&p| coarser(p, v4, v6)).collect();

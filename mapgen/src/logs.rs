@@ -80,11 +80,16 @@ impl Record for ReportRecord {
         DataFrame::new(
             rows.len(),
             vec![
-                UInt64Chunked::from_vec("pair".into(), rows.iter().map(|r| r.pair).collect()).into_column(),
-                Int64Chunked::from_vec("ts_r".into(), rows.iter().map(|r| r.ts).collect()).into_column(),
-                UInt64Chunked::from_vec("client".into(), rows.iter().map(|r| r.client).collect()).into_column(),
-                UInt16Chunked::from_vec("pop".into(), rows.iter().map(|r| r.pop).collect()).into_column(),
-                Float32Chunked::from_iter_options("rtt".into(), rows.iter().map(|r| r.rtt)).into_column(),
+                UInt64Chunked::from_vec("pair".into(), rows.iter().map(|r| r.pair).collect())
+                    .into_column(),
+                Int64Chunked::from_vec("ts_r".into(), rows.iter().map(|r| r.ts).collect())
+                    .into_column(),
+                UInt64Chunked::from_vec("client".into(), rows.iter().map(|r| r.client).collect())
+                    .into_column(),
+                UInt16Chunked::from_vec("pop".into(), rows.iter().map(|r| r.pop).collect())
+                    .into_column(),
+                Float32Chunked::from_iter_options("rtt".into(), rows.iter().map(|r| r.rtt))
+                    .into_column(),
             ],
         )
     }
@@ -105,9 +110,15 @@ impl Record for ProbeRecord {
         DataFrame::new(
             rows.len(),
             vec![
-                UInt64Chunked::from_vec("pair".into(), rows.iter().map(|r| r.pair).collect()).into_column(),
-                Int64Chunked::from_vec("ts_d".into(), rows.iter().map(|r| r.ts).collect()).into_column(),
-                UInt64Chunked::from_vec("resolver".into(), rows.iter().map(|r| r.resolver).collect()).into_column(),
+                UInt64Chunked::from_vec("pair".into(), rows.iter().map(|r| r.pair).collect())
+                    .into_column(),
+                Int64Chunked::from_vec("ts_d".into(), rows.iter().map(|r| r.ts).collect())
+                    .into_column(),
+                UInt64Chunked::from_vec(
+                    "resolver".into(),
+                    rows.iter().map(|r| r.resolver).collect(),
+                )
+                .into_column(),
             ],
         )
     }
@@ -166,8 +177,14 @@ fn content_hash(path: &Path) -> std::io::Result<u128> {
 fn check(path: &Path, columns: &[ColumnCheck]) -> Result<u64, String> {
     let f = std::fs::File::open(path).map_err(|e| e.to_string())?;
     let mut r = ParquetReader::new(f);
-    let meta = r.get_metadata().map_err(|e| format!("not a readable Parquet file: {e}"))?;
-    let version = meta.key_value_metadata().as_ref().and_then(|kv| kv.iter().find(|k| k.key == SCHEMA_KEY)).map(|k| k.value.clone());
+    let meta = r
+        .get_metadata()
+        .map_err(|e| format!("not a readable Parquet file: {e}"))?;
+    let version = meta
+        .key_value_metadata()
+        .as_ref()
+        .and_then(|kv| kv.iter().find(|k| k.key == SCHEMA_KEY))
+        .map(|k| k.value.clone());
     match version {
         None => return Err(format!("no {SCHEMA_KEY} key in the file's metadata: not a beacon log (want version {SCHEMA_VERSION})")),
         Some(v) if v.as_deref() != Some(SCHEMA_VERSION) => {
@@ -175,16 +192,23 @@ fn check(path: &Path, columns: &[ColumnCheck]) -> Result<u64, String> {
         }
         Some(_) => {}
     }
-    let schema = r.schema().map_err(|e| format!("not a readable Parquet file: {e}"))?;
+    let schema = r
+        .schema()
+        .map_err(|e| format!("not a readable Parquet file: {e}"))?;
     for (name, ok, want) in columns {
-        let found = schema.iter_values().find(|f| f.name.as_str() == *name).map(|f| Field::from(f).dtype().clone());
+        let found = schema
+            .iter_values()
+            .find(|f| f.name.as_str() == *name)
+            .map(|f| Field::from(f).dtype().clone());
         match found {
             None => return Err(format!("column {name}: missing")),
             Some(t) if !ok(&t) => return Err(format!("column {name}: want {want}, found {t}")),
             Some(_) => {}
         }
     }
-    r.num_rows().map(|n| n as u64).map_err(|e| format!("not a readable Parquet file: {e}"))
+    r.num_rows()
+        .map(|n| n as u64)
+        .map_err(|e| format!("not a readable Parquet file: {e}"))
 }
 
 fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
@@ -208,11 +232,18 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
 /// Lists and checks the files of `table` under `root`; bad files are left out of `paths` and
 /// listed in `bad`. Only a directory that cannot be listed is an error.
 pub fn files(root: &Path, table: &str) -> Result<Files, BadFile> {
-    let columns = if table == "rtt_report" { report_columns() } else { probe_columns() };
+    let columns = if table == "rtt_report" {
+        report_columns()
+    } else {
+        probe_columns()
+    };
     let dir = root.join(table);
     let mut paths = Vec::new();
     if dir.exists() {
-        walk(&dir, &mut paths).map_err(|e| BadFile { file: dir.display().to_string(), problem: e.to_string() })?;
+        walk(&dir, &mut paths).map_err(|e| BadFile {
+            file: dir.display().to_string(),
+            problem: e.to_string(),
+        })?;
     }
     let mut rows = 0u64;
     let mut bad = Vec::new();
@@ -224,7 +255,10 @@ pub fn files(root: &Path, table: &str) -> Result<Files, BadFile> {
         let hash = match content_hash(&path) {
             Ok(h) => h,
             Err(e) => {
-                bad.push(BadFile { file, problem: e.to_string() });
+                bad.push(BadFile {
+                    file,
+                    problem: e.to_string(),
+                });
                 continue;
             }
         };
@@ -241,7 +275,12 @@ pub fn files(root: &Path, table: &str) -> Result<Files, BadFile> {
             Err(problem) => bad.push(BadFile { file, problem }),
         }
     }
-    Ok(Files { paths: good, rows, bad, copies })
+    Ok(Files {
+        paths: good,
+        rows,
+        bad,
+        copies,
+    })
 }
 
 fn is_utc_micros(t: &DataType) -> bool {
@@ -252,7 +291,11 @@ fn is_string(t: &DataType) -> bool {
     matches!(t, DataType::String)
 }
 
-type ColumnCheck = (&'static str, &'static dyn Fn(&DataType) -> bool, &'static str);
+type ColumnCheck = (
+    &'static str,
+    &'static dyn Fn(&DataType) -> bool,
+    &'static str,
+);
 
 /// The `rtt_report` columns mapgen reads, with the contract's types.
 fn report_columns() -> Vec<ColumnCheck> {
@@ -261,8 +304,16 @@ fn report_columns() -> Vec<ColumnCheck> {
         ("probe_id", &is_string, "Utf8"),
         ("pop", &is_string, "Utf8"),
         ("client_ip", &is_string, "Utf8"),
-        ("rtt_ms", &|t: &DataType| matches!(t, DataType::Float64), "Float64"),
-        ("ok", &|t: &DataType| matches!(t, DataType::Boolean), "Boolean"),
+        (
+            "rtt_ms",
+            &|t: &DataType| matches!(t, DataType::Float64),
+            "Float64",
+        ),
+        (
+            "ok",
+            &|t: &DataType| matches!(t, DataType::Boolean),
+            "Boolean",
+        ),
     ]
 }
 
@@ -289,9 +340,16 @@ pub fn decode_all(files: &Files, columns: &[&str]) -> PolarsResult<()> {
 }
 
 fn scan(files: &Files) -> PolarsResult<LazyFrame> {
-    let paths: Vec<PlRefPath> = files.paths.iter().map(|p| PlRefPath::new(p.display().to_string())).collect();
+    let paths: Vec<PlRefPath> = files
+        .paths
+        .iter()
+        .map(|p| PlRefPath::new(p.display().to_string()))
+        .collect();
     // The `date=` directories are not read as a column: rows carry their own ts.
-    let args = ScanArgsParquet { hive_options: HiveOptions::new_disabled(), ..Default::default() };
+    let args = ScanArgsParquet {
+        hive_options: HiveOptions::new_disabled(),
+        ..Default::default()
+    };
     LazyFrame::scan_parquet_files(paths.into_iter().collect(), args)
 }
 
@@ -309,7 +367,11 @@ pub struct Window {
 impl Window {
     /// The window widened by `gap` on both sides (probes pair with reports up to `gap` apart).
     pub fn widened(self, gap: i64) -> Window {
-        Window { since: self.since.map(|s| s - gap), until: self.until.saturating_add(gap).min(self.future), future: self.future }
+        Window {
+            since: self.since.map(|s| s - gap),
+            until: self.until.saturating_add(gap).min(self.future),
+            future: self.future,
+        }
     }
 
     fn contains(&self) -> Expr {
@@ -333,14 +395,23 @@ pub fn outside_window(files: &Files, w: Window) -> PolarsResult<OutsideWindow> {
         return Ok(Vec::new());
     }
     let ts = || col("ts").cast(DataType::Int64);
-    let mut reasons: Vec<(&'static str, Expr, bool)> = vec![("future_ts", ts().gt_eq(lit(w.future)), true)];
+    let mut reasons: Vec<(&'static str, Expr, bool)> =
+        vec![("future_ts", ts().gt_eq(lit(w.future)), true)];
     if let Some(s) = w.since {
         reasons.push(("before_window", ts().lt(lit(s)), false));
     }
     if w.until < w.future {
-        reasons.push(("after_window", ts().gt_eq(lit(w.until)).and(ts().lt(lit(w.future))), false));
+        reasons.push((
+            "after_window",
+            ts().gt_eq(lit(w.until)).and(ts().lt(lit(w.future))),
+            false,
+        ));
     }
-    let mut exprs = vec![col("ts").is_null().sum().cast(DataType::UInt64).alias("null_ts")];
+    let mut exprs = vec![col("ts")
+        .is_null()
+        .sum()
+        .cast(DataType::UInt64)
+        .alias("null_ts")];
     for (name, cond, _) in &reasons {
         exprs.push(cond.clone().sum().cast(DataType::UInt64).alias(*name));
         exprs.push(ts().filter(cond.clone()).min().alias(format!("{name}_min")));
@@ -368,7 +439,12 @@ pub fn outside_window(files: &Files, w: Window) -> PolarsResult<OutsideWindow> {
 fn show_ts(t: Option<i64>) -> String {
     t.map_or_else(
         || "?".into(),
-        |t| humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_micros(t.max(0) as u64)).to_string(),
+        |t| {
+            humantime::format_rfc3339_seconds(
+                std::time::UNIX_EPOCH + std::time::Duration::from_micros(t.max(0) as u64),
+            )
+            .to_string()
+        },
     )
 }
 
@@ -385,8 +461,13 @@ fn stream<S: Send + 'static>(
         f(guard.as_mut().expect("present until the end"), &df)?;
         Ok(false)
     });
-    lf.sink_batches(cb, true, None)?.collect_with_engine(Engine::Streaming)?;
-    let state = shared.lock().expect("not poisoned").take().expect("present");
+    lf.sink_batches(cb, true, None)?
+        .collect_with_engine(Engine::Streaming)?;
+    let state = shared
+        .lock()
+        .expect("not poisoned")
+        .take()
+        .expect("present");
     Ok(state)
 }
 
@@ -419,9 +500,24 @@ pub fn read_reports(
         let oks = df.column("ok")?.bool()?;
         v.rows += df.height() as u64;
         seen.fetch_add(df.height() as u64, Ordering::Relaxed);
-        let rows = ts.iter().zip(ids.iter()).zip(pop_col.iter()).zip(ips.iter()).zip(rtts.iter()).zip(oks.iter());
+        let rows = ts
+            .iter()
+            .zip(ids.iter())
+            .zip(pop_col.iter())
+            .zip(ips.iter())
+            .zip(rtts.iter())
+            .zip(oks.iter());
         for (((((ts, id), pop), ip), rtt), ok) in rows {
-            let sample = || format!("probe_id={} pop={} client_ip={} rtt_ms={} ok={}", show(id), show(pop), show(ip), show(rtt), show(ok));
+            let sample = || {
+                format!(
+                    "probe_id={} pop={} client_ip={} rtt_ms={} ok={}",
+                    show(id),
+                    show(pop),
+                    show(ip),
+                    show(rtt),
+                    show(ok)
+                )
+            };
             let Some(id) = id.filter(|id| valid_probe_id(id)) else {
                 v.refuse("bad_probe_id", sample);
                 continue;
@@ -450,7 +546,16 @@ pub fn read_reports(
             let pair = pair_hash(id, pop);
             let part = parts.of(pair);
             let ts = ts.expect("the window filter drops null timestamps");
-            parts.push(part, ReportRecord { pair, ts, client: key::truncate(client, l0v4, l0v6), pop, rtt })?;
+            parts.push(
+                part,
+                ReportRecord {
+                    pair,
+                    ts,
+                    client: key::truncate(client, l0v4, l0v6),
+                    pop,
+                    rtt,
+                },
+            )?;
         }
         Ok(())
     })
@@ -465,7 +570,12 @@ pub fn read_probes(
     parts: Partitions<ProbeRecord>,
     seen: Arc<AtomicU64>,
 ) -> PolarsResult<(Partitions<ProbeRecord>, Validation)> {
-    let lf = scan(files)?.filter(window.contains()).select([col("ts").cast(DataType::Int64), col("probe_id"), col("pop"), col("resolver_ip")]);
+    let lf = scan(files)?.filter(window.contains()).select([
+        col("ts").cast(DataType::Int64),
+        col("probe_id"),
+        col("pop"),
+        col("resolver_ip"),
+    ]);
     let pops = pops.to_vec();
     let (rv4, rv6) = RESOLVER_LEVELS[0];
     stream(lf, (parts, Validation::default()), move |(parts, v), df| {
@@ -475,8 +585,20 @@ pub fn read_probes(
         let ips = df.column("resolver_ip")?.str()?;
         v.rows += df.height() as u64;
         seen.fetch_add(df.height() as u64, Ordering::Relaxed);
-        for (((ts, id), pop), ip) in ts.iter().zip(ids.iter()).zip(pop_col.iter()).zip(ips.iter()) {
-            let sample = || format!("probe_id={} pop={} resolver_ip={}", show(id), show(pop), show(ip));
+        for (((ts, id), pop), ip) in ts
+            .iter()
+            .zip(ids.iter())
+            .zip(pop_col.iter())
+            .zip(ips.iter())
+        {
+            let sample = || {
+                format!(
+                    "probe_id={} pop={} resolver_ip={}",
+                    show(id),
+                    show(pop),
+                    show(ip)
+                )
+            };
             let Some(id) = id.filter(|id| valid_probe_id(id)) else {
                 v.refuse("bad_probe_id", sample);
                 continue;
@@ -496,7 +618,14 @@ pub fn read_probes(
             let pair = pair_hash(id, pop as u16);
             let part = parts.of(pair);
             let ts = ts.expect("the window filter drops null timestamps");
-            parts.push(part, ProbeRecord { pair, ts, resolver: key::truncate(resolver, rv4, rv6) })?;
+            parts.push(
+                part,
+                ProbeRecord {
+                    pair,
+                    ts,
+                    resolver: key::truncate(resolver, rv4, rv6),
+                },
+            )?;
         }
         Ok(())
     })

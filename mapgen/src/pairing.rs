@@ -30,10 +30,17 @@ impl Record for Measurement {
         DataFrame::new(
             rows.len(),
             vec![
-                UInt64Chunked::from_vec("client".into(), rows.iter().map(|r| r.client).collect()).into_column(),
-                UInt64Chunked::from_vec("resolver".into(), rows.iter().map(|r| r.resolver).collect()).into_column(),
-                UInt16Chunked::from_vec("pop".into(), rows.iter().map(|r| r.pop).collect()).into_column(),
-                Float32Chunked::from_iter_options("rtt".into(), rows.iter().map(|r| r.rtt)).into_column(),
+                UInt64Chunked::from_vec("client".into(), rows.iter().map(|r| r.client).collect())
+                    .into_column(),
+                UInt64Chunked::from_vec(
+                    "resolver".into(),
+                    rows.iter().map(|r| r.resolver).collect(),
+                )
+                .into_column(),
+                UInt16Chunked::from_vec("pop".into(), rows.iter().map(|r| r.pop).collect())
+                    .into_column(),
+                Float32Chunked::from_iter_options("rtt".into(), rows.iter().map(|r| r.rtt))
+                    .into_column(),
             ],
         )
     }
@@ -56,13 +63,37 @@ pub struct Duplicates {
 /// removing repeats here removes them all.
 pub fn pair(reports: DataFrame, probes: DataFrame) -> PolarsResult<(DataFrame, Duplicates)> {
     let (r0, p0) = (reports.height(), probes.height());
-    let reports = reports.lazy().unique_generic(Some(vec![col("pair"), col("ts_r")]), UniqueKeepStrategy::Any).collect()?;
-    let probes = probes.lazy().unique_generic(Some(vec![col("pair"), col("ts_d")]), UniqueKeepStrategy::Any).collect()?;
-    let dups = Duplicates { reports: (r0 - reports.height()) as u64, probes: (p0 - probes.height()) as u64 };
+    let reports = reports
+        .lazy()
+        .unique_generic(
+            Some(vec![col("pair"), col("ts_r")]),
+            UniqueKeepStrategy::Any,
+        )
+        .collect()?;
+    let probes = probes
+        .lazy()
+        .unique_generic(
+            Some(vec![col("pair"), col("ts_d")]),
+            UniqueKeepStrategy::Any,
+        )
+        .collect()?;
+    let dups = Duplicates {
+        reports: (r0 - reports.height()) as u64,
+        probes: (p0 - probes.height()) as u64,
+    };
     let m = reports
         .lazy()
-        .join(probes.lazy(), [col("pair")], [col("pair")], JoinArgs::new(JoinType::Inner))
-        .filter((col("ts_r") - col("ts_d")).abs().lt_eq(lit(MAX_PAIR_GAP_MICROS)))
+        .join(
+            probes.lazy(),
+            [col("pair")],
+            [col("pair")],
+            JoinArgs::new(JoinType::Inner),
+        )
+        .filter(
+            (col("ts_r") - col("ts_d"))
+                .abs()
+                .lt_eq(lit(MAX_PAIR_GAP_MICROS)),
+        )
         .select([col("client"), col("resolver"), col("pop"), col("rtt")])
         .collect()?;
     Ok((m, dups))
@@ -83,7 +114,11 @@ pub fn route(m: DataFrame, parts: &mut Partitions<Measurement>) -> PolarsResult<
     let mut m = m;
     m.with_column(part.into_column())?;
     for mut df in m.partition_by(["part"], true)? {
-        let p = df.column("part")?.u64()?.get(0).expect("partitions are not empty") as usize;
+        let p = df
+            .column("part")?
+            .u64()?
+            .get(0)
+            .expect("partitions are not empty") as usize;
         df.drop_in_place("part")?;
         parts.push_frame(p, df)?;
     }

@@ -36,9 +36,16 @@ impl PopStat {
 }
 
 /// Ranks one key's PoPs, or `None` if no PoP is well measured.
-pub fn rank(stats: &[PopStat], min_samples: u64, fallback: &[PopIndex]) -> Option<(Vec<PopIndex>, Vec<Option<f32>>)> {
+pub fn rank(
+    stats: &[PopStat],
+    min_samples: u64,
+    fallback: &[PopIndex],
+) -> Option<(Vec<PopIndex>, Vec<Option<f32>>)> {
     let by_median = |a: &&PopStat, b: &&PopStat| {
-        a.median.unwrap_or(f64::INFINITY).total_cmp(&b.median.unwrap_or(f64::INFINITY)).then(a.pop.cmp(&b.pop))
+        a.median
+            .unwrap_or(f64::INFINITY)
+            .total_cmp(&b.median.unwrap_or(f64::INFINITY))
+            .then(a.pop.cmp(&b.pop))
     };
     let good = |s: &PopStat| s.well_measured(min_samples);
     let mut well: Vec<&PopStat> = stats.iter().filter(|s| good(s)).collect();
@@ -46,7 +53,10 @@ pub fn rank(stats: &[PopStat], min_samples: u64, fallback: &[PopIndex]) -> Optio
         return None;
     }
     well.sort_by(by_median);
-    let mut thin: Vec<&PopStat> = stats.iter().filter(|s| !good(s) && s.median.is_some()).collect();
+    let mut thin: Vec<&PopStat> = stats
+        .iter()
+        .filter(|s| !good(s) && s.median.is_some())
+        .collect();
     thin.sort_by(by_median);
     let mut pops: Vec<PopIndex> = Vec::new();
     let mut rtts: Vec<Option<f32>> = Vec::new();
@@ -102,12 +112,30 @@ pub const AGREE_SHARE: f64 = 0.8;
 /// [`AGREE_MS`] of their own best. A fixed /20 or /16 can mix networks of different cities and
 /// ISPs; thin subnets borrowing from such an aggregate would be sent wrong, and do better with
 /// GeoIP. Without well-measured subnets inside, there is no evidence against it.
-pub fn coherent<'a>(first: PopIndex, children: impl Iterator<Item = &'a [PopStat]>, min_samples: u64) -> bool {
+pub fn coherent<'a>(
+    first: PopIndex,
+    children: impl Iterator<Item = &'a [PopStat]>,
+    min_samples: u64,
+) -> bool {
     let (mut agree, mut total) = (0u64, 0u64);
     for stats in children {
         let well = |s: &&PopStat| s.well_measured(min_samples);
-        let Some(best) = stats.iter().filter(well).filter_map(|s| s.median).min_by(f64::total_cmp) else { continue };
-        let Some(theirs) = stats.iter().filter(well).find(|s| s.pop == first).and_then(|s| s.median) else { continue };
+        let Some(best) = stats
+            .iter()
+            .filter(well)
+            .filter_map(|s| s.median)
+            .min_by(f64::total_cmp)
+        else {
+            continue;
+        };
+        let Some(theirs) = stats
+            .iter()
+            .filter(well)
+            .find(|s| s.pop == first)
+            .and_then(|s| s.median)
+        else {
+            continue;
+        };
         let weight: u64 = stats.iter().map(|s| s.samples).sum();
         total += weight;
         if theirs - best <= AGREE_MS {
@@ -122,7 +150,13 @@ mod tests {
     use super::*;
 
     fn s(pop: PopIndex, samples: u64, median: f64) -> PopStat {
-        PopStat { pop, samples, median: Some(median), p90: None, fail_rate: 0.0 }
+        PopStat {
+            pop,
+            samples,
+            median: Some(median),
+            p90: None,
+            fail_rate: 0.0,
+        }
     }
 
     #[test]
@@ -147,8 +181,14 @@ mod tests {
         let near_0 = vec![s(0, 50, 10.0), s(1, 50, 60.0)];
         let near_1 = vec![s(0, 50, 70.0), s(1, 50, 12.0)];
         let slightly = vec![s(0, 50, 14.0), s(1, 50, 10.0)];
-        assert!(coherent(0, [near_0.as_slice(), slightly.as_slice()].into_iter(), 5), "within 5 ms agrees");
-        assert!(!coherent(0, [near_0.as_slice(), near_1.as_slice()].into_iter(), 5), "half the traffic disagrees");
+        assert!(
+            coherent(0, [near_0.as_slice(), slightly.as_slice()].into_iter(), 5),
+            "within 5 ms agrees"
+        );
+        assert!(
+            !coherent(0, [near_0.as_slice(), near_1.as_slice()].into_iter(), 5),
+            "half the traffic disagrees"
+        );
         assert!(coherent(1, std::iter::empty(), 5), "no evidence against");
     }
 }

@@ -37,9 +37,15 @@ impl LatencyDistribution {
         let quantiles_ms = if values.is_empty() {
             Vec::new()
         } else {
-            (0..=20).map(|i| values[((values.len() - 1) * i) / 20]).collect()
+            (0..=20)
+                .map(|i| values[((values.len() - 1) * i) / 20])
+                .collect()
         };
-        LatencyDistribution { pop: pop.into(), subnets: values.len() as u64, quantiles_ms }
+        LatencyDistribution {
+            pop: pop.into(),
+            subnets: values.len() as u64,
+            quantiles_ms,
+        }
     }
 }
 
@@ -86,13 +92,21 @@ pub struct Report {
 impl Report {
     /// Bad rows of all reasons in one table.
     pub fn bad_total(&self, table: &str) -> u64 {
-        self.bad.iter().filter(|b| b.table == table).map(|b| b.rows).sum()
+        self.bad
+            .iter()
+            .filter(|b| b.table == table)
+            .map(|b| b.rows)
+            .sum()
     }
 
     /// A summary for people.
     pub fn summary(&self) -> String {
         let mut s = String::new();
-        let _ = writeln!(s, "input       {} dns_probe rows, {} rtt_report rows", self.dns_rows, self.rtt_rows);
+        let _ = writeln!(
+            s,
+            "input       {} dns_probe rows, {} rtt_report rows",
+            self.dns_rows, self.rtt_rows
+        );
         let _ = writeln!(
             s,
             "refused     {} dns_probe rows, {} rtt_report rows",
@@ -100,24 +114,47 @@ impl Report {
             self.bad_total("rtt_report")
         );
         if !self.skipped_files.is_empty() {
-            let _ = writeln!(s, "skipped     {} log files that do not follow the contract", self.skipped_files.len());
+            let _ = writeln!(
+                s,
+                "skipped     {} log files that do not follow the contract",
+                self.skipped_files.len()
+            );
             for f in self.skipped_files.iter().take(5) {
                 let _ = writeln!(s, "  {f}");
             }
         }
         if !self.copied_files.is_empty() {
-            let _ = writeln!(s, "copies      {} log files repeat another byte for byte; each read once", self.copied_files.len());
+            let _ = writeln!(
+                s,
+                "copies      {} log files repeat another byte for byte; each read once",
+                self.copied_files.len()
+            );
             for f in self.copied_files.iter().take(5) {
                 let _ = writeln!(s, "  {f}");
             }
         }
         if self.stale_spill_bytes_removed > 0 {
-            let _ = writeln!(s, "cleaned     {} bytes of spill files left by a run that did not finish", self.stale_spill_bytes_removed);
+            let _ = writeln!(
+                s,
+                "cleaned     {} bytes of spill files left by a run that did not finish",
+                self.stale_spill_bytes_removed
+            );
         }
         for b in &self.bad {
-            let _ = writeln!(s, "  {:<10} {:<16} {:>8}  e.g. {}", b.table, b.reason, b.rows, b.samples.first().map_or("", |x| x));
+            let _ = writeln!(
+                s,
+                "  {:<10} {:<16} {:>8}  e.g. {}",
+                b.table,
+                b.reason,
+                b.rows,
+                b.samples.first().map_or("", |x| x)
+            );
         }
-        let _ = writeln!(s, "measured    {} pairings; {} client subnets, {} resolvers", self.measurements, self.client_subnets, self.resolvers);
+        let _ = writeln!(
+            s,
+            "measured    {} pairings; {} client subnets, {} resolvers",
+            self.measurements, self.client_subnets, self.resolvers
+        );
         let _ = writeln!(
             s,
             "rows        {} before compaction; {} fixed aggregates left out (their subnets disagree)",
@@ -129,7 +166,11 @@ impl Report {
         for (d, n) in &self.rows_by_derivation {
             let _ = writeln!(s, "  {d:<10} {n}");
         }
-        let first: Vec<String> = self.first_choice.iter().map(|(p, n)| format!("{p} {n}")).collect();
+        let first: Vec<String> = self
+            .first_choice
+            .iter()
+            .map(|(p, n)| format!("{p} {n}"))
+            .collect();
         let _ = writeln!(s, "first PoP   {}", first.join(", "));
         if let Some(best) = self.latency.first().filter(|l| l.quantiles_ms.len() == 21) {
             let q = &best.quantiles_ms;

@@ -35,12 +35,26 @@ impl Routes {
     /// Prefixes more specific than the finest client level (/24, /48) cannot aggregate client
     /// subnets and are skipped.
     pub fn read(path: &Path) -> Result<Routes, RoutesError> {
-        let err = |problem: String| RoutesError { file: path.display().to_string(), problem };
+        let err = |problem: String| RoutesError {
+            file: path.display().to_string(),
+            problem,
+        };
         let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
         let mut nets = Vec::new();
         for (i, line) in text.lines().enumerate() {
-            let Some(token) = line.split('#').next().and_then(|l| l.split_whitespace().next()) else { continue };
-            let net: IpNet = token.parse().map_err(|_| err(format!("line {}: {token:?} is not a prefix (want e.g. 198.51.100.0/22)", i + 1)))?;
+            let Some(token) = line
+                .split('#')
+                .next()
+                .and_then(|l| l.split_whitespace().next())
+            else {
+                continue;
+            };
+            let net: IpNet = token.parse().map_err(|_| {
+                err(format!(
+                    "line {}: {token:?} is not a prefix (want e.g. 198.51.100.0/22)",
+                    i + 1
+                ))
+            })?;
             nets.push(net.trunc());
         }
         Ok(Routes::new(nets))
@@ -54,7 +68,9 @@ impl Routes {
         nets.dedup();
         let mut by_len = HashMap::new();
         for (i, n) in nets.iter().enumerate() {
-            let Some(k) = key::of_ip(n.addr()) else { continue };
+            let Some(k) = key::of_ip(n.addr()) else {
+                continue;
+            };
             let v4 = key::is_v4(k);
             let len = n.prefix_len();
             by_len.insert((v4, len, key::truncate(k, len, len)), i as u32);
@@ -81,7 +97,11 @@ impl Routes {
     pub fn covering(&self, client: u64) -> Option<u32> {
         let v4 = key::is_v4(client);
         let finest = if v4 { LEVELS[0].0 } else { LEVELS[0].1 };
-        (0..=finest).rev().find_map(|len| self.by_len.get(&(v4, len, key::truncate(client, len, len))).copied())
+        (0..=finest).rev().find_map(|len| {
+            self.by_len
+                .get(&(v4, len, key::truncate(client, len, len)))
+                .copied()
+        })
     }
 }
 
@@ -91,9 +111,17 @@ mod tests {
 
     #[test]
     fn longest_covering_prefix_wins_and_junk_names_the_line() {
-        let r = Routes::new(["10.0.0.0/8", "10.1.0.0/20", "10.1.2.0/25", "2001:db8::/32"].iter().map(|s| s.parse().unwrap()).collect());
+        let r = Routes::new(
+            ["10.0.0.0/8", "10.1.0.0/20", "10.1.2.0/25", "2001:db8::/32"]
+                .iter()
+                .map(|s| s.parse().unwrap())
+                .collect(),
+        );
         assert_eq!(r.len(), 3, "the /25 cannot aggregate /24s");
-        let id = |ip: &str| r.covering(key::truncate(key::parse(ip).unwrap(), 24, 48)).map(|i| r.net(i).to_string());
+        let id = |ip: &str| {
+            r.covering(key::truncate(key::parse(ip).unwrap(), 24, 48))
+                .map(|i| r.net(i).to_string())
+        };
         assert_eq!(id("10.1.2.9").as_deref(), Some("10.1.0.0/20"));
         assert_eq!(id("10.200.0.1").as_deref(), Some("10.0.0.0/8"));
         assert_eq!(id("192.0.2.1"), None);
@@ -102,6 +130,11 @@ mod tests {
         let path = dir.path().join("routes.txt");
         std::fs::write(&path, "# routes\n10.0.0.0/8 AS64500\n\nnot-a-prefix\n").unwrap();
         let e = Routes::read(&path).unwrap_err().to_string();
-        assert!(e.ends_with("routes.txt: line 4: \"not-a-prefix\" is not a prefix (want e.g. 198.51.100.0/22)"), "{e}");
+        assert!(
+            e.ends_with(
+                "routes.txt: line 4: \"not-a-prefix\" is not a prefix (want e.g. 198.51.100.0/22)"
+            ),
+            "{e}"
+        );
     }
 }

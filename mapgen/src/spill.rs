@@ -48,7 +48,9 @@ impl Scratch {
     /// Returns it with the bytes removed.
     pub fn new(tmp: &Path) -> std::io::Result<(Scratch, u64)> {
         let removed = remove_stale(tmp);
-        let dir = tempfile::Builder::new().prefix(SCRATCH_PREFIX).tempdir_in(tmp)?;
+        let dir = tempfile::Builder::new()
+            .prefix(SCRATCH_PREFIX)
+            .tempdir_in(tmp)?;
         let lock = File::create(dir.path().join(LOCK_FILE))?;
         fs4::FileExt::lock(&lock)?;
         Ok((Scratch { dir, _lock: lock }, removed))
@@ -63,7 +65,9 @@ impl Scratch {
 /// Removes scratch directories under `tmp` whose lock can be taken (their run is gone), and
 /// returns the bytes freed. Best effort: what cannot be removed is left, with a warning.
 fn remove_stale(tmp: &Path) -> u64 {
-    let Ok(entries) = std::fs::read_dir(tmp) else { return 0 };
+    let Ok(entries) = std::fs::read_dir(tmp) else {
+        return 0;
+    };
     let mut freed = 0;
     for e in entries.flatten() {
         let path = e.path();
@@ -72,7 +76,9 @@ fn remove_stale(tmp: &Path) -> u64 {
             continue;
         }
         // A directory without a lock file is one being created right now, or not ours.
-        let Ok(lock) = File::open(path.join(LOCK_FILE)) else { continue };
+        let Ok(lock) = File::open(path.join(LOCK_FILE)) else {
+            continue;
+        };
         if fs4::FileExt::try_lock(&lock).is_err() {
             continue; // a live run holds it
         }
@@ -82,14 +88,18 @@ fn remove_stale(tmp: &Path) -> u64 {
                 tracing::warn!(dir = %path.display(), bytes, "removed spill files left by a run that did not finish");
                 freed += bytes;
             }
-            Err(e) => tracing::warn!(dir = %path.display(), error = %e, "cannot remove spill files left by a run that did not finish"),
+            Err(e) => {
+                tracing::warn!(dir = %path.display(), error = %e, "cannot remove spill files left by a run that did not finish")
+            }
         }
     }
     freed
 }
 
 fn dir_bytes(dir: &Path) -> u64 {
-    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
     entries
         .flatten()
         .map(|e| match e.file_type() {
@@ -119,11 +129,19 @@ impl<R: Record> Partitions<R> {
         let (dir, stores) = if n == 1 {
             (None, vec![Store::Memory(Vec::new())])
         } else {
-            let dir = tempfile::Builder::new().prefix(&format!("{name}-")).tempdir_in(scratch.path())?;
-            let stores = (0..n).map(|i| Store::File(dir.path().join(format!("{i}.arrow")), None)).collect();
+            let dir = tempfile::Builder::new()
+                .prefix(&format!("{name}-"))
+                .tempdir_in(scratch.path())?;
+            let stores = (0..n)
+                .map(|i| Store::File(dir.path().join(format!("{i}.arrow")), None))
+                .collect();
             (Some(dir), stores)
         };
-        Ok(Partitions { buffers: (0..n).map(|_| Vec::new()).collect(), stores, _dir: dir })
+        Ok(Partitions {
+            buffers: (0..n).map(|_| Vec::new()).collect(),
+            stores,
+            _dir: dir,
+        })
     }
 
     /// How many partitions.
@@ -161,7 +179,9 @@ impl<R: Record> Partitions<R> {
             Store::File(path, writer) => {
                 if writer.is_none() {
                     let file = BufWriter::with_capacity(256 << 10, File::create(&*path)?);
-                    let fields = default_ipc_fields(df.schema().to_arrow(CompatLevel::newest()).iter_values());
+                    let fields = default_ipc_fields(
+                        df.schema().to_arrow(CompatLevel::newest()).iter_values(),
+                    );
                     *writer = Some(Box::new(IpcWriter::new(file).batched(df.schema(), fields)?));
                 }
                 df.rechunk_mut();
@@ -191,7 +211,11 @@ impl<R: Record> Partitions<R> {
                 Store::File(_, None) => Part::Memory(Vec::new()),
             });
         }
-        Ok(Finished { parts, empty, _dir: self._dir })
+        Ok(Finished {
+            parts,
+            empty,
+            _dir: self._dir,
+        })
     }
 }
 

@@ -247,13 +247,20 @@ fn default_probe_ttl() -> u32 {
 
 impl Default for Listen {
     fn default() -> Self {
-        Listen { dns: default_dns_listen(), udp_workers: default_udp_workers(), metrics: None }
+        Listen {
+            dns: default_dns_listen(),
+            udp_workers: default_udp_workers(),
+            metrics: None,
+        }
     }
 }
 
 impl Default for Tcp {
     fn default() -> Self {
-        Tcp { max_connections: default_tcp_max(), idle_timeout_ms: default_tcp_idle_ms() }
+        Tcp {
+            max_connections: default_tcp_max(),
+            idle_timeout_ms: default_tcp_idle_ms(),
+        }
     }
 }
 
@@ -261,10 +268,23 @@ impl Config {
     /// Parses and validates config text. `file` names it in errors; `base` resolves relative
     /// paths.
     pub fn from_str(file: &str, text: &str, base: &Path) -> Result<Config, ConfigError> {
-        let mut cfg: Config = toml::from_str(text)
-            .map_err(|e| ConfigError::Syntax { file: file.to_owned(), message: e.to_string().trim_end().to_owned() })?;
-        let invalid = |key: String, problem: String| ConfigError::Invalid { file: file.to_owned(), key, problem };
-        for p in [Some(&mut cfg.map), cfg.geoip.as_mut(), cfg.health_file.as_mut()].into_iter().flatten() {
+        let mut cfg: Config = toml::from_str(text).map_err(|e| ConfigError::Syntax {
+            file: file.to_owned(),
+            message: e.to_string().trim_end().to_owned(),
+        })?;
+        let invalid = |key: String, problem: String| ConfigError::Invalid {
+            file: file.to_owned(),
+            key,
+            problem,
+        };
+        for p in [
+            Some(&mut cfg.map),
+            cfg.geoip.as_mut(),
+            cfg.health_file.as_mut(),
+        ]
+        .into_iter()
+        .flatten()
+        {
             *p = base.join(&*p);
         }
         for z in &mut cfg.zones {
@@ -278,34 +298,58 @@ impl Config {
                 log.writer_id = Some(cfg.server_id.clone());
             }
             if log.max_rows == 0 || log.queue_rows == 0 || log.max_age_ms == 0 {
-                return Err(invalid("probe_log".into(), "max_rows, max_age_ms and queue_rows must be positive".into()));
+                return Err(invalid(
+                    "probe_log".into(),
+                    "max_rows, max_age_ms and queue_rows must be positive".into(),
+                ));
             }
         }
         if cfg.listen.dns.is_empty() {
-            return Err(invalid("listen.dns".into(), "no address to listen on".into()));
+            return Err(invalid(
+                "listen.dns".into(),
+                "no address to listen on".into(),
+            ));
         }
         if !(1..=64).contains(&cfg.listen.udp_workers) {
-            return Err(invalid("listen.udp_workers".into(), format!("{} is not in 1..=64", cfg.listen.udp_workers)));
+            return Err(invalid(
+                "listen.udp_workers".into(),
+                format!("{} is not in 1..=64", cfg.listen.udp_workers),
+            ));
         }
         if cfg.tcp.max_connections == 0 {
-            return Err(invalid("tcp.max_connections".into(), "must be at least 1".into()));
+            return Err(invalid(
+                "tcp.max_connections".into(),
+                "must be at least 1".into(),
+            ));
         }
         if cfg.pops.is_empty() {
             return Err(invalid("pops".into(), "no PoP configured".into()));
         }
         for (id, p) in &cfg.pops {
             if p.vip4.is_empty() && p.vip6.is_empty() {
-                return Err(invalid(format!("pops.{id}"), "has neither vip4 nor vip6".into()));
+                return Err(invalid(
+                    format!("pops.{id}"),
+                    "has neither vip4 nor vip6".into(),
+                ));
             }
             match (p.lat, p.lon) {
                 (Some(lat), _) if !(-90.0..=90.0).contains(&lat) => {
-                    return Err(invalid(format!("pops.{id}.lat"), format!("{lat} is not a latitude")))
+                    return Err(invalid(
+                        format!("pops.{id}.lat"),
+                        format!("{lat} is not a latitude"),
+                    ))
                 }
                 (_, Some(lon)) if !(-180.0..=180.0).contains(&lon) => {
-                    return Err(invalid(format!("pops.{id}.lon"), format!("{lon} is not a longitude")))
+                    return Err(invalid(
+                        format!("pops.{id}.lon"),
+                        format!("{lon} is not a longitude"),
+                    ))
                 }
                 (Some(_), None) | (None, Some(_)) => {
-                    return Err(invalid(format!("pops.{id}"), "lat and lon go together".into()))
+                    return Err(invalid(
+                        format!("pops.{id}"),
+                        "lat and lon go together".into(),
+                    ))
                 }
                 _ => {}
             }
@@ -315,10 +359,16 @@ impl Config {
         }
         for (i, id) in cfg.default_order.iter().enumerate() {
             if !cfg.pops.contains_key(id) {
-                return Err(invalid(format!("default_order[{i}]"), format!("'{id}' is not a configured PoP")));
+                return Err(invalid(
+                    format!("default_order[{i}]"),
+                    format!("'{id}' is not a configured PoP"),
+                ));
             }
             if cfg.default_order[..i].contains(id) {
-                return Err(invalid(format!("default_order[{i}]"), format!("'{id}' is listed twice")));
+                return Err(invalid(
+                    format!("default_order[{i}]"),
+                    format!("'{id}' is listed twice"),
+                ));
             }
         }
         if cfg.zones.is_empty() {
@@ -327,7 +377,10 @@ impl Config {
         for (i, z) in cfg.zones.iter().enumerate() {
             for (name, g) in &z.geo {
                 if g.ttl > 86_400 {
-                    return Err(invalid(format!("zones[{i}].geo.{name}.ttl"), format!("{} s is longer than a day", g.ttl)));
+                    return Err(invalid(
+                        format!("zones[{i}].geo.{name}.ttl"),
+                        format!("{} s is longer than a day", g.ttl),
+                    ));
                 }
             }
         }
@@ -337,7 +390,10 @@ impl Config {
     /// Reads and validates a config file.
     pub fn read(path: &Path) -> Result<Config, ConfigError> {
         let file = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io { file: file.clone(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+            file: file.clone(),
+            source,
+        })?;
         let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
         Config::from_str(&file, &text, &base)
     }
@@ -357,7 +413,9 @@ geo.www = { ttl = 30 }
 "#;
 
     fn err(text: &str) -> String {
-        Config::from_str("g.toml", text, Path::new("/etc/geodns")).unwrap_err().to_string()
+        Config::from_str("g.toml", text, Path::new("/etc/geodns"))
+            .unwrap_err()
+            .to_string()
     }
 
     #[test]
@@ -377,11 +435,19 @@ geo.www = { ttl = 30 }
         assert!(e.contains("vip4"), "{e}");
         let e = err(&format!("{GOOD}\nbogus = 1\n"));
         assert!(e.contains("unknown field `bogus`"), "{e}");
-        let e = err(&GOOD.replace("map = \"map.arrow\"", "map = \"map.arrow\"\ndefault_order = [\"ams\", \"sin\"]"));
+        let e = err(&GOOD.replace(
+            "map = \"map.arrow\"",
+            "map = \"map.arrow\"\ndefault_order = [\"ams\", \"sin\"]",
+        ));
         assert_eq!(e, "g.toml: default_order[1]: 'sin' is not a configured PoP");
-        let e = err(&GOOD.replace("vip4 = [\"192.0.2.1\"]", "lat = 95.0\nlon = 1.0\nvip4 = [\"192.0.2.1\"]"));
+        let e = err(&GOOD.replace(
+            "vip4 = [\"192.0.2.1\"]",
+            "lat = 95.0\nlon = 1.0\nvip4 = [\"192.0.2.1\"]",
+        ));
         assert_eq!(e, "g.toml: pops.ams.lat: 95 is not a latitude");
-        let e = err(&GOOD.replace("[pops.AMS]", "").replace("[pops.ams]", "[pops.AMS]"));
+        let e = err(&GOOD
+            .replace("[pops.AMS]", "")
+            .replace("[pops.ams]", "[pops.AMS]"));
         assert!(e.contains("invalid PoP id \"AMS\""), "{e}");
     }
 }

@@ -136,12 +136,22 @@ impl Snapshot {
     /// the probe log.
     pub fn new(data: Arc<Dataset>, down: &DownSet, probe_log: Option<ProbeLogger>) -> Snapshot {
         let down = data.pops.iter().map(|p| down.contains(&p.id)).collect();
-        Snapshot { data, down, probe_log }
+        Snapshot {
+            data,
+            down,
+            probe_log,
+        }
     }
 
     /// The PoPs this snapshot has drained, by id.
     pub fn down_set(&self) -> DownSet {
-        self.data.pops.iter().zip(self.down.iter()).filter(|(_, d)| **d).map(|(p, _)| p.id.clone()).collect()
+        self.data
+            .pops
+            .iter()
+            .zip(self.down.iter())
+            .filter(|(_, d)| **d)
+            .map(|(p, _)| p.id.clone())
+            .collect()
     }
 
     /// The same data and log with another health state.
@@ -156,20 +166,44 @@ impl Dataset {
         // Read once: the version hash and the parsed config come from the same bytes.
         let config_stamp = file_stamp(config_path);
         let file = config_path.display().to_string();
-        let text = std::fs::read_to_string(config_path)
-            .map_err(|source| LoadError::Config(ConfigError::Io { file: file.clone(), source }))?;
-        let base = config_path.parent().map(Path::to_path_buf).unwrap_or_default();
+        let text = std::fs::read_to_string(config_path).map_err(|source| {
+            LoadError::Config(ConfigError::Io {
+                file: file.clone(),
+                source,
+            })
+        })?;
+        let base = config_path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
         let config = Config::from_str(&file, &text, &base)?;
         let mut watched = vec![(config_path.to_path_buf(), config_stamp)];
-        for path in std::iter::once(&config.map).chain(config.zones.iter().filter_map(|z| z.file.as_ref())).chain(config.geoip.as_ref()) {
+        for path in std::iter::once(&config.map)
+            .chain(config.zones.iter().filter_map(|z| z.file.as_ref()))
+            .chain(config.geoip.as_ref())
+        {
             watched.push((path.clone(), file_stamp(path)));
         }
-        let config_version: String = Sha256::digest(text.as_bytes()).iter().take(6).map(|b| format!("{b:02x}")).collect();
+        let config_version: String = Sha256::digest(text.as_bytes())
+            .iter()
+            .take(6)
+            .map(|b| format!("{b:02x}"))
+            .collect();
 
-        let mut zones = config.zones.iter().enumerate().map(|(i, z)| Zone::build(z, i)).collect::<Result<Vec<_>, _>>()?;
+        let mut zones = config
+            .zones
+            .iter()
+            .enumerate()
+            .map(|(i, z)| Zone::build(z, i))
+            .collect::<Result<Vec<_>, _>>()?;
         // Longest origin first; equal origins side by side (whatever lies between them in the
         // config), so a zone configured twice is always found.
-        zones.sort_by(|a, b| b.origin.len().cmp(&a.origin.len()).then_with(|| a.origin.cmp(&b.origin)));
+        zones.sort_by(|a, b| {
+            b.origin
+                .len()
+                .cmp(&a.origin.len())
+                .then_with(|| a.origin.cmp(&b.origin))
+        });
         for w in zones.windows(2) {
             if w[0].origin == w[1].origin {
                 return Err(LoadError::Config(ConfigError::Invalid {
@@ -187,21 +221,48 @@ impl Dataset {
                 id: id.clone(),
                 a: p.vip4.iter().map(|v| v.octets()).collect(),
                 aaaa: p.vip6.iter().map(|v| v.octets()).collect(),
-                probe_a: p.probe4.as_ref().unwrap_or(&p.vip4).iter().map(|v| v.octets()).collect(),
-                probe_aaaa: p.probe6.as_ref().unwrap_or(&p.vip6).iter().map(|v| v.octets()).collect(),
+                probe_a: p
+                    .probe4
+                    .as_ref()
+                    .unwrap_or(&p.vip4)
+                    .iter()
+                    .map(|v| v.octets())
+                    .collect(),
+                probe_aaaa: p
+                    .probe6
+                    .as_ref()
+                    .unwrap_or(&p.vip6)
+                    .iter()
+                    .map(|v| v.octets())
+                    .collect(),
                 metric_slot: metrics.pop_slot(id.as_str()),
                 id_shared: id.as_str().into(),
             })
             .collect();
         let pop_table = PopTable::new(
-            config.pops.iter().map(|(id, p)| PopInfo { id: id.clone(), lat: p.lat, lon: p.lon }).collect(),
+            config
+                .pops
+                .iter()
+                .map(|(id, p)| PopInfo {
+                    id: id.clone(),
+                    lat: p.lat,
+                    lon: p.lon,
+                })
+                .collect(),
         )
         .expect("config PoP ids are unique map keys");
         let index_of = |id: &str| pop_table.index(id).expect("validated against config");
-        let default_order: Vec<PopIndex> = config.default_order.iter().map(|p| index_of(p.as_str())).collect();
+        let default_order: Vec<PopIndex> = config
+            .default_order
+            .iter()
+            .map(|p| index_of(p.as_str()))
+            .collect();
 
         let map_file = config.map.display().to_string();
-        let mut map = geomap::read_map(&config.map).map_err(|source| LoadError::Map { file: map_file.clone(), source })?;
+        let mut map = geomap::read_map(&config.map).map_err(|source| LoadError::Map {
+            file: map_file.clone(),
+            source,
+        })?;
         // Re-index the map's PoPs into config order; a PoP the config does not define cannot be
         // answered, so such a map is refused rather than half-served.
         let mut remap = Vec::with_capacity(map.meta.pops.len());
@@ -218,7 +279,10 @@ impl Dataset {
         if !unknown.is_empty() {
             return Err(LoadError::MapMismatch {
                 file: map_file,
-                problem: format!("map ranks PoP(s) {} that the config does not define", unknown.join(", ")),
+                problem: format!(
+                    "map ranks PoP(s) {} that the config does not define",
+                    unknown.join(", ")
+                ),
             });
         }
         for row in &mut map.rows {
@@ -227,9 +291,10 @@ impl Dataset {
             }
         }
         let geoip = match &config.geoip {
-            Some(path) => Some(
-                GeoIp::open(path).map_err(|source| LoadError::GeoIp { file: path.display().to_string(), source })?,
-            ),
+            Some(path) => Some(GeoIp::open(path).map_err(|source| LoadError::GeoIp {
+                file: path.display().to_string(),
+                source,
+            })?),
             None => None,
         };
         // Without GeoIP, space the map does not cover answers the default order, folded into the
@@ -238,7 +303,10 @@ impl Dataset {
         let table = AnswerTable::build(&map, fill);
 
         let map_rows = map.rows.len();
-        let map_meta = MapMeta { pops: PopTable::default(), ..map.meta };
+        let map_meta = MapMeta {
+            pops: PopTable::default(),
+            ..map.meta
+        };
         let server_id: Arc<str> = config.server_id.as_str().into();
         let mut data = Dataset {
             config,
@@ -267,10 +335,19 @@ impl Dataset {
             format!("server={}", self.config.server_id),
             format!("map-generation={}", self.map_meta.generation),
             format!("map-created={}", self.map_meta.created_at),
-            format!("loaded={}", humantime::format_rfc3339_seconds(self.loaded_at)),
+            format!(
+                "loaded={}",
+                humantime::format_rfc3339_seconds(self.loaded_at)
+            ),
             format!("config={}", self.config_version),
         ];
-        fields.extend(self.zones.iter().map(|z| format!("serial:{}={}", z.origin_text.trim_end_matches('.'), z.serial)));
+        fields.extend(self.zones.iter().map(|z| {
+            format!(
+                "serial:{}={}",
+                z.origin_text.trim_end_matches('.'),
+                z.serial
+            )
+        }));
         let mut out = Vec::new();
         for f in fields {
             let b = f.as_bytes();

@@ -27,10 +27,18 @@ pub struct HealthError {
 }
 
 /// Parses health text; `known` lists the configured PoPs.
-pub fn parse_health(file: &str, text: &str, known: &dyn Fn(&PopId) -> bool) -> Result<DownSet, HealthError> {
+pub fn parse_health(
+    file: &str,
+    text: &str,
+    known: &dyn Fn(&PopId) -> bool,
+) -> Result<DownSet, HealthError> {
     let mut down = DownSet::new();
     for (i, raw) in text.lines().enumerate() {
-        let err = |problem: String| HealthError { file: file.to_owned(), line: i + 1, problem };
+        let err = |problem: String| HealthError {
+            file: file.to_owned(),
+            line: i + 1,
+            problem,
+        };
         let line = raw.split('#').next().unwrap_or("").trim();
         if line.is_empty() {
             continue;
@@ -59,8 +67,11 @@ pub fn parse_health(file: &str, text: &str, known: &dyn Fn(&PopId) -> bool) -> R
 /// Reads a health file.
 pub fn read_health(path: &Path, known: &dyn Fn(&PopId) -> bool) -> Result<DownSet, HealthError> {
     let file = path.display().to_string();
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| HealthError { file: file.clone(), line: 0, problem: e.to_string() })?;
+    let text = std::fs::read_to_string(path).map_err(|e| HealthError {
+        file: file.clone(),
+        line: 0,
+        problem: e.to_string(),
+    })?;
     parse_health(&file, &text, known)
 }
 
@@ -73,9 +84,16 @@ mod tests {
         let known = |p: &PopId| ["ams", "iad"].contains(&p.as_str());
         let d = parse_health("h", "# drained for maintenance\nams down\niad up\n", &known).unwrap();
         assert_eq!(d.iter().map(|p| p.as_str()).collect::<Vec<_>>(), ["ams"]);
-        assert_eq!(parse_health("h", "sin down", &known).unwrap_err().to_string(), "h:1: pop 'sin' is not configured");
         assert_eq!(
-            parse_health("h", "\nams sideways", &known).unwrap_err().to_string(),
+            parse_health("h", "sin down", &known)
+                .unwrap_err()
+                .to_string(),
+            "h:1: pop 'sin' is not configured"
+        );
+        assert_eq!(
+            parse_health("h", "\nams sideways", &known)
+                .unwrap_err()
+                .to_string(),
             "h:2: state \"sideways\": want up or down"
         );
     }

@@ -23,8 +23,9 @@ const QTYPES: [(u16, &str); 12] = [
     (255, "ANY"),
 ];
 const RCODES: [&str; 17] = [
-    "NOERROR", "FORMERR", "SERVFAIL", "NXDOMAIN", "NOTIMP", "REFUSED", "YXDOMAIN", "YXRRSET", "NXRRSET",
-    "NOTAUTH", "NOTZONE", "RCODE11", "RCODE12", "RCODE13", "RCODE14", "RCODE15", "BADVERS",
+    "NOERROR", "FORMERR", "SERVFAIL", "NXDOMAIN", "NOTIMP", "REFUSED", "YXDOMAIN", "YXRRSET",
+    "NXRRSET", "NOTAUTH", "NOTZONE", "RCODE11", "RCODE12", "RCODE13", "RCODE14", "RCODE15",
+    "BADVERS",
 ];
 const MAX_POPS: usize = 1024;
 
@@ -117,7 +118,10 @@ impl Metrics {
             return;
         };
         if let Some(t) = o.qtype {
-            let i = QTYPES.iter().position(|(c, _)| *c == t).unwrap_or(QTYPES.len());
+            let i = QTYPES
+                .iter()
+                .position(|(c, _)| *c == t)
+                .unwrap_or(QTYPES.len());
             self.qtype[i].fetch_add(1, Relaxed);
         }
         self.rcode[(rcode as usize).min(RCODES.len() - 1)].fetch_add(1, Relaxed);
@@ -151,7 +155,12 @@ impl Metrics {
 
     /// Counts a reload attempt.
     pub fn reload(&self, ok: bool) {
-        if ok { &self.reloads } else { &self.reload_failures }.fetch_add(1, Relaxed);
+        if ok {
+            &self.reloads
+        } else {
+            &self.reload_failures
+        }
+        .fetch_add(1, Relaxed);
     }
 
     /// Counts a refused health file.
@@ -179,13 +188,29 @@ impl Metrics {
         let mut s = String::with_capacity(4096);
         let g = |v: &AtomicU64| v.load(Relaxed);
         s.push_str("# HELP geodns_queries_total DNS queries received.\n# TYPE geodns_queries_total counter\n");
-        let _ = writeln!(s, "geodns_queries_total{{transport=\"udp\"}} {}", g(&self.udp));
-        let _ = writeln!(s, "geodns_queries_total{{transport=\"tcp\"}} {}", g(&self.tcp));
+        let _ = writeln!(
+            s,
+            "geodns_queries_total{{transport=\"udp\"}} {}",
+            g(&self.udp)
+        );
+        let _ = writeln!(
+            s,
+            "geodns_queries_total{{transport=\"tcp\"}} {}",
+            g(&self.tcp)
+        );
         s.push_str("# HELP geodns_queries_by_type_total Answered queries by QTYPE.\n# TYPE geodns_queries_by_type_total counter\n");
         for (i, (_, name)) in QTYPES.iter().enumerate() {
-            let _ = writeln!(s, "geodns_queries_by_type_total{{qtype=\"{name}\"}} {}", g(&self.qtype[i]));
+            let _ = writeln!(
+                s,
+                "geodns_queries_by_type_total{{qtype=\"{name}\"}} {}",
+                g(&self.qtype[i])
+            );
         }
-        let _ = writeln!(s, "geodns_queries_by_type_total{{qtype=\"other\"}} {}", g(&self.qtype[QTYPES.len()]));
+        let _ = writeln!(
+            s,
+            "geodns_queries_by_type_total{{qtype=\"other\"}} {}",
+            g(&self.qtype[QTYPES.len()])
+        );
         s.push_str("# HELP geodns_responses_total Responses by rcode.\n# TYPE geodns_responses_total counter\n");
         for (i, name) in RCODES.iter().enumerate() {
             let v = g(&self.rcode[i]);
@@ -194,41 +219,157 @@ impl Metrics {
             }
         }
         let simple: [(&str, &str, &str, &AtomicU64); 11] = [
-            ("geodns_probe_queries_total", "counter", "Valid probe-zone queries answered.", &self.probe_queries),
-            ("geodns_probe_invalid_total", "counter", "Probe-zone queries with a bad id or unknown PoP (NXDOMAIN, not logged).", &self.probe_invalid),
-            ("geodns_dropped_total", "counter", "Packets not answered (not a query).", &self.dropped),
-            ("geodns_truncated_total", "counter", "UDP responses sent truncated (TC).", &self.truncated),
-            ("geodns_fallback_answers_total", "counter", "Geo answers from GeoIP or the default order.", &self.fallback_answers),
-            ("geodns_all_down_answers_total", "counter", "Geo answers given with every ranked PoP down.", &self.all_down_answers),
-            ("geodns_reloads_total", "counter", "Successful reloads of config, zones and map.", &self.reloads),
-            ("geodns_reload_failures_total", "counter", "Refused reloads (the old data kept serving).", &self.reload_failures),
-            ("geodns_health_failures_total", "counter", "Refused health files.", &self.health_failures),
-            ("geodns_tcp_refused_total", "counter", "TCP connections closed at the connection limit.", &self.tcp_refused),
-            ("geodns_map_created_timestamp_seconds", "gauge", "Creation time of the serving map.", &self.map_created_unix),
+            (
+                "geodns_probe_queries_total",
+                "counter",
+                "Valid probe-zone queries answered.",
+                &self.probe_queries,
+            ),
+            (
+                "geodns_probe_invalid_total",
+                "counter",
+                "Probe-zone queries with a bad id or unknown PoP (NXDOMAIN, not logged).",
+                &self.probe_invalid,
+            ),
+            (
+                "geodns_dropped_total",
+                "counter",
+                "Packets not answered (not a query).",
+                &self.dropped,
+            ),
+            (
+                "geodns_truncated_total",
+                "counter",
+                "UDP responses sent truncated (TC).",
+                &self.truncated,
+            ),
+            (
+                "geodns_fallback_answers_total",
+                "counter",
+                "Geo answers from GeoIP or the default order.",
+                &self.fallback_answers,
+            ),
+            (
+                "geodns_all_down_answers_total",
+                "counter",
+                "Geo answers given with every ranked PoP down.",
+                &self.all_down_answers,
+            ),
+            (
+                "geodns_reloads_total",
+                "counter",
+                "Successful reloads of config, zones and map.",
+                &self.reloads,
+            ),
+            (
+                "geodns_reload_failures_total",
+                "counter",
+                "Refused reloads (the old data kept serving).",
+                &self.reload_failures,
+            ),
+            (
+                "geodns_health_failures_total",
+                "counter",
+                "Refused health files.",
+                &self.health_failures,
+            ),
+            (
+                "geodns_tcp_refused_total",
+                "counter",
+                "TCP connections closed at the connection limit.",
+                &self.tcp_refused,
+            ),
+            (
+                "geodns_map_created_timestamp_seconds",
+                "gauge",
+                "Creation time of the serving map.",
+                &self.map_created_unix,
+            ),
         ];
         for (name, kind, help, v) in simple {
-            let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {}", g(v));
+            let _ = writeln!(
+                s,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {}",
+                g(v)
+            );
         }
         if let Some(w) = self.probe_log.get() {
             let log: [(&str, &str, &str, &AtomicU64); 9] = [
-                ("geodns_probe_log_queued_rows", "gauge", "Probe rows waiting for the writer.", &w.queued),
-                ("geodns_probe_log_buffered_rows", "gauge", "Probe rows in memory waiting for their file.", &w.buffered),
-                ("geodns_probe_log_write_failing", "gauge", "1 while probe log writes fail (new rows are dropped, answers unaffected).", &w.failing),
-                ("geodns_probe_log_rows_refused_failing_total", "counter", "Probe rows dropped because log writes were failing.", &w.rows_refused_failing),
-                ("geodns_probe_log_rows_written_total", "counter", "Probe rows in files.", &w.rows_written),
-                ("geodns_probe_log_files_written_total", "counter", "Probe log files written.", &w.files_written),
-                ("geodns_probe_log_bytes_written_total", "counter", "Bytes of probe log files.", &w.bytes_written),
-                ("geodns_probe_log_rows_dropped_total", "counter", "Probe rows dropped because the queue was full.", &w.rows_dropped),
-                ("geodns_probe_log_write_errors_total", "counter", "Failed probe log file writes (rows kept and retried).", &w.write_errors),
+                (
+                    "geodns_probe_log_queued_rows",
+                    "gauge",
+                    "Probe rows waiting for the writer.",
+                    &w.queued,
+                ),
+                (
+                    "geodns_probe_log_buffered_rows",
+                    "gauge",
+                    "Probe rows in memory waiting for their file.",
+                    &w.buffered,
+                ),
+                (
+                    "geodns_probe_log_write_failing",
+                    "gauge",
+                    "1 while probe log writes fail (new rows are dropped, answers unaffected).",
+                    &w.failing,
+                ),
+                (
+                    "geodns_probe_log_rows_refused_failing_total",
+                    "counter",
+                    "Probe rows dropped because log writes were failing.",
+                    &w.rows_refused_failing,
+                ),
+                (
+                    "geodns_probe_log_rows_written_total",
+                    "counter",
+                    "Probe rows in files.",
+                    &w.rows_written,
+                ),
+                (
+                    "geodns_probe_log_files_written_total",
+                    "counter",
+                    "Probe log files written.",
+                    &w.files_written,
+                ),
+                (
+                    "geodns_probe_log_bytes_written_total",
+                    "counter",
+                    "Bytes of probe log files.",
+                    &w.bytes_written,
+                ),
+                (
+                    "geodns_probe_log_rows_dropped_total",
+                    "counter",
+                    "Probe rows dropped because the queue was full.",
+                    &w.rows_dropped,
+                ),
+                (
+                    "geodns_probe_log_write_errors_total",
+                    "counter",
+                    "Failed probe log file writes (rows kept and retried).",
+                    &w.write_errors,
+                ),
             ];
             for (name, kind, help, v) in log {
-                let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {}", g(v));
+                let _ = writeln!(
+                    s,
+                    "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {}",
+                    g(v)
+                );
             }
         }
         s.push_str("# HELP geodns_pop_answers_total Geo answers by PoP.\n# TYPE geodns_pop_answers_total counter\n");
-        let names = self.pop_names.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let names = self
+            .pop_names
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
         for (i, n) in names.iter().enumerate() {
-            let _ = writeln!(s, "geodns_pop_answers_total{{pop=\"{n}\"}} {}", g(&self.pop_answers[i]));
+            let _ = writeln!(
+                s,
+                "geodns_pop_answers_total{{pop=\"{n}\"}} {}",
+                g(&self.pop_answers[i])
+            );
         }
         let overflow = g(&self.pop_answers[MAX_POPS - 1]);
         if overflow > 0 {

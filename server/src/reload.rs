@@ -15,10 +15,11 @@ use crate::dataset::{file_stamp, Dataset, FileStamp, Snapshot};
 use crate::health::{read_health, DownSet};
 use crate::metrics::Metrics;
 
-
 /// Reads the dataset's health file, if it has one. A missing file means every PoP is up.
 pub fn load_health(data: &Dataset) -> Result<DownSet, crate::health::HealthError> {
-    let Some(path) = &data.config.health_file else { return Ok(DownSet::new()) };
+    let Some(path) = &data.config.health_file else {
+        return Ok(DownSet::new());
+    };
     if !path.exists() {
         return Ok(DownSet::new());
     }
@@ -27,7 +28,12 @@ pub fn load_health(data: &Dataset) -> Result<DownSet, crate::health::HealthError
 
 /// Watches for changes and SIGHUP until the process ends. `health_stamp` is the health file's
 /// stamp taken before the serving health state was read.
-pub async fn watch(config_path: PathBuf, state: Arc<ArcSwap<Snapshot>>, metrics: Arc<Metrics>, health_stamp: FileStamp) {
+pub async fn watch(
+    config_path: PathBuf,
+    state: Arc<ArcSwap<Snapshot>>,
+    metrics: Arc<Metrics>,
+    health_stamp: FileStamp,
+) {
     let mut hup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
         Ok(s) => Some(s),
         Err(e) => {
@@ -35,8 +41,11 @@ pub async fn watch(config_path: PathBuf, state: Arc<ArcSwap<Snapshot>>, metrics:
             None
         }
     };
-    let current = |data: &Dataset| -> Vec<FileStamp> { data.watched.iter().map(|(p, _)| file_stamp(p)).collect() };
-    let stamps_at_load = |data: &Dataset| -> Vec<FileStamp> { data.watched.iter().map(|(_, s)| *s).collect() };
+    let current = |data: &Dataset| -> Vec<FileStamp> {
+        data.watched.iter().map(|(p, _)| file_stamp(p)).collect()
+    };
+    let stamps_at_load =
+        |data: &Dataset| -> Vec<FileStamp> { data.watched.iter().map(|(_, s)| *s).collect() };
     let health_of = |data: &Dataset| data.config.health_file.as_deref().and_then(file_stamp);
     let mut data = state.load().data.clone();
     let mut stamps = stamps_at_load(&data);
@@ -79,7 +88,9 @@ pub async fn watch(config_path: PathBuf, state: Arc<ArcSwap<Snapshot>>, metrics:
                         metrics.set_map_created(t);
                     }
                     if new.config.probe_log != data.config.probe_log {
-                        tracing::warn!("probe_log settings changed; they take effect at the next restart");
+                        tracing::warn!(
+                            "probe_log settings changed; they take effect at the next restart"
+                        );
                     }
                     let log = state.load().probe_log.clone();
                     state.store(Arc::new(Snapshot::new(new.clone(), &down, log)));

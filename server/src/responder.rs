@@ -13,7 +13,8 @@ use geomap::{KeySpace, PopIndex};
 use crate::dataset::{Dataset, Snapshot};
 use crate::metrics::QueryOutcome;
 use crate::wire::{
-    parse_query, rcode, rtype, Owner, Query, Reject, ResponseEdns, ResponseWriter, Section, MAX_UDP_PAYLOAD,
+    parse_query, rcode, rtype, Owner, Query, Reject, ResponseEdns, ResponseWriter, Section,
+    MAX_UDP_PAYLOAD,
 };
 use crate::zone::{parent, Node, Zone};
 
@@ -30,7 +31,13 @@ const MAX_CNAME_CHAIN: usize = 8;
 
 /// Answers one packet into `out`. Returns what happened; `out` is empty when the packet is to
 /// be dropped.
-pub fn respond(snap: &Snapshot, packet: &[u8], src: IpAddr, transport: Transport, out: &mut Vec<u8>) -> QueryOutcome {
+pub fn respond(
+    snap: &Snapshot,
+    packet: &[u8],
+    src: IpAddr,
+    transport: Transport,
+    out: &mut Vec<u8>,
+) -> QueryOutcome {
     let mut outcome = QueryOutcome::default();
     let q = match parse_query(packet) {
         Ok(q) => q,
@@ -50,17 +57,31 @@ pub fn respond(snap: &Snapshot, packet: &[u8], src: IpAddr, transport: Transport
         (Transport::Udp, Some(e)) => e.payload.clamp(512, MAX_UDP_PAYLOAD) as usize,
         (Transport::Udp, None) => 512,
     };
-    let mut edns = q.edns.map(|e| ResponseEdns { dnssec_ok: e.dnssec_ok, ecs: e.ecs.map(|s| (s, 0)) });
+    let mut edns = q.edns.map(|e| ResponseEdns {
+        dnssec_ok: e.dnssec_ok,
+        ecs: e.ecs.map(|s| (s, 0)),
+    });
 
     if let Some(e) = q.edns.filter(|e| e.version > 0) {
         let w = ResponseWriter::new(out, &q, false, 0);
         let ext = (rcode::BADVERS >> 4) as u8;
-        w.finish(Some(ResponseEdns { dnssec_ok: e.dnssec_ok, ecs: None }), ext, max_len);
+        w.finish(
+            Some(ResponseEdns {
+                dnssec_ok: e.dnssec_ok,
+                ecs: None,
+            }),
+            ext,
+            max_len,
+        );
         outcome.rcode = Some(rcode::BADVERS);
         return outcome;
     }
     let data = &*snap.data;
-    let zone = if q.qclass == 1 { data.zones.iter().find(|z| z.contains(q.name())) } else { None };
+    let zone = if q.qclass == 1 {
+        data.zones.iter().find(|z| z.contains(q.name()))
+    } else {
+        None
+    };
     let Some(zone) = zone.filter(|_| !matches!(q.qtype, rtype::AXFR | rtype::IXFR)) else {
         let w = ResponseWriter::new(out, &q, false, rcode::REFUSED);
         outcome.truncated = w.finish(edns, 0, max_len);
@@ -73,9 +94,15 @@ pub fn respond(snap: &Snapshot, packet: &[u8], src: IpAddr, transport: Transport
     // NODATA after a CNAME chain: the answer has the CNAMEs, and still needs the SOA.
     let mut negative = false;
     let apex_offset = q.qname_len - zone.origin.len();
-    let probe = zone.probe.as_ref().and_then(|(apex, ttl)| Some((probe_labels(q.name(), apex)?, *ttl)));
+    let probe = zone
+        .probe
+        .as_ref()
+        .and_then(|(apex, ttl)| Some((probe_labels(q.name(), apex)?, *ttl)));
     // A DS query at a cut is answered by the parent side (here), like any other name.
-    let below_cut = || zone.delegation(q.name()).filter(|c| !(c.len() == q.name().len() && q.qtype == rtype::DS));
+    let below_cut = || {
+        zone.delegation(q.name())
+            .filter(|c| !(c.len() == q.name().len() && q.qtype == rtype::DS))
+    };
     if let Some((labels, ttl)) = probe {
         answer_probe(snap, &q, src, labels, ttl, &mut w, &mut rc, &mut outcome);
     } else if let Some(cut) = below_cut() {
@@ -84,7 +111,17 @@ pub fn respond(snap: &Snapshot, packet: &[u8], src: IpAddr, transport: Transport
         outcome.rcode = Some(rcode::NOERROR as u16);
         return outcome;
     } else if let Some(node) = find_node(zone, q.name()) {
-        let (scope, end) = answer_node(snap, data, zone, node, &q, src, &mut w, &mut rc, &mut outcome);
+        let (scope, end) = answer_node(
+            snap,
+            data,
+            zone,
+            node,
+            &q,
+            src,
+            &mut w,
+            &mut rc,
+            &mut outcome,
+        );
         if let (Some(e), Some(scope)) = (edns.as_mut(), scope) {
             if let Some(ecs) = e.ecs.as_mut() {
                 ecs.1 = scope;
@@ -96,7 +133,13 @@ pub fn respond(snap: &Snapshot, packet: &[u8], src: IpAddr, transport: Transport
     }
     if rc != rcode::NOERROR || negative || w.answer_count() == 0 {
         // Negative answer (NXDOMAIN or NODATA): the SOA in authority, TTL per RFC 2308.
-        w.record(Section::Authority, Owner::QnameSuffix(apex_offset), rtype::SOA, zone.negative_ttl, &zone.soa_rdata);
+        w.record(
+            Section::Authority,
+            Owner::QnameSuffix(apex_offset),
+            rtype::SOA,
+            zone.negative_ttl,
+            &zone.soa_rdata,
+        );
     }
     w.set_rcode(rc);
     outcome.truncated = w.finish(edns, 0, max_len);
@@ -109,14 +152,22 @@ pub fn respond(snap: &Snapshot, packet: &[u8], src: IpAddr, transport: Transport
 /// (glue below the cut, and in-zone siblings) in additional (RFC 1034 4.3.2, RFC 9471).
 fn refer(zone: &Zone, cut: &[u8], q: &Query<'_>, w: &mut ResponseWriter<'_>) {
     w.clear_aa();
-    let Some(ns) = zone.nodes.get(cut).and_then(|n| n.rrset(rtype::NS)) else { return };
+    let Some(ns) = zone.nodes.get(cut).and_then(|n| n.rrset(rtype::NS)) else {
+        return;
+    };
     let owner = Owner::QnameSuffix(q.qname_len - cut.len());
     for target in &ns.rdata {
         w.record(Section::Authority, owner, rtype::NS, ns.ttl, target);
     }
     for target in &ns.rdata {
         let lower = target.to_ascii_lowercase();
-        let Some(node) = zone.contains(&lower).then(|| zone.nodes.get(lower.as_slice())).flatten() else { continue };
+        let Some(node) = zone
+            .contains(&lower)
+            .then(|| zone.nodes.get(lower.as_slice()))
+            .flatten()
+        else {
+            continue;
+        };
         for t in [rtype::A, rtype::AAAA] {
             if let Some(glue) = node.rrset(t) {
                 for a in &glue.rdata {
@@ -130,11 +181,18 @@ fn refer(zone: &Zone, cut: &[u8], q: &Query<'_>, w: &mut ResponseWriter<'_>) {
 /// Logs one query at debug level under the target `geodns::query`: off unless asked for
 /// (`RUST_LOG=info,geodns::query=debug`), and then one line per query. The check is a cached
 /// callsite test, so the query path pays nothing while it is off.
-pub fn log_query(packet: &[u8], src: std::net::SocketAddr, transport: Transport, outcome: &QueryOutcome) {
+pub fn log_query(
+    packet: &[u8],
+    src: std::net::SocketAddr,
+    transport: Transport,
+    outcome: &QueryOutcome,
+) {
     if !tracing::enabled!(target: "geodns::query", tracing::Level::DEBUG) {
         return;
     }
-    let name = parse_query(packet).map(|q| crate::zone::text_name(q.name())).unwrap_or_else(|_| "-".into());
+    let name = parse_query(packet)
+        .map(|q| crate::zone::text_name(q.name()))
+        .unwrap_or_else(|_| "-".into());
     tracing::debug!(
         target: "geodns::query",
         %src,
@@ -212,7 +270,10 @@ fn answer_probe(
             probe_id,
             pop: pop_label.map(|_| answer.id_shared.clone()),
             resolver_ip: src.to_canonical(),
-            ecs_subnet: q.edns.and_then(|e| e.ecs).map(|e| (e.addr, e.source_prefix)),
+            ecs_subnet: q
+                .edns
+                .and_then(|e| e.ecs)
+                .map(|e| (e.addr, e.source_prefix)),
             qtype: q.qtype,
             server: data.server_id.clone(),
         };
@@ -292,12 +353,22 @@ fn answer_node<'z>(
             if let Some(v6) = want {
                 let before = w.answer_count();
                 let scope = answer_geo(snap, data, q, src, v6, ttl, owner, w, outcome);
-                let end = if w.answer_count() > before { ChainEnd::Answered } else { ChainEnd::NoData };
+                let end = if w.answer_count() > before {
+                    ChainEnd::Answered
+                } else {
+                    ChainEnd::NoData
+                };
                 return (Some(scope), end);
             }
         }
         if let Some(cname) = node.rrset(rtype::CNAME).filter(|_| qtype != rtype::CNAME) {
-            w.record(Section::Answer, owner, rtype::CNAME, cname.ttl, &cname.rdata[0]);
+            w.record(
+                Section::Answer,
+                owner,
+                rtype::CNAME,
+                cname.ttl,
+                &cname.rdata[0],
+            );
             let target: &[u8] = &cname.rdata[0];
             let mut lower = [0u8; 255];
             let n = target.len().min(255);
@@ -381,17 +452,28 @@ fn answer_geo(
     };
     let has_family = |p: PopIndex| {
         let pop = &data.pops[p as usize];
-        if v6 { !pop.aaaa.is_empty() } else { !pop.a.is_empty() }
+        if v6 {
+            !pop.aaaa.is_empty()
+        } else {
+            !pop.a.is_empty()
+        }
     };
     let healthy = |p: &&PopIndex| !snap.down[**p as usize] && has_family(**p);
-    let chosen = ranked.iter().find(healthy).or_else(|| data.default_order.iter().find(healthy));
+    let chosen = ranked
+        .iter()
+        .find(healthy)
+        .or_else(|| data.default_order.iter().find(healthy));
     let chosen = match chosen {
         Some(&p) => Some(p),
         None => {
             // Every candidate is drained: answering something beats an empty answer, so ignore
             // health (the same fail-open rule gdnsd applies).
             outcome.all_down = true;
-            ranked.iter().chain(&data.default_order).copied().find(|&p| has_family(p))
+            ranked
+                .iter()
+                .chain(&data.default_order)
+                .copied()
+                .find(|&p| has_family(p))
         }
     };
     if let Some(p) = chosen {

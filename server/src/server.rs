@@ -43,7 +43,9 @@ pub enum StartError {
 pub async fn run(config_path: &Path) -> Result<(), StartError> {
     let metrics = Arc::new(Metrics::default());
     let started = std::time::Instant::now();
-    let data = Arc::new(tokio::task::block_in_place(|| Dataset::load(config_path, &metrics))?);
+    let data = Arc::new(tokio::task::block_in_place(|| {
+        Dataset::load(config_path, &metrics)
+    })?);
     let health_stamp = data.config.health_file.as_deref().and_then(file_stamp);
     let down = load_health(&data)?;
     tracing::info!(
@@ -74,15 +76,30 @@ pub async fn run(config_path: &Path) -> Result<(), StartError> {
         }
         None => None,
     };
-    let state = Arc::new(ArcSwap::from_pointee(Snapshot::new(data, &down, probe_log.clone())));
+    let state = Arc::new(ArcSwap::from_pointee(Snapshot::new(
+        data,
+        &down,
+        probe_log.clone(),
+    )));
 
     for &addr in &cfg.listen.dns {
-        let socks = udp::bind(addr, cfg.listen.udp_workers)
-            .map_err(|source| StartError::Bind { addr, transport: "udp", source })?;
-        let bound = socks[0].local_addr().map_err(|source| StartError::Bind { addr, transport: "udp", source })?;
+        let socks = udp::bind(addr, cfg.listen.udp_workers).map_err(|source| StartError::Bind {
+            addr,
+            transport: "udp",
+            source,
+        })?;
+        let bound = socks[0].local_addr().map_err(|source| StartError::Bind {
+            addr,
+            transport: "udp",
+            source,
+        })?;
         // TCP on the same port as UDP, also when the config asked for port 0.
         let tcp_addr = std::net::SocketAddr::new(addr.ip(), bound.port());
-        let listener = tcp::bind(tcp_addr).map_err(|source| StartError::Bind { addr, transport: "tcp", source })?;
+        let listener = tcp::bind(tcp_addr).map_err(|source| StartError::Bind {
+            addr,
+            transport: "tcp",
+            source,
+        })?;
         tracing::info!(%bound, workers = socks.len(), "listening udp");
         tracing::info!(bound = %tcp_addr, "listening tcp");
         for (i, sock) in socks.into_iter().enumerate() {
@@ -103,12 +120,25 @@ pub async fn run(config_path: &Path) -> Result<(), StartError> {
     if let Some(addr) = cfg.listen.metrics {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
-            .map_err(|source| StartError::Bind { addr, transport: "http", source })?;
-        let bound = listener.local_addr().map_err(|source| StartError::Bind { addr, transport: "http", source })?;
+            .map_err(|source| StartError::Bind {
+                addr,
+                transport: "http",
+                source,
+            })?;
+        let bound = listener.local_addr().map_err(|source| StartError::Bind {
+            addr,
+            transport: "http",
+            source,
+        })?;
         tracing::info!(%bound, "listening metrics");
         tokio::spawn(serve_metrics(listener, metrics.clone()));
     }
-    tokio::spawn(watch(config_path.to_path_buf(), state.clone(), metrics.clone(), health_stamp));
+    tokio::spawn(watch(
+        config_path.to_path_buf(),
+        state.clone(),
+        metrics.clone(),
+        health_stamp,
+    ));
 
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .expect("install SIGTERM handler");
@@ -125,7 +155,13 @@ pub async fn run(config_path: &Path) -> Result<(), StartError> {
         })
         .await
         .expect("the flush does not panic");
-        tracing::info!(rows = log.stats().rows_written.load(std::sync::atomic::Ordering::Relaxed), "probe log flushed");
+        tracing::info!(
+            rows = log
+                .stats()
+                .rows_written
+                .load(std::sync::atomic::Ordering::Relaxed),
+            "probe log flushed"
+        );
     }
     Ok(())
 }
@@ -162,11 +198,12 @@ async fn serve_metrics(listener: tokio::net::TcpListener, metrics: Arc<Metrics>)
             if !matches!(read, Ok(Some(()))) {
                 return;
             }
-            let (status, body) = if req.starts_with(b"GET /metrics ") || req.starts_with(b"GET /metrics?") {
-                ("200 OK", metrics.render())
-            } else {
-                ("404 Not Found", "not found; try /metrics\n".to_owned())
-            };
+            let (status, body) =
+                if req.starts_with(b"GET /metrics ") || req.starts_with(b"GET /metrics?") {
+                    ("200 OK", metrics.render())
+                } else {
+                    ("404 Not Found", "not found; try /metrics\n".to_owned())
+                };
             let head = format!(
                 "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
                 body.len()

@@ -58,7 +58,10 @@ fn to_socket_addr(sa: &libc::sockaddr_storage) -> Option<SocketAddr> {
         libc::AF_INET6 => {
             // SAFETY: as above, for sockaddr_in6.
             let v6 = unsafe { &*(sa as *const _ as *const libc::sockaddr_in6) };
-            Some(SocketAddr::new(IpAddr::V6(Ipv6Addr::from(v6.sin6_addr.s6_addr)), u16::from_be(v6.sin6_port)))
+            Some(SocketAddr::new(
+                IpAddr::V6(Ipv6Addr::from(v6.sin6_addr.s6_addr)),
+                u16::from_be(v6.sin6_port),
+            ))
         }
         _ => None,
     }
@@ -89,7 +92,10 @@ impl Buffers {
             hdr_out: vec![unsafe { zeroed() }; BATCH],
         });
         for i in 0..BATCH {
-            b.iov_in[i] = libc::iovec { iov_base: b.packets[i].as_mut_ptr().cast(), iov_len: MAX_QUERY };
+            b.iov_in[i] = libc::iovec {
+                iov_base: b.packets[i].as_mut_ptr().cast(),
+                iov_len: MAX_QUERY,
+            };
         }
         b
     }
@@ -119,7 +125,15 @@ pub fn serve(sock: UdpSocket, state: Arc<ArcSwap<Snapshot>>, metrics: Arc<Metric
         b.arm_receive();
         // SAFETY: hdr_in holds BATCH headers whose buffers (packets, addrs, iov_in) live in `b`
         // and outlive the call.
-        let n = unsafe { libc::recvmmsg(fd, b.hdr_in.as_mut_ptr(), BATCH as u32, libc::MSG_WAITFORONE, std::ptr::null_mut()) };
+        let n = unsafe {
+            libc::recvmmsg(
+                fd,
+                b.hdr_in.as_mut_ptr(),
+                BATCH as u32,
+                libc::MSG_WAITFORONE,
+                std::ptr::null_mut(),
+            )
+        };
         if n < 0 {
             let e = io::Error::last_os_error();
             if e.kind() != io::ErrorKind::Interrupted {
@@ -133,16 +147,26 @@ pub fn serve(sock: UdpSocket, state: Arc<ArcSwap<Snapshot>>, metrics: Arc<Metric
             let len = b.hdr_in[i].msg_len as usize;
             let truncated = b.hdr_in[i].msg_hdr.msg_flags & libc::MSG_TRUNC != 0;
             // Port 0 cannot be a real client; answering it only helps reflection attacks.
-            let Some(src) = to_socket_addr(&b.addrs[i]).filter(|a| a.port() != 0 && !truncated) else {
+            let Some(src) = to_socket_addr(&b.addrs[i]).filter(|a| a.port() != 0 && !truncated)
+            else {
                 continue;
             };
-            let outcome = respond(snap, &b.packets[i][..len], src.ip(), Transport::Udp, &mut b.outs[i]);
+            let outcome = respond(
+                snap,
+                &b.packets[i][..len],
+                src.ip(),
+                Transport::Udp,
+                &mut b.outs[i],
+            );
             metrics.record(false, &outcome);
             log_query(&b.packets[i][..len], src, Transport::Udp, &outcome);
             if b.outs[i].is_empty() {
                 continue;
             }
-            b.iov_out[replies] = libc::iovec { iov_base: b.outs[i].as_mut_ptr().cast(), iov_len: b.outs[i].len() };
+            b.iov_out[replies] = libc::iovec {
+                iov_base: b.outs[i].as_mut_ptr().cast(),
+                iov_len: b.outs[i].len(),
+            };
             let h = &mut b.hdr_out[replies].msg_hdr;
             h.msg_name = (&mut b.addrs[i] as *mut libc::sockaddr_storage).cast();
             h.msg_namelen = b.hdr_in[i].msg_hdr.msg_namelen;
@@ -153,7 +177,14 @@ pub fn serve(sock: UdpSocket, state: Arc<ArcSwap<Snapshot>>, metrics: Arc<Metric
         let mut sent = 0;
         while sent < replies {
             // SAFETY: hdr_out[sent..replies] point at buffers in `b` filled above.
-            let r = unsafe { libc::sendmmsg(fd, b.hdr_out[sent..].as_mut_ptr(), (replies - sent) as u32, 0) };
+            let r = unsafe {
+                libc::sendmmsg(
+                    fd,
+                    b.hdr_out[sent..].as_mut_ptr(),
+                    (replies - sent) as u32,
+                    0,
+                )
+            };
             if r <= 0 {
                 let e = io::Error::last_os_error();
                 if e.kind() == io::ErrorKind::Interrupted {

@@ -158,11 +158,24 @@ pub fn parse_query(b: &[u8]) -> Result<Query<'_>, Reject> {
     if flags & 0x8000 != 0 {
         return Err(Reject::Drop);
     }
-    let formerr = Reject::Error { id, flags, rcode: rcode::FORMERR };
+    let formerr = Reject::Error {
+        id,
+        flags,
+        rcode: rcode::FORMERR,
+    };
     let opcode = (flags >> 11) & 0xf;
-    let (qd, an, ns, ar) = (be16(b, 4).unwrap(), be16(b, 6).unwrap(), be16(b, 8).unwrap(), be16(b, 10).unwrap());
+    let (qd, an, ns, ar) = (
+        be16(b, 4).unwrap(),
+        be16(b, 6).unwrap(),
+        be16(b, 8).unwrap(),
+        be16(b, 10).unwrap(),
+    );
     if opcode != 0 {
-        return Err(Reject::Error { id, flags, rcode: rcode::NOTIMP });
+        return Err(Reject::Error {
+            id,
+            flags,
+            rcode: rcode::NOTIMP,
+        });
     }
     if qd != 1 || an != 0 || ns != 0 {
         return Err(formerr);
@@ -172,11 +185,15 @@ pub fn parse_query(b: &[u8]) -> Result<Query<'_>, Reject> {
     let mut at = HEADER_LEN;
     let mut n = 0;
     loop {
-        let Some(&len) = b.get(at) else { return Err(formerr) };
+        let Some(&len) = b.get(at) else {
+            return Err(formerr);
+        };
         if len & 0xc0 != 0 || n + 1 + len as usize > 255 {
             return Err(formerr);
         }
-        let Some(label) = b.get(at + 1..at + 1 + len as usize) else { return Err(formerr) };
+        let Some(label) = b.get(at + 1..at + 1 + len as usize) else {
+            return Err(formerr);
+        };
         qname[n] = len;
         for (d, s) in qname[n + 1..n + 1 + len as usize].iter_mut().zip(label) {
             *d = s.to_ascii_lowercase();
@@ -187,22 +204,34 @@ pub fn parse_query(b: &[u8]) -> Result<Query<'_>, Reject> {
             break;
         }
     }
-    let (Some(qtype), Some(qclass)) = (be16(b, at), be16(b, at + 2)) else { return Err(formerr) };
+    let (Some(qtype), Some(qclass)) = (be16(b, at), be16(b, at + 2)) else {
+        return Err(formerr);
+    };
     let question = &b[HEADER_LEN..at + 4];
     at += 4;
 
     let mut edns = None;
     for _ in 0..ar {
         let name_start = at;
-        at = skip_name(b, at).ok_or(Reject::Error { id, flags, rcode: rcode::FORMERR })?;
-        let (Some(t), Some(class)) = (be16(b, at), be16(b, at + 2)) else { return Err(formerr) };
+        at = skip_name(b, at).ok_or(Reject::Error {
+            id,
+            flags,
+            rcode: rcode::FORMERR,
+        })?;
+        let (Some(t), Some(class)) = (be16(b, at), be16(b, at + 2)) else {
+            return Err(formerr);
+        };
         let ttl = match b.get(at + 4..at + 8) {
             Some(t) => u32::from_be_bytes([t[0], t[1], t[2], t[3]]),
             None => return Err(formerr),
         };
-        let Some(rdlen) = be16(b, at + 8) else { return Err(formerr) };
+        let Some(rdlen) = be16(b, at + 8) else {
+            return Err(formerr);
+        };
         let rdata_start = at + 10;
-        let Some(rdata) = b.get(rdata_start..rdata_start + rdlen as usize) else { return Err(formerr) };
+        let Some(rdata) = b.get(rdata_start..rdata_start + rdlen as usize) else {
+            return Err(formerr);
+        };
         at = rdata_start + rdlen as usize;
         if t != rtype::OPT {
             continue;
@@ -211,9 +240,22 @@ pub fn parse_query(b: &[u8]) -> Result<Query<'_>, Reject> {
             // A second OPT, or an OPT not owned by the root: RFC 6891 6.1.1.
             return Err(formerr);
         }
-        edns = Some(parse_opt(class, ttl, rdata).ok_or(Reject::Error { id, flags, rcode: rcode::FORMERR })?);
+        edns = Some(parse_opt(class, ttl, rdata).ok_or(Reject::Error {
+            id,
+            flags,
+            rcode: rcode::FORMERR,
+        })?);
     }
-    Ok(Query { id, flags, question, qname, qname_len: n, qtype, qclass, edns })
+    Ok(Query {
+        id,
+        flags,
+        question,
+        qname,
+        qname_len: n,
+        qtype,
+        qclass,
+        edns,
+    })
 }
 
 fn parse_opt(payload: u16, ttl: u32, mut rdata: &[u8]) -> Option<Edns> {
@@ -270,7 +312,10 @@ fn parse_ecs(d: &[u8]) -> Option<ClientSubnet> {
         o[..addr.len()].copy_from_slice(addr);
         IpAddr::V6(Ipv6Addr::from(o))
     };
-    Some(ClientSubnet { addr, source_prefix: source })
+    Some(ClientSubnet {
+        addr,
+        source_prefix: source,
+    })
 }
 
 /// Where a record's owner name comes from.
@@ -317,13 +362,21 @@ impl<'b> ResponseWriter<'b> {
     /// Starts a response to `q`: header with QR and the given AA and rcode, and the question.
     pub fn new(buf: &'b mut Vec<u8>, q: &Query<'_>, aa: bool, rcode: u8) -> Self {
         buf.clear();
-        let flags = 0x8000 | (q.flags & 0x7900) | if aa { 0x0400 } else { 0 } | (q.flags & 0x0010) | rcode as u16;
+        let flags = 0x8000
+            | (q.flags & 0x7900)
+            | if aa { 0x0400 } else { 0 }
+            | (q.flags & 0x0010)
+            | rcode as u16;
         buf.extend_from_slice(&q.id.to_be_bytes());
         buf.extend_from_slice(&flags.to_be_bytes());
         buf.extend_from_slice(&[0, 1, 0, 0, 0, 0, 0, 0]);
         buf.extend_from_slice(q.question);
         let question_end = buf.len();
-        ResponseWriter { buf, counts: [0; 3], question_end }
+        ResponseWriter {
+            buf,
+            counts: [0; 3],
+            question_end,
+        }
     }
 
     /// A response with no question: for queries whose question could not be parsed.
@@ -351,18 +404,28 @@ impl<'b> ResponseWriter<'b> {
     }
 
     /// Appends a record with pre-encoded RDATA.
-    pub fn record(&mut self, section: Section, owner: Owner<'_>, rtype: u16, ttl: u32, rdata: &[u8]) {
+    pub fn record(
+        &mut self,
+        section: Section,
+        owner: Owner<'_>,
+        rtype: u16,
+        ttl: u32,
+        rdata: &[u8],
+    ) {
         match owner {
             Owner::Qname => self.buf.extend_from_slice(&[0xc0, HEADER_LEN as u8]),
             // The question starts at offset 12 and a name is at most 255 bytes, so the pointer
             // always fits in 14 bits.
-            Owner::QnameSuffix(off) => self.buf.extend_from_slice(&(0xc000 | (HEADER_LEN + off) as u16).to_be_bytes()),
+            Owner::QnameSuffix(off) => self
+                .buf
+                .extend_from_slice(&(0xc000 | (HEADER_LEN + off) as u16).to_be_bytes()),
             Owner::Name(n) => self.buf.extend_from_slice(n),
         }
         self.buf.extend_from_slice(&rtype.to_be_bytes());
         self.buf.extend_from_slice(&1u16.to_be_bytes());
         self.buf.extend_from_slice(&ttl.to_be_bytes());
-        self.buf.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
+        self.buf
+            .extend_from_slice(&(rdata.len() as u16).to_be_bytes());
         self.buf.extend_from_slice(rdata);
         self.counts[section as usize] += 1;
     }
@@ -370,7 +433,11 @@ impl<'b> ResponseWriter<'b> {
     /// Finishes the message: OPT record if the query had EDNS, truncation to `max_len` (TC set,
     /// records dropped, OPT kept) and section counts. Returns whether it was truncated.
     pub fn finish(self, edns: Option<ResponseEdns>, ext_rcode: u8, max_len: usize) -> bool {
-        let opt_len = edns.map_or(0, |e| 11 + e.ecs.map_or(0, |(s, _)| 8 + (s.source_prefix as usize).div_ceil(8)));
+        let opt_len = edns.map_or(0, |e| {
+            11 + e
+                .ecs
+                .map_or(0, |(s, _)| 8 + (s.source_prefix as usize).div_ceil(8))
+        });
         let mut truncated = false;
         if self.buf.len() + opt_len > max_len {
             self.buf.truncate(self.question_end);
@@ -409,7 +476,11 @@ impl<'b> ResponseWriter<'b> {
                 }
             }
             // The OPT record follows whatever additional records were kept.
-            let additional = if truncated { 1 } else { self.counts[Section::Additional as usize] + 1 };
+            let additional = if truncated {
+                1
+            } else {
+                self.counts[Section::Additional as usize] + 1
+            };
             self.buf[10..12].copy_from_slice(&additional.to_be_bytes());
         }
         truncated
@@ -421,7 +492,20 @@ mod tests {
     use super::*;
 
     fn query(name: &str, qtype: u16, opt: Option<&[u8]>) -> Vec<u8> {
-        let mut b = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, opt.is_some() as u8];
+        let mut b = vec![
+            0x12,
+            0x34,
+            0x01,
+            0x00,
+            0,
+            1,
+            0,
+            0,
+            0,
+            0,
+            0,
+            opt.is_some() as u8,
+        ];
         for l in name.split('.').filter(|l| !l.is_empty()) {
             b.push(l.len() as u8);
             b.extend_from_slice(l.as_bytes());
@@ -461,22 +545,48 @@ mod tests {
         let ok = parse_query(&packet).unwrap();
         assert_eq!(
             ok.edns.unwrap().ecs,
-            Some(ClientSubnet { addr: "198.51.96.0".parse().unwrap(), source_prefix: 20 })
+            Some(ClientSubnet {
+                addr: "198.51.96.0".parse().unwrap(),
+                source_prefix: 20
+            })
         );
         let formerr = |o: Vec<u8>| parse_query(&query("a.b", 1, Some(&o))).unwrap_err();
-        let want = Reject::Error { id: 0x1234, flags: 0x0100, rcode: rcode::FORMERR };
-        assert_eq!(formerr(ecs(1, 20, 0, &[198, 51, 97])), want, "bits beyond the prefix");
+        let want = Reject::Error {
+            id: 0x1234,
+            flags: 0x0100,
+            rcode: rcode::FORMERR,
+        };
+        assert_eq!(
+            formerr(ecs(1, 20, 0, &[198, 51, 97])),
+            want,
+            "bits beyond the prefix"
+        );
         assert_eq!(formerr(ecs(1, 24, 0, &[198, 51])), want, "too few octets");
-        assert_eq!(formerr(ecs(1, 16, 0, &[198, 51, 0])), want, "too many octets");
-        assert_eq!(formerr(ecs(1, 33, 0, &[1, 2, 3, 4, 5])), want, "prefix beyond family");
+        assert_eq!(
+            formerr(ecs(1, 16, 0, &[198, 51, 0])),
+            want,
+            "too many octets"
+        );
+        assert_eq!(
+            formerr(ecs(1, 33, 0, &[1, 2, 3, 4, 5])),
+            want,
+            "prefix beyond family"
+        );
         assert_eq!(formerr(ecs(3, 0, 0, &[])), want, "unknown family");
         let mut two = ecs(1, 0, 0, &[]);
         two.extend(ecs(1, 0, 0, &[]));
         assert_eq!(formerr(two), want, "two ECS options");
-        assert_eq!(formerr(vec![0, 8, 0, 9]), want, "option runs past the record");
+        assert_eq!(
+            formerr(vec![0, 8, 0, 9]),
+            want,
+            "option runs past the record"
+        );
         let packet = query("a.b", 1, Some(&ecs(2, 48, 0, &[0x20, 1, 0xd, 0xb8, 0, 1])));
         let v6 = parse_query(&packet).unwrap();
-        assert_eq!(v6.edns.unwrap().ecs.unwrap().addr, "2001:db8:1::".parse::<IpAddr>().unwrap());
+        assert_eq!(
+            v6.edns.unwrap().ecs.unwrap().addr,
+            "2001:db8:1::".parse::<IpAddr>().unwrap()
+        );
     }
 
     #[test]
@@ -487,15 +597,39 @@ mod tests {
         assert_eq!(parse_query(&resp).unwrap_err(), Reject::Drop);
         let mut two = query("a.b", 1, None);
         two[5] = 2;
-        assert!(matches!(parse_query(&two), Err(Reject::Error { rcode: rcode::FORMERR, .. })));
+        assert!(matches!(
+            parse_query(&two),
+            Err(Reject::Error {
+                rcode: rcode::FORMERR,
+                ..
+            })
+        ));
         let mut pointer = query("a.b", 1, None);
         pointer[12] = 0xc0;
-        assert!(matches!(parse_query(&pointer), Err(Reject::Error { rcode: rcode::FORMERR, .. })));
+        assert!(matches!(
+            parse_query(&pointer),
+            Err(Reject::Error {
+                rcode: rcode::FORMERR,
+                ..
+            })
+        ));
         let truncated = &query("abc.example", 1, None)[..20];
-        assert!(matches!(parse_query(truncated), Err(Reject::Error { rcode: rcode::FORMERR, .. })));
+        assert!(matches!(
+            parse_query(truncated),
+            Err(Reject::Error {
+                rcode: rcode::FORMERR,
+                ..
+            })
+        ));
         let mut notify = query("a.b", 1, None);
         notify[2] = 4 << 3;
-        assert!(matches!(parse_query(&notify), Err(Reject::Error { rcode: rcode::NOTIMP, .. })));
+        assert!(matches!(
+            parse_query(&notify),
+            Err(Reject::Error {
+                rcode: rcode::NOTIMP,
+                ..
+            })
+        ));
     }
 
     #[test]
@@ -507,7 +641,14 @@ mod tests {
         for _ in 0..100 {
             w.record(Section::Answer, Owner::Qname, rtype::TXT, 60, &[10; 11]);
         }
-        assert!(w.finish(Some(ResponseEdns { dnssec_ok: false, ecs: None }), 0, 512));
+        assert!(w.finish(
+            Some(ResponseEdns {
+                dnssec_ok: false,
+                ecs: None
+            }),
+            0,
+            512
+        ));
         assert!(buf.len() <= 512);
         assert_eq!(buf[2] & 0x02, 0x02, "TC");
         assert_eq!(&buf[6..12], &[0, 0, 0, 0, 0, 1]);

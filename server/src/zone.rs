@@ -109,7 +109,11 @@ pub fn parent(wire: &[u8]) -> Option<&[u8]> {
 impl Zone {
     /// Compiles a configured zone: its file (if any), its inline records, geo names and status.
     pub fn build(cfg: &config::Zone, index: usize) -> Result<Zone, ZoneError> {
-        let err = |location: String, problem: String| ZoneError { zone: cfg.origin.clone(), location, problem };
+        let err = |location: String, problem: String| ZoneError {
+            zone: cfg.origin.clone(),
+            location,
+            problem,
+        };
         let origin = Name::from_ascii(&cfg.origin)
             .map(|mut n| {
                 n.set_fqdn(true);
@@ -118,15 +122,20 @@ impl Zone {
             .map_err(|e| err(format!("zones[{index}].origin: "), e.to_string()))?;
         let mut sets: BTreeMap<RrKey, RecordSet> = BTreeMap::new();
         if let Some(path) = &cfg.file {
-            let text = std::fs::read_to_string(path).map_err(|e| err(format!("{}: ", path.display()), e.to_string()))?;
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| err(format!("{}: ", path.display()), e.to_string()))?;
             let parsed = parse_zone_text(&text, Some(path), &origin)
                 .map_err(|(line, msg)| err(format!("{}: line {line}: ", path.display()), msg))?;
             sets.extend(parsed);
         }
         for (i, line) in cfg.records.iter().enumerate() {
             let text = format!("$TTL 3600\n{line}\n");
-            let parsed = parse_zone_text(&text, None, &origin)
-                .map_err(|(_, msg)| err(format!("zones[{index}].records[{i}]: "), format!("{line:?}: {msg}")))?;
+            let parsed = parse_zone_text(&text, None, &origin).map_err(|(_, msg)| {
+                err(
+                    format!("zones[{index}].records[{i}]: "),
+                    format!("{line:?}: {msg}"),
+                )
+            })?;
             for (k, v) in parsed {
                 match sets.get_mut(&k) {
                     Some(existing) => {
@@ -158,19 +167,31 @@ impl Zone {
                 .map(|r| encode_rdata(&r.data))
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(|e| err(String::new(), format!("{name} {}: {e}", set.record_type())))?;
-            nodes.entry(wire_name(name)).or_default().rrsets.push(Rrset {
-                rtype: u16::from(set.record_type()),
-                ttl,
-                rdata,
-            });
+            nodes
+                .entry(wire_name(name))
+                .or_default()
+                .rrsets
+                .push(Rrset {
+                    rtype: u16::from(set.record_type()),
+                    ttl,
+                    rdata,
+                });
         }
         for (rel, g) in &cfg.geo {
-            let name = relative_name(rel, &origin).map_err(|e| err(format!("zones[{index}].geo.{rel}: "), e))?;
+            let name = relative_name(rel, &origin)
+                .map_err(|e| err(format!("zones[{index}].geo.{rel}: "), e))?;
             let node = nodes.entry(wire_name(&name)).or_default();
-            if let Some(t) = node.rrsets.iter().find(|r| matches!(r.rtype, rtype::A | rtype::AAAA | rtype::CNAME)) {
+            if let Some(t) = node
+                .rrsets
+                .iter()
+                .find(|r| matches!(r.rtype, rtype::A | rtype::AAAA | rtype::CNAME))
+            {
                 return Err(err(
                     format!("zones[{index}].geo.{rel}: "),
-                    format!("{name} also has static {} records", RecordType::from(t.rtype)),
+                    format!(
+                        "{name} also has static {} records",
+                        RecordType::from(t.rtype)
+                    ),
                 ));
             }
             node.geo_ttl = Some(g.ttl);
@@ -180,20 +201,34 @@ impl Zone {
                 .map_err(|e| err(format!("zones[{index}].status_name: "), e))?;
             let node = nodes.entry(wire_name(&name)).or_default();
             if !node.rrsets.is_empty() || node.geo_ttl.is_some() {
-                return Err(err(format!("zones[{index}].status_name: "), format!("{name} already has records")));
+                return Err(err(
+                    format!("zones[{index}].status_name: "),
+                    format!("{name} already has records"),
+                ));
             }
             node.status = true;
         }
 
         let probe = match &cfg.probe {
             Some(p) => {
-                let name = relative_name(&p.label, &origin).map_err(|e| err(format!("zones[{index}].probe.label: "), e))?;
+                let name = relative_name(&p.label, &origin)
+                    .map_err(|e| err(format!("zones[{index}].probe.label: "), e))?;
                 if name == origin {
-                    return Err(err(format!("zones[{index}].probe.label: "), "the probe subzone cannot be the apex".into()));
+                    return Err(err(
+                        format!("zones[{index}].probe.label: "),
+                        "the probe subzone cannot be the apex".into(),
+                    ));
                 }
                 let wire = wire_name(&name);
-                if nodes.keys().any(|k| k.len() > wire.len() && k.ends_with(&wire)) || nodes.get(&wire).is_some_and(|n| !n.is_empty()) {
-                    return Err(err(format!("zones[{index}].probe.label: "), format!("{name} already has records")));
+                if nodes
+                    .keys()
+                    .any(|k| k.len() > wire.len() && k.ends_with(&wire))
+                    || nodes.get(&wire).is_some_and(|n| !n.is_empty())
+                {
+                    return Err(err(
+                        format!("zones[{index}].probe.label: "),
+                        format!("{name} already has records"),
+                    ));
                 }
                 nodes.entry(wire.clone()).or_default();
                 Some((wire, p.ttl))
@@ -203,8 +238,16 @@ impl Zone {
 
         // Checks that need the whole node.
         for (wire, node) in &nodes {
-            if node.rrset(rtype::CNAME).is_some() && (node.rrsets.len() > 1 || node.geo_ttl.is_some()) {
-                return Err(err(String::new(), format!("{} has a CNAME and other data (RFC 1034 3.6.2)", text_name(wire))));
+            if node.rrset(rtype::CNAME).is_some()
+                && (node.rrsets.len() > 1 || node.geo_ttl.is_some())
+            {
+                return Err(err(
+                    String::new(),
+                    format!(
+                        "{} has a CNAME and other data (RFC 1034 3.6.2)",
+                        text_name(wire)
+                    ),
+                ));
             }
         }
         let apex = nodes.get(&origin_wire);
@@ -243,7 +286,11 @@ impl Zone {
         }
         nodes.retain(|k, n| !n.is_empty() || k.len() >= origin_wire.len());
 
-        let cuts: HashSet<Box<[u8]>> = nodes.iter().filter(|(k, n)| **k != origin_wire && n.rrset(rtype::NS).is_some()).map(|(k, _)| k.clone()).collect();
+        let cuts: HashSet<Box<[u8]>> = nodes
+            .iter()
+            .filter(|(k, n)| **k != origin_wire && n.rrset(rtype::NS).is_some())
+            .map(|(k, _)| k.clone())
+            .collect();
         let zone = Zone {
             origin: origin_wire,
             origin_text: origin.to_ascii(),
@@ -259,13 +306,27 @@ impl Zone {
         for (wire, node) in &zone.nodes {
             if node.geo_ttl.is_some() || node.status {
                 if let Some(cut) = zone.delegation(wire) {
-                    let msg = format!("{} is at or below the delegation {}: it would never be answered", text_name(wire), text_name(cut));
+                    let msg = format!(
+                        "{} is at or below the delegation {}: it would never be answered",
+                        text_name(wire),
+                        text_name(cut)
+                    );
                     return Err(err(String::new(), msg));
                 }
             }
         }
-        if let Some(cut) = zone.probe.as_ref().and_then(|(wire, _)| zone.delegation(wire)) {
-            return Err(err(format!("zones[{index}].probe.label: "), format!("the probe subzone is at or below the delegation {}", text_name(cut))));
+        if let Some(cut) = zone
+            .probe
+            .as_ref()
+            .and_then(|(wire, _)| zone.delegation(wire))
+        {
+            return Err(err(
+                format!("zones[{index}].probe.label: "),
+                format!(
+                    "the probe subzone is at or below the delegation {}",
+                    text_name(cut)
+                ),
+            ));
         }
         Ok(zone)
     }
@@ -330,7 +391,11 @@ pub fn text_name(wire: &[u8]) -> String {
 /// Parses zone text; on error returns the first line at which parsing fails and the message.
 /// hickory's parser does not report positions, so the line is found by parsing ever longer
 /// prefixes of the text (only on the error path).
-fn parse_zone_text(text: &str, path: Option<&Path>, origin: &Name) -> Result<BTreeMap<RrKey, RecordSet>, (usize, String)> {
+fn parse_zone_text(
+    text: &str,
+    path: Option<&Path>,
+    origin: &Name,
+) -> Result<BTreeMap<RrKey, RecordSet>, (usize, String)> {
     let parse = |t: &str| Parser::new(t, path.map(Path::to_path_buf), Some(origin.clone())).parse();
     match parse(text) {
         Ok((_, sets)) => Ok(sets),
@@ -356,7 +421,11 @@ mod tests {
     use super::*;
 
     fn zone(file_text: &str, records: &[&str]) -> Result<Zone, ZoneError> {
-        let dir = std::env::temp_dir().join(format!("geodns-zone-{}-{}", std::process::id(), file_text.len()));
+        let dir = std::env::temp_dir().join(format!(
+            "geodns-zone-{}-{}",
+            std::process::id(),
+            file_text.len()
+        ));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("z.zone");
         std::fs::write(&path, file_text).unwrap();
@@ -364,21 +433,31 @@ mod tests {
             origin: "example.com".into(),
             file: Some(path),
             records: records.iter().map(|s| s.to_string()).collect(),
-            geo: [("www".to_string(), config::GeoName { ttl: 30 })].into_iter().collect(),
+            geo: [("www".to_string(), config::GeoName { ttl: 30 })]
+                .into_iter()
+                .collect(),
             status_name: "_status".into(),
             probe: None,
         };
         Zone::build(&cfg, 0)
     }
 
-    const BASE: &str = "$TTL 300\n@ IN SOA ns1 hostmaster 7 3600 600 86400 60\n@ IN NS ns1\nns1 IN A 192.0.2.53\n";
+    const BASE: &str =
+        "$TTL 300\n@ IN SOA ns1 hostmaster 7 3600 600 86400 60\n@ IN NS ns1\nns1 IN A 192.0.2.53\n";
 
     #[test]
     fn compiles_nodes_and_empty_non_terminals() {
-        let z = zone(&format!("{BASE}a.b.c IN TXT \"hi\"\n*.w IN A 192.0.2.9\n"), &["mx 60 IN MX 10 mail"]).unwrap();
+        let z = zone(
+            &format!("{BASE}a.b.c IN TXT \"hi\"\n*.w IN A 192.0.2.9\n"),
+            &["mx 60 IN MX 10 mail"],
+        )
+        .unwrap();
         let n = |s: &str| z.nodes.get(&wire_name(&Name::from_ascii(s).unwrap())[..]);
         assert!(n("a.b.c.example.com.").unwrap().rrset(rtype::TXT).is_some());
-        assert!(n("b.c.example.com.").unwrap().rrsets.is_empty(), "empty non-terminal");
+        assert!(
+            n("b.c.example.com.").unwrap().rrsets.is_empty(),
+            "empty non-terminal"
+        );
         assert!(n("c.example.com.").is_some());
         assert_eq!(n("www.example.com.").unwrap().geo_ttl, Some(30));
         assert!(n("_status.example.com.").unwrap().status);
@@ -390,15 +469,26 @@ mod tests {
 
     #[test]
     fn errors_name_the_place() {
-        let e = zone(&format!("{BASE}bad IN A 192.0.2.300\n"), &[]).unwrap_err().to_string();
+        let e = zone(&format!("{BASE}bad IN A 192.0.2.300\n"), &[])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("z.zone: line 5: "), "{e}");
         let e = zone(BASE, &["x IN BOGUS 1"]).unwrap_err().to_string();
-        assert!(e.starts_with("zone 'example.com': zones[0].records[0]: \"x IN BOGUS 1\""), "{e}");
-        let e = zone(&format!("{BASE}www IN A 192.0.2.1\n"), &[]).unwrap_err().to_string();
+        assert!(
+            e.starts_with("zone 'example.com': zones[0].records[0]: \"x IN BOGUS 1\""),
+            "{e}"
+        );
+        let e = zone(&format!("{BASE}www IN A 192.0.2.1\n"), &[])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("also has static A records"), "{e}");
-        let e = zone(&format!("{BASE}c IN CNAME x\nc IN TXT y\n"), &[]).unwrap_err().to_string();
+        let e = zone(&format!("{BASE}c IN CNAME x\nc IN TXT y\n"), &[])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("has a CNAME and other data"), "{e}");
-        let e = zone("$TTL 300\nns1 IN A 192.0.2.53\n", &[]).unwrap_err().to_string();
+        let e = zone("$TTL 300\nns1 IN A 192.0.2.53\n", &[])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("no SOA record at the apex"), "{e}");
     }
 }

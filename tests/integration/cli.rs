@@ -12,11 +12,20 @@ fn run(args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
         .spawn()
         .unwrap();
     if let Some(text) = stdin {
-        child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
     }
     drop(child.stdin.take());
     let out = child.wait_with_output().unwrap();
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 #[test]
@@ -24,7 +33,10 @@ fn check_accepts_the_example_and_names_what_is_wrong() {
     let cfg = data_dir().join("geodns.toml");
     let (ok, out, err) = run(&["check", "--config", cfg.to_str().unwrap()], None);
     assert!(ok, "{err}");
-    assert!(out.contains("ok: 1 zone(s), 3 PoP(s), map generation example-1 with 20 rows"), "{out}");
+    assert!(
+        out.contains("ok: 1 zone(s), 3 PoP(s), map generation example-1 with 20 rows"),
+        "{out}"
+    );
 
     let dir = tempfile::tempdir().unwrap();
     for f in ["example.com.zone", "example-map.arrow"] {
@@ -37,15 +49,28 @@ fn check_accepts_the_example_and_names_what_is_wrong() {
         assert!(!ok);
         err
     };
-    let err = write_and_check(example_config("", "").replace("default_order = [\"ams\", \"iad\", \"sin\"]", "default_order = [\"ams\", \"fra\"]"));
-    assert!(err.contains("bad.toml: default_order[1]: 'fra' is not a configured PoP"), "{err}");
+    let err = write_and_check(example_config("", "").replace(
+        "default_order = [\"ams\", \"iad\", \"sin\"]",
+        "default_order = [\"ams\", \"fra\"]",
+    ));
+    assert!(
+        err.contains("bad.toml: default_order[1]: 'fra' is not a configured PoP"),
+        "{err}"
+    );
     let err = write_and_check(
         example_config("", "")
             .replace("vip4 = [\"192.0.2.30\", \"192.0.2.31\"]", "")
             .replace("vip6 = [\"2001:db8:c::30\"]", ""),
     );
-    assert!(err.contains("bad.toml: pops.sin: has neither vip4 nor vip6"), "{err}");
-    std::fs::write(dir.path().join("example.com.zone"), "$TTL 60\n@ IN SOA ns1 h 1 2 3 4 5\n@ IN NS ns1\nns1 IN A 1.2.3\n").unwrap();
+    assert!(
+        err.contains("bad.toml: pops.sin: has neither vip4 nor vip6"),
+        "{err}"
+    );
+    std::fs::write(
+        dir.path().join("example.com.zone"),
+        "$TTL 60\n@ IN SOA ns1 h 1 2 3 4 5\n@ IN NS ns1\nns1 IN A 1.2.3\n",
+    )
+    .unwrap();
     let err = write_and_check(example_config("", ""));
     assert!(err.contains("example.com.zone: line 4:"), "{err}");
 }
@@ -54,14 +79,35 @@ fn check_accepts_the_example_and_names_what_is_wrong() {
 fn import_nets_reports_every_bad_line() {
     let dir = tempfile::tempdir().unwrap();
     let nets = dir.path().join("nets.csv");
-    std::fs::write(&nets, "10.0.0.0/8,ams\n10.0.0.1/8,ams\nbogus,iad\n10.0.0.0/8,iad\n").unwrap();
+    std::fs::write(
+        &nets,
+        "10.0.0.0/8,ams\n10.0.0.1/8,ams\nbogus,iad\n10.0.0.0/8,iad\n",
+    )
+    .unwrap();
     let out = dir.path().join("m.arrow");
-    let (ok, _, err) = run(&["map", "import-nets", nets.to_str().unwrap(), out.to_str().unwrap()], None);
+    let (ok, _, err) = run(
+        &[
+            "map",
+            "import-nets",
+            nets.to_str().unwrap(),
+            out.to_str().unwrap(),
+        ],
+        None,
+    );
     assert!(!ok);
     assert!(err.contains("3 bad line(s)"), "{err}");
-    assert!(err.contains("nets.csv:2: prefix '10.0.0.1/8': host bits set"), "{err}");
-    assert!(err.contains("nets.csv:3: prefix 'bogus': not a CIDR prefix"), "{err}");
-    assert!(err.contains("nets.csv:4: prefix '10.0.0.0/8': already given on line 1"), "{err}");
+    assert!(
+        err.contains("nets.csv:2: prefix '10.0.0.1/8': host bits set"),
+        "{err}"
+    );
+    assert!(
+        err.contains("nets.csv:3: prefix 'bogus': not a CIDR prefix"),
+        "{err}"
+    );
+    assert!(
+        err.contains("nets.csv:4: prefix '10.0.0.0/8': already given on line 1"),
+        "{err}"
+    );
     assert!(!out.exists(), "no map written on error");
 }
 
@@ -74,7 +120,10 @@ fn lookup_explains_and_reads_stdin() {
     assert!(out.contains("prefix      198.51.100.0/24"), "{out}");
     assert!(out.contains("ranked      iad, ams, sin"), "{out}");
     assert!(out.contains("scope       /25"), "{out}");
-    let (ok, out, _) = run(&["map", "lookup", map, "-"], Some("127.0.0.1\n192.0.2.1\n2001:db8:1::5\n"));
+    let (ok, out, _) = run(
+        &["map", "lookup", map, "-"],
+        Some("127.0.0.1\n192.0.2.1\n2001:db8:1::5\n"),
+    );
     assert!(ok);
     assert_eq!(
         out,
@@ -84,7 +133,10 @@ fn lookup_explains_and_reads_stdin() {
     );
     let (ok, _, err) = run(&["map", "lookup", map, "-"], Some("1.2.3.4\nnot-an-ip\n"));
     assert!(!ok);
-    assert!(err.contains("stdin line 2: \"not-an-ip\" is not an IP address"), "{err}");
+    assert!(
+        err.contains("stdin line 2: \"not-an-ip\" is not an IP address"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -94,8 +146,14 @@ fn committed_example_map_is_what_the_script_makes() {
     let nets = data_dir().join("example-nets.csv");
     let (ok, _, err) = run(
         &[
-            "map", "import-nets", nets.to_str().unwrap(), out.to_str().unwrap(),
-            "--generation", "example-1", "--created-at", "2026-11-26T00:00:00Z",
+            "map",
+            "import-nets",
+            nets.to_str().unwrap(),
+            out.to_str().unwrap(),
+            "--generation",
+            "example-1",
+            "--created-at",
+            "2026-11-26T00:00:00Z",
         ],
         None,
     );

@@ -16,7 +16,11 @@ fn edns_version_1_gets_badvers() {
 #[test]
 fn unknown_edns_options_are_ignored() {
     let s = Server::start(&example_config("", ""));
-    let out = s.dig(&["www.example.com", "+ednsopt=65001:c0ffee", "+subnet=203.0.113.0/24"]);
+    let out = s.dig(&[
+        "www.example.com",
+        "+ednsopt=65001:c0ffee",
+        "+subnet=203.0.113.0/24",
+    ]);
     assert!(out.contains("status: NOERROR"), "{out}");
     assert!(out.contains("192.0.2.30"), "{out}");
 }
@@ -26,12 +30,17 @@ fn advertised_payload_is_honoured() {
     let s = Server::start(&config_with_big_txt());
     // 40 TXT records of ~100 bytes: ~4.4 KB, more than any UDP limit here.
     let out = s.dig(&["big.example.com", "TXT", "+bufsize=4096", "+ignore"]);
-    assert!(out.contains(" tc"), "truncated even with a 4096 buffer (capped at 1232): {out}");
+    assert!(
+        out.contains(" tc"),
+        "truncated even with a 4096 buffer (capped at 1232): {out}"
+    );
     assert!(out.contains("udp: 1232"), "{out}");
 }
 
 fn raw_query_with_option(opt: &[u8]) -> Vec<u8> {
-    let mut m = message("www.example.com.", RecordType::A, None).to_vec().unwrap();
+    let mut m = message("www.example.com.", RecordType::A, None)
+        .to_vec()
+        .unwrap();
     m[11] = 1; // ARCOUNT
     m.extend_from_slice(&[0, 0, 41, 0x04, 0xd0, 0, 0, 0, 0]);
     m.extend_from_slice(&(opt.len() as u16).to_be_bytes());
@@ -47,25 +56,42 @@ fn rcode(resp: &[u8]) -> u8 {
 fn malformed_ecs_is_formerr() {
     let s = Server::start(&example_config("", ""));
     let cases: &[(&str, &[u8])] = &[
-        ("address bits beyond the source prefix", &[0, 8, 0, 7, 0, 1, 20, 0, 198, 51, 101]),
-        ("too few address octets", &[0, 8, 0, 6, 0, 1, 24, 0, 198, 51]),
-        ("source prefix longer than IPv4", &[0, 8, 0, 9, 0, 1, 33, 0, 1, 2, 3, 4, 5]),
+        (
+            "address bits beyond the source prefix",
+            &[0, 8, 0, 7, 0, 1, 20, 0, 198, 51, 101],
+        ),
+        (
+            "too few address octets",
+            &[0, 8, 0, 6, 0, 1, 24, 0, 198, 51],
+        ),
+        (
+            "source prefix longer than IPv4",
+            &[0, 8, 0, 9, 0, 1, 33, 0, 1, 2, 3, 4, 5],
+        ),
         ("unknown family", &[0, 8, 0, 4, 0, 9, 0, 0]),
         ("option longer than the record", &[0, 8, 0, 40, 0, 1]),
     ];
     for (what, opt) in cases {
-        let resp = s.udp_raw(&raw_query_with_option(opt)).unwrap_or_else(|| panic!("{what}: no answer"));
+        let resp = s
+            .udp_raw(&raw_query_with_option(opt))
+            .unwrap_or_else(|| panic!("{what}: no answer"));
         assert_eq!(rcode(&resp), 1, "{what}: want FORMERR");
     }
     // The well-formed version of the first case is answered.
-    let ok = s.udp_raw(&raw_query_with_option(&[0, 8, 0, 7, 0, 1, 20, 0, 198, 51, 96])).unwrap();
+    let ok = s
+        .udp_raw(&raw_query_with_option(&[
+            0, 8, 0, 7, 0, 1, 20, 0, 198, 51, 96,
+        ]))
+        .unwrap();
     assert_eq!(rcode(&ok), 0);
 }
 
 #[test]
 fn malformed_packets_never_crash_or_hang() {
     let s = Server::start(&example_config("", ""));
-    let good = message("www.example.com.", RecordType::A, None).to_vec().unwrap();
+    let good = message("www.example.com.", RecordType::A, None)
+        .to_vec()
+        .unwrap();
     // Short garbage and responses are dropped (no answer); parseable headers with broken bodies
     // get FORMERR.
     assert_eq!(s.udp_raw(&[1, 2, 3]), None);
@@ -98,7 +124,11 @@ fn malformed_packets_never_crash_or_hang() {
         let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         sock.send_to(&p, s.dns).unwrap();
     }
-    let r = s.query(&message("www.example.com.", RecordType::A, Some("203.0.113.0/24")));
+    let r = s.query(&message(
+        "www.example.com.",
+        RecordType::A,
+        Some("203.0.113.0/24"),
+    ));
     assert_eq!(r.metadata.response_code, ResponseCode::NoError);
     assert!(s.metric("geodns_responses_total{rcode=\"FORMERR\"}") > 0);
 }

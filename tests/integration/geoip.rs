@@ -8,11 +8,31 @@ use crate::harness::{addresses, data_dir, ecs_scope, example_config, message, Se
 
 fn city_db(path: &std::path::Path) {
     let mut w = Writer::new("GeoIP2-City");
-    let place = |lat: f64, lon: f64| Value::map([("location", Value::map([("latitude", Value::from(lat)), ("longitude", Value::from(lon))]))]);
+    let place = |lat: f64, lon: f64| {
+        Value::map([(
+            "location",
+            Value::map([
+                ("latitude", Value::from(lat)),
+                ("longitude", Value::from(lon)),
+            ]),
+        )])
+    };
     // Amsterdam, Washington, Singapore: each nearest to one example PoP.
-    w.insert_value("81.0.0.0/16".parse::<ipnet::IpNet>().unwrap(), place(52.3, 4.9)).unwrap();
-    w.insert_value("24.0.0.0/12".parse::<ipnet::IpNet>().unwrap(), place(38.9, -77.0)).unwrap();
-    w.insert_value("1.0.0.0/14".parse::<ipnet::IpNet>().unwrap(), place(1.3, 103.8)).unwrap();
+    w.insert_value(
+        "81.0.0.0/16".parse::<ipnet::IpNet>().unwrap(),
+        place(52.3, 4.9),
+    )
+    .unwrap();
+    w.insert_value(
+        "24.0.0.0/12".parse::<ipnet::IpNet>().unwrap(),
+        place(38.9, -77.0),
+    )
+    .unwrap();
+    w.insert_value(
+        "1.0.0.0/14".parse::<ipnet::IpNet>().unwrap(),
+        place(1.3, 103.8),
+    )
+    .unwrap();
     std::fs::write(path, w.to_bytes().unwrap()).unwrap();
 }
 
@@ -38,7 +58,11 @@ fn unmapped_addresses_go_to_the_nearest_pop() {
         assert_eq!(ecs_scope(&r), Some(scope), "{subnet}");
     }
     // Not in the map, not in the database: the default order (ams), with a non-zero scope.
-    let r = s.query(&message("www.example.com.", RecordType::A, Some("5.5.5.0/24")));
+    let r = s.query(&message(
+        "www.example.com.",
+        RecordType::A,
+        Some("5.5.5.0/24"),
+    ));
     assert_eq!(addresses(&r), ["192.0.2.10"]);
     assert!(ecs_scope(&r).unwrap() > 0, "{:?}", ecs_scope(&r));
     assert!(s.metric("geodns_fallback_answers_total") >= 4);

@@ -49,7 +49,10 @@ pub fn example_config(top_extra: &str, tables_extra: &str) -> String {
     let base = base
         .replace("dns = [\"127.0.0.1:5353\"]", "dns = [\"127.0.0.1:0\"]")
         .replace("metrics = \"127.0.0.1:9153\"", "metrics = \"127.0.0.1:0\"")
-        .replace("default_order =", &format!("watch_interval_ms = 100\n{top_extra}\ndefault_order ="));
+        .replace(
+            "default_order =",
+            &format!("watch_interval_ms = 100\n{top_extra}\ndefault_order ="),
+        );
     format!("{base}\n{tables_extra}\n")
 }
 
@@ -82,7 +85,12 @@ impl Server {
     }
 
     /// Starts the server in a prepared directory, inside a network namespace if given.
-    pub fn start_netns(dir: tempfile::TempDir, config: &str, rust_log: &str, netns: Option<&str>) -> Server {
+    pub fn start_netns(
+        dir: tempfile::TempDir,
+        config: &str,
+        rust_log: &str,
+        netns: Option<&str>,
+    ) -> Server {
         let cfg = dir.path().join("geodns.toml");
         std::fs::write(&cfg, config).unwrap();
         let log = dir.path().join("server.log");
@@ -94,11 +102,20 @@ impl Server {
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .unwrap();
-        let mut server = Server { child, dir, dns: "0.0.0.0:0".parse().unwrap(), metrics: "0.0.0.0:0".parse().unwrap(), log };
+        let mut server = Server {
+            child,
+            dir,
+            dns: "0.0.0.0:0".parse().unwrap(),
+            metrics: "0.0.0.0:0".parse().unwrap(),
+            log,
+        };
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             let text = server.log_text();
-            let (dns, metrics) = (bound(&text, "listening udp"), bound(&text, "listening metrics"));
+            let (dns, metrics) = (
+                bound(&text, "listening udp"),
+                bound(&text, "listening metrics"),
+            );
             if let (Some(d), Some(m)) = (dns, metrics) {
                 server.dns = d;
                 server.metrics = m;
@@ -107,7 +124,10 @@ impl Server {
             if let Ok(Some(status)) = server.child.try_wait() {
                 panic!("server exited with {status} before listening; log:\n{text}");
             }
-            assert!(Instant::now() < deadline, "server did not start; log:\n{text}");
+            assert!(
+                Instant::now() < deadline,
+                "server did not start; log:\n{text}"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -129,23 +149,37 @@ impl Server {
     pub fn wait_log(&self, needle: &str, count: usize) {
         let deadline = Instant::now() + Duration::from_secs(15);
         while self.log_text().matches(needle).count() < count {
-            assert!(Instant::now() < deadline, "no {count}x {needle:?} in log:\n{}", self.log_text());
+            assert!(
+                Instant::now() < deadline,
+                "no {count}x {needle:?} in log:\n{}",
+                self.log_text()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
 
     /// Runs dig against the server with the given arguments.
     pub fn dig(&self, args: &[&str]) -> String {
-        run_tool("dig", &self.client_args(&[&["+time=2", "+tries=1"], args].concat()))
+        run_tool(
+            "dig",
+            &self.client_args(&[&["+time=2", "+tries=1"], args].concat()),
+        )
     }
 
     /// Runs kdig against the server.
     pub fn kdig(&self, args: &[&str]) -> String {
-        run_tool("kdig", &self.client_args(&[&["+time=2", "+retry=0"], args].concat()))
+        run_tool(
+            "kdig",
+            &self.client_args(&[&["+time=2", "+retry=0"], args].concat()),
+        )
     }
 
     fn client_args(&self, args: &[&str]) -> Vec<String> {
-        let mut v = vec![format!("@{}", self.dns.ip()), "-p".into(), self.dns.port().to_string()];
+        let mut v = vec![
+            format!("@{}", self.dns.ip()),
+            "-p".into(),
+            self.dns.port().to_string(),
+        ];
         v.extend(args.iter().map(|s| s.to_string()));
         v
     }
@@ -153,7 +187,8 @@ impl Server {
     /// Sends a raw packet over UDP; returns the response bytes, or None on timeout.
     pub fn udp_raw(&self, packet: &[u8]) -> Option<Vec<u8>> {
         let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
-        sock.set_read_timeout(Some(Duration::from_millis(1500))).unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(1500)))
+            .unwrap();
         sock.send_to(packet, self.dns).unwrap();
         let mut buf = [0u8; 65535];
         sock.recv(&mut buf).ok().map(|n| buf[..n].to_vec())
@@ -169,7 +204,8 @@ impl Server {
     pub fn metrics(&self) -> String {
         use std::io::Write;
         let mut s = std::net::TcpStream::connect(self.metrics).unwrap();
-        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
         let mut out = String::new();
         s.read_to_string(&mut out).unwrap();
         out
@@ -179,7 +215,10 @@ impl Server {
     pub fn metric(&self, line_prefix: &str) -> u64 {
         let m = self.metrics();
         m.lines()
-            .find_map(|l| l.strip_prefix(line_prefix).and_then(|v| v.trim().parse().ok()))
+            .find_map(|l| {
+                l.strip_prefix(line_prefix)
+                    .and_then(|v| v.trim().parse().ok())
+            })
             .unwrap_or_else(|| panic!("no metric {line_prefix:?} in:\n{m}"))
     }
 }
@@ -189,14 +228,19 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
         if std::thread::panicking() {
-            eprintln!("---- server log ----\n{}\n--------------------", self.log_text());
+            eprintln!(
+                "---- server log ----\n{}\n--------------------",
+                self.log_text()
+            );
         }
     }
 }
 
 fn bound(log: &str, what: &str) -> Option<SocketAddr> {
     let line = log.lines().find(|l| l.contains(what))?;
-    line.split_whitespace().find_map(|w| w.strip_prefix("bound=")).and_then(|a| a.parse().ok())
+    line.split_whitespace()
+        .find_map(|w| w.strip_prefix("bound="))
+        .and_then(|a| a.parse().ok())
 }
 
 /// Runs a client tool; a missing tool fails the test (CI must install it, never skip).
@@ -216,14 +260,19 @@ pub fn message(name: &str, rtype: RecordType, ecs: Option<&str>) -> Message {
     if let Some(subnet) = ecs {
         let mut e = Edns::new();
         e.set_max_payload(1232);
-        e.options_mut().insert(EdnsOption::Subnet(subnet.parse::<ClientSubnet>().unwrap()));
+        e.options_mut()
+            .insert(EdnsOption::Subnet(subnet.parse::<ClientSubnet>().unwrap()));
         m.set_edns(e);
     }
     m
 }
 
 fn rand_id() -> u16 {
-    (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos() & 0xffff) as u16
+    (std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos()
+        & 0xffff) as u16
 }
 
 /// The A/AAAA addresses in a response's answer section, sorted.
@@ -243,20 +292,29 @@ pub fn addresses(m: &Message) -> Vec<String> {
 
 /// The ECS scope in a response, if it carried the option.
 pub fn ecs_scope(m: &Message) -> Option<u8> {
-    m.edns.as_ref().and_then(|e| match e.options().get(hickory_proto::rr::rdata::opt::EdnsCode::Subnet) {
-        Some(EdnsOption::Subnet(s)) => Some(s.scope_prefix()),
-        _ => None,
+    m.edns.as_ref().and_then(|e| {
+        match e
+            .options()
+            .get(hickory_proto::rr::rdata::opt::EdnsCode::Subnet)
+        {
+            Some(EdnsOption::Subnet(s)) => Some(s.scope_prefix()),
+            _ => None,
+        }
     })
 }
 
 /// The example config plus a `big.example.com` TXT RRset (40 records of 100 bytes) that does
 /// not fit in any UDP response.
 pub fn config_with_big_txt() -> String {
-    let big: Vec<String> =
-        (0..40).map(|i| format!("\"big 300 IN TXT \\\"{i:02}{}\\\"\"", "x".repeat(98))).collect();
+    let big: Vec<String> = (0..40)
+        .map(|i| format!("\"big 300 IN TXT \\\"{i:02}{}\\\"\"", "x".repeat(98)))
+        .collect();
     example_config("", "").replace(
         "records = [\"txt 300 IN TXT \\\"inline record\\\"\"]",
-        &format!("records = [\"txt 300 IN TXT \\\"inline record\\\"\", {}]", big.join(", ")),
+        &format!(
+            "records = [\"txt 300 IN TXT \\\"inline record\\\"\", {}]",
+            big.join(", ")
+        ),
     )
 }
 
@@ -299,7 +357,12 @@ impl Collector {
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .unwrap();
-        let mut c = Collector { child, dir: dir.to_path_buf(), http: "0.0.0.0:0".parse().unwrap(), log };
+        let mut c = Collector {
+            child,
+            dir: dir.to_path_buf(),
+            http: "0.0.0.0:0".parse().unwrap(),
+            log,
+        };
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             let text = c.log_text();
@@ -310,7 +373,10 @@ impl Collector {
             if let Ok(Some(status)) = c.child.try_wait() {
                 panic!("collector exited with {status}; log:\n{text}");
             }
-            assert!(Instant::now() < deadline, "collector did not start; log:\n{text}");
+            assert!(
+                Instant::now() < deadline,
+                "collector did not start; log:\n{text}"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -333,14 +399,25 @@ impl Collector {
     pub fn wait_exit(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(20);
         while self.child.try_wait().unwrap().is_none() {
-            assert!(Instant::now() < deadline, "collector did not exit; log:\n{}", self.log_text());
+            assert!(
+                Instant::now() < deadline,
+                "collector did not exit; log:\n{}",
+                self.log_text()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
 
     /// POSTs a report from 127.0.0.1.
     pub fn post(&self, body: &str) -> (u16, String) {
-        http(self.http, "127.0.0.1", "POST", "/v1/report", &[], body.as_bytes())
+        http(
+            self.http,
+            "127.0.0.1",
+            "POST",
+            "/v1/report",
+            &[],
+            body.as_bytes(),
+        )
     }
 }
 
@@ -349,16 +426,27 @@ impl Drop for Collector {
         let _ = self.child.kill();
         let _ = self.child.wait();
         if std::thread::panicking() {
-            eprintln!("---- collector log ----\n{}\n-----------------------", self.log_text());
+            eprintln!(
+                "---- collector log ----\n{}\n-----------------------",
+                self.log_text()
+            );
         }
     }
 }
 
 /// One HTTP/1.1 request from a chosen loopback source address; returns status and body.
-pub fn http(addr: SocketAddr, from: &str, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> (u16, String) {
+pub fn http(
+    addr: SocketAddr,
+    from: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, String) {
     use std::io::Write;
     let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    sock.bind(&SocketAddr::new(from.parse().unwrap(), 0).into()).unwrap();
+    sock.bind(&SocketAddr::new(from.parse().unwrap(), 0).into())
+        .unwrap();
     sock.connect(&addr.into()).unwrap();
     let mut s: std::net::TcpStream = sock.into();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
@@ -372,7 +460,14 @@ pub fn http(addr: SocketAddr, from: &str, method: &str, path: &str, headers: &[(
     let mut resp = Vec::new();
     let _ = s.read_to_end(&mut resp);
     let text = String::from_utf8_lossy(&resp).into_owned();
-    let status = text.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
     (status, body)
 }

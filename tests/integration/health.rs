@@ -15,7 +15,11 @@ fn down_pops_are_skipped_and_all_down_still_answers() {
     assert_eq!(answer(&s, "198.51.100.0/25"), ["192.0.2.20"]);
     std::fs::write(s.path("health.txt"), "iad down\n").unwrap();
     s.wait_log("health changed", 1);
-    assert_eq!(answer(&s, "198.51.100.0/25"), ["192.0.2.10"], "iad drained: next ranked (ams)");
+    assert_eq!(
+        answer(&s, "198.51.100.0/25"),
+        ["192.0.2.10"],
+        "iad drained: next ranked (ams)"
+    );
     std::fs::write(s.path("health.txt"), "iad down\nams down\n").unwrap();
     s.wait_log("health changed", 2);
     assert_eq!(answer(&s, "198.51.100.0/25"), ["192.0.2.30", "192.0.2.31"]);

@@ -16,19 +16,38 @@ use crate::probe::probe_rows;
 
 /// Runs the simulation into `logs` (dns_probe from the server, rtt_report from the collector).
 fn simulated_logs(users: usize) -> (tempfile::TempDir, std::path::PathBuf) {
-    let s = Server::start(&example_config("", "").replace("max_age_ms = 10000", "max_age_ms = 100"));
+    let s =
+        Server::start(&example_config("", "").replace("max_age_ms = 10000", "max_age_ms = 100"));
     let dir = tempfile::tempdir().unwrap();
-    let c = Collector::start(dir.path(), &collector_config("rate_per_second = 100000\nrate_burst = 100000", "max_age_ms = 100"));
+    let c = Collector::start(
+        dir.path(),
+        &collector_config(
+            "rate_per_second = 100000\nrate_burst = 100000",
+            "max_age_ms = 100",
+        ),
+    );
     let o = geodns()
         .args(["simulate", "--world"])
         .arg(data_dir().join("world.toml"))
-        .args(["--dns", &s.dns.to_string(), "--collector", &c.http.to_string(), "--users", &users.to_string(), "--seed", "11", "--out"])
+        .args([
+            "--dns",
+            &s.dns.to_string(),
+            "--collector",
+            &c.http.to_string(),
+            "--users",
+            &users.to_string(),
+            "--seed",
+            "11",
+            "--out",
+        ])
         .arg(dir.path().join("sim"))
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let deadline = Instant::now() + Duration::from_secs(20);
-    while probe_rows(&s.path("beacon-logs")).len() < users * 3 || report_rows(&dir.path().join("logs")).len() < users * 3 {
+    while probe_rows(&s.path("beacon-logs")).len() < users * 3
+        || report_rows(&dir.path().join("logs")).len() < users * 3
+    {
         assert!(Instant::now() < deadline, "logs incomplete");
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -60,11 +79,23 @@ pub fn mapgen(logs: &Path, out: &Path, extra: &[&str]) -> (bool, String) {
         .arg(logs)
         .arg("--out")
         .arg(out)
-        .args(["--created-at", "2026-11-26T00:00:00Z", "--generation", "test"])
+        .args([
+            "--created-at",
+            "2026-11-26T00:00:00Z",
+            "--generation",
+            "test",
+        ])
         .args(extra)
         .output()
         .unwrap();
-    (o.status.success(), format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr)))
+    (
+        o.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        ),
+    )
 }
 
 #[test]
@@ -72,51 +103,135 @@ fn measured_map_beats_geographic_baselines_and_is_deterministic() {
     let (dir, logs) = simulated_logs(1500);
     let (m1, m2) = (dir.path().join("m1.arrow"), dir.path().join("m2.arrow"));
     let html = dir.path().join("report.html");
-    let (ok, out) = mapgen(&logs, &m1, &["--report", dir.path().join("report.json").to_str().unwrap(), "--html", html.to_str().unwrap()]);
+    let (ok, out) = mapgen(
+        &logs,
+        &m1,
+        &[
+            "--report",
+            dir.path().join("report.json").to_str().unwrap(),
+            "--html",
+            html.to_str().unwrap(),
+        ],
+    );
     assert!(ok, "{out}");
     // The HTML report plots the latency distribution of every PoP and of the fastest one.
     let page = std::fs::read_to_string(&html).unwrap();
     assert_eq!(page.matches("<polyline").count(), 4, "best, ams, iad, sin");
     assert!(page.contains("4500 rtt_report rows"), "{page}");
-    assert!(out.contains("refused     0 dns_probe rows, 0 rtt_report rows"), "{out}");
+    assert!(
+        out.contains("refused     0 dns_probe rows, 0 rtt_report rows"),
+        "{out}"
+    );
     let (ok, out2) = mapgen(&logs, &m2, &[]);
     assert!(ok, "{out2}");
-    assert_eq!(std::fs::read(&m1).unwrap(), std::fs::read(&m2).unwrap(), "same input, same map");
+    assert_eq!(
+        std::fs::read(&m1).unwrap(),
+        std::fs::read(&m2).unwrap(),
+        "same input, same map"
+    );
     // Split into partitions spilled to disk (as for logs larger than memory): the same map.
     let (spill, m3) = (dir.path().join("spill"), dir.path().join("m3.arrow"));
     std::fs::create_dir(&spill).unwrap();
-    let (ok, out3) = mapgen(&logs, &m3, &["--partition-rows", "500", "--tmp-dir", spill.to_str().unwrap()]);
+    let (ok, out3) = mapgen(
+        &logs,
+        &m3,
+        &[
+            "--partition-rows",
+            "500",
+            "--tmp-dir",
+            spill.to_str().unwrap(),
+        ],
+    );
     assert!(ok && out3.contains("partition 9/9"), "{out3}");
-    assert_eq!(std::fs::read(&m1).unwrap(), std::fs::read(&m3).unwrap(), "partitioned run, same map");
-    assert_eq!(std::fs::read_dir(&spill).unwrap().count(), 0, "spill files are removed");
+    assert_eq!(
+        std::fs::read(&m1).unwrap(),
+        std::fs::read(&m3).unwrap(),
+        "partitioned run, same map"
+    );
+    assert_eq!(
+        std::fs::read_dir(&spill).unwrap().count(),
+        0,
+        "spill files are removed"
+    );
 
     let map = geomap::read_map(&m1).unwrap();
     let world = World::read(&data_dir().join("world.toml")).unwrap();
     let truth = score::read_truth(&dir.path().join("sim/ground_truth.csv")).unwrap();
     let scores = score::score(&world, &truth, &map);
     eprintln!("{}", score::table(&scores));
-    let ok = |decision: &str| scores.iter().find(|s| s.decision.starts_with(decision)).unwrap().within_5ms;
-    let (map_ok, res_ok) = (ok("measured map, client key space"), ok("measured map, resolver key space"));
-    let (geo_ok, rgeo_ok) = (ok("nearest PoP to the client"), ok("nearest PoP to the resolver"));
-    assert!(map_ok >= 0.95, "ECS key space sends {map_ok:.3} of users within 5 ms of their best");
-    assert!(map_ok > geo_ok + 0.1 && map_ok > rgeo_ok + 0.1, "map {map_ok:.3} vs geoip {geo_ok:.3}, resolver location {rgeo_ok:.3}");
-    assert!(res_ok > rgeo_ok, "the resolver key space beats resolver geography: {res_ok:.3} vs {rgeo_ok:.3}");
+    let ok = |decision: &str| {
+        scores
+            .iter()
+            .find(|s| s.decision.starts_with(decision))
+            .unwrap()
+            .within_5ms
+    };
+    let (map_ok, res_ok) = (
+        ok("measured map, client key space"),
+        ok("measured map, resolver key space"),
+    );
+    let (geo_ok, rgeo_ok) = (
+        ok("nearest PoP to the client"),
+        ok("nearest PoP to the resolver"),
+    );
+    assert!(
+        map_ok >= 0.95,
+        "ECS key space sends {map_ok:.3} of users within 5 ms of their best"
+    );
+    assert!(
+        map_ok > geo_ok + 0.1 && map_ok > rgeo_ok + 0.1,
+        "map {map_ok:.3} vs geoip {geo_ok:.3}, resolver location {rgeo_ok:.3}"
+    );
+    assert!(
+        res_ok > rgeo_ok,
+        "the resolver key space beats resolver geography: {res_ok:.3} vs {rgeo_ok:.3}"
+    );
     let oracle = ok("best possible with one answer per resolver");
-    assert!(res_ok >= oracle - 0.03, "the resolver key space {res_ok:.3} is near the best per resolver {oracle:.3}");
+    assert!(
+        res_ok >= oracle - 0.03,
+        "the resolver key space {res_ok:.3} is near the best per resolver {oracle:.3}"
+    );
     // The same table from the command line.
-    let o = geodns().args(["map", "score"]).arg(&m1).arg("--world").arg(data_dir().join("world.toml")).arg("--truth").arg(dir.path().join("sim")).output().unwrap();
-    assert!(o.status.success() && String::from_utf8_lossy(&o.stdout) == score::table(&scores), "{o:?}");
+    let o = geodns()
+        .args(["map", "score"])
+        .arg(&m1)
+        .arg("--world")
+        .arg(data_dir().join("world.toml"))
+        .arg("--truth")
+        .arg(dir.path().join("sim"))
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success() && String::from_utf8_lossy(&o.stdout) == score::table(&scores),
+        "{o:?}"
+    );
 
     // explain: Madrid (198.18.24.0/22) peers badly with ams, so iad decides, from measurements.
-    let o = geodns().args(["map", "explain"]).arg(&m1).arg("198.18.24.9").output().unwrap();
+    let o = geodns()
+        .args(["map", "explain"])
+        .arg(&m1)
+        .arg("198.18.24.9")
+        .output()
+        .unwrap();
     let text = String::from_utf8_lossy(&o.stdout);
-    assert!(o.status.success() && text.contains("answer: iad (measured for this prefix itself)"), "{text}");
-    assert!(text.contains("ranked: iad ") && text.contains("resolver key space"), "{text}");
+    assert!(
+        o.status.success() && text.contains("answer: iad (measured for this prefix itself)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("ranked: iad ") && text.contains("resolver key space"),
+        "{text}"
+    );
 
     // export-mmdb: a City-style database in which Mumbai sits at ams (its measured best), so a
     // nearest-datacenter server would pick ams too; our own GeoIP reader reads it back.
     let mmdb = dir.path().join("map.mmdb");
-    let o = geodns().args(["map", "export-mmdb"]).arg(&m1).arg(&mmdb).output().unwrap();
+    let o = geodns()
+        .args(["map", "export-mmdb"])
+        .arg(&m1)
+        .arg(&mmdb)
+        .output()
+        .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let db = geomap::geoip::GeoIp::open(&mmdb).unwrap();
     let loc = db.locate("198.18.20.9".parse().unwrap()).unwrap();
@@ -187,7 +302,14 @@ fn junk_rows_are_counted_by_reason_and_thin_input_refused() {
                 server: "v6".into(),
             };
             dns.try_log_one(probe).unwrap();
-            rtt.try_log(vec![row(&id, pop, "2001:db8:5::77", Some(ms + i as f64), true)]).unwrap();
+            rtt.try_log(vec![row(
+                &id,
+                pop,
+                "2001:db8:5::77",
+                Some(ms + i as f64),
+                true,
+            )])
+            .unwrap();
         }
     }
     dns.close();
@@ -196,37 +318,91 @@ fn junk_rows_are_counted_by_reason_and_thin_input_refused() {
     let report = dir.path().join("r.json");
     let (ok, out) = mapgen(&logs, &out_map, &["--report", report.to_str().unwrap()]);
     assert!(ok, "{out}");
-    let r: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
     let reasons: Vec<(String, u64)> = r["bad"]
         .as_array()
         .unwrap()
         .iter()
         .filter(|b| b["table"] == "rtt_report")
-        .map(|b| (b["reason"].as_str().unwrap().to_owned(), b["rows"].as_u64().unwrap()))
+        .map(|b| {
+            (
+                b["reason"].as_str().unwrap().to_owned(),
+                b["rows"].as_u64().unwrap(),
+            )
+        })
         .collect();
     assert_eq!(
         reasons,
-        [("bad_client_ip".into(), 1), ("bad_probe_id".into(), 1), ("bad_rtt".into(), 2), ("unknown_pop".into(), 1)]
+        [
+            ("bad_client_ip".into(), 1),
+            ("bad_probe_id".into(), 1),
+            ("bad_rtt".into(), 2),
+            ("unknown_pop".into(), 1)
+        ]
     );
-    assert!(out.contains("bad_rtt") && out.contains("rtt_ms=-4"), "{out}");
+    assert!(
+        out.contains("bad_rtt") && out.contains("rtt_ms=-4"),
+        "{out}"
+    );
     let map = geomap::read_map(&out_map).unwrap();
-    let v6: Vec<String> = map.rows.iter().filter(|r| r.prefix.addr().is_ipv6()).map(|r| format!("{} {} {} {}", r.key_space, r.prefix, r.derivation, map.meta.pops.get(r.pops[0]).id)).collect();
+    let v6: Vec<String> = map
+        .rows
+        .iter()
+        .filter(|r| r.prefix.addr().is_ipv6())
+        .map(|r| {
+            format!(
+                "{} {} {} {}",
+                r.key_space,
+                r.prefix,
+                r.derivation,
+                map.meta.pops.get(r.pops[0]).id
+            )
+        })
+        .collect();
     // The client /48, /40 and /32 agree, and so do the resolver /64 and /48: compaction keeps
     // the coarsest of each.
-    assert_eq!(v6, ["client 2001:db8::/32 aggregated iad", "resolver 2001:db8:53::/48 aggregated iad"]);
+    assert_eq!(
+        v6,
+        [
+            "client 2001:db8::/32 aggregated iad",
+            "resolver 2001:db8:53::/48 aggregated iad"
+        ]
+    );
     // Safety gates. Against itself: nothing moves.
-    let (ok, out) = mapgen(&logs, &dir.path().join("again.arrow"), &["--previous", out_map.to_str().unwrap()]);
-    assert!(ok && out.contains("vs previous 0.0 % of measured traffic changes PoP"), "{out}");
+    let (ok, out) = mapgen(
+        &logs,
+        &dir.path().join("again.arrow"),
+        &["--previous", out_map.to_str().unwrap()],
+    );
+    assert!(
+        ok && out.contains("vs previous 0.0 % of measured traffic changes PoP"),
+        "{out}"
+    );
     // Against a map that sent everyone to sin: most traffic moves, so it is refused, unless forced.
     let nets = dir.path().join("all-sin.csv");
     std::fs::write(&nets, "0.0.0.0/0,sin\n").unwrap();
     let all_sin = dir.path().join("all-sin.arrow");
-    assert!(geodns().args(["map", "import-nets"]).arg(&nets).arg(&all_sin).status().unwrap().success());
+    assert!(geodns()
+        .args(["map", "import-nets"])
+        .arg(&nets)
+        .arg(&all_sin)
+        .status()
+        .unwrap()
+        .success());
     let gated = dir.path().join("gated.arrow");
     let (ok, out) = mapgen(&logs, &gated, &["--previous", all_sin.to_str().unwrap()]);
-    assert!(!ok && out.contains("of measured traffic would change PoP (limit 20.0 %)") && out.contains("--force"), "{out}");
+    assert!(
+        !ok && out.contains("of measured traffic would change PoP (limit 20.0 %)")
+            && out.contains("--force"),
+        "{out}"
+    );
     assert!(!gated.exists(), "a refused map is not written");
-    let (ok, out) = mapgen(&logs, &gated, &["--previous", all_sin.to_str().unwrap(), "--force"]);
+    let (ok, out) = mapgen(
+        &logs,
+        &gated,
+        &["--previous", all_sin.to_str().unwrap(), "--force"],
+    );
     assert!(ok && out.contains("FORCED") && gated.exists(), "{out}");
     // Against a map that had measured 203.0.113.0/24, which the logs no longer cover: refused.
     let mut lost = geomap::read_map(&out_map).unwrap();
@@ -241,34 +417,67 @@ fn junk_rows_are_counted_by_reason_and_thin_input_refused() {
     let lost_path = dir.path().join("lost.arrow");
     geomap::write_map(&lost_path, &lost).unwrap();
     let (ok, out) = mapgen(&logs, &gated, &["--previous", lost_path.to_str().unwrap()]);
-    assert!(!ok && out.contains("no longer covered (e.g. client 203.0.113.0/24)"), "{out}");
+    assert!(
+        !ok && out.contains("no longer covered (e.g. client 203.0.113.0/24)"),
+        "{out}"
+    );
 
     // An empty window is refused with a clear message, and nothing is written.
     let empty = dir.path().join("empty.arrow");
-    let (ok, out) = mapgen(&logs, &empty, &["--since", "2001-01-01T00:00:00Z", "--until", "2001-01-02T00:00:00Z"]);
+    let (ok, out) = mapgen(
+        &logs,
+        &empty,
+        &[
+            "--since",
+            "2001-01-01T00:00:00Z",
+            "--until",
+            "2001-01-02T00:00:00Z",
+        ],
+    );
     assert!(!ok && out.contains("refusing the input"), "{out}");
     assert!(!empty.exists());
 
     // Names the contract says readers ignore are ignored; a file that is not Parquet is named.
-    let day = std::fs::read_dir(logs.join("rtt_report")).unwrap().next().unwrap().unwrap().path();
+    let day = std::fs::read_dir(logs.join("rtt_report"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
     std::fs::write(day.join(".writing.parquet"), "half a file").unwrap();
     std::fs::write(day.join("_scratch.parquet"), "notes").unwrap();
     let (ok, out) = mapgen(&logs, &dir.path().join("ignored.arrow"), &[]);
     assert!(ok, "{out}");
     std::fs::write(day.join("zz-broken.parquet"), "not parquet").unwrap();
     let (ok, out) = mapgen(&logs, &empty, &[]);
-    assert!(!ok && out.contains("zz-broken.parquet: not a readable Parquet file") && !out.contains(".writing"), "{out}");
+    assert!(
+        !ok && out.contains("zz-broken.parquet: not a readable Parquet file")
+            && !out.contains(".writing"),
+        "{out}"
+    );
     assert!(out.contains("--skip-bad-files") && !empty.exists(), "{out}");
     // ... unless told to leave such files out: then they are listed, and the rest is used.
     let (ok, out) = mapgen(&logs, &empty, &["--skip-bad-files"]);
-    assert!(ok && out.contains("skipped     1 log files that do not follow the contract") && out.contains("zz-broken.parquet"), "{out}");
-    assert_eq!(std::fs::read(&empty).unwrap(), std::fs::read(dir.path().join("ignored.arrow")).unwrap(), "the same map as without the broken file");
+    assert!(
+        ok && out.contains("skipped     1 log files that do not follow the contract")
+            && out.contains("zz-broken.parquet"),
+        "{out}"
+    );
+    assert_eq!(
+        std::fs::read(&empty).unwrap(),
+        std::fs::read(dir.path().join("ignored.arrow")).unwrap(),
+        "the same map as without the broken file"
+    );
 }
 
 /// Runs `geodns` and returns its stdout, failing the test with its stderr if it fails.
 fn run_ok(args: &[&std::ffi::OsStr]) -> String {
     let o = geodns().args(args).output().unwrap();
-    assert!(o.status.success(), "geodns {args:?}: {}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        o.status.success(),
+        "geodns {args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
@@ -279,24 +488,64 @@ fn on_a_generated_world_measurements_and_routes_beat_geography() {
     let dir = tempfile::tempdir().unwrap();
     let d = |p: &str| dir.path().join(p);
     let script = data_dir().join("../scripts/gen-world.py");
-    let o = std::process::Command::new("python3").arg(&script).arg(d("w")).args(["--networks", "400", "--seed", "3"]).output().unwrap();
+    let o = std::process::Command::new("python3")
+        .arg(&script)
+        .arg(d("w"))
+        .args(["--networks", "400", "--seed", "3"])
+        .output()
+        .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    run_ok(&["simulate".as_ref(), "--world".as_ref(), d("w/world.toml").as_os_str(), "--users".as_ref(), "20000".as_ref(), "--seed".as_ref(), "5".as_ref(), "--logs-only".as_ref(), d("logs").as_os_str(), "--out".as_ref(), d("sim").as_os_str()]);
+    run_ok(&[
+        "simulate".as_ref(),
+        "--world".as_ref(),
+        d("w/world.toml").as_os_str(),
+        "--users".as_ref(),
+        "20000".as_ref(),
+        "--seed".as_ref(),
+        "5".as_ref(),
+        "--logs-only".as_ref(),
+        d("logs").as_os_str(),
+        "--out".as_ref(),
+        d("sim").as_os_str(),
+    ]);
     let world = World::read(&d("w/world.toml")).unwrap();
     let truth = score::read_truth(&d("sim/ground_truth.csv")).unwrap();
     let mapgen = |out: &str, routes: Option<&str>| {
-        let mut args: Vec<std::ffi::OsString> = vec!["mapgen".into(), "--config".into(), d("w/geodns.toml").into(), "--geoip".into(), d("sim/geoip.mmdb").into()];
-        args.extend(["--logs".into(), d("logs").into(), "--out".into(), d(out).into()]);
+        let mut args: Vec<std::ffi::OsString> = vec![
+            "mapgen".into(),
+            "--config".into(),
+            d("w/geodns.toml").into(),
+            "--geoip".into(),
+            d("sim/geoip.mmdb").into(),
+        ];
+        args.extend([
+            "--logs".into(),
+            d("logs").into(),
+            "--out".into(),
+            d(out).into(),
+        ]);
         if let Some(r) = routes {
             args.extend(["--routes".into(), d(r).into()]);
         }
         let o = geodns().args(&args).output().unwrap();
-        (o.status.success(), format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr)))
+        (
+            o.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr)
+            ),
+        )
     };
     let scores = |map: &str| {
         let s = score::score(&world, &truth, &geomap::read_map(&d(map)).unwrap());
         eprintln!("{map}:\n{}", score::table(&s));
-        move |decision: &str| s.iter().find(|x| x.decision.starts_with(decision)).unwrap().clone()
+        move |decision: &str| {
+            s.iter()
+                .find(|x| x.decision.starts_with(decision))
+                .unwrap()
+                .clone()
+        }
     };
     let (ok, out) = mapgen("fixed.arrow", None);
     assert!(ok, "{out}");
@@ -305,23 +554,50 @@ fn on_a_generated_world_measurements_and_routes_beat_geography() {
     let (fixed, routed) = (scores("fixed.arrow"), scores("routed.arrow"));
     let geo = routed("nearest PoP to the client");
     let map = routed("measured map, client key space");
-    assert!(map.within_5ms > geo.within_5ms + 0.05 && map.mean_regret < geo.mean_regret / 2.0, "map {map:?} vs GeoIP {geo:?}");
-    assert!(map.mean_regret <= fixed("measured map, client key space").mean_regret, "routes never make thin subnets worse here");
+    assert!(
+        map.within_5ms > geo.within_5ms + 0.05 && map.mean_regret < geo.mean_regret / 2.0,
+        "map {map:?} vs GeoIP {geo:?}"
+    );
+    assert!(
+        map.mean_regret <= fixed("measured map, client key space").mean_regret,
+        "routes never make thin subnets worse here"
+    );
     // Without routes, fixed /20s and /16s that mix cities are left out, so thin subnets fall to
     // GeoIP rather than to a wrong aggregate: still ahead of GeoIP alone.
     let unrouted = fixed("measured map, client key space");
-    assert!(unrouted.within_5ms > geo.within_5ms && unrouted.mean_regret < geo.mean_regret, "{unrouted:?} vs GeoIP {geo:?}");
-    let (res, res_geo) = (routed("measured map, resolver key space"), routed("nearest PoP to the resolver"));
-    assert!(res.within_5ms > res_geo.within_5ms && res.mean_regret < res_geo.mean_regret, "{res:?} vs {res_geo:?}");
+    assert!(
+        unrouted.within_5ms > geo.within_5ms && unrouted.mean_regret < geo.mean_regret,
+        "{unrouted:?} vs GeoIP {geo:?}"
+    );
+    let (res, res_geo) = (
+        routed("measured map, resolver key space"),
+        routed("nearest PoP to the resolver"),
+    );
+    assert!(
+        res.within_5ms > res_geo.within_5ms && res.mean_regret < res_geo.mean_regret,
+        "{res:?} vs {res_geo:?}"
+    );
     // ... and comes near the best any one answer per resolver could do.
     let oracle = routed("best possible with one answer per resolver");
-    assert!(res.within_5ms >= oracle.within_5ms - 0.03, "{res:?} vs the oracle {oracle:?}");
-    let (served, served_geo) = (routed("measured map, as served"), routed("nearest PoP, as served"));
-    assert!(served.within_5ms > served_geo.within_5ms && served.p95_regret <= served_geo.p95_regret, "{served:?} vs {served_geo:?}");
+    assert!(
+        res.within_5ms >= oracle.within_5ms - 0.03,
+        "{res:?} vs the oracle {oracle:?}"
+    );
+    let (served, served_geo) = (
+        routed("measured map, as served"),
+        routed("nearest PoP, as served"),
+    );
+    assert!(
+        served.within_5ms > served_geo.within_5ms && served.p95_regret <= served_geo.p95_regret,
+        "{served:?} vs {served_geo:?}"
+    );
 
     // A broken prefix list is refused, naming the line; no map is written.
     std::fs::write(d("bad-routes.txt"), "10.0.0.0/8\n10.300.0.0/16\n").unwrap();
     let (ok, out) = mapgen("bad.arrow", Some("bad-routes.txt"));
-    assert!(!ok && out.contains("bad-routes.txt: line 2: \"10.300.0.0/16\" is not a prefix"), "{out}");
+    assert!(
+        !ok && out.contains("bad-routes.txt: line 2: \"10.300.0.0/16\" is not a prefix"),
+        "{out}"
+    );
     assert!(!d("bad.arrow").exists());
 }

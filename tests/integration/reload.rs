@@ -25,7 +25,11 @@ fn write_map(s: &Server, nets: &str, generation: &str) {
         .args(["--generation", generation])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
@@ -34,20 +38,32 @@ fn new_map_swaps_in_and_bad_map_is_refused() {
     assert!(status(&s).contains("map-generation=example-1"));
     write_map(&s, "0.0.0.0/0,iad\n127.0.0.0/8,ams\n", "second");
     s.wait_log("reloaded", 1);
-    assert!(status(&s).contains("map-generation=second"), "{}", status(&s));
-    assert_eq!(addresses(&s.query(&message("www.example.com.", RecordType::A, None))), ["192.0.2.10"]);
+    assert!(
+        status(&s).contains("map-generation=second"),
+        "{}",
+        status(&s)
+    );
+    assert_eq!(
+        addresses(&s.query(&message("www.example.com.", RecordType::A, None))),
+        ["192.0.2.10"]
+    );
 
     // Corrupt map: refused, the old one keeps serving, the failure is counted.
     std::fs::write(s.path("example-map.arrow"), b"ARROW1\0\0 not really").unwrap();
     s.wait_log("reload refused", 1);
     assert!(status(&s).contains("map-generation=second"));
-    assert_eq!(addresses(&s.query(&message("www.example.com.", RecordType::A, None))), ["192.0.2.10"]);
+    assert_eq!(
+        addresses(&s.query(&message("www.example.com.", RecordType::A, None))),
+        ["192.0.2.10"]
+    );
     assert_eq!(s.metric("geodns_reload_failures_total"), 1);
 
     // A map that ranks a PoP the config does not know is refused too.
     write_map(&s, "0.0.0.0/0,fra\n", "third");
     s.wait_log("reload refused", 2);
-    assert!(s.log_text().contains("map ranks PoP(s) fra that the config does not define"));
+    assert!(s
+        .log_text()
+        .contains("map ranks PoP(s) fra that the config does not define"));
     assert!(status(&s).contains("map-generation=second"));
 }
 
@@ -56,19 +72,39 @@ fn bad_config_is_refused_and_sighup_reloads() {
     let s = Server::start(&example_config("", ""));
     let cfg = s.path("geodns.toml");
     let good = std::fs::read_to_string(&cfg).unwrap();
-    std::fs::write(&cfg, good.replace("vip4 = [\"192.0.2.20\"]", "vip4 = [\"192.0.2.300\"]")).unwrap();
+    std::fs::write(
+        &cfg,
+        good.replace("vip4 = [\"192.0.2.20\"]", "vip4 = [\"192.0.2.300\"]"),
+    )
+    .unwrap();
     s.wait_log("reload refused", 1);
-    assert!(s.log_text().contains("geodns.toml: TOML parse error at line"), "{}", s.log_text());
-    let r = s.query(&message("www.example.com.", RecordType::A, Some("198.51.100.0/25")));
+    assert!(
+        s.log_text()
+            .contains("geodns.toml: TOML parse error at line"),
+        "{}",
+        s.log_text()
+    );
+    let r = s.query(&message(
+        "www.example.com.",
+        RecordType::A,
+        Some("198.51.100.0/25"),
+    ));
     assert_eq!(addresses(&r), ["192.0.2.20"], "old config still serving");
 
     std::fs::write(&cfg, good.replace("192.0.2.20", "192.0.2.21")).unwrap();
     s.wait_log("reloaded", 1);
-    let r = s.query(&message("www.example.com.", RecordType::A, Some("198.51.100.0/25")));
+    let r = s.query(&message(
+        "www.example.com.",
+        RecordType::A,
+        Some("198.51.100.0/25"),
+    ));
     assert_eq!(addresses(&r), ["192.0.2.21"]);
 
     let pid = s.pid();
-    std::process::Command::new("kill").args(["-HUP", &pid.to_string()]).status().unwrap();
+    std::process::Command::new("kill")
+        .args(["-HUP", &pid.to_string()])
+        .status()
+        .unwrap();
     s.wait_log("forced=true", 1);
 }
 
@@ -97,7 +133,10 @@ fn reload_under_query_load_loses_nothing() {
                             && r.metadata.response_code == ResponseCode::NoError
                             && (a == ["192.0.2.20"] || a == ["192.0.2.30", "192.0.2.31"]);
                         if !ok {
-                            bad.push(format!("query {sent}: {:?} {a:?}", r.metadata.response_code));
+                            bad.push(format!(
+                                "query {sent}: {:?} {a:?}",
+                                r.metadata.response_code
+                            ));
                         }
                     }
                     Err(e) => bad.push(format!("query {sent}: lost ({e})")),
@@ -109,11 +148,20 @@ fn reload_under_query_load_loses_nothing() {
     // Alternate two maps while the load runs: iad or sin for the client's subnet.
     for i in 0..12 {
         let pop = if i % 2 == 0 { "sin" } else { "iad" };
-        write_map(&s, &format!("198.51.100.0/24,{pop}\n127.0.0.0/8,sin\n"), &format!("g{i}"));
+        write_map(
+            &s,
+            &format!("198.51.100.0/24,{pop}\n127.0.0.0/8,sin\n"),
+            &format!("g{i}"),
+        );
         s.wait_log("reloaded", i + 1);
     }
     stop.store(true, Ordering::Relaxed);
     let (sent, bad) = load.join().unwrap();
     assert!(sent >= 500, "only {sent} queries sent");
-    assert!(bad.is_empty(), "{} of {sent} queries failed: {:?}", bad.len(), &bad[..bad.len().min(10)]);
+    assert!(
+        bad.is_empty(),
+        "{} of {sent} queries failed: {:?}",
+        bad.len(),
+        &bad[..bad.len().min(10)]
+    );
 }

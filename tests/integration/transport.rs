@@ -33,7 +33,10 @@ fn truncated_over_udp_then_complete_over_tcp() {
     assert!(udp.contains("ANSWER: 0"), "{udp}");
     // dig retries over TCP on TC by default, and gets all 40 records.
     let retried = s.dig(&["big.example.com", "TXT", "+noedns"]);
-    assert!(retried.contains("Truncated, retrying in TCP mode"), "{retried}");
+    assert!(
+        retried.contains("Truncated, retrying in TCP mode"),
+        "{retried}"
+    );
     assert!(retried.contains("ANSWER: 40"), "{retried}");
     let tcp = s.kdig(&["+tcp", "big.example.com", "TXT"]);
     assert_eq!(tcp.matches("\tTXT\t").count(), 40, "{tcp}");
@@ -43,8 +46,15 @@ fn truncated_over_udp_then_complete_over_tcp() {
 fn pipelined_tcp_queries_are_answered_in_order() {
     let s = Server::start(&example_config("", ""));
     let mut stream = TcpStream::connect(s.dns).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
-    let names = ["www.example.com.", "static.example.com.", "nope.example.com.", "mail.example.com."];
+    stream
+        .set_read_timeout(Some(Duration::from_secs(3)))
+        .unwrap();
+    let names = [
+        "www.example.com.",
+        "static.example.com.",
+        "nope.example.com.",
+        "mail.example.com.",
+    ];
     let mut batch = Vec::new();
     let mut ids = Vec::new();
     for (i, n) in names.iter().cycle().take(20).enumerate() {
@@ -62,15 +72,25 @@ fn pipelined_tcp_queries_are_answered_in_order() {
 
 #[test]
 fn idle_tcp_connections_are_closed_and_connections_capped() {
-    let cfg = example_config("", "").replace("[listen]", "[tcp]\nmax_connections = 2\nidle_timeout_ms = 300\n\n[listen]");
+    let cfg = example_config("", "").replace(
+        "[listen]",
+        "[tcp]\nmax_connections = 2\nidle_timeout_ms = 300\n\n[listen]",
+    );
     let s = Server::start(&cfg);
     let t0 = Instant::now();
     let mut idle = TcpStream::connect(s.dns).unwrap();
     idle.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     let mut b = [0u8; 1];
-    assert_eq!(idle.read(&mut b).unwrap_or(0), 0, "server closed the idle connection");
+    assert_eq!(
+        idle.read(&mut b).unwrap_or(0),
+        0,
+        "server closed the idle connection"
+    );
     let waited = t0.elapsed();
-    assert!(waited >= Duration::from_millis(250) && waited < Duration::from_secs(3), "closed after {waited:?}");
+    assert!(
+        waited >= Duration::from_millis(250) && waited < Duration::from_secs(3),
+        "closed after {waited:?}"
+    );
 
     // Two slow clients hold both slots; a third connection is closed at once, and once a slot
     // frees a new client is served.
@@ -78,21 +98,33 @@ fn idle_tcp_connections_are_closed_and_connections_capped() {
     let b2 = TcpStream::connect(s.dns).unwrap();
     std::thread::sleep(Duration::from_millis(50));
     let mut third = TcpStream::connect(s.dns).unwrap();
-    third.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    third
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
     let _ = third.write_all(&framed(&message("www.example.com.", RecordType::A, None)));
-    assert!(tcp_exchange(&mut third).is_none(), "third connection must not be served");
+    assert!(
+        tcp_exchange(&mut third).is_none(),
+        "third connection must not be served"
+    );
     assert!(s.metric("geodns_tcp_refused_total") >= 1);
     drop((a, b2));
     std::thread::sleep(Duration::from_millis(100));
     let mut fresh = TcpStream::connect(s.dns).unwrap();
-    fresh.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
-    fresh.write_all(&framed(&message("www.example.com.", RecordType::A, None))).unwrap();
+    fresh
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    fresh
+        .write_all(&framed(&message("www.example.com.", RecordType::A, None)))
+        .unwrap();
     assert!(tcp_exchange(&mut fresh).is_some());
 }
 
 #[test]
 fn ipv6_listener_and_resolver_key_space() {
-    let cfg = example_config("", "").replace("dns = [\"127.0.0.1:0\"]", "dns = [\"127.0.0.1:0\", \"[::1]:0\"]");
+    let cfg = example_config("", "").replace(
+        "dns = [\"127.0.0.1:0\"]",
+        "dns = [\"127.0.0.1:0\", \"[::1]:0\"]",
+    );
     let s = Server::start(&cfg);
     let log = s.log_text();
     let v6: std::net::SocketAddr = log
@@ -106,12 +138,26 @@ fn ipv6_listener_and_resolver_key_space() {
     // From ::1 without ECS: the resolver key space has ::1/128 -> iad.
     let out = crate::harness::run_tool(
         "dig",
-        &["@::1".into(), "-p".into(), v6.port().to_string(), "www.example.com".into(), "AAAA".into(), "+short".into()],
+        &[
+            "@::1".into(),
+            "-p".into(),
+            v6.port().to_string(),
+            "www.example.com".into(),
+            "AAAA".into(),
+            "+short".into(),
+        ],
     );
     assert_eq!(out.trim(), "2001:db8:b::20");
     let tcp = crate::harness::run_tool(
         "dig",
-        &["@::1".into(), "-p".into(), v6.port().to_string(), "+tcp".into(), "static.example.com".into(), "+short".into()],
+        &[
+            "@::1".into(),
+            "-p".into(),
+            v6.port().to_string(),
+            "+tcp".into(),
+            "static.example.com".into(),
+            "+short".into(),
+        ],
     );
     assert_eq!(tcp.trim(), "192.0.2.100");
 }
@@ -120,7 +166,10 @@ fn ipv6_listener_and_resolver_key_space() {
 fn query_log_only_when_asked() {
     let quiet = Server::start(&example_config("", ""));
     quiet.dig(&["www.example.com", "+short"]);
-    assert!(!quiet.log_text().contains("query"), "no per-query log by default");
+    assert!(
+        !quiet.log_text().contains("query"),
+        "no per-query log by default"
+    );
     let loud = Server::start_logging(&example_config("", ""), "info,geodns::query=debug");
     loud.dig(&["www.example.com", "+short", "+subnet=10.20.30.0/24"]);
     loud.wait_log("qname=www.example.com.", 1);

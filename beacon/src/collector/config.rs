@@ -145,10 +145,21 @@ fn default_age() -> u64 {
 
 impl CollectorConfig {
     /// Parses and validates config text; `base` resolves relative paths.
-    pub fn from_str(file: &str, text: &str, base: &Path) -> Result<CollectorConfig, CollectorConfigError> {
-        let mut c: CollectorConfig = toml::from_str(text)
-            .map_err(|e| CollectorConfigError::Syntax { file: file.into(), message: e.to_string().trim_end().into() })?;
-        let invalid = |key: &str, problem: String| CollectorConfigError::Invalid { file: file.into(), key: key.into(), problem };
+    pub fn from_str(
+        file: &str,
+        text: &str,
+        base: &Path,
+    ) -> Result<CollectorConfig, CollectorConfigError> {
+        let mut c: CollectorConfig =
+            toml::from_str(text).map_err(|e| CollectorConfigError::Syntax {
+                file: file.into(),
+                message: e.to_string().trim_end().into(),
+            })?;
+        let invalid = |key: &str, problem: String| CollectorConfigError::Invalid {
+            file: file.into(),
+            key: key.into(),
+            problem,
+        };
         c.log.dir = base.join(&c.log.dir);
         if c.pops.is_empty() {
             return Err(invalid("pops", "no PoP listed".into()));
@@ -156,19 +167,32 @@ impl CollectorConfig {
         for (i, p) in c.pops.iter().enumerate() {
             let ok = (1..=32).contains(&p.len())
                 && p.as_bytes()[0].is_ascii_lowercase()
-                && p.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+                && p.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
             if !ok {
-                return Err(invalid(&format!("pops[{i}]"), format!("{p:?} is not a PoP id")));
+                return Err(invalid(
+                    &format!("pops[{i}]"),
+                    format!("{p:?} is not a PoP id"),
+                ));
             }
             if c.pops[..i].contains(p) {
-                return Err(invalid(&format!("pops[{i}]"), format!("'{p}' is listed twice")));
+                return Err(invalid(
+                    &format!("pops[{i}]"),
+                    format!("'{p}' is listed twice"),
+                ));
             }
         }
         if !matches!(c.probe_scheme.as_str(), "http" | "https") {
-            return Err(invalid("probe_scheme", format!("{:?}: want http or https", c.probe_scheme)));
+            return Err(invalid(
+                "probe_scheme",
+                format!("{:?}: want http or https", c.probe_scheme),
+            ));
         }
         if !(c.max_rtt_ms > 0.0 && c.max_rtt_ms.is_finite()) {
-            return Err(invalid("max_rtt_ms", format!("{} is not a positive time", c.max_rtt_ms)));
+            return Err(invalid(
+                "max_rtt_ms",
+                format!("{} is not a positive time", c.max_rtt_ms),
+            ));
         }
         for (key, v) in [
             ("max_body_bytes", c.max_body_bytes),
@@ -184,7 +208,10 @@ impl CollectorConfig {
             }
         }
         if c.rate_per_second == 0 || c.rate_burst == 0 {
-            return Err(invalid("rate_per_second", "rate_per_second and rate_burst must be positive".into()));
+            return Err(invalid(
+                "rate_per_second",
+                "rate_per_second and rate_burst must be positive".into(),
+            ));
         }
         Ok(c)
     }
@@ -192,7 +219,10 @@ impl CollectorConfig {
     /// Reads and validates a config file.
     pub fn read(path: &Path) -> Result<CollectorConfig, CollectorConfigError> {
         let file = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| CollectorConfigError::Io { file: file.clone(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| CollectorConfigError::Io {
+            file: file.clone(),
+            source,
+        })?;
         CollectorConfig::from_str(&file, &text, path.parent().unwrap_or(Path::new("")))
     }
 }

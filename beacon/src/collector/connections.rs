@@ -77,7 +77,8 @@ pub async fn serve(
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let (limit_warning, accept_warning) = (Throttle(Mutex::new(None)), Throttle(Mutex::new(None)));
     let mut http = http1::Builder::new();
-    http.timer(TokioTimer::new()).header_read_timeout(limits.header_timeout);
+    http.timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout);
     tokio::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
@@ -102,12 +103,18 @@ pub async fn serve(
             }
             tokio::spawn(async move {
                 let mut stream = stream;
-                let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(LIMIT_RESPONSE)).await;
+                let _ =
+                    tokio::time::timeout(Duration::from_secs(1), stream.write_all(LIMIT_RESPONSE))
+                        .await;
             });
             continue;
         };
         stats.open.fetch_add(1, Relaxed);
-        let service = TowerToHyperService::new(router.clone().layer(axum::Extension(axum::extract::ConnectInfo(peer))));
+        let service = TowerToHyperService::new(
+            router
+                .clone()
+                .layer(axum::Extension(axum::extract::ConnectInfo(peer))),
+        );
         let conn = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
         let stats = stats.clone();
         tokio::spawn(async move {
@@ -124,7 +131,13 @@ pub async fn serve(
         });
     }
     drop(listener);
-    if tokio::time::timeout(drain, graceful.shutdown()).await.is_err() {
-        tracing::warn!(?drain, "connections still open after the drain period; closing them");
+    if tokio::time::timeout(drain, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            ?drain,
+            "connections still open after the drain period; closing them"
+        );
     }
 }

@@ -33,8 +33,8 @@ use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
 use crate::schema::RttReportRow;
 use crate::writer::{now_micros, LogRefused, LogWriter, WriterConfig, WriterError};
-use connections::ConnectionStats;
 pub use config::{CollectorConfig, CollectorConfigError};
+use connections::ConnectionStats;
 
 /// Refusal reasons, as counted in `geodns_beacon_reports_rejected_total{reason=...}`.
 const REASONS: [&str; 15] = [
@@ -74,7 +74,8 @@ impl App {
         let body = serde_json::json!({ "error": message, "reason": reason }).to_string();
         let mut resp = (status, [(header::CONTENT_TYPE, "application/json")], body).into_response();
         if status == StatusCode::SERVICE_UNAVAILABLE || status == StatusCode::TOO_MANY_REQUESTS {
-            resp.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
         }
         resp
     }
@@ -118,7 +119,10 @@ pub async fn run(cfg: CollectorConfig) -> Result<(), CollectorError> {
     });
     let snippet = format!("window.GEODNS_BEACON = window.GEODNS_BEACON || {prelude};\n{SNIPPET}");
     let listen = cfg.listen;
-    let limits = connections::Limits { max_connections: cfg.max_connections, header_timeout: Duration::from_millis(cfg.header_timeout_ms) };
+    let limits = connections::Limits {
+        max_connections: cfg.max_connections,
+        header_timeout: Duration::from_millis(cfg.header_timeout_ms),
+    };
     let app = Arc::new(App {
         cfg,
         writer,
@@ -139,8 +143,18 @@ pub async fn run(cfg: CollectorConfig) -> Result<(), CollectorError> {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(app.clone());
-    let listener = tokio::net::TcpListener::bind(listen).await.map_err(|source| CollectorError::Bind { addr: listen, source })?;
-    let bound = listener.local_addr().map_err(|source| CollectorError::Bind { addr: listen, source })?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|source| CollectorError::Bind {
+            addr: listen,
+            source,
+        })?;
+    let bound = listener
+        .local_addr()
+        .map_err(|source| CollectorError::Bind {
+            addr: listen,
+            source,
+        })?;
     tracing::info!(%bound, "listening http");
 
     let sweeper = {
@@ -153,23 +167,40 @@ pub async fn run(cfg: CollectorConfig) -> Result<(), CollectorError> {
         })
     };
     let shutdown = async {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler");
         tokio::select! {
             _ = term.recv() => {}
             _ = tokio::signal::ctrl_c() => {}
         }
         tracing::info!("shutting down");
     };
-    connections::serve(listener, router, limits, app.connections.clone(), shutdown, Duration::from_secs(5)).await;
+    connections::serve(
+        listener,
+        router,
+        limits,
+        app.connections.clone(),
+        shutdown,
+        Duration::from_secs(5),
+    )
+    .await;
     sweeper.abort();
     // The final flush fsyncs: off the async workers.
     let flushing = app.clone();
     let _ = tokio::task::spawn_blocking(move || flushing.writer.flush()).await;
-    tracing::info!(rows = app.writer.stats().rows_written.load(Relaxed), "log flushed");
+    tracing::info!(
+        rows = app.writer.stats().rows_written.load(Relaxed),
+        "log flushed"
+    );
     Ok(())
 }
 
-async fn report(State(app): State<Arc<App>>, ConnectInfo(peer): ConnectInfo<SocketAddr>, headers: HeaderMap, body: Body) -> Response {
+async fn report(
+    State(app): State<Arc<App>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     // Every X-Forwarded-For line, in order, is one list (RFC 9110 5.3): a client cannot hide
     // the proxy's line behind one of its own.
     let mut forwarded = String::new();
@@ -185,33 +216,76 @@ async fn report(State(app): State<Arc<App>>, ConnectInfo(peer): ConnectInfo<Sock
         Err(why) => return app.reject(StatusCode::BAD_REQUEST, "bad_forwarded_for", why),
     };
     if app.limiter.check_key(&client).is_err() {
-        return app.reject(StatusCode::TOO_MANY_REQUESTS, "rate_limited", format!("too many reports from {client}; slow down"));
+        return app.reject(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            format!("too many reports from {client}; slow down"),
+        );
     }
     let limit = app.cfg.max_body_bytes;
-    let body = match tokio::time::timeout(Duration::from_millis(app.cfg.body_timeout_ms), axum::body::to_bytes(body, limit)).await {
+    let body = match tokio::time::timeout(
+        Duration::from_millis(app.cfg.body_timeout_ms),
+        axum::body::to_bytes(body, limit),
+    )
+    .await
+    {
         Ok(Ok(b)) => b,
-        Ok(Err(_)) => return app.reject(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", format!("body larger than {limit} bytes (or cut short)")),
+        Ok(Err(_)) => {
+            return app.reject(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                format!("body larger than {limit} bytes (or cut short)"),
+            )
+        }
         Err(_) => {
             let ms = app.cfg.body_timeout_ms;
-            return app.reject(StatusCode::REQUEST_TIMEOUT, "body_timeout", format!("body not received within {ms} ms"));
+            return app.reject(
+                StatusCode::REQUEST_TIMEOUT,
+                "body_timeout",
+                format!("body not received within {ms} ms"),
+            );
         }
     };
-    let limits = report::Limits { pops: &app.cfg.pops, max_results: app.cfg.max_results, max_rtt_ms: app.cfg.max_rtt_ms };
-    let rows = match report::parse_report(&body, &limits, now_micros(), &client.to_string(), &app.cfg.collector_id) {
+    let limits = report::Limits {
+        pops: &app.cfg.pops,
+        max_results: app.cfg.max_results,
+        max_rtt_ms: app.cfg.max_rtt_ms,
+    };
+    let rows = match report::parse_report(
+        &body,
+        &limits,
+        now_micros(),
+        &client.to_string(),
+        &app.cfg.collector_id,
+    ) {
         Ok(rows) => rows,
         Err(r) => return app.reject(StatusCode::BAD_REQUEST, r.reason, r.message),
     };
     let n = rows.len() as u64;
     match app.writer.try_log(rows) {
         Ok(()) => {}
-        Err(e @ LogRefused::QueueFull) => return app.reject(StatusCode::SERVICE_UNAVAILABLE, e.reason(), "collector busy; retry later".into()),
+        Err(e @ LogRefused::QueueFull) => {
+            return app.reject(
+                StatusCode::SERVICE_UNAVAILABLE,
+                e.reason(),
+                "collector busy; retry later".into(),
+            )
+        }
         Err(e @ LogRefused::Failing(_)) => {
-            return app.reject(StatusCode::SERVICE_UNAVAILABLE, e.reason(), "collector cannot store reports now; retry later".into())
+            return app.reject(
+                StatusCode::SERVICE_UNAVAILABLE,
+                e.reason(),
+                "collector cannot store reports now; retry later".into(),
+            )
         }
     }
     app.accepted.fetch_add(1, Relaxed);
     app.rows_accepted.fetch_add(n, Relaxed);
-    (StatusCode::NO_CONTENT, [(header::ACCESS_CONTROL_ALLOW_ORIGIN, "*")]).into_response()
+    (
+        StatusCode::NO_CONTENT,
+        [(header::ACCESS_CONTROL_ALLOW_ORIGIN, "*")],
+    )
+        .into_response()
 }
 
 /// `ok` while log writes work; 503 with the reason while they fail (the collector then
@@ -221,17 +295,33 @@ async fn healthz(State(app): State<Arc<App>>) -> Response {
         None => (StatusCode::OK, "ok\n").into_response(),
         Some(f) => {
             let since = humantime::format_rfc3339_seconds(f.since);
-            (StatusCode::SERVICE_UNAVAILABLE, format!("log writes failing since {since}: {}\n", f.error)).into_response()
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("log writes failing since {since}: {}\n", f.error),
+            )
+                .into_response()
         }
     }
 }
 
 async fn not_found(State(app): State<Arc<App>>, uri: axum::http::Uri) -> Response {
-    app.reject(StatusCode::NOT_FOUND, "not_found", format!("no such path: {}", uri.path()))
+    app.reject(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        format!("no such path: {}", uri.path()),
+    )
 }
 
-async fn method_not_allowed(State(app): State<Arc<App>>, method: axum::http::Method, uri: axum::http::Uri) -> Response {
-    app.reject(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", format!("{method} is not allowed on {}", uri.path()))
+async fn method_not_allowed(
+    State(app): State<Arc<App>>,
+    method: axum::http::Method,
+    uri: axum::http::Uri,
+) -> Response {
+    app.reject(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("{method} is not allowed on {}", uri.path()),
+    )
 }
 
 /// CORS preflight for pages on other origins that post with `fetch` and a JSON content type.
@@ -254,7 +344,11 @@ async fn preflight() -> Response {
 async fn probe_object() -> Response {
     (
         StatusCode::OK,
-        [(header::CACHE_CONTROL, "no-store"), (header::HeaderName::from_static("timing-allow-origin"), "*"), (header::ACCESS_CONTROL_ALLOW_ORIGIN, "*")],
+        [
+            (header::CACHE_CONTROL, "no-store"),
+            (header::HeaderName::from_static("timing-allow-origin"), "*"),
+            (header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"),
+        ],
         "",
     )
         .into_response()
@@ -272,7 +366,14 @@ async fn demo_page() -> Response {
 }
 
 async fn snippet_js(State(app): State<Arc<App>>) -> Response {
-    ([(header::CONTENT_TYPE, "text/javascript; charset=utf-8"), (header::CACHE_CONTROL, "max-age=300")], app.snippet.clone()).into_response()
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "max-age=300"),
+        ],
+        app.snippet.clone(),
+    )
+        .into_response()
 }
 
 async fn metrics(State(app): State<Arc<App>>) -> Response {
@@ -281,29 +382,117 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
     let g = |v: &AtomicU64| v.load(Relaxed);
     let c = &app.connections;
     let simple: [(&str, &str, &str, &AtomicU64); 16] = [
-        ("geodns_beacon_reports_accepted_total", "counter", "Requests acknowledged (rows queued).", &app.accepted),
-        ("geodns_beacon_rows_accepted_total", "counter", "Rows queued from acknowledged requests.", &app.rows_accepted),
-        ("geodns_beacon_queue_rows", "gauge", "Rows waiting for the writer.", &w.queued),
-        ("geodns_beacon_rows_written_total", "counter", "Rows in files renamed into place.", &w.rows_written),
-        ("geodns_beacon_files_written_total", "counter", "Log files written.", &w.files_written),
-        ("geodns_beacon_bytes_written_total", "counter", "Bytes of log files written.", &w.bytes_written),
-        ("geodns_beacon_rows_dropped_total", "counter", "Rows refused because the queue was full.", &w.rows_dropped),
-        ("geodns_beacon_write_errors_total", "counter", "Failed file writes (rows kept and retried).", &w.write_errors),
-        ("geodns_beacon_log_buffered_rows", "gauge", "Acknowledged rows in memory waiting for their file.", &w.buffered),
-        ("geodns_beacon_log_write_failing", "gauge", "1 while log writes fail (reports are refused), else 0.", &w.failing),
-        ("geodns_beacon_rows_refused_failing_total", "counter", "Rows refused because log writes were failing.", &w.rows_refused_failing),
-        ("geodns_beacon_connections_open", "gauge", "HTTP connections open.", &c.open),
-        ("geodns_beacon_connections_accepted_total", "counter", "HTTP connections accepted.", &c.accepted),
-        ("geodns_beacon_connections_refused_total", "counter", "Connections refused with 503 at max_connections.", &c.refused),
-        ("geodns_beacon_connection_header_timeouts_total", "counter", "Connections closed: request headers not received in time (idle or slow).", &c.header_timeouts),
-        ("geodns_beacon_accept_errors_total", "counter", "Failed accept calls (e.g. at the file-descriptor limit).", &c.accept_errors),
+        (
+            "geodns_beacon_reports_accepted_total",
+            "counter",
+            "Requests acknowledged (rows queued).",
+            &app.accepted,
+        ),
+        (
+            "geodns_beacon_rows_accepted_total",
+            "counter",
+            "Rows queued from acknowledged requests.",
+            &app.rows_accepted,
+        ),
+        (
+            "geodns_beacon_queue_rows",
+            "gauge",
+            "Rows waiting for the writer.",
+            &w.queued,
+        ),
+        (
+            "geodns_beacon_rows_written_total",
+            "counter",
+            "Rows in files renamed into place.",
+            &w.rows_written,
+        ),
+        (
+            "geodns_beacon_files_written_total",
+            "counter",
+            "Log files written.",
+            &w.files_written,
+        ),
+        (
+            "geodns_beacon_bytes_written_total",
+            "counter",
+            "Bytes of log files written.",
+            &w.bytes_written,
+        ),
+        (
+            "geodns_beacon_rows_dropped_total",
+            "counter",
+            "Rows refused because the queue was full.",
+            &w.rows_dropped,
+        ),
+        (
+            "geodns_beacon_write_errors_total",
+            "counter",
+            "Failed file writes (rows kept and retried).",
+            &w.write_errors,
+        ),
+        (
+            "geodns_beacon_log_buffered_rows",
+            "gauge",
+            "Acknowledged rows in memory waiting for their file.",
+            &w.buffered,
+        ),
+        (
+            "geodns_beacon_log_write_failing",
+            "gauge",
+            "1 while log writes fail (reports are refused), else 0.",
+            &w.failing,
+        ),
+        (
+            "geodns_beacon_rows_refused_failing_total",
+            "counter",
+            "Rows refused because log writes were failing.",
+            &w.rows_refused_failing,
+        ),
+        (
+            "geodns_beacon_connections_open",
+            "gauge",
+            "HTTP connections open.",
+            &c.open,
+        ),
+        (
+            "geodns_beacon_connections_accepted_total",
+            "counter",
+            "HTTP connections accepted.",
+            &c.accepted,
+        ),
+        (
+            "geodns_beacon_connections_refused_total",
+            "counter",
+            "Connections refused with 503 at max_connections.",
+            &c.refused,
+        ),
+        (
+            "geodns_beacon_connection_header_timeouts_total",
+            "counter",
+            "Connections closed: request headers not received in time (idle or slow).",
+            &c.header_timeouts,
+        ),
+        (
+            "geodns_beacon_accept_errors_total",
+            "counter",
+            "Failed accept calls (e.g. at the file-descriptor limit).",
+            &c.accept_errors,
+        ),
     ];
     for (name, kind, help, v) in simple {
-        let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {}", g(v));
+        let _ = writeln!(
+            s,
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {}",
+            g(v)
+        );
     }
     s.push_str("# HELP geodns_beacon_reports_rejected_total Requests refused, by reason.\n# TYPE geodns_beacon_reports_rejected_total counter\n");
     for (i, r) in REASONS.iter().enumerate() {
-        let _ = writeln!(s, "geodns_beacon_reports_rejected_total{{reason=\"{r}\"}} {}", g(&app.rejected[i]));
+        let _ = writeln!(
+            s,
+            "geodns_beacon_reports_rejected_total{{reason=\"{r}\"}} {}",
+            g(&app.rejected[i])
+        );
     }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], s).into_response()
 }

@@ -109,12 +109,16 @@ fn plan(world: &World, opts: &SimulateOptions) -> Vec<User> {
     (0..opts.users)
         .map(|_| {
             let pick = rng.random::<f64>() * total;
-            let ni = cumulative.partition_point(|&c| c <= pick).min(world.networks.len() - 1);
+            let ni = cumulative
+                .partition_point(|&c| c <= pick)
+                .min(world.networks.len() - 1);
             let n = &world.networks[ni];
             let subnet = subnets[ni][rng.random_range(0..subnets[ni].len())];
             let client = Ipv4Addr::from(u32::from(subnet.network()) | rng.random_range(1..255u32));
             let r = world.resolver_of(n);
-            let probe_id: String = (0..16).map(|_| char::from_digit(rng.random_range(0..16u32), 16).expect("hex digit")).collect();
+            let probe_id: String = (0..16)
+                .map(|_| char::from_digit(rng.random_range(0..16u32), 16).expect("hex digit"))
+                .collect();
             let results = world
                 .pops
                 .iter()
@@ -135,7 +139,14 @@ fn plan(world: &World, opts: &SimulateOptions) -> Vec<User> {
                     }
                 })
                 .collect();
-            User { client, subnet, resolver: r.address, ecs: r.ecs, probe_id, results }
+            User {
+                client,
+                subnet,
+                resolver: r.address,
+                ecs: r.ecs,
+                probe_id,
+                results,
+            }
         })
         .collect()
 }
@@ -144,7 +155,10 @@ fn plan(world: &World, opts: &SimulateOptions) -> Vec<User> {
 pub async fn run(world: World, opts: SimulateOptions) -> Result<Arc<Summary>, SimulateError> {
     let users = plan(&world, &opts);
     write_truth(&world, &users, &opts.out)?;
-    let http = reqwest::Client::builder().local_address(opts.proxy).timeout(Duration::from_secs(10)).build()?;
+    let http = reqwest::Client::builder()
+        .local_address(opts.proxy)
+        .timeout(Duration::from_secs(10))
+        .build()?;
     let url = format!("http://{}/v1/report", opts.collector);
     let zone = format!("{}.{}", world.probe_label, world.zone.trim_end_matches('.'));
     let summary = Arc::new(Summary::default());
@@ -172,7 +186,14 @@ pub async fn run(world: World, opts: SimulateOptions) -> Result<Arc<Summary>, Si
     let next = Arc::new(AtomicU64::new(0));
     let mut workers = Vec::new();
     for _ in 0..opts.concurrency.max(1) {
-        let (users, next, summary, http, url, zone) = (users.clone(), next.clone(), summary.clone(), http.clone(), url.clone(), zone.clone());
+        let (users, next, summary, http, url, zone) = (
+            users.clone(),
+            next.clone(),
+            summary.clone(),
+            http.clone(),
+            url.clone(),
+            zone.clone(),
+        );
         let pops = pop_ids.clone();
         let dns = opts.dns;
         workers.push(tokio::spawn(async move {
@@ -191,12 +212,26 @@ pub async fn run(world: World, opts: SimulateOptions) -> Result<Arc<Summary>, Si
     Ok(summary)
 }
 
-async fn simulate_user(u: &User, pops: &[String], dns: SocketAddr, zone: &str, http: &reqwest::Client, url: &str, s: &Summary) {
+async fn simulate_user(
+    u: &User,
+    pops: &[String],
+    dns: SocketAddr,
+    zone: &str,
+    http: &reqwest::Client,
+    url: &str,
+    s: &Summary,
+) {
     // The resolver asks for every PoP's probe name, from its own address.
     match tokio::net::UdpSocket::bind((u.resolver, 0)).await {
         Ok(sock) => {
             for pop in pops {
-                let ok = resolve(&sock, dns, &format!("{}.{pop}.{zone}.", u.probe_id), u.ecs.then_some(u.subnet)).await;
+                let ok = resolve(
+                    &sock,
+                    dns,
+                    &format!("{}.{pop}.{zone}.", u.probe_id),
+                    u.ecs.then_some(u.subnet),
+                )
+                .await;
                 if ok { &s.dns_ok } else { &s.dns_failed }.fetch_add(1, Relaxed);
             }
         }
@@ -213,7 +248,11 @@ async fn simulate_user(u: &User, pops: &[String], dns: SocketAddr, zone: &str, h
             v => format!(r#"{{"pop":"{pop}","rtt_ms":{v},"ok":true}}"#),
         })
         .collect();
-    let body = format!(r#"{{"probe_id":"{}","results":[{}]}}"#, u.probe_id, results.join(","));
+    let body = format!(
+        r#"{{"probe_id":"{}","results":[{}]}}"#,
+        u.probe_id,
+        results.join(",")
+    );
     for attempt in 0..5u32 {
         let sent = http
             .post(url)
@@ -228,22 +267,34 @@ async fn simulate_user(u: &User, pops: &[String], dns: SocketAddr, zone: &str, h
                 return;
             }
             // Busy or rate limited: back off and retry; anything else is final.
-            Ok(429 | 503) | Err(_) => tokio::time::sleep(Duration::from_millis(50 << attempt)).await,
+            Ok(429 | 503) | Err(_) => {
+                tokio::time::sleep(Duration::from_millis(50 << attempt)).await
+            }
             Ok(_) => break,
         }
     }
     s.reports_failed.fetch_add(1, Relaxed);
 }
 
-async fn resolve(sock: &tokio::net::UdpSocket, dns: SocketAddr, name: &str, ecs: Option<Ipv4Net>) -> bool {
-    let Ok(qname) = Name::from_ascii(name) else { return false };
+async fn resolve(
+    sock: &tokio::net::UdpSocket,
+    dns: SocketAddr,
+    name: &str,
+    ecs: Option<Ipv4Net>,
+) -> bool {
+    let Ok(qname) = Name::from_ascii(name) else {
+        return false;
+    };
     let mut m = Message::query();
     m.metadata.id = rand::rng().random();
     m.add_query(Query::query(qname, RecordType::A));
     if let Some(subnet) = ecs {
         let mut e = Edns::new();
         e.set_max_payload(1232);
-        e.options_mut().insert(EdnsOption::Subnet(ClientSubnet::from(ipnet::IpNet::V4(subnet))));
+        e.options_mut()
+            .insert(EdnsOption::Subnet(ClientSubnet::from(ipnet::IpNet::V4(
+                subnet,
+            ))));
         m.set_edns(e);
     }
     let Ok(bytes) = m.to_vec() else { return false };
@@ -252,8 +303,11 @@ async fn resolve(sock: &tokio::net::UdpSocket, dns: SocketAddr, name: &str, ecs:
             return false;
         }
         let mut buf = [0u8; 1500];
-        if let Ok(Ok((n, _))) = tokio::time::timeout(Duration::from_secs(1), sock.recv_from(&mut buf)).await {
-            return Message::from_vec(&buf[..n]).is_ok_and(|r| r.metadata.id == m.metadata.id && !r.answers.is_empty());
+        if let Ok(Ok((n, _))) =
+            tokio::time::timeout(Duration::from_secs(1), sock.recv_from(&mut buf)).await
+        {
+            return Message::from_vec(&buf[..n])
+                .is_ok_and(|r| r.metadata.id == m.metadata.id && !r.answers.is_empty());
         }
     }
     false
@@ -262,7 +316,11 @@ async fn resolve(sock: &tokio::net::UdpSocket, dns: SocketAddr, name: &str, ecs:
 /// Writes the users' logs straight into `root` (both tables, through the same writer the
 /// server and collector use), without DNS or HTTP: for generating large inputs fast, e.g. to
 /// measure mapgen on tens of millions of rows. Returns the rows written per table.
-pub fn write_logs(world: &World, opts: &SimulateOptions, root: &Path) -> Result<u64, SimulateError> {
+pub fn write_logs(
+    world: &World,
+    opts: &SimulateOptions,
+    root: &Path,
+) -> Result<u64, SimulateError> {
     use crate::schema::{DnsProbeRow, ProbeId, RttReportRow};
     use crate::writer::{LogWriter, WriterConfig};
     let users = plan(world, opts);
@@ -275,11 +333,18 @@ pub fn write_logs(world: &World, opts: &SimulateOptions, root: &Path) -> Result<
         queue_rows: 4_000_000,
         reserve_bytes: None,
     };
-    let err = |e: crate::writer::WriterError| SimulateError::Io { path: root.display().to_string(), source: std::io::Error::other(e.to_string()) };
+    let err = |e: crate::writer::WriterError| SimulateError::Io {
+        path: root.display().to_string(),
+        source: std::io::Error::other(e.to_string()),
+    };
     let dns = LogWriter::<DnsProbeRow>::start(cfg("sim-dns")).map_err(err)?;
     let rtt = LogWriter::<RttReportRow>::start(cfg("sim-http")).map_err(err)?;
     let server: Arc<str> = "simulated".into();
-    let pops: Vec<Arc<str>> = world.pops.iter().map(|p| Arc::from(p.id.as_str())).collect();
+    let pops: Vec<Arc<str>> = world
+        .pops
+        .iter()
+        .map(|p| Arc::from(p.id.as_str()))
+        .collect();
     let t0 = crate::writer::now_micros();
     let mut rows = 0u64;
     for (i, u) in users.iter().enumerate() {
@@ -344,8 +409,14 @@ fn write_truth(world: &World, users: &[User], out: &Path) -> Result<(), Simulate
     for n in &world.networks {
         let r = world.resolver_of(n);
         for subnet in world.subnets(n) {
-            let Some(users) = count.get(&subnet) else { continue };
-            let _ = write!(t, "{subnet},{},{},{},{},{users}", n.name, r.address, n.lat, n.lon);
+            let Some(users) = count.get(&subnet) else {
+                continue;
+            };
+            let _ = write!(
+                t,
+                "{subnet},{},{},{},{},{users}",
+                n.name, r.address, n.lat, n.lon
+            );
             for p in &world.pops {
                 let _ = write!(t, ",{:.3}", world.true_rtt(n, subnet, p));
             }
@@ -356,19 +427,39 @@ fn write_truth(world: &World, users: &[User], out: &Path) -> Result<(), Simulate
     std::fs::write(&path, t).map_err(io(&path))?;
     let mut r = String::from("address,name,ecs,lat,lon\n");
     for res in &world.resolvers {
-        let _ = writeln!(r, "{},{},{},{},{}", res.address, res.name, res.ecs, res.lat, res.lon);
+        let _ = writeln!(
+            r,
+            "{},{},{},{},{}",
+            res.address, res.name, res.ecs, res.lat, res.lon
+        );
     }
     let path = out.join("resolvers.csv");
     std::fs::write(&path, r).map_err(io(&path))?;
     // The routing table: each network is announced as its own prefix.
-    let routes: String = world.networks.iter().map(|n| format!("{}\n", n.prefix)).collect();
+    let routes: String = world
+        .networks
+        .iter()
+        .map(|n| format!("{}\n", n.prefix))
+        .collect();
     let path = out.join("routes.txt");
     std::fs::write(&path, routes).map_err(io(&path))?;
     // A perfect GeoIP database of the world, so maps and baselines can fall back on the same
     // knowledge of where networks and resolvers are.
-    let mut located: Vec<(IpNet, f64, f64)> = world.networks.iter().map(|n| (IpNet::V4(n.prefix), n.lat, n.lon)).collect();
-    located.extend(world.resolvers.iter().map(|r| (IpNet::V4(Ipv4Net::from(r.address)), r.lat, r.lon)));
+    let mut located: Vec<(IpNet, f64, f64)> = world
+        .networks
+        .iter()
+        .map(|n| (IpNet::V4(n.prefix), n.lat, n.lon))
+        .collect();
+    located.extend(
+        world
+            .resolvers
+            .iter()
+            .map(|r| (IpNet::V4(Ipv4Net::from(r.address)), r.lat, r.lon)),
+    );
     let path = out.join("geoip.mmdb");
-    geomap::mmdb::write_locations(&located, &path).map_err(|e| SimulateError::Io { path: path.display().to_string(), source: std::io::Error::other(e) })?;
+    geomap::mmdb::write_locations(&located, &path).map_err(|e| SimulateError::Io {
+        path: path.display().to_string(),
+        source: std::io::Error::other(e),
+    })?;
     Ok(())
 }

@@ -35,14 +35,21 @@ pub struct Truth {
 
 /// Reads `ground_truth.csv` as `geodns simulate` writes it.
 pub fn read_truth(path: &Path) -> Result<Vec<Truth>, SimulateError> {
-    let io = |source| SimulateError::Io { path: path.display().to_string(), source };
-    let bad = |line: usize, what: &str| io(std::io::Error::other(format!("line {line}: bad {what}")));
+    let io = |source| SimulateError::Io {
+        path: path.display().to_string(),
+        source,
+    };
+    let bad =
+        |line: usize, what: &str| io(std::io::Error::other(format!("line {line}: bad {what}")));
     let text = std::fs::read_to_string(path).map_err(io)?;
     let mut out = Vec::new();
     for (i, l) in text.lines().enumerate().skip(1) {
         let f: Vec<&str> = l.split(',').collect();
         if f.len() < 7 {
-            return Err(bad(i + 1, "row (want subnet,network,resolver,lat,lon,users,rtt...)"));
+            return Err(bad(
+                i + 1,
+                "row (want subnet,network,resolver,lat,lon,users,rtt...)",
+            ));
         }
         let num = |j: usize, what: &str| f[j].parse::<f64>().map_err(|_| bad(i + 1, what));
         out.push(Truth {
@@ -51,7 +58,9 @@ pub fn read_truth(path: &Path) -> Result<Vec<Truth>, SimulateError> {
             lat: num(3, "lat")?,
             lon: num(4, "lon")?,
             users: num(5, "users")?,
-            rtt: (6..f.len()).map(|j| num(j, "rtt")).collect::<Result<_, _>>()?,
+            rtt: (6..f.len())
+                .map(|j| num(j, "rtt"))
+                .collect::<Result<_, _>>()?,
         });
     }
     Ok(out)
@@ -90,7 +99,12 @@ fn rate(decision: &'static str, truth: &[Truth], choose: &dyn Fn(&Truth) -> usiz
             seen >= 0.95 * total
         })
         .map_or(0.0, |r| r.0);
-    Score { decision, within_5ms: within / total, mean_regret: mean, p95_regret: p95 }
+    Score {
+        decision,
+        within_5ms: within / total,
+        mean_regret: mean,
+        p95_regret: p95,
+    }
 }
 
 /// Scores the map against the nearest-PoP baseline (what GeoIP nearest-datacenter modes such
@@ -99,7 +113,18 @@ fn rate(decision: &'static str, truth: &[Truth], choose: &dyn Fn(&Truth) -> usiz
 /// else the resolver's address), as if every resolver sent ECS, and as if none did; and the
 /// best any decision seeing only the resolver could do (with ECS, the oracle scores 100 %).
 pub fn score(world: &World, truth: &[Truth], map: &Map) -> Vec<Score> {
-    let pop_in_world: Vec<usize> = map.meta.pops.iter().map(|p| world.pops.iter().position(|w| w.id == p.id.as_str()).unwrap_or(0)).collect();
+    let pop_in_world: Vec<usize> = map
+        .meta
+        .pops
+        .iter()
+        .map(|p| {
+            world
+                .pops
+                .iter()
+                .position(|w| w.id == p.id.as_str())
+                .unwrap_or(0)
+        })
+        .collect();
     let table = AnswerTable::build(map, None);
     let nearest = |lat: f64, lon: f64| -> usize {
         (0..world.pops.len())
@@ -113,10 +138,20 @@ pub fn score(world: &World, truth: &[Truth], map: &Map) -> Vec<Score> {
     // every network and resolver is (as the baselines do).
     let by_map = |space: KeySpace, addr: Ipv4Addr, at: (f64, f64)| -> usize {
         let hit = table.lookup(space, IpAddr::V4(addr));
-        hit.pops.and_then(|p| p.first()).map_or_else(|| nearest(at.0, at.1), |&p| pop_in_world[usize::from(p)])
+        hit.pops
+            .and_then(|p| p.first())
+            .map_or_else(|| nearest(at.0, at.1), |&p| pop_in_world[usize::from(p)])
     };
-    let resolvers: HashMap<Ipv4Addr, (bool, f64, f64)> = world.resolvers.iter().map(|r| (r.address, (r.ecs, r.lat, r.lon))).collect();
-    let resolver_loc = |t: &Truth| resolvers.get(&t.resolver).map_or((t.lat, t.lon), |r| (r.1, r.2));
+    let resolvers: HashMap<Ipv4Addr, (bool, f64, f64)> = world
+        .resolvers
+        .iter()
+        .map(|r| (r.address, (r.ecs, r.lat, r.lon)))
+        .collect();
+    let resolver_loc = |t: &Truth| {
+        resolvers
+            .get(&t.resolver)
+            .map_or((t.lat, t.lon), |r| (r.1, r.2))
+    };
     let by_client = |t: &Truth| by_map(KeySpace::Client, t.subnet.network(), (t.lat, t.lon));
     let by_resolver = |t: &Truth| by_map(KeySpace::Resolver, t.resolver, resolver_loc(t));
     let ecs = |t: &Truth| resolvers.get(&t.resolver).is_some_and(|r| r.0);
@@ -126,17 +161,53 @@ pub fn score(world: &World, truth: &[Truth], map: &Map) -> Vec<Score> {
         nearest(lat, lon)
     };
     vec![
-        rate("measured map, as served (ECS where the resolver sends it)", truth, &|t| {
-            if ecs(t) { by_client(t) } else { by_resolver(t) }
-        }),
-        rate("nearest PoP, as served (the client where ECS, else the resolver)", truth, &|t| {
-            if ecs(t) { nearest(t.lat, t.lon) } else { resolver_at(t) }
-        }),
-        rate("measured map, client key space (as if every resolver sent ECS)", truth, &by_client),
-        rate("nearest PoP to the client (GeoIP, as if every resolver sent ECS)", truth, &|t| nearest(t.lat, t.lon)),
-        rate("measured map, resolver key space (as if no resolver sent ECS)", truth, &by_resolver),
-        rate("nearest PoP to the resolver (as if no resolver sent ECS)", truth, &resolver_at),
-        rate("best possible with one answer per resolver (oracle, no ECS)", truth, &|t| oracle.get(&t.resolver).copied().unwrap_or(0)),
+        rate(
+            "measured map, as served (ECS where the resolver sends it)",
+            truth,
+            &|t| {
+                if ecs(t) {
+                    by_client(t)
+                } else {
+                    by_resolver(t)
+                }
+            },
+        ),
+        rate(
+            "nearest PoP, as served (the client where ECS, else the resolver)",
+            truth,
+            &|t| {
+                if ecs(t) {
+                    nearest(t.lat, t.lon)
+                } else {
+                    resolver_at(t)
+                }
+            },
+        ),
+        rate(
+            "measured map, client key space (as if every resolver sent ECS)",
+            truth,
+            &by_client,
+        ),
+        rate(
+            "nearest PoP to the client (GeoIP, as if every resolver sent ECS)",
+            truth,
+            &|t| nearest(t.lat, t.lon),
+        ),
+        rate(
+            "measured map, resolver key space (as if no resolver sent ECS)",
+            truth,
+            &by_resolver,
+        ),
+        rate(
+            "nearest PoP to the resolver (as if no resolver sent ECS)",
+            truth,
+            &resolver_at,
+        ),
+        rate(
+            "best possible with one answer per resolver (oracle, no ECS)",
+            truth,
+            &|t| oracle.get(&t.resolver).copied().unwrap_or(0),
+        ),
     ]
 }
 
@@ -154,7 +225,10 @@ fn resolver_oracle(truth: &[Truth]) -> HashMap<Ipv4Addr, usize> {
                 ts.iter().fold((0.0, 0.0), |(ok, regret), t| {
                     let best = t.rtt.iter().copied().fold(f64::INFINITY, f64::min);
                     let lost = t.rtt[p] - best;
-                    (ok + if lost <= 5.0 { t.users } else { 0.0 }, regret + lost * t.users)
+                    (
+                        ok + if lost <= 5.0 { t.users } else { 0.0 },
+                        regret + lost * t.users,
+                    )
                 })
             };
             let best = (0..pops)
@@ -170,7 +244,13 @@ fn resolver_oracle(truth: &[Truth]) -> HashMap<Ipv4Addr, usize> {
 pub fn table(scores: &[Score]) -> String {
     let mut s = String::from("| decision | users within 5 ms of their best | mean regret | p95 regret |\n|---|---:|---:|---:|\n");
     for r in scores {
-        s.push_str(&format!("| {} | {:.1} % | {:.1} ms | {:.1} ms |\n", r.decision, r.within_5ms * 100.0, r.mean_regret, r.p95_regret));
+        s.push_str(&format!(
+            "| {} | {:.1} % | {:.1} ms | {:.1} ms |\n",
+            r.decision,
+            r.within_5ms * 100.0,
+            r.mean_regret,
+            r.p95_regret
+        ));
     }
     s
 }
@@ -180,7 +260,14 @@ mod tests {
     use super::*;
 
     fn t(users: f64, rtt: [f64; 2]) -> Truth {
-        Truth { subnet: "198.18.0.0/24".parse().unwrap(), resolver: Ipv4Addr::LOCALHOST, lat: 0.0, lon: 0.0, users, rtt: rtt.to_vec() }
+        Truth {
+            subnet: "198.18.0.0/24".parse().unwrap(),
+            resolver: Ipv4Addr::LOCALHOST,
+            lat: 0.0,
+            lon: 0.0,
+            users,
+            rtt: rtt.to_vec(),
+        }
     }
 
     #[test]
@@ -191,7 +278,13 @@ mod tests {
         assert_eq!(s.within_5ms, 0.9);
         assert_eq!(s.mean_regret, 4.0);
         assert_eq!(s.p95_regret, 40.0);
-        let s = rate("oracle", &truth, &|t| if t.rtt[0] < t.rtt[1] { 0 } else { 1 });
+        let s = rate("oracle", &truth, &|t| {
+            if t.rtt[0] < t.rtt[1] {
+                0
+            } else {
+                1
+            }
+        });
         assert_eq!((s.within_5ms, s.mean_regret, s.p95_regret), (1.0, 0.0, 0.0));
         // Both subnets behind one resolver: the oracle picks the PoP best for most users.
         assert_eq!(resolver_oracle(&truth)[&Ipv4Addr::LOCALHOST], 0);

@@ -122,24 +122,39 @@ impl World {
     /// Reads and validates a world file.
     pub fn read(path: &Path) -> Result<World, WorldError> {
         let file = path.display().to_string();
-        let err = |problem: String| WorldError { file: file.clone(), problem };
+        let err = |problem: String| WorldError {
+            file: file.clone(),
+            problem,
+        };
         let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
-        let w: World = toml::from_str(&text).map_err(|e| err(e.to_string().trim_end().to_owned()))?;
+        let w: World =
+            toml::from_str(&text).map_err(|e| err(e.to_string().trim_end().to_owned()))?;
         if w.pops.is_empty() || w.networks.is_empty() || w.resolvers.is_empty() {
             return Err(err("needs at least one pop, resolver and network".into()));
         }
         for (i, r) in w.resolvers.iter().enumerate() {
             let o = r.address.octets();
-            if o[0] != 127 || r.address == Ipv4Addr::new(127, 0, 0, 1) || r.address == Ipv4Addr::new(127, 0, 0, 2) {
-                return Err(err(format!("resolvers[{i}].address: {} must be in 127.0.0.0/8, not 127.0.0.1 or .2", r.address)));
+            if o[0] != 127
+                || r.address == Ipv4Addr::new(127, 0, 0, 1)
+                || r.address == Ipv4Addr::new(127, 0, 0, 2)
+            {
+                return Err(err(format!(
+                    "resolvers[{i}].address: {} must be in 127.0.0.0/8, not 127.0.0.1 or .2",
+                    r.address
+                )));
             }
         }
         for (i, n) in w.networks.iter().enumerate() {
             if !w.resolvers.iter().any(|r| r.name == n.resolver) {
-                return Err(err(format!("networks[{i}].resolver: no resolver named {:?}", n.resolver)));
+                return Err(err(format!(
+                    "networks[{i}].resolver: no resolver named {:?}",
+                    n.resolver
+                )));
             }
             if n.prefix.prefix_len() > 24 || n.weight <= 0.0 {
-                return Err(err(format!("networks[{i}]: prefix must be /24 or wider and weight positive")));
+                return Err(err(format!(
+                    "networks[{i}]: prefix must be /24 or wider and weight positive"
+                )));
             }
             for p in n.penalty_ms.keys() {
                 if !w.pops.iter().any(|q| &q.id == p) {
@@ -148,8 +163,14 @@ impl World {
             }
         }
         let l = &w.latency;
-        if !(l.km_per_ms > 0.0 && l.inflation >= 1.0 && (0.0..1.0).contains(&l.loss) && l.jitter_ms >= 0.0) {
-            return Err(err("latency: want km_per_ms > 0, inflation >= 1, 0 <= loss < 1, jitter_ms >= 0".into()));
+        if !(l.km_per_ms > 0.0
+            && l.inflation >= 1.0
+            && (0.0..1.0).contains(&l.loss)
+            && l.jitter_ms >= 0.0)
+        {
+            return Err(err(
+                "latency: want km_per_ms > 0, inflation >= 1, 0 <= loss < 1, jitter_ms >= 0".into(),
+            ));
         }
         Ok(w)
     }
@@ -164,12 +185,18 @@ impl World {
     pub fn true_rtt(&self, n: &Network, subnet: Ipv4Net, pop: &WorldPop) -> f64 {
         let l = &self.latency;
         let km = geomap::geoip::distance_km(n.lat, n.lon, pop.lat, pop.lon);
-        l.base_ms + km * l.inflation / l.km_per_ms + n.penalty_ms.get(&pop.id).copied().unwrap_or(0.0) + subnet_offset(subnet, &pop.id, l.subnet_spread_ms)
+        l.base_ms
+            + km * l.inflation / l.km_per_ms
+            + n.penalty_ms.get(&pop.id).copied().unwrap_or(0.0)
+            + subnet_offset(subnet, &pop.id, l.subnet_spread_ms)
     }
 
     /// The resolver a network uses.
     pub fn resolver_of(&self, n: &Network) -> &Resolver {
-        self.resolvers.iter().find(|r| r.name == n.resolver).expect("validated")
+        self.resolvers
+            .iter()
+            .find(|r| r.name == n.resolver)
+            .expect("validated")
     }
 }
 
