@@ -9,7 +9,7 @@
 //! metadata produces the same checksum, and a reader detects any change to either.
 
 use std::fs::File;
-use std::io::{BufReader, BufWriter, Write};
+use std::io::{BufWriter, Write};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -17,7 +17,6 @@ use arrow_array::builder::{Float32Builder, ListBuilder, StringBuilder, UInt64Bui
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Float32Type, UInt64Type};
 use arrow_array::{Array, RecordBatch};
-use arrow_ipc::reader::FileReader;
 use arrow_ipc::writer::FileWriter;
 use arrow_schema::{ArrowError, DataType, Field, Schema};
 use ipnet::IpNet;
@@ -45,6 +44,11 @@ pub mod keys {
     pub const POPS: &str = "geodns.map.pops";
     /// `sha256:<hex>` of the canonical content.
     pub const CHECKSUM: &str = "geodns.map.checksum";
+    /// In the *footer's* custom metadata: SHA-256 hex of the file's bytes from the start to the
+    /// end-of-stream marker (magic, schema message, batches, all padding). Optional for other
+    /// writers; when present the reader verifies it, so no flipped byte passes, not even in
+    /// padding the content checksum cannot see.
+    pub const STREAM_SHA256: &str = "geodns.map.stream_sha256";
 }
 
 const ROWS_PER_BATCH: usize = 65_536;
@@ -59,6 +63,9 @@ pub enum FormatError {
     /// The bytes are not a readable Arrow IPC file.
     #[error("not a readable Arrow IPC file: {0}")]
     Arrow(#[from] ArrowError),
+    /// The container's lengths, offsets or structure are damaged (bit flips, truncation).
+    #[error("damaged Arrow IPC file: {0}")]
+    Damaged(String),
     /// A metadata key is missing.
     #[error("metadata key '{0}' is missing")]
     MissingMeta(&'static str),
@@ -227,12 +234,18 @@ fn write_file(
     let tmp = path.with_file_name(format!(".{file_name}.tmp{}", std::process::id()));
     let result = (|| {
         let file = File::create(&tmp)?;
-        let mut writer = FileWriter::try_new(BufWriter::new(file), &schema)?;
+        let out = Hashing {
+            inner: BufWriter::new(file),
+            hasher: Sha256::new(),
+        };
+        let mut writer = FileWriter::try_new(out, &schema)?;
         for chunk in rows.chunks(ROWS_PER_BATCH) {
             writer.write(&to_batch(&schema, chunk, pops)?)?;
         }
+        let digest = writer.get_ref().hasher.clone().finalize();
+        writer.write_metadata(keys::STREAM_SHA256, hex(&digest));
         writer.finish()?;
-        let mut buf = writer.into_inner()?;
+        let mut buf = writer.into_inner()?.inner;
         buf.flush()?;
         buf.into_inner().map_err(|e| e.into_error())?.sync_all()?;
         std::fs::rename(&tmp, path)?;
@@ -242,6 +255,27 @@ fn write_file(
         let _ = std::fs::remove_file(&tmp);
     }
     result
+}
+
+/// Hashes what passes through, so the writer knows the digest of the stream before the footer.
+struct Hashing<W> {
+    inner: W,
+    hasher: Sha256,
+}
+
+impl<W: Write> Write for Hashing<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn to_batch(
@@ -294,10 +328,23 @@ fn to_batch(
 /// Reads and fully verifies a map: format version, metadata, column types, every row's values
 /// and invariants, and the checksum. A map that passes is safe to serve.
 pub fn read_map(path: &Path) -> Result<Map, FormatError> {
-    let file = File::open(path)?;
-    let reader = FileReader::try_new(BufReader::new(file), None)?;
-    let schema = reader.schema();
-    let md = schema.metadata().clone();
+    decode_map(std::fs::read(path)?)
+}
+
+/// [`read_map`] on bytes already in memory (the fuzz target's entry). Memory use is bounded by
+/// a small multiple of `bytes.len()` whatever the bytes say: no length in the file is trusted
+/// before it is checked against the file's size.
+pub fn decode_map(bytes: Vec<u8>) -> Result<Map, FormatError> {
+    let file = crate::ipc::decode(bytes, check_columns)?;
+    if let Some(want) = file.footer_metadata.get(keys::STREAM_SHA256) {
+        let got = hex(&Sha256::digest(file.stream.as_slice()));
+        if *want != got {
+            return Err(FormatError::Damaged(format!(
+                "the file's bytes hash to {got}, its footer says {want}: the file was altered"
+            )));
+        }
+    }
+    let md = file.schema.metadata().clone();
     let get = |key: &'static str| md.get(key).cloned().ok_or(FormatError::MissingMeta(key));
     let version = get(keys::VERSION)?;
     if version != FORMAT_VERSION {
@@ -332,29 +379,10 @@ pub fn read_map(path: &Path) -> Result<Map, FormatError> {
     };
     let expected_sum = get(keys::CHECKSUM)?;
 
-    for want in schema_fields() {
-        match schema.field_with_name(want.name()) {
-            Ok(f) if f.data_type().equals_datatype(want.data_type()) => {}
-            Ok(f) => {
-                return Err(FormatError::Column {
-                    name: leak_name(want.name()),
-                    problem: format!("type {} (want {})", f.data_type(), want.data_type()),
-                })
-            }
-            Err(_) => {
-                return Err(FormatError::Column {
-                    name: leak_name(want.name()),
-                    problem: "missing".into(),
-                })
-            }
-        }
-    }
-
     let mut rows = Vec::new();
     let mut errors = Vec::new();
-    for batch in reader {
-        let batch = batch?;
-        decode_batch(&batch, &meta.pops, &mut rows, &mut errors)?;
+    for batch in &file.batches {
+        decode_batch(batch, &meta.pops, &mut rows, &mut errors)?;
         if errors.len() >= MAX_ROW_ERRORS {
             break;
         }
@@ -379,6 +407,34 @@ pub fn read_map(path: &Path) -> Result<Map, FormatError> {
         });
     }
     Ok(map)
+}
+
+impl From<crate::ipc::Damaged> for FormatError {
+    fn from(e: crate::ipc::Damaged) -> Self {
+        FormatError::Damaged(e.0)
+    }
+}
+
+/// The columns and their types, checked before any batch is decoded.
+fn check_columns(schema: &Schema) -> Result<(), FormatError> {
+    for want in schema_fields() {
+        match schema.field_with_name(want.name()) {
+            Ok(f) if f.data_type().equals_datatype(want.data_type()) => {}
+            Ok(f) => {
+                return Err(FormatError::Column {
+                    name: leak_name(want.name()),
+                    problem: format!("type {} (want {})", f.data_type(), want.data_type()),
+                })
+            }
+            Err(_) => {
+                return Err(FormatError::Column {
+                    name: leak_name(want.name()),
+                    problem: "missing".into(),
+                })
+            }
+        }
+    }
+    Ok(())
 }
 
 fn leak_name(name: &str) -> &'static str {
@@ -575,7 +631,7 @@ mod tests {
         write_map(&path, &sample()).unwrap();
         let bytes = std::fs::read(&path).unwrap();
         std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
-        assert!(matches!(read_map(&path), Err(FormatError::Arrow(_))));
+        assert!(matches!(read_map(&path), Err(FormatError::Damaged(_))));
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! In dataflow order:
 //! - [`pop`]: PoP ids and the PoP table;
 //! - [`map`]: rows keyed by prefix in two key spaces (client subnets, resolvers);
-//! - [`format`]: the Arrow IPC file, verified on read;
+//! - [`format`]: the Arrow IPC file, verified on read (`ipc`: the container, bounds-checked);
 //! - [`nets`]: hand-written nets files imported as maps;
 //! - [`compact`]: the fewest rows that answer the same;
 //! - [`table`]: the frozen longest-prefix-match table that returns an answer with its ECS scope;
@@ -13,13 +13,14 @@
 pub mod compact;
 pub mod format;
 pub mod geoip;
+mod ipc;
 pub mod map;
 pub mod mmdb;
 pub mod nets;
 pub mod pop;
 pub mod table;
 
-pub use format::{read_map, write_map, FormatError};
+pub use format::{decode_map, read_map, write_map, FormatError};
 pub use map::{Derivation, KeySpace, Map, MapMeta, MapRow};
 pub use pop::{PopId, PopIndex, PopInfo, PopTable};
 pub use table::{AnswerTable, Hit, ListId, RowIndex};

@@ -67,6 +67,57 @@ fn new_map_swaps_in_and_bad_map_is_refused() {
     assert!(status(&s).contains("map-generation=second"));
 }
 
+/// Peak resident memory of a process, from /proc.
+fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+#[test]
+fn a_damaged_map_is_refused_without_a_large_allocation() {
+    let s = Server::start(&example_config("", ""));
+    let good = std::fs::read(s.path("example-map.arrow")).unwrap();
+    let www = || addresses(&s.query(&message("www.example.com.", RecordType::A, None)));
+    let answer = www();
+    let before = peak_rss_kib(s.pid());
+    // The footer length's top bits: the file now claims a footer of about 1 GiB.
+    let mut bad = good.clone();
+    let n = bad.len();
+    bad[n - 7] ^= 0x40;
+    std::fs::write(s.path("example-map.arrow"), &bad).unwrap();
+    s.wait_log("reload refused", 1);
+    assert!(s
+        .log_text()
+        .contains("damaged Arrow IPC file: footer length"));
+    let after = peak_rss_kib(s.pid());
+    assert!(
+        after < before + 32 * 1024,
+        "peak RSS went from {before} KiB to {after} KiB on a {n}-byte map"
+    );
+    assert_eq!(www(), answer);
+    assert!(status(&s).contains("map-generation=example-1"));
+
+    // The tools say the same, exit 1, and print no panic.
+    for args in [&["map", "stats"][..], &["map", "lookup"][..]] {
+        let mut cmd = geodns();
+        cmd.args(args).arg(s.path("example-map.arrow"));
+        if args[1] == "lookup" {
+            cmd.arg("192.0.2.1");
+        }
+        let out = cmd.output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert!(
+            err.contains("damaged Arrow IPC file") && !err.contains("panicked"),
+            "{err}"
+        );
+    }
+}
+
 #[test]
 fn bad_config_is_refused_and_sighup_reloads() {
     let s = Server::start(&example_config("", ""));
