@@ -84,7 +84,7 @@ pub struct Config {
 }
 
 /// Listening sockets.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Listen {
     /// DNS addresses, each served over UDP and TCP. Port 0 picks a free port (logged).
@@ -99,7 +99,7 @@ pub struct Listen {
 }
 
 /// TCP limits, so slow or idle clients cannot starve the rest.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Tcp {
     /// Connections open at once; further ones are closed at accept. Default 256.
@@ -265,6 +265,30 @@ impl Default for Tcp {
 }
 
 impl Config {
+    /// The settings a reload cannot apply, by key, that differ between `self` (a new file) and
+    /// `running` (what the process started with). Sockets, workers and the probe log writer
+    /// are made once at start-up; everything else (zones, map, PoPs, health, GeoIP) reloads.
+    pub fn restart_only_changes(&self, running: &Config) -> Vec<&'static str> {
+        let mut changed = Vec::new();
+        let mut check = |key, differs: bool| {
+            if differs {
+                changed.push(key)
+            }
+        };
+        check("listen.dns", self.listen.dns != running.listen.dns);
+        check(
+            "listen.udp_workers",
+            self.listen.udp_workers != running.listen.udp_workers,
+        );
+        check(
+            "listen.metrics",
+            self.listen.metrics != running.listen.metrics,
+        );
+        check("tcp", self.tcp != running.tcp);
+        check("probe_log", self.probe_log != running.probe_log);
+        changed
+    }
+
     /// Parses and validates config text. `file` names it in errors; `base` resolves relative
     /// paths.
     pub fn from_str(file: &str, text: &str, base: &Path) -> Result<Config, ConfigError> {

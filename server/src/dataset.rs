@@ -106,6 +106,10 @@ pub struct Dataset {
     pub map_rows: usize,
     /// First 12 hex digits of the config file's SHA-256.
     pub config_version: String,
+    /// Settings of the config file that this running process cannot apply without a restart
+    /// (see [`Config::restart_only_changes`]); while any are listed, the file's version is not
+    /// the one in force and the status record says so instead of claiming it.
+    pub restart_needed: Vec<&'static str>,
     /// When this dataset was loaded.
     pub loaded_at: SystemTime,
     /// Files whose change triggers a reload, each with its stamp taken *before* it was read, so
@@ -160,6 +164,13 @@ impl Snapshot {
     }
 }
 
+/// The files a config names: map, zone files, GeoIP database.
+fn config_sources(config: &Config) -> impl Iterator<Item = &PathBuf> {
+    std::iter::once(&config.map)
+        .chain(config.zones.iter().filter_map(|z| z.file.as_ref()))
+        .chain(config.geoip.as_ref())
+}
+
 impl Dataset {
     /// Loads and cross-checks config, zones, map and GeoIP; builds the lookup table.
     pub fn load(config_path: &Path, metrics: &Metrics) -> Result<Dataset, LoadError> {
@@ -178,10 +189,7 @@ impl Dataset {
             .unwrap_or_default();
         let config = Config::from_str(&file, &text, &base)?;
         let mut watched = vec![(config_path.to_path_buf(), config_stamp)];
-        for path in std::iter::once(&config.map)
-            .chain(config.zones.iter().filter_map(|z| z.file.as_ref()))
-            .chain(config.geoip.as_ref())
-        {
+        for path in config_sources(&config) {
             watched.push((path.clone(), file_stamp(path)));
         }
         let config_version: String = Sha256::digest(text.as_bytes())
@@ -319,6 +327,7 @@ impl Dataset {
             map_meta,
             map_rows,
             config_version,
+            restart_needed: Vec::new(),
             loaded_at: SystemTime::now(),
             watched,
             status_txt: Vec::new(),
@@ -339,8 +348,13 @@ impl Dataset {
                 "loaded={}",
                 humantime::format_rfc3339_seconds(self.loaded_at)
             ),
-            format!("config={}", self.config_version),
         ];
+        if self.restart_needed.is_empty() {
+            fields.push(format!("config={}", self.config_version));
+        } else {
+            fields.push(format!("config-file={}", self.config_version));
+            fields.push(format!("restart-needed={}", self.restart_needed.join(",")));
+        }
         fields.extend(self.zones.iter().map(|z| {
             format!(
                 "serial:{}={}",
@@ -354,6 +368,35 @@ impl Dataset {
             let b = &b[..b.len().min(255)];
             out.push(b.len() as u8);
             out.extend_from_slice(b);
+        }
+        out
+    }
+
+    /// Makes a reloaded dataset describe what is in force: the running process's restart-only
+    /// settings replace the file's, and the ones that differ are listed in `restart_needed`.
+    pub fn keep_running(mut self, running: &Config) -> Dataset {
+        self.restart_needed = self.config.restart_only_changes(running);
+        self.config.listen = running.listen.clone();
+        self.config.tcp = running.tcp.clone();
+        self.config.probe_log = running.probe_log.clone();
+        self.status_txt = self.status_rdata();
+        self
+    }
+
+    /// The files a dataset is loaded from, by the config at `config_path`: the config itself,
+    /// then the map, zone files and GeoIP database it names (when it parses). A reload that
+    /// fails watches these too, so creating a missing file retries it.
+    pub fn sources(config_path: &Path) -> Vec<PathBuf> {
+        let mut out = vec![config_path.to_path_buf()];
+        let base = config_path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
+        let file = config_path.display().to_string();
+        if let Ok(text) = std::fs::read_to_string(config_path) {
+            if let Ok(config) = Config::from_str(&file, &text, &base) {
+                out.extend(config_sources(&config).cloned());
+            }
         }
         out
     }

@@ -45,6 +45,7 @@ pub struct Metrics {
     reload_failures: AtomicU64,
     health_failures: AtomicU64,
     map_created_unix: AtomicU64,
+    restart_pending: AtomicU64,
     tcp_refused: AtomicU64,
     probe_queries: AtomicU64,
     probe_invalid: AtomicU64,
@@ -68,6 +69,7 @@ impl Default for Metrics {
             reload_failures: AtomicU64::new(0),
             health_failures: AtomicU64::new(0),
             map_created_unix: AtomicU64::new(0),
+            restart_pending: AtomicU64::new(0),
             tcp_refused: AtomicU64::new(0),
             probe_queries: AtomicU64::new(0),
             probe_invalid: AtomicU64::new(0),
@@ -178,6 +180,11 @@ impl Metrics {
         self.map_created_unix.store(unix, Relaxed);
     }
 
+    /// Records how many settings of the config file wait for a restart (0: all in force).
+    pub fn set_restart_pending(&self, settings: usize) {
+        self.restart_pending.store(settings as u64, Relaxed);
+    }
+
     /// Total queries counted (both transports).
     pub fn total_queries(&self) -> u64 {
         self.udp.load(Relaxed) + self.tcp.load(Relaxed)
@@ -218,7 +225,7 @@ impl Metrics {
                 let _ = writeln!(s, "geodns_responses_total{{rcode=\"{name}\"}} {v}");
             }
         }
-        let simple: [(&str, &str, &str, &AtomicU64); 11] = [
+        let simple: [(&str, &str, &str, &AtomicU64); 12] = [
             (
                 "geodns_probe_queries_total",
                 "counter",
@@ -284,6 +291,12 @@ impl Metrics {
                 "gauge",
                 "Creation time of the serving map.",
                 &self.map_created_unix,
+            ),
+            (
+                "geodns_config_restart_pending",
+                "gauge",
+                "Settings in the config file that are not in force until a restart (listen, tcp, probe_log).",
+                &self.restart_pending,
             ),
         ];
         for (name, kind, help, v) in simple {

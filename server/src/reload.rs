@@ -26,8 +26,24 @@ pub fn load_health(data: &Dataset) -> Result<DownSet, crate::health::HealthError
     read_health(path, &|p| data.config.pops.contains_key(p))
 }
 
+/// Runs blocking file work off the async workers. `None` if it panicked (logged).
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(v) => Some(v),
+        Err(e) => {
+            tracing::error!(error = %e, "reload task failed; the previous data keeps serving");
+            None
+        }
+    }
+}
+
 /// Watches for changes and SIGHUP until the process ends. `health_stamp` is the health file's
 /// stamp taken before the serving health state was read.
+///
+/// What is watched: the serving dataset's files, and after a refused reload also every file the
+/// new config names, so creating the file that was missing retries without a SIGHUP. Settings
+/// that need a restart (sockets, workers, the probe log) stay as the process started; a reload
+/// that changes them applies the rest and says which wait (log, metric, status record).
 pub async fn watch(
     config_path: PathBuf,
     state: Arc<ArcSwap<Snapshot>>,
@@ -41,14 +57,9 @@ pub async fn watch(
             None
         }
     };
-    let current = |data: &Dataset| -> Vec<FileStamp> {
-        data.watched.iter().map(|(p, _)| file_stamp(p)).collect()
-    };
-    let stamps_at_load =
-        |data: &Dataset| -> Vec<FileStamp> { data.watched.iter().map(|(_, s)| *s).collect() };
-    let health_of = |data: &Dataset| data.config.health_file.as_deref().and_then(file_stamp);
     let mut data = state.load().data.clone();
-    let mut stamps = stamps_at_load(&data);
+    let running = data.config.clone();
+    let mut watched: Vec<(PathBuf, FileStamp)> = data.watched.clone();
     let mut health_stamp = health_stamp;
     loop {
         let interval = data.config.watch_interval_ms;
@@ -56,24 +67,57 @@ pub async fn watch(
             Some(_) = async { match hup.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => true,
             _ = tokio::time::sleep(Duration::from_millis(if interval == 0 { 3_600_000 } else { interval })) => false,
         };
-        let now = current(&data);
-        if forced || (interval > 0 && now != stamps) {
-            stamps = now;
+        let paths: Vec<PathBuf> = watched.iter().map(|(p, _)| p.clone()).collect();
+        let health_path = data.config.health_file.clone();
+        let Some((now, health_now)) = blocking(move || {
+            let now: Vec<FileStamp> = paths.iter().map(|p| file_stamp(p)).collect();
+            (now, health_path.as_deref().and_then(file_stamp))
+        })
+        .await
+        else {
+            continue;
+        };
+        let changed = now.iter().ne(watched.iter().map(|(_, s)| s));
+        if forced || (interval > 0 && changed) {
             let path = config_path.clone();
             let m = metrics.clone();
+            let old: Vec<PathBuf> = watched.iter().map(|(p, _)| p.clone()).collect();
             let started = std::time::Instant::now();
-            let loaded = tokio::task::spawn_blocking(move || Dataset::load(&path, &m)).await;
-            match loaded {
-                Ok(Ok(new)) => {
-                    let new = Arc::new(new);
-                    let new_health_stamp = health_of(&new);
-                    let down = match load_health(&new) {
-                        Ok(d) => d,
-                        Err(e) => {
+            let attempt = blocking(move || {
+                // Stamps taken before the load: a change made during it is seen next round.
+                let mut files = old;
+                for p in Dataset::sources(&path) {
+                    if !files.contains(&p) {
+                        files.push(p);
+                    }
+                }
+                let stamped = files
+                    .into_iter()
+                    .map(|p| {
+                        let s = file_stamp(&p);
+                        (p, s)
+                    })
+                    .collect::<Vec<_>>();
+                (stamped, Dataset::load(&path, &m))
+            })
+            .await;
+            match attempt {
+                Some((_, Ok(new))) => {
+                    let new = Arc::new(new.keep_running(&running));
+                    let loaded = new.clone();
+                    let health = blocking(move || {
+                        let stamp = loaded.config.health_file.as_deref().and_then(file_stamp);
+                        (stamp, load_health(&loaded))
+                    })
+                    .await;
+                    let (new_health_stamp, down) = match health {
+                        Some((stamp, Ok(d))) => (stamp, d),
+                        Some((stamp, Err(e))) => {
                             tracing::error!(error = %e, "health file refused; keeping the current health state");
                             metrics.health_failure();
-                            state.load().down_set()
+                            (stamp, state.load().down_set())
                         }
+                        None => (None, state.load().down_set()),
                     };
                     tracing::info!(
                         map_generation = %new.map_meta.generation,
@@ -84,45 +128,50 @@ pub async fn watch(
                         "reloaded"
                     );
                     metrics.reload(true);
+                    metrics.set_restart_pending(new.restart_needed.len());
+                    if !new.restart_needed.is_empty() {
+                        tracing::warn!(
+                            settings = ?new.restart_needed,
+                            config = %new.config_version,
+                            "config changes that take effect only at a restart; the rest is in force"
+                        );
+                    }
                     if let Some(t) = new.map_created_unix() {
                         metrics.set_map_created(t);
                     }
-                    if new.config.probe_log != data.config.probe_log {
-                        tracing::warn!(
-                            "probe_log settings changed; they take effect at the next restart"
-                        );
-                    }
                     let log = state.load().probe_log.clone();
                     state.store(Arc::new(Snapshot::new(new.clone(), &down, log)));
+                    watched = new.watched.clone();
                     data = new;
-                    stamps = stamps_at_load(&data);
                     health_stamp = new_health_stamp;
                 }
-                Ok(Err(e)) => {
+                Some((stamped, Err(e))) => {
                     tracing::error!(error = %e, "reload refused; the previous data keeps serving");
                     metrics.reload(false);
+                    watched = stamped;
                 }
-                Err(e) => {
-                    tracing::error!(error = %e, "reload task failed; the previous data keeps serving");
+                None => {
                     metrics.reload(false);
+                    watched = watched.into_iter().map(|(p, _)| p).zip(now).collect();
                 }
             }
             continue;
         }
-        let h = health_of(&data);
-        if interval > 0 && h != health_stamp {
-            health_stamp = h;
-            match load_health(&data) {
-                Ok(down) => {
+        if interval > 0 && health_now != health_stamp {
+            health_stamp = health_now;
+            let current = data.clone();
+            match blocking(move || load_health(&current)).await {
+                Some(Ok(down)) => {
                     let ids: Vec<String> = down.iter().map(|p| p.to_string()).collect();
                     tracing::info!(down = ?ids, "health changed");
                     let next = state.load().with_health(&down);
                     state.store(Arc::new(next));
                 }
-                Err(e) => {
+                Some(Err(e)) => {
                     tracing::error!(error = %e, "health file refused; keeping the current health state");
                     metrics.health_failure();
                 }
+                None => {}
             }
         }
     }

@@ -43,9 +43,16 @@ pub enum StartError {
 pub async fn run(config_path: &Path) -> Result<(), StartError> {
     let metrics = Arc::new(Metrics::default());
     let started = std::time::Instant::now();
-    let data = Arc::new(tokio::task::block_in_place(|| {
-        Dataset::load(config_path, &metrics)
-    })?);
+    // Loading reads files and builds tables: off the async workers (block_in_place would panic
+    // on a current-thread runtime).
+    let data = {
+        let path = config_path.to_path_buf();
+        let m = metrics.clone();
+        tokio::task::spawn_blocking(move || Dataset::load(&path, &m))
+            .await
+            .expect("the dataset loader does not panic")?
+    };
+    let data = Arc::new(data);
     let health_stamp = data.config.health_file.as_deref().and_then(file_stamp);
     let down = load_health(&data)?;
     tracing::info!(

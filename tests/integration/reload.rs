@@ -119,6 +119,92 @@ fn a_damaged_map_is_refused_without_a_large_allocation() {
 }
 
 #[test]
+fn a_missing_file_is_picked_up_when_it_appears() {
+    let s = Server::start(&example_config("", ""));
+    let cfg = s.path("geodns.toml");
+    let good = std::fs::read_to_string(&cfg).unwrap();
+    // A new zone whose file does not exist yet: refused, the old data keeps serving.
+    let zone = "[[zones]]\norigin = \"other.test\"\nfile = \"other.test.zone\"\n\n";
+    std::fs::write(
+        &cfg,
+        good.replacen("[[zones]]\n", &format!("{zone}[[zones]]\n"), 1),
+    )
+    .unwrap();
+    let cfg_text = std::fs::read_to_string(&cfg).unwrap();
+    assert!(cfg_text.contains("other.test.zone"), "{cfg_text}");
+    s.wait_log("reload refused", 1);
+    assert!(s.log_text().contains("other.test.zone"), "{}", s.log_text());
+    assert!(s.dig(&["www.other.test", "A"]).contains("REFUSED"));
+
+    // Creating it is enough: no SIGHUP, no touch of the config.
+    std::fs::write(
+        s.path("other.test.zone"),
+        "$ORIGIN other.test.\n$TTL 300\n@ SOA ns1 host 1 3600 600 86400 300\n@ NS ns1\nns1 A 192.0.2.53\nwww A 192.0.2.99\n",
+    )
+    .unwrap();
+    s.wait_log("reloaded", 1);
+    assert_eq!(
+        s.dig(&["www.other.test", "A", "+short"]).trim(),
+        "192.0.2.99"
+    );
+
+    // The map moved away and back: the same.
+    std::fs::rename(s.path("example-map.arrow"), s.path("map.away")).unwrap();
+    s.wait_log("reload refused", 2);
+    std::fs::rename(s.path("map.away"), s.path("example-map.arrow")).unwrap();
+    s.wait_log("reloaded", 2);
+    assert!(!s.log_text().contains("forced=true"));
+}
+
+#[test]
+fn settings_that_need_a_restart_are_reported_and_not_claimed() {
+    let s = Server::start(&example_config("", ""));
+    let status0 = status(&s);
+    assert!(
+        status0.contains("config=") && !status0.contains("restart-needed"),
+        "{status0}"
+    );
+    assert_eq!(s.metric("geodns_config_restart_pending"), 0);
+    let cfg = s.path("geodns.toml");
+    let good = std::fs::read_to_string(&cfg).unwrap();
+    // A new listen address and a new VIP in one edit: the VIP is reloaded, the socket is not.
+    let edited = good
+        .replace("dns = [\"127.0.0.1:0\"]", "dns = [\"127.0.0.1:1\"]")
+        .replace("192.0.2.20", "192.0.2.21");
+    std::fs::write(&cfg, edited).unwrap();
+    s.wait_log("reloaded", 1);
+    assert!(s.log_text().contains("take effect only at a restart"));
+    let r = s.query(&message(
+        "www.example.com.",
+        RecordType::A,
+        Some("198.51.100.0/25"),
+    ));
+    assert_eq!(
+        addresses(&r),
+        ["192.0.2.21"],
+        "the rest of the change is in force"
+    );
+    let st = status(&s);
+    assert!(
+        st.contains("restart-needed=listen.dns")
+            && st.contains("config-file=")
+            && !st.contains("\"config="),
+        "{st}"
+    );
+    assert_eq!(s.metric("geodns_config_restart_pending"), 1);
+
+    // Back to the running address: nothing is pending, the version is claimed again.
+    std::fs::write(&cfg, good.replace("192.0.2.20", "192.0.2.22")).unwrap();
+    s.wait_log("reloaded", 2);
+    let st = status(&s);
+    assert!(
+        st.contains("\"config=") && !st.contains("restart-needed"),
+        "{st}"
+    );
+    assert_eq!(s.metric("geodns_config_restart_pending"), 0);
+}
+
+#[test]
 fn bad_config_is_refused_and_sighup_reloads() {
     let s = Server::start(&example_config("", ""));
     let cfg = s.path("geodns.toml");
