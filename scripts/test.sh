@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs the whole test suite: unit tests, and integration tests that drive the real geodns
-# binary with real clients: dig, kdig, and headless Chromium running the beacon snippet in a
+# binary with real clients: dig, kdig, real recursive resolvers (unbound, PowerDNS Recursor) on
+# loopback, and headless Chromium running the beacon snippet in a
 # private network namespace (iproute2; needs root); python3 runs the world generator. Installs what is missing from Debian; a
 # missing tool is never a reason to skip a test.
 set -euo pipefail
@@ -12,6 +13,8 @@ command -v kdig >/dev/null 2>&1 || pkgs+=(knot-dnsutils)
 command -v chromium >/dev/null 2>&1 || pkgs+=(chromium)
 command -v ip >/dev/null 2>&1 || pkgs+=(iproute2)
 command -v python3 >/dev/null 2>&1 || pkgs+=(python3)
+command -v unbound >/dev/null 2>&1 || pkgs+=(unbound)
+command -v pdns_recursor >/dev/null 2>&1 || pkgs+=(pdns-recursor)
 if [ ${#pkgs[@]} -gt 0 ]; then
   echo "installing ${pkgs[*]}" >&2
   sudo=""

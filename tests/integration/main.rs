@@ -16,5 +16,6 @@ mod mapgen;
 mod mapgen_faults;
 mod probe;
 mod reload;
+mod resolvers;
 mod simulate;
 mod transport;
