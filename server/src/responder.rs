@@ -89,8 +89,15 @@ pub fn respond(
         return outcome;
     };
 
-    let mut w = ResponseWriter::new(out, &q, true, rcode::NOERROR);
-    let mut rc = rcode::NOERROR;
+    let mut cx = Answer {
+        snap,
+        data,
+        q: &q,
+        src,
+        w: ResponseWriter::new(out, &q, true, rcode::NOERROR),
+        rc: rcode::NOERROR,
+        outcome,
+    };
     // NODATA after a CNAME chain: the answer has the CNAMEs, and still needs the SOA.
     let mut negative = false;
     let apex_offset = q.qname_len - zone.origin.len();
@@ -104,24 +111,15 @@ pub fn respond(
             .filter(|c| !(c.len() == q.name().len() && q.qtype == rtype::DS))
     };
     if let Some((labels, ttl)) = probe {
-        answer_probe(snap, &q, src, labels, ttl, &mut w, &mut rc, &mut outcome);
+        cx.probe(labels, ttl);
     } else if let Some(cut) = below_cut() {
-        refer(zone, cut, &q, &mut w);
-        outcome.truncated = w.finish(edns, 0, max_len);
+        refer(zone, cut, &q, &mut cx.w);
+        let mut outcome = cx.outcome;
+        outcome.truncated = cx.w.finish(edns, 0, max_len);
         outcome.rcode = Some(rcode::NOERROR as u16);
         return outcome;
     } else if let Some(node) = find_node(zone, q.name()) {
-        let (scope, end) = answer_node(
-            snap,
-            data,
-            zone,
-            node,
-            &q,
-            src,
-            &mut w,
-            &mut rc,
-            &mut outcome,
-        );
+        let (scope, end) = cx.node(zone, node);
         if let (Some(e), Some(scope)) = (edns.as_mut(), scope) {
             if let Some(ecs) = e.ecs.as_mut() {
                 ecs.1 = scope;
@@ -129,8 +127,14 @@ pub fn respond(
         }
         negative = end == ChainEnd::NoData;
     } else {
-        rc = rcode::NXDOMAIN;
+        cx.rc = rcode::NXDOMAIN;
     }
+    let Answer {
+        mut w,
+        rc,
+        mut outcome,
+        ..
+    } = cx;
     if rc != rcode::NOERROR || negative || w.answer_count() == 0 {
         // Negative answer (NXDOMAIN or NODATA): the SOA in authority, TTL per RFC 2308.
         w.record(
@@ -145,6 +149,19 @@ pub fn respond(
     outcome.truncated = w.finish(edns, 0, max_len);
     outcome.rcode = Some(rc as u16);
     outcome
+}
+
+/// One query being answered: what every step reads (the snapshot, the parsed query, the
+/// source address) and what they fill (the response, its rcode, the outcome for metrics),
+/// passed as one, as gdnsd passes its per-query context.
+struct Answer<'a, 'b> {
+    snap: &'a Snapshot,
+    data: &'a Dataset,
+    q: &'a Query<'a>,
+    src: IpAddr,
+    w: ResponseWriter<'b>,
+    rc: u8,
+    outcome: QueryOutcome,
 }
 
 /// A referral to the delegation at `cut` (a suffix of the query name): not authoritative, the
@@ -219,66 +236,61 @@ fn probe_labels<'a>(qname: &'a [u8], apex: &[u8]) -> Option<&'a [u8]> {
     (at == start).then(|| &qname[..start])
 }
 
-/// Answers `<probe-id>[.<pop>].<probe apex>`: the PoP's probe addresses (the default order's
-/// first PoP when the name names none), and logs a `dns_probe` row without ever waiting for
-/// the writer. Invalid ids and unknown PoPs get NXDOMAIN and are counted, not logged.
-#[allow(clippy::too_many_arguments)]
-fn answer_probe(
-    snap: &Snapshot,
-    q: &Query<'_>,
-    src: IpAddr,
-    labels: &[u8],
-    ttl: u32,
-    w: &mut ResponseWriter<'_>,
-    rc: &mut u8,
-    outcome: &mut QueryOutcome,
-) {
-    let data = &*snap.data;
-    let id_len = labels[0] as usize;
-    let id = &labels[1..1 + id_len];
-    let rest = &labels[1 + id_len..];
-    let pop_label = (!rest.is_empty()).then(|| &rest[1..1 + rest[0] as usize]);
-    let extra_labels = rest.len() > pop_label.map_or(0, |p| p.len() + 1);
-    let probe_id = geodns_beacon::ProbeId::new(id);
-    let pop = match pop_label {
-        Some(l) => data.pops.iter().position(|p| p.id.as_str().as_bytes() == l),
-        None => data.default_order.first().map(|&p| p as usize),
-    };
-    let (Some(probe_id), Some(pop), false) = (probe_id, pop, extra_labels) else {
-        *rc = rcode::NXDOMAIN;
-        outcome.probe = Some(false);
-        return;
-    };
-    outcome.probe = Some(true);
-    let answer = &data.pops[pop];
-    match q.qtype {
-        rtype::A | rtype::ANY => {
-            for a in &answer.probe_a {
-                w.record(Section::Answer, Owner::Qname, rtype::A, ttl, a);
-            }
-        }
-        rtype::AAAA => {
-            for a in &answer.probe_aaaa {
-                w.record(Section::Answer, Owner::Qname, rtype::AAAA, ttl, a);
-            }
-        }
-        _ => {}
-    }
-    if let Some(log) = &snap.probe_log {
-        let row = geodns_beacon::DnsProbeRow {
-            ts: geodns_beacon::writer::now_micros(),
-            probe_id,
-            pop: pop_label.map(|_| answer.id_shared.clone()),
-            resolver_ip: src.to_canonical(),
-            ecs_subnet: q
-                .edns
-                .and_then(|e| e.ecs)
-                .map(|e| (e.addr, e.source_prefix)),
-            qtype: q.qtype,
-            server: data.server_id.clone(),
+impl Answer<'_, '_> {
+    /// Answers `<probe-id>[.<pop>].<probe apex>`: the PoP's probe addresses (the default order's
+    /// first PoP when the name names none), and logs a `dns_probe` row without ever waiting for
+    /// the writer. Invalid ids and unknown PoPs get NXDOMAIN and are counted, not logged.
+    fn probe(&mut self, labels: &[u8], ttl: u32) {
+        let Answer {
+            snap, data, q, src, ..
+        } = *self;
+        let (w, rc, outcome) = (&mut self.w, &mut self.rc, &mut self.outcome);
+        let id_len = labels[0] as usize;
+        let id = &labels[1..1 + id_len];
+        let rest = &labels[1 + id_len..];
+        let pop_label = (!rest.is_empty()).then(|| &rest[1..1 + rest[0] as usize]);
+        let extra_labels = rest.len() > pop_label.map_or(0, |p| p.len() + 1);
+        let probe_id = geodns_beacon::ProbeId::new(id);
+        let pop = match pop_label {
+            Some(l) => data.pops.iter().position(|p| p.id.as_str().as_bytes() == l),
+            None => data.default_order.first().map(|&p| p as usize),
         };
-        // A full queue drops the row (counted by the writer); the query never waits.
-        let _ = log.try_log_one(row);
+        let (Some(probe_id), Some(pop), false) = (probe_id, pop, extra_labels) else {
+            *rc = rcode::NXDOMAIN;
+            outcome.probe = Some(false);
+            return;
+        };
+        outcome.probe = Some(true);
+        let answer = &data.pops[pop];
+        match q.qtype {
+            rtype::A | rtype::ANY => {
+                for a in &answer.probe_a {
+                    w.record(Section::Answer, Owner::Qname, rtype::A, ttl, a);
+                }
+            }
+            rtype::AAAA => {
+                for a in &answer.probe_aaaa {
+                    w.record(Section::Answer, Owner::Qname, rtype::AAAA, ttl, a);
+                }
+            }
+            _ => {}
+        }
+        if let Some(log) = &snap.probe_log {
+            let row = geodns_beacon::DnsProbeRow {
+                ts: geodns_beacon::writer::now_micros(),
+                probe_id,
+                pop: pop_label.map(|_| answer.id_shared.clone()),
+                resolver_ip: src.to_canonical(),
+                ecs_subnet: q
+                    .edns
+                    .and_then(|e| e.ecs)
+                    .map(|e| (e.addr, e.source_prefix)),
+                qtype: q.qtype,
+                server: data.server_id.clone(),
+            };
+            // A full queue drops the row (counted by the writer); the query never waits.
+            let _ = log.try_log_one(row);
+        }
     }
 }
 
@@ -317,181 +329,169 @@ enum ChainEnd {
     NoData,
 }
 
-/// Fills the answer section for a node, following CNAMEs inside the zone (RFC 1034 4.3.2):
-/// a target is found as any query name is, exact or through a wildcard at its closest
-/// encloser (RFC 4592); its absence is NXDOMAIN (RFC 6604); a target outside the zone or below
-/// a delegation is left to the resolver; a name met twice (a loop) ends the chain with each
-/// CNAME given once. Returns the ECS scope when the answer depended on the client's address
-/// (geo names), `None` otherwise (scope 0), and how the chain ended.
-#[allow(clippy::too_many_arguments)]
-fn answer_node<'z>(
-    snap: &Snapshot,
-    data: &Dataset,
-    zone: &'z Zone,
-    mut node: &'z Node,
-    q: &Query<'_>,
-    src: IpAddr,
-    w: &mut ResponseWriter<'_>,
-    rc: &mut u8,
-    outcome: &mut QueryOutcome,
-) -> (Option<u8>, ChainEnd) {
-    let qtype = q.qtype;
-    let mut owner: Owner<'z> = Owner::Qname;
-    let mut visited: [*const Node; MAX_CNAME_CHAIN + 1] = [std::ptr::null(); MAX_CNAME_CHAIN + 1];
-    for hop in 0..=MAX_CNAME_CHAIN {
-        visited[hop] = node;
-        if node.status && matches!(qtype, rtype::TXT | rtype::ANY) {
-            w.record(Section::Answer, owner, rtype::TXT, 0, &data.status_txt);
-            return (None, ChainEnd::Answered);
-        }
-        if let Some(ttl) = node.geo_ttl {
-            let want = match qtype {
-                rtype::A | rtype::ANY => Some(false),
-                rtype::AAAA => Some(true),
-                _ => None,
-            };
-            if let Some(v6) = want {
-                let before = w.answer_count();
-                let scope = answer_geo(snap, data, q, src, v6, ttl, owner, w, outcome);
-                let end = if w.answer_count() > before {
-                    ChainEnd::Answered
-                } else {
-                    ChainEnd::NoData
-                };
-                return (Some(scope), end);
-            }
-        }
-        if let Some(cname) = node.rrset(rtype::CNAME).filter(|_| qtype != rtype::CNAME) {
-            w.record(
-                Section::Answer,
-                owner,
-                rtype::CNAME,
-                cname.ttl,
-                &cname.rdata[0],
-            );
-            let target: &[u8] = &cname.rdata[0];
-            let mut lower = [0u8; 255];
-            let n = target.len().min(255);
-            for (d, s) in lower[..n].iter_mut().zip(target) {
-                *d = s.to_ascii_lowercase();
-            }
-            // Outside the zone, or delegated away: the resolver follows the CNAME itself.
-            if !zone.contains(&lower[..n]) || zone.delegation(&lower[..n]).is_some() {
+impl Answer<'_, '_> {
+    /// Fills the answer section for a node, following CNAMEs inside the zone (RFC 1034 4.3.2):
+    /// a target is found as any query name is, exact or through a wildcard at its closest
+    /// encloser (RFC 4592); its absence is NXDOMAIN (RFC 6604); a target outside the zone or below
+    /// a delegation is left to the resolver; a name met twice (a loop) ends the chain with each
+    /// CNAME given once. Returns the ECS scope when the answer depended on the client's address
+    /// (geo names), `None` otherwise (scope 0), and how the chain ended.
+    fn node<'z>(&mut self, zone: &'z Zone, mut node: &'z Node) -> (Option<u8>, ChainEnd) {
+        let (data, qtype) = (self.data, self.q.qtype);
+        let mut owner: Owner<'z> = Owner::Qname;
+        let mut visited: [*const Node; MAX_CNAME_CHAIN + 1] =
+            [std::ptr::null(); MAX_CNAME_CHAIN + 1];
+        for hop in 0..=MAX_CNAME_CHAIN {
+            visited[hop] = node;
+            if node.status && matches!(qtype, rtype::TXT | rtype::ANY) {
+                self.w
+                    .record(Section::Answer, owner, rtype::TXT, 0, &data.status_txt);
                 return (None, ChainEnd::Answered);
             }
-            match find_node(zone, &lower[..n]) {
-                Some(next) if visited[..=hop].contains(&(next as *const Node)) => {
-                    // A loop: every CNAME in it is in the answer once; stop.
-                    return (None, ChainEnd::Answered);
-                }
-                Some(next) => {
-                    node = next;
-                    owner = Owner::Name(target);
-                    continue;
-                }
-                None => {
-                    *rc = rcode::NXDOMAIN;
-                    return (None, ChainEnd::Answered);
+            if let Some(ttl) = node.geo_ttl {
+                let want = match qtype {
+                    rtype::A | rtype::ANY => Some(false),
+                    rtype::AAAA => Some(true),
+                    _ => None,
+                };
+                if let Some(v6) = want {
+                    let before = self.w.answer_count();
+                    let scope = self.geo(v6, ttl, owner);
+                    let end = if self.w.answer_count() > before {
+                        ChainEnd::Answered
+                    } else {
+                        ChainEnd::NoData
+                    };
+                    return (Some(scope), end);
                 }
             }
+            if let Some(cname) = node.rrset(rtype::CNAME).filter(|_| qtype != rtype::CNAME) {
+                self.w.record(
+                    Section::Answer,
+                    owner,
+                    rtype::CNAME,
+                    cname.ttl,
+                    &cname.rdata[0],
+                );
+                let target: &[u8] = &cname.rdata[0];
+                let mut lower = [0u8; 255];
+                let n = target.len().min(255);
+                for (d, s) in lower[..n].iter_mut().zip(target) {
+                    *d = s.to_ascii_lowercase();
+                }
+                // Outside the zone, or delegated away: the resolver follows the CNAME itself.
+                if !zone.contains(&lower[..n]) || zone.delegation(&lower[..n]).is_some() {
+                    return (None, ChainEnd::Answered);
+                }
+                match find_node(zone, &lower[..n]) {
+                    Some(next) if visited[..=hop].contains(&(next as *const Node)) => {
+                        // A loop: every CNAME in it is in the answer once; stop.
+                        return (None, ChainEnd::Answered);
+                    }
+                    Some(next) => {
+                        node = next;
+                        owner = Owner::Name(target);
+                        continue;
+                    }
+                    None => {
+                        self.rc = rcode::NXDOMAIN;
+                        return (None, ChainEnd::Answered);
+                    }
+                }
+            }
+            let set = if qtype == rtype::ANY {
+                // RFC 8482: answer ANY with one RRset rather than everything.
+                node.rrsets.first()
+            } else {
+                node.rrset(qtype)
+            };
+            return match set {
+                Some(set) => {
+                    for rd in &set.rdata {
+                        self.w
+                            .record(Section::Answer, owner, set.rtype, set.ttl, rd);
+                    }
+                    (None, ChainEnd::Answered)
+                }
+                None => (None, ChainEnd::NoData),
+            };
         }
-        let set = if qtype == rtype::ANY {
-            // RFC 8482: answer ANY with one RRset rather than everything.
-            node.rrsets.first()
-        } else {
-            node.rrset(qtype)
-        };
-        return match set {
-            Some(set) => {
-                for rd in &set.rdata {
-                    w.record(Section::Answer, owner, set.rtype, set.ttl, rd);
-                }
-                (None, ChainEnd::Answered)
-            }
-            None => (None, ChainEnd::NoData),
-        };
+        (None, ChainEnd::Answered)
     }
-    (None, ChainEnd::Answered)
-}
 
-/// Answers a geo name: the VIPs of the best healthy PoP for the client. Returns the ECS scope.
-#[allow(clippy::too_many_arguments)]
-fn answer_geo(
-    snap: &Snapshot,
-    data: &Dataset,
-    q: &Query<'_>,
-    src: IpAddr,
-    v6: bool,
-    ttl: u32,
-    owner: Owner<'_>,
-    w: &mut ResponseWriter<'_>,
-    outcome: &mut QueryOutcome,
-) -> u8 {
-    let (key, space) = match q.edns.and_then(|e| e.ecs) {
-        Some(s) if s.source_prefix > 0 => (s.addr, KeySpace::Client),
-        // ECS /0 means "do not use my address": decide on the resolver, and say scope 0.
-        Some(_) => (src, KeySpace::Resolver),
-        None => (src, KeySpace::Resolver),
-    };
-    let source_zero = matches!(q.edns.and_then(|e| e.ecs), Some(s) if s.source_prefix == 0);
-    let hit = data.table.lookup(space, key);
-    let geo_ranked;
-    let (ranked, scope): (&[PopIndex], u8) = match hit.pops {
-        Some(p) => (p, hit.scope),
-        None => {
-            outcome.fallback = true;
-            match data.geoip.as_ref().map(|g| g.locate(key)) {
-                Some(Ok(loc)) => {
-                    geo_ranked = geomap::geoip::rank_by_distance(&data.pop_table, loc.lat, loc.lon);
-                    (&geo_ranked[..], hit.scope.max(loc.prefix_len))
+    /// Answers a geo name: the VIPs of the best healthy PoP for the client. Returns the ECS scope.
+    fn geo(&mut self, v6: bool, ttl: u32, owner: Owner<'_>) -> u8 {
+        let Answer {
+            snap, data, q, src, ..
+        } = *self;
+        let (w, outcome) = (&mut self.w, &mut self.outcome);
+        let (key, space) = match q.edns.and_then(|e| e.ecs) {
+            Some(s) if s.source_prefix > 0 => (s.addr, KeySpace::Client),
+            // ECS /0 means "do not use my address": decide on the resolver, and say scope 0.
+            Some(_) => (src, KeySpace::Resolver),
+            None => (src, KeySpace::Resolver),
+        };
+        let source_zero = matches!(q.edns.and_then(|e| e.ecs), Some(s) if s.source_prefix == 0);
+        let hit = data.table.lookup(space, key);
+        let geo_ranked;
+        let (ranked, scope): (&[PopIndex], u8) = match hit.pops {
+            Some(p) => (p, hit.scope),
+            None => {
+                outcome.fallback = true;
+                match data.geoip.as_ref().map(|g| g.locate(key)) {
+                    Some(Ok(loc)) => {
+                        geo_ranked =
+                            geomap::geoip::rank_by_distance(&data.pop_table, loc.lat, loc.lon);
+                        (&geo_ranked[..], hit.scope.max(loc.prefix_len))
+                    }
+                    Some(Err(len)) => (&data.default_order[..], hit.scope.max(len)),
+                    None => (&data.default_order[..], hit.scope),
                 }
-                Some(Err(len)) => (&data.default_order[..], hit.scope.max(len)),
-                None => (&data.default_order[..], hit.scope),
+            }
+        };
+        let has_family = |p: PopIndex| {
+            let pop = &data.pops[p as usize];
+            if v6 {
+                !pop.aaaa.is_empty()
+            } else {
+                !pop.a.is_empty()
+            }
+        };
+        let healthy = |p: &&PopIndex| !snap.down[**p as usize] && has_family(**p);
+        let chosen = ranked
+            .iter()
+            .find(healthy)
+            .or_else(|| data.default_order.iter().find(healthy));
+        let chosen = match chosen {
+            Some(&p) => Some(p),
+            None => {
+                // Every candidate is drained: answering something beats an empty answer, so ignore
+                // health (the same fail-open rule gdnsd applies).
+                outcome.all_down = true;
+                ranked
+                    .iter()
+                    .chain(&data.default_order)
+                    .copied()
+                    .find(|&p| has_family(p))
+            }
+        };
+        if let Some(p) = chosen {
+            let pop = &data.pops[p as usize];
+            outcome.pop_slot = Some(pop.metric_slot);
+            if v6 {
+                for a in &pop.aaaa {
+                    w.record(Section::Answer, owner, rtype::AAAA, ttl, a);
+                }
+            } else {
+                for a in &pop.a {
+                    w.record(Section::Answer, owner, rtype::A, ttl, a);
+                }
             }
         }
-    };
-    let has_family = |p: PopIndex| {
-        let pop = &data.pops[p as usize];
-        if v6 {
-            !pop.aaaa.is_empty()
+        if source_zero {
+            0
         } else {
-            !pop.a.is_empty()
+            scope
         }
-    };
-    let healthy = |p: &&PopIndex| !snap.down[**p as usize] && has_family(**p);
-    let chosen = ranked
-        .iter()
-        .find(healthy)
-        .or_else(|| data.default_order.iter().find(healthy));
-    let chosen = match chosen {
-        Some(&p) => Some(p),
-        None => {
-            // Every candidate is drained: answering something beats an empty answer, so ignore
-            // health (the same fail-open rule gdnsd applies).
-            outcome.all_down = true;
-            ranked
-                .iter()
-                .chain(&data.default_order)
-                .copied()
-                .find(|&p| has_family(p))
-        }
-    };
-    if let Some(p) = chosen {
-        let pop = &data.pops[p as usize];
-        outcome.pop_slot = Some(pop.metric_slot);
-        if v6 {
-            for a in &pop.aaaa {
-                w.record(Section::Answer, owner, rtype::AAAA, ttl, a);
-            }
-        } else {
-            for a in &pop.a {
-                w.record(Section::Answer, owner, rtype::A, ttl, a);
-            }
-        }
-    }
-    if source_zero {
-        0
-    } else {
-        scope
     }
 }

@@ -35,6 +35,31 @@ pub mod rtype {
     pub const ANY: u16 = 255;
 }
 
+/// Header flag bits (RFC 1035 4.1.1, RFC 4035 for CD), as a 16-bit word: the one place they
+/// are spelled.
+pub mod flag {
+    /// Response.
+    pub const QR: u16 = 0x8000;
+    /// Opcode (4 bits).
+    pub const OPCODE: u16 = 0x7800;
+    /// Opcode's shift.
+    pub const OPCODE_SHIFT: u16 = 11;
+    /// Authoritative answer.
+    pub const AA: u16 = 0x0400;
+    /// Truncated.
+    pub const TC: u16 = 0x0200;
+    /// Recursion desired (echoed).
+    pub const RD: u16 = 0x0100;
+    /// Checking disabled (echoed).
+    pub const CD: u16 = 0x0010;
+    /// Response code (low 4 bits).
+    pub const RCODE: u16 = 0x000f;
+    /// What a response copies from the query: opcode, RD, CD.
+    pub const ECHOED: u16 = OPCODE | RD | CD;
+    /// DNSSEC OK, in the OPT record's TTL field (RFC 3225).
+    pub const EDNS_DO: u32 = 0x8000;
+}
+
 /// Response codes.
 pub mod rcode {
     /// No error.
@@ -110,7 +135,7 @@ impl Query<'_> {
 
     /// The opcode.
     pub fn opcode(&self) -> u8 {
-        ((self.flags >> 11) & 0xf) as u8
+        ((self.flags & flag::OPCODE) >> flag::OPCODE_SHIFT) as u8
     }
 }
 
@@ -155,7 +180,7 @@ pub fn parse_query(b: &[u8]) -> Result<Query<'_>, Reject> {
     }
     let id = u16::from_be_bytes([b[0], b[1]]);
     let flags = u16::from_be_bytes([b[2], b[3]]);
-    if flags & 0x8000 != 0 {
+    if flags & flag::QR != 0 {
         return Err(Reject::Drop);
     }
     let formerr = Reject::Error {
@@ -163,7 +188,7 @@ pub fn parse_query(b: &[u8]) -> Result<Query<'_>, Reject> {
         flags,
         rcode: rcode::FORMERR,
     };
-    let opcode = (flags >> 11) & 0xf;
+    let opcode = (flags & flag::OPCODE) >> flag::OPCODE_SHIFT;
     let (qd, an, ns, ar) = (
         be16(b, 4).unwrap(),
         be16(b, 6).unwrap(),
@@ -262,7 +287,7 @@ fn parse_opt(payload: u16, ttl: u32, mut rdata: &[u8]) -> Option<Edns> {
     let mut e = Edns {
         payload,
         version: (ttl >> 16) as u8,
-        dnssec_ok: ttl & 0x8000 != 0,
+        dnssec_ok: ttl & flag::EDNS_DO != 0,
         ecs: None,
     };
     let mut seen_ecs = false;
@@ -362,11 +387,8 @@ impl<'b> ResponseWriter<'b> {
     /// Starts a response to `q`: header with QR and the given AA and rcode, and the question.
     pub fn new(buf: &'b mut Vec<u8>, q: &Query<'_>, aa: bool, rcode: u8) -> Self {
         buf.clear();
-        let flags = 0x8000
-            | (q.flags & 0x7900)
-            | if aa { 0x0400 } else { 0 }
-            | (q.flags & 0x0010)
-            | rcode as u16;
+        let flags =
+            flag::QR | (q.flags & flag::ECHOED) | if aa { flag::AA } else { 0 } | rcode as u16;
         buf.extend_from_slice(&q.id.to_be_bytes());
         buf.extend_from_slice(&flags.to_be_bytes());
         buf.extend_from_slice(&[0, 1, 0, 0, 0, 0, 0, 0]);
@@ -382,7 +404,7 @@ impl<'b> ResponseWriter<'b> {
     /// A response with no question: for queries whose question could not be parsed.
     pub fn error(buf: &'b mut Vec<u8>, id: u16, flags: u16, rcode: u8) {
         buf.clear();
-        let flags = 0x8000 | (flags & 0x7900) | (flags & 0x0010) | rcode as u16;
+        let flags = flag::QR | (flags & flag::ECHOED) | rcode as u16;
         buf.extend_from_slice(&id.to_be_bytes());
         buf.extend_from_slice(&flags.to_be_bytes());
         buf.extend_from_slice(&[0; 8]);
@@ -390,12 +412,17 @@ impl<'b> ResponseWriter<'b> {
 
     /// Sets the response code (low 4 bits in the header).
     pub fn set_rcode(&mut self, rcode: u8) {
-        self.buf[3] = (self.buf[3] & 0xf0) | (rcode & 0x0f);
+        self.set_flags(|f| (f & !flag::RCODE) | (rcode as u16 & flag::RCODE));
+    }
+
+    fn set_flags(&mut self, f: impl FnOnce(u16) -> u16) {
+        let now = u16::from_be_bytes([self.buf[2], self.buf[3]]);
+        self.buf[2..4].copy_from_slice(&f(now).to_be_bytes());
     }
 
     /// Clears the AA bit (answers outside our authority).
     pub fn clear_aa(&mut self) {
-        self.buf[2] &= !0x04;
+        self.set_flags(|f| f & !flag::AA);
     }
 
     /// Records in the answer section so far.
@@ -432,7 +459,7 @@ impl<'b> ResponseWriter<'b> {
 
     /// Finishes the message: OPT record if the query had EDNS, truncation to `max_len` (TC set,
     /// records dropped, OPT kept) and section counts. Returns whether it was truncated.
-    pub fn finish(self, edns: Option<ResponseEdns>, ext_rcode: u8, max_len: usize) -> bool {
+    pub fn finish(mut self, edns: Option<ResponseEdns>, ext_rcode: u8, max_len: usize) -> bool {
         let opt_len = edns.map_or(0, |e| {
             11 + e
                 .ecs
@@ -441,7 +468,7 @@ impl<'b> ResponseWriter<'b> {
         let mut truncated = false;
         if self.buf.len() + opt_len > max_len {
             self.buf.truncate(self.question_end);
-            self.buf[2] |= 0x02;
+            self.set_flags(|f| f | flag::TC);
             truncated = true;
         } else {
             for (i, c) in self.counts.iter().enumerate() {
@@ -452,7 +479,7 @@ impl<'b> ResponseWriter<'b> {
             self.buf.push(0);
             self.buf.extend_from_slice(&rtype::OPT.to_be_bytes());
             self.buf.extend_from_slice(&MAX_UDP_PAYLOAD.to_be_bytes());
-            let ttl = (ext_rcode as u32) << 24 | if e.dnssec_ok { 0x8000 } else { 0 };
+            let ttl = (ext_rcode as u32) << 24 | if e.dnssec_ok { flag::EDNS_DO } else { 0 };
             self.buf.extend_from_slice(&ttl.to_be_bytes());
             match e.ecs {
                 None => self.buf.extend_from_slice(&0u16.to_be_bytes()),
