@@ -148,7 +148,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             out,
             logs_only,
         } => {
-            use geodns_beacon::simulate;
+            use geodns_simulate as simulate;
             let world = simulate::World::read(&world)?;
             let opts = simulate::SimulateOptions {
                 dns,

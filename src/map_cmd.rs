@@ -101,7 +101,7 @@ pub fn run(cmd: MapCommand) -> anyhow::Result<()> {
         MapCommand::Lookup { map, ip, ecs } => lookup(map, &ip, ecs),
         MapCommand::Stats { map } => stats(map),
         MapCommand::Score { map, world, truth } => {
-            use geodns_beacon::simulate::{score, World};
+            use geodns_simulate::{score, World};
             let world = World::read(&world)?;
             let truth = score::read_truth(&truth.join("ground_truth.csv"))?;
             print!(

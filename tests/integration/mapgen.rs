@@ -6,8 +6,8 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use geodns_beacon::simulate::{score, World};
 use geodns_beacon::{DnsProbeRow, LogWriter, ProbeId, RttReportRow, WriterConfig};
+use geodns_simulate::{score, World};
 use geomap::KeySpace;
 
 use crate::collector::report_rows;

@@ -13,8 +13,8 @@ use geomap::geoip::distance_km;
 use geomap::{AnswerTable, KeySpace, Map};
 use ipnet::Ipv4Net;
 
-use super::world::World;
-use super::SimulateError;
+use crate::world::World;
+use crate::SimulateError;
 
 /// One client subnet of the ground truth.
 #[derive(Debug, Clone)]

@@ -321,8 +321,8 @@ pub fn write_logs(
     opts: &SimulateOptions,
     root: &Path,
 ) -> Result<u64, SimulateError> {
-    use crate::schema::{DnsProbeRow, ProbeId, RttReportRow};
-    use crate::writer::{LogWriter, WriterConfig};
+    use geodns_beacon::schema::{DnsProbeRow, ProbeId, RttReportRow};
+    use geodns_beacon::writer::{LogWriter, WriterConfig};
     let users = plan(world, opts);
     write_truth(world, &users, &opts.out)?;
     let cfg = |id: &str| WriterConfig {
@@ -333,7 +333,7 @@ pub fn write_logs(
         queue_rows: 4_000_000,
         reserve_bytes: None,
     };
-    let err = |e: crate::writer::WriterError| SimulateError::Io {
+    let err = |e: geodns_beacon::writer::WriterError| SimulateError::Io {
         path: root.display().to_string(),
         source: std::io::Error::other(e.to_string()),
     };
@@ -345,7 +345,7 @@ pub fn write_logs(
         .iter()
         .map(|p| Arc::from(p.id.as_str()))
         .collect();
-    let t0 = crate::writer::now_micros();
+    let t0 = geodns_beacon::writer::now_micros();
     let mut rows = 0u64;
     for (i, u) in users.iter().enumerate() {
         let ts = t0 + i as i64 * 1000;
