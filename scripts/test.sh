@@ -27,6 +27,7 @@ fi
 # Habits the suite enforces (docs/testing.md): formatting and lints fail the run.
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
 cargo test --workspace --locked
 # Benches are not run here (they are measurements, see docs/perf.md), but they must build.
 cargo check --workspace --benches --locked

@@ -1,5 +1,6 @@
 //! `geodns mapgen`: options, loading the PoPs from the server config, progress, and output.
 
+use std::io::Write as _;
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -146,7 +147,8 @@ pub fn run(a: MapgenArgs) -> anyhow::Result<()> {
         .with_context(|| format!("mapgen on {}", a.logs.display()))?;
     geomap::write_map(&a.out, &map).with_context(|| format!("writing {}", a.out.display()))?;
     if let Some(path) = &a.report {
-        std::fs::write(path, serde_json::to_string_pretty(&report)?)
+        let json = serde_json::to_string_pretty(&report)?;
+        geomap::atomic_file::write(path, |f| f.write_all(json.as_bytes()))
             .with_context(|| format!("writing {}", path.display()))?;
     }
     if let Some(path) = &a.html {
@@ -155,7 +157,8 @@ pub fn run(a: MapgenArgs) -> anyhow::Result<()> {
             a.out.display(),
             map.meta.generation
         );
-        std::fs::write(path, geodns_mapgen::html::render(&report, &title))
+        let html = geodns_mapgen::html::render(&report, &title);
+        geomap::atomic_file::write(path, |f| f.write_all(html.as_bytes()))
             .with_context(|| format!("writing {}", path.display()))?;
     }
     print!("{}", report.summary());

@@ -677,7 +677,8 @@ fn write_files<R: Table>(
     result
 }
 
-/// Writes one date's file: temporary name, fsync, rename, directory fsync.
+/// Writes one date's file, whole or not at all (`geomap::atomic_file`: temporary name, fsync,
+/// rename, directory fsync).
 fn write_day<R: Table>(
     table_dir: &Path,
     writer_id: &str,
@@ -687,24 +688,12 @@ fn write_day<R: Table>(
 ) -> io::Result<(PathBuf, u64)> {
     let dir = table_dir.join(format!("date={}", date_of(day_start)));
     std::fs::create_dir_all(&dir)?;
-    let name = format!("{writer_id}-{seq:010}.parquet");
-    let tmp = dir.join(format!(".{name}.tmp"));
-    let dest = dir.join(&name);
-    let bytes = write_parquet::<R>(&tmp, part).and_then(|bytes| {
-        std::fs::rename(&tmp, &dest)?;
-        File::open(&dir)?.sync_all()?;
-        Ok(bytes)
-    });
-    match bytes {
-        Ok(bytes) => Ok((dest, bytes)),
-        Err(e) => {
-            let _ = std::fs::remove_file(&tmp);
-            Err(e)
-        }
-    }
+    let dest = dir.join(format!("{writer_id}-{seq:010}.parquet"));
+    let bytes = geomap::atomic_file::write(&dest, |file| write_parquet::<R>(file, part))?;
+    Ok((dest, bytes))
 }
 
-fn write_parquet<R: Table>(path: &Path, rows: &[&R]) -> io::Result<u64> {
+fn write_parquet<R: Table>(file: &mut File, rows: &[&R]) -> io::Result<u64> {
     // The OS error inside keeps its kind: a full disk must read as one (the reserve depends on it).
     let to_io = |e: parquet::errors::ParquetError| match e {
         parquet::errors::ParquetError::External(inner) => match inner.downcast::<io::Error>() {
@@ -724,14 +713,12 @@ fn write_parquet<R: Table>(path: &Path, rows: &[&R]) -> io::Result<u64> {
             .set_column_dictionary_enabled(parquet::schema::types::ColumnPath::from(*c), false);
     }
     let props = props.build();
-    let file = File::create(path)?;
     let mut w = ArrowWriter::try_new(file.try_clone()?, R::schema(), Some(props)).map_err(to_io)?;
     for chunk in rows.chunks(65_536) {
         let batch = R::to_batch(chunk).map_err(|e| io::Error::other(e.to_string()))?;
         w.write(&batch).map_err(to_io)?;
     }
     w.close().map_err(to_io)?;
-    file.sync_all()?;
     Ok(file.metadata()?.len())
 }
 

@@ -8,7 +8,6 @@
 //! rendering (see [`checksum`]). Any writer, in any language, that produces the same rows and
 //! metadata produces the same checksum, and a reader detects any change to either.
 
-use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::Path;
 use std::sync::Arc;
@@ -227,34 +226,23 @@ fn write_file(
             .collect::<std::collections::HashMap<_, _>>(),
     ));
 
-    let file_name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = path.with_file_name(format!(".{file_name}.tmp{}", std::process::id()));
-    let result = (|| {
-        let file = File::create(&tmp)?;
+    crate::atomic_file::write(path, |file| {
         let out = Hashing {
             inner: BufWriter::new(file),
             hasher: Sha256::new(),
         };
-        let mut writer = FileWriter::try_new(out, &schema)?;
+        let mut writer = FileWriter::try_new(out, &schema).map_err(std::io::Error::other)?;
         for chunk in rows.chunks(ROWS_PER_BATCH) {
-            writer.write(&to_batch(&schema, chunk, pops)?)?;
+            let batch = to_batch(&schema, chunk, pops).map_err(std::io::Error::other)?;
+            writer.write(&batch).map_err(std::io::Error::other)?;
         }
         let digest = writer.get_ref().hasher.clone().finalize();
         writer.write_metadata(keys::STREAM_SHA256, hex(&digest));
-        writer.finish()?;
-        let mut buf = writer.into_inner()?.inner;
-        buf.flush()?;
-        buf.into_inner().map_err(|e| e.into_error())?.sync_all()?;
-        std::fs::rename(&tmp, path)?;
-        Ok(())
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
+        writer.finish().map_err(std::io::Error::other)?;
+        let mut buf = writer.into_inner().map_err(std::io::Error::other)?.inner;
+        buf.flush()
+    })?;
+    Ok(())
 }
 
 /// Hashes what passes through, so the writer knows the digest of the stream before the footer.

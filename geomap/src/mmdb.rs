@@ -94,8 +94,6 @@ pub fn write_locations(
 
 fn write(w: Writer, out: &Path) -> Result<(), ExportError> {
     let bytes = w.to_bytes()?;
-    let tmp = out.with_extension("mmdb.tmp");
-    std::fs::write(&tmp, bytes)?;
-    std::fs::rename(&tmp, out)?;
+    crate::atomic_file::write(out, |f| std::io::Write::write_all(f, &bytes))?;
     Ok(())
 }

@@ -3,7 +3,7 @@
 //! Every field is documented here and in `docs/config.md`; unknown keys are rejected so a typo is
 //! an error, not a silently ignored setting. Relative paths are relative to the config file's
 //! directory, so a config and its data can move together. [`Config::read`] is the only loader:
-//! `geodns check` and `geodns serve` both call it (through [`crate::load`]), so they cannot
+//! `geodns check` and `geodns serve` both call it (through [`crate::dataset::Dataset::load`]), so they cannot
 //! disagree about what is valid.
 
 use std::collections::BTreeMap;

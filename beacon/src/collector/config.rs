@@ -48,7 +48,7 @@ pub struct CollectorConfig {
     #[serde(default = "default_listen")]
     pub listen: SocketAddr,
     /// The PoP ids clients may report on.
-    pub pops: Vec<String>,
+    pub pops: Vec<geomap::PopId>,
     /// Probe subzone the snippet fetches from: `<probe-id>.<pop>.<probe_zone>`.
     pub probe_zone: String,
     /// URL scheme the snippet uses for probe fetches. Default `https`.
@@ -164,17 +164,8 @@ impl CollectorConfig {
         if c.pops.is_empty() {
             return Err(invalid("pops", "no PoP listed".into()));
         }
+        // Each id is checked as it is parsed (geomap::PopId, the one rule for PoP ids).
         for (i, p) in c.pops.iter().enumerate() {
-            let ok = (1..=32).contains(&p.len())
-                && p.as_bytes()[0].is_ascii_lowercase()
-                && p.bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-            if !ok {
-                return Err(invalid(
-                    &format!("pops[{i}]"),
-                    format!("{p:?} is not a PoP id"),
-                ));
-            }
             if c.pops[..i].contains(p) {
                 return Err(invalid(
                     &format!("pops[{i}]"),

@@ -48,7 +48,7 @@ fn refuse(reason: &'static str, message: String) -> Refusal {
 /// What a report may contain.
 pub struct Limits<'a> {
     /// Known PoP ids.
-    pub pops: &'a [String],
+    pub pops: &'a [geomap::PopId],
     /// Most results per request.
     pub max_results: usize,
     /// Largest believable RTT.
@@ -110,7 +110,7 @@ pub fn parse_report(
         let mut seen: Vec<&str> = Vec::new();
         for (i, m) in r.results.iter().enumerate() {
             let field = |f: &str| format!("reports[{ri}].results[{i}].{f}");
-            if !limits.pops.contains(&m.pop) {
+            if !limits.pops.iter().any(|p| p.as_str() == m.pop) {
                 return Err(refuse(
                     "unknown_pop",
                     format!("{}: unknown PoP {:?}", field("pop"), m.pop),
@@ -166,7 +166,7 @@ mod tests {
     use super::*;
 
     fn parse(body: &str) -> Result<Vec<RttReportRow>, Refusal> {
-        let pops = ["ams".to_string(), "iad".to_string()];
+        let pops: [geomap::PopId; 2] = ["ams".parse().unwrap(), "iad".parse().unwrap()];
         parse_report(
             body.as_bytes(),
             &Limits {

@@ -1,0 +1,62 @@
+//! Writing a file so that readers see the old one or the whole new one, never a part, and a
+//! crash or power loss after the call returns keeps the new one.
+//!
+//! Every file geodns hands to another process goes through here: maps, MMDB exports, beacon
+//! logs, mapgen reports. A temporary file in the same directory (so the rename stays on one
+//! file system), fsync of the data, rename over the target, fsync of the directory (so the
+//! rename itself is durable). A failure removes the temporary file and leaves the target as it
+//! was; the error keeps its `io::ErrorKind` (a full disk reads as `StorageFull`).
+
+use std::fs::File;
+use std::io;
+use std::path::Path;
+
+/// Writes `path` by calling `fill` on a fresh temporary file beside it, then makes it durable
+/// and renames it into place. The temporary file is named `.<file name>.<random>.tmp`, so
+/// directory scans that skip dot files never see it. Returns what `fill` returned.
+pub fn write<T>(path: &Path, fill: impl FnOnce(&mut File) -> io::Result<T>) -> io::Result<T> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let name = path
+        .file_name()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no file name"))?
+        .to_string_lossy();
+    let mut tmp = tempfile::Builder::new()
+        .prefix(&format!(".{name}."))
+        .suffix(".tmp")
+        .tempfile_in(dir)?;
+    let out = fill(tmp.as_file_mut())?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    File::open(dir)?.sync_all()?;
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn replaces_whole_or_not_at_all() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.txt");
+        write(&path, |f| f.write_all(b"first")).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"first");
+        // A failing fill leaves the old file and no temporary file behind.
+        let err = write(&path, |f| {
+            f.write_all(b"half")?;
+            Err::<(), _>(io::Error::new(io::ErrorKind::StorageFull, "full"))
+        })
+        .unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::StorageFull);
+        assert_eq!(std::fs::read(&path).unwrap(), b"first");
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["out.txt"]);
+    }
+}
