@@ -178,7 +178,7 @@ fn respond_bench(c: &mut Criterion) {
     let t0 = std::time::Instant::now();
     let ds = Arc::new(Dataset::load(&dir.path().join("geodns.toml"), &metrics).unwrap());
     eprintln!("loaded dataset with a 1M-row map in {:.2?}", t0.elapsed());
-    let snap = Snapshot::new(ds, &Default::default(), None);
+    let snap = Snapshot::new(ds, &Default::default(), None, Default::default());
     let src: IpAddr = "127.0.0.1".parse().unwrap();
     let mut out = Vec::with_capacity(4096);
     let mut rng = Rng(7);

@@ -1,6 +1,7 @@
 //! `geodns`: one binary, subcommands for each job. Parsing and dispatch only; the work lives
 //! in the `geodns-server` and `geomap` crates.
 
+mod internal_cmd;
 mod map_cmd;
 mod mapgen_cmd;
 
@@ -80,6 +81,14 @@ enum Command {
         #[command(subcommand)]
         command: map_cmd::MapCommand,
     },
+    /// Register this host (addresses, services) in ZooKeeper until SIGTERM; its records go
+    /// when it stops or loses its session.
+    Register(internal_cmd::RegisterArgs),
+    /// Check a human zone file as the servers will compile it, and publish it to ZooKeeper.
+    Publish(internal_cmd::PublishArgs),
+    /// Reconcile registrations and human zones into internal-zone snapshots and publish them
+    /// (one presenter publishes at a time).
+    Presenter(internal_cmd::PresenterArgs),
 }
 
 fn main() -> ExitCode {
@@ -102,6 +111,9 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
+        Command::Register(a) => internal_cmd::register(a),
+        Command::Publish(a) => internal_cmd::publish(a),
+        Command::Presenter(a) => internal_cmd::presenter(a),
         Command::Serve { config } => {
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(1)

@@ -18,7 +18,7 @@ fn snapshot() -> &'static Snapshot {
     SNAP.get_or_init(|| {
         let config = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/geodns.toml");
         let data = Dataset::load(&config, &Metrics::default()).expect("example dataset loads");
-        Snapshot::new(Arc::new(data), &Default::default(), None)
+        Snapshot::new(Arc::new(data), &Default::default(), None, Default::default())
     })
 }
 

@@ -81,6 +81,50 @@ pub struct Config {
     pub pops: BTreeMap<PopId, Pop>,
     /// The zones served.
     pub zones: Vec<Zone>,
+    /// Internal zones from the snapshot the presenter publishes in ZooKeeper, if set. Read at
+    /// start only: a change needs a restart.
+    #[serde(default)]
+    pub zookeeper: Option<ZooKeeper>,
+}
+
+/// Where the internal-zone snapshot is followed (docs/internal-zones.md).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ZooKeeper {
+    /// Connect string, `host:port,host:port`.
+    pub connect: String,
+    /// The root of geodns's nodes. Default `/geodns`.
+    #[serde(default = "default_zk_root")]
+    pub root: String,
+    /// The last good snapshot on disk, served at start before ZooKeeper answers. Default
+    /// `internal-snapshot.json` beside the config.
+    #[serde(default = "default_zk_cache")]
+    pub cache: PathBuf,
+    /// Longest random wait before fetching a new version, ms. Default 500.
+    #[serde(default = "default_zk_jitter_ms")]
+    pub jitter_ms: u64,
+    /// ZooKeeper session timeout, ms (the ensemble bounds it to 2-20 ticks). Default 10000.
+    #[serde(default = "default_zk_session_timeout_ms")]
+    pub session_timeout_ms: u64,
+    /// Re-read the pointer at least this often whatever the watches say, ms. Default 30000.
+    #[serde(default = "default_zk_recheck_ms")]
+    pub recheck_ms: u64,
+}
+
+fn default_zk_root() -> String {
+    "/geodns".into()
+}
+fn default_zk_cache() -> PathBuf {
+    "internal-snapshot.json".into()
+}
+fn default_zk_jitter_ms() -> u64 {
+    500
+}
+fn default_zk_session_timeout_ms() -> u64 {
+    10_000
+}
+fn default_zk_recheck_ms() -> u64 {
+    30_000
 }
 
 /// Listening sockets.
@@ -286,6 +330,7 @@ impl Config {
         );
         check("tcp", self.tcp != running.tcp);
         check("probe_log", self.probe_log != running.probe_log);
+        check("zookeeper", self.zookeeper != running.zookeeper);
         changed
     }
 
@@ -314,6 +359,15 @@ impl Config {
         for z in &mut cfg.zones {
             if let Some(f) = &mut z.file {
                 *f = base.join(&*f);
+            }
+        }
+        if let Some(zk) = &mut cfg.zookeeper {
+            zk.cache = base.join(&zk.cache);
+            if let Err(problem) = geodns_snapshot::Layout::new(&zk.root) {
+                return Err(invalid("zookeeper.root".into(), problem));
+            }
+            if zk.connect.trim().is_empty() {
+                return Err(invalid("zookeeper.connect".into(), "empty".into()));
             }
         }
         if let Some(log) = &mut cfg.probe_log {

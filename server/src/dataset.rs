@@ -17,6 +17,7 @@ use sha2::{Digest, Sha256};
 
 use crate::config::{Config, ConfigError};
 use crate::health::DownSet;
+use crate::internal::Internal;
 use crate::metrics::Metrics;
 use crate::zone::{Zone, ZoneError};
 
@@ -125,7 +126,7 @@ pub struct Dataset {
 /// reloads.
 pub type ProbeLogger = Arc<LogWriter<DnsProbeRow>>;
 
-/// A dataset with the health state in force: what one query reads.
+/// A dataset with the health state and internal zones in force: what one query reads.
 pub struct Snapshot {
     /// The data.
     pub data: Arc<Dataset>,
@@ -133,17 +134,34 @@ pub struct Snapshot {
     pub down: Box<[bool]>,
     /// The probe query log, if configured.
     pub probe_log: Option<ProbeLogger>,
+    /// Internal zones from the published snapshot (empty without `[zookeeper]`).
+    pub internal: Arc<Internal>,
+    /// The status TXT RDATA: the dataset's fields and the internal snapshot's.
+    pub status_txt: Vec<u8>,
 }
 
 impl Snapshot {
-    /// Pairs a dataset with a set of down PoPs (ids the dataset does not know are ignored) and
-    /// the probe log.
-    pub fn new(data: Arc<Dataset>, down: &DownSet, probe_log: Option<ProbeLogger>) -> Snapshot {
+    /// Pairs a dataset with a set of down PoPs (ids the dataset does not know are ignored), the
+    /// probe log and the internal zones.
+    pub fn new(
+        data: Arc<Dataset>,
+        down: &DownSet,
+        probe_log: Option<ProbeLogger>,
+        internal: Arc<Internal>,
+    ) -> Snapshot {
         let down = data.pops.iter().map(|p| down.contains(&p.id)).collect();
+        let mut status_txt = data.status_txt.clone();
+        for f in internal.status_fields() {
+            let b = &f.as_bytes()[..f.len().min(255)];
+            status_txt.push(b.len() as u8);
+            status_txt.extend_from_slice(b);
+        }
         Snapshot {
             data,
             down,
             probe_log,
+            internal,
+            status_txt,
         }
     }
 
@@ -158,9 +176,41 @@ impl Snapshot {
             .collect()
     }
 
-    /// The same data and log with another health state.
+    /// The same data, log and internal zones with another health state.
     pub fn with_health(&self, down: &DownSet) -> Snapshot {
-        Snapshot::new(self.data.clone(), down, self.probe_log.clone())
+        Snapshot::new(
+            self.data.clone(),
+            down,
+            self.probe_log.clone(),
+            self.internal.clone(),
+        )
+    }
+
+    /// Another dataset (a reload), with this snapshot's log and internal zones.
+    pub fn with_data(&self, data: Arc<Dataset>, down: &DownSet) -> Snapshot {
+        Snapshot::new(data, down, self.probe_log.clone(), self.internal.clone())
+    }
+
+    /// The same data and health with other internal zones.
+    pub fn with_internal(&self, internal: Arc<Internal>) -> Snapshot {
+        Snapshot::new(
+            self.data.clone(),
+            &self.down_set(),
+            self.probe_log.clone(),
+            internal,
+        )
+    }
+
+    /// The zone that holds `qname` (lowercase wire form): the one with the longest origin among
+    /// the configured and the internal zones; a configured zone wins a tie.
+    pub fn zone_for(&self, qname: &[u8]) -> Option<&Zone> {
+        let configured = self.data.zones.iter().find(|z| z.contains(qname));
+        let internal = self.internal.zones.iter().find(|z| z.contains(qname));
+        match (configured, internal) {
+            (Some(c), Some(i)) if i.origin.len() > c.origin.len() => Some(i),
+            (Some(c), _) => Some(c),
+            (None, i) => i,
+        }
     }
 }
 

@@ -6,6 +6,7 @@
 //! - [`dataset`]: config + zones + map + GeoIP loaded as one verified unit, and the snapshot
 //!   (dataset + health) that queries read;
 //! - [`health`]: which PoPs are drained;
+//! - [`internal`]: internal zones, followed from the snapshot published in ZooKeeper;
 //! - [`wire`]: strict query parsing and response framing;
 //! - [`responder`]: the query path;
 //! - [`udp`], [`tcp`]: transports, and [`server`], which starts them;
@@ -15,6 +16,7 @@
 pub mod config;
 pub mod dataset;
 pub mod health;
+pub mod internal;
 pub mod metrics;
 pub mod reload;
 pub mod responder;

@@ -5,7 +5,10 @@
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Query types counted by name; others are counted as `other`.
 const QTYPES: [(u16, &str); 12] = [
@@ -46,6 +49,9 @@ pub struct Metrics {
     health_failures: AtomicU64,
     map_created_unix: AtomicU64,
     restart_pending: AtomicU64,
+    internal_version: AtomicU64,
+    internal_created_unix: AtomicU64,
+    internal_refused: AtomicU64,
     tcp_refused: AtomicU64,
     probe_queries: AtomicU64,
     probe_invalid: AtomicU64,
@@ -70,6 +76,9 @@ impl Default for Metrics {
             health_failures: AtomicU64::new(0),
             map_created_unix: AtomicU64::new(0),
             restart_pending: AtomicU64::new(0),
+            internal_version: AtomicU64::new(0),
+            internal_created_unix: AtomicU64::new(0),
+            internal_refused: AtomicU64::new(0),
             tcp_refused: AtomicU64::new(0),
             probe_queries: AtomicU64::new(0),
             probe_invalid: AtomicU64::new(0),
@@ -185,6 +194,17 @@ impl Metrics {
         self.restart_pending.store(settings as u64, Relaxed);
     }
 
+    /// Records the internal-zone snapshot now in force.
+    pub fn set_internal_snapshot(&self, version: u64, created_unix: u64) {
+        self.internal_version.store(version, Relaxed);
+        self.internal_created_unix.store(created_unix, Relaxed);
+    }
+
+    /// Counts an internal-zone snapshot refused (it did not compile).
+    pub fn internal_snapshot_refused(&self) {
+        self.internal_refused.fetch_add(1, Relaxed);
+    }
+
     /// Total queries counted (both transports).
     pub fn total_queries(&self) -> u64 {
         self.udp.load(Relaxed) + self.tcp.load(Relaxed)
@@ -225,7 +245,7 @@ impl Metrics {
                 let _ = writeln!(s, "geodns_responses_total{{rcode=\"{name}\"}} {v}");
             }
         }
-        let simple: [(&str, &str, &str, &AtomicU64); 12] = [
+        let simple: [(&str, &str, &str, &AtomicU64); 15] = [
             (
                 "geodns_probe_queries_total",
                 "counter",
@@ -295,8 +315,26 @@ impl Metrics {
             (
                 "geodns_config_restart_pending",
                 "gauge",
-                "Settings in the config file that are not in force until a restart (listen, tcp, probe_log).",
+                "Settings in the config file that are not in force until a restart (listen, tcp, probe_log, zookeeper).",
                 &self.restart_pending,
+            ),
+            (
+                "geodns_internal_snapshot_version",
+                "gauge",
+                "Version of the internal-zone snapshot in force (0: none).",
+                &self.internal_version,
+            ),
+            (
+                "geodns_internal_snapshot_created_timestamp_seconds",
+                "gauge",
+                "Creation time of the internal-zone snapshot in force; its age is now minus this.",
+                &self.internal_created_unix,
+            ),
+            (
+                "geodns_internal_snapshot_refused_total",
+                "counter",
+                "Internal-zone snapshots refused because they did not compile.",
+                &self.internal_refused,
             ),
         ];
         for (name, kind, help, v) in simple {
@@ -389,5 +427,53 @@ impl Metrics {
             let _ = writeln!(s, "geodns_pop_answers_total{{pop=\"other\"}} {overflow}");
         }
         s
+    }
+}
+
+/// A minimal HTTP/1.1 responder for `GET /metrics` (the server's and the presenter's): one
+/// request per connection, which is all a Prometheus scraper needs. `render` makes the body.
+pub async fn serve(listener: tokio::net::TcpListener, render: Arc<dyn Fn() -> String + Send + Sync>) {
+    loop {
+        let mut stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                // At the file-descriptor limit accept fails at once, again and again: pause
+                // rather than spin a core.
+                tracing::warn!(error = %e, "metrics accept failed; pausing");
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                continue;
+            }
+        };
+        let render = render.clone();
+        tokio::spawn(async move {
+            let mut req = Vec::with_capacity(1024);
+            let mut chunk = [0u8; 1024];
+            let read = tokio::time::timeout(Duration::from_secs(5), async {
+                while !req.windows(4).any(|w| w == b"\r\n\r\n") && req.len() < 8192 {
+                    let n = stream.read(&mut chunk).await.ok()?;
+                    if n == 0 {
+                        return None;
+                    }
+                    req.extend_from_slice(&chunk[..n]);
+                }
+                Some(())
+            })
+            .await;
+            if !matches!(read, Ok(Some(()))) {
+                return;
+            }
+            let (status, body) =
+                if req.starts_with(b"GET /metrics ") || req.starts_with(b"GET /metrics?") {
+                    ("200 OK", render())
+                } else {
+                    ("404 Not Found", "not found; try /metrics\n".to_owned())
+                };
+            let head = format!(
+                "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = stream.write_all(head.as_bytes()).await;
+            let _ = stream.write_all(body.as_bytes()).await;
+        });
     }
 }

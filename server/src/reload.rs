@@ -139,8 +139,8 @@ pub async fn watch(
                     if let Some(t) = new.map_created_unix() {
                         metrics.set_map_created(t);
                     }
-                    let log = state.load().probe_log.clone();
-                    state.store(Arc::new(Snapshot::new(new.clone(), &down, log)));
+                    // rcu: an internal-zone swap racing with this one is never lost.
+                    state.rcu(|cur| cur.with_data(new.clone(), &down));
                     watched = new.watched.clone();
                     data = new;
                     health_stamp = new_health_stamp;

@@ -78,7 +78,7 @@ pub fn respond(
     }
     let data = &*snap.data;
     let zone = if q.qclass == 1 {
-        data.zones.iter().find(|z| z.contains(q.name()))
+        snap.zone_for(q.name())
     } else {
         None
     };
@@ -337,7 +337,7 @@ impl Answer<'_, '_> {
     /// CNAME given once. Returns the ECS scope when the answer depended on the client's address
     /// (geo names), `None` otherwise (scope 0), and how the chain ended.
     fn node<'z>(&mut self, zone: &'z Zone, mut node: &'z Node) -> (Option<u8>, ChainEnd) {
-        let (data, qtype) = (self.data, self.q.qtype);
+        let qtype = self.q.qtype;
         let mut owner: Owner<'z> = Owner::Qname;
         let mut visited: [*const Node; MAX_CNAME_CHAIN + 1] =
             [std::ptr::null(); MAX_CNAME_CHAIN + 1];
@@ -345,7 +345,7 @@ impl Answer<'_, '_> {
             visited[hop] = node;
             if node.status && matches!(qtype, rtype::TXT | rtype::ANY) {
                 self.w
-                    .record(Section::Answer, owner, rtype::TXT, 0, &data.status_txt);
+                    .record(Section::Answer, owner, rtype::TXT, 0, &self.snap.status_txt);
                 return (None, ChainEnd::Answered);
             }
             if let Some(ttl) = node.geo_ttl {

@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use geodns_beacon::{DnsProbeRow, LogWriter, WriterConfig};
 
@@ -83,11 +82,19 @@ pub async fn run(config_path: &Path) -> Result<(), StartError> {
         }
         None => None,
     };
+    let internal = match &cfg.zookeeper {
+        Some(zk) => crate::internal::from_cache(zk, &data.zones, &metrics),
+        None => Default::default(),
+    };
     let state = Arc::new(ArcSwap::from_pointee(Snapshot::new(
         data,
         &down,
         probe_log.clone(),
+        Arc::new(internal),
     )));
+    if let Some(zk) = cfg.zookeeper.clone() {
+        tokio::spawn(crate::internal::follow(zk, state.clone(), metrics.clone()));
+    }
 
     for &addr in &cfg.listen.dns {
         let socks = udp::bind(addr, cfg.listen.udp_workers).map_err(|source| StartError::Bind {
@@ -138,7 +145,8 @@ pub async fn run(config_path: &Path) -> Result<(), StartError> {
             source,
         })?;
         tracing::info!(%bound, "listening metrics");
-        tokio::spawn(serve_metrics(listener, metrics.clone()));
+        let m = metrics.clone();
+        tokio::spawn(crate::metrics::serve(listener, Arc::new(move || m.render())));
     }
     tokio::spawn(watch(
         config_path.to_path_buf(),
@@ -173,50 +181,3 @@ pub async fn run(config_path: &Path) -> Result<(), StartError> {
     Ok(())
 }
 
-/// A minimal HTTP/1.1 responder for `GET /metrics`: one request per connection, which is all a
-/// Prometheus scraper needs.
-async fn serve_metrics(listener: tokio::net::TcpListener, metrics: Arc<Metrics>) {
-    loop {
-        let mut stream = match listener.accept().await {
-            Ok((stream, _)) => stream,
-            Err(e) => {
-                // At the file-descriptor limit accept fails at once, again and again: pause
-                // rather than spin a core.
-                tracing::warn!(error = %e, "metrics accept failed; pausing");
-                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-                continue;
-            }
-        };
-        let metrics = metrics.clone();
-        tokio::spawn(async move {
-            let mut req = Vec::with_capacity(1024);
-            let mut chunk = [0u8; 1024];
-            let read = tokio::time::timeout(Duration::from_secs(5), async {
-                while !req.windows(4).any(|w| w == b"\r\n\r\n") && req.len() < 8192 {
-                    let n = stream.read(&mut chunk).await.ok()?;
-                    if n == 0 {
-                        return None;
-                    }
-                    req.extend_from_slice(&chunk[..n]);
-                }
-                Some(())
-            })
-            .await;
-            if !matches!(read, Ok(Some(()))) {
-                return;
-            }
-            let (status, body) =
-                if req.starts_with(b"GET /metrics ") || req.starts_with(b"GET /metrics?") {
-                    ("200 OK", metrics.render())
-                } else {
-                    ("404 Not Found", "not found; try /metrics\n".to_owned())
-                };
-            let head = format!(
-                "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                body.len()
-            );
-            let _ = stream.write_all(head.as_bytes()).await;
-            let _ = stream.write_all(body.as_bytes()).await;
-        });
-    }
-}

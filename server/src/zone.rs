@@ -109,6 +109,30 @@ pub fn parent(wire: &[u8]) -> Option<&[u8]> {
 impl Zone {
     /// Compiles a configured zone: its file (if any), its inline records, geo names and status.
     pub fn build(cfg: &config::Zone, index: usize) -> Result<Zone, ZoneError> {
+        Zone::compile(cfg, index, None)
+    }
+
+    /// Compiles a zone from zone-file text alone, by the same rules as a configured zone: an
+    /// internal zone from a snapshot, or a human zone file checked before it is published (so
+    /// what `geodns publish` accepts is exactly what every server serves). `source` names the
+    /// text in errors.
+    pub fn from_text(origin: &str, text: &str, source: &str) -> Result<Zone, ZoneError> {
+        let cfg = config::Zone {
+            origin: origin.to_owned(),
+            file: None,
+            records: Vec::new(),
+            geo: Default::default(),
+            status_name: String::new(),
+            probe: None,
+        };
+        Zone::compile(&cfg, 0, Some((text, source)))
+    }
+
+    fn compile(
+        cfg: &config::Zone,
+        index: usize,
+        text: Option<(&str, &str)>,
+    ) -> Result<Zone, ZoneError> {
         let err = |location: String, problem: String| ZoneError {
             zone: cfg.origin.clone(),
             location,
@@ -126,6 +150,11 @@ impl Zone {
                 .map_err(|e| err(format!("{}: ", path.display()), e.to_string()))?;
             let parsed = parse_zone_text(&text, Some(path), &origin)
                 .map_err(|(line, msg)| err(format!("{}: line {line}: ", path.display()), msg))?;
+            sets.extend(parsed);
+        }
+        if let Some((text, source)) = text {
+            let parsed = parse_zone_text(text, None, &origin)
+                .map_err(|(line, msg)| err(format!("{source}: line {line}: "), msg))?;
             sets.extend(parsed);
         }
         for (i, line) in cfg.records.iter().enumerate() {

@@ -1,0 +1,168 @@
+//! The presenter's config (TOML), parsed once into typed structs. Every key is described in
+//! docs/internal-zones.md.
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use serde::Deserialize;
+
+/// The whole file.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Where the registrations, human zones and snapshots live.
+    pub zookeeper: ZooKeeper,
+    /// The internal zones the presenter owns (SOA and apex NS are its own).
+    pub zones: Vec<ZoneConfig>,
+    /// Names derived from registrations.
+    #[serde(default)]
+    pub rules: Vec<Rule>,
+    /// Guards against a flapping or failing source.
+    #[serde(default)]
+    pub guard: Guard,
+    /// Prometheus metrics over HTTP, if set.
+    #[serde(default)]
+    pub metrics: Option<SocketAddr>,
+}
+
+/// The ensemble.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ZooKeeper {
+    /// Connect string.
+    pub connect: String,
+    /// Root of geodns's nodes. Default `/geodns`.
+    #[serde(default = "default_root")]
+    pub root: String,
+    /// Session timeout, ms. Default 10000.
+    #[serde(default = "default_session_timeout_ms")]
+    pub session_timeout_ms: u64,
+}
+
+/// One internal zone.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ZoneConfig {
+    /// Apex, e.g. `internal.example`.
+    pub origin: String,
+    /// SOA MNAME (primary server), absolute.
+    pub primary: String,
+    /// SOA RNAME (responsible mailbox as a name), absolute.
+    pub hostmaster: String,
+    /// Apex NS records, absolute names.
+    pub ns: Vec<String>,
+    /// TTL of robot records and of the SOA/NS. Default 60.
+    #[serde(default = "default_ttl")]
+    pub ttl: u32,
+    /// SOA MINIMUM: the negative-caching TTL (RFC 2308). Default 30, so a deregistered host
+    /// stops resolving within half a minute of leaving the snapshot.
+    #[serde(default = "default_negative_ttl")]
+    pub negative_ttl: u32,
+}
+
+/// Every host that runs `role` in `cluster` is behind `name` (A/AAAA) and `srv` (SRV).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rule {
+    /// Service role, e.g. `web`.
+    pub role: String,
+    /// Cluster, e.g. `prn1`.
+    pub cluster: String,
+    /// The service name, absolute inside an internal zone, e.g. `web.prn1.internal.example`.
+    pub name: String,
+    /// The SRV owner. Default `_<role>._tcp.<name>`.
+    #[serde(default)]
+    pub srv: Option<String>,
+}
+
+/// Guards (docs/internal-zones.md).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Guard {
+    /// A robot record whose registration vanished stays this long, ms. Default 30000.
+    #[serde(default = "default_grace_ms")]
+    pub grace_ms: u64,
+    /// A snapshot that would drop more than this share of the robot records at once is held
+    /// back (`--force` publishes it). Default 0.3.
+    #[serde(default = "default_max_drop_share")]
+    pub max_drop_share: f64,
+}
+
+impl Default for Guard {
+    fn default() -> Self {
+        Guard {
+            grace_ms: default_grace_ms(),
+            max_drop_share: default_max_drop_share(),
+        }
+    }
+}
+
+fn default_root() -> String {
+    "/geodns".into()
+}
+fn default_session_timeout_ms() -> u64 {
+    10_000
+}
+fn default_ttl() -> u32 {
+    60
+}
+fn default_negative_ttl() -> u32 {
+    30
+}
+fn default_grace_ms() -> u64 {
+    30_000
+}
+fn default_max_drop_share() -> f64 {
+    0.3
+}
+
+/// Normalises a DNS name for comparison: lowercase, no final dot.
+pub fn norm(name: &str) -> String {
+    name.trim_end_matches('.').to_ascii_lowercase()
+}
+
+/// Whether `name` is `origin` or below it (both normalised).
+pub fn within(name: &str, origin: &str) -> bool {
+    name == origin || name.ends_with(&format!(".{origin}"))
+}
+
+impl Config {
+    /// Reads and checks the file; errors name the file and the key.
+    pub fn load(path: &Path) -> Result<Config, String> {
+        let file = path.display();
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{file}: {e}"))?;
+        let cfg: Config = toml::from_str(&text)
+            .map_err(|e| format!("{file}: {}", e.to_string().trim_end()))?;
+        let bad = |key: String, problem: String| format!("{file}: {key}: {problem}");
+        geodns_snapshot::Layout::new(&cfg.zookeeper.root)
+            .map_err(|e| bad("zookeeper.root".into(), e))?;
+        if cfg.zones.is_empty() {
+            return Err(bad("zones".into(), "no internal zone".into()));
+        }
+        for (i, z) in cfg.zones.iter().enumerate() {
+            if z.ns.is_empty() {
+                return Err(bad(format!("zones[{i}].ns"), "at least one NS".into()));
+            }
+            if cfg.zones[..i].iter().any(|o| norm(&o.origin) == norm(&z.origin)) {
+                return Err(bad(format!("zones[{i}].origin"), "listed twice".into()));
+            }
+        }
+        for (i, r) in cfg.rules.iter().enumerate() {
+            let name = norm(&r.name);
+            if !cfg.zones.iter().any(|z| within(&name, &norm(&z.origin))) {
+                return Err(bad(
+                    format!("rules[{i}].name"),
+                    format!("{name} is in no internal zone"),
+                ));
+            }
+        }
+        let share = cfg.guard.max_drop_share;
+        if !(0.0..=1.0).contains(&share) {
+            return Err(bad(
+                "guard.max_drop_share".into(),
+                format!("{share} is not a share in [0, 1]"),
+            ));
+        }
+        Ok(cfg)
+    }
+}

@@ -1,0 +1,490 @@
+//! The presenter (`geodns presenter`): watches the robots' registrations and the humans'
+//! published zones in ZooKeeper, reconciles them ([`reconcile`]), validates the result with the
+//! server's own zone loader, and publishes a versioned snapshot that every server follows.
+//!
+//! Several presenters run for availability; one publishes at a time: each takes ZooKeeper's lock
+//! recipe under `<root>/presenters`, and the pointer moves only through the lock (a fenced
+//! write), so a presenter that lost its session cannot move it. A publication interrupted at any
+//! point leaves the pointer where it was (`geodns_snapshot::store`).
+//!
+//! Guards: a registration that vanishes stays for `guard.grace_ms` before its records leave;
+//! a snapshot that would drop more than `guard.max_drop_share` of the robot records at once is
+//! held back and reported (`<root>/held`, a metric, a log line) until `--force`; a read that
+//! fails is never taken for an empty tree: nothing is published from a partial view.
+
+pub mod config;
+pub mod reconcile;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use geodns_register::{node_name, Registration};
+use geodns_snapshot::format::FORMAT;
+use geodns_snapshot::{store, Layout, Snapshot, ZoneText};
+use zookeeper_client as zk;
+
+use crate::config::{norm, Config};
+use crate::reconcile::{reconcile, render, Conflict, Robot, ZoneBody};
+
+/// The presenter's counters, rendered for Prometheus.
+#[derive(Default)]
+pub struct Metrics {
+    leader: AtomicU64,
+    version: AtomicU64,
+    conflicts: AtomicU64,
+    held: AtomicU64,
+    robot_records: AtomicU64,
+    publications: AtomicU64,
+    registrations: AtomicU64,
+}
+
+impl Metrics {
+    /// Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let rows: [(&str, &str, &str, &AtomicU64); 7] = [
+            ("geodns_presenter_leader", "gauge", "1 while this presenter is the one publishing.", &self.leader),
+            ("geodns_presenter_published_version", "gauge", "Version of the last snapshot this presenter published or found.", &self.version),
+            ("geodns_presenter_conflicts", "gauge", "Records left out by the conflict policy in the last reconciliation.", &self.conflicts),
+            ("geodns_presenter_held", "gauge", "1 while a snapshot is held back by the drop guard or because it does not compile.", &self.held),
+            ("geodns_presenter_robot_records", "gauge", "Robot records in the last published snapshot.", &self.robot_records),
+            ("geodns_presenter_publications_total", "counter", "Snapshots published by this presenter.", &self.publications),
+            ("geodns_presenter_registrations", "gauge", "Registrations seen (live and in their grace period).", &self.registrations),
+        ];
+        let mut s = String::new();
+        for (name, kind, help, v) in rows {
+            s.push_str(&format!(
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {}\n",
+                v.load(Relaxed)
+            ));
+        }
+        s
+    }
+}
+
+fn persistent() -> zk::CreateOptions<'static> {
+    zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all())
+}
+
+/// The registrations seen, with the time each vanished.
+#[derive(Default)]
+struct Registry {
+    known: BTreeMap<String, (u64, Registration)>,
+    vanished: HashMap<String, Instant>,
+    invalid: BTreeMap<String, String>,
+}
+
+impl Registry {
+    /// Reads the hosts tree: new nodes' data, vanished nodes stamped. A failed read returns the
+    /// error and changes nothing.
+    async fn refresh(&mut self, client: &zk::Client, layout: &Layout) -> Result<(), zk::Error> {
+        let children: BTreeSet<String> = client.list_children(&layout.hosts()).await?.into_iter().collect();
+        let now = Instant::now();
+        for node in &children {
+            if self.known.contains_key(node) || self.invalid.contains_key(node) {
+                self.vanished.remove(node);
+                continue;
+            }
+            let Some((_, seq)) = node_name(node) else {
+                self.invalid.insert(node.clone(), "not <name>-<sequence>".into());
+                continue;
+            };
+            match client.get_data(&format!("{}/{node}", layout.hosts())).await {
+                Ok((data, _)) => match Registration::parse(&data) {
+                    Ok(reg) => {
+                        self.known.insert(node.clone(), (seq, reg));
+                    }
+                    Err(e) => {
+                        self.invalid.insert(node.clone(), e.to_string());
+                    }
+                },
+                Err(zk::Error::NoNode) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        for node in self.known.keys() {
+            if !children.contains(node) {
+                self.vanished.entry(node.clone()).or_insert(now);
+            }
+        }
+        self.invalid.retain(|n, _| children.contains(n));
+        Ok(())
+    }
+
+    /// Forgets registrations that vanished longer than `grace` ago; returns when the next one
+    /// will.
+    fn expire(&mut self, grace: Duration) -> Option<Instant> {
+        let now = Instant::now();
+        let gone: Vec<String> = self
+            .vanished
+            .iter()
+            .filter(|(_, t)| now.duration_since(**t) >= grace)
+            .map(|(n, _)| n.clone())
+            .collect();
+        for n in gone {
+            self.vanished.remove(&n);
+            self.known.remove(&n);
+        }
+        self.vanished.values().map(|t| *t + grace).min()
+    }
+
+    fn robots(&self) -> Vec<Robot> {
+        self.known
+            .iter()
+            .map(|(node, (seq, reg))| Robot {
+                node: node.clone(),
+                seq: *seq,
+                reg: reg.clone(),
+                live: !self.vanished.contains_key(node),
+            })
+            .collect()
+    }
+}
+
+/// Reads the human zones: origin (normalised) -> text. Nodes for origins that are not internal
+/// zones are returned apart, to be reported.
+async fn read_humans(
+    client: &zk::Client,
+    layout: &Layout,
+    cfg: &Config,
+) -> Result<(BTreeMap<String, String>, Vec<String>), zk::Error> {
+    let mut out = BTreeMap::new();
+    let mut stray = Vec::new();
+    for child in client.list_children(&layout.human()).await? {
+        let origin = norm(&child);
+        if !cfg.zones.iter().any(|z| norm(&z.origin) == origin) {
+            stray.push(origin);
+            continue;
+        }
+        match client.get_data(&layout.human_zone(&origin)).await {
+            Ok((data, _)) => {
+                out.insert(origin, String::from_utf8_lossy(&data).into_owned());
+            }
+            Err(zk::Error::NoNode) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok((out, stray))
+}
+
+/// Checks a human zone text as the servers will compile it: the origin is an internal zone,
+/// the SOA and apex NS are left to the presenter, and the text passes the server's loader with
+/// the presenter's apex records around it. What this refuses, `geodns publish` refuses.
+pub fn check_human(cfg: &Config, origin: &str, text: &str) -> Result<(), String> {
+    let origin = norm(origin);
+    let zone = cfg
+        .zones
+        .iter()
+        .find(|z| norm(&z.origin) == origin)
+        .ok_or_else(|| format!("{origin} is not an internal zone of this presenter's config"))?;
+    let owners = reconcile::human_owners(&origin, text)?;
+    if let Some(types) = owners.get(&origin) {
+        for t in [hickory_proto::rr::RecordType::SOA, hickory_proto::rr::RecordType::NS] {
+            if types.contains(&t) {
+                return Err(format!(
+                    "{origin}: {t} at the apex is the presenter's (set it in its config)"
+                ));
+            }
+        }
+    }
+    let body = reconcile(
+        std::slice::from_ref(zone),
+        &[],
+        &[],
+        &[(origin.clone(), text.to_owned())].into(),
+    );
+    let full = render(zone, &body.zones[0], 1);
+    geodns_server::zone::Zone::from_text(&origin, &full, &format!("human zone {origin}"))
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+/// Publishes a checked human zone text to ZooKeeper (`geodns publish`).
+pub async fn publish_human(cfg: &Config, origin: &str, text: &str) -> Result<(), String> {
+    check_human(cfg, origin, text)?;
+    if text.len() > geodns_snapshot::format::CHUNK_BYTES {
+        return Err(format!(
+            "{} bytes: a human zone must fit one ZooKeeper node ({} bytes)",
+            text.len(),
+            geodns_snapshot::format::CHUNK_BYTES
+        ));
+    }
+    let layout = Layout::new(&cfg.zookeeper.root)?;
+    let client = zk::Client::connector()
+        .with_session_timeout(Duration::from_millis(cfg.zookeeper.session_timeout_ms))
+        .connect(&cfg.zookeeper.connect)
+        .await
+        .map_err(|e| format!("ZooKeeper {}: {e}", cfg.zookeeper.connect))?;
+    store::ensure_path(&client, &layout.human())
+        .await
+        .map_err(|e| e.to_string())?;
+    let path = layout.human_zone(origin);
+    match client.set_data(&path, text.as_bytes(), None).await {
+        Ok(_) => Ok(()),
+        Err(zk::Error::NoNode) => client
+            .create(&path, text.as_bytes(), &persistent())
+            .await
+            .map(|_| ())
+            .map_err(|e| format!("{path}: {e}")),
+        Err(e) => Err(format!("{path}: {e}")),
+    }
+}
+
+/// Runs the presenter until the process ends: connect, wait for leadership, reconcile and
+/// publish on every change. `force` lets the next held snapshot through the drop guard.
+pub async fn run(cfg: Config, force: bool, metrics: Arc<Metrics>) {
+    let layout = Layout::new(&cfg.zookeeper.root).expect("validated with the config");
+    let mut force = force;
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let client = match zk::Client::connector()
+            .with_session_timeout(Duration::from_millis(cfg.zookeeper.session_timeout_ms))
+            .connect(&cfg.zookeeper.connect)
+            .await
+        {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, retry_ms = backoff.as_millis() as u64, "ZooKeeper unreachable; nothing is published meanwhile");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(10));
+                continue;
+            }
+        };
+        backoff = Duration::from_millis(100);
+        if let Err(e) = lead(&client, &cfg, &layout, &mut force, &metrics).await {
+            tracing::warn!(error = %e, "presenter session ended");
+            tokio::time::sleep(backoff).await;
+        }
+        metrics.leader.store(0, Relaxed);
+    }
+}
+
+/// What the presenter last published (or found published when it became leader).
+struct Published {
+    version: u64,
+    /// The pointer znode's version, for the conditional move.
+    znode_version: Option<i32>,
+    bodies: Vec<ZoneBody>,
+    robot: BTreeSet<String>,
+}
+
+async fn last_published(client: &zk::Client, layout: &Layout, cfg: &Config) -> Result<Published, String> {
+    let Some((pointer, znode_version)) = store::read_pointer(client, layout)
+        .await
+        .map_err(|e| e.to_string())?
+    else {
+        return Ok(Published {
+            version: 0,
+            znode_version: None,
+            bodies: Vec::new(),
+            robot: BTreeSet::new(),
+        });
+    };
+    let snap = store::fetch(client, layout, &pointer).await.map_err(|e| e.to_string())?;
+    let bodies: Vec<ZoneBody> = cfg
+        .zones
+        .iter()
+        .filter_map(|z| {
+            let origin = norm(&z.origin);
+            snap.zones.iter().find(|t| norm(&t.origin) == origin).map(|t| ZoneBody {
+                origin,
+                robot_lines: reconcile::robot_lines_of(&t.text),
+                human: reconcile::human_of(&t.text),
+            })
+        })
+        .collect();
+    let robot = bodies.iter().flat_map(|b| b.robot_lines.iter().cloned()).collect();
+    Ok(Published {
+        version: pointer.version,
+        znode_version: Some(znode_version),
+        bodies,
+        robot,
+    })
+}
+
+async fn write_node(client: &zk::Client, path: &str, data: &[u8]) -> Result<(), zk::Error> {
+    match client.set_data(path, data, None).await {
+        Ok(_) => Ok(()),
+        Err(zk::Error::NoNode) => client.create(path, data, &persistent()).await.map(|_| ()),
+        Err(e) => Err(e),
+    }
+}
+
+async fn lead(
+    client: &zk::Client,
+    cfg: &Config,
+    layout: &Layout,
+    force: &mut bool,
+    metrics: &Metrics,
+) -> Result<(), String> {
+    let zerr = |what: &str| {
+        let what = what.to_owned();
+        move |e: zk::Error| format!("{what}: {e}")
+    };
+    for p in [layout.hosts(), layout.human(), layout.presenters(), layout.snapshots()] {
+        store::ensure_path(client, &p).await.map_err(|e| e.to_string())?;
+    }
+    let presenters = layout.presenters();
+    let prefix = zk::LockPrefix::new_curator(&presenters, "presenter-").map_err(zerr("lock"))?;
+    let options = zk::LockOptions::new(zk::Acls::anyone_all());
+    tracing::info!("waiting for leadership");
+    let lock = client.lock(prefix, b"", options).await.map_err(zerr("lock"))?;
+    metrics.leader.store(1, Relaxed);
+    tracing::info!(lock = lock.lock_path(), "leader: publishing");
+
+    // Watches first, then the first read: no change can fall between them.
+    let mut hosts_w = client
+        .watch(&layout.hosts(), zk::AddWatchMode::PersistentRecursive)
+        .await
+        .map_err(zerr("watch hosts"))?;
+    let mut human_w = client
+        .watch(&layout.human(), zk::AddWatchMode::PersistentRecursive)
+        .await
+        .map_err(zerr("watch human"))?;
+    let mut state = client.state_watcher();
+    let mut last = last_published(client, layout, cfg).await?;
+    metrics.version.store(last.version, Relaxed);
+    let mut registry = Registry::default();
+    let mut reported: Option<Vec<Conflict>> = None;
+    let mut held_reason: Option<String> = None;
+    let grace = Duration::from_millis(cfg.guard.grace_ms);
+    loop {
+        registry
+            .refresh(client, layout)
+            .await
+            .map_err(zerr("reading registrations"))?;
+        let (humans, stray) = read_humans(client, layout, cfg)
+            .await
+            .map_err(zerr("reading human zones"))?;
+        let next_expiry = registry.expire(grace);
+        metrics.registrations.store(registry.known.len() as u64, Relaxed);
+        let mut rec = reconcile(&cfg.zones, &cfg.rules, &registry.robots(), &humans);
+        rec.conflicts.extend(stray.into_iter().map(|o| Conflict {
+            kind: "outside_zones",
+            name: o.clone(),
+            detail: format!("human zone {o} is not an internal zone of the presenter's config"),
+        }));
+        rec.conflicts.extend(registry.invalid.iter().map(|(node, e)| Conflict {
+            kind: "invalid_registration",
+            name: node.clone(),
+            detail: e.clone(),
+        }));
+        rec.conflicts.sort();
+        if reported.as_ref() != Some(&rec.conflicts) {
+            for c in &rec.conflicts {
+                tracing::warn!(kind = c.kind, name = %c.name, detail = %c.detail, "conflict");
+            }
+            let json = serde_json::to_vec_pretty(&rec.conflicts).expect("conflicts serialise");
+            write_node(client, &layout.conflicts(), &json)
+                .await
+                .map_err(zerr("writing conflicts"))?;
+            metrics.conflicts.store(rec.conflicts.len() as u64, Relaxed);
+            reported = Some(rec.conflicts.clone());
+        }
+
+        if rec.zones != last.bodies {
+            let new_robot: BTreeSet<String> = rec.robot_records().into_iter().map(str::to_owned).collect();
+            let dropped = last.robot.difference(&new_robot).count();
+            let share = cfg.guard.max_drop_share;
+            let over = !last.robot.is_empty() && dropped as f64 > share * last.robot.len() as f64;
+            let version = last.version + 1;
+            let texts: Vec<ZoneText> = cfg
+                .zones
+                .iter()
+                .zip(&rec.zones)
+                .map(|(z, b)| ZoneText {
+                    origin: b.origin.clone(),
+                    text: render(z, b, version),
+                })
+                .collect();
+            let compiles = texts.iter().try_for_each(|t| {
+                geodns_server::zone::Zone::from_text(&t.origin, &t.text, "reconciled zone")
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            });
+            let hold = match (&compiles, over && !*force) {
+                (Err(e), _) => Some(format!("version {version} does not compile: {e}")),
+                (Ok(()), true) => Some(format!(
+                    "version {version} would drop {dropped} of {} robot records (more than {:.0} %); held back until --force",
+                    last.robot.len(),
+                    share * 100.0
+                )),
+                _ => None,
+            };
+            if let Some(reason) = hold {
+                if held_reason.as_deref() != Some(reason.as_str()) {
+                    tracing::error!(%reason, "snapshot held back");
+                    write_node(client, &layout.held(), reason.as_bytes())
+                        .await
+                        .map_err(zerr("writing held"))?;
+                    metrics.held.store(1, Relaxed);
+                    held_reason = Some(reason);
+                }
+            } else {
+                let snap = Snapshot {
+                    format: FORMAT,
+                    version,
+                    created_at: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+                    zones: texts,
+                };
+                match store::publish(client, layout, &snap, last.znode_version, Some(&lock)).await {
+                    Ok(pointer) => {
+                        tracing::info!(version, bytes = pointer.size, chunks = pointer.chunks, robot_records = new_robot.len(), conflicts = rec.conflicts.len(), "published");
+                        metrics.publications.fetch_add(1, Relaxed);
+                        metrics.version.store(version, Relaxed);
+                        metrics.robot_records.store(new_robot.len() as u64, Relaxed);
+                        last = Published {
+                            version,
+                            znode_version: Some(last.znode_version.map_or(0, |v| v + 1)),
+                            bodies: rec.zones,
+                            robot: new_robot,
+                        };
+                        *force = false;
+                        if held_reason.take().is_some() {
+                            write_node(client, &layout.held(), b"")
+                                .await
+                                .map_err(zerr("clearing held"))?;
+                            metrics.held.store(0, Relaxed);
+                        }
+                    }
+                    Err(store::StoreError::Raced(now)) => {
+                        tracing::warn!(now, "the pointer moved under this presenter; re-reading");
+                        last = last_published(client, layout, cfg).await?;
+                        continue;
+                    }
+                    Err(e) => return Err(e.to_string()),
+                }
+            }
+        }
+
+        // Wait for a change, the next grace expiry, or a periodic full re-read.
+        let until = next_expiry
+            .map(|t| t.saturating_duration_since(Instant::now()))
+            .unwrap_or(Duration::from_secs(30))
+            .min(Duration::from_secs(30));
+        tokio::select! {
+            _ = hosts_w.changed() => {}
+            _ = human_w.changed() => {}
+            s = state.changed() => {
+                if s.is_terminated() {
+                    return Err(format!("session {s:?}"));
+                }
+            }
+            _ = tokio::time::sleep(until) => {}
+        }
+        // Let a burst of changes settle into one snapshot.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        loop {
+            let drain = async {
+                tokio::select! {
+                    _ = hosts_w.changed() => {}
+                    _ = human_w.changed() => {}
+                }
+            };
+            if tokio::time::timeout(Duration::ZERO, drain).await.is_err() {
+                break;
+            }
+        }
+    }
+}

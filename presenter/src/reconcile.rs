@@ -1,0 +1,378 @@
+//! Reconciling robots and humans into zone texts, by one documented conflict policy:
+//!
+//! - **A human record wins.** A robot record with the same owner and type as a human one, or at
+//!   an owner where a human put a CNAME, is left out (`human_overrides`, `cname_beside_data`).
+//! - **Names outside the internal zones** are left out (`outside_zones`).
+//! - **Duplicate registrations** of one host name: the live one with the lowest sequence number
+//!   (the oldest) is used, the others are left out (`duplicate_registration`).
+//!
+//! Every record left out is reported as a [`Conflict`]; nothing is dropped silently. The SOA
+//! and apex NS are the presenter's (from its config), with the snapshot version as the serial.
+//! This module is pure: the same inputs give the same output, byte for byte.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+
+use geodns_register::Registration;
+use hickory_proto::rr::{Name, RecordType};
+use hickory_proto::serialize::txt::Parser;
+use serde::Serialize;
+
+use crate::config::{norm, within, Rule, ZoneConfig};
+
+/// Marks the start of the robot records in a zone text (the guard counts them).
+pub const ROBOTS_MARK: &str = "; geodns:robots";
+/// Marks the start of the human records.
+pub const HUMANS_MARK: &str = "; geodns:humans";
+
+/// A registration as the presenter holds it.
+#[derive(Clone, Debug)]
+pub struct Robot {
+    /// Its node under `hosts` (`<name>-<seq>`).
+    pub node: String,
+    /// The node's sequence number.
+    pub seq: u64,
+    /// What the host registered.
+    pub reg: Registration,
+    /// Still registered (false: vanished, kept for the grace period).
+    pub live: bool,
+}
+
+/// A record left out, and why.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct Conflict {
+    /// `human_overrides`, `cname_beside_data`, `outside_zones`, `duplicate_registration`.
+    pub kind: &'static str,
+    /// The owner name concerned.
+    pub name: String,
+    /// What was left out, and what won.
+    pub detail: String,
+}
+
+/// One zone's reconciled content, without the SOA (whose serial is the version).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ZoneBody {
+    /// Apex, normalised.
+    pub origin: String,
+    /// The presenter's apex records and the robot records, one line each, sorted.
+    pub robot_lines: Vec<String>,
+    /// The human zone text, as published.
+    pub human: String,
+}
+
+/// The reconciled whole.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reconciled {
+    /// Zones in config order.
+    pub zones: Vec<ZoneBody>,
+    /// Everything left out.
+    pub conflicts: Vec<Conflict>,
+}
+
+impl Reconciled {
+    /// Robot record lines across all zones (the guard's measure).
+    pub fn robot_records(&self) -> BTreeSet<&str> {
+        self.zones
+            .iter()
+            .flat_map(|z| z.robot_lines.iter().map(String::as_str))
+            .collect()
+    }
+}
+
+/// The (owner, type) pairs of a human zone text, by the same parser the server uses.
+pub fn human_owners(origin: &str, text: &str) -> Result<HashMap<String, HashSet<RecordType>>, String> {
+    let origin_name = Name::from_ascii(format!("{}.", norm(origin))).map_err(|e| e.to_string())?;
+    let full = format!("$TTL 3600\n{text}\n");
+    let (_, sets) = Parser::new(&full, None, Some(origin_name))
+        .parse()
+        .map_err(|e| e.to_string())?;
+    let mut out: HashMap<String, HashSet<RecordType>> = HashMap::new();
+    for (key, _) in sets {
+        out.entry(norm(&key.name().to_ascii()))
+            .or_default()
+            .insert(key.record_type);
+    }
+    Ok(out)
+}
+
+/// Reconciles. `humans` maps a zone origin (normalised) to its published text.
+pub fn reconcile(
+    zones: &[ZoneConfig],
+    rules: &[Rule],
+    robots: &[Robot],
+    humans: &BTreeMap<String, String>,
+) -> Reconciled {
+    let mut conflicts = Vec::new();
+    let origins: Vec<String> = zones.iter().map(|z| norm(&z.origin)).collect();
+    // The longest origin that holds a name.
+    let zone_of = |name: &str| {
+        origins
+            .iter()
+            .enumerate()
+            .filter(|(_, o)| within(name, o))
+            .max_by_key(|(_, o)| o.len())
+            .map(|(i, _)| i)
+    };
+
+    // One registration per host name: live before vanished, then the oldest.
+    let mut by_name: BTreeMap<String, Vec<&Robot>> = BTreeMap::new();
+    for r in robots {
+        by_name.entry(norm(&r.reg.name)).or_default().push(r);
+    }
+    let mut hosts: Vec<&Robot> = Vec::new();
+    for (name, mut regs) in by_name {
+        regs.sort_by_key(|r| (!r.live, r.seq));
+        for loser in &regs[1..] {
+            conflicts.push(Conflict {
+                kind: "duplicate_registration",
+                name: name.clone(),
+                detail: format!("{} left out; {} is used", loser.node, regs[0].node),
+            });
+        }
+        if zone_of(&name).is_none() {
+            conflicts.push(Conflict {
+                kind: "outside_zones",
+                name: name.clone(),
+                detail: format!("{} registers a name in no internal zone", regs[0].node),
+            });
+            continue;
+        }
+        hosts.push(regs[0]);
+    }
+
+    // Robot records: (zone index, owner, type, rdata).
+    let mut records: BTreeSet<(usize, String, RecordType, String)> = BTreeSet::new();
+    let mut add = |owner: &str, rtype: RecordType, rdata: String| {
+        if let Some(z) = zone_of(owner) {
+            records.insert((z, owner.to_owned(), rtype, rdata));
+        }
+    };
+    let addr_record = |a: &std::net::IpAddr| match a {
+        std::net::IpAddr::V4(v4) => (RecordType::A, v4.to_string()),
+        std::net::IpAddr::V6(v6) => (RecordType::AAAA, v6.to_string()),
+    };
+    for h in &hosts {
+        let name = norm(&h.reg.name);
+        for a in &h.reg.addresses {
+            let (t, rd) = addr_record(a);
+            add(&name, t, rd);
+        }
+    }
+    for rule in rules {
+        let name = norm(&rule.name);
+        let srv = rule
+            .srv
+            .as_deref()
+            .map(norm)
+            .unwrap_or_else(|| format!("_{}._tcp.{name}", rule.role));
+        for h in &hosts {
+            for s in &h.reg.services {
+                if s.role == rule.role && s.cluster == rule.cluster {
+                    for a in &h.reg.addresses {
+                        let (t, rd) = addr_record(a);
+                        add(&name, t, rd);
+                    }
+                    add(&srv, RecordType::SRV, format!("0 0 {} {}.", s.port, norm(&h.reg.name)));
+                }
+            }
+        }
+    }
+
+    // Human records win.
+    let mut human_types: Vec<HashMap<String, HashSet<RecordType>>> = Vec::new();
+    for o in &origins {
+        let owners = humans
+            .get(o)
+            .map(|t| human_owners(o, t).unwrap_or_default())
+            .unwrap_or_default();
+        human_types.push(owners);
+    }
+    let mut lines: Vec<Vec<String>> = vec![Vec::new(); zones.len()];
+    for (z, owner, rtype, rdata) in records {
+        if let Some(types) = human_types[z].get(&owner) {
+            if types.contains(&rtype) {
+                conflicts.push(Conflict {
+                    kind: "human_overrides",
+                    name: owner.clone(),
+                    detail: format!("robot {rtype} {rdata} left out; a human {rtype} record is used"),
+                });
+                continue;
+            }
+            if types.contains(&RecordType::CNAME) {
+                conflicts.push(Conflict {
+                    kind: "cname_beside_data",
+                    name: owner.clone(),
+                    detail: format!("robot {rtype} {rdata} left out; a human CNAME is at this name"),
+                });
+                continue;
+            }
+        }
+        let ttl = zones[z].ttl;
+        lines[z].push(format!("{owner}. {ttl} IN {rtype} {rdata}"));
+    }
+    conflicts.sort();
+    conflicts.dedup();
+    let zones = zones
+        .iter()
+        .zip(origins)
+        .zip(lines)
+        .map(|((cfg, origin), robot_lines)| ZoneBody {
+            human: humans.get(&origin).cloned().unwrap_or_default(),
+            robot_lines: {
+                let mut apex: Vec<String> = cfg
+                    .ns
+                    .iter()
+                    .map(|ns| format!("{origin}. {} IN NS {}.", cfg.ttl, norm(ns)))
+                    .collect();
+                apex.extend(robot_lines);
+                apex
+            },
+            origin,
+        })
+        .collect();
+    Reconciled { zones, conflicts }
+}
+
+/// The zone text of one reconciled zone at `version` (its SOA serial, modulo 2^32).
+pub fn render(cfg: &ZoneConfig, body: &ZoneBody, version: u64) -> String {
+    let origin = &body.origin;
+    let mut text = format!(
+        "$ORIGIN {origin}.\n{origin}. {ttl} IN SOA {primary}. {hostmaster}. {serial} 3600 600 604800 {neg}\n",
+        ttl = cfg.ttl,
+        primary = norm(&cfg.primary),
+        hostmaster = norm(&cfg.hostmaster),
+        serial = version as u32,
+        neg = cfg.negative_ttl,
+    );
+    text.push_str(ROBOTS_MARK);
+    text.push('\n');
+    for l in &body.robot_lines {
+        text.push_str(l);
+        text.push('\n');
+    }
+    text.push_str(HUMANS_MARK);
+    text.push('\n');
+    text.push_str(&format!("$ORIGIN {origin}.\n$TTL {}\n", cfg.ttl));
+    text.push_str(&body.human);
+    if !body.human.ends_with('\n') {
+        text.push('\n');
+    }
+    text
+}
+
+/// The robot lines (the presenter's apex NS included) of a published zone text.
+pub fn robot_lines_of(text: &str) -> Vec<String> {
+    text.lines()
+        .skip_while(|l| *l != ROBOTS_MARK)
+        .skip(1)
+        .take_while(|l| *l != HUMANS_MARK)
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The human text of a published zone text.
+pub fn human_of(text: &str) -> String {
+    let mut lines = text.lines().skip_while(|l| *l != HUMANS_MARK).skip(3);
+    let mut out = String::new();
+    for l in lines.by_ref() {
+        out.push_str(l);
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use geodns_register::Service;
+
+    fn zone() -> ZoneConfig {
+        ZoneConfig {
+            origin: "internal.example".into(),
+            primary: "ns1.internal.example".into(),
+            hostmaster: "hostmaster.internal.example".into(),
+            ns: vec!["ns1.internal.example".into()],
+            ttl: 60,
+            negative_ttl: 30,
+        }
+    }
+
+    fn robot(node: &str, seq: u64, name: &str, addr: &str, live: bool) -> Robot {
+        Robot {
+            node: node.into(),
+            seq,
+            reg: Registration {
+                name: name.into(),
+                addresses: vec![addr.parse().unwrap()],
+                services: vec![Service {
+                    role: "web".into(),
+                    cluster: "prn1".into(),
+                    port: 8080,
+                }],
+            },
+            live,
+        }
+    }
+
+    #[test]
+    fn the_policy_as_rows() {
+        let rules = [Rule {
+            role: "web".into(),
+            cluster: "prn1".into(),
+            name: "web.prn1.internal.example".into(),
+            srv: None,
+        }];
+        let robots = [
+            robot("h1.prn1.internal.example-0000000001", 1, "h1.prn1.internal.example", "10.0.0.1", true),
+            robot("h1.prn1.internal.example-0000000003", 3, "h1.prn1.internal.example", "10.0.0.9", true),
+            robot("h2.prn1.internal.example-0000000002", 2, "h2.prn1.internal.example", "10.0.0.2", true),
+            robot("h3.elsewhere.test-0000000004", 4, "h3.elsewhere.test", "10.0.0.3", true),
+            robot("alias.internal.example-0000000005", 5, "alias.internal.example", "10.0.0.5", true),
+        ];
+        let humans: BTreeMap<String, String> = [(
+            "internal.example".to_owned(),
+            "h2.prn1 IN A 10.9.9.9\nalias IN CNAME h1.prn1\n".to_owned(),
+        )]
+        .into();
+        let r = reconcile(&[zone()], &rules, &robots, &humans);
+        let kinds: Vec<(&str, &str)> = r
+            .conflicts
+            .iter()
+            .map(|c| (c.kind, c.name.as_str()))
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                ("cname_beside_data", "alias.internal.example"),
+                ("duplicate_registration", "h1.prn1.internal.example"),
+                ("human_overrides", "h2.prn1.internal.example"),
+                ("outside_zones", "h3.elsewhere.test"),
+            ]
+        );
+        let lines = &r.zones[0].robot_lines;
+        assert!(lines.contains(&"h1.prn1.internal.example. 60 IN A 10.0.0.1".to_owned()));
+        assert!(!lines.iter().any(|l| l.contains("10.0.0.9")), "{lines:?}");
+        assert!(lines.contains(&"web.prn1.internal.example. 60 IN A 10.0.0.2".to_owned()));
+        assert!(lines.contains(
+            &"_web._tcp.web.prn1.internal.example. 60 IN SRV 0 0 8080 h1.prn1.internal.example.".to_owned()
+        ));
+        // The rendered text compiles with the server's own loader.
+        let text = render(&zone(), &r.zones[0], 7);
+        let z = geodns_server::zone::Zone::from_text("internal.example", &text, "test").unwrap();
+        assert_eq!(z.serial, 7);
+        assert_eq!(robot_lines_of(&text), *lines);
+        assert_eq!(human_of(&text), humans["internal.example"]);
+        // Same inputs, same output.
+        assert_eq!(reconcile(&[zone()], &rules, &robots, &humans), r);
+    }
+
+    #[test]
+    fn a_vanished_registration_yields_to_a_live_one() {
+        let robots = [
+            robot("h1.internal.example-0000000001", 1, "h1.internal.example", "10.0.0.1", false),
+            robot("h1.internal.example-0000000007", 7, "h1.internal.example", "10.0.0.7", true),
+        ];
+        let r = reconcile(&[zone()], &[], &robots, &BTreeMap::new());
+        assert!(r.zones[0].robot_lines.iter().any(|l| l.ends_with("10.0.0.7")));
+        assert!(!r.zones[0].robot_lines.iter().any(|l| l.ends_with("10.0.0.1")));
+    }
+}

@@ -1,0 +1,202 @@
+//! Robots: a host registers itself, its addresses and the services it runs, as an *ephemeral*
+//! znode under `<root>/hosts`. ZooKeeper removes the node when the host's session ends (the
+//! host stopped, or was cut off from the ensemble for longer than the session timeout), so a
+//! dead host's records go without anyone deleting them. An ensemble that loses quorum expires
+//! no session, so it deletes nothing.
+//!
+//! The node is sequential (`<name>-<seq>`): two hosts claiming one name both register, and the
+//! presenter reports the duplicate instead of one silently replacing the other.
+//!
+//! Session timeout: ZooKeeper grants a timeout between 2 and 20 of its ticks (`tickTime`,
+//! 2 s by default, so 4 to 40 s) whatever the client asks. [`DEFAULT_SESSION_TIMEOUT`] (10 s)
+//! is the time a host may be unreachable before its records are withdrawn: short enough that a
+//! dead host stops being answered within seconds (plus the presenter's grace period), long
+//! enough that a GC pause or a switch failover does not flap it.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use geodns_snapshot::Layout;
+use serde::{Deserialize, Serialize};
+use zookeeper_client as zk;
+
+/// The session timeout `geodns register` asks for.
+pub const DEFAULT_SESSION_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What a host says about itself.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Registration {
+    /// The host's fully qualified name, e.g. `host123.prn1.internal.example` (no final dot).
+    pub name: String,
+    /// Its addresses (A and AAAA records).
+    pub addresses: Vec<IpAddr>,
+    /// The services it runs.
+    #[serde(default)]
+    pub services: Vec<Service>,
+}
+
+/// One service a host runs.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Service {
+    /// What it is, e.g. `web`.
+    pub role: String,
+    /// Where, e.g. `prn1`.
+    pub cluster: String,
+    /// The port it listens on.
+    pub port: u16,
+}
+
+/// Why a registration failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RegisterError {
+    /// The registration itself is malformed.
+    #[error("registration: {0}")]
+    Invalid(String),
+    /// ZooKeeper said no or is unreachable.
+    #[error("ZooKeeper: {0}")]
+    Zk(#[from] zk::Error),
+}
+
+impl Registration {
+    /// Checks what the presenter cannot repair: a name that is a DNS name, at least one address,
+    /// services with a role and cluster that are single labels.
+    pub fn validate(&self) -> Result<(), RegisterError> {
+        let label_ok = |l: &str| {
+            !l.is_empty()
+                && l.len() <= 63
+                && l.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        };
+        let name = self.name.trim_end_matches('.');
+        if name.is_empty() || name.len() > 253 || !name.split('.').all(label_ok) {
+            return Err(RegisterError::Invalid(format!(
+                "{:?} is not a host name",
+                self.name
+            )));
+        }
+        if self.addresses.is_empty() {
+            return Err(RegisterError::Invalid("no address".into()));
+        }
+        for s in &self.services {
+            if !label_ok(&s.role) || !label_ok(&s.cluster) {
+                return Err(RegisterError::Invalid(format!(
+                    "service {}:{}: role and cluster must be single DNS labels",
+                    s.role, s.cluster
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Parses a registration node's data.
+    pub fn parse(data: &[u8]) -> Result<Registration, RegisterError> {
+        let r: Registration = serde_json::from_slice(data)
+            .map_err(|e| RegisterError::Invalid(e.to_string()))?;
+        r.validate()?;
+        Ok(r)
+    }
+
+    /// The node's data.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("a registration always serialises")
+    }
+}
+
+/// Splits a registration node's name (`<name>-<seq>`) into the name and the sequence number.
+pub fn node_name(node: &str) -> Option<(&str, u64)> {
+    let (name, seq) = node.rsplit_once('-')?;
+    Some((name, seq.parse().ok()?))
+}
+
+/// Creates the host's ephemeral node in `client`'s session; returns its path.
+pub async fn register(
+    client: &zk::Client,
+    layout: &Layout,
+    reg: &Registration,
+) -> Result<String, RegisterError> {
+    reg.validate()?;
+    let parent = layout.hosts();
+    match client
+        .mkdir(&parent, &zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all()))
+        .await
+    {
+        Ok(()) | Err(zk::Error::NodeExists) => {}
+        Err(e) => return Err(e.into()),
+    }
+    let prefix = format!("{parent}/{}-", reg.name.trim_end_matches('.'));
+    let (_, seq) = client
+        .create(
+            &prefix,
+            &reg.to_bytes(),
+            &zk::CreateMode::EphemeralSequential.with_acls(zk::Acls::anyone_all()),
+        )
+        .await?;
+    Ok(format!("{prefix}{seq}"))
+}
+
+/// Keeps `reg` registered until `stop` resolves: connects (retrying with backoff), registers,
+/// and registers again in a new session whenever the session expires. On `stop` it closes the
+/// session, which removes the node at once.
+pub async fn keep_registered(
+    connect: &str,
+    layout: &Layout,
+    reg: &Registration,
+    session_timeout: Duration,
+    stop: impl std::future::Future<Output = ()>,
+) -> Result<(), RegisterError> {
+    reg.validate()?;
+    tokio::pin!(stop);
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let connecting = zk::Client::connector()
+            .with_session_timeout(session_timeout)
+            .connect(connect);
+        let client = tokio::select! {
+            c = connecting => c,
+            _ = &mut stop => return Ok(()),
+        };
+        let client = match client {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, retry_ms = backoff.as_millis() as u64, "ZooKeeper unreachable");
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = &mut stop => return Ok(()),
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(10));
+                continue;
+            }
+        };
+        let path = match register(&client, layout, reg).await {
+            Ok(p) => p,
+            Err(RegisterError::Invalid(e)) => return Err(RegisterError::Invalid(e)),
+            Err(e) => {
+                tracing::warn!(error = %e, "registration failed; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(10));
+                continue;
+            }
+        };
+        backoff = Duration::from_millis(100);
+        tracing::info!(%path, session_timeout_ms = client.session_timeout().as_millis() as u64, "registered");
+        let mut state = client.state_watcher();
+        loop {
+            tokio::select! {
+                s = state.changed() => {
+                    if s.is_terminated() {
+                        tracing::warn!(state = ?s, "session ended; registering again in a new one");
+                        break;
+                    }
+                }
+                _ = &mut stop => {
+                    // Deleting explicitly does not wait for the session close to reach the
+                    // ensemble; either way the node is gone before this returns.
+                    let _ = client.delete(&path, None).await;
+                    drop(client);
+                    tracing::info!(%path, "deregistered");
+                    return Ok(());
+                }
+            }
+        }
+    }
+}

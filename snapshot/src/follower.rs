@@ -1,0 +1,283 @@
+//! The task every server runs to follow the published snapshot.
+//!
+//! At start the owner loads the last good snapshot from disk ([`load_cache`]), so a server that
+//! starts while ZooKeeper is down serves at once. Then [`Follower::run`]: connect (backoff on
+//! failure), read the pointer with a watch, and when it names a version other than the one in
+//! force, wait a random jitter (so a thousand servers do not fetch in the same millisecond),
+//! fetch the chunks, verify them, and hand the snapshot to the owner's `apply`. A snapshot the
+//! owner refuses is reported and not retried until the pointer moves; one it accepts is saved
+//! to disk. The pointer is also re-read on every reconnect and every `recheck` interval, so a
+//! watch lost with a connection never leaves a server behind. ZooKeeper down, partitioned or an
+//! expired session never empty anything: the owner keeps serving what it has.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use zookeeper_client as zk;
+
+use crate::format::{Pointer, Snapshot};
+use crate::layout::Layout;
+use crate::store;
+
+/// Where and how to follow.
+#[derive(Clone, Debug)]
+pub struct FollowerConfig {
+    /// ZooKeeper connect string, `host:port,host:port[/chroot]`.
+    pub connect: String,
+    /// Paths under the root.
+    pub layout: Layout,
+    /// The last good snapshot on disk.
+    pub cache: PathBuf,
+    /// Longest random wait before fetching a new version.
+    pub jitter: Duration,
+    /// Session timeout asked of ZooKeeper (it bounds it to 2-20 ticks).
+    pub session_timeout: Duration,
+    /// Re-read the pointer at least this often, whatever the watches say.
+    pub recheck: Duration,
+}
+
+/// Applies a verified snapshot; `Err` refuses it (the owner keeps what it has).
+pub type Apply = Arc<dyn Fn(&Snapshot) -> Result<(), String> + Send + Sync>;
+
+/// The follower of one ZooKeeper ensemble.
+pub struct Follower {
+    cfg: FollowerConfig,
+    apply: Apply,
+}
+
+/// Reads the last good snapshot saved by a follower: `Ok(None)` when there is none yet.
+/// The file is the pointer on one line, then the document, and is verified like a fetch.
+pub fn load_cache(path: &Path) -> Result<Option<Snapshot>, String> {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(format!("{}: {e}", path.display())),
+    };
+    let nl = bytes
+        .iter()
+        .position(|&b| b == b'\n')
+        .ok_or_else(|| format!("{}: no pointer line", path.display()))?;
+    let pointer = Pointer::parse(&bytes[..nl]).map_err(|e| format!("{}: {e}", path.display()))?;
+    Snapshot::decode(&pointer, &bytes[nl + 1..])
+        .map(Some)
+        .map_err(|e| format!("{}: {e}", path.display()))
+}
+
+fn save_cache(path: &Path, snap: &Snapshot) -> std::io::Result<()> {
+    let (bytes, pointer) = snap.encode();
+    geomap::atomic_file::write(path, |f| {
+        use std::io::Write;
+        f.write_all(&pointer.to_bytes())?;
+        f.write_all(b"\n")?;
+        f.write_all(&bytes)
+    })
+}
+
+/// A random duration in `[0, max)`, from the clock's low bits (jitter needs no better).
+fn jitter(max: Duration) -> Duration {
+    if max.is_zero() {
+        return max;
+    }
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos() as u64 ^ (std::process::id() as u64).wrapping_mul(0x9e37_79b9));
+    Duration::from_nanos(nanos % max.as_nanos().max(1) as u64)
+}
+
+enum Next {
+    /// The pointer may have moved: read it again.
+    Reread,
+    /// The session is gone: connect anew.
+    Reconnect,
+}
+
+impl Follower {
+    /// A follower that hands verified snapshots to `apply`.
+    pub fn new(cfg: FollowerConfig, apply: Apply) -> Follower {
+        Follower { cfg, apply }
+    }
+
+    /// Follows until the process ends. `have` is the version in force (from the cache).
+    pub async fn run(self, mut have: Option<u64>) {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let connect = zk::Client::connector()
+                .with_session_timeout(self.cfg.session_timeout)
+                .with_connection_timeout(self.cfg.session_timeout)
+                .connect(&self.cfg.connect);
+            let client = match tokio::time::timeout(self.cfg.session_timeout * 2, connect).await {
+                Ok(Ok(c)) => c,
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, retry_ms = backoff.as_millis() as u64, "ZooKeeper unreachable; serving the snapshot in force");
+                    tokio::time::sleep(backoff + jitter(backoff)).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                    continue;
+                }
+                Err(_) => {
+                    tracing::warn!(retry_ms = backoff.as_millis() as u64, "ZooKeeper connect timed out; serving the snapshot in force");
+                    tokio::time::sleep(backoff + jitter(backoff)).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                    continue;
+                }
+            };
+            backoff = Duration::from_millis(100);
+            tracing::info!(session = %client.session_id(), "following internal-zone snapshots");
+            self.session(&client, &mut have).await;
+            tracing::warn!("ZooKeeper session ended; reconnecting");
+        }
+    }
+
+    /// One session: read the pointer, fetch when it moved, wait for the next change.
+    async fn session(&self, client: &zk::Client, have: &mut Option<u64>) {
+        let mut state = client.state_watcher();
+        let mut refused: Option<u64> = None;
+        let mut retry = Duration::from_millis(200);
+        loop {
+            let path = self.cfg.layout.pointer();
+            let watched = match client.get_and_watch_data(&path).await {
+                Ok((data, _, watcher)) => Some((data, watcher)),
+                Err(zk::Error::NoNode) => None,
+                Err(zk::Error::SessionExpired | zk::Error::ClientClosed) => return,
+                Err(e) => {
+                    tracing::warn!(error = %e, "reading the snapshot pointer failed; retrying");
+                    tokio::time::sleep(retry + jitter(retry)).await;
+                    retry = (retry * 2).min(Duration::from_secs(10));
+                    continue;
+                }
+            };
+            let mut wait_for: Option<zk::OneshotWatcher> = None;
+            match watched {
+                Some((data, watcher)) => {
+                    wait_for = Some(watcher);
+                    match Pointer::parse(&data) {
+                        Ok(p) if Some(p.version) != *have && Some(p.version) != refused => {
+                            tokio::time::sleep(jitter(self.cfg.jitter)).await;
+                            match self.fetch_apply(client, &p).await {
+                                Ok(()) => {
+                                    *have = Some(p.version);
+                                    retry = Duration::from_millis(200);
+                                }
+                                Err(FetchFailed::Refused(e)) => {
+                                    tracing::error!(version = p.version, error = %e, "snapshot refused; the one in force keeps serving");
+                                    refused = Some(p.version);
+                                }
+                                Err(FetchFailed::Transient(e)) => {
+                                    tracing::warn!(version = p.version, error = %e, "fetching the snapshot failed; retrying");
+                                    tokio::time::sleep(retry + jitter(retry)).await;
+                                    retry = (retry * 2).min(Duration::from_secs(10));
+                                    continue;
+                                }
+                            }
+                        }
+                        Ok(_) => {}
+                        Err(e) => {
+                            tracing::error!(error = %e, "the snapshot pointer is unreadable; the snapshot in force keeps serving");
+                        }
+                    }
+                }
+                None => {
+                    // No pointer yet: wait for its creation.
+                    match client.check_and_watch_stat(&path).await {
+                        Ok((Some(_), _)) => continue,
+                        Ok((None, w)) => wait_for = Some(w),
+                        Err(zk::Error::SessionExpired | zk::Error::ClientClosed) => return,
+                        Err(_) => {}
+                    }
+                }
+            }
+            match self.wait(wait_for, &mut state).await {
+                Next::Reread => {}
+                Next::Reconnect => return,
+            }
+        }
+    }
+
+    /// Waits for the watch, a reconnection (watches may have been lost with the connection),
+    /// or the recheck interval.
+    async fn wait(&self, watcher: Option<zk::OneshotWatcher>, state: &mut zk::StateWatcher) -> Next {
+        let watch = async {
+            match watcher {
+                Some(w) => {
+                    let ev = w.changed().await;
+                    ev.session_state
+                }
+                None => std::future::pending().await,
+            }
+        };
+        let deadline = tokio::time::sleep(self.cfg.recheck);
+        tokio::pin!(watch, deadline);
+        loop {
+            tokio::select! {
+                s = &mut watch => {
+                    return if s.is_terminated() { Next::Reconnect } else { Next::Reread };
+                }
+                s = state.changed() => {
+                    if s.is_terminated() {
+                        return Next::Reconnect;
+                    }
+                    if s == zk::SessionState::SyncConnected {
+                        return Next::Reread;
+                    }
+                }
+                _ = &mut deadline => return Next::Reread,
+            }
+        }
+    }
+
+    async fn fetch_apply(&self, client: &zk::Client, p: &Pointer) -> Result<(), FetchFailed> {
+        let snap = match store::fetch(client, &self.cfg.layout, p).await {
+            Ok(s) => s,
+            Err(store::StoreError::Snapshot(e)) => return Err(FetchFailed::Refused(e.to_string())),
+            Err(e) => return Err(FetchFailed::Transient(e.to_string())),
+        };
+        let apply = self.apply.clone();
+        let cache = self.cfg.cache.clone();
+        tokio::task::spawn_blocking(move || {
+            apply(&snap).map_err(FetchFailed::Refused)?;
+            if let Err(e) = save_cache(&cache, &snap) {
+                // Serving goes on; only a restart without ZooKeeper would miss this version.
+                tracing::error!(file = %cache.display(), error = %e, "cannot save the snapshot to disk");
+            }
+            Ok(())
+        })
+        .await
+        .map_err(|e| FetchFailed::Refused(format!("applying panicked: {e}")))?
+    }
+}
+
+enum FetchFailed {
+    /// The data is wrong: do not retry the same version.
+    Refused(String),
+    /// ZooKeeper trouble: retry.
+    Transient(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::{ZoneText, FORMAT};
+
+    #[test]
+    fn the_cache_round_trips_and_refuses_damage() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("snap");
+        assert!(load_cache(&path).unwrap().is_none());
+        let snap = Snapshot {
+            format: FORMAT,
+            version: 3,
+            created_at: "2026-11-26T00:00:00Z".into(),
+            zones: vec![ZoneText {
+                origin: "internal.example".into(),
+                text: "h 60 IN A 10.0.0.1\n".into(),
+            }],
+        };
+        save_cache(&path, &snap).unwrap();
+        assert_eq!(load_cache(&path).unwrap(), Some(snap));
+        let mut bytes = std::fs::read(&path).unwrap();
+        let n = bytes.len();
+        bytes[n - 5] ^= 0x20;
+        std::fs::write(&path, &bytes).unwrap();
+        assert!(load_cache(&path).is_err());
+    }
+}

@@ -1,0 +1,23 @@
+//! Internal-zone snapshots: what the presenter publishes and every server serves.
+//!
+//! Internal names (hosts, services) come from robots (hosts registering themselves) and humans
+//! (reviewed zone files), meet in ZooKeeper, and are reconciled by the presenter into one
+//! *snapshot*: every internal zone as zone-file text, with a version. Servers never read the
+//! registration tree; they watch one pointer znode and fetch the snapshot it names, so a
+//! thousand servers cost a thousand watches.
+//!
+//! - [`format`]: the snapshot document and the pointer (version, checksum, size, chunks);
+//! - [`layout`]: where everything lives under the ZooKeeper root;
+//! - [`store`]: publishing a snapshot whole (chunks first, then the pointer) and fetching and
+//!   verifying one;
+//! - [`follower`]: the task a server runs: last good snapshot from disk at start, then watch,
+//!   fetch with jitter, verify, hand over, save; reconnect with backoff.
+
+pub mod follower;
+pub mod format;
+pub mod layout;
+pub mod store;
+
+pub use follower::{load_cache, Apply, Follower, FollowerConfig};
+pub use format::{Pointer, Snapshot, SnapshotError, ZoneText};
+pub use layout::Layout;

@@ -1,0 +1,151 @@
+//! Internal zones: `geodns register` (robots), `geodns publish` (humans) and
+//! `geodns presenter` (the reconciler). The work lives in `geodns-register` and
+//! `geodns-presenter`; see docs/internal-zones.md.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+use geodns_register::{Registration, Service};
+
+/// `geodns register`.
+#[derive(Args)]
+pub struct RegisterArgs {
+    /// ZooKeeper connect string.
+    #[arg(long)]
+    zookeeper: String,
+    /// Root of geodns's nodes.
+    #[arg(long, default_value = "/geodns")]
+    root: String,
+    /// This host's fully qualified name.
+    #[arg(long)]
+    name: String,
+    /// An address of this host (repeat for several; IPv4 and IPv6).
+    #[arg(long = "address", required = true)]
+    addresses: Vec<IpAddr>,
+    /// A service this host runs, as ROLE:CLUSTER:PORT (repeat for several).
+    #[arg(long = "service", value_parser = parse_service)]
+    services: Vec<Service>,
+    /// Session timeout asked of ZooKeeper, ms: how long this host may be unreachable before its
+    /// records are withdrawn (ZooKeeper bounds it to 2-20 ticks).
+    #[arg(long, default_value_t = geodns_register::DEFAULT_SESSION_TIMEOUT.as_millis() as u64)]
+    session_timeout_ms: u64,
+}
+
+fn parse_service(s: &str) -> Result<Service, String> {
+    let mut parts = s.split(':');
+    let (Some(role), Some(cluster), Some(port), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(format!("{s:?}: want ROLE:CLUSTER:PORT"));
+    };
+    Ok(Service {
+        role: role.to_owned(),
+        cluster: cluster.to_owned(),
+        port: port.parse().map_err(|e| format!("{s:?}: port: {e}"))?,
+    })
+}
+
+/// `geodns publish`.
+#[derive(Args)]
+pub struct PublishArgs {
+    /// The presenter's config (ZooKeeper and the internal zones).
+    #[arg(short, long)]
+    config: PathBuf,
+    /// The internal zone the file holds records for.
+    #[arg(long)]
+    zone: String,
+    /// Zone-file text: the human records (no SOA or apex NS: those are the presenter's).
+    file: PathBuf,
+    /// Check only, as the servers will compile it; publish nothing.
+    #[arg(long)]
+    check: bool,
+}
+
+/// `geodns presenter`.
+#[derive(Args)]
+pub struct PresenterArgs {
+    /// The presenter's config.
+    #[arg(short, long)]
+    config: PathBuf,
+    /// Publish the next snapshot even if the drop guard would hold it back.
+    #[arg(long)]
+    force: bool,
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+/// Resolves on SIGTERM or SIGINT.
+async fn terminated() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+pub fn register(a: RegisterArgs) -> anyhow::Result<()> {
+    let layout = geodns_snapshot::Layout::new(&a.root).map_err(anyhow::Error::msg)?;
+    let reg = Registration {
+        name: a.name,
+        addresses: a.addresses,
+        services: a.services,
+    };
+    reg.validate()?;
+    runtime()?.block_on(geodns_register::keep_registered(
+        &a.zookeeper,
+        &layout,
+        &reg,
+        Duration::from_millis(a.session_timeout_ms),
+        terminated(),
+    ))?;
+    Ok(())
+}
+
+pub fn publish(a: PublishArgs) -> anyhow::Result<()> {
+    let cfg = geodns_presenter::config::Config::load(&a.config).map_err(anyhow::Error::msg)?;
+    let text = std::fs::read_to_string(&a.file)
+        .with_context(|| format!("reading {}", a.file.display()))?;
+    let label = |e: String| anyhow::anyhow!("{}: {e}", a.file.display());
+    if a.check {
+        geodns_presenter::check_human(&cfg, &a.zone, &text).map_err(label)?;
+        println!("{}: ok: zone {}", a.file.display(), a.zone);
+        return Ok(());
+    }
+    runtime()?
+        .block_on(geodns_presenter::publish_human(&cfg, &a.zone, &text))
+        .map_err(label)?;
+    println!("{}: published to zone {}", a.file.display(), a.zone);
+    Ok(())
+}
+
+pub fn presenter(a: PresenterArgs) -> anyhow::Result<()> {
+    let cfg = geodns_presenter::config::Config::load(&a.config).map_err(anyhow::Error::msg)?;
+    let rt = runtime()?;
+    rt.block_on(async {
+        let metrics = Arc::new(geodns_presenter::Metrics::default());
+        if let Some(addr) = cfg.metrics {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("metrics: cannot listen on {addr}"))?;
+            tracing::info!(bound = %listener.local_addr()?, "listening metrics");
+            let m = metrics.clone();
+            tokio::spawn(geodns_server::metrics::serve(listener, Arc::new(move || m.render())));
+        }
+        tokio::select! {
+            _ = geodns_presenter::run(cfg, a.force, metrics) => {}
+            _ = terminated() => tracing::info!("stopping"),
+        }
+        Ok(())
+    })
+}
