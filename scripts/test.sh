@@ -15,6 +15,8 @@ command -v ip >/dev/null 2>&1 || pkgs+=(iproute2)
 command -v python3 >/dev/null 2>&1 || pkgs+=(python3)
 command -v unbound >/dev/null 2>&1 || pkgs+=(unbound)
 command -v pdns_recursor >/dev/null 2>&1 || pkgs+=(pdns-recursor)
+# ZooKeeper (with its Java runtime) for the internal-zone tests; started by the tests.
+[ -e /usr/share/java/zookeeper.jar ] || pkgs+=(zookeeper)
 if [ ${#pkgs[@]} -gt 0 ]; then
   echo "installing ${pkgs[*]}" >&2
   sudo=""

@@ -140,7 +140,10 @@ pub fn presenter(a: PresenterArgs) -> anyhow::Result<()> {
                 .with_context(|| format!("metrics: cannot listen on {addr}"))?;
             tracing::info!(bound = %listener.local_addr()?, "listening metrics");
             let m = metrics.clone();
-            tokio::spawn(geodns_server::metrics::serve(listener, Arc::new(move || m.render())));
+            tokio::spawn(geodns_server::metrics::serve(
+                listener,
+                Arc::new(move || m.render()),
+            ));
         }
         tokio::select! {
             _ = geodns_presenter::run(cfg, a.force, metrics) => {}

@@ -86,6 +86,10 @@ pub struct Guard {
     /// back (`--force` publishes it). Default 0.3.
     #[serde(default = "default_max_drop_share")]
     pub max_drop_share: f64,
+    /// ... and only when at least this many records would go (a share of a handful of hosts
+    /// is noise). Default 5.
+    #[serde(default = "default_min_dropped")]
+    pub min_dropped: usize,
 }
 
 impl Default for Guard {
@@ -93,6 +97,7 @@ impl Default for Guard {
         Guard {
             grace_ms: default_grace_ms(),
             max_drop_share: default_max_drop_share(),
+            min_dropped: default_min_dropped(),
         }
     }
 }
@@ -115,6 +120,9 @@ fn default_grace_ms() -> u64 {
 fn default_max_drop_share() -> f64 {
     0.3
 }
+fn default_min_dropped() -> usize {
+    5
+}
 
 /// Normalises a DNS name for comparison: lowercase, no final dot.
 pub fn norm(name: &str) -> String {
@@ -131,8 +139,8 @@ impl Config {
     pub fn load(path: &Path) -> Result<Config, String> {
         let file = path.display();
         let text = std::fs::read_to_string(path).map_err(|e| format!("{file}: {e}"))?;
-        let cfg: Config = toml::from_str(&text)
-            .map_err(|e| format!("{file}: {}", e.to_string().trim_end()))?;
+        let cfg: Config =
+            toml::from_str(&text).map_err(|e| format!("{file}: {}", e.to_string().trim_end()))?;
         let bad = |key: String, problem: String| format!("{file}: {key}: {problem}");
         geodns_snapshot::Layout::new(&cfg.zookeeper.root)
             .map_err(|e| bad("zookeeper.root".into(), e))?;
@@ -143,7 +151,10 @@ impl Config {
             if z.ns.is_empty() {
                 return Err(bad(format!("zones[{i}].ns"), "at least one NS".into()));
             }
-            if cfg.zones[..i].iter().any(|o| norm(&o.origin) == norm(&z.origin)) {
+            if cfg.zones[..i]
+                .iter()
+                .any(|o| norm(&o.origin) == norm(&z.origin))
+            {
                 return Err(bad(format!("zones[{i}].origin"), "listed twice".into()));
             }
         }

@@ -44,13 +44,48 @@ impl Metrics {
     /// Prometheus text exposition.
     pub fn render(&self) -> String {
         let rows: [(&str, &str, &str, &AtomicU64); 7] = [
-            ("geodns_presenter_leader", "gauge", "1 while this presenter is the one publishing.", &self.leader),
-            ("geodns_presenter_published_version", "gauge", "Version of the last snapshot this presenter published or found.", &self.version),
-            ("geodns_presenter_conflicts", "gauge", "Records left out by the conflict policy in the last reconciliation.", &self.conflicts),
-            ("geodns_presenter_held", "gauge", "1 while a snapshot is held back by the drop guard or because it does not compile.", &self.held),
-            ("geodns_presenter_robot_records", "gauge", "Robot records in the last published snapshot.", &self.robot_records),
-            ("geodns_presenter_publications_total", "counter", "Snapshots published by this presenter.", &self.publications),
-            ("geodns_presenter_registrations", "gauge", "Registrations seen (live and in their grace period).", &self.registrations),
+            (
+                "geodns_presenter_leader",
+                "gauge",
+                "1 while this presenter is the one publishing.",
+                &self.leader,
+            ),
+            (
+                "geodns_presenter_published_version",
+                "gauge",
+                "Version of the last snapshot this presenter published or found.",
+                &self.version,
+            ),
+            (
+                "geodns_presenter_conflicts",
+                "gauge",
+                "Records left out by the conflict policy in the last reconciliation.",
+                &self.conflicts,
+            ),
+            (
+                "geodns_presenter_held",
+                "gauge",
+                "1 while a snapshot is held back by the drop guard or because it does not compile.",
+                &self.held,
+            ),
+            (
+                "geodns_presenter_robot_records",
+                "gauge",
+                "Robot records in the last published snapshot.",
+                &self.robot_records,
+            ),
+            (
+                "geodns_presenter_publications_total",
+                "counter",
+                "Snapshots published by this presenter.",
+                &self.publications,
+            ),
+            (
+                "geodns_presenter_registrations",
+                "gauge",
+                "Registrations seen (live and in their grace period).",
+                &self.registrations,
+            ),
         ];
         let mut s = String::new();
         for (name, kind, help, v) in rows {
@@ -79,7 +114,11 @@ impl Registry {
     /// Reads the hosts tree: new nodes' data, vanished nodes stamped. A failed read returns the
     /// error and changes nothing.
     async fn refresh(&mut self, client: &zk::Client, layout: &Layout) -> Result<(), zk::Error> {
-        let children: BTreeSet<String> = client.list_children(&layout.hosts()).await?.into_iter().collect();
+        let children: BTreeSet<String> = client
+            .list_children(&layout.hosts())
+            .await?
+            .into_iter()
+            .collect();
         let now = Instant::now();
         for node in &children {
             if self.known.contains_key(node) || self.invalid.contains_key(node) {
@@ -87,7 +126,8 @@ impl Registry {
                 continue;
             }
             let Some((_, seq)) = node_name(node) else {
-                self.invalid.insert(node.clone(), "not <name>-<sequence>".into());
+                self.invalid
+                    .insert(node.clone(), "not <name>-<sequence>".into());
                 continue;
             };
             match client.get_data(&format!("{}/{node}", layout.hosts())).await {
@@ -180,7 +220,10 @@ pub fn check_human(cfg: &Config, origin: &str, text: &str) -> Result<(), String>
         .ok_or_else(|| format!("{origin} is not an internal zone of this presenter's config"))?;
     let owners = reconcile::human_owners(&origin, text)?;
     if let Some(types) = owners.get(&origin) {
-        for t in [hickory_proto::rr::RecordType::SOA, hickory_proto::rr::RecordType::NS] {
+        for t in [
+            hickory_proto::rr::RecordType::SOA,
+            hickory_proto::rr::RecordType::NS,
+        ] {
             if types.contains(&t) {
                 return Err(format!(
                     "{origin}: {t} at the apex is the presenter's (set it in its config)"
@@ -269,7 +312,11 @@ struct Published {
     robot: BTreeSet<String>,
 }
 
-async fn last_published(client: &zk::Client, layout: &Layout, cfg: &Config) -> Result<Published, String> {
+async fn last_published(
+    client: &zk::Client,
+    layout: &Layout,
+    cfg: &Config,
+) -> Result<Published, String> {
     let Some((pointer, znode_version)) = store::read_pointer(client, layout)
         .await
         .map_err(|e| e.to_string())?
@@ -281,20 +328,41 @@ async fn last_published(client: &zk::Client, layout: &Layout, cfg: &Config) -> R
             robot: BTreeSet::new(),
         });
     };
-    let snap = store::fetch(client, layout, &pointer).await.map_err(|e| e.to_string())?;
+    let snap = match store::fetch(client, layout, &pointer).await {
+        Ok(s) => s,
+        Err(store::StoreError::Snapshot(e)) => {
+            // A damaged current snapshot: servers refuse it and keep theirs; publish the next
+            // version afresh (nothing to compare against, so the drop guard cannot apply).
+            tracing::error!(version = pointer.version, error = %e, "the published snapshot is damaged; the next one replaces it");
+            return Ok(Published {
+                version: pointer.version,
+                znode_version: Some(znode_version),
+                bodies: Vec::new(),
+                robot: BTreeSet::new(),
+            });
+        }
+        Err(e) => return Err(e.to_string()),
+    };
     let bodies: Vec<ZoneBody> = cfg
         .zones
         .iter()
         .filter_map(|z| {
             let origin = norm(&z.origin);
-            snap.zones.iter().find(|t| norm(&t.origin) == origin).map(|t| ZoneBody {
-                origin,
-                robot_lines: reconcile::robot_lines_of(&t.text),
-                human: reconcile::human_of(&t.text),
-            })
+            snap.zones
+                .iter()
+                .find(|t| norm(&t.origin) == origin)
+                .map(|t| ZoneBody {
+                    origin,
+                    apex: reconcile::apex_of(&t.text),
+                    robot_lines: reconcile::robot_lines_of(&t.text),
+                    human: reconcile::human_of(&t.text),
+                })
         })
         .collect();
-    let robot = bodies.iter().flat_map(|b| b.robot_lines.iter().cloned()).collect();
+    let robot = bodies
+        .iter()
+        .flat_map(|b| b.robot_lines.iter().cloned())
+        .collect();
     Ok(Published {
         version: pointer.version,
         znode_version: Some(znode_version),
@@ -322,14 +390,24 @@ async fn lead(
         let what = what.to_owned();
         move |e: zk::Error| format!("{what}: {e}")
     };
-    for p in [layout.hosts(), layout.human(), layout.presenters(), layout.snapshots()] {
-        store::ensure_path(client, &p).await.map_err(|e| e.to_string())?;
+    for p in [
+        layout.hosts(),
+        layout.human(),
+        layout.presenters(),
+        layout.snapshots(),
+    ] {
+        store::ensure_path(client, &p)
+            .await
+            .map_err(|e| e.to_string())?;
     }
     let presenters = layout.presenters();
     let prefix = zk::LockPrefix::new_curator(&presenters, "presenter-").map_err(zerr("lock"))?;
     let options = zk::LockOptions::new(zk::Acls::anyone_all());
     tracing::info!("waiting for leadership");
-    let lock = client.lock(prefix, b"", options).await.map_err(zerr("lock"))?;
+    let lock = client
+        .lock(prefix, b"", options)
+        .await
+        .map_err(zerr("lock"))?;
     metrics.leader.store(1, Relaxed);
     tracing::info!(lock = lock.lock_path(), "leader: publishing");
 
@@ -347,7 +425,12 @@ async fn lead(
     metrics.version.store(last.version, Relaxed);
     let mut registry = Registry::default();
     let mut reported: Option<Vec<Conflict>> = None;
-    let mut held_reason: Option<String> = None;
+    // A hold reported by an earlier leader stays reported until a publication clears it.
+    let mut held_reason: Option<String> = match client.get_data(&layout.held()).await {
+        Ok((d, _)) if !d.is_empty() => Some(String::from_utf8_lossy(&d).into_owned()),
+        Ok(_) | Err(zk::Error::NoNode) => None,
+        Err(e) => return Err(format!("reading held: {e}")),
+    };
     let grace = Duration::from_millis(cfg.guard.grace_ms);
     loop {
         registry
@@ -358,18 +441,21 @@ async fn lead(
             .await
             .map_err(zerr("reading human zones"))?;
         let next_expiry = registry.expire(grace);
-        metrics.registrations.store(registry.known.len() as u64, Relaxed);
+        metrics
+            .registrations
+            .store(registry.known.len() as u64, Relaxed);
         let mut rec = reconcile(&cfg.zones, &cfg.rules, &registry.robots(), &humans);
         rec.conflicts.extend(stray.into_iter().map(|o| Conflict {
             kind: "outside_zones",
             name: o.clone(),
             detail: format!("human zone {o} is not an internal zone of the presenter's config"),
         }));
-        rec.conflicts.extend(registry.invalid.iter().map(|(node, e)| Conflict {
-            kind: "invalid_registration",
-            name: node.clone(),
-            detail: e.clone(),
-        }));
+        rec.conflicts
+            .extend(registry.invalid.iter().map(|(node, e)| Conflict {
+                kind: "invalid_registration",
+                name: node.clone(),
+                detail: e.clone(),
+            }));
         rec.conflicts.sort();
         if reported.as_ref() != Some(&rec.conflicts) {
             for c in &rec.conflicts {
@@ -384,10 +470,12 @@ async fn lead(
         }
 
         if rec.zones != last.bodies {
-            let new_robot: BTreeSet<String> = rec.robot_records().into_iter().map(str::to_owned).collect();
+            let new_robot: BTreeSet<String> =
+                rec.robot_records().into_iter().map(str::to_owned).collect();
             let dropped = last.robot.difference(&new_robot).count();
             let share = cfg.guard.max_drop_share;
-            let over = !last.robot.is_empty() && dropped as f64 > share * last.robot.len() as f64;
+            let over = dropped >= cfg.guard.min_dropped
+                && dropped as f64 > share * last.robot.len() as f64;
             let version = last.version + 1;
             let texts: Vec<ZoneText> = cfg
                 .zones
@@ -425,12 +513,20 @@ async fn lead(
                 let snap = Snapshot {
                     format: FORMAT,
                     version,
-                    created_at: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+                    created_at: humantime::format_rfc3339_seconds(std::time::SystemTime::now())
+                        .to_string(),
                     zones: texts,
                 };
                 match store::publish(client, layout, &snap, last.znode_version, Some(&lock)).await {
                     Ok(pointer) => {
-                        tracing::info!(version, bytes = pointer.size, chunks = pointer.chunks, robot_records = new_robot.len(), conflicts = rec.conflicts.len(), "published");
+                        tracing::info!(
+                            version,
+                            bytes = pointer.size,
+                            chunks = pointer.chunks,
+                            robot_records = new_robot.len(),
+                            conflicts = rec.conflicts.len(),
+                            "published"
+                        );
                         metrics.publications.fetch_add(1, Relaxed);
                         metrics.version.store(version, Relaxed);
                         metrics.robot_records.store(new_robot.len() as u64, Relaxed);

@@ -53,7 +53,9 @@ pub struct Conflict {
 pub struct ZoneBody {
     /// Apex, normalised.
     pub origin: String,
-    /// The presenter's apex records and the robot records, one line each, sorted.
+    /// The presenter's apex records (NS), one line each.
+    pub apex: Vec<String>,
+    /// The robot records, one line each, sorted.
     pub robot_lines: Vec<String>,
     /// The human zone text, as published.
     pub human: String,
@@ -79,7 +81,10 @@ impl Reconciled {
 }
 
 /// The (owner, type) pairs of a human zone text, by the same parser the server uses.
-pub fn human_owners(origin: &str, text: &str) -> Result<HashMap<String, HashSet<RecordType>>, String> {
+pub fn human_owners(
+    origin: &str,
+    text: &str,
+) -> Result<HashMap<String, HashSet<RecordType>>, String> {
     let origin_name = Name::from_ascii(format!("{}.", norm(origin))).map_err(|e| e.to_string())?;
     let full = format!("$TTL 3600\n{text}\n");
     let (_, sets) = Parser::new(&full, None, Some(origin_name))
@@ -171,7 +176,11 @@ pub fn reconcile(
                         let (t, rd) = addr_record(a);
                         add(&name, t, rd);
                     }
-                    add(&srv, RecordType::SRV, format!("0 0 {} {}.", s.port, norm(&h.reg.name)));
+                    add(
+                        &srv,
+                        RecordType::SRV,
+                        format!("0 0 {} {}.", s.port, norm(&h.reg.name)),
+                    );
                 }
             }
         }
@@ -193,7 +202,9 @@ pub fn reconcile(
                 conflicts.push(Conflict {
                     kind: "human_overrides",
                     name: owner.clone(),
-                    detail: format!("robot {rtype} {rdata} left out; a human {rtype} record is used"),
+                    detail: format!(
+                        "robot {rtype} {rdata} left out; a human {rtype} record is used"
+                    ),
                 });
                 continue;
             }
@@ -201,7 +212,9 @@ pub fn reconcile(
                 conflicts.push(Conflict {
                     kind: "cname_beside_data",
                     name: owner.clone(),
-                    detail: format!("robot {rtype} {rdata} left out; a human CNAME is at this name"),
+                    detail: format!(
+                        "robot {rtype} {rdata} left out; a human CNAME is at this name"
+                    ),
                 });
                 continue;
             }
@@ -217,15 +230,12 @@ pub fn reconcile(
         .zip(lines)
         .map(|((cfg, origin), robot_lines)| ZoneBody {
             human: humans.get(&origin).cloned().unwrap_or_default(),
-            robot_lines: {
-                let mut apex: Vec<String> = cfg
-                    .ns
-                    .iter()
-                    .map(|ns| format!("{origin}. {} IN NS {}.", cfg.ttl, norm(ns)))
-                    .collect();
-                apex.extend(robot_lines);
-                apex
-            },
+            apex: cfg
+                .ns
+                .iter()
+                .map(|ns| format!("{origin}. {} IN NS {}.", cfg.ttl, norm(ns)))
+                .collect(),
+            robot_lines,
             origin,
         })
         .collect();
@@ -243,6 +253,10 @@ pub fn render(cfg: &ZoneConfig, body: &ZoneBody, version: u64) -> String {
         serial = version as u32,
         neg = cfg.negative_ttl,
     );
+    for l in &body.apex {
+        text.push_str(l);
+        text.push('\n');
+    }
     text.push_str(ROBOTS_MARK);
     text.push('\n');
     for l in &body.robot_lines {
@@ -259,7 +273,16 @@ pub fn render(cfg: &ZoneConfig, body: &ZoneBody, version: u64) -> String {
     text
 }
 
-/// The robot lines (the presenter's apex NS included) of a published zone text.
+/// The presenter's apex lines of a published zone text (between the SOA and the robots).
+pub fn apex_of(text: &str) -> Vec<String> {
+    text.lines()
+        .skip(2)
+        .take_while(|l| *l != ROBOTS_MARK)
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The robot lines of a published zone text.
 pub fn robot_lines_of(text: &str) -> Vec<String> {
     text.lines()
         .skip_while(|l| *l != ROBOTS_MARK)
@@ -322,11 +345,41 @@ mod tests {
             srv: None,
         }];
         let robots = [
-            robot("h1.prn1.internal.example-0000000001", 1, "h1.prn1.internal.example", "10.0.0.1", true),
-            robot("h1.prn1.internal.example-0000000003", 3, "h1.prn1.internal.example", "10.0.0.9", true),
-            robot("h2.prn1.internal.example-0000000002", 2, "h2.prn1.internal.example", "10.0.0.2", true),
-            robot("h3.elsewhere.test-0000000004", 4, "h3.elsewhere.test", "10.0.0.3", true),
-            robot("alias.internal.example-0000000005", 5, "alias.internal.example", "10.0.0.5", true),
+            robot(
+                "h1.prn1.internal.example-0000000001",
+                1,
+                "h1.prn1.internal.example",
+                "10.0.0.1",
+                true,
+            ),
+            robot(
+                "h1.prn1.internal.example-0000000003",
+                3,
+                "h1.prn1.internal.example",
+                "10.0.0.9",
+                true,
+            ),
+            robot(
+                "h2.prn1.internal.example-0000000002",
+                2,
+                "h2.prn1.internal.example",
+                "10.0.0.2",
+                true,
+            ),
+            robot(
+                "h3.elsewhere.test-0000000004",
+                4,
+                "h3.elsewhere.test",
+                "10.0.0.3",
+                true,
+            ),
+            robot(
+                "alias.internal.example-0000000005",
+                5,
+                "alias.internal.example",
+                "10.0.0.5",
+                true,
+            ),
         ];
         let humans: BTreeMap<String, String> = [(
             "internal.example".to_owned(),
@@ -353,13 +406,15 @@ mod tests {
         assert!(!lines.iter().any(|l| l.contains("10.0.0.9")), "{lines:?}");
         assert!(lines.contains(&"web.prn1.internal.example. 60 IN A 10.0.0.2".to_owned()));
         assert!(lines.contains(
-            &"_web._tcp.web.prn1.internal.example. 60 IN SRV 0 0 8080 h1.prn1.internal.example.".to_owned()
+            &"_web._tcp.web.prn1.internal.example. 60 IN SRV 0 0 8080 h1.prn1.internal.example."
+                .to_owned()
         ));
         // The rendered text compiles with the server's own loader.
         let text = render(&zone(), &r.zones[0], 7);
         let z = geodns_server::zone::Zone::from_text("internal.example", &text, "test").unwrap();
         assert_eq!(z.serial, 7);
         assert_eq!(robot_lines_of(&text), *lines);
+        assert_eq!(apex_of(&text), r.zones[0].apex);
         assert_eq!(human_of(&text), humans["internal.example"]);
         // Same inputs, same output.
         assert_eq!(reconcile(&[zone()], &rules, &robots, &humans), r);
@@ -368,11 +423,29 @@ mod tests {
     #[test]
     fn a_vanished_registration_yields_to_a_live_one() {
         let robots = [
-            robot("h1.internal.example-0000000001", 1, "h1.internal.example", "10.0.0.1", false),
-            robot("h1.internal.example-0000000007", 7, "h1.internal.example", "10.0.0.7", true),
+            robot(
+                "h1.internal.example-0000000001",
+                1,
+                "h1.internal.example",
+                "10.0.0.1",
+                false,
+            ),
+            robot(
+                "h1.internal.example-0000000007",
+                7,
+                "h1.internal.example",
+                "10.0.0.7",
+                true,
+            ),
         ];
         let r = reconcile(&[zone()], &[], &robots, &BTreeMap::new());
-        assert!(r.zones[0].robot_lines.iter().any(|l| l.ends_with("10.0.0.7")));
-        assert!(!r.zones[0].robot_lines.iter().any(|l| l.ends_with("10.0.0.1")));
+        assert!(r.zones[0]
+            .robot_lines
+            .iter()
+            .any(|l| l.ends_with("10.0.0.7")));
+        assert!(!r.zones[0]
+            .robot_lines
+            .iter()
+            .any(|l| l.ends_with("10.0.0.1")));
     }
 }

@@ -90,8 +90,8 @@ impl Registration {
 
     /// Parses a registration node's data.
     pub fn parse(data: &[u8]) -> Result<Registration, RegisterError> {
-        let r: Registration = serde_json::from_slice(data)
-            .map_err(|e| RegisterError::Invalid(e.to_string()))?;
+        let r: Registration =
+            serde_json::from_slice(data).map_err(|e| RegisterError::Invalid(e.to_string()))?;
         r.validate()?;
         Ok(r)
     }
@@ -117,7 +117,10 @@ pub async fn register(
     reg.validate()?;
     let parent = layout.hosts();
     match client
-        .mkdir(&parent, &zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all()))
+        .mkdir(
+            &parent,
+            &zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all()),
+        )
         .await
     {
         Ok(()) | Err(zk::Error::NodeExists) => {}

@@ -432,7 +432,10 @@ impl Metrics {
 
 /// A minimal HTTP/1.1 responder for `GET /metrics` (the server's and the presenter's): one
 /// request per connection, which is all a Prometheus scraper needs. `render` makes the body.
-pub async fn serve(listener: tokio::net::TcpListener, render: Arc<dyn Fn() -> String + Send + Sync>) {
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    render: Arc<dyn Fn() -> String + Send + Sync>,
+) {
     loop {
         let mut stream = match listener.accept().await {
             Ok((stream, _)) => stream,

@@ -146,7 +146,10 @@ pub async fn run(config_path: &Path) -> Result<(), StartError> {
         })?;
         tracing::info!(%bound, "listening metrics");
         let m = metrics.clone();
-        tokio::spawn(crate::metrics::serve(listener, Arc::new(move || m.render())));
+        tokio::spawn(crate::metrics::serve(
+            listener,
+            Arc::new(move || m.render()),
+        ));
     }
     tokio::spawn(watch(
         config_path.to_path_buf(),
@@ -180,4 +183,3 @@ pub async fn run(config_path: &Path) -> Result<(), StartError> {
     }
     Ok(())
 }
-

@@ -86,7 +86,12 @@ fn snapshot() -> (tempfile::TempDir, Snapshot) {
     let data = Dataset::load(&path, &Metrics::default()).unwrap();
     (
         dir,
-        Snapshot::new(Arc::new(data), &Default::default(), None, Default::default()),
+        Snapshot::new(
+            Arc::new(data),
+            &Default::default(),
+            None,
+            Default::default(),
+        ),
     )
 }
 

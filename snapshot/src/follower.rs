@@ -81,7 +81,9 @@ fn jitter(max: Duration) -> Duration {
     }
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos() as u64 ^ (std::process::id() as u64).wrapping_mul(0x9e37_79b9));
+        .map_or(0, |d| {
+            d.subsec_nanos() as u64 ^ (std::process::id() as u64).wrapping_mul(0x9e37_79b9)
+        });
     Duration::from_nanos(nanos % max.as_nanos().max(1) as u64)
 }
 
@@ -115,7 +117,10 @@ impl Follower {
                     continue;
                 }
                 Err(_) => {
-                    tracing::warn!(retry_ms = backoff.as_millis() as u64, "ZooKeeper connect timed out; serving the snapshot in force");
+                    tracing::warn!(
+                        retry_ms = backoff.as_millis() as u64,
+                        "ZooKeeper connect timed out; serving the snapshot in force"
+                    );
                     tokio::time::sleep(backoff + jitter(backoff)).await;
                     backoff = (backoff * 2).min(Duration::from_secs(10));
                     continue;
@@ -195,7 +200,11 @@ impl Follower {
 
     /// Waits for the watch, a reconnection (watches may have been lost with the connection),
     /// or the recheck interval.
-    async fn wait(&self, watcher: Option<zk::OneshotWatcher>, state: &mut zk::StateWatcher) -> Next {
+    async fn wait(
+        &self,
+        watcher: Option<zk::OneshotWatcher>,
+        state: &mut zk::StateWatcher,
+    ) -> Next {
         let watch = async {
             match watcher {
                 Some(w) => {

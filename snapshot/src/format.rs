@@ -128,7 +128,10 @@ impl Snapshot {
             )));
         }
         if snap.version != pointer.version {
-            return Err(mismatch(format!("the document says version {}", snap.version)));
+            return Err(mismatch(format!(
+                "the document says version {}",
+                snap.version
+            )));
         }
         Ok(snap)
     }

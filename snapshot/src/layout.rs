@@ -21,7 +21,9 @@ impl Layout {
     pub fn new(root: &str) -> Result<Layout, String> {
         let root = root.trim_end_matches('/');
         if !root.starts_with('/') || root.is_empty() {
-            return Err(format!("ZooKeeper root {root:?} must be an absolute path below /"));
+            return Err(format!(
+                "ZooKeeper root {root:?} must be an absolute path below /"
+            ));
         }
         Ok(Layout {
             root: root.to_owned(),

@@ -110,7 +110,9 @@ pub async fn publish(
     match moved {
         Ok(()) => {}
         Err(zk::Error::BadVersion | zk::Error::NodeExists) => {
-            let now = read_pointer(client, layout).await?.map_or(0, |(p, _)| p.version);
+            let now = read_pointer(client, layout)
+                .await?
+                .map_or(0, |(p, _)| p.version);
             remove_tree(client, &dir).await?;
             return Err(StoreError::Raced(now));
         }
@@ -173,10 +175,18 @@ pub async fn fetch(
     let mut bytes = Vec::with_capacity(pointer.size.min(64 << 20) as usize);
     for i in 0..pointer.chunks {
         let path = layout.chunk(pointer.version, i);
-        let (data, _) = client
-            .get_data(&path)
-            .await
-            .map_err(zk_err("get", &path))?;
+        let data = match client.get_data(&path).await {
+            Ok((data, _)) => data,
+            // A chunk the pointer names is missing: this snapshot is damaged, not late.
+            Err(zk::Error::NoNode) => {
+                return Err(SnapshotError::Mismatch {
+                    version: pointer.version,
+                    problem: format!("chunk {i} of {} is missing", pointer.chunks),
+                }
+                .into())
+            }
+            Err(e) => return Err(zk_err("get", &path)(e)),
+        };
         bytes.extend_from_slice(&data);
         if bytes.len() as u64 > pointer.size {
             break;

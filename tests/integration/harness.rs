@@ -132,6 +132,15 @@ impl Server {
         }
     }
 
+    /// Kills the server (SIGKILL) and starts it again in the same directory with the same
+    /// config: what it serves at once comes from its files (a restart while ZooKeeper is down).
+    pub fn restart(mut self) -> Server {
+        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap());
+        let config = std::fs::read_to_string(dir.path().join("geodns.toml")).unwrap();
+        drop(self);
+        Server::start_in(dir, &config)
+    }
+
     /// The server's process id.
     pub fn pid(&self) -> u32 {
         self.child.id()

@@ -1,0 +1,316 @@
+//! A real ZooKeeper for tests (Debian's `zookeeper` package): standalone or a loopback
+//! ensemble, on free ports, with a temporary data dir; and the geodns processes around it
+//! (presenter, registered hosts).
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::harness::geodns;
+
+/// ZooKeeper's tick in tests: sessions may last 2-20 ticks, so 0.4 to 4 s.
+pub const TICK_MS: u64 = 200;
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// One ZooKeeper server process.
+pub struct ZkNode {
+    child: Option<Child>,
+    dir: PathBuf,
+    pub client_port: u16,
+}
+
+/// A standalone server or an ensemble; every process is killed on drop.
+pub struct ZooKeeper {
+    pub nodes: Vec<ZkNode>,
+    _dir: tempfile::TempDir,
+}
+
+fn java() -> Command {
+    let mut c = Command::new("java");
+    c.arg("-Xmx256m")
+        .arg("-Dzookeeper.root.logger=WARN,CONSOLE")
+        .args(["-cp", "/usr/share/java/*:/etc/zookeeper/conf"])
+        .arg("org.apache.zookeeper.server.quorum.QuorumPeerMain");
+    c
+}
+
+impl ZkNode {
+    fn spawn(&mut self) {
+        let log = std::fs::File::create(self.dir.join("zk.log")).unwrap();
+        let child = java()
+            .arg(self.dir.join("zoo.cfg"))
+            .current_dir(&self.dir)
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("java and Debian's zookeeper package (scripts/test.sh installs them)");
+        self.child = Some(child);
+    }
+
+    /// Stops the process (SIGKILL); its data dir stays for a restart.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts it again on the same ports and data.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+
+    /// Whether it answers `srvr` as a serving member (leader, follower or standalone).
+    pub fn mode(&self) -> Option<String> {
+        let out = four_letter(self.client_port, "srvr")?;
+        out.lines()
+            .find_map(|l| l.strip_prefix("Mode: "))
+            .map(str::to_owned)
+    }
+}
+
+impl Drop for ZkNode {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Sends a four-letter command, returns the answer.
+fn four_letter(port: u16, cmd: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect_timeout(
+        &([127, 0, 0, 1], port).into(),
+        Duration::from_millis(500),
+    )
+    .ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    s.write_all(cmd.as_bytes()).ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    Some(out)
+}
+
+impl ZooKeeper {
+    /// A standalone server.
+    pub fn standalone() -> ZooKeeper {
+        ZooKeeper::start(1)
+    }
+
+    /// An ensemble of `n` servers on loopback (distinct client, peer and election ports).
+    pub fn ensemble(n: usize) -> ZooKeeper {
+        ZooKeeper::start(n)
+    }
+
+    fn start(n: usize) -> ZooKeeper {
+        let dir = tempfile::tempdir().unwrap();
+        let ports: Vec<(u16, u16, u16)> = (0..n)
+            .map(|_| (free_port(), free_port(), free_port()))
+            .collect();
+        let mut nodes = Vec::new();
+        for (i, (client, peer, election)) in ports.iter().enumerate() {
+            let node_dir = dir.path().join(format!("zk{}", i + 1));
+            std::fs::create_dir_all(node_dir.join("data")).unwrap();
+            let mut cfg = format!(
+                "tickTime={TICK_MS}\ninitLimit=20\nsyncLimit=10\ndataDir={}\nclientPort={client}\n\
+                 clientPortAddress=127.0.0.1\nadmin.enableServer=false\nmaxClientCnxns=0\n\
+                 4lw.commands.whitelist=*\nminSessionTimeout={}\nmaxSessionTimeout={}\n",
+                node_dir.join("data").display(),
+                2 * TICK_MS,
+                20 * TICK_MS,
+            );
+            if n > 1 {
+                std::fs::write(node_dir.join("data/myid"), format!("{}\n", i + 1)).unwrap();
+                for (j, (_, p, e)) in ports.iter().enumerate() {
+                    cfg.push_str(&format!("server.{}=127.0.0.1:{p}:{e}\n", j + 1));
+                }
+            }
+            let _ = (peer, election);
+            std::fs::write(node_dir.join("zoo.cfg"), cfg).unwrap();
+            let mut node = ZkNode {
+                child: None,
+                dir: node_dir,
+                client_port: *client,
+            };
+            node.spawn();
+            nodes.push(node);
+        }
+        let zk = ZooKeeper { nodes, _dir: dir };
+        zk.wait_serving();
+        zk
+    }
+
+    /// Waits until every running member serves (a quorum formed).
+    pub fn wait_serving(&self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let up = self
+                .nodes
+                .iter()
+                .filter(|n| n.child.is_some())
+                .all(|n| n.mode().is_some());
+            if up {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "ZooKeeper did not start: {}",
+                self.nodes
+                    .iter()
+                    .map(|n| std::fs::read_to_string(n.dir.join("zk.log")).unwrap_or_default())
+                    .collect::<Vec<_>>()
+                    .join("\n---\n")
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// The connect string of every member.
+    pub fn connect(&self) -> String {
+        self.nodes
+            .iter()
+            .map(|n| format!("127.0.0.1:{}", n.client_port))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// Reads a node's data with a short-lived client (None: no such node).
+    pub fn get(&self, path: &str) -> Option<Vec<u8>> {
+        let connect = self.connect();
+        let path = path.to_owned();
+        runtime().block_on(async move {
+            let c = zookeeper_client::Client::connect(&connect).await.unwrap();
+            match c.get_data(&path).await {
+                Ok((d, _)) => Some(d),
+                Err(zookeeper_client::Error::NoNode) => None,
+                Err(e) => panic!("get {path}: {e}"),
+            }
+        })
+    }
+
+    /// Writes a node's data (creating it and its parents).
+    pub fn set(&self, path: &str, data: &[u8]) {
+        let connect = self.connect();
+        let (path, data) = (path.to_owned(), data.to_vec());
+        runtime().block_on(async move {
+            let c = zookeeper_client::Client::connect(&connect).await.unwrap();
+            let opts = zookeeper_client::CreateMode::Persistent
+                .with_acls(zookeeper_client::Acls::anyone_all());
+            if let Some((parent, _)) = path.rsplit_once('/') {
+                if !parent.is_empty() {
+                    let _ = c.mkdir(parent, &opts).await;
+                }
+            }
+            match c.set_data(&path, &data, None).await {
+                Ok(_) => {}
+                Err(zookeeper_client::Error::NoNode) => {
+                    c.create(&path, &data, &opts).await.unwrap();
+                }
+                Err(e) => panic!("set {path}: {e}"),
+            }
+        })
+    }
+}
+
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// A geodns child process (presenter or registered host) with its log; killed on drop.
+pub struct Proc {
+    pub child: Child,
+    pub log: PathBuf,
+}
+
+impl Proc {
+    pub fn spawn(args: &[&str], log: &Path) -> Proc {
+        let child = geodns()
+            .args(args)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(log).unwrap())
+            .spawn()
+            .unwrap();
+        Proc {
+            child,
+            log: log.to_owned(),
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits until the log holds `needle` `count` times.
+    pub fn wait_log(&self, needle: &str, count: usize, within: Duration) {
+        let deadline = Instant::now() + within;
+        while self.log_text().matches(needle).count() < count {
+            assert!(
+                Instant::now() < deadline,
+                "no {count}x {needle:?} in:\n{}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn signal(&self, sig: &str) {
+        Command::new("kill")
+            .args([&format!("-{sig}"), &self.child.id().to_string()])
+            .status()
+            .unwrap();
+    }
+
+    /// SIGTERM, then waits for the exit.
+    pub fn stop(mut self) {
+        self.signal("TERM");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.child.try_wait().unwrap().is_none() {
+            assert!(
+                Instant::now() < deadline,
+                "did not stop: {}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!("---- {} ----\n{}", self.log.display(), self.log_text());
+        }
+    }
+}
+
+/// Registers a host until the returned process is stopped.
+pub fn register(zk: &ZooKeeper, dir: &Path, name: &str, addr: &str, extra: &[&str]) -> Proc {
+    let connect = zk.connect();
+    let mut args = vec![
+        "register",
+        "--zookeeper",
+        &connect,
+        "--name",
+        name,
+        "--address",
+        addr,
+    ];
+    args.extend_from_slice(extra);
+    let p = Proc::spawn(&args, &dir.join(format!("register-{name}-{addr}.log")));
+    p.wait_log("registered", 1, Duration::from_secs(20));
+    p
+}
