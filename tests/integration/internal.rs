@@ -503,3 +503,42 @@ fn an_ensemble_that_loses_quorum_deletes_nothing() {
     let _h2 = register(&zk, dir.path(), &name2, "10.0.0.2", &[]);
     wait_a(&[&s], &name2, &["10.0.0.2"], Duration::from_secs(30));
 }
+
+#[test]
+fn a_hosts_local_unbound_resolves_a_new_host_and_forgets_it_after_the_negative_ttl() {
+    let zk = ZooKeeper::standalone();
+    let dir = tempfile::tempdir().unwrap();
+    // Short TTLs so the cache's behaviour shows within the test: 2 s positive, 2 s negative.
+    let cfg = presenter_config(&zk, "grace_ms = 200", "ttl = 2\nnegative_ttl = 2");
+    let _p = presenter(dir.path(), &cfg, &[]);
+    let s = server(&zk);
+    let cache = crate::resolvers::Resolver::unbound_for(&s, &[ZONE], false, "127.0.0.1");
+    let name = format!("h1.prn1.{ZONE}.");
+    let ask = || {
+        crate::resolvers::dig(cache.port, "127.0.0.1", &[&name, "A", "+short"])
+            .trim()
+            .to_owned()
+    };
+    // Not registered yet: the cache holds the NXDOMAIN for the negative TTL at most.
+    assert_eq!(ask(), "");
+    let h1 = register(&zk, dir.path(), &name[..name.len() - 1], "10.0.0.1", &[]);
+    let registered = Instant::now();
+    while ask() != "10.0.0.1" {
+        assert!(
+            registered.elapsed() < Duration::from_secs(10),
+            "never resolved"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    h1.stop();
+    wait_a(&[&s], &name, &[], Duration::from_secs(10));
+    let gone = Instant::now();
+    while !ask().is_empty() {
+        // The cached A lives for its TTL (2 s), no longer.
+        assert!(
+            gone.elapsed() < Duration::from_secs(4),
+            "still resolved from the cache"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

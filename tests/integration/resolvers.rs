@@ -58,9 +58,9 @@ fn free_port() -> u16 {
 }
 
 /// A recursive resolver process, killed on drop.
-struct Resolver {
+pub struct Resolver {
     child: Child,
-    port: u16,
+    pub port: u16,
     log: std::path::PathBuf,
     _dir: tempfile::TempDir,
 }
@@ -86,6 +86,11 @@ impl Resolver {
     /// unbound with a stub zone for example.com at our server. With `ecs`, the subnet cache
     /// module sends ECS (/24) to our server; without, queries leave from `source` with none.
     fn unbound(s: &Server, ecs: bool, source: &str) -> Resolver {
+        Resolver::unbound_for(s, &["example.com"], ecs, source)
+    }
+
+    /// unbound with stub zones for `zones`, all at our server (a host's local cache).
+    pub fn unbound_for(s: &Server, zones: &[&str], ecs: bool, source: &str) -> Resolver {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let modules = if ecs {
@@ -104,12 +109,17 @@ impl Resolver {
              verbosity: 1\n  num-threads: 1\n  do-ip6: no\n  access-control: 127.0.0.0/8 allow\n  \
              do-not-query-localhost: no\n  outgoing-interface: {source}\n  module-config: \"{modules}\"\n\
              {ecs_lines}  qname-minimisation: no\n  root-hints: \"{hints}\"\n  \
-             trust-anchor-signaling: no\n\
-             stub-zone:\n  name: \"example.com\"\n  stub-addr: {addr}@{sport}\n",
+             trust-anchor-signaling: no\n{stubs}",
             dir = dir.path().display(),
             hints = root_hints(dir.path()).display(),
-            addr = s.dns.ip(),
-            sport = s.dns.port(),
+            stubs = zones
+                .iter()
+                .map(|z| format!(
+                    "stub-zone:\n  name: \"{z}\"\n  stub-addr: {}@{}\n",
+                    s.dns.ip(),
+                    s.dns.port()
+                ))
+                .collect::<String>(),
         );
         let conf_path = dir.path().join("unbound.conf");
         std::fs::write(&conf_path, conf).unwrap();
@@ -204,7 +214,7 @@ impl Resolver {
     }
 }
 
-fn dig(port: u16, source: &str, args: &[&str]) -> String {
+pub fn dig(port: u16, source: &str, args: &[&str]) -> String {
     let out = Command::new("dig")
         .args(["@127.0.0.1", "-p", &port.to_string(), "-b", source])
         .args(args)
