@@ -74,17 +74,17 @@ fn save_cache(path: &Path, snap: &Snapshot) -> std::io::Result<()> {
     })
 }
 
-/// A random duration in `[0, max)`, from the clock's low bits (jitter needs no better).
+/// A random duration in `[0, max)`. `RandomState` keys are random per process and distinct per
+/// call, which is all jitter needs (no RNG dependency).
 fn jitter(max: Duration) -> Duration {
+    use std::hash::{BuildHasher, Hasher};
     if max.is_zero() {
         return max;
     }
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| {
-            d.subsec_nanos() as u64 ^ (std::process::id() as u64).wrapping_mul(0x9e37_79b9)
-        });
-    Duration::from_nanos(nanos % max.as_nanos().max(1) as u64)
+    let r = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
+    Duration::from_nanos(r % max.as_nanos().max(1) as u64)
 }
 
 enum Next {

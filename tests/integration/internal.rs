@@ -542,3 +542,26 @@ fn a_hosts_local_unbound_resolves_a_new_host_and_forgets_it_after_the_negative_t
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+#[test]
+fn two_presenters_one_publishes_and_the_other_takes_over() {
+    let zk = ZooKeeper::standalone();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = presenter_config(&zk, "grace_ms = 200", "");
+    let p1 = presenter(dir.path(), &cfg, &[]);
+    p1.wait_log("leader: publishing", 1, Duration::from_secs(10));
+    let p2 = presenter(dir.path(), &cfg, &[]);
+    p2.wait_log("waiting for leadership", 1, Duration::from_secs(10));
+    let s = server(&zk);
+    let name = format!("h1.prn1.{ZONE}");
+    let _h1 = register(&zk, dir.path(), &name, "10.0.0.1", &[]);
+    wait_a(&[&s], &name, &["10.0.0.1"], Duration::from_secs(10));
+    assert!(!p2.log_text().contains("published"), "{}", p2.log_text());
+    // The leader dies without a goodbye: its lock goes with its session, the other leads.
+    p1.signal("KILL");
+    p2.wait_log("leader: publishing", 1, Duration::from_secs(15));
+    let name2 = format!("h2.prn1.{ZONE}");
+    let _h2 = register(&zk, dir.path(), &name2, "10.0.0.2", &[]);
+    wait_a(&[&s], &name2, &["10.0.0.2"], Duration::from_secs(10));
+    assert_eq!(a(&s, &name), ["10.0.0.1"]);
+}
