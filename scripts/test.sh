@@ -17,6 +17,9 @@ command -v unbound >/dev/null 2>&1 || pkgs+=(unbound)
 command -v pdns_recursor >/dev/null 2>&1 || pkgs+=(pdns-recursor)
 # ZooKeeper (with its Java runtime) for the internal-zone tests; started by the tests.
 [ -e /usr/share/java/zookeeper.jar ] || pkgs+=(zookeeper)
+# Real BGP for the announce tests: ExaBGP runs `geodns announce`, BIRD 2 is its peer.
+command -v exabgp >/dev/null 2>&1 || pkgs+=(exabgp)
+command -v bird >/dev/null 2>&1 || pkgs+=(bird2)
 if [ ${#pkgs[@]} -gt 0 ]; then
   echo "installing ${pkgs[*]}" >&2
   sudo=""

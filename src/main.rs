@@ -89,6 +89,13 @@ enum Command {
     /// Reconcile registrations and human zones into internal-zone snapshots and publish them
     /// (one presenter publishes at a time).
     Presenter(internal_cmd::PresenterArgs),
+    /// Run as an ExaBGP API process: health-check each VIP's service, announce, drain and
+    /// withdraw its route, and publish the PoP's health for the DNS (docs/bgp.md).
+    Announce {
+        /// The announce config.
+        #[arg(short, long)]
+        config: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -112,6 +119,16 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Register(a) => internal_cmd::register(a),
+        Command::Announce { config } => {
+            let cfg = geodns_announce::config::Config::load(&config).map_err(anyhow::Error::msg)?;
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+                .context("starting the async runtime")?;
+            rt.block_on(geodns_announce::run(cfg));
+            Ok(())
+        }
         Command::Publish(a) => internal_cmd::publish(a),
         Command::Presenter(a) => internal_cmd::presenter(a),
         Command::Serve { config } => {

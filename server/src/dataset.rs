@@ -6,6 +6,7 @@
 //! health state; the server swaps whole snapshots atomically, so a query sees one consistent
 //! version of everything.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -130,8 +131,12 @@ pub type ProbeLogger = Arc<LogWriter<DnsProbeRow>>;
 pub struct Snapshot {
     /// The data.
     pub data: Arc<Dataset>,
-    /// `down[i]`: PoP `i` is drained.
+    /// `down[i]`: PoP `i` is drained (by the health file or by the PoP's published health).
     pub down: Box<[bool]>,
+    /// PoPs the health file drains.
+    pub file_down: DownSet,
+    /// PoP health published in ZooKeeper by `geodns announce`: id -> state.
+    pub published: Arc<BTreeMap<String, String>>,
     /// The probe query log, if configured.
     pub probe_log: Option<ProbeLogger>,
     /// Internal zones from the published snapshot (empty without `[zookeeper]`).
@@ -149,9 +154,42 @@ impl Snapshot {
         probe_log: Option<ProbeLogger>,
         internal: Arc<Internal>,
     ) -> Snapshot {
-        let down = data.pops.iter().map(|p| down.contains(&p.id)).collect();
+        Snapshot::with_sources(data, down, Default::default(), probe_log, internal)
+    }
+
+    fn with_sources(
+        data: Arc<Dataset>,
+        file_down: &DownSet,
+        published: Arc<BTreeMap<String, String>>,
+        probe_log: Option<ProbeLogger>,
+        internal: Arc<Internal>,
+    ) -> Snapshot {
+        let why = |id: &geomap::PopId| -> Option<String> {
+            if file_down.contains(id) {
+                return Some("file".into());
+            }
+            match published.get(id.as_str()).map(String::as_str) {
+                None | Some("up") => None,
+                Some(state) => Some(format!("bgp-{state}")),
+            }
+        };
+        let down = data.pops.iter().map(|p| why(&p.id).is_some()).collect();
+        let drained: Vec<String> = data
+            .pops
+            .iter()
+            .filter_map(|p| why(&p.id).map(|w| format!("{}:{w}", p.id)))
+            .collect();
         let mut status_txt = data.status_txt.clone();
-        for f in internal.status_fields() {
+        let mut fields = internal.status_fields();
+        fields.push(format!(
+            "down={}",
+            if drained.is_empty() {
+                "none".to_owned()
+            } else {
+                drained.join(",")
+            }
+        ));
+        for f in fields {
             let b = &f.as_bytes()[..f.len().min(255)];
             status_txt.push(b.len() as u8);
             status_txt.extend_from_slice(b);
@@ -159,46 +197,86 @@ impl Snapshot {
         Snapshot {
             data,
             down,
+            file_down: file_down.clone(),
+            published,
             probe_log,
             internal,
             status_txt,
         }
     }
 
-    /// The PoPs this snapshot has drained, by id.
+    /// The PoPs the health file drains, by id (the published health is kept apart).
     pub fn down_set(&self) -> DownSet {
-        self.data
-            .pops
-            .iter()
-            .zip(self.down.iter())
-            .filter(|(_, d)| **d)
-            .map(|(p, _)| p.id.clone())
-            .collect()
+        self.file_down.clone()
     }
 
-    /// The same data, log and internal zones with another health state.
+    /// The same data, log, internal zones and published health with another health file.
     pub fn with_health(&self, down: &DownSet) -> Snapshot {
-        Snapshot::new(
+        Snapshot::with_sources(
             self.data.clone(),
             down,
+            self.published.clone(),
             self.probe_log.clone(),
             self.internal.clone(),
         )
     }
 
-    /// Another dataset (a reload), with this snapshot's log and internal zones.
+    /// The same with another published PoP health (from ZooKeeper).
+    pub fn with_published(&self, published: Arc<BTreeMap<String, String>>) -> Snapshot {
+        Snapshot::with_sources(
+            self.data.clone(),
+            &self.file_down,
+            published,
+            self.probe_log.clone(),
+            self.internal.clone(),
+        )
+    }
+
+    /// Another dataset (a reload), with this snapshot's log, internal zones and published health.
     pub fn with_data(&self, data: Arc<Dataset>, down: &DownSet) -> Snapshot {
-        Snapshot::new(data, down, self.probe_log.clone(), self.internal.clone())
+        Snapshot::with_sources(
+            data,
+            down,
+            self.published.clone(),
+            self.probe_log.clone(),
+            self.internal.clone(),
+        )
     }
 
     /// The same data and health with other internal zones.
     pub fn with_internal(&self, internal: Arc<Internal>) -> Snapshot {
-        Snapshot::new(
+        Snapshot::with_sources(
             self.data.clone(),
-            &self.down_set(),
+            &self.file_down,
+            self.published.clone(),
             self.probe_log.clone(),
             internal,
         )
+    }
+
+    /// Prometheus lines for the PoPs' state in this snapshot: `geodns_pop_up{pop, reason}`.
+    pub fn health_metrics(&self) -> String {
+        let mut s = String::from(
+            "# HELP geodns_pop_up 1 if the PoP is answered, 0 if drained (reason: file, bgp-draining, bgp-down).
+# TYPE geodns_pop_up gauge
+",
+        );
+        for (p, down) in self.data.pops.iter().zip(self.down.iter()) {
+            let reason = if self.file_down.contains(&p.id) {
+                "file".to_owned()
+            } else {
+                match self.published.get(p.id.as_str()) {
+                    Some(st) if st != "up" => format!("bgp-{st}"),
+                    _ => "none".to_owned(),
+                }
+            };
+            s.push_str(&format!(
+                "geodns_pop_up{{pop=\"{}\",reason=\"{reason}\"}} {}\n",
+                p.id,
+                u8::from(!*down)
+            ));
+        }
+        s
     }
 
     /// The zone that holds `qname` (lowercase wire form): the one with the longest origin among

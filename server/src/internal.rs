@@ -143,3 +143,26 @@ pub async fn follow(zk: config::ZooKeeper, state: Arc<ArcSwap<Snapshot>>, metric
     });
     Follower::new(follower_config(&zk), apply).run(have).await;
 }
+
+/// Follows the PoP health `geodns announce` publishes, draining PoPs that are not up.
+pub async fn follow_health(zk: config::ZooKeeper, state: Arc<ArcSwap<Snapshot>>) {
+    let layout = Layout::new(&zk.root).expect("validated with the config");
+    let apply: geodns_snapshot::pophealth::ApplyHealth = Arc::new(move |map| {
+        let not_up: Vec<String> = map
+            .iter()
+            .filter(|(_, s)| s.as_str() != "up")
+            .map(|(p, s)| format!("{p}:{s}"))
+            .collect();
+        tracing::info!(not_up = ?not_up, "published PoP health changed");
+        let map = Arc::new(map);
+        state.rcu(|cur| cur.with_published(map.clone()));
+    });
+    geodns_snapshot::pophealth::follow(
+        zk.connect,
+        layout,
+        Duration::from_millis(zk.session_timeout_ms),
+        Duration::from_millis(zk.recheck_ms.max(100)),
+        apply,
+    )
+    .await;
+}

@@ -93,6 +93,7 @@ pub async fn run(config_path: &Path) -> Result<(), StartError> {
         Arc::new(internal),
     )));
     if let Some(zk) = cfg.zookeeper.clone() {
+        tokio::spawn(crate::internal::follow_health(zk.clone(), state.clone()));
         tokio::spawn(crate::internal::follow(zk, state.clone(), metrics.clone()));
     }
 
@@ -145,10 +146,10 @@ pub async fn run(config_path: &Path) -> Result<(), StartError> {
             source,
         })?;
         tracing::info!(%bound, "listening metrics");
-        let m = metrics.clone();
+        let (m, st) = (metrics.clone(), state.clone());
         tokio::spawn(crate::metrics::serve(
             listener,
-            Arc::new(move || m.render()),
+            Arc::new(move || m.render() + &st.load().health_metrics()),
         ));
     }
     tokio::spawn(watch(

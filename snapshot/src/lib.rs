@@ -10,12 +10,14 @@
 //! - [`layout`]: where everything lives under the ZooKeeper root;
 //! - [`store`]: publishing a snapshot whole (chunks first, then the pointer) and fetching and
 //!   verifying one;
+//! - [`pophealth`]: PoP health published by `geodns announce`, followed by every server;
 //! - [`follower`]: the task a server runs: last good snapshot from disk at start, then watch,
 //!   fetch with jitter, verify, hand over, save; reconnect with backoff.
 
 pub mod follower;
 pub mod format;
 pub mod layout;
+pub mod pophealth;
 pub mod store;
 
 pub use follower::{load_cache, Apply, Follower, FollowerConfig};

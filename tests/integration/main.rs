@@ -4,6 +4,7 @@
 mod harness;
 
 mod answers;
+mod bgp;
 mod browser;
 mod cli;
 mod collector;

@@ -1,0 +1,293 @@
+//! `geodns announce`'s config (TOML), parsed once into typed structs (docs/bgp.md).
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use geomap::PopId;
+use ipnet::IpNet;
+use serde::Deserialize;
+
+/// The whole file.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The PoP this process announces for.
+    pub pop: PopId,
+    /// Our AS number (used to prepend when draining by AS-path).
+    #[serde(default)]
+    pub local_as: Option<u32>,
+    /// The VIPs.
+    pub vips: Vec<Vip>,
+    /// How a drain makes routes less preferred before withdrawing them.
+    #[serde(default)]
+    pub drain: Drain,
+    /// Flap damping.
+    #[serde(default)]
+    pub damping: Damping,
+    /// Where the PoP's health goes.
+    #[serde(default)]
+    pub publish: Publish,
+}
+
+/// One VIP and its check.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Vip {
+    /// The route: a /32 or /128.
+    pub prefix: IpNet,
+    /// Next hop: an address, or `self`. Default `self`.
+    #[serde(default = "default_next_hop")]
+    pub next_hop: String,
+    /// MED while healthy. Default 100.
+    #[serde(default = "default_med")]
+    pub med: u32,
+    /// Communities while healthy, `asn:value`.
+    #[serde(default)]
+    pub communities: Vec<String>,
+    /// The health check.
+    pub check: Check,
+    /// Between checks, ms. Default 1000.
+    #[serde(default = "default_interval_ms")]
+    pub interval_ms: u64,
+    /// A check slower than this fails, ms. Default 1000.
+    #[serde(default = "default_timeout_ms")]
+    pub timeout_ms: u64,
+    /// Consecutive successes to go up. Default 3.
+    #[serde(default = "default_rise")]
+    pub rise: u32,
+    /// Consecutive failures to go down. Default 2.
+    #[serde(default = "default_fall")]
+    pub fall: u32,
+}
+
+/// What is checked.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub enum Check {
+    /// A DNS query; healthy when answered NOERROR with at least one answer record.
+    Dns {
+        /// The server.
+        server: SocketAddr,
+        /// The name.
+        name: String,
+        /// The type. Default A.
+        #[serde(default = "default_qtype")]
+        qtype: String,
+    },
+    /// An HTTP GET; healthy when the status is `status`.
+    Http {
+        /// The URL (http://).
+        url: String,
+        /// Expected status. Default 200.
+        #[serde(default = "default_status")]
+        status: u16,
+    },
+    /// A TCP connect; healthy when it completes.
+    Tcp {
+        /// The address.
+        addr: SocketAddr,
+    },
+}
+
+/// Drain settings.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Drain {
+    /// How the route is made less preferred: `med`, `prepend` or `graceful-shutdown`
+    /// (the GRACEFUL_SHUTDOWN community 65535:0, RFC 8326). Default `graceful-shutdown`.
+    #[serde(default = "default_drain_method")]
+    pub method: DrainMethod,
+    /// MED during a drain by `med`. Default 4294967295 (the worst).
+    #[serde(default = "default_drain_med")]
+    pub med: u32,
+    /// Extra copies of `local_as` during a drain by `prepend`. Default 3.
+    #[serde(default = "default_prepend")]
+    pub prepend: u32,
+    /// How long a route stays less preferred before it is withdrawn, ms. Default 30000.
+    #[serde(default = "default_grace_ms")]
+    pub grace_ms: u64,
+    /// While this file exists the PoP is in maintenance: drained, then withdrawn.
+    #[serde(default)]
+    pub file: Option<PathBuf>,
+}
+
+/// How a drain lowers preference.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum DrainMethod {
+    /// A worse MED.
+    Med,
+    /// A longer AS path.
+    Prepend,
+    /// The GRACEFUL_SHUTDOWN community (RFC 8326), which receivers map to LOCAL_PREF 0.
+    GracefulShutdown,
+}
+
+impl Default for Drain {
+    fn default() -> Self {
+        Drain {
+            method: default_drain_method(),
+            med: default_drain_med(),
+            prepend: default_prepend(),
+            grace_ms: default_grace_ms(),
+            file: None,
+        }
+    }
+}
+
+/// Flap damping (RFC 2439's scheme, per VIP): each up/down change adds 1000 to a penalty that
+/// halves every `half_life_ms`; above `suppress` the route stays withdrawn until the penalty
+/// falls below `reuse`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Damping {
+    /// Default 60000.
+    #[serde(default = "default_half_life_ms")]
+    pub half_life_ms: u64,
+    /// Default 3000 (a fourth change within a half-life suppresses).
+    #[serde(default = "default_suppress")]
+    pub suppress: f64,
+    /// Default 750.
+    #[serde(default = "default_reuse")]
+    pub reuse: f64,
+}
+
+impl Default for Damping {
+    fn default() -> Self {
+        Damping {
+            half_life_ms: default_half_life_ms(),
+            suppress: default_suppress(),
+            reuse: default_reuse(),
+        }
+    }
+}
+
+/// Where the PoP's health is published.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Publish {
+    /// ZooKeeper: one node per PoP under `<root>/health/` that the DNS servers follow.
+    #[serde(default)]
+    pub zookeeper: Option<ZooKeeper>,
+    /// Else (or also) a health file in the server's format (`<pop> up|down`), for a server on
+    /// this host.
+    #[serde(default)]
+    pub health_file: Option<PathBuf>,
+}
+
+/// The ensemble.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ZooKeeper {
+    /// Connect string.
+    pub connect: String,
+    /// Root. Default `/geodns`.
+    #[serde(default = "default_root")]
+    pub root: String,
+}
+
+fn default_next_hop() -> String {
+    "self".into()
+}
+fn default_med() -> u32 {
+    100
+}
+fn default_interval_ms() -> u64 {
+    1000
+}
+fn default_timeout_ms() -> u64 {
+    1000
+}
+fn default_rise() -> u32 {
+    3
+}
+fn default_fall() -> u32 {
+    2
+}
+fn default_qtype() -> String {
+    "A".into()
+}
+fn default_status() -> u16 {
+    200
+}
+fn default_drain_method() -> DrainMethod {
+    DrainMethod::GracefulShutdown
+}
+fn default_drain_med() -> u32 {
+    u32::MAX
+}
+fn default_prepend() -> u32 {
+    3
+}
+fn default_grace_ms() -> u64 {
+    30_000
+}
+fn default_half_life_ms() -> u64 {
+    60_000
+}
+fn default_suppress() -> f64 {
+    3000.0
+}
+fn default_reuse() -> f64 {
+    750.0
+}
+fn default_root() -> String {
+    "/geodns".into()
+}
+
+impl Config {
+    /// Reads and checks the file; errors name the file and key.
+    pub fn load(path: &Path) -> Result<Config, String> {
+        let file = path.display();
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{file}: {e}"))?;
+        let cfg: Config =
+            toml::from_str(&text).map_err(|e| format!("{file}: {}", e.to_string().trim_end()))?;
+        let bad = |key: String, problem: String| format!("{file}: {key}: {problem}");
+        if cfg.vips.is_empty() {
+            return Err(bad("vips".into(), "no VIP".into()));
+        }
+        for (i, v) in cfg.vips.iter().enumerate() {
+            let host_len = if v.prefix.addr().is_ipv4() { 32 } else { 128 };
+            if v.prefix.prefix_len() != host_len {
+                return Err(bad(
+                    format!("vips[{i}].prefix"),
+                    format!("{} is not a /32 or /128", v.prefix),
+                ));
+            }
+            if v.next_hop != "self" && v.next_hop.parse::<IpAddr>().is_err() {
+                return Err(bad(
+                    format!("vips[{i}].next_hop"),
+                    format!("{:?} is neither an address nor self", v.next_hop),
+                ));
+            }
+            for c in &v.communities {
+                if parse_community(c).is_none() {
+                    return Err(bad(
+                        format!("vips[{i}].communities"),
+                        format!("{c:?} is not asn:value"),
+                    ));
+                }
+            }
+            if v.rise == 0 || v.fall == 0 || v.interval_ms == 0 || v.timeout_ms == 0 {
+                return Err(bad(
+                    format!("vips[{i}]"),
+                    "rise, fall, interval_ms and timeout_ms must be positive".into(),
+                ));
+            }
+        }
+        if cfg.drain.method == DrainMethod::Prepend && cfg.local_as.is_none() {
+            return Err(bad("drain.method".into(), "prepend needs local_as".into()));
+        }
+        if let Some(zk) = &cfg.publish.zookeeper {
+            geodns_snapshot::Layout::new(&zk.root)
+                .map_err(|e| bad("publish.zookeeper.root".into(), e))?;
+        }
+        Ok(cfg)
+    }
+}
+
+/// `asn:value` with both parts 16-bit.
+pub fn parse_community(s: &str) -> Option<(u16, u16)> {
+    let (a, b) = s.split_once(':')?;
+    Some((a.parse().ok()?, b.parse().ok()?))
+}

@@ -1,0 +1,117 @@
+//! PoP health in ZooKeeper: `geodns announce` at each PoP keeps `<root>/health/<pop>` (JSON
+//! with a `state` of `up`, `draining` or `down`, and per-VIP detail); every DNS server follows
+//! the whole `<root>/health` directory with one persistent recursive watch and drains the PoPs
+//! that are not up. A PoP with no node is not drained (no news is not bad news), and ZooKeeper
+//! unreachable leaves the last known states in force.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use zookeeper_client as zk;
+
+use crate::layout::Layout;
+
+/// PoP id -> state (`up`, `draining`, `down`, or `unreadable`).
+pub type HealthMap = BTreeMap<String, String>;
+
+/// Receives every new health map.
+pub type ApplyHealth = Arc<dyn Fn(HealthMap) + Send + Sync>;
+
+/// The health directory under a root.
+pub fn dir(layout: &Layout) -> String {
+    format!("{}/health", layout.root())
+}
+
+async fn read(client: &zk::Client, dir: &str) -> Result<HealthMap, zk::Error> {
+    let mut out = HealthMap::new();
+    let children = match client.list_children(dir).await {
+        Ok(c) => c,
+        Err(zk::Error::NoNode) => return Ok(out),
+        Err(e) => return Err(e),
+    };
+    for pop in children {
+        match client.get_data(&format!("{dir}/{pop}")).await {
+            Ok((data, _)) => {
+                let state = serde_json::from_slice::<serde_json::Value>(&data)
+                    .ok()
+                    .and_then(|v| v.get("state").and_then(|s| s.as_str()).map(str::to_owned))
+                    .filter(|s| ["up", "draining", "down"].contains(&s.as_str()))
+                    .unwrap_or_else(|| "unreadable".to_owned());
+                out.insert(pop, state);
+            }
+            Err(zk::Error::NoNode) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(out)
+}
+
+/// Follows `<root>/health` until the process ends, calling `apply` whenever the map changes.
+pub async fn follow(
+    connect: String,
+    layout: Layout,
+    session_timeout: Duration,
+    recheck: Duration,
+    apply: ApplyHealth,
+) {
+    let dir = dir(&layout);
+    let mut last: Option<HealthMap> = None;
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let client = match zk::Client::connector()
+            .with_session_timeout(session_timeout)
+            .connect(&connect)
+            .await
+        {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "ZooKeeper unreachable; PoP health as last known");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(10));
+                continue;
+            }
+        };
+        backoff = Duration::from_millis(100);
+        let opts = zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
+        match client.mkdir(&dir, &opts).await {
+            Ok(()) | Err(zk::Error::NodeExists) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot create {dir}");
+                continue;
+            }
+        }
+        let mut watcher = match client
+            .watch(&dir, zk::AddWatchMode::PersistentRecursive)
+            .await
+        {
+            Ok(w) => w,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot watch {dir}");
+                continue;
+            }
+        };
+        let mut state = client.state_watcher();
+        loop {
+            match read(&client, &dir).await {
+                Ok(map) => {
+                    if last.as_ref() != Some(&map) {
+                        apply(map.clone());
+                        last = Some(map);
+                    }
+                }
+                Err(zk::Error::SessionExpired | zk::Error::ClientClosed) => break,
+                Err(e) => {
+                    tracing::warn!(error = %e, "reading PoP health failed; retrying");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    continue;
+                }
+            }
+            tokio::select! {
+                _ = watcher.changed() => {}
+                s = state.changed() => if s.is_terminated() { break; },
+                _ = tokio::time::sleep(recheck) => {}
+            }
+        }
+    }
+}

@@ -1,0 +1,238 @@
+//! Real BGP: Debian's `exabgp` runs `geodns announce` as its API process and peers with a real
+//! BIRD 2 over 127.0.0.1 -> 127.0.0.2 (BIRD passive, multihop, on a free port). The service
+//! behind the VIP is a TCP listener this test opens and closes. The announce process publishes
+//! the PoP's health to a real ZooKeeper, which the DNS server follows.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use hickory_proto::rr::RecordType;
+
+use crate::harness::{addresses, example_config, message, Server};
+use crate::zk::ZooKeeper;
+
+const VIP: &str = "192.0.2.10/32";
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Bird {
+    child: Child,
+    ctl: PathBuf,
+}
+
+impl Bird {
+    fn start(dir: &Path, port: u16) -> Bird {
+        let conf = dir.join("bird.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "router id 127.0.0.2;\nprotocol device {{}}\nprotocol bgp exa {{\n  local 127.0.0.2 port {port} as 65000;\n  \
+                 neighbor 127.0.0.1 as 65001;\n  multihop;\n  passive on;\n  ipv4 {{ import all; export none; }};\n}}\n"
+            ),
+        )
+        .unwrap();
+        let ctl = dir.join("bird.ctl");
+        let child = Command::new("bird")
+            .args(["-f", "-c"])
+            .arg(&conf)
+            .arg("-s")
+            .arg(&ctl)
+            .arg("-P")
+            .arg(dir.join("bird.pid"))
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.join("bird.log")).unwrap())
+            .spawn()
+            .expect("bird is installed (Debian package bird2; scripts/test.sh installs it)");
+        Bird { child, ctl }
+    }
+
+    fn routes(&self) -> String {
+        let out = Command::new("birdc")
+            .arg("-s")
+            .arg(&self.ctl)
+            .args(["show", "route", "all"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Waits until `pred` holds for BIRD's routes; returns how long it took.
+    fn wait(&self, what: &str, within: Duration, pred: impl Fn(&str) -> bool) -> Duration {
+        let t0 = Instant::now();
+        loop {
+            let r = self.routes();
+            if pred(&r) {
+                return t0.elapsed();
+            }
+            assert!(t0.elapsed() < within, "{what}: BIRD has\n{r}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Bird {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+struct ExaBgp {
+    child: Child,
+    log: PathBuf,
+}
+
+impl ExaBgp {
+    fn start(dir: &Path, port: u16, announce_cfg: &Path) -> ExaBgp {
+        let conf = dir.join("exabgp.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "process announce {{\n  run {bin} announce -c {cfg};\n  encoder text;\n}}\n\
+                 neighbor 127.0.0.2 {{\n  router-id 127.0.0.1;\n  local-address 127.0.0.1;\n  local-as 65001;\n  \
+                 peer-as 65000;\n  api {{ processes [ announce ]; }}\n}}\n",
+                bin = env!("CARGO_BIN_EXE_geodns"),
+                cfg = announce_cfg.display()
+            ),
+        )
+        .unwrap();
+        let log = dir.join("exabgp.log");
+        let child = Command::new("exabgp")
+            .arg(&conf)
+            .env("exabgp.tcp.port", port.to_string())
+            .env("exabgp.daemon.user", "root")
+            .env("exabgp.api.cli", "false")
+            .env("exabgp.log.level", "INFO")
+            .env("RUST_LOG", "info")
+            .stdout(std::fs::File::create(&log).unwrap())
+            .stderr(std::fs::File::create(dir.join("exabgp.err")).unwrap())
+            .spawn()
+            .expect("exabgp is installed (Debian package exabgp; scripts/test.sh installs it)");
+        ExaBgp { child, log }
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for ExaBgp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!("---- exabgp ----\n{}", self.log_text());
+        }
+    }
+}
+
+/// A ECS client of ams (198.51.100.128/25 ranks ams, then iad).
+fn www(s: &Server) -> Vec<String> {
+    addresses(&s.query(&message(
+        "www.example.com.",
+        RecordType::A,
+        Some("198.51.100.200/32"),
+    )))
+}
+
+fn wait_www(s: &Server, want: &str, within: Duration) -> Duration {
+    let t0 = Instant::now();
+    while www(s) != [want] {
+        assert!(t0.elapsed() < within, "www: {:?}, want {want}", www(s));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    t0.elapsed()
+}
+
+#[test]
+fn exabgp_announces_drains_and_withdraws_and_the_dns_follows() {
+    let dir = tempfile::tempdir().unwrap();
+    let zk = ZooKeeper::standalone();
+    let service = TcpListener::bind("127.0.0.1:0").unwrap();
+    let service_addr = service.local_addr().unwrap();
+    let maintenance = dir.path().join("maintenance");
+    let cfg = dir.path().join("announce.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "pop = \"ams\"\nlocal_as = 65001\n[[vips]]\nprefix = \"{VIP}\"\nnext_hop = \"127.0.0.1\"\n\
+             interval_ms = 200\ntimeout_ms = 200\nrise = 3\nfall = 2\n\
+             check = {{ kind = \"tcp\", addr = \"{service_addr}\" }}\n\
+             [drain]\nfile = \"{}\"\ngrace_ms = 1500\n\
+             [publish]\nzookeeper = {{ connect = \"{}\" }}\n",
+            maintenance.display(),
+            zk.connect()
+        ),
+    )
+    .unwrap();
+    let s = Server::start(&example_config(
+        "",
+        &format!(
+            "[zookeeper]\nconnect = \"{}\"\nrecheck_ms = 1000\nsession_timeout_ms = 2000\n",
+            zk.connect()
+        ),
+    ));
+    assert_eq!(www(&s), ["192.0.2.10"], "ams serves before any BGP");
+    let port = free_port();
+    let bird = Bird::start(dir.path(), port);
+    let exa = ExaBgp::start(dir.path(), port, &cfg);
+
+    // Healthy: the route appears after `rise` checks.
+    bird.wait("announced", Duration::from_secs(20), |r| {
+        r.contains("192.0.2.10/32") && r.contains("BGP.med: 100")
+    });
+    assert!(!bird.routes().contains("65535,0"));
+
+    // Maintenance: less preferred first (GRACEFUL_SHUTDOWN), the DNS drains the PoP, then the
+    // route goes.
+    std::fs::write(&maintenance, "").unwrap();
+    bird.wait("draining", Duration::from_secs(5), |r| {
+        r.contains("(65535,0)")
+    });
+    wait_www(&s, "192.0.2.20", Duration::from_secs(5));
+    assert!(s
+        .dig(&["_status.example.com", "TXT", "+short"])
+        .contains("down=ams:bgp-"));
+    bird.wait(
+        "withdrawn after the grace period",
+        Duration::from_secs(5),
+        |r| !r.contains("192.0.2.10/32"),
+    );
+    std::fs::remove_file(&maintenance).unwrap();
+    bird.wait("back after maintenance", Duration::from_secs(5), |r| {
+        r.contains("192.0.2.10/32") && !r.contains("65535,0")
+    });
+    wait_www(&s, "192.0.2.10", Duration::from_secs(5));
+
+    // The service dies: withdrawn within the fall time (2 x 200 ms, plus a check's timeout).
+    drop(service);
+    let gone = bird.wait("withdrawn on failure", Duration::from_secs(5), |r| {
+        !r.contains("192.0.2.10/32")
+    });
+    assert!(gone < Duration::from_millis(1500), "{gone:?}");
+    wait_www(&s, "192.0.2.20", Duration::from_secs(5));
+    let m = s.metrics();
+    assert!(
+        m.contains("geodns_pop_up{pop=\"ams\",reason=\"bgp-down\"} 0"),
+        "{m}"
+    );
+
+    // It comes back: announced again after `rise` successes, and the DNS returns to ams.
+    let _service = TcpListener::bind(service_addr).unwrap();
+    bird.wait("back after rise", Duration::from_secs(5), |r| {
+        r.contains("192.0.2.10/32")
+    });
+    wait_www(&s, "192.0.2.10", Duration::from_secs(5));
+
+    // ExaBGP stopping ends the process, which withdraws first and publishes the PoP down.
+    drop(exa);
+    wait_www(&s, "192.0.2.20", Duration::from_secs(10));
+}
