@@ -1,8 +1,9 @@
 //! PoP health: which PoPs are drained from answers.
 //!
-//! The source today is a health file (lines `<pop> up|down`, `#` comments; a PoP not listed is
-//! up), written by whatever runs the health checks. ZooKeeper and BGP health come later and feed
-//! the same [`DownSet`]. An unknown PoP id in the file is an error, so a typo does not silently
+//! One source is a health file (lines `<pop> up|down`, `#` comments; a PoP not listed is up),
+//! written by whatever runs the health checks (`geodns announce` can). The other is the PoP
+//! health `geodns announce` publishes in ZooKeeper (`crate::internal::follow_health`); the
+//! snapshot drains a PoP if either says so. An unknown PoP id in the file is an error, so a typo does not silently
 //! leave a broken PoP in service.
 
 use std::collections::BTreeSet;
