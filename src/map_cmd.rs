@@ -64,6 +64,17 @@ pub enum MapCommand {
         /// The map file.
         map: PathBuf,
     },
+    /// Where a drained PoP's users go: per-PoP load and users' added latency with the PoPs in
+    /// `--drain` drained, "next PoP takes all" against the capacity-aware spill (docs/spill.md).
+    /// Capacities come from the server config's `[pops.<id>] capacity`.
+    Spill {
+        /// The server config (its map and PoP capacities are used).
+        #[arg(short, long, default_value = "data/geodns.toml")]
+        config: PathBuf,
+        /// PoPs to drain, comma-separated; repeat for several scenarios.
+        #[arg(long, required = true)]
+        drain: Vec<String>,
+    },
     /// Build a map from a nets file (`prefix,pop[,pop...]` per line, like gdnsd's nets).
     ImportNets {
         /// The nets file.
@@ -100,6 +111,7 @@ pub fn run(cmd: MapCommand) -> anyhow::Result<()> {
     match cmd {
         MapCommand::Lookup { map, ip, ecs } => lookup(map, &ip, ecs),
         MapCommand::Stats { map } => stats(map),
+        MapCommand::Spill { config, drain } => spill(&config, &drain),
         MapCommand::Score { map, world, truth } => {
             use geodns_simulate::{score, World};
             let world = World::read(&world)?;
@@ -365,6 +377,77 @@ fn explain(path: PathBuf, addr: IpAddr) -> anyhow::Result<()> {
             map.meta.pops.get(covering[0].pops[0]).id,
             hit.scope
         );
+    }
+    Ok(())
+}
+
+/// Prints the spill table for each drain scenario.
+fn spill(config: &std::path::Path, scenarios: &[String]) -> anyhow::Result<()> {
+    let metrics = geodns_server::metrics::Metrics::default();
+    let data = geodns_server::dataset::Dataset::load(config, &metrics)?;
+    let capacity: Vec<Option<f64>> = data.config.pops.values().map(|p| p.capacity).collect();
+    let lists: Vec<&[geomap::PopIndex]> = (0..data.table.list_count())
+        .map(|i| data.table.list(i as geomap::ListId))
+        .collect();
+    let ids: Vec<String> = data.pops.iter().map(|p| p.id.to_string()).collect();
+    let cap = |p: usize| capacity[p].map_or("-".to_owned(), |c| format!("{:.0} %", c * 100.0));
+    println!(
+        "| drained | rule | {} | over capacity | added ms |",
+        ids.iter()
+            .map(|i| format!("{i} load"))
+            .collect::<Vec<_>>()
+            .join(" | ")
+    );
+    println!("|---|---|{}---:|---:|", "---:|".repeat(ids.len()));
+    println!(
+        "| (capacity) | | {} | | |",
+        (0..ids.len()).map(cap).collect::<Vec<_>>().join(" | ")
+    );
+    for sc in scenarios {
+        let drained: Vec<&str> = sc
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .collect();
+        for d in &drained {
+            anyhow::ensure!(
+                ids.iter().any(|i| i == d),
+                "--drain {d}: no such PoP in {}",
+                config.display()
+            );
+        }
+        let down: Vec<bool> = ids.iter().map(|i| drained.contains(&i.as_str())).collect();
+        for (rule, spread) in [("next PoP takes all", false), ("capacity-aware", true)] {
+            let p = geodns_server::spill::plan(
+                &lists,
+                data.table.list_stats(),
+                &capacity,
+                &down,
+                spread,
+            );
+            let over: f64 = p
+                .load
+                .iter()
+                .zip(&capacity)
+                .map(|(l, c)| c.map_or(0.0, |c| (l - c).max(0.0)))
+                .sum();
+            let rule = if p.guard {
+                "capacity-aware (guard held)"
+            } else {
+                rule
+            };
+            println!(
+                "| {} | {rule} | {} | {:.1} % | {:.2} |",
+                drained.join("+"),
+                p.load
+                    .iter()
+                    .map(|l| format!("{:.1} %", l * 100.0))
+                    .collect::<Vec<_>>()
+                    .join(" | "),
+                over * 100.0,
+                p.added_ms
+            );
+        }
     }
     Ok(())
 }

@@ -26,4 +26,4 @@ pub mod table;
 pub use format::{decode_map, read_map, write_map, FormatError};
 pub use map::{Derivation, KeySpace, Map, MapMeta, MapRow};
 pub use pop::{PopId, PopIndex, PopInfo, PopTable};
-pub use table::{AnswerTable, Hit, ListId, RowIndex};
+pub use table::{AnswerTable, Hit, ListId, ListStats, RowIndex};

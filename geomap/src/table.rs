@@ -49,7 +49,19 @@ struct FamilyTables {
 /// Ranked lists and per-key-space LPM tables; immutable once built, shared by all query threads.
 pub struct AnswerTable {
     lists: Vec<Box<[PopIndex]>>,
+    stats: Vec<ListStats>,
     spaces: [FamilyTables; 2],
+}
+
+/// What the map says about the users behind one ranked list, for spilling load by capacity:
+/// their demand (the samples of every row with this list, mapgen's estimate of how many users
+/// it stands for) and the demand-weighted mean RTT to each ranked PoP.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ListStats {
+    /// Sum of the rows' samples.
+    pub demand: u64,
+    /// Mean estimated RTT (ms) to each PoP of the list, in list order; `None` where unknown.
+    pub rtt_ms: Vec<Option<f32>>,
 }
 
 // Shared by every query thread: the tree bitmap declares Send and Sync itself, so the table is
@@ -79,8 +91,23 @@ impl AnswerTable {
         };
         let fill = default.map_or(UNMAPPED, &mut intern);
         let mut entries: [[Vec<Leaf>; 2]; 2] = Default::default();
+        // Per list: demand, and RTT sums and weights per position.
+        let mut acc: Vec<(u64, Vec<(f64, f64)>)> = Vec::new();
         for r in &map.rows {
             let id = intern(&r.pops);
+            if acc.len() <= id as usize {
+                acc.resize(id as usize + 1, (0, Vec::new()));
+            }
+            let a = &mut acc[id as usize];
+            a.0 += r.samples;
+            a.1.resize(r.pops.len(), (0.0, 0.0));
+            let w = r.samples.max(1) as f64;
+            for (k, rtt) in r.rtt_ms.iter().enumerate() {
+                if let Some(v) = rtt.filter(|v| v.is_finite()) {
+                    a.1[k].0 += v as f64 * w;
+                    a.1[k].1 += w;
+                }
+            }
             let space = r.key_space as usize;
             match r.prefix {
                 IpNet::V4(n) => entries[space][0].push((
@@ -110,7 +137,31 @@ impl AnswerTable {
                 leaves: leaves4.len() + leaves6.len(),
             }
         });
-        AnswerTable { lists, spaces }
+        acc.resize(lists.len(), (0, Vec::new()));
+        let stats = acc
+            .into_iter()
+            .zip(&lists)
+            .map(|((demand, sums), list)| ListStats {
+                demand,
+                rtt_ms: (0..list.len())
+                    .map(|k| {
+                        sums.get(k)
+                            .filter(|(_, w)| *w > 0.0)
+                            .map(|(s, w)| (s / w) as f32)
+                    })
+                    .collect(),
+            })
+            .collect();
+        AnswerTable {
+            lists,
+            stats,
+            spaces,
+        }
+    }
+
+    /// Demand and mean RTTs behind each list, by [`ListId`].
+    pub fn list_stats(&self) -> &[ListStats] {
+        &self.stats
     }
 
     /// Longest-prefix match of `addr` in `space`. IPv4-mapped IPv6 addresses are looked up as

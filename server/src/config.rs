@@ -201,6 +201,11 @@ pub struct Pop {
     /// IPv6 addresses answered for this PoP's probe names. Default: `vip6`.
     #[serde(default)]
     pub probe6: Option<Vec<Ipv6Addr>>,
+    /// The share of the map's total demand (0-1) this PoP can serve; unset: unlimited. With
+    /// capacities, a drained PoP's users are spread over their next PoPs so that none goes over
+    /// its own (docs/spill.md).
+    #[serde(default)]
+    pub capacity: Option<f64>,
 }
 
 /// One authoritative zone.
@@ -359,6 +364,16 @@ impl Config {
         for z in &mut cfg.zones {
             if let Some(f) = &mut z.file {
                 *f = base.join(&*f);
+            }
+        }
+        for (id, p) in &cfg.pops {
+            if let Some(c) = p.capacity {
+                if !(c > 0.0 && c <= 1.0) {
+                    return Err(invalid(
+                        format!("pops.{id}.capacity"),
+                        format!("{c} is not a share in (0, 1]"),
+                    ));
+                }
             }
         }
         if let Some(zk) = &mut cfg.zookeeper {

@@ -143,6 +143,8 @@ pub struct Snapshot {
     pub internal: Arc<Internal>,
     /// The status TXT RDATA: the dataset's fields and the internal snapshot's.
     pub status_txt: Vec<u8>,
+    /// Where drained or full PoPs' users go (empty without capacities).
+    pub spill: crate::spill::Plan,
 }
 
 impl Snapshot {
@@ -173,7 +175,16 @@ impl Snapshot {
                 Some(state) => Some(format!("bgp-{state}")),
             }
         };
-        let down = data.pops.iter().map(|p| why(&p.id).is_some()).collect();
+        let down: Box<[bool]> = data.pops.iter().map(|p| why(&p.id).is_some()).collect();
+        let capacity: Vec<Option<f64>> = data.config.pops.values().map(|p| p.capacity).collect();
+        let spill = if capacity.iter().any(Option::is_some) {
+            let lists: Vec<&[geomap::PopIndex]> = (0..data.table.list_count())
+                .map(|i| data.table.list(i as geomap::ListId))
+                .collect();
+            crate::spill::plan(&lists, data.table.list_stats(), &capacity, &down, true)
+        } else {
+            crate::spill::Plan::default()
+        };
         let drained: Vec<String> = data
             .pops
             .iter()
@@ -181,6 +192,11 @@ impl Snapshot {
             .collect();
         let mut status_txt = data.status_txt.clone();
         let mut fields = internal.status_fields();
+        if spill.guard {
+            fields.push("spill=guard".to_owned());
+        } else if spill.lists.iter().any(Option::is_some) {
+            fields.push("spill=spread".to_owned());
+        }
         fields.push(format!(
             "down={}",
             if drained.is_empty() {
@@ -202,6 +218,7 @@ impl Snapshot {
             probe_log,
             internal,
             status_txt,
+            spill,
         }
     }
 

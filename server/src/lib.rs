@@ -8,7 +8,7 @@
 //! - [`health`]: which PoPs are drained;
 //! - [`internal`]: internal zones, followed from the snapshot published in ZooKeeper;
 //! - [`wire`]: strict query parsing and response framing;
-//! - [`responder`]: the query path;
+//! - [`responder`]: the query path; [`spill`]: where a drained or full PoP's users go;
 //! - [`udp`], [`tcp`]: transports, and [`server`], which starts them;
 //! - [`reload`]: watching files and swapping snapshots;
 //! - [`metrics`]: counters and their Prometheus rendering.
@@ -21,6 +21,7 @@ pub mod metrics;
 pub mod reload;
 pub mod responder;
 pub mod server;
+pub mod spill;
 pub mod tcp;
 pub mod udp;
 pub mod wire;

@@ -458,12 +458,23 @@ impl Answer<'_, '_> {
             }
         };
         let healthy = |p: &&PopIndex| !snap.down[**p as usize] && has_family(**p);
-        let chosen = ranked
-            .iter()
-            .find(healthy)
-            .or_else(|| data.default_order.iter().find(healthy));
+        // A list the spill plan divides: this client's share by its sub-block.
+        let mut scope = scope;
+        let spilled = hit
+            .list
+            .and_then(|id| snap.spill.lists.get(id as usize))
+            .and_then(Option::as_deref)
+            .map(|choices| crate::spill::pick(choices, key, scope))
+            .filter(|(p, _)| healthy(&p));
+        if let Some((_, s)) = spilled {
+            scope = s;
+        }
+        let chosen = spilled
+            .map(|(p, _)| p)
+            .or_else(|| ranked.iter().find(healthy).copied())
+            .or_else(|| data.default_order.iter().find(healthy).copied());
         let chosen = match chosen {
-            Some(&p) => Some(p),
+            Some(p) => Some(p),
             None => {
                 // Every candidate is drained: answering something beats an empty answer, so ignore
                 // health (the same fail-open rule gdnsd applies).

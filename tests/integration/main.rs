@@ -20,5 +20,6 @@ mod probe;
 mod reload;
 mod resolvers;
 mod simulate;
+mod spill;
 mod transport;
 mod zk;
