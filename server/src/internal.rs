@@ -131,7 +131,12 @@ pub async fn follow(zk: config::ZooKeeper, state: Arc<ArcSwap<Snapshot>>, metric
             }
         };
         // rcu: a reload or health change racing with this swap is never lost.
-        apply_state.rcu(|cur| cur.with_internal(internal.clone()));
+        let old = apply_state.rcu(|cur| cur.with_internal(internal.clone()));
+        // The previous zones are freed once the last query holding them finishes; hand the
+        // freed pages back to the OS, or every load leaves the process a snapshot bigger.
+        drop(old);
+        drop(current);
+        crate::server::release_free_memory();
         apply_metrics.set_internal_snapshot(snap.version, unix(&snap.created_at));
         tracing::info!(
             version = snap.version,

@@ -140,7 +140,8 @@ pub async fn watch(
                         metrics.set_map_created(t);
                     }
                     // rcu: an internal-zone swap racing with this one is never lost.
-                    state.rcu(|cur| cur.with_data(new.clone(), &down));
+                    drop(state.rcu(|cur| cur.with_data(new.clone(), &down)));
+                    crate::server::release_free_memory();
                     watched = new.watched.clone();
                     data = new;
                     health_stamp = new_health_stamp;

@@ -235,11 +235,19 @@ impl Follower {
     }
 
     async fn fetch_apply(&self, client: &zk::Client, p: &Pointer) -> Result<(), FetchFailed> {
+        let started = std::time::Instant::now();
         let snap = match store::fetch(client, &self.cfg.layout, p).await {
             Ok(s) => s,
             Err(store::StoreError::Snapshot(e)) => return Err(FetchFailed::Refused(e.to_string())),
             Err(e) => return Err(FetchFailed::Transient(e.to_string())),
         };
+        tracing::info!(
+            version = p.version,
+            bytes = p.size,
+            chunks = p.chunks,
+            ms = started.elapsed().as_millis() as u64,
+            "snapshot fetched and verified"
+        );
         let apply = self.apply.clone();
         let cache = self.cfg.cache.clone();
         tokio::task::spawn_blocking(move || {
