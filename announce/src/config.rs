@@ -27,6 +27,12 @@ pub struct Config {
     /// Where the PoP's health goes.
     #[serde(default)]
     pub publish: Publish,
+    /// A file holding the PoP's current load as one number (utilisation: 1.0 is full), read
+    /// every 100 ms and published with the health; servers shed a growing share of the PoP's
+    /// answers between two watermarks of it (docs/spill.md). Written by whatever measures the
+    /// load balancers.
+    #[serde(default)]
+    pub load_file: Option<PathBuf>,
 }
 
 /// One VIP and its check.

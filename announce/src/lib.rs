@@ -69,6 +69,9 @@ pub struct PopHealth {
     pub pop: String,
     /// `up`, `draining` or `down`.
     pub state: &'static str,
+    /// The reported load, if a load file is configured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub load: Option<f64>,
     /// Each VIP.
     pub vips: Vec<VipHealth>,
 }
@@ -249,6 +252,7 @@ pub async fn run(cfg: Config) {
     let mut routes: Vec<Route> = vec![Route::Withdrawn; cfg.vips.len()];
     let mut maintenance: Option<Instant> = None;
     let mut published: Option<PopHealth> = None;
+    let mut load: Option<f64> = None;
     let grace = Duration::from_millis(cfg.drain.grace_ms);
     tracing::info!(pop = %cfg.pop, vips = cfg.vips.len(), "announcing nothing until the checks pass");
     while let Some(ev) = rx.recv().await {
@@ -269,6 +273,14 @@ pub async fn run(cfg: Config) {
                     if v.tick(&cfg.damping, now) {
                         tracing::warn!(suppressed = v.suppressed, "damping changed");
                     }
+                }
+                if let Some(f) = &cfg.load_file {
+                    // Rounded to a percent, so noise below that publishes nothing.
+                    load = std::fs::read_to_string(f)
+                        .ok()
+                        .and_then(|t| t.trim().parse::<f64>().ok())
+                        .filter(|l| l.is_finite() && *l >= 0.0)
+                        .map(|l| (l * 100.0).round() / 100.0);
                 }
                 if let Some(file) = &cfg.drain.file {
                     let on = file.exists();
@@ -291,6 +303,7 @@ pub async fn run(cfg: Config) {
                 let down = PopHealth {
                     pop: cfg.pop.to_string(),
                     state: "down",
+                    load: None,
                     vips: cfg
                         .vips
                         .iter()
@@ -322,6 +335,7 @@ pub async fn run(cfg: Config) {
         let health = PopHealth {
             pop: cfg.pop.to_string(),
             state: pop_state(&routes),
+            load,
             vips: cfg
                 .vips
                 .iter()
@@ -335,10 +349,17 @@ pub async fn run(cfg: Config) {
                 })
                 .collect(),
         };
-        let state_changed = published
-            .as_ref()
-            .map(|p| (p.state, p.vips.iter().map(|v| v.route).collect::<Vec<_>>()))
-            != Some((health.state, health.vips.iter().map(|v| v.route).collect()));
+        let state_changed = published.as_ref().map(|p| {
+            (
+                p.state,
+                p.load,
+                p.vips.iter().map(|v| v.route).collect::<Vec<_>>(),
+            )
+        }) != Some((
+            health.state,
+            health.load,
+            health.vips.iter().map(|v| v.route).collect(),
+        ));
         if state_changed {
             tracing::info!(pop = %cfg.pop, state = health.state, "PoP health");
             if let Some(f) = &cfg.publish.health_file {

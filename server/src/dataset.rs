@@ -6,7 +6,6 @@
 //! health state; the server swaps whole snapshots atomically, so a query sees one consistent
 //! version of everything.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -127,6 +126,14 @@ pub struct Dataset {
 /// reloads.
 pub type ProbeLogger = Arc<LogWriter<DnsProbeRow>>;
 
+/// The share of a PoP's answers to shed at a reported load: none below the low watermark,
+/// growing linearly to all at the high one (docs/spill.md).
+pub fn shed(load: Option<f64>) -> f64 {
+    const LOW: f64 = crate::spill::LOW_WATERMARK;
+    const HIGH: f64 = crate::spill::HIGH_WATERMARK;
+    load.map_or(0.0, |l| ((l - LOW) / (HIGH - LOW)).clamp(0.0, 1.0))
+}
+
 /// A dataset with the health state and internal zones in force: what one query reads.
 pub struct Snapshot {
     /// The data.
@@ -135,8 +142,8 @@ pub struct Snapshot {
     pub down: Box<[bool]>,
     /// PoPs the health file drains.
     pub file_down: DownSet,
-    /// PoP health published in ZooKeeper by `geodns announce`: id -> state.
-    pub published: Arc<BTreeMap<String, String>>,
+    /// PoP health published in ZooKeeper by `geodns announce`: id -> state and load.
+    pub published: Arc<geodns_snapshot::pophealth::HealthMap>,
     /// The probe query log, if configured.
     pub probe_log: Option<ProbeLogger>,
     /// Internal zones from the published snapshot (empty without `[zookeeper]`).
@@ -162,7 +169,7 @@ impl Snapshot {
     fn with_sources(
         data: Arc<Dataset>,
         file_down: &DownSet,
-        published: Arc<BTreeMap<String, String>>,
+        published: Arc<geodns_snapshot::pophealth::HealthMap>,
         probe_log: Option<ProbeLogger>,
         internal: Arc<Internal>,
     ) -> Snapshot {
@@ -170,18 +177,31 @@ impl Snapshot {
             if file_down.contains(id) {
                 return Some("file".into());
             }
-            match published.get(id.as_str()).map(String::as_str) {
-                None | Some("up") => None,
-                Some(state) => Some(format!("bgp-{state}")),
+            let st = published.get(id.as_str())?;
+            if st.state != "up" {
+                return Some(format!("bgp-{}", st.state));
             }
+            // Above the high watermark a PoP gets no answers at all.
+            (shed(st.load) >= 1.0).then(|| "load".to_owned())
         };
         let down: Box<[bool]> = data.pops.iter().map(|p| why(&p.id).is_some()).collect();
+        let shed_of =
+            |id: &geomap::PopId| published.get(id.as_str()).map_or(0.0, |st| shed(st.load));
+        let sheds: Vec<f64> = data.pops.iter().map(|p| shed_of(&p.id)).collect();
         let capacity: Vec<Option<f64>> = data.config.pops.values().map(|p| p.capacity).collect();
-        let spill = if capacity.iter().any(Option::is_some) {
+        let shedding = sheds.iter().any(|s| *s > 0.0 && *s < 1.0);
+        let spill = if capacity.iter().any(Option::is_some) || shedding {
             let lists: Vec<&[geomap::PopIndex]> = (0..data.table.list_count())
                 .map(|i| data.table.list(i as geomap::ListId))
                 .collect();
-            crate::spill::plan(&lists, data.table.list_stats(), &capacity, &down, true)
+            crate::spill::plan_with_shed(
+                &lists,
+                data.table.list_stats(),
+                &capacity,
+                &down,
+                &sheds,
+                true,
+            )
         } else {
             crate::spill::Plan::default()
         };
@@ -239,7 +259,10 @@ impl Snapshot {
     }
 
     /// The same with another published PoP health (from ZooKeeper).
-    pub fn with_published(&self, published: Arc<BTreeMap<String, String>>) -> Snapshot {
+    pub fn with_published(
+        &self,
+        published: Arc<geodns_snapshot::pophealth::HealthMap>,
+    ) -> Snapshot {
         Snapshot::with_sources(
             self.data.clone(),
             &self.file_down,
@@ -283,7 +306,8 @@ impl Snapshot {
                 "file".to_owned()
             } else {
                 match self.published.get(p.id.as_str()) {
-                    Some(st) if st != "up" => format!("bgp-{st}"),
+                    Some(st) if st.state != "up" => format!("bgp-{}", st.state),
+                    Some(st) if shed(st.load) >= 1.0 => "load".to_owned(),
                     _ => "none".to_owned(),
                 }
             };

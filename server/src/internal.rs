@@ -155,8 +155,8 @@ pub async fn follow_health(zk: config::ZooKeeper, state: Arc<ArcSwap<Snapshot>>)
     let apply: geodns_snapshot::pophealth::ApplyHealth = Arc::new(move |map| {
         let not_up: Vec<String> = map
             .iter()
-            .filter(|(_, s)| s.as_str() != "up")
-            .map(|(p, s)| format!("{p}:{s}"))
+            .filter(|(_, s)| s.state != "up")
+            .map(|(p, s)| format!("{p}:{}", s.state))
             .collect();
         tracing::info!(not_up = ?not_up, "published PoP health changed");
         let map = Arc::new(map);

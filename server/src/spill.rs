@@ -14,6 +14,10 @@
 //!    /56), and says that sub-block as the ECS scope, so resolvers cache each answer only for the
 //!    clients it was chosen for.
 //!
+//! **Live load**: a PoP that reports its load sheds a growing share of the demand that would
+//! come to it first, from none at [`LOW_WATERMARK`] to all at [`HIGH_WATERMARK`] (above it the
+//! PoP gets no answers); the shed share moves like any other overflow.
+//!
 //! **Global guard**: if the PoPs still up cannot carry the whole demand together, spreading
 //! would only overload every survivor; then nothing is spread and each list answers its next
 //! PoP, as without capacities (`spill=guard` in the status record).
@@ -21,6 +25,11 @@
 use std::net::IpAddr;
 
 use geomap::{ListStats, PopIndex};
+
+/// Reported load below which a PoP sheds nothing.
+pub const LOW_WATERMARK: f64 = 0.8;
+/// Reported load at which a PoP sheds all its answers.
+pub const HIGH_WATERMARK: f64 = 0.95;
 
 /// Buckets a list's clients are divided into.
 pub const BUCKETS: u32 = 1024;
@@ -52,6 +61,26 @@ pub fn plan(
     down: &[bool],
     spread: bool,
 ) -> Plan {
+    plan_with_shed(
+        lists,
+        stats,
+        capacity,
+        down,
+        &vec![0.0; capacity.len()],
+        spread,
+    )
+}
+
+/// [`plan`] where PoP p also sheds the share `shed[p]` (0-1) of the demand that would come to
+/// it first: its capacity becomes at most (1 - shed) of that demand.
+pub fn plan_with_shed(
+    lists: &[&[PopIndex]],
+    stats: &[ListStats],
+    capacity: &[Option<f64>],
+    down: &[bool],
+    shed: &[f64],
+    spread: bool,
+) -> Plan {
     let pops = capacity.len();
     let total: f64 = stats.iter().map(|s| s.demand as f64).sum();
     let mut out = Plan {
@@ -79,7 +108,16 @@ pub fn plan(
     }
     let cap: Vec<f64> = capacity
         .iter()
-        .map(|c| c.map_or(f64::INFINITY, |c| c * total))
+        .enumerate()
+        .map(|(p, c)| {
+            let by_capacity = c.map_or(f64::INFINITY, |c| c * total);
+            let s = shed.get(p).copied().unwrap_or(0.0);
+            if s > 0.0 {
+                by_capacity.min((1.0 - s) * load[p])
+            } else {
+                by_capacity
+            }
+        })
         .collect();
     let room_total: f64 = (0..pops).filter(|&p| !down[p]).map(|p| cap[p]).sum();
     out.guard = spread && room_total < total;
@@ -252,6 +290,28 @@ mod tests {
         assert_eq!(a_plan[0], (1, 819)); // 40 of 50 in 1024 buckets
         assert_eq!(p.lists[1], None, "B stays on its first PoP up");
         assert!(p.added_ms > naive.added_ms);
+    }
+
+    #[test]
+    fn a_loaded_pop_sheds_between_the_watermarks() {
+        let a: &[PopIndex] = &[0, 1];
+        let lists = [a];
+        let st = [stats(100, &[10.0, 20.0])];
+        // Half-way between the watermarks: half of pop 0's first-choice demand moves.
+        let p = plan_with_shed(
+            &lists,
+            &st,
+            &[None, None],
+            &[false, false],
+            &[0.5, 0.0],
+            true,
+        );
+        assert!(
+            (p.load[0] - 0.5).abs() < 1e-9 && (p.load[1] - 0.5).abs() < 1e-9,
+            "{:?}",
+            p.load
+        );
+        assert_eq!(p.lists[0].as_deref(), Some(&[(0, 512), (1, BUCKETS)][..]));
     }
 
     #[test]

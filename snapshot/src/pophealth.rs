@@ -2,7 +2,8 @@
 //! with a `state` of `up`, `draining` or `down`, and per-VIP detail); every DNS server follows
 //! the whole `<root>/health` directory with one persistent recursive watch and drains the PoPs
 //! that are not up. A PoP with no node is not drained (no news is not bad news), and ZooKeeper
-//! unreachable leaves the last known states in force.
+//! unreachable leaves the last known states in force. A PoP may also report its load, which
+//! servers use to shed a growing share of its answers between two watermarks.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -12,8 +13,17 @@ use zookeeper_client as zk;
 
 use crate::layout::Layout;
 
-/// PoP id -> state (`up`, `draining`, `down`, or `unreadable`).
-pub type HealthMap = BTreeMap<String, String>;
+/// What one PoP published.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PopStatus {
+    /// `up`, `draining`, `down`, or `unreadable`.
+    pub state: String,
+    /// The PoP's reported load (utilisation, 0-1 and beyond), if it reports one.
+    pub load: Option<f64>,
+}
+
+/// PoP id -> what it published.
+pub type HealthMap = BTreeMap<String, PopStatus>;
 
 /// Receives every new health map.
 pub type ApplyHealth = Arc<dyn Fn(HealthMap) + Send + Sync>;
@@ -33,12 +43,17 @@ async fn read(client: &zk::Client, dir: &str) -> Result<HealthMap, zk::Error> {
     for pop in children {
         match client.get_data(&format!("{dir}/{pop}")).await {
             Ok((data, _)) => {
-                let state = serde_json::from_slice::<serde_json::Value>(&data)
-                    .ok()
+                let v = serde_json::from_slice::<serde_json::Value>(&data).ok();
+                let state = v
+                    .as_ref()
                     .and_then(|v| v.get("state").and_then(|s| s.as_str()).map(str::to_owned))
                     .filter(|s| ["up", "draining", "down"].contains(&s.as_str()))
                     .unwrap_or_else(|| "unreadable".to_owned());
-                out.insert(pop, state);
+                let load = v
+                    .as_ref()
+                    .and_then(|v| v.get("load").and_then(|l| l.as_f64()))
+                    .filter(|l| l.is_finite() && *l >= 0.0);
+                out.insert(pop, PopStatus { state, load });
             }
             Err(zk::Error::NoNode) => {}
             Err(e) => return Err(e),

@@ -159,15 +159,17 @@ fn exabgp_announces_drains_and_withdraws_and_the_dns_follows() {
     let service = TcpListener::bind("127.0.0.1:0").unwrap();
     let service_addr = service.local_addr().unwrap();
     let maintenance = dir.path().join("maintenance");
+    let load = dir.path().join("load");
     let cfg = dir.path().join("announce.toml");
     std::fs::write(
         &cfg,
         format!(
-            "pop = \"ams\"\nlocal_as = 65001\n[[vips]]\nprefix = \"{VIP}\"\nnext_hop = \"127.0.0.1\"\n\
+            "pop = \"ams\"\nlocal_as = 65001\nload_file = \"{}\"\n[[vips]]\nprefix = \"{VIP}\"\nnext_hop = \"127.0.0.1\"\n\
              interval_ms = 200\ntimeout_ms = 200\nrise = 3\nfall = 2\n\
              check = {{ kind = \"tcp\", addr = \"{service_addr}\" }}\n\
              [drain]\nfile = \"{}\"\ngrace_ms = 1500\n\
              [publish]\nzookeeper = {{ connect = \"{}\" }}\n",
+            load.display(),
             maintenance.display(),
             zk.connect()
         ),
@@ -230,6 +232,13 @@ fn exabgp_announces_drains_and_withdraws_and_the_dns_follows() {
     bird.wait("back after rise", Duration::from_secs(5), |r| {
         r.contains("192.0.2.10/32")
     });
+    wait_www(&s, "192.0.2.10", Duration::from_secs(5));
+
+    // Live load: above the high watermark the PoP gets no answers; back below the low one, all.
+    std::fs::write(&load, "0.99\n").unwrap();
+    wait_www(&s, "192.0.2.20", Duration::from_secs(5));
+    assert!(s.dig(&["_status.example.com", "TXT", "+short"]).contains("down=ams:load"));
+    std::fs::write(&load, "0.5\n").unwrap();
     wait_www(&s, "192.0.2.10", Duration::from_secs(5));
 
     // ExaBGP stopping ends the process, which withdraws first and publishes the PoP down.
