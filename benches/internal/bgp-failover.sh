@@ -2,11 +2,13 @@
 # From a service failure to (a) the route's withdrawal seen in BIRD and (b) DNS answers moving
 # to the next PoP, over N runs. ExaBGP runs `geodns announce` (TCP check, interval 1000 ms,
 # timeout 1000 ms, fall 2: the defaults) peering with BIRD 2 on loopback; announce publishes
-# the PoP's health to ZooKeeper, which `geodns serve` follows. The service is a python3 HTTP
+# the PoP's health to ZooKeeper, which `geodns serve` follows. Damping is off (repeated failures
+# are flaps by design). The service is a python3 HTTP
 # server killed with SIGKILL at t0. Prints median and max for both.
 #
 # usage: benches/internal/bgp-failover.sh [GEODNS_BINARY] [N]   (needs exabgp, bird2, java, zookeeper, dig)
 set -euo pipefail
+trap 'echo "failed at line $LINENO: $BASH_COMMAND" >&2' ERR
 cd "$(dirname "$0")/../.."
 BIN=$(realpath "${1:-target/release/geodns}") N=${2:-20}
 W=$(mktemp -d /tmp/bgp-failover.XXXXXX)
@@ -28,6 +30,9 @@ pop = "ams"
 prefix = "192.0.2.10/32"
 next_hop = "127.0.0.1"
 check = { kind = "tcp", addr = "127.0.0.1:$SVC" }
+# Damping off: this measures detection, and N failures in a row are N flaps.
+[damping]
+suppress = 1e12
 [publish]
 zookeeper = { connect = "127.0.0.1:$ZK_PORT" }
 CFG
