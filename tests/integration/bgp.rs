@@ -237,7 +237,9 @@ fn exabgp_announces_drains_and_withdraws_and_the_dns_follows() {
     // Live load: above the high watermark the PoP gets no answers; back below the low one, all.
     std::fs::write(&load, "0.99\n").unwrap();
     wait_www(&s, "192.0.2.20", Duration::from_secs(5));
-    assert!(s.dig(&["_status.example.com", "TXT", "+short"]).contains("down=ams:load"));
+    assert!(s
+        .dig(&["_status.example.com", "TXT", "+short"])
+        .contains("down=ams:load"));
     std::fs::write(&load, "0.5\n").unwrap();
     wait_www(&s, "192.0.2.10", Duration::from_secs(5));
 
