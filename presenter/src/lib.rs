@@ -152,19 +152,28 @@ impl Registry {
         Ok(())
     }
 
-    /// Forgets registrations that vanished longer than `grace` ago; returns when the next one
-    /// will.
+    /// Forgets registrations that vanished longer than `grace` ago, and with them those that
+    /// vanished within the last quarter of a grace period of them: hosts that go together leave
+    /// the snapshot together, so the drop guard judges a mass deregistration as one. Returns
+    /// when the next one will be due.
     fn expire(&mut self, grace: Duration) -> Option<Instant> {
         let now = Instant::now();
-        let gone: Vec<String> = self
+        let due = self
             .vanished
-            .iter()
-            .filter(|(_, t)| now.duration_since(**t) >= grace)
-            .map(|(n, _)| n.clone())
-            .collect();
-        for n in gone {
-            self.vanished.remove(&n);
-            self.known.remove(&n);
+            .values()
+            .any(|t| now.duration_since(*t) >= grace);
+        if due {
+            let cutoff = grace - grace / 4;
+            let gone: Vec<String> = self
+                .vanished
+                .iter()
+                .filter(|(_, t)| now.duration_since(**t) >= cutoff)
+                .map(|(n, _)| n.clone())
+                .collect();
+            for n in gone {
+                self.vanished.remove(&n);
+                self.known.remove(&n);
+            }
         }
         self.vanished.values().map(|t| *t + grace).min()
     }

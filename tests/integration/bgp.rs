@@ -10,18 +10,10 @@ use std::time::{Duration, Instant};
 
 use hickory_proto::rr::RecordType;
 
-use crate::harness::{addresses, example_config, message, Server};
+use crate::harness::{addresses, example_config, free_port, message, Server};
 use crate::zk::ZooKeeper;
 
 const VIP: &str = "192.0.2.10/32";
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 struct Bird {
     child: Child,

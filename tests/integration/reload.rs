@@ -8,7 +8,7 @@ use std::time::Duration;
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
 
-use crate::harness::{addresses, example_config, geodns, message, Server};
+use crate::harness::{addresses, example_config, geodns, import_nets, message, Server};
 
 fn status(s: &Server) -> String {
     s.dig(&["_status.example.com", "TXT", "+short"])
@@ -16,20 +16,7 @@ fn status(s: &Server) -> String {
 
 /// Writes a map from nets text into the server dir, atomically (the tool renames into place).
 fn write_map(s: &Server, nets: &str, generation: &str) {
-    let nets_path = s.path(&format!("{generation}.csv"));
-    std::fs::write(&nets_path, nets).unwrap();
-    let out = geodns()
-        .args(["map", "import-nets"])
-        .arg(&nets_path)
-        .arg(s.path("example-map.arrow"))
-        .args(["--generation", generation])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    import_nets(s.dir.path(), nets, &s.path("example-map.arrow"), generation);
 }
 
 #[test]

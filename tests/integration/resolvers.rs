@@ -8,12 +8,11 @@
 //! The resolvers never leave loopback: their root hints name 127.0.0.9, and only our stub or
 //! forward zone is ever asked.
 
-use std::net::{TcpListener, UdpSocket};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::harness::{config_with_big_txt, data_dir, geodns, Server};
+use crate::harness::{config_with_big_txt, data_dir, free_port, import_nets, Server};
 
 /// The map behind these tests: loopback at large ranks sin first, two /24s of client sources
 /// rank ams and iad, and 127.0.2.1 (the ECS-less resolver's source) sits in the iad /24.
@@ -29,32 +28,13 @@ fn server() -> Server {
         dir.path().join("example.com.zone"),
     )
     .unwrap();
-    let nets = dir.path().join("nets.csv");
-    std::fs::write(&nets, NETS).unwrap();
-    let out = geodns()
-        .args(["map", "import-nets"])
-        .arg(&nets)
-        .arg(dir.path().join("example-map.arrow"))
-        .args(["--generation", "resolvers"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    import_nets(
+        dir.path(),
+        NETS,
+        &dir.path().join("example-map.arrow"),
+        "resolvers",
     );
     Server::start_in(dir, &config_with_big_txt())
-}
-
-/// A port free for both UDP and TCP on 127.0.0.1 (the resolver binds it right after).
-fn free_port() -> u16 {
-    loop {
-        let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let port = udp.local_addr().unwrap().port();
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
 }
 
 /// A recursive resolver process, killed on drop.

@@ -2,23 +2,14 @@
 //! ensemble, on free ports, with a temporary data dir; and the geodns processes around it
 //! (presenter, registered hosts).
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::harness::geodns;
+use crate::harness::{free_port, geodns};
 
 /// ZooKeeper's tick in tests: sessions may last 2-20 ticks, so 0.4 to 4 s.
 pub const TICK_MS: u64 = 200;
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// One ZooKeeper server process.
 pub struct ZkNode {
