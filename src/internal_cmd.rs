@@ -152,3 +152,19 @@ pub fn presenter(a: PresenterArgs) -> anyhow::Result<()> {
         Ok(())
     })
 }
+
+/// `geodns check --presenter P --internal ORIGIN=FILE ...`: each file as the servers will
+/// compile it (the same check `geodns publish` runs before it writes anything).
+pub fn check_internal(presenter: &std::path::Path, files: &[String]) -> anyhow::Result<()> {
+    let cfg = geodns_presenter::config::Config::load(presenter).map_err(anyhow::Error::msg)?;
+    for spec in files {
+        let (origin, file) = spec
+            .split_once('=')
+            .ok_or_else(|| anyhow::anyhow!("--internal {spec:?}: want ORIGIN=FILE"))?;
+        let text = std::fs::read_to_string(file).with_context(|| format!("reading {file}"))?;
+        geodns_presenter::check_human(&cfg, origin, &text)
+            .map_err(|e| anyhow::anyhow!("{file}: {e}"))?;
+        println!("{file}: ok: internal zone {origin}");
+    }
+    Ok(())
+}

@@ -29,11 +29,18 @@ enum Command {
         config: PathBuf,
     },
     /// Load config, zones, map and health exactly as `serve` would, then exit: 0 if it would
-    /// serve, 1 with the reason if not.
+    /// serve, 1 with the reason if not. With `--presenter` and `--internal ORIGIN=FILE`, check
+    /// human internal-zone files instead, as every server will compile them.
     Check {
         /// The config file.
         #[arg(short, long, default_value = "data/geodns.toml")]
         config: PathBuf,
+        /// The presenter's config, for checking human internal-zone files.
+        #[arg(long, requires = "internal")]
+        presenter: Option<PathBuf>,
+        /// A human internal-zone file to check, as ORIGIN=FILE (repeat for several).
+        #[arg(long, requires = "presenter")]
+        internal: Vec<String>,
     },
     /// Run the beacon collector: serve the page snippet and write clients' reports as Parquet.
     Beacon {
@@ -140,7 +147,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             rt.block_on(geodns_server::server::run(&config))?;
             Ok(())
         }
-        Command::Check { config } => {
+        Command::Check {
+            presenter: Some(presenter),
+            internal,
+            ..
+        } => internal_cmd::check_internal(&presenter, &internal),
+        Command::Check { config, .. } => {
             let metrics = geodns_server::metrics::Metrics::default();
             let data = geodns_server::dataset::Dataset::load(&config, &metrics)?;
             let down = geodns_server::reload::load_health(&data)?;

@@ -372,3 +372,45 @@ pub async fn run(cfg: Config) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(method: &str) -> Config {
+        toml::from_str(&format!(
+            "pop = \"ams\"\nlocal_as = 65001\n[[vips]]\nprefix = \"192.0.2.10/32\"\nmed = 50\n\
+             communities = [\"65001:7\"]\ncheck = {{ kind = \"tcp\", addr = \"127.0.0.1:1\" }}\n\
+             [drain]\nmethod = \"{method}\"\nmed = 9000\nprepend = 2\n"
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn commands_for_every_route_and_drain_method() {
+        let c = cfg("graceful-shutdown");
+        let v = &c.vips[0];
+        assert_eq!(
+            command(&c, v, Route::Announced),
+            "announce route 192.0.2.10/32 next-hop self med 50 community [65001:7]"
+        );
+        assert_eq!(
+            command(&c, v, Route::Draining),
+            "announce route 192.0.2.10/32 next-hop self med 50 community [65001:7 65535:0]"
+        );
+        assert_eq!(
+            command(&c, v, Route::Withdrawn),
+            "withdraw route 192.0.2.10/32 next-hop self"
+        );
+        let c = cfg("med");
+        assert_eq!(
+            command(&c, &c.vips[0], Route::Draining),
+            "announce route 192.0.2.10/32 next-hop self med 9000 community [65001:7]"
+        );
+        let c = cfg("prepend");
+        assert_eq!(
+            command(&c, &c.vips[0], Route::Draining),
+            "announce route 192.0.2.10/32 next-hop self med 50 community [65001:7] as-path [65001 65001]"
+        );
+    }
+}

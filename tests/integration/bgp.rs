@@ -239,3 +239,94 @@ fn exabgp_announces_drains_and_withdraws_and_the_dns_follows() {
     drop(exa);
     wait_www(&s, "192.0.2.20", Duration::from_secs(10));
 }
+
+/// `geodns announce` alone, as ExaBGP would run it (commands on its stdout, our stdin open):
+/// DNS and HTTP checks against a real server, a check that never passes, and SIGTERM
+/// withdrawing what it announced before it exits.
+#[test]
+fn announce_checks_dns_and_http_and_withdraws_on_sigterm() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(&example_config("", ""));
+    let cfg = dir.path().join("announce.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "pop = \"ams\"\n\
+             [[vips]]\nprefix = \"192.0.2.11/32\"\ninterval_ms = 100\n\
+             check = {{ kind = \"dns\", server = \"{dns}\", name = \"www.example.com\" }}\n\
+             [[vips]]\nprefix = \"192.0.2.12/32\"\ninterval_ms = 100\n\
+             check = {{ kind = \"http\", url = \"http://{m}/metrics\", status = 200 }}\n\
+             [[vips]]\nprefix = \"192.0.2.13/32\"\ninterval_ms = 100\n\
+             check = {{ kind = \"http\", url = \"http://{m}/nope\", status = 200 }}\n\
+             [[vips]]\nprefix = \"192.0.2.14/32\"\ninterval_ms = 100\n\
+             check = {{ kind = \"dns\", server = \"{dns}\", name = \"nothing.example.com\" }}\n",
+            dns = s.dns,
+            m = s.metrics
+        ),
+    )
+    .unwrap();
+    let mut child = crate::harness::geodns()
+        .args(["announce", "-c"])
+        .arg(&cfg)
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(dir.path().join("announce.log")).unwrap())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let out = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut lines = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !(lines
+        .iter()
+        .any(|l: &String| l.starts_with("announce route 192.0.2.11/32"))
+        && lines
+            .iter()
+            .any(|l| l.starts_with("announce route 192.0.2.12/32")))
+    {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(l) => lines.push(l),
+            Err(_) => panic!(
+                "not announced: {lines:?}\n{}",
+                std::fs::read_to_string(dir.path().join("announce.log")).unwrap()
+            ),
+        }
+    }
+    // Let the failing checks run past their fall count too.
+    std::thread::sleep(Duration::from_millis(700));
+    while let Ok(l) = rx.try_recv() {
+        lines.push(l);
+    }
+    assert!(
+        !lines
+            .iter()
+            .any(|l| l.contains("192.0.2.13/32") || l.contains("192.0.2.14/32")),
+        "a 404 and an NXDOMAIN are not healthy: {lines:?}"
+    );
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let status = child.wait().unwrap();
+    while let Ok(l) = rx.recv_timeout(Duration::from_millis(500)) {
+        lines.push(l);
+    }
+    assert!(status.success(), "{status:?}");
+    for vip in ["192.0.2.11/32", "192.0.2.12/32"] {
+        assert!(
+            lines.contains(&format!("withdraw route {vip} next-hop self")),
+            "{vip} withdrawn before exit: {lines:?}"
+        );
+    }
+    assert!(!lines
+        .iter()
+        .any(|l| l.starts_with("withdraw route 192.0.2.13")));
+}

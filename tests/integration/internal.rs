@@ -32,6 +32,54 @@ fn presenter(dir: &Path, cfg: &str, extra: &[&str]) -> Proc {
     Proc::spawn(&args, &dir.join(format!("presenter-{n}.log")))
 }
 
+#[test]
+fn check_and_publish_refuse_what_servers_would_refuse() {
+    let zk = ZooKeeper::standalone();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("presenter.toml"),
+        presenter_config(&zk, "", ""),
+    )
+    .unwrap();
+    let check = |text: &str| {
+        let file = dir.path().join("h.zone");
+        std::fs::write(&file, text).unwrap();
+        let out = crate::harness::geodns()
+            .args(["check", "--presenter"])
+            .arg(dir.path().join("presenter.toml"))
+            .arg("--internal")
+            .arg(format!("{ZONE}={}", file.display()))
+            .output()
+            .unwrap();
+        let publish = crate::harness::geodns()
+            .args(["publish", "-c"])
+            .arg(dir.path().join("presenter.toml"))
+            .args(["--zone", ZONE])
+            .arg(&file)
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.success(),
+            publish.status.success(),
+            "check and publish agree"
+        );
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    assert!(check("a IN A 10.0.0.1\n").0);
+    let (ok, err) = check("a IN A 10.0.0.1\na IN CNAME b\n");
+    assert!(!ok && err.contains("CNAME and other data"), "{err}");
+    let (ok, err) = check("@ IN SOA ns1 h 1 2 3 4 5\n");
+    assert!(!ok && err.contains("presenter's"), "{err}");
+    let (ok, err) = check("a IN A 10.0.0.300\n");
+    assert!(!ok && err.contains("h.zone"), "{err}");
+    // Nothing refused was published.
+    let human = zk.get(&format!("/geodns/human/{ZONE}")).unwrap();
+    assert_eq!(human, b"a IN A 10.0.0.1\n");
+}
+
 fn publish(dir: &Path, origin: &str, text: &str) {
     let file = dir.join(format!("{origin}.zone"));
     std::fs::write(&file, text).unwrap();
