@@ -1,5 +1,5 @@
 //! The presenter (`geodns presenter`): watches the robots' registrations and the humans'
-//! published zones in ZooKeeper, reconciles them ([`reconcile`]), validates the result with the
+//! published zones in ZooKeeper, reconciles them ([`reconcile`](mod@reconcile)), validates the result with the
 //! server's own zone loader, and publishes a versioned snapshot that every server follows.
 //!
 //! Several presenters run for availability; one publishes at a time: each takes ZooKeeper's lock

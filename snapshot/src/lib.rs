@@ -6,7 +6,7 @@
 //! registration tree; they watch one pointer znode and fetch the snapshot it names, so a
 //! thousand servers cost a thousand watches.
 //!
-//! - [`format`]: the snapshot document and the pointer (version, checksum, size, chunks);
+//! - [`format`](mod@format): the snapshot document and the pointer (version, checksum, size, chunks);
 //! - [`layout`]: where everything lives under the ZooKeeper root;
 //! - [`store`]: publishing a snapshot whole (chunks first, then the pointer) and fetching and
 //!   verifying one;
