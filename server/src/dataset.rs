@@ -296,11 +296,15 @@ impl Snapshot {
 
     /// Prometheus lines for the PoPs' state in this snapshot: `geodns_pop_up{pop, reason}`.
     pub fn health_metrics(&self) -> String {
-        let mut s = String::from(
-            "# HELP geodns_pop_up 1 if the PoP is answered, 0 if drained (reason: file, bgp-draining, bgp-down).
-# TYPE geodns_pop_up gauge
-",
+        let mut s = format!(
+            "# HELP geodns_build_info The running build and the data it serves (always 1).\n# TYPE geodns_build_info gauge\ngeodns_build_info{{version=\"{}\",map_generation=\"{}\",config=\"{}\",internal_snapshot=\"{}\"}} 1\n",
+            env!("CARGO_PKG_VERSION"),
+            self.data.map_meta.generation.replace(['"', '\\', '\n'], "_"),
+            self.data.config_version,
+            self.internal.version.map_or("none".to_owned(), |v| v.to_string()),
         );
+        s.push_str("# HELP geodns_pop_up 1 if the PoP is answered, 0 if drained (reason: file, bgp-draining, bgp-down, load).\n");
+        s.push_str("# TYPE geodns_pop_up gauge\n");
         for (p, down) in self.data.pops.iter().zip(self.down.iter()) {
             let reason = if self.file_down.contains(&p.id) {
                 "file".to_owned()

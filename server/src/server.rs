@@ -42,6 +42,12 @@ pub enum StartError {
 pub async fn run(config_path: &Path) -> Result<(), StartError> {
     let metrics = Arc::new(Metrics::default());
     let started = std::time::Instant::now();
+    tracing::info!(
+        version = %env!("CARGO_PKG_VERSION"),
+        pid = std::process::id(),
+        config = %config_path.display(),
+        "starting"
+    );
     // Loading reads files and builds tables: off the async workers (block_in_place would panic
     // on a current-thread runtime).
     let data = {

@@ -164,3 +164,66 @@ fn committed_example_map_is_what_the_script_makes() {
         "data/example-map.arrow is stale: run scripts/make-example-map.sh"
     );
 }
+
+#[test]
+fn errors_say_each_cause_once_and_a_closed_pipe_is_quiet() {
+    // A missing config: the OS error once, not once per layer.
+    let (ok, _, err) = run(&["check", "-c", "/nonexistent/geodns.toml"], None);
+    assert!(!ok);
+    assert_eq!(err.matches("No such file or directory").count(), 1, "{err}");
+    assert!(err.contains("/nonexistent/geodns.toml"), "{err}");
+
+    // `map lookup MAP -` piped into something that stops reading after one line.
+    use std::io::{BufRead, BufReader, Write};
+    let mut child = crate::harness::geodns()
+        .args(["map", "lookup"])
+        .arg(crate::harness::data_dir().join("example-map.arrow"))
+        .arg("-")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let feeder = std::thread::spawn(move || {
+        for i in 0..200_000u32 {
+            if writeln!(stdin, "198.51.100.{}", i % 250).is_err() {
+                break;
+            }
+        }
+    });
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    assert!(first.starts_with("198.51.100.0\t"), "{first}");
+    // stdout is closed here, as `head -1` would.
+    let out = child.wait_with_output().unwrap();
+    feeder.join().unwrap();
+    assert!(out.status.success(), "{:?}", out.status);
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn the_server_says_who_it_is_at_start_and_in_metrics() {
+    let s = crate::harness::Server::start(&crate::harness::example_config("", ""));
+    let log = s.log_text();
+    let start = log.lines().find(|l| l.contains("starting")).expect(&log);
+    assert!(
+        start.contains(&format!("version={}", env!("CARGO_PKG_VERSION")))
+            && start.contains(&format!("pid={}", s.pid()))
+            && start.contains("geodns.toml"),
+        "{start}"
+    );
+    let m = s.metrics();
+    assert!(
+        m.contains("geodns_build_info{version=")
+            && m.contains("map_generation=\"example-1\"")
+            && m.contains("internal_snapshot=\"none\"} 1"),
+        "{m}"
+    );
+}
