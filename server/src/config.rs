@@ -81,6 +81,14 @@ pub struct Config {
     pub pops: BTreeMap<PopId, Pop>,
     /// The zones served.
     pub zones: Vec<Zone>,
+    /// Answer the NSID EDNS option (RFC 5001) with `server_id`, for telling servers of a
+    /// fleet apart behind one address. Default false.
+    #[serde(default)]
+    pub nsid: bool,
+    /// Answer `id.server.` and `hostname.bind.` CH TXT with `server_id` (RFC 4892).
+    /// Default false (CH queries are refused).
+    #[serde(default)]
+    pub chaos_id: bool,
     /// Internal zones from the snapshot the presenter publishes in ZooKeeper, if set. Read at
     /// start only: a change needs a restart.
     #[serde(default)]

@@ -29,6 +29,14 @@ pub enum Transport {
 
 const MAX_CNAME_CHAIN: usize = 8;
 
+/// The CHAOS class, where servers answer who they are.
+const CLASS_CH: u16 = 3;
+
+/// `id.server.` (RFC 4892) or `hostname.bind.`, lowercase wire form.
+fn is_identity_name(name: &[u8]) -> bool {
+    name == b"\x02id\x06server\x00" || name == b"\x08hostname\x04bind\x00"
+}
+
 /// Answers one packet into `out`. Returns what happened; `out` is empty when the packet is to
 /// be dropped.
 pub fn respond(
@@ -70,6 +78,7 @@ pub fn respond(
                 dnssec_ok: e.dnssec_ok,
                 ecs: None,
             }),
+            None,
             ext,
             max_len,
         );
@@ -77,6 +86,29 @@ pub fn respond(
         return outcome;
     }
     let data = &*snap.data;
+    // The server's NSID (RFC 5001), when asked for and configured.
+    let nsid =
+        (data.config.nsid && q.edns.is_some_and(|e| e.nsid)).then(|| data.server_id.as_bytes());
+    if q.qclass == CLASS_CH && data.config.chaos_id && is_identity_name(q.name()) {
+        let mut w = ResponseWriter::new(out, &q, true, rcode::NOERROR);
+        if matches!(q.qtype, rtype::TXT | rtype::ANY) {
+            let id = &data.server_id.as_bytes()[..data.server_id.len().min(255)];
+            let mut rdata = Vec::with_capacity(id.len() + 1);
+            rdata.push(id.len() as u8);
+            rdata.extend_from_slice(id);
+            w.record_in(
+                Section::Answer,
+                Owner::Qname,
+                rtype::TXT,
+                CLASS_CH,
+                0,
+                &rdata,
+            );
+        }
+        outcome.truncated = w.finish(edns, nsid, 0, max_len);
+        outcome.rcode = Some(rcode::NOERROR as u16);
+        return outcome;
+    }
     let zone = if q.qclass == 1 {
         snap.zone_for(q.name())
     } else {
@@ -84,7 +116,7 @@ pub fn respond(
     };
     let Some(zone) = zone.filter(|_| !matches!(q.qtype, rtype::AXFR | rtype::IXFR)) else {
         let w = ResponseWriter::new(out, &q, false, rcode::REFUSED);
-        outcome.truncated = w.finish(edns, 0, max_len);
+        outcome.truncated = w.finish(edns, nsid, 0, max_len);
         outcome.rcode = Some(rcode::REFUSED as u16);
         return outcome;
     };
@@ -115,7 +147,7 @@ pub fn respond(
     } else if let Some(cut) = below_cut() {
         refer(zone, cut, &q, &mut cx.w);
         let mut outcome = cx.outcome;
-        outcome.truncated = cx.w.finish(edns, 0, max_len);
+        outcome.truncated = cx.w.finish(edns, nsid, 0, max_len);
         outcome.rcode = Some(rcode::NOERROR as u16);
         return outcome;
     } else if let Some(node) = find_node(zone, q.name()) {
@@ -146,7 +178,7 @@ pub fn respond(
         );
     }
     w.set_rcode(rc);
-    outcome.truncated = w.finish(edns, 0, max_len);
+    outcome.truncated = w.finish(edns, nsid, 0, max_len);
     outcome.rcode = Some(rc as u16);
     outcome
 }

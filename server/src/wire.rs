@@ -79,6 +79,8 @@ pub mod rcode {
 }
 
 const EDNS_ECS: u16 = 8;
+/// The NSID option (RFC 5001).
+const EDNS_NSID: u16 = 3;
 const HEADER_LEN: usize = 12;
 /// The largest UDP payload we send, whatever the client advertises (the DNS flag day 2020 value,
 /// which avoids IP fragmentation on nearly every path).
@@ -104,6 +106,8 @@ pub struct Edns {
     pub dnssec_ok: bool,
     /// Client subnet, if sent.
     pub ecs: Option<ClientSubnet>,
+    /// The query asked for the server's NSID (RFC 5001).
+    pub nsid: bool,
 }
 
 /// A parsed query. Borrows the packet for the question bytes.
@@ -289,6 +293,7 @@ fn parse_opt(payload: u16, ttl: u32, mut rdata: &[u8]) -> Option<Edns> {
         version: (ttl >> 16) as u8,
         dnssec_ok: ttl & flag::EDNS_DO != 0,
         ecs: None,
+        nsid: false,
     };
     let mut seen_ecs = false;
     while !rdata.is_empty() {
@@ -296,6 +301,9 @@ fn parse_opt(payload: u16, ttl: u32, mut rdata: &[u8]) -> Option<Edns> {
         let len = be16(rdata, 2)? as usize;
         let data = rdata.get(4..4 + len)?;
         rdata = &rdata[4 + len..];
+        if code == EDNS_NSID {
+            e.nsid = true;
+        }
         if code == EDNS_ECS && e.version == 0 {
             if seen_ecs {
                 return None;
@@ -430,12 +438,25 @@ impl<'b> ResponseWriter<'b> {
         self.counts[0]
     }
 
-    /// Appends a record with pre-encoded RDATA.
+    /// Appends a record (class IN) with pre-encoded RDATA.
     pub fn record(
         &mut self,
         section: Section,
         owner: Owner<'_>,
         rtype: u16,
+        ttl: u32,
+        rdata: &[u8],
+    ) {
+        self.record_in(section, owner, rtype, 1, ttl, rdata)
+    }
+
+    /// Appends a record of any class (CH for the server's identity names).
+    pub fn record_in(
+        &mut self,
+        section: Section,
+        owner: Owner<'_>,
+        rtype: u16,
+        class: u16,
         ttl: u32,
         rdata: &[u8],
     ) {
@@ -449,7 +470,7 @@ impl<'b> ResponseWriter<'b> {
             Owner::Name(n) => self.buf.extend_from_slice(n),
         }
         self.buf.extend_from_slice(&rtype.to_be_bytes());
-        self.buf.extend_from_slice(&1u16.to_be_bytes());
+        self.buf.extend_from_slice(&class.to_be_bytes());
         self.buf.extend_from_slice(&ttl.to_be_bytes());
         self.buf
             .extend_from_slice(&(rdata.len() as u16).to_be_bytes());
@@ -459,12 +480,20 @@ impl<'b> ResponseWriter<'b> {
 
     /// Finishes the message: OPT record if the query had EDNS, truncation to `max_len` (TC set,
     /// records dropped, OPT kept) and section counts. Returns whether it was truncated.
-    pub fn finish(mut self, edns: Option<ResponseEdns>, ext_rcode: u8, max_len: usize) -> bool {
-        let opt_len = edns.map_or(0, |e| {
-            11 + e
-                .ecs
-                .map_or(0, |(s, _)| 8 + (s.source_prefix as usize).div_ceil(8))
-        });
+    /// `nsid` is the NSID to return when the query asked for it and one is configured.
+    pub fn finish(
+        mut self,
+        edns: Option<ResponseEdns>,
+        nsid: Option<&[u8]>,
+        ext_rcode: u8,
+        max_len: usize,
+    ) -> bool {
+        let nsid = nsid.filter(|_| edns.is_some());
+        let nsid_len = nsid.map_or(0, |n| 4 + n.len());
+        let ecs_len = edns
+            .and_then(|e| e.ecs)
+            .map_or(0, |(s, _)| 8 + (s.source_prefix as usize).div_ceil(8));
+        let opt_len = edns.map_or(0, |_| 11 + ecs_len + nsid_len);
         let mut truncated = false;
         if self.buf.len() + opt_len > max_len {
             self.buf.truncate(self.question_end);
@@ -481,11 +510,12 @@ impl<'b> ResponseWriter<'b> {
             self.buf.extend_from_slice(&MAX_UDP_PAYLOAD.to_be_bytes());
             let ttl = (ext_rcode as u32) << 24 | if e.dnssec_ok { flag::EDNS_DO } else { 0 };
             self.buf.extend_from_slice(&ttl.to_be_bytes());
+            self.buf
+                .extend_from_slice(&((ecs_len + nsid_len) as u16).to_be_bytes());
             match e.ecs {
-                None => self.buf.extend_from_slice(&0u16.to_be_bytes()),
+                None => {}
                 Some((s, scope)) => {
                     let n = (s.source_prefix as usize).div_ceil(8);
-                    self.buf.extend_from_slice(&((8 + n) as u16).to_be_bytes());
                     self.buf.extend_from_slice(&EDNS_ECS.to_be_bytes());
                     self.buf.extend_from_slice(&((4 + n) as u16).to_be_bytes());
                     let (family, octets): (u16, [u8; 16]) = match s.addr {
@@ -501,6 +531,11 @@ impl<'b> ResponseWriter<'b> {
                     self.buf.push(scope);
                     self.buf.extend_from_slice(&octets[..n]);
                 }
+            }
+            if let Some(n) = nsid {
+                self.buf.extend_from_slice(&EDNS_NSID.to_be_bytes());
+                self.buf.extend_from_slice(&(n.len() as u16).to_be_bytes());
+                self.buf.extend_from_slice(n);
             }
             // The OPT record follows whatever additional records were kept.
             let additional = if truncated {
@@ -673,6 +708,7 @@ mod tests {
                 dnssec_ok: false,
                 ecs: None
             }),
+            None,
             0,
             512
         ));

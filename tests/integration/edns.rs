@@ -132,3 +132,27 @@ fn malformed_packets_never_crash_or_hang() {
     assert_eq!(r.metadata.response_code, ResponseCode::NoError);
     assert!(s.metric("geodns_responses_total{rcode=\"FORMERR\"}") > 0);
 }
+
+#[test]
+fn nsid_and_the_chaos_identity_names_are_off_by_default_and_say_the_server_id() {
+    let off = Server::start(&example_config("", ""));
+    assert!(!off.dig(&["www.example.com", "+nsid"]).contains("NSID"));
+    assert!(off.dig(&["id.server", "CH", "TXT"]).contains("REFUSED"));
+
+    let on = Server::start(&example_config("nsid = true\nchaos_id = true", ""));
+    let out = on.dig(&["www.example.com", "+nsid", "+subnet=198.51.100.7/32"]);
+    assert!(
+        out.contains("NSID") && out.contains("(\"example\")"),
+        "{out}"
+    );
+    assert!(
+        out.contains("CLIENT-SUBNET: 198.51.100.7/32/25"),
+        "ECS kept beside NSID: {out}"
+    );
+    for name in ["id.server", "hostname.bind", "ID.SERVER"] {
+        let txt = on.dig(&[name, "CH", "TXT", "+short"]);
+        assert_eq!(txt.trim(), "\"example\"", "{name}");
+    }
+    assert!(on.dig(&["version.bind", "CH", "TXT"]).contains("REFUSED"));
+    assert!(on.dig(&["www.example.com", "CH", "A"]).contains("REFUSED"));
+}
