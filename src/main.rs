@@ -16,6 +16,11 @@ use clap::{Parser, Subcommand};
 #[derive(Parser)]
 #[command(name = "geodns", version, about)]
 struct Cli {
+    /// Log as JSON, one object per line (for log shippers); default: plain text. The level
+    /// and targets come from `RUST_LOG` (default `info`; e.g. `RUST_LOG=info,geodns::query=debug`
+    /// logs every query).
+    #[arg(long, global = true)]
+    log_json: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -24,16 +29,17 @@ struct Cli {
 enum Command {
     /// Serve DNS (UDP and TCP) from a config file until SIGTERM.
     Serve {
-        /// The config file.
-        #[arg(short, long, default_value = "data/geodns.toml")]
+        /// The config file. Default: `data/geodns.toml` in a checkout of the repository (where
+        /// the example lives), else `/etc/geodns/geodns.toml`.
+        #[arg(short, long, default_value_os_t = default_config("geodns.toml"))]
         config: PathBuf,
     },
     /// Load config, zones, map and health exactly as `serve` would, then exit: 0 if it would
     /// serve, 1 with the reason if not. With `--presenter` and `--internal ORIGIN=FILE`, check
     /// human internal-zone files instead, as every server will compile them.
     Check {
-        /// The config file.
-        #[arg(short, long, default_value = "data/geodns.toml")]
+        /// The config file (default as for `serve`).
+        #[arg(short, long, default_value_os_t = default_config("geodns.toml"))]
         config: PathBuf,
         /// The presenter's config, for checking human internal-zone files.
         #[arg(long, requires = "internal")]
@@ -44,8 +50,9 @@ enum Command {
     },
     /// Run the beacon collector: serve the page snippet and write clients' reports as Parquet.
     Beacon {
-        /// The collector's config file.
-        #[arg(short, long, default_value = "data/beacon.toml")]
+        /// The collector's config file. Default: `data/beacon.toml` in a checkout of the
+        /// repository, else `/etc/geodns/beacon.toml`.
+        #[arg(short, long, default_value_os_t = default_config("beacon.toml"))]
         config: PathBuf,
     },
     /// Simulate users: resolvers query probe names from their own loopback addresses, clients
@@ -106,14 +113,18 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
     let cli = Cli::parse();
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if cli.log_json {
+        logs.json().init();
+    } else {
+        logs.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init();
+    }
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         // Output piped into `head` and closed: stop quietly, as Unix tools do.
@@ -122,6 +133,17 @@ fn main() -> ExitCode {
             eprintln!("error: {}", error_chain(&e));
             ExitCode::FAILURE
         }
+    }
+}
+
+/// `data/<name>` when run from a checkout of the repository (the bundled example), else the
+/// installed location, `/etc/geodns/<name>`.
+pub fn default_config(name: &str) -> PathBuf {
+    let local = std::path::Path::new("data").join(name);
+    if local.exists() {
+        local
+    } else {
+        std::path::Path::new("/etc/geodns").join(name)
     }
 }
 

@@ -69,7 +69,7 @@ pub enum MapCommand {
     /// Capacities come from the server config's `[pops.<id>] capacity`.
     Spill {
         /// The server config (its map and PoP capacities are used).
-        #[arg(short, long, default_value = "data/geodns.toml")]
+        #[arg(short, long, default_value_os_t = crate::default_config("geodns.toml"))]
         config: PathBuf,
         /// PoPs to drain, comma-separated; repeat for several scenarios.
         #[arg(long, required = true)]

@@ -11,7 +11,7 @@ use geomap::{PopIndex, PopInfo, PopTable};
 #[derive(Args)]
 pub struct MapgenArgs {
     /// Server config: the PoPs (with coordinates), default order and GeoIP database come from it.
-    #[arg(short, long, default_value = "data/geodns.toml")]
+    #[arg(short, long, default_value_os_t = crate::default_config("geodns.toml"))]
     config: PathBuf,
     /// Log root with dns_probe/ and rtt_report/.
     #[arg(long, default_value = "data/beacon-logs")]

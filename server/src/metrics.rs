@@ -49,6 +49,7 @@ pub struct Metrics {
     health_failures: AtomicU64,
     map_created_unix: AtomicU64,
     restart_pending: AtomicU64,
+    ecs_queries: AtomicU64,
     internal_version: AtomicU64,
     internal_created_unix: AtomicU64,
     internal_refused: AtomicU64,
@@ -76,6 +77,7 @@ impl Default for Metrics {
             health_failures: AtomicU64::new(0),
             map_created_unix: AtomicU64::new(0),
             restart_pending: AtomicU64::new(0),
+            ecs_queries: AtomicU64::new(0),
             internal_version: AtomicU64::new(0),
             internal_created_unix: AtomicU64::new(0),
             internal_refused: AtomicU64::new(0),
@@ -104,6 +106,8 @@ pub struct QueryOutcome {
     pub all_down: bool,
     /// A probe-zone query: `Some(true)` answered (and logged), `Some(false)` invalid.
     pub probe: Option<bool>,
+    /// The query carried an ECS option.
+    pub ecs: bool,
 }
 
 impl Metrics {
@@ -138,6 +142,9 @@ impl Metrics {
         self.rcode[(rcode as usize).min(RCODES.len() - 1)].fetch_add(1, Relaxed);
         if o.truncated {
             self.truncated.fetch_add(1, Relaxed);
+        }
+        if o.ecs {
+            self.ecs_queries.fetch_add(1, Relaxed);
         }
         if let Some(p) = o.pop_slot {
             self.pop_answers[p.min(MAX_POPS - 1)].fetch_add(1, Relaxed);
@@ -245,7 +252,7 @@ impl Metrics {
                 let _ = writeln!(s, "geodns_responses_total{{rcode=\"{name}\"}} {v}");
             }
         }
-        let simple: [(&str, &str, &str, &AtomicU64); 15] = [
+        let simple: [(&str, &str, &str, &AtomicU64); 16] = [
             (
                 "geodns_probe_queries_total",
                 "counter",
@@ -317,6 +324,12 @@ impl Metrics {
                 "gauge",
                 "Settings in the config file that are not in force until a restart (listen, tcp, probe_log, zookeeper).",
                 &self.restart_pending,
+            ),
+            (
+                "geodns_queries_with_ecs_total",
+                "counter",
+                "Queries that carried an EDNS Client Subnet option (the rest of geodns_queries_total did not).",
+                &self.ecs_queries,
             ),
             (
                 "geodns_internal_snapshot_version",

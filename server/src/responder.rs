@@ -60,6 +60,7 @@ pub fn respond(
         }
     };
     outcome.qtype = Some(q.qtype);
+    outcome.ecs = q.edns.is_some_and(|e| e.ecs.is_some());
     let max_len = match (transport, q.edns) {
         (Transport::Tcp, _) => 65535,
         (Transport::Udp, Some(e)) => e.payload.clamp(512, MAX_UDP_PAYLOAD) as usize,

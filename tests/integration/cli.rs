@@ -227,3 +227,57 @@ fn the_server_says_who_it_is_at_start_and_in_metrics() {
         "{m}"
     );
 }
+
+#[test]
+fn outside_the_repository_the_default_config_is_under_etc() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = crate::harness::geodns()
+        .arg("check")
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("/etc/geodns/geodns.toml"), "{err}");
+    // In the repository, the bundled example.
+    let out = crate::harness::geodns()
+        .arg("check")
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn logs_are_json_on_request() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    for f in ["example.com.zone", "example-map.arrow"] {
+        std::fs::copy(crate::harness::data_dir().join(f), dir.path().join(f)).unwrap();
+    }
+    let cfg = dir.path().join("geodns.toml");
+    std::fs::write(&cfg, crate::harness::example_config("", "")).unwrap();
+    let mut child = crate::harness::geodns()
+        .args(["serve", "--log-json", "-c"])
+        .arg(&cfg)
+        .env("RUST_LOG", "info")
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let first: Vec<String> = lines.by_ref().take(3).map_while(Result::ok).collect();
+    let _ = child.kill();
+    let _ = child.wait();
+    for line in &first {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert_eq!(v["level"], "INFO", "{line}");
+    }
+    let v: serde_json::Value = serde_json::from_str(&first[0]).unwrap();
+    assert_eq!(v["fields"]["message"], "starting", "{}", first[0]);
+}
