@@ -20,6 +20,8 @@ command -v pdns_recursor >/dev/null 2>&1 || pkgs+=(pdns-recursor)
 # Real BGP for the announce tests: ExaBGP runs `geodns announce`, BIRD 2 is its peer.
 command -v exabgp >/dev/null 2>&1 || pkgs+=(exabgp)
 command -v bird >/dev/null 2>&1 || pkgs+=(bird2)
+# systemd-analyze checks the service unit.
+command -v systemd-analyze >/dev/null 2>&1 || pkgs+=(systemd)
 if [ ${#pkgs[@]} -gt 0 ]; then
   echo "installing ${pkgs[*]}" >&2
   sudo=""

@@ -167,10 +167,15 @@ pub async fn run(config_path: &Path) -> Result<(), StartError> {
 
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .expect("install SIGTERM handler");
+    // Every socket is bound and the data is loaded: tell systemd (Type=notify) we serve.
+    if let Err(e) = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]) {
+        tracing::warn!(error = %e, "cannot notify systemd of readiness");
+    }
     tokio::select! {
         _ = term.recv() => {}
         _ = tokio::signal::ctrl_c() => {}
     }
+    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
     tracing::info!(queries = metrics.total_queries(), "shutting down");
     if let Some(log) = probe_log {
         // The flush fsyncs files: off the async workers.

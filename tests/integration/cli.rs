@@ -281,3 +281,74 @@ fn logs_are_json_on_request() {
     let v: serde_json::Value = serde_json::from_str(&first[0]).unwrap();
     assert_eq!(v["fields"]["message"], "starting", "{}", first[0]);
 }
+
+#[test]
+fn systemd_hears_ready_once_serving_and_stopping_at_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    for f in ["example.com.zone", "example-map.arrow"] {
+        std::fs::copy(crate::harness::data_dir().join(f), dir.path().join(f)).unwrap();
+    }
+    let cfg = dir.path().join("geodns.toml");
+    std::fs::write(&cfg, crate::harness::example_config("", "")).unwrap();
+    let sock_path = dir.path().join("notify.sock");
+    let sock = std::os::unix::net::UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .unwrap();
+    let log = dir.path().join("server.log");
+    let mut child = crate::harness::geodns()
+        .args(["serve", "-c"])
+        .arg(&cfg)
+        .env("NOTIFY_SOCKET", &sock_path)
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let mut buf = [0u8; 256];
+    let n = sock.recv(&mut buf).expect("READY=1 from the server");
+    assert_eq!(std::str::from_utf8(&buf[..n]).unwrap(), "READY=1\n");
+    // Ready means serving: the sockets are bound by then.
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains("listening udp") && text.contains("listening tcp"),
+        "{text}"
+    );
+    std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let n = sock.recv(&mut buf).expect("STOPPING=1 from the server");
+    assert_eq!(std::str::from_utf8(&buf[..n]).unwrap(), "STOPPING=1\n");
+    assert!(child.wait().unwrap().success());
+}
+
+#[test]
+fn the_systemd_unit_verifies() {
+    let unit = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("packaging/geodns.service"),
+    )
+    .unwrap();
+    assert!(unit.contains("Type=notify") && unit.contains("ExecReload=/bin/kill -HUP $MAINPID"));
+    assert!(
+        unit.contains("AmbientCapabilities=CAP_NET_BIND_SERVICE") && unit.contains("User=geodns")
+    );
+    // systemd's own checker, with the binary this test built in place of /usr/bin/geodns.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("geodns.service");
+    std::fs::write(
+        &path,
+        unit.replace("/usr/bin/geodns", env!("CARGO_BIN_EXE_geodns")),
+    )
+    .unwrap();
+    let out = std::process::Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&path)
+        .output()
+        .expect(
+            "systemd-analyze is installed (Debian package systemd; scripts/test.sh installs it)",
+        );
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success() && said.trim().is_empty(), "{said}");
+}
