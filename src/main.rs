@@ -110,6 +110,15 @@ enum Command {
         #[arg(short, long)]
         config: PathBuf,
     },
+    /// Print a shell completion script, generated from this command line's definition
+    /// (e.g. `geodns completions bash > /etc/bash_completion.d/geodns`).
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff), generated from this command line's definition
+    /// (e.g. `geodns manpage > /usr/share/man/man1/geodns.1`).
+    Manpage,
 }
 
 fn main() -> ExitCode {
@@ -171,6 +180,16 @@ fn error_chain(e: &anyhow::Error) -> String {
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Register(a) => internal_cmd::register(a),
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut cmd, "geodns", &mut std::io::stdout());
+            Ok(())
+        }
+        Command::Manpage => {
+            let cmd = <Cli as clap::CommandFactory>::command();
+            clap_mangen::Man::new(cmd).render(&mut std::io::stdout())?;
+            Ok(())
+        }
         Command::Announce { config } => {
             let cfg = geodns_announce::config::Config::load(&config).map_err(anyhow::Error::msg)?;
             let rt = tokio::runtime::Builder::new_multi_thread()

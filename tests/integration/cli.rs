@@ -352,3 +352,25 @@ fn the_systemd_unit_verifies() {
     );
     assert!(out.status.success() && said.trim().is_empty(), "{said}");
 }
+
+#[test]
+fn man_page_and_completions_come_from_the_command_line() {
+    let (ok, man, _) = run(&["manpage"], None);
+    assert!(ok);
+    assert!(
+        man.starts_with(".ie") || man.contains(".TH geodns"),
+        "{}",
+        &man[..man.len().min(200)]
+    );
+    for sub in ["serve", "mapgen", "presenter", "announce"] {
+        assert!(man.contains(sub), "{sub} in the man page");
+    }
+    let (ok, bash, _) = run(&["completions", "bash"], None);
+    assert!(
+        ok && bash.contains("_geodns()") && bash.contains("presenter"),
+        "{}",
+        &bash[..bash.len().min(200)]
+    );
+    let (ok, zsh, _) = run(&["completions", "zsh"], None);
+    assert!(ok && zsh.contains("#compdef geodns"));
+}
