@@ -255,12 +255,7 @@ fn outside_the_repository_the_default_config_is_under_etc() {
 #[test]
 fn logs_are_json_on_request() {
     use std::io::{BufRead, BufReader};
-    let dir = tempfile::tempdir().unwrap();
-    for f in ["example.com.zone", "example-map.arrow"] {
-        std::fs::copy(crate::harness::data_dir().join(f), dir.path().join(f)).unwrap();
-    }
-    let cfg = dir.path().join("geodns.toml");
-    std::fs::write(&cfg, crate::harness::example_config("", "")).unwrap();
+    let (_dir, cfg) = crate::harness::example_dir();
     let mut child = crate::harness::geodns()
         .args(["serve", "--log-json", "-c"])
         .arg(&cfg)
@@ -284,12 +279,7 @@ fn logs_are_json_on_request() {
 
 #[test]
 fn systemd_hears_ready_once_serving_and_stopping_at_sigterm() {
-    let dir = tempfile::tempdir().unwrap();
-    for f in ["example.com.zone", "example-map.arrow"] {
-        std::fs::copy(crate::harness::data_dir().join(f), dir.path().join(f)).unwrap();
-    }
-    let cfg = dir.path().join("geodns.toml");
-    std::fs::write(&cfg, crate::harness::example_config("", "")).unwrap();
+    let (dir, cfg) = crate::harness::example_dir();
     let sock_path = dir.path().join("notify.sock");
     let sock = std::os::unix::net::UnixDatagram::bind(&sock_path).unwrap();
     sock.set_read_timeout(Some(std::time::Duration::from_secs(20)))

@@ -506,3 +506,15 @@ pub fn import_nets(dir: &Path, nets: &str, out: &Path, generation: &str) {
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 }
+
+/// A directory holding the example zone and map and the example config (ephemeral ports), for
+/// tests that start `geodns serve` themselves; returns it and the config's path.
+pub fn example_dir() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    for f in ["example.com.zone", "example-map.arrow"] {
+        std::fs::copy(data_dir().join(f), dir.path().join(f)).unwrap();
+    }
+    let cfg = dir.path().join("geodns.toml");
+    std::fs::write(&cfg, example_config("", "")).unwrap();
+    (dir, cfg)
+}
