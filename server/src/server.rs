@@ -38,6 +38,46 @@ pub enum StartError {
     },
 }
 
+/// One DNS listen address's sockets.
+struct DnsSockets {
+    udp: Vec<std::net::UdpSocket>,
+    udp_addr: std::net::SocketAddr,
+    tcp: std::net::TcpListener,
+    tcp_addr: std::net::SocketAddr,
+}
+
+/// Binds UDP (with its workers' sockets) and TCP on the same port. With port 0 the UDP port is
+/// the kernel's pick, which TCP may have in use already: then both are dropped and another
+/// port tried, so "any free port" means a port free for both.
+fn bind_dns(addr: std::net::SocketAddr, workers: usize) -> Result<DnsSockets, StartError> {
+    let err = |transport, source| StartError::Bind {
+        addr,
+        transport,
+        source,
+    };
+    for attempt in 0.. {
+        let socks = udp::bind(addr, workers).map_err(|e| err("udp", e))?;
+        let bound = socks[0].local_addr().map_err(|e| err("udp", e))?;
+        let tcp_addr = std::net::SocketAddr::new(addr.ip(), bound.port());
+        match tcp::bind(tcp_addr) {
+            Ok(listener) => {
+                return Ok(DnsSockets {
+                    udp: socks,
+                    udp_addr: bound,
+                    tcp: listener,
+                    tcp_addr,
+                })
+            }
+            Err(e)
+                if addr.port() == 0
+                    && e.kind() == std::io::ErrorKind::AddrInUse
+                    && attempt < 64 => {}
+            Err(e) => return Err(err("tcp", e)),
+        }
+    }
+    unreachable!("the loop returns")
+}
+
 /// Loads everything and serves until a termination signal.
 pub async fn run(config_path: &Path) -> Result<(), StartError> {
     let metrics = Arc::new(Metrics::default());
@@ -104,23 +144,12 @@ pub async fn run(config_path: &Path) -> Result<(), StartError> {
     }
 
     for &addr in &cfg.listen.dns {
-        let socks = udp::bind(addr, cfg.listen.udp_workers).map_err(|source| StartError::Bind {
-            addr,
-            transport: "udp",
-            source,
-        })?;
-        let bound = socks[0].local_addr().map_err(|source| StartError::Bind {
-            addr,
-            transport: "udp",
-            source,
-        })?;
-        // TCP on the same port as UDP, also when the config asked for port 0.
-        let tcp_addr = std::net::SocketAddr::new(addr.ip(), bound.port());
-        let listener = tcp::bind(tcp_addr).map_err(|source| StartError::Bind {
-            addr,
-            transport: "tcp",
-            source,
-        })?;
+        let DnsSockets {
+            udp: socks,
+            udp_addr: bound,
+            tcp: listener,
+            tcp_addr,
+        } = bind_dns(addr, cfg.listen.udp_workers)?;
         tracing::info!(%bound, workers = socks.len(), "listening udp");
         tracing::info!(bound = %tcp_addr, "listening tcp");
         for (i, sock) in socks.into_iter().enumerate() {
