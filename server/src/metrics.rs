@@ -50,6 +50,8 @@ pub struct Metrics {
     map_created_unix: AtomicU64,
     restart_pending: AtomicU64,
     ecs_queries: AtomicU64,
+    processing: [AtomicU64; PROCESSING_BOUNDS_NS.len() + 1],
+    processing_sum_ns: AtomicU64,
     internal_version: AtomicU64,
     internal_created_unix: AtomicU64,
     internal_refused: AtomicU64,
@@ -78,6 +80,8 @@ impl Default for Metrics {
             map_created_unix: AtomicU64::new(0),
             restart_pending: AtomicU64::new(0),
             ecs_queries: AtomicU64::new(0),
+            processing: Default::default(),
+            processing_sum_ns: AtomicU64::new(0),
             internal_version: AtomicU64::new(0),
             internal_created_unix: AtomicU64::new(0),
             internal_refused: AtomicU64::new(0),
@@ -109,6 +113,11 @@ pub struct QueryOutcome {
     /// The query carried an ECS option.
     pub ecs: bool,
 }
+
+/// Upper bounds of the processing-time histogram's buckets, ns.
+const PROCESSING_BOUNDS_NS: [u64; 8] = [
+    1_000, 2_000, 5_000, 10_000, 20_000, 50_000, 100_000, 1_000_000,
+];
 
 impl Metrics {
     /// Stable counter slot for a PoP id (registers it on first sight). Past `MAX_POPS` ids
@@ -196,6 +205,18 @@ impl Metrics {
         self.map_created_unix.store(unix, Relaxed);
     }
 
+    /// Records how long the responder took for one query (parse to framed response).
+    #[inline]
+    pub fn observe_processing(&self, took: std::time::Duration) {
+        let ns = took.as_nanos().min(u64::MAX as u128) as u64;
+        let i = PROCESSING_BOUNDS_NS
+            .iter()
+            .position(|&b| ns <= b)
+            .unwrap_or(PROCESSING_BOUNDS_NS.len());
+        self.processing[i].fetch_add(1, Relaxed);
+        self.processing_sum_ns.fetch_add(ns, Relaxed);
+    }
+
     /// Records how many settings of the config file wait for a restart (0: all in force).
     pub fn set_restart_pending(&self, settings: usize) {
         self.restart_pending.store(settings as u64, Relaxed);
@@ -219,6 +240,32 @@ impl Metrics {
 
     /// Prometheus text exposition.
     pub fn render(&self) -> String {
+        let mut s = self.render_counters();
+        s.push_str("# HELP geodns_query_processing_seconds Time from a query's parse to its framed response, in the server.\n# TYPE geodns_query_processing_seconds histogram\n");
+        let mut cum = 0;
+        for (i, b) in PROCESSING_BOUNDS_NS.iter().enumerate() {
+            cum += self.processing[i].load(Relaxed);
+            let _ = writeln!(
+                s,
+                "geodns_query_processing_seconds_bucket{{le=\"{}\"}} {cum}",
+                *b as f64 / 1e9
+            );
+        }
+        cum += self.processing[PROCESSING_BOUNDS_NS.len()].load(Relaxed);
+        let _ = writeln!(
+            s,
+            "geodns_query_processing_seconds_bucket{{le=\"+Inf\"}} {cum}"
+        );
+        let _ = writeln!(
+            s,
+            "geodns_query_processing_seconds_sum {}",
+            self.processing_sum_ns.load(Relaxed) as f64 / 1e9
+        );
+        let _ = writeln!(s, "geodns_query_processing_seconds_count {cum}");
+        s
+    }
+
+    fn render_counters(&self) -> String {
         let mut s = String::with_capacity(4096);
         let g = |v: &AtomicU64| v.load(Relaxed);
         s.push_str("# HELP geodns_queries_total DNS queries received.\n# TYPE geodns_queries_total counter\n");

@@ -96,10 +96,12 @@ async fn connection(
             Ok(Ok(_)) => {}
             _ => return Ok(()),
         }
+        let started = std::time::Instant::now();
         let outcome = {
             let snap = state.load();
             respond(&snap, &msg, peer.ip(), Transport::Tcp, &mut out)
         };
+        metrics.observe_processing(started.elapsed());
         metrics.record(true, &outcome);
         log_query(&msg, peer, Transport::Tcp, &outcome);
         if out.is_empty() {

@@ -151,6 +151,7 @@ pub fn serve(sock: UdpSocket, state: Arc<ArcSwap<Snapshot>>, metrics: Arc<Metric
             else {
                 continue;
             };
+            let started = std::time::Instant::now();
             let outcome = respond(
                 snap,
                 &b.packets[i][..len],
@@ -158,6 +159,7 @@ pub fn serve(sock: UdpSocket, state: Arc<ArcSwap<Snapshot>>, metrics: Arc<Metric
                 Transport::Udp,
                 &mut b.outs[i],
             );
+            metrics.observe_processing(started.elapsed());
             metrics.record(false, &outcome);
             log_query(&b.packets[i][..len], src, Transport::Udp, &outcome);
             if b.outs[i].is_empty() {

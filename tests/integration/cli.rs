@@ -219,6 +219,12 @@ fn the_server_says_who_it_is_at_start_and_in_metrics() {
             && start.contains("geodns.toml"),
         "{start}"
     );
+    s.dig(&["www.example.com", "A"]);
+    assert_eq!(s.metric("geodns_query_processing_seconds_count"), 1);
+    assert_eq!(
+        s.metric("geodns_query_processing_seconds_bucket{le=\"+Inf\"}"),
+        1
+    );
     let m = s.metrics();
     assert!(
         m.contains("geodns_build_info{version=")
