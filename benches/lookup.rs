@@ -16,7 +16,7 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use geodns_server::dataset::{Dataset, Snapshot};
 use geodns_server::metrics::Metrics;
 use geodns_server::responder::{respond, Transport};
-use geomap::{AnswerTable, Derivation, KeySpace, Map, MapMeta, MapRow, PopInfo, PopTable};
+use geomap::{AnswerTable, Derivation, KeySpace, Map, MapMeta, MapRow, PopTable};
 
 /// xorshift64: deterministic and dependency-free.
 struct Rng(u64);
@@ -31,16 +31,7 @@ impl Rng {
 
 fn synthetic_map(n: usize) -> Map {
     let ids = ["ams", "iad", "sin", "fra", "lax", "gru", "nrt", "syd"];
-    let pops = PopTable::new(
-        ids.iter()
-            .map(|id| PopInfo {
-                id: id.parse().unwrap(),
-                lat: None,
-                lon: None,
-            })
-            .collect(),
-    )
-    .unwrap();
+    let pops = PopTable::from_ids(&ids).unwrap();
     let mut rng = Rng(0x5eed);
     let mut seen = std::collections::HashSet::new();
     let mut rows = Vec::with_capacity(n);
@@ -160,16 +151,7 @@ fn respond_bench(c: &mut Criterion) {
     // The example config, with the 1M-prefix map (PoP ids re-used from the example).
     let mut map = synthetic_map(1_000_000);
     let ids = ["ams", "iad", "sin"];
-    map.meta.pops = PopTable::new(
-        ids.iter()
-            .map(|id| PopInfo {
-                id: id.parse().unwrap(),
-                lat: None,
-                lon: None,
-            })
-            .collect(),
-    )
-    .unwrap();
+    map.meta.pops = PopTable::from_ids(&ids).unwrap();
     for r in &mut map.rows {
         r.pops = vec![r.pops[0] % 3, (r.pops[0] % 3 + 1) % 3];
     }

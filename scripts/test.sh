@@ -13,6 +13,8 @@ command -v kdig >/dev/null 2>&1 || pkgs+=(knot-dnsutils)
 command -v chromium >/dev/null 2>&1 || pkgs+=(chromium)
 command -v ip >/dev/null 2>&1 || pkgs+=(iproute2)
 command -v python3 >/dev/null 2>&1 || pkgs+=(python3)
+# kill(1) and pkill for signalling the processes tests start (`kill` alone is a shell builtin).
+[ -x /bin/kill ] || [ -x /usr/bin/kill ] || pkgs+=(procps)
 command -v unbound >/dev/null 2>&1 || pkgs+=(unbound)
 command -v pdns_recursor >/dev/null 2>&1 || pkgs+=(pdns-recursor)
 # ZooKeeper (with its Java runtime) for the internal-zone tests; started by the tests.

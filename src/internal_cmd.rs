@@ -76,14 +76,6 @@ pub struct PresenterArgs {
     force: bool,
 }
 
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .context("starting the async runtime")
-}
-
 /// Resolves on SIGTERM or SIGINT.
 async fn terminated() {
     use tokio::signal::unix::{signal, SignalKind};
@@ -102,7 +94,7 @@ pub fn register(a: RegisterArgs) -> anyhow::Result<()> {
         services: a.services,
     };
     reg.validate()?;
-    runtime()?.block_on(geodns_register::keep_registered(
+    crate::runtime(1)?.block_on(geodns_register::keep_registered(
         &a.zookeeper,
         &layout,
         &reg,
@@ -122,7 +114,7 @@ pub fn publish(a: PublishArgs) -> anyhow::Result<()> {
         println!("{}: ok: zone {}", a.file.display(), a.zone);
         return Ok(());
     }
-    runtime()?
+    crate::runtime(1)?
         .block_on(geodns_presenter::publish_human(&cfg, &a.zone, &text))
         .map_err(label)?;
     println!("{}: published to zone {}", a.file.display(), a.zone);
@@ -131,7 +123,7 @@ pub fn publish(a: PublishArgs) -> anyhow::Result<()> {
 
 pub fn presenter(a: PresenterArgs) -> anyhow::Result<()> {
     let cfg = geodns_presenter::config::Config::load(&a.config).map_err(anyhow::Error::msg)?;
-    let rt = runtime()?;
+    let rt = crate::runtime(1)?;
     rt.block_on(async {
         let metrics = Arc::new(geodns_presenter::Metrics::default());
         if let Some(addr) = cfg.metrics {

@@ -156,6 +156,15 @@ pub fn default_config(name: &str) -> PathBuf {
     }
 }
 
+/// The async runtime every long-running command uses, with `workers` threads.
+pub fn runtime(workers: usize) -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
 fn is_broken_pipe(e: &anyhow::Error) -> bool {
     e.chain().any(|c| {
         c.downcast_ref::<std::io::Error>()
@@ -192,22 +201,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Announce { config } => {
             let cfg = geodns_announce::config::Config::load(&config).map_err(anyhow::Error::msg)?;
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(1)
-                .enable_all()
-                .build()
-                .context("starting the async runtime")?;
+            let rt = runtime(1)?;
             rt.block_on(geodns_announce::run(cfg));
             Ok(())
         }
         Command::Publish(a) => internal_cmd::publish(a),
         Command::Presenter(a) => internal_cmd::presenter(a),
         Command::Serve { config } => {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(1)
-                .enable_all()
-                .build()
-                .context("starting the async runtime")?;
+            let rt = runtime(1)?;
             rt.block_on(geodns_server::server::run(&config))?;
             Ok(())
         }
@@ -234,11 +235,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Beacon { config } => {
             let cfg = geodns_beacon::collector::CollectorConfig::read(&config)?;
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .context("starting the async runtime")?;
+            let rt = runtime(2)?;
             rt.block_on(geodns_beacon::collector::run(cfg))?;
             Ok(())
         }
@@ -275,11 +272,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 );
                 return Ok(());
             }
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .context("starting the async runtime")?;
+            let rt = runtime(2)?;
             let s = rt.block_on(simulate::run(world, opts))?;
             let g = |v: &std::sync::atomic::AtomicU64| v.load(std::sync::atomic::Ordering::Relaxed);
             println!(

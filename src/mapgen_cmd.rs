@@ -6,7 +6,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context;
 use clap::Args;
-use geomap::{PopIndex, PopInfo, PopTable};
+use geomap::PopIndex;
 
 #[derive(Args)]
 pub struct MapgenArgs {
@@ -88,17 +88,7 @@ fn time(flag: &str, v: &str) -> anyhow::Result<SystemTime> {
 
 pub fn run(a: MapgenArgs) -> anyhow::Result<()> {
     let cfg = geodns_server::config::Config::read(&a.config)?;
-    let pops = PopTable::new(
-        cfg.pops
-            .iter()
-            .map(|(id, p)| PopInfo {
-                id: id.clone(),
-                lat: p.lat,
-                lon: p.lon,
-            })
-            .collect(),
-    )
-    .context("PoP table")?;
+    let pops = cfg.pop_table();
     let default_order: Vec<PopIndex> = cfg
         .default_order
         .iter()

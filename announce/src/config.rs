@@ -174,22 +174,11 @@ impl Default for Damping {
 pub struct Publish {
     /// ZooKeeper: one node per PoP under `<root>/health/` that the DNS servers follow.
     #[serde(default)]
-    pub zookeeper: Option<ZooKeeper>,
+    pub zookeeper: Option<geodns_snapshot::ZkSettings>,
     /// Else (or also) a health file in the server's format (`<pop> up|down`), for a server on
     /// this host.
     #[serde(default)]
     pub health_file: Option<PathBuf>,
-}
-
-/// The ensemble.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ZooKeeper {
-    /// Connect string.
-    pub connect: String,
-    /// Root. Default `/geodns`.
-    #[serde(default = "default_root")]
-    pub root: String,
 }
 
 fn default_next_hop() -> String {
@@ -236,9 +225,6 @@ fn default_suppress() -> f64 {
 }
 fn default_reuse() -> f64 {
     750.0
-}
-fn default_root() -> String {
-    "/geodns".into()
 }
 
 impl Config {

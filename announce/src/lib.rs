@@ -116,12 +116,12 @@ fn write_health_file(path: &std::path::Path, h: &PopHealth) -> std::io::Result<(
 
 /// Keeps `<root>/health/<pop>` equal to the latest health, reconnecting with backoff.
 async fn publish_zk(
-    zkcfg: config::ZooKeeper,
+    zkcfg: geodns_snapshot::ZkSettings,
     pop: String,
     mut rx: watch::Receiver<Option<PopHealth>>,
 ) {
-    let layout = geodns_snapshot::Layout::new(&zkcfg.root).expect("checked with the config");
-    let dir = format!("{}/health", layout.root());
+    let layout = zkcfg.layout().expect("checked with the config");
+    let dir = geodns_snapshot::pophealth::dir(&layout);
     let path = format!("{dir}/{pop}");
     let mut backoff = Duration::from_millis(100);
     loop {

@@ -40,10 +40,7 @@ cat > "$W/exabgp.conf" <<CFG
 process announce { run $BIN announce -c $W/announce.toml; encoder text; }
 neighbor 127.0.0.2 { router-id 127.0.0.1; local-address 127.0.0.1; local-as 65001; peer-as 65000; api { processes [ announce ]; } }
 CFG
-cp data/example.com.zone data/example-map.arrow "$W/"
-sed -e 's/127.0.0.1:5353/127.0.0.1:5396/' -e 's/^metrics = .*//' -e '/^\[probe_log\]/,/^$/d' \
-    -e 's/^health_file = .*//' data/geodns.toml > "$W/geodns.toml"
-printf '\n[zookeeper]\nconnect = "127.0.0.1:%s"\n' "$ZK_PORT" >> "$W/geodns.toml"
+server_config 5396
 RUST_LOG=warn "$BIN" serve -c "$W/geodns.toml" 2> "$W/server.log" & pids+=($!)
 bird -f -c "$W/bird.conf" -s "$W/bird.ctl" -P "$W/bird.pid" 2> "$W/bird.log" & pids+=($!)
 start_svc() { python3 -m http.server "$SVC" --bind 127.0.0.1 > /dev/null 2>&1 & svc=$!; }

@@ -18,10 +18,7 @@ pids=()
 trap 'kill "${pids[@]}" $ZK_PID 2>/dev/null; wait 2>/dev/null; rm -rf "$W"' EXIT
 . benches/internal/zk.sh
 start_zk
-cp data/example.com.zone data/example-map.arrow "$W/"
-sed -e 's/127.0.0.1:5353/127.0.0.1:5397/' -e 's/^metrics = .*//' -e '/^\[probe_log\]/,/^$/d' \
-    -e 's/^health_file = .*//' data/geodns.toml > "$W/geodns.toml"
-printf '\n[zookeeper]\nconnect = "127.0.0.1:%s"\njitter_ms = 0\n' "$ZK_PORT" >> "$W/geodns.toml"
+server_config 5397 'jitter_ms = 0'
 RUST_LOG=info "$BIN" serve -c "$W/geodns.toml" 2> "$W/server.log" & pids+=($!)
 SRV=${pids[0]}
 sleep 1

@@ -22,10 +22,7 @@ primary = "ns1.internal.example"
 hostmaster = "hostmaster.internal.example"
 ns = ["ns1.internal.example"]
 CFG
-cp data/example.com.zone data/example-map.arrow "$W/"
-sed -e 's/127.0.0.1:5353/127.0.0.1:5395/' -e 's/^metrics = .*//' -e '/^\[probe_log\]/,/^$/d' \
-    -e 's/^health_file = .*//' data/geodns.toml > "$W/geodns.toml"
-printf '\n[zookeeper]\nconnect = "127.0.0.1:%s"\n' "$ZK_PORT" >> "$W/geodns.toml"
+server_config 5395
 RUST_LOG=warn "$BIN" presenter -c "$W/presenter.toml" 2> "$W/presenter.log" & pids+=($!)
 RUST_LOG=warn "$BIN" serve -c "$W/geodns.toml" 2> "$W/server.log" & pids+=($!)
 sleep 2

@@ -93,6 +93,9 @@ pub enum PopTableError {
     /// More PoPs than a [`PopIndex`] can count.
     #[error("too many PoPs ({0}); at most 65535")]
     TooMany(usize),
+    /// An id is not a PoP id.
+    #[error(transparent)]
+    Invalid(#[from] InvalidPopId),
 }
 
 impl PopTable {
@@ -108,6 +111,20 @@ impl PopTable {
             }
         }
         Ok(PopTable { pops })
+    }
+
+    /// A table of PoPs without coordinates, from their ids in order.
+    pub fn from_ids(ids: &[&str]) -> Result<Self, PopTableError> {
+        let mut pops = Vec::with_capacity(ids.len());
+        for id in ids {
+            let id: PopId = id.parse()?;
+            pops.push(PopInfo {
+                id,
+                lat: None,
+                lon: None,
+            });
+        }
+        PopTable::new(pops)
     }
 
     /// Index of a PoP id, if the table has it.

@@ -11,7 +11,7 @@ use serde::Deserialize;
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// Where the registrations, human zones and snapshots live.
-    pub zookeeper: ZooKeeper,
+    pub zookeeper: geodns_snapshot::ZkSettings,
     /// The internal zones the presenter owns (SOA and apex NS are its own).
     pub zones: Vec<ZoneConfig>,
     /// Names derived from registrations.
@@ -23,20 +23,6 @@ pub struct Config {
     /// Prometheus metrics over HTTP, if set.
     #[serde(default)]
     pub metrics: Option<SocketAddr>,
-}
-
-/// The ensemble.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ZooKeeper {
-    /// Connect string.
-    pub connect: String,
-    /// Root of geodns's nodes. Default `/geodns`.
-    #[serde(default = "default_root")]
-    pub root: String,
-    /// Session timeout, ms. Default 10000.
-    #[serde(default = "default_session_timeout_ms")]
-    pub session_timeout_ms: u64,
 }
 
 /// One internal zone.
@@ -102,12 +88,6 @@ impl Default for Guard {
     }
 }
 
-fn default_root() -> String {
-    "/geodns".into()
-}
-fn default_session_timeout_ms() -> u64 {
-    10_000
-}
 fn default_ttl() -> u32 {
     60
 }
@@ -142,7 +122,8 @@ impl Config {
         let cfg: Config =
             toml::from_str(&text).map_err(|e| format!("{file}: {}", e.to_string().trim_end()))?;
         let bad = |key: String, problem: String| format!("{file}: {key}: {problem}");
-        geodns_snapshot::Layout::new(&cfg.zookeeper.root)
+        cfg.zookeeper
+            .layout()
             .map_err(|e| bad("zookeeper.root".into(), e))?;
         if cfg.zones.is_empty() {
             return Err(bad("zones".into(), "no internal zone".into()));

@@ -262,7 +262,7 @@ pub async fn publish_human(cfg: &Config, origin: &str, text: &str) -> Result<(),
             geodns_snapshot::format::CHUNK_BYTES
         ));
     }
-    let layout = Layout::new(&cfg.zookeeper.root)?;
+    let layout = cfg.zookeeper.layout()?;
     let client = zk::Client::connector()
         .with_session_timeout(Duration::from_millis(cfg.zookeeper.session_timeout_ms))
         .connect(&cfg.zookeeper.connect)
@@ -286,7 +286,7 @@ pub async fn publish_human(cfg: &Config, origin: &str, text: &str) -> Result<(),
 /// Runs the presenter until the process ends: connect, wait for leadership, reconcile and
 /// publish on every change. `force` lets the next held snapshot through the drop guard.
 pub async fn run(cfg: Config, force: bool, metrics: Arc<Metrics>) {
-    let layout = Layout::new(&cfg.zookeeper.root).expect("validated with the config");
+    let layout = cfg.zookeeper.layout().expect("validated with the config");
     let mut force = force;
     let mut backoff = Duration::from_millis(100);
     loop {

@@ -322,6 +322,22 @@ impl Default for Tcp {
 }
 
 impl Config {
+    /// The configured PoPs as a map's PoP table (ids and coordinates, in config order), the one
+    /// the server answers from and mapgen ranks.
+    pub fn pop_table(&self) -> geomap::PopTable {
+        geomap::PopTable::new(
+            self.pops
+                .iter()
+                .map(|(id, p)| geomap::PopInfo {
+                    id: id.clone(),
+                    lat: p.lat,
+                    lon: p.lon,
+                })
+                .collect(),
+        )
+        .expect("config PoP ids are unique map keys")
+    }
+
     /// The settings a reload cannot apply, by key, that differ between `self` (a new file) and
     /// `running` (what the process started with). Sockets, workers and the probe log writer
     /// are made once at start-up; everything else (zones, map, PoPs, health, GeoIP) reloads.

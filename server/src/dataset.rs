@@ -12,7 +12,7 @@ use std::time::SystemTime;
 
 use geodns_beacon::{DnsProbeRow, LogWriter};
 use geomap::geoip::GeoIp;
-use geomap::{AnswerTable, MapMeta, PopIndex, PopInfo, PopTable};
+use geomap::{AnswerTable, MapMeta, PopIndex, PopTable};
 use sha2::{Digest, Sha256};
 
 use crate::config::{Config, ConfigError};
@@ -420,18 +420,7 @@ impl Dataset {
                 id_shared: id.as_str().into(),
             })
             .collect();
-        let pop_table = PopTable::new(
-            config
-                .pops
-                .iter()
-                .map(|(id, p)| PopInfo {
-                    id: id.clone(),
-                    lat: p.lat,
-                    lon: p.lon,
-                })
-                .collect(),
-        )
-        .expect("config PoP ids are unique map keys");
+        let pop_table = config.pop_table();
         let index_of = |id: &str| pop_table.index(id).expect("validated against config");
         let default_order: Vec<PopIndex> = config
             .default_order

@@ -51,15 +51,7 @@ fn snapshot() -> (tempfile::TempDir, Snapshot) {
     let dir = tempfile::tempdir().unwrap();
     let nets = dir.path().join("nets.csv");
     std::fs::write(&nets, NETS).unwrap();
-    let pops: Vec<geomap::PopInfo> = ["ams", "iad", "sin"]
-        .iter()
-        .map(|id| geomap::PopInfo {
-            id: id.parse().unwrap(),
-            lat: None,
-            lon: None,
-        })
-        .collect();
-    let table = geomap::PopTable::new(pops).unwrap();
+    let table = geomap::PopTable::from_ids(&["ams", "iad", "sin"]).unwrap();
     let map = geomap::nets::import_nets(
         &nets,
         Some(&table),

@@ -85,3 +85,33 @@ impl Layout {
         format!("{}/held", self.root)
     }
 }
+
+/// How a geodns tool reaches ZooKeeper (`[zookeeper]` in the presenter's config,
+/// `publish.zookeeper` in `geodns announce`'s): one definition, checked once.
+#[derive(Clone, Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ZkSettings {
+    /// Connect string, `host:port,host:port`.
+    pub connect: String,
+    /// Root of geodns's nodes. Default `/geodns`.
+    #[serde(default = "default_root")]
+    pub root: String,
+    /// Session timeout, ms (the ensemble bounds it to 2-20 ticks). Default 10000.
+    #[serde(default = "default_session_timeout_ms")]
+    pub session_timeout_ms: u64,
+}
+
+fn default_root() -> String {
+    "/geodns".into()
+}
+
+fn default_session_timeout_ms() -> u64 {
+    10_000
+}
+
+impl ZkSettings {
+    /// The paths under the root, or why the root is not one.
+    pub fn layout(&self) -> Result<Layout, String> {
+        Layout::new(&self.root)
+    }
+}

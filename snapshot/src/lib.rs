@@ -22,4 +22,4 @@ pub mod store;
 
 pub use follower::{load_cache, Apply, Follower, FollowerConfig};
 pub use format::{Pointer, Snapshot, SnapshotError, ZoneText};
-pub use layout::Layout;
+pub use layout::{Layout, ZkSettings};

@@ -9,18 +9,8 @@ const AMS: &str = "192.0.2.10";
 const IAD: &str = "192.0.2.20";
 
 fn map_with_demand(path: &std::path::Path) {
-    use geomap::{Derivation, KeySpace, Map, MapMeta, MapRow, PopInfo, PopTable};
-    let pops = PopTable::new(
-        ["ams", "iad", "sin"]
-            .iter()
-            .map(|id| PopInfo {
-                id: id.parse().unwrap(),
-                lat: None,
-                lon: None,
-            })
-            .collect(),
-    )
-    .unwrap();
+    use geomap::{Derivation, KeySpace, Map, MapMeta, MapRow, PopTable};
+    let pops = PopTable::from_ids(&["ams", "iad", "sin"]).unwrap();
     // (prefix, ranking, samples, rtts): 60 % of the demand prefers ams, then iad.
     let rows = [
         ("10.1.0.0/16", [0u16, 1, 2], 600u64, [10.0f32, 20.0, 80.0]),
