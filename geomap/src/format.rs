@@ -59,9 +59,6 @@ pub enum FormatError {
     /// The file could not be opened, read or written.
     #[error("{0}")]
     Io(#[from] std::io::Error),
-    /// The bytes are not a readable Arrow IPC file.
-    #[error("not a readable Arrow IPC file: {0}")]
-    Arrow(#[from] ArrowError),
     /// The container's lengths, offsets or structure are damaged (bit flips, truncation).
     #[error("damaged Arrow IPC file: {0}")]
     Damaged(String),
