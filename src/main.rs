@@ -89,7 +89,7 @@ enum Command {
     },
     /// Build a map from beacon logs: pair reports with probe queries, rank PoPs per client
     /// subnet and resolver by measured latency, fall back where data is thin, compact, write.
-    Mapgen(mapgen_cmd::MapgenArgs),
+    Mapgen(Box<mapgen_cmd::MapgenArgs>),
     /// Inspect and build map files.
     Map {
         #[command(subcommand)]
@@ -289,7 +289,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Mapgen(args) => mapgen_cmd::run(args),
+        Command::Mapgen(args) => mapgen_cmd::run(*args),
         Command::Map { command } => map_cmd::run(command),
     }
 }

@@ -365,10 +365,11 @@ fn explain(path: PathBuf, addr: IpAddr) -> anyhow::Result<()> {
         }
         let hit = table.lookup(space, addr);
         let why = match covering[0].derivation {
-            geomap::Derivation::Measured => "measured for this prefix itself",
-            geomap::Derivation::Aggregated => "the aggregate of this prefix: its thin parts borrow from it, and agreeing more specific measurements were folded into it",
+            geomap::Derivation::Measured => "measured for this prefix itself, pooled with its neighbours and the latency model by how many samples it has",
+            geomap::Derivation::Aggregated => "the aggregate of this prefix: its unmeasured parts borrow from it, and agreeing more specific measurements were folded into it",
             geomap::Derivation::Routed => "the aggregate of the routed prefix (one network) covering this address",
-            geomap::Derivation::Geoip => "too few samples and no aggregate: nearest PoPs by GeoIP",
+            geomap::Derivation::Modeled => "never measured: the latency model at its GeoIP location, shifted by its measured neighbours",
+            geomap::Derivation::Geoip => "nothing measured near it: nearest PoPs by GeoIP",
             geomap::Derivation::Default => "nothing measured or located: the default order",
             geomap::Derivation::Static => "set by an operator (nets file)",
         };

@@ -67,6 +67,10 @@ pub enum Derivation {
     /// Aggregated over a routed prefix (from a routing-table prefix list): one network, so
     /// its thin parts borrow from measurements of the same network.
     Routed,
+    /// Never measured: the latency model fitted from the measurements, at the network's GeoIP
+    /// location, shifted by what its measured neighbours (same routed prefix or aggregate)
+    /// saw.
+    Modeled,
     /// Nearest PoPs by GeoIP distance.
     Geoip,
     /// The configured default order.
@@ -77,10 +81,11 @@ pub enum Derivation {
 
 impl Derivation {
     /// All derivations, in the order reports list them.
-    pub const ALL: [Derivation; 6] = [
+    pub const ALL: [Derivation; 7] = [
         Derivation::Measured,
         Derivation::Routed,
         Derivation::Aggregated,
+        Derivation::Modeled,
         Derivation::Geoip,
         Derivation::Default,
         Derivation::Static,
@@ -92,6 +97,7 @@ impl Derivation {
             Derivation::Measured => "measured",
             Derivation::Aggregated => "aggregated",
             Derivation::Routed => "routed",
+            Derivation::Modeled => "modeled",
             Derivation::Geoip => "geoip",
             Derivation::Default => "default",
             Derivation::Static => "static",
@@ -111,7 +117,7 @@ impl FromStr for Derivation {
         Derivation::ALL
             .into_iter()
             .find(|d| d.as_str() == s)
-            .ok_or_else(|| format!("unknown derivation {s:?}: want one of measured, routed, aggregated, geoip, default, static"))
+            .ok_or_else(|| format!("unknown derivation {s:?}: want one of measured, routed, aggregated, modeled, geoip, default, static"))
     }
 }
 

@@ -19,6 +19,7 @@ use polars::series::IsSorted;
 
 use crate::key;
 use crate::logs::{LEVELS, RESOLVER_LEVELS};
+use crate::pooling::Population;
 use crate::ranking::PopStat;
 use crate::routes::Routes;
 
@@ -34,6 +35,8 @@ pub struct Aggregates {
     per_client_subnet: Vec<DataFrame>,
     /// Measurements seen.
     pub measurements: u64,
+    /// Beacon sessions seen (a session's measurements share one client, so one partition).
+    pub sessions: u64,
 }
 
 /// The client column packed with the PoP ([`key::with_pop`]).
@@ -59,6 +62,7 @@ fn stat_exprs() -> Vec<Expr> {
             .quantile(lit(0.9), QuantileMethod::Linear)
             .alias("p90"),
         fail_rate().alias("fail_rate"),
+        col("rtt").var(1).alias("var"),
     ]
 }
 
@@ -78,14 +82,19 @@ fn to_stats(
     let median = df.column("median")?.cast(&DataType::Float64)?;
     let p90 = df.column("p90")?.cast(&DataType::Float64)?;
     let fail = df.column("fail_rate")?.cast(&DataType::Float64)?;
+    let var = match df.column("var") {
+        Ok(v) => v.cast(&DataType::Float64)?,
+        Err(_) => Column::full_null("var".into(), df.height(), &DataType::Float64),
+    };
     let rows = keys
         .iter()
         .zip(pop.iter())
         .zip(samples.u64()?.iter())
         .zip(median.f64()?.iter())
         .zip(p90.f64()?.iter())
-        .zip(fail.f64()?.iter());
-    for (((((k, p), samples), median), p90), fail) in rows {
+        .zip(fail.f64()?.iter())
+        .zip(var.f64()?.iter());
+    for ((((((k, p), samples), median), p90), fail), var) in rows {
         let (Some(k), Some(p)) = (k, p) else { continue };
         into.entry(net(k)).or_default().push(PopStat {
             pop: PopIndex::from(p),
@@ -93,6 +102,7 @@ fn to_stats(
             median,
             p90,
             fail_rate: fail.unwrap_or(0.0),
+            var,
         });
     }
     Ok(())
@@ -128,6 +138,7 @@ impl Aggregates {
         if m.height() == 0 {
             return Ok(());
         }
+        self.sessions += m.column("session")?.n_unique()? as u64;
         let client = m.column("client")?.u64()?.clone();
         let pop = m.column("pop")?.u16()?.clone();
         let mut values = m.select(["rtt", "resolver"])?;
@@ -213,13 +224,22 @@ impl Aggregates {
         Ok(routed)
     }
 
-    /// The statistics: client levels (finest first), the routed prefixes, and the resolver
-    /// levels (finest first).
-    pub fn finish(self) -> PolarsResult<(Vec<LevelStats>, LevelStats, Vec<LevelStats>)> {
+    /// The statistics: client levels (finest first), the routed prefixes, the resolver
+    /// levels (finest first), and each resolver's population of clients.
+    pub fn finish(self) -> PolarsResult<Stats> {
+        let pairings_per_session = self.measurements as f64 / self.sessions.max(1) as f64;
         let mut resolver: Vec<LevelStats> =
             RESOLVER_LEVELS.iter().map(|_| LevelStats::new()).collect();
+        let mut populations: BTreeMap<IpNet, Population> = BTreeMap::new();
         if self.per_client_subnet.is_empty() {
-            return Ok((self.client, self.routed, resolver));
+            return Ok(Stats {
+                client: self.client,
+                routed: self.routed,
+                resolver,
+                populations,
+                routes: self.routes,
+                pairings_per_session,
+            });
         }
         let lfs: Vec<LazyFrame> = self
             .per_client_subnet
@@ -227,9 +247,30 @@ impl Aggregates {
             .map(DataFrame::lazy)
             .collect();
         let mut per_subnet = concat(lfs, UnionArgs::default())?.collect()?;
-        let pop = unpack(per_subnet.column("client_pop")?.u64()?).1;
+        let (clients, pop) = unpack(per_subnet.column("client_pop")?.u64()?);
         per_subnet.with_column(pop.into_column())?;
         let resolvers = per_subnet.column("resolver")?.u64()?.clone();
+        {
+            // How often each client /24 asked through each resolver, over all PoPs.
+            let (rv4, rv6) = RESOLVER_LEVELS[0];
+            let (cv4, cv6) = LEVELS[0];
+            let n = per_subnet.column("n")?.u64()?;
+            let mut counts: HashMap<(u64, u64), f64> = HashMap::new();
+            for ((r, c), n) in resolvers.iter().zip(clients.iter()).zip(n.iter()) {
+                if let (Some(r), Some(c), Some(n)) = (r, c, n) {
+                    *counts.entry((r, c)).or_default() += n as f64;
+                }
+            }
+            for ((r, c), n) in counts {
+                populations
+                    .entry(key::to_net(r, rv4, rv6))
+                    .or_default()
+                    .push((key::to_net(c, cv4, cv6), n));
+            }
+            for p in populations.values_mut() {
+                p.sort_by_key(|a| a.0);
+            }
+        }
         for (i, stats) in resolver.iter_mut().enumerate() {
             let name = format!("resolver_l{i}");
             let (v4, v6) = RESOLVER_LEVELS[i];
@@ -250,6 +291,29 @@ impl Aggregates {
                 .collect()?;
             to_stats(&df, &name, &|k| key::to_net(k, v4, v6), stats)?;
         }
-        Ok((self.client, self.routed, resolver))
+        Ok(Stats {
+            client: self.client,
+            routed: self.routed,
+            resolver,
+            populations,
+            routes: self.routes,
+            pairings_per_session,
+        })
     }
+}
+
+/// Everything aggregation found.
+pub struct Stats {
+    /// Client levels, finest (/24, /48) first.
+    pub client: Vec<LevelStats>,
+    /// Routed prefixes.
+    pub routed: LevelStats,
+    /// Resolver levels, the address first.
+    pub resolver: Vec<LevelStats>,
+    /// Each resolver address's clients (/24 or /48) and how many samples each gave.
+    pub populations: BTreeMap<IpNet, Population>,
+    /// The routing table aggregation used (may be empty).
+    pub routes: Routes,
+    /// Pairings per beacon session (how many PoPs a session measured, on average).
+    pub pairings_per_session: f64,
 }

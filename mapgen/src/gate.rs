@@ -81,7 +81,11 @@ pub fn compare(
     let placed = |d: Derivation| {
         matches!(
             d,
-            Derivation::Measured | Derivation::Routed | Derivation::Aggregated | Derivation::Geoip
+            Derivation::Measured
+                | Derivation::Routed
+                | Derivation::Aggregated
+                | Derivation::Modeled
+                | Derivation::Geoip
         )
     };
     let new_placed = Map {

@@ -1,6 +1,7 @@
 //! One mapgen run: scan and validate the logs, pair reports with probe queries, aggregate per
 //! key and PoP at each level, rank, fall back, compact, and return the map with its report.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
@@ -12,10 +13,13 @@ use geomap::{Derivation, KeySpace, Map, MapMeta, MapRow, PopIndex, PopTable};
 use ipnet::IpNet;
 use polars::prelude::*;
 
+use crate::aggregate::Stats;
 use crate::aggregate::{Aggregates, LevelStats};
-use crate::logs::{self, ProbeRecord, ReportRecord, Validation, LEVELS};
+use crate::key;
+use crate::logs::{self, ProbeRecord, ReportRecord, Validation, LEVELS, RESOLVER_LEVELS};
 use crate::pairing::{self, Measurement};
-use crate::ranking::{coherent, rows_for_level, PopStat};
+use crate::pooling::{self, Estimate, Placement};
+use crate::ranking::{coherent, PopStat};
 use crate::report::{BadRows, LatencyDistribution, Report};
 use crate::routes::Routes;
 use crate::spill::{Partitions, Scratch};
@@ -58,6 +62,9 @@ pub struct Options {
     /// A routing-table prefix list: thin client subnets borrow from their routed prefix
     /// (one network) before the fixed coarser levels.
     pub routes: Option<PathBuf>,
+    /// Share of beacon sessions (0 to 1) held out of the map and judged against it
+    /// ([`crate::holdout`]); 0 uses every session.
+    pub holdout: f64,
     /// Generation id to record.
     pub generation: String,
     /// Creation time to record (RFC 3339).
@@ -369,11 +376,238 @@ fn check_share(v: f64) -> Result<f64, String> {
     }
 }
 
+/// The order where nothing was measured, as the server falls back: nearest PoPs by GeoIP,
+/// then the default order; the default order alone where GeoIP cannot place `net`.
+fn fallback_order(opts: &Options, geoip: Option<&GeoIp>, net: IpNet) -> Vec<PopIndex> {
+    match geoip.map(|g| g.locate(net.addr())) {
+        Some(Ok(loc)) => {
+            let mut order = rank_by_distance(&opts.pops, loc.lat, loc.lon);
+            order.extend(
+                opts.default_order
+                    .iter()
+                    .filter(|p| !order.contains(p))
+                    .collect::<Vec<_>>(),
+            );
+            order
+        }
+        _ => opts.default_order.clone(),
+    }
+}
+
+/// The prefix of `net`'s address at `v4`/`v6` bits.
+fn at_len(net: IpNet, v4: u8, v6: u8) -> IpNet {
+    let len = if matches!(net, IpNet::V4(_)) { v4 } else { v6 };
+    IpNet::new(net.addr(), len.min(net.prefix_len())).map_or(net, |n| n.trunc())
+}
+
+/// The map rows from pooled estimates (see [`pooling`]): a row for every measured client key
+/// and resolver, routed prefixes and coherent fixed aggregates for the space between, and a
+/// modeled row for each GeoIP network inside a measured group that nobody measured.
+fn pooled_rows(
+    opts: &Options,
+    stats: &Stats,
+    geoip: Option<&GeoIp>,
+    report: &mut Report,
+) -> Vec<MapRow> {
+    let pops: Vec<Option<(f64, f64)>> = opts.pops.iter().map(|p| p.lat.zip(p.lon)).collect();
+    let fallback = |net: IpNet| fallback_order(opts, geoip, net);
+    let locate = |net: IpNet| -> Option<(f64, f64)> {
+        let loc = geoip?.locate(net.addr()).ok()?;
+        (loc.lat.is_finite() && loc.lon.is_finite()).then_some((loc.lat, loc.lon))
+    };
+    // Neighbours share the routed prefix (one network) where routes cover the key, else the
+    // fixed coarse aggregate; fixed aggregate rows also use the middle level.
+    let (coarse, middle) = (LEVELS[LEVELS.len() - 1], LEVELS[1]);
+    let routed = |net: IpNet| -> Option<IpNet> {
+        key::of_ip(net.addr())
+            .and_then(|k| stats.routes.covering(k))
+            .map(|id| stats.routes.net(id))
+            .filter(|r| r.prefix_len() <= net.prefix_len())
+    };
+    let units = |net: IpNet| -> Vec<IpNet> {
+        match routed(net) {
+            Some(r) => vec![r],
+            None => {
+                let mut u = vec![at_len(net, coarse.0, coarse.1)];
+                let mid = if matches!(net, IpNet::V4(_)) {
+                    middle.0
+                } else {
+                    middle.1
+                };
+                if net.prefix_len() >= mid {
+                    u.push(at_len(net, middle.0, middle.1));
+                }
+                u
+            }
+        }
+    };
+    let place = |net: IpNet| Placement {
+        at: locate(net),
+        within: units(net).first().copied(),
+    };
+    let clients = pooling::clients(&stats.client[0], &pops, &place);
+    report.pooling = Some(crate::report::Pooling {
+        noise_ms2: clients.sigma2,
+        subnet_spread_ms2: clients.tau2.clone(),
+    });
+    let mut rows: Vec<MapRow> = Vec::new();
+    let row = |space: KeySpace, prefix: IpNet, e: &Estimate, derivation: Derivation| {
+        let (pops, rtt_ms) = e.ranking(&fallback(prefix));
+        MapRow {
+            key_space: space,
+            prefix,
+            pops,
+            rtt_ms,
+            samples: e.samples,
+            derivation,
+        }
+    };
+    for (net, e) in &clients.keys {
+        if e.samples >= opts.min_samples {
+            rows.push(row(KeySpace::Client, *net, e, Derivation::Measured));
+        }
+    }
+    // Group rows: the sample-weighted mean of the measured keys inside, for space inside the
+    // group that GeoIP cannot place. A fixed aggregate only where the subnets measured inside
+    // agree with it (a fixed /16 can mix cities); a routed prefix is one network.
+    let mut members: BTreeMap<IpNet, Vec<&Estimate>> = BTreeMap::new();
+    for (net, e) in &clients.keys {
+        for u in units(*net) {
+            members.entry(u).or_default().push(e);
+        }
+    }
+    let routed_units: std::collections::HashSet<IpNet> = stats.routed.keys().copied().collect();
+    for (unit, inside) in &members {
+        let e = mean_estimate(inside, pops.len());
+        let routed = routed_units.contains(unit);
+        let r = row(
+            KeySpace::Client,
+            *unit,
+            &e,
+            if routed {
+                Derivation::Routed
+            } else {
+                Derivation::Aggregated
+            },
+        );
+        if routed
+            || coherent(
+                r.pops[0],
+                children(&stats.client[0], *unit),
+                opts.min_samples,
+            )
+        {
+            rows.push(r);
+        } else {
+            report.incoherent_aggregates += 1;
+        }
+    }
+    // Modeled rows: every network GeoIP knows inside a measured group's coarse unit.
+    if let Some(g) = geoip {
+        let measured: std::collections::HashSet<IpNet> = clients.keys.keys().copied().collect();
+        let coarse_units: std::collections::BTreeSet<IpNet> = clients
+            .keys
+            .keys()
+            .filter_map(|k| units(*k).first().copied())
+            .collect();
+        for unit in coarse_units {
+            for net in geoip_networks(g, unit) {
+                if measured.contains(&net) {
+                    continue;
+                }
+                let e = clients.predict(&pops, net, place(net));
+                if e.rtt.iter().any(Option::is_some) {
+                    rows.push(row(KeySpace::Client, net, &e, Derivation::Modeled));
+                }
+            }
+        }
+    }
+    // Resolvers, from the clients behind them.
+    let (addresses, groups) = pooling::resolvers(
+        &stats.populations,
+        &clients,
+        pops.len(),
+        stats.pairings_per_session,
+        &|a| at_len(a, RESOLVER_LEVELS[1].0, RESOLVER_LEVELS[1].1),
+    );
+    for (net, e) in &groups {
+        if e.samples >= opts.min_samples {
+            rows.push(row(KeySpace::Resolver, *net, e, Derivation::Aggregated));
+        }
+    }
+    for (net, e) in &addresses {
+        if e.samples >= opts.min_samples {
+            rows.push(row(KeySpace::Resolver, *net, e, Derivation::Measured));
+        }
+    }
+    rows
+}
+
+/// The sample-weighted mean of several keys' estimates.
+fn mean_estimate(inside: &[&Estimate], npops: usize) -> Estimate {
+    let mut e = Estimate {
+        rtt: vec![None; npops],
+        own: vec![0.0; npops],
+        failing: vec![false; npops],
+        samples: inside.iter().map(|e| e.samples).sum(),
+    };
+    for p in 0..npops {
+        let (mut s, mut w) = (0.0, 0.0);
+        for k in inside {
+            if let Some(r) = k.rtt[p] {
+                let weight = k.samples.max(1) as f64;
+                s += weight * r;
+                w += weight;
+            }
+        }
+        if w > 0.0 {
+            e.rtt[p] = Some(s / w);
+        }
+    }
+    e
+}
+
+/// The networks a GeoIP database has inside `unit`, clipped to it, each at most as specific as
+/// a client key (/24, /48).
+fn geoip_networks(g: &GeoIp, unit: IpNet) -> Vec<IpNet> {
+    let (v4, v6) = LEVELS[0];
+    let finest = if matches!(unit, IpNet::V4(_)) { v4 } else { v6 };
+    let mut out = Vec::new();
+    let mut next = Some(unit.network());
+    while let Some(addr) = next.filter(|a| unit.contains(a)) {
+        let (len, located) = match g.locate(addr) {
+            Ok(loc) => (loc.prefix_len, true),
+            Err(len) => (len, false),
+        };
+        let len = len.clamp(unit.prefix_len(), finest);
+        let Ok(net) = IpNet::new(addr, len).map(|n| n.trunc()) else {
+            break;
+        };
+        if located {
+            out.push(net);
+        }
+        next = next_address(net.broadcast());
+    }
+    out
+}
+
+fn next_address(a: std::net::IpAddr) -> Option<std::net::IpAddr> {
+    match a {
+        std::net::IpAddr::V4(a) => u32::from(a)
+            .checked_add(1)
+            .map(|n| std::net::Ipv4Addr::from(n).into()),
+        std::net::IpAddr::V6(a) => u128::from(a)
+            .checked_add(1)
+            .map(|n| std::net::Ipv6Addr::from(n).into()),
+    }
+}
+
 /// Runs mapgen. `progress` is called with a line at each stage.
 pub fn run(opts: &Options, progress: &(dyn Fn(&str) + Sync)) -> Result<(Map, Report), MapgenError> {
     for (name, v) in [
         ("max_invalid_share", opts.max_invalid_share),
         ("max_moved_share", opts.max_moved_share),
+        ("holdout", opts.holdout),
     ] {
         check_share(v).map_err(|e| MapgenError::Refused(format!("{name}: {e}")))?;
     }
@@ -449,9 +683,23 @@ pub fn run(opts: &Options, progress: &(dyn Fn(&str) + Sync)) -> Result<(Map, Rep
         None => Routes::default(),
     };
     let mut aggregates = Aggregates::new(routes);
+    let mut held: Vec<DataFrame> = Vec::new();
     for p in 0..measurements.len() {
         step(progress, "aggregating", p, n);
-        aggregates.add(measurements.take(p)?)?;
+        let m = measurements.take(p)?;
+        if opts.holdout > 0.0 {
+            let share = opts.holdout;
+            let out: BooleanChunked = m
+                .column("session")?
+                .u32()?
+                .iter()
+                .map(|s| s.is_some_and(|s| crate::holdout::held_out(s, share)))
+                .collect();
+            held.push(m.filter(&out)?);
+            aggregates.add(m.filter(&!&out)?)?;
+        } else {
+            aggregates.add(m)?;
+        }
     }
     report.measurements = aggregates.measurements;
     if report.measurements == 0 {
@@ -459,121 +707,15 @@ pub fn run(opts: &Options, progress: &(dyn Fn(&str) + Sync)) -> Result<(Map, Rep
             "no report pairs with a probe query (same probe id and PoP within 10 minutes)".into(),
         ));
     }
-    let (client_levels, routed, resolver_levels) = aggregates.finish()?;
+    let stats = aggregates.finish()?;
+    let client_levels = &stats.client;
     report.client_subnets = client_levels[0].len() as u64;
     report.latency = latency(&client_levels[0], &opts.pops, opts.min_samples);
-    report.resolvers = resolver_levels[0].len() as u64;
+    report.resolvers = stats.resolver[0].len() as u64;
 
-    progress("ranking");
+    progress("pooling estimates");
     let geoip = opts.geoip.as_deref().map(GeoIp::open).transpose()?;
-    let fallback = |net: IpNet| -> Vec<PopIndex> {
-        match geoip.as_ref().map(|g| g.locate(net.addr())) {
-            Some(Ok(loc)) => {
-                let mut order = rank_by_distance(&opts.pops, loc.lat, loc.lon);
-                order.extend(
-                    opts.default_order
-                        .iter()
-                        .filter(|p| !order.contains(p))
-                        .collect::<Vec<_>>(),
-                );
-                order
-            }
-            _ => opts.default_order.clone(),
-        }
-    };
-    let mut rows: Vec<MapRow> = Vec::new();
-    let mut thin_clients = Vec::new();
-    for (i, stats) in client_levels.iter().enumerate() {
-        let derivation = if i == 0 {
-            Derivation::Measured
-        } else {
-            Derivation::Aggregated
-        };
-        let (r, thin) = rows_for_level(
-            KeySpace::Client,
-            derivation,
-            stats,
-            opts.min_samples,
-            &fallback,
-        );
-        if i == 0 {
-            thin_clients = thin;
-            rows.extend(r);
-        } else {
-            // A fixed aggregate only where the subnets measured inside it agree with it.
-            let before = r.len();
-            let kept: Vec<MapRow> = r
-                .into_iter()
-                .filter(|row| {
-                    coherent(
-                        row.pops[0],
-                        children(&client_levels[0], row.prefix),
-                        opts.min_samples,
-                    )
-                })
-                .collect();
-            report.incoherent_aggregates += (before - kept.len()) as u64;
-            rows.extend(kept);
-        }
-    }
-    rows.extend(
-        rows_for_level(
-            KeySpace::Client,
-            Derivation::Routed,
-            &routed,
-            opts.min_samples,
-            &fallback,
-        )
-        .0,
-    );
-    for (i, stats) in resolver_levels.iter().enumerate() {
-        let derivation = if i == 0 {
-            Derivation::Measured
-        } else {
-            Derivation::Aggregated
-        };
-        rows.extend(
-            rows_for_level(
-                KeySpace::Resolver,
-                derivation,
-                stats,
-                opts.min_samples,
-                &fallback,
-            )
-            .0,
-        );
-    }
-    // Thin client subnets that no aggregate covers: nearest PoPs by GeoIP, if we can locate them.
-    if let Some(g) = &geoip {
-        let client_rows: std::collections::HashSet<IpNet> = rows
-            .iter()
-            .filter(|r| r.key_space == KeySpace::Client)
-            .map(|r| r.prefix)
-            .collect();
-        let covered = |net: &IpNet| {
-            (0..=net.prefix_len()).any(|len| {
-                IpNet::new(net.addr(), len).is_ok_and(|s| client_rows.contains(&s.trunc()))
-            })
-        };
-        let geo_rows: Vec<MapRow> = thin_clients
-            .iter()
-            .filter(|n| !covered(n))
-            .filter_map(|n| {
-                let loc = g.locate(n.addr()).ok()?;
-                let pops = fallback(*n);
-                Some(MapRow {
-                    key_space: KeySpace::Client,
-                    prefix: *n,
-                    rtt_ms: vec![None; pops.len()],
-                    pops,
-                    samples: 0,
-                    derivation: Derivation::Geoip,
-                })
-                .filter(|_| loc.lat.is_finite())
-            })
-            .collect();
-        rows.extend(geo_rows);
-    }
+    let rows = pooled_rows(opts, &stats, geoip.as_ref(), &mut report);
     report.rows_before_compaction = rows.len() as u64;
 
     progress("compacting");
@@ -609,6 +751,15 @@ pub fn run(opts: &Options, progress: &(dyn Fn(&str) + Sync)) -> Result<(Map, Rep
         },
         rows,
     };
+    if opts.holdout > 0.0 {
+        progress("judging the map on the held-out sessions");
+        report.holdout = Some(crate::holdout::evaluate(
+            &new_map,
+            held,
+            opts.holdout,
+            &|net| fallback_order(opts, geoip.as_ref(), net),
+        )?);
+    }
     if let Some(prev) = &opts.previous {
         progress("comparing with the previous map");
         let old = geomap::read_map(prev)

@@ -13,11 +13,14 @@
 
 pub mod aggregate;
 pub mod gate;
+pub mod holdout;
 pub mod html;
 pub mod job;
 pub mod key;
 pub mod logs;
+pub mod model;
 pub mod pairing;
+pub mod pooling;
 pub mod ranking;
 pub mod report;
 pub mod routes;

@@ -73,6 +73,8 @@ pub struct ReportRecord {
     pub pop: u16,
     /// RTT in ms; `None` for a failed fetch.
     pub rtt: Option<f32>,
+    /// [`session_hash`] of its probe id: one beacon session, for holding sessions out.
+    pub session: u32,
 }
 
 impl Record for ReportRecord {
@@ -89,6 +91,8 @@ impl Record for ReportRecord {
                 UInt16Chunked::from_vec("pop".into(), rows.iter().map(|r| r.pop).collect())
                     .into_column(),
                 Float32Chunked::from_iter_options("rtt".into(), rows.iter().map(|r| r.rtt))
+                    .into_column(),
+                UInt32Chunked::from_vec("session".into(), rows.iter().map(|r| r.session).collect())
                     .into_column(),
             ],
         )
@@ -129,6 +133,11 @@ impl Record for ProbeRecord {
 /// for the same PoP within 10 minutes: negligible against the noise of real measurements.
 pub fn pair_hash(probe_id: &str, pop: u16) -> u64 {
     xxhash_rust::xxh3::xxh3_64_with_seed(probe_id.as_bytes(), u64::from(pop))
+}
+
+/// A session's id from its probe id (one probe id per beacon session, by the contract).
+pub fn session_hash(probe_id: &str) -> u32 {
+    xxhash_rust::xxh3::xxh3_64(probe_id.as_bytes()) as u32
 }
 
 /// A log file that cannot be read as the contract says.
@@ -554,6 +563,7 @@ pub fn read_reports(
                     client: key::truncate(client, l0v4, l0v6),
                     pop,
                     rtt,
+                    session: session_hash(id),
                 },
             )?;
         }

@@ -23,6 +23,8 @@ pub struct Measurement {
     pub pop: u16,
     /// RTT in ms; `None` for a failed fetch.
     pub rtt: Option<f32>,
+    /// The beacon session ([`crate::logs::session_hash`]).
+    pub session: u32,
 }
 
 impl Record for Measurement {
@@ -40,6 +42,8 @@ impl Record for Measurement {
                 UInt16Chunked::from_vec("pop".into(), rows.iter().map(|r| r.pop).collect())
                     .into_column(),
                 Float32Chunked::from_iter_options("rtt".into(), rows.iter().map(|r| r.rtt))
+                    .into_column(),
+                UInt32Chunked::from_vec("session".into(), rows.iter().map(|r| r.session).collect())
                     .into_column(),
             ],
         )
@@ -94,7 +98,13 @@ pub fn pair(reports: DataFrame, probes: DataFrame) -> PolarsResult<(DataFrame, D
                 .abs()
                 .lt_eq(lit(MAX_PAIR_GAP_MICROS)),
         )
-        .select([col("client"), col("resolver"), col("pop"), col("rtt")])
+        .select([
+            col("client"),
+            col("resolver"),
+            col("pop"),
+            col("rtt"),
+            col("session"),
+        ])
         .collect()?;
     Ok((m, dups))
 }

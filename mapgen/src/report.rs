@@ -49,6 +49,17 @@ impl LatencyDistribution {
     }
 }
 
+/// What hierarchical pooling estimated from the data (`mapgen::pooling`): how noisy one
+/// sample is, and how much client subnets of one group truly differ per PoP. Their ratio is
+/// how many samples a subnet needs before its own data outweighs its neighbours'.
+#[derive(Debug, Clone, Serialize)]
+pub struct Pooling {
+    /// Variance of one sample around its subnet's typical RTT, ms².
+    pub noise_ms2: f64,
+    /// Variance of subnets' true RTT around their group's estimate, per PoP (map order), ms².
+    pub subnet_spread_ms2: Vec<f64>,
+}
+
 /// The run's report.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Report {
@@ -73,6 +84,8 @@ pub struct Report {
     /// Fixed client aggregates (/20, /16) left out because the subnets measured inside them
     /// disagree with their ranking (their thin subnets fall to GeoIP instead).
     pub incoherent_aggregates: u64,
+    /// The spreads the pooling estimated from the data.
+    pub pooling: Option<Pooling>,
     /// Rows before compaction, by key space and derivation.
     pub rows_before_compaction: u64,
     /// Rows in the map written, by derivation.
@@ -83,6 +96,8 @@ pub struct Report {
     pub first_choice: Vec<(String, u64)>,
     /// Median RTT per client subnet: the fastest PoP's (`best`), then each PoP's.
     pub latency: Vec<LatencyDistribution>,
+    /// The map judged on held-out sessions (`--holdout`).
+    pub holdout: Option<crate::holdout::HoldoutReport>,
     /// Comparison with the previous map, if one was given.
     pub gate: Option<crate::gate::GateReport>,
     /// Safety-gate objections overridden with --force.
@@ -155,6 +170,18 @@ impl Report {
             "measured    {} pairings; {} client subnets, {} resolvers",
             self.measurements, self.client_subnets, self.resolvers
         );
+        if let Some(p) = &self.pooling {
+            let mut spread = p.subnet_spread_ms2.clone();
+            spread.sort_by(f64::total_cmp);
+            let mid = spread.get(spread.len() / 2).copied().unwrap_or(0.0);
+            let _ = writeln!(
+                s,
+                "pooling     one sample's noise {:.1} ms (sd); subnets spread {:.1} ms (sd, median PoP): a subnet's own data weighs half at {:.1} samples",
+                p.noise_ms2.sqrt(),
+                mid.sqrt(),
+                p.noise_ms2 / mid.max(f64::MIN_POSITIVE)
+            );
+        }
         let _ = writeln!(
             s,
             "rows        {} before compaction; {} fixed aggregates left out (their subnets disagree)",
@@ -175,6 +202,27 @@ impl Report {
         if let Some(best) = self.latency.first().filter(|l| l.quantiles_ms.len() == 21) {
             let q = &best.quantiles_ms;
             let _ = writeln!(s, "best PoP    median RTT per client subnet: p10 {:.1}, p50 {:.1}, p90 {:.1} ms ({} subnets)", q[2], q[10], q[18], best.subnets);
+        }
+        if let Some(h) = &self.holdout {
+            let _ = writeln!(
+                s,
+                "holdout     {:.0} % of sessions ({}) held out; the map's first PoP against each session's measured fastest:",
+                h.share * 100.0,
+                h.sessions
+            );
+            for x in &h.scores {
+                let _ = writeln!(
+                    s,
+                    "  {:<9} {:<16} {:>7} judged: fastest {:.1} %, within 5 ms {:.1} %, mean regret {:.2} ms ({} did not measure it)",
+                    x.key_space,
+                    x.derivation,
+                    x.judged,
+                    x.first_is_best * 100.0,
+                    x.within_5ms * 100.0,
+                    x.mean_regret_ms,
+                    x.not_judged
+                );
+            }
         }
         if let Some(g) = &self.gate {
             let _ = writeln!(

@@ -13,7 +13,6 @@
 pub mod score;
 pub mod world;
 
-use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -86,20 +85,25 @@ struct User {
     resolver: Ipv4Addr,
     ecs: bool,
     probe_id: String,
-    /// RTT per PoP (in the world's order), NaN for a failed fetch: compact, as large runs
-    /// plan millions of users.
-    results: Vec<f64>,
+    /// The PoPs the session measured (indices in the world's order) and the RTT of each, NaN
+    /// for a failed fetch: compact, as large runs plan millions of users.
+    results: Vec<(u16, f32)>,
 }
 
 fn plan(world: &World, opts: &SimulateOptions) -> Vec<User> {
     let mut rng = ChaCha8Rng::seed_from_u64(opts.seed);
     // Cumulative weights: a user's network is drawn by binary search, so worlds with
     // thousands of networks plan millions of users quickly.
-    let cumulative: Vec<f64> = world
-        .networks
+    // Only networks that run the beacon have sessions. Cumulative weights: a user's network is
+    // drawn by binary search, so worlds with thousands of networks plan millions of users
+    // quickly.
+    let beacon: Vec<usize> = (0..world.networks.len())
+        .filter(|&i| world.networks[i].beacon)
+        .collect();
+    let cumulative: Vec<f64> = beacon
         .iter()
-        .scan(0.0, |acc, n| {
-            *acc += n.weight;
+        .scan(0.0, |acc, &i| {
+            *acc += world.networks[i].weight;
             Some(*acc)
         })
         .collect();
@@ -109,21 +113,22 @@ fn plan(world: &World, opts: &SimulateOptions) -> Vec<User> {
     (0..opts.users)
         .map(|_| {
             let pick = rng.random::<f64>() * total;
-            let ni = cumulative
+            let ni = beacon[cumulative
                 .partition_point(|&c| c <= pick)
-                .min(world.networks.len() - 1);
+                .min(beacon.len() - 1)];
             let n = &world.networks[ni];
             let subnet = subnets[ni][rng.random_range(0..subnets[ni].len())];
             let client = Ipv4Addr::from(u32::from(subnet.network()) | rng.random_range(1..255u32));
             let r = world.resolver_of(n);
+            let resolver = Ipv4Addr::from(u32::from(r.address) + rng.random_range(0..r.egress));
             let probe_id: String = (0..16)
                 .map(|_| char::from_digit(rng.random_range(0..16u32), 16).expect("hex digit"))
                 .collect();
-            let results = world
-                .pops
-                .iter()
-                .map(|p| {
-                    let truth = world.true_rtt(n, subnet, p);
+            let measured = world.session_pops(n, &mut |k| rng.random_range(0..k));
+            let results = measured
+                .into_iter()
+                .map(|i| {
+                    let truth = world.true_rtt(n, subnet, &world.pops[i]);
                     let lost = rng.random::<f64>() < world.latency.loss;
                     // Noise: a half-normal on top (queues only add delay), and now and then a
                     // large outlier, as real measurements have.
@@ -132,17 +137,18 @@ fn plan(world: &World, opts: &SimulateOptions) -> Vec<User> {
                     if rng.random::<f64>() < 0.02 {
                         rtt *= 3.0;
                     }
-                    if lost {
-                        f64::NAN
+                    let rtt = if lost {
+                        f32::NAN
                     } else {
-                        (rtt * 1000.0).round() / 1000.0
-                    }
+                        ((rtt * 1000.0).round() / 1000.0) as f32
+                    };
+                    (i as u16, rtt)
                 })
                 .collect();
             User {
                 client,
                 subnet,
-                resolver: r.address,
+                resolver,
                 ecs: r.ecs,
                 probe_id,
                 results,
@@ -224,7 +230,7 @@ async fn simulate_user(
     // The resolver asks for every PoP's probe name, from its own address.
     match tokio::net::UdpSocket::bind((u.resolver, 0)).await {
         Ok(sock) => {
-            for pop in pops {
+            for pop in u.results.iter().map(|&(i, _)| &pops[usize::from(i)]) {
                 let ok = resolve(
                     &sock,
                     dns,
@@ -242,7 +248,7 @@ async fn simulate_user(
     let results: Vec<String> = u
         .results
         .iter()
-        .zip(pops)
+        .map(|&(i, rtt)| (rtt, &pops[usize::from(i)]))
         .map(|(rtt, pop)| match rtt {
             v if v.is_nan() => format!(r#"{{"pop":"{pop}","ok":false}}"#),
             v => format!(r#"{{"pop":"{pop}","rtt_ms":{v},"ok":true}}"#),
@@ -350,8 +356,9 @@ pub fn write_logs(
     for (i, u) in users.iter().enumerate() {
         let ts = t0 + i as i64 * 1000;
         let id = ProbeId::new(u.probe_id.as_bytes()).expect("simulated ids are valid");
-        for (j, rtt_ms) in u.results.iter().enumerate() {
-            let rtt_ms = (!rtt_ms.is_nan()).then_some(*rtt_ms);
+        for &(j, rtt_ms) in &u.results {
+            let j = usize::from(j);
+            let rtt_ms = (!rtt_ms.is_nan()).then_some(f64::from(rtt_ms));
             let row = DnsProbeRow {
                 ts,
                 probe_id: id,
@@ -397,10 +404,16 @@ fn write_truth(world: &World, users: &[User], out: &Path) -> Result<(), Simulate
         move |source| SimulateError::Io { path, source }
     };
     std::fs::create_dir_all(out).map_err(io(out))?;
-    let mut count: BTreeMap<Ipv4Net, u64> = BTreeMap::new();
-    for u in users {
-        *count.entry(u.subnet).or_default() += 1;
-    }
+    // Each subnet's expected users: its share of its network's weight, at the rate of the
+    // networks that run the beacon, so never-measured networks count as much as measured ones
+    // of their size, and a sparse run's truth is not its sampling noise.
+    let beacon_weight: f64 = world
+        .networks
+        .iter()
+        .filter(|n| n.beacon)
+        .map(|n| n.weight)
+        .sum();
+    let per_weight = users.len() as f64 / beacon_weight;
     let mut t = String::from("subnet,network,resolver,lat,lon,users");
     for p in &world.pops {
         let _ = write!(t, ",rtt_{}", p.id);
@@ -408,13 +421,12 @@ fn write_truth(world: &World, users: &[User], out: &Path) -> Result<(), Simulate
     t.push('\n');
     for n in &world.networks {
         let r = world.resolver_of(n);
-        for subnet in world.subnets(n) {
-            let Some(users) = count.get(&subnet) else {
-                continue;
-            };
+        let subnets = world.subnets(n);
+        let users = n.weight * per_weight / subnets.len() as f64;
+        for subnet in subnets {
             let _ = write!(
                 t,
-                "{subnet},{},{},{},{},{users}",
+                "{subnet},{},{},{},{},{users:.4}",
                 n.name, r.address, n.lat, n.lon
             );
             for p in &world.pops {
@@ -425,12 +437,12 @@ fn write_truth(world: &World, users: &[User], out: &Path) -> Result<(), Simulate
     }
     let path = out.join("ground_truth.csv");
     std::fs::write(&path, t).map_err(io(&path))?;
-    let mut r = String::from("address,name,ecs,lat,lon\n");
+    let mut r = String::from("address,name,ecs,lat,lon,egress\n");
     for res in &world.resolvers {
         let _ = writeln!(
             r,
-            "{},{},{},{},{}",
-            res.address, res.name, res.ecs, res.lat, res.lon
+            "{},{},{},{},{},{}",
+            res.address, res.name, res.ecs, res.lat, res.lon, res.egress
         );
     }
     let path = out.join("resolvers.csv");
@@ -454,7 +466,7 @@ fn write_truth(world: &World, users: &[User], out: &Path) -> Result<(), Simulate
         world
             .resolvers
             .iter()
-            .map(|r| (IpNet::V4(Ipv4Net::from(r.address)), r.lat, r.lon)),
+            .flat_map(|r| World::egress(r).map(|a| (IpNet::V4(Ipv4Net::from(a)), r.lat, r.lon))),
     );
     let path = out.join("geoip.mmdb");
     geomap::mmdb::write_locations(&located, &path).map_err(|e| SimulateError::Io {

@@ -21,6 +21,8 @@ use crate::SimulateError;
 pub struct Truth {
     /// The client /24.
     pub subnet: Ipv4Net,
+    /// The network it belongs to.
+    pub network: String,
     /// The resolver its users use.
     pub resolver: Ipv4Addr,
     /// Where its users are.
@@ -54,6 +56,7 @@ pub fn read_truth(path: &Path) -> Result<Vec<Truth>, SimulateError> {
         let num = |j: usize, what: &str| f[j].parse::<f64>().map_err(|_| bad(i + 1, what));
         out.push(Truth {
             subnet: f[0].parse().map_err(|_| bad(i + 1, "subnet"))?,
+            network: f[1].to_owned(),
             resolver: f[2].parse().map_err(|_| bad(i + 1, "resolver"))?,
             lat: num(3, "lat")?,
             lon: num(4, "lon")?,
@@ -79,13 +82,35 @@ pub struct Score {
     pub p95_regret: f64,
 }
 
-fn rate(decision: &'static str, truth: &[Truth], choose: &dyn Fn(&Truth) -> usize) -> Score {
-    let mut regrets: Vec<(f64, f64)> = truth
+/// One share of a client subnet's users: those whose queries leave from one of its resolver's
+/// egress addresses (a resolver with many egress addresses spreads them evenly).
+struct Share<'a> {
+    truth: &'a Truth,
+    /// The address the server sees when the resolver sends no ECS.
+    egress: Ipv4Addr,
+    users: f64,
+    ecs: bool,
+    measured: bool,
+}
+
+impl Share<'_> {
+    fn best(&self) -> f64 {
+        self.truth.rtt.iter().copied().fold(f64::INFINITY, f64::min)
+    }
+}
+
+/// As served: the client's decision where its resolver sends ECS, else the resolver's.
+fn served<'a>(
+    client: &'a dyn Fn(&Share) -> usize,
+    resolver: &'a dyn Fn(&Share) -> usize,
+) -> impl Fn(&Share) -> usize + 'a {
+    move |s: &Share| if s.ecs { client(s) } else { resolver(s) }
+}
+
+fn rate(decision: &'static str, shares: &[&Share], choose: &dyn Fn(&Share) -> usize) -> Score {
+    let mut regrets: Vec<(f64, f64)> = shares
         .iter()
-        .map(|t| {
-            let best = t.rtt.iter().copied().fold(f64::INFINITY, f64::min);
-            (t.rtt[choose(t)] - best, t.users)
-        })
+        .map(|s| (s.truth.rtt[choose(s)] - s.best(), s.users))
         .collect();
     let total: f64 = regrets.iter().map(|r| r.1).sum();
     let within: f64 = regrets.iter().filter(|r| r.0 <= 5.0).map(|r| r.1).sum();
@@ -110,8 +135,10 @@ fn rate(decision: &'static str, truth: &[Truth], choose: &dyn Fn(&Truth) -> usiz
 /// Scores the map against the nearest-PoP baseline (what GeoIP nearest-datacenter modes such
 /// as gdnsd's or PowerDNS's pickclosest do, here with a perfect GeoIP database), in pairs that
 /// see the same information: as served (the client's subnet where its resolver sends ECS,
-/// else the resolver's address), as if every resolver sent ECS, and as if none did; and the
-/// best any decision seeing only the resolver could do (with ECS, the oracle scores 100 %).
+/// else the resolver's address), as if every resolver sent ECS, and as if none did; the
+/// never-measured networks alone; and the bounds no map that sees only the resolver can
+/// beat: one PoP per resolver address, and one per resolver /24, each the best for the users
+/// behind it (knowing the truth).
 pub fn score(world: &World, truth: &[Truth], map: &Map) -> Vec<Score> {
     let pop_in_world: Vec<usize> = map
         .meta
@@ -142,100 +169,141 @@ pub fn score(world: &World, truth: &[Truth], map: &Map) -> Vec<Score> {
             .and_then(|p| p.first())
             .map_or_else(|| nearest(at.0, at.1), |&p| pop_in_world[usize::from(p)])
     };
-    let resolvers: HashMap<Ipv4Addr, (bool, f64, f64)> = world
-        .resolvers
+    let resolvers: HashMap<Ipv4Addr, &crate::world::Resolver> =
+        world.resolvers.iter().map(|r| (r.address, r)).collect();
+    let beacon: HashMap<&str, bool> = world
+        .networks
         .iter()
-        .map(|r| (r.address, (r.ecs, r.lat, r.lon)))
+        .map(|n| (n.name.as_str(), n.beacon))
         .collect();
-    let resolver_loc = |t: &Truth| {
+    let mut shares = Vec::new();
+    for t in truth {
+        let r = resolvers.get(&t.resolver);
+        let egress: Vec<Ipv4Addr> = match r {
+            Some(r) => World::egress(r).collect(),
+            None => vec![t.resolver],
+        };
+        for &e in &egress {
+            shares.push(Share {
+                truth: t,
+                egress: e,
+                users: t.users / egress.len() as f64,
+                ecs: r.is_some_and(|r| r.ecs),
+                measured: beacon.get(t.network.as_str()).copied().unwrap_or(true),
+            });
+        }
+    }
+    let all: Vec<&Share> = shares.iter().collect();
+    let never: Vec<&Share> = shares.iter().filter(|s| !s.measured).collect();
+    let resolver_loc = |s: &Share| {
         resolvers
-            .get(&t.resolver)
-            .map_or((t.lat, t.lon), |r| (r.1, r.2))
+            .get(&s.truth.resolver)
+            .map_or((s.truth.lat, s.truth.lon), |r| (r.lat, r.lon))
     };
-    let by_client = |t: &Truth| by_map(KeySpace::Client, t.subnet.network(), (t.lat, t.lon));
-    let by_resolver = |t: &Truth| by_map(KeySpace::Resolver, t.resolver, resolver_loc(t));
-    let ecs = |t: &Truth| resolvers.get(&t.resolver).is_some_and(|r| r.0);
-    let oracle = resolver_oracle(truth);
-    let resolver_at = |t: &Truth| {
-        let (lat, lon) = resolver_loc(t);
+    let by_client = |s: &Share| {
+        by_map(
+            KeySpace::Client,
+            s.truth.subnet.network(),
+            (s.truth.lat, s.truth.lon),
+        )
+    };
+    let by_resolver = |s: &Share| by_map(KeySpace::Resolver, s.egress, resolver_loc(s));
+    let resolver_at = |s: &Share| {
+        let (lat, lon) = resolver_loc(s);
         nearest(lat, lon)
     };
-    vec![
+    let client_at = |s: &Share| nearest(s.truth.lat, s.truth.lon);
+    let own_best = |s: &Share| {
+        (0..s.truth.rtt.len())
+            .min_by(|&a, &b| s.truth.rtt[a].total_cmp(&s.truth.rtt[b]))
+            .unwrap_or(0)
+    };
+    let per_address = oracle(&all, &|s| u32::from(s.egress));
+    let per_24 = oracle(&all, &|s| u32::from(s.egress) >> 8);
+    let mut scores = vec![
         rate(
             "measured map, as served (ECS where the resolver sends it)",
-            truth,
-            &|t| {
-                if ecs(t) {
-                    by_client(t)
-                } else {
-                    by_resolver(t)
-                }
-            },
+            &all,
+            &served(&by_client, &by_resolver),
         ),
         rate(
             "nearest PoP, as served (the client where ECS, else the resolver)",
-            truth,
-            &|t| {
-                if ecs(t) {
-                    nearest(t.lat, t.lon)
-                } else {
-                    resolver_at(t)
-                }
-            },
+            &all,
+            &served(&client_at, &resolver_at),
+        ),
+        rate(
+            "bound, as served: best PoP per resolver address (knows the truth)",
+            &all,
+            &served(&own_best, &|s| per_address[&u32::from(s.egress)]),
+        ),
+        rate(
+            "bound, as served: best PoP per resolver /24 (knows the truth)",
+            &all,
+            &served(&own_best, &|s| per_24[&(u32::from(s.egress) >> 8)]),
         ),
         rate(
             "measured map, client key space (as if every resolver sent ECS)",
-            truth,
+            &all,
             &by_client,
         ),
         rate(
             "nearest PoP to the client (GeoIP, as if every resolver sent ECS)",
-            truth,
-            &|t| nearest(t.lat, t.lon),
+            &all,
+            &client_at,
         ),
         rate(
             "measured map, resolver key space (as if no resolver sent ECS)",
-            truth,
+            &all,
             &by_resolver,
         ),
         rate(
             "nearest PoP to the resolver (as if no resolver sent ECS)",
-            truth,
+            &all,
             &resolver_at,
         ),
         rate(
-            "best possible with one answer per resolver (oracle, no ECS)",
-            truth,
-            &|t| oracle.get(&t.resolver).copied().unwrap_or(0),
+            "bound, resolver key space: best PoP per resolver address (no ECS)",
+            &all,
+            &|s| per_address[&u32::from(s.egress)],
         ),
-    ]
+    ];
+    if !never.is_empty() {
+        scores.extend([
+            rate(
+                "never-measured networks: measured map, client key space",
+                &never,
+                &by_client,
+            ),
+            rate(
+                "never-measured networks: nearest PoP to the client (GeoIP)",
+                &never,
+                &client_at,
+            ),
+        ]);
+    }
+    scores
 }
 
-/// For each resolver, the PoP that sends most of its users (weighted) within 5 ms of their
-/// best, fewer regret breaking ties: the bound on any decision that sees only the resolver.
-fn resolver_oracle(truth: &[Truth]) -> HashMap<Ipv4Addr, usize> {
-    let mut by: HashMap<Ipv4Addr, Vec<&Truth>> = HashMap::new();
-    for t in truth {
-        by.entry(t.resolver).or_default().push(t);
+/// For each group of shares (by `key`), the PoP with the least regret summed over its users:
+/// the best one answer can do for them.
+fn oracle(shares: &[&Share], key: &dyn Fn(&Share) -> u32) -> HashMap<u32, usize> {
+    let mut regret: HashMap<u32, Vec<f64>> = HashMap::new();
+    for s in shares {
+        let best = s.best();
+        let r = regret
+            .entry(key(s))
+            .or_insert_with(|| vec![0.0; s.truth.rtt.len()]);
+        for (p, rtt) in s.truth.rtt.iter().enumerate() {
+            r[p] += (rtt - best) * s.users;
+        }
     }
-    by.into_iter()
-        .map(|(r, ts)| {
-            let pops = ts.first().map_or(0, |t| t.rtt.len());
-            let score = |p: usize| {
-                ts.iter().fold((0.0, 0.0), |(ok, regret), t| {
-                    let best = t.rtt.iter().copied().fold(f64::INFINITY, f64::min);
-                    let lost = t.rtt[p] - best;
-                    (
-                        ok + if lost <= 5.0 { t.users } else { 0.0 },
-                        regret + lost * t.users,
-                    )
-                })
-            };
-            let best = (0..pops)
-                .map(|p| (p, score(p)))
-                .max_by(|a, b| a.1 .0.total_cmp(&b.1 .0).then(b.1 .1.total_cmp(&a.1 .1)))
-                .map_or(0, |(p, _)| p);
-            (r, best)
+    regret
+        .into_iter()
+        .map(|(k, r)| {
+            let best = (0..r.len())
+                .min_by(|&a, &b| r[a].total_cmp(&r[b]))
+                .unwrap_or(0);
+            (k, best)
         })
         .collect()
 }
@@ -262,6 +330,7 @@ mod tests {
     fn t(users: f64, rtt: [f64; 2]) -> Truth {
         Truth {
             subnet: "198.18.0.0/24".parse().unwrap(),
+            network: "n".into(),
             resolver: Ipv4Addr::LOCALHOST,
             lat: 0.0,
             lon: 0.0,
@@ -270,25 +339,50 @@ mod tests {
         }
     }
 
+    fn share(t: &Truth, egress: Ipv4Addr) -> Share<'_> {
+        Share {
+            truth: t,
+            egress,
+            users: t.users,
+            ecs: false,
+            measured: true,
+        }
+    }
+
     #[test]
     fn regret_is_weighted_by_users() {
         // 90 users lose nothing, 10 users lose 40 ms by always picking PoP 0.
         let truth = [t(90.0, [10.0, 50.0]), t(10.0, [50.0, 10.0])];
-        let s = rate("pop 0", &truth, &|_| 0);
+        let shares: Vec<Share> = truth.iter().map(|t| share(t, t.resolver)).collect();
+        let all: Vec<&Share> = shares.iter().collect();
+        let s = rate("pop 0", &all, &|_| 0);
         assert_eq!(s.within_5ms, 0.9);
         assert_eq!(s.mean_regret, 4.0);
         assert_eq!(s.p95_regret, 40.0);
-        let s = rate("oracle", &truth, &|t| {
-            if t.rtt[0] < t.rtt[1] {
-                0
-            } else {
-                1
-            }
+        let s = rate("oracle", &all, &|s| {
+            usize::from(s.truth.rtt[0] > s.truth.rtt[1])
         });
         assert_eq!((s.within_5ms, s.mean_regret, s.p95_regret), (1.0, 0.0, 0.0));
-        // Both subnets behind one resolver: the oracle picks the PoP best for most users.
-        assert_eq!(resolver_oracle(&truth)[&Ipv4Addr::LOCALHOST], 0);
+        // Both subnets behind one resolver: the bound picks the PoP best for most users.
+        let key = |s: &Share| u32::from(s.egress);
+        assert_eq!(oracle(&all, &key)[&key(all[0])], 0);
         let minority = [t(10.0, [10.0, 50.0]), t(90.0, [50.0, 10.0])];
-        assert_eq!(resolver_oracle(&minority)[&Ipv4Addr::LOCALHOST], 1);
+        let shares: Vec<Share> = minority.iter().map(|t| share(t, t.resolver)).collect();
+        let all: Vec<&Share> = shares.iter().collect();
+        assert_eq!(oracle(&all, &key)[&key(all[0])], 1);
+        // Two addresses of one /24 with different populations: per address both are served
+        // best, per /24 one answer must do for both.
+        let split = [t(50.0, [10.0, 50.0]), t(40.0, [50.0, 10.0])];
+        let a = Ipv4Addr::new(127, 0, 0, 3);
+        let b = Ipv4Addr::new(127, 0, 0, 4);
+        let shares = [share(&split[0], a), share(&split[1], b)];
+        let all: Vec<&Share> = shares.iter().collect();
+        let per_address = oracle(&all, &key);
+        assert_eq!(
+            (per_address[&key(all[0])], per_address[&key(all[1])]),
+            (0, 1)
+        );
+        let per_24 = oracle(&all, &|s| key(s) >> 8);
+        assert_eq!(per_24[&(key(all[0]) >> 8)], 0);
     }
 }

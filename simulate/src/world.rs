@@ -41,6 +41,20 @@ pub struct World {
     pub resolvers: Vec<Resolver>,
     /// Client networks.
     pub networks: Vec<Network>,
+    /// Which PoPs one beacon session measures. Default: every PoP.
+    #[serde(default)]
+    pub sessions: Option<Sessions>,
+}
+
+/// Which PoPs one beacon session measures: real beacons fetch a few PoPs per page view, not
+/// all of them, so most (client, PoP) pairs are measured rarely or never.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Sessions {
+    /// The PoPs nearest the client's network.
+    pub nearest: usize,
+    /// Then this many of the others, at random.
+    pub random: usize,
 }
 
 /// Latency model parameters.
@@ -84,6 +98,10 @@ pub struct Resolver {
     pub address: Ipv4Addr,
     /// Whether it sends EDNS Client Subnet (the client's /24).
     pub ecs: bool,
+    /// Addresses it sends queries from: `address` and the next `egress - 1` (a public
+    /// resolver's site spreads its queries over many addresses in one /24). Default 1.
+    #[serde(default = "one")]
+    pub egress: u32,
     /// Where it is (for the "nearest to the resolver" baseline).
     pub lat: f64,
     /// Where it is.
@@ -112,10 +130,23 @@ pub struct Network {
     /// Extra RTT to some PoPs (poor peering), ms by PoP id.
     #[serde(default)]
     pub penalty_ms: BTreeMap<String, f64>,
+    /// Whether its users run the beacon. A network that does not is never measured, but its
+    /// users still count in the ground truth: the map must place them by what it knows of
+    /// their neighbours. Default true.
+    #[serde(default = "yes")]
+    pub beacon: bool,
 }
 
 fn default_probe_label() -> String {
     "probe".into()
+}
+
+fn one() -> u32 {
+    1
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl World {
@@ -143,6 +174,12 @@ impl World {
                     r.address
                 )));
             }
+            if r.egress == 0 || u32::from(o[3]) + r.egress > 256 {
+                return Err(err(format!(
+                    "resolvers[{i}].egress: {} addresses from {} leave its /24",
+                    r.egress, r.address
+                )));
+            }
         }
         for (i, n) in w.networks.iter().enumerate() {
             if !w.resolvers.iter().any(|r| r.name == n.resolver) {
@@ -161,6 +198,14 @@ impl World {
                     return Err(err(format!("networks[{i}].penalty_ms: unknown PoP {p:?}")));
                 }
             }
+        }
+        if let Some(s) = w.sessions {
+            if s.nearest + s.random == 0 {
+                return Err(err("sessions: a session measures at least one PoP".into()));
+            }
+        }
+        if !w.networks.iter().any(|n| n.beacon) {
+            return Err(err("networks: at least one must run the beacon".into()));
         }
         let l = &w.latency;
         if !(l.km_per_ms > 0.0
@@ -189,6 +234,31 @@ impl World {
             + km * l.inflation / l.km_per_ms
             + n.penalty_ms.get(&pop.id).copied().unwrap_or(0.0)
             + subnet_offset(subnet, &pop.id, l.subnet_spread_ms)
+    }
+
+    /// The PoPs one session from network `n` measures, as indices into `pops`: the
+    /// `sessions.nearest` nearest, then `sessions.random` of the rest drawn by `pick(k)` (a
+    /// uniform index below `k`); every PoP without `[sessions]`.
+    pub fn session_pops(&self, n: &Network, pick: &mut dyn FnMut(usize) -> usize) -> Vec<usize> {
+        let Some(s) = self.sessions else {
+            return (0..self.pops.len()).collect();
+        };
+        let mut order: Vec<usize> = (0..self.pops.len()).collect();
+        let km =
+            |i: usize| geomap::geoip::distance_km(n.lat, n.lon, self.pops[i].lat, self.pops[i].lon);
+        order.sort_by(|&a, &b| km(a).total_cmp(&km(b)));
+        let near = s.nearest.min(order.len());
+        let mut rest = order.split_off(near);
+        for _ in 0..s.random.min(rest.len()) {
+            order.push(rest.swap_remove(pick(rest.len())));
+        }
+        order
+    }
+
+    /// The addresses a resolver sends queries from.
+    pub fn egress(r: &Resolver) -> impl Iterator<Item = Ipv4Addr> {
+        let first = u32::from(r.address);
+        (first..first + r.egress).map(Ipv4Addr::from)
     }
 
     /// The resolver a network uses.

@@ -1,0 +1,225 @@
+//! The holdout check: how well a map does on beacon sessions it was not built from. Operators
+//! have no ground truth; a share of sessions set aside and judged against the map is the figure
+//! they (and mapgen's authors) tune the rules by.
+//!
+//! A session is held out by its probe id's hash, so all of its measurements go together. Each
+//! held-out session is judged in each key space: the map's first PoP for the session's client
+//! /24 (as an ECS query would be answered) and for its resolver (as a query without ECS) is
+//! compared with the fastest PoP the session itself measured. A session that did not measure
+//! the map's first PoP cannot judge it and is counted apart. Sessions are noisy (one sample
+//! per PoP), so the figure is below what the map truly achieves; it is for comparing rules and
+//! runs on the same data, not an absolute.
+
+use std::collections::HashMap;
+
+use geomap::{Derivation, KeySpace, Map, PopIndex};
+use ipnet::IpNet;
+use polars::prelude::*;
+use serde::Serialize;
+
+use crate::key;
+use crate::logs::{LEVELS, RESOLVER_LEVELS};
+
+/// Whether a session is held out, for a share from 0 to 1 (by its hash, so reruns agree).
+pub fn held_out(session: u32, share: f64) -> bool {
+    f64::from(session) < share * f64::from(u32::MAX)
+}
+
+/// How the map did on the held-out sessions in one key space, for one derivation or all.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct HoldoutScore {
+    /// `client` or `resolver`.
+    pub key_space: String,
+    /// The derivation of the row that answered (`server fallback` where the map had none), or
+    /// `all`.
+    pub derivation: String,
+    /// Sessions that measured the map's first PoP and at least one other.
+    pub judged: u64,
+    /// Sessions that did not measure the map's first PoP.
+    pub not_judged: u64,
+    /// Share of judged sessions whose measured fastest PoP is the map's first.
+    pub first_is_best: f64,
+    /// Share of judged sessions where the map's first PoP is within 5 ms of the fastest.
+    pub within_5ms: f64,
+    /// Mean ms lost against the measured fastest.
+    pub mean_regret_ms: f64,
+}
+
+/// The holdout report.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct HoldoutReport {
+    /// The share of sessions held out.
+    pub share: f64,
+    /// Sessions held out.
+    pub sessions: u64,
+    /// Per key space: all derivations first, then each.
+    pub scores: Vec<HoldoutScore>,
+}
+
+struct Session {
+    client: u64,
+    resolver: u64,
+    rtt: Vec<(PopIndex, f32)>,
+}
+
+#[derive(Default, Clone, Copy)]
+struct Tally {
+    judged: u64,
+    not_judged: u64,
+    best: u64,
+    within: u64,
+    regret: f64,
+}
+
+impl Tally {
+    fn add(&mut self, regret: Option<f64>) {
+        match regret {
+            None => self.not_judged += 1,
+            Some(r) => {
+                self.judged += 1;
+                self.best += u64::from(r <= 0.0);
+                self.within += u64::from(r <= crate::ranking::AGREE_MS);
+                self.regret += r;
+            }
+        }
+    }
+
+    fn score(&self, key_space: &str, derivation: &str) -> HoldoutScore {
+        let n = self.judged.max(1) as f64;
+        HoldoutScore {
+            key_space: key_space.into(),
+            derivation: derivation.into(),
+            judged: self.judged,
+            not_judged: self.not_judged,
+            first_is_best: self.best as f64 / n,
+            within_5ms: self.within as f64 / n,
+            mean_regret_ms: self.regret / n,
+        }
+    }
+}
+
+/// Longest-prefix match over the map's rows of one key space: the first PoP and derivation.
+struct Rows(HashMap<IpNet, (PopIndex, Derivation)>);
+
+impl Rows {
+    fn new(map: &Map, space: KeySpace) -> Rows {
+        Rows(
+            map.rows
+                .iter()
+                .filter(|r| r.key_space == space)
+                .filter_map(|r| Some((r.prefix, (*r.pops.first()?, r.derivation))))
+                .collect(),
+        )
+    }
+
+    fn lookup(&self, net: IpNet) -> Option<(PopIndex, Derivation)> {
+        (0..=net.prefix_len()).rev().find_map(|len| {
+            let n = IpNet::new(net.addr(), len).ok()?.trunc();
+            self.0.get(&n).copied()
+        })
+    }
+}
+
+/// Judges `map` on the held-out measurements (`pairing::Measurement` frames). `fallback`
+/// gives the order the server falls back to where the map has no row (GeoIP, else default).
+pub fn evaluate(
+    map: &Map,
+    frames: Vec<DataFrame>,
+    share: f64,
+    fallback: &dyn Fn(IpNet) -> Vec<PopIndex>,
+) -> PolarsResult<HoldoutReport> {
+    let mut sessions: HashMap<(u32, u64), Session> = HashMap::new();
+    for df in frames {
+        let session = df.column("session")?.u32()?;
+        let client = df.column("client")?.u64()?;
+        let resolver = df.column("resolver")?.u64()?;
+        let pop = df.column("pop")?.u16()?;
+        let rtt = df.column("rtt")?.f32()?;
+        let rows = session
+            .iter()
+            .zip(client.iter())
+            .zip(resolver.iter())
+            .zip(pop.iter())
+            .zip(rtt.iter());
+        for ((((s, c), r), p), rtt) in rows {
+            let (Some(s), Some(c), Some(r), Some(p)) = (s, c, r, p) else {
+                continue;
+            };
+            let e = sessions.entry((s, c)).or_insert_with(|| Session {
+                client: c,
+                resolver: r,
+                rtt: Vec::new(),
+            });
+            if let Some(rtt) = rtt {
+                e.rtt.push((p, rtt));
+            }
+        }
+    }
+    let mut report = HoldoutReport {
+        share,
+        sessions: sessions.len() as u64,
+        scores: Vec::new(),
+    };
+    for (space, name, (v4, v6), of) in [
+        (
+            KeySpace::Client,
+            "client",
+            LEVELS[0],
+            (|s: &Session| s.client) as fn(&Session) -> u64,
+        ),
+        (
+            KeySpace::Resolver,
+            "resolver",
+            RESOLVER_LEVELS[0],
+            |s: &Session| s.resolver,
+        ),
+    ] {
+        let rows = Rows::new(map, space);
+        let mut all = Tally::default();
+        let mut by: Vec<(String, Tally)> = Vec::new();
+        for s in sessions.values() {
+            if s.rtt.len() < 2 {
+                continue;
+            }
+            let net = key::to_net(of(s), v4, v6);
+            let (first, how) = match rows.lookup(net) {
+                Some((p, d)) => (Some(p), d.to_string()),
+                None => (fallback(net).first().copied(), "server fallback".to_owned()),
+            };
+            let best = s.rtt.iter().map(|x| x.1).fold(f32::INFINITY, f32::min);
+            let regret = first
+                .and_then(|f| s.rtt.iter().find(|x| x.0 == f))
+                .map(|x| f64::from(x.1 - best));
+            all.add(regret);
+            match by.iter_mut().find(|(d, _)| *d == how) {
+                Some((_, t)) => t.add(regret),
+                None => {
+                    let mut t = Tally::default();
+                    t.add(regret);
+                    by.push((how, t));
+                }
+            }
+        }
+        report.scores.push(all.score(name, "all"));
+        by.sort_by_key(|b| std::cmp::Reverse(b.1.judged));
+        report
+            .scores
+            .extend(by.iter().map(|(d, t)| t.score(name, d)));
+    }
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn holding_out_takes_about_the_share_and_is_stable() {
+        let n = (0..100_000u32)
+            .filter(|&i| held_out(i.wrapping_mul(2_654_435_761), 0.1))
+            .count();
+        assert!((9_000..11_000).contains(&n), "{n}");
+        assert!(!held_out(u32::MAX, 0.5) && held_out(0, 0.01));
+        assert!(!held_out(0, 0.0));
+    }
+}

@@ -1,0 +1,154 @@
+//! The latency model: RTT against great-circle distance, fitted per PoP from every
+//! measurement whose client GeoIP can place. It is the root of the pooling hierarchy
+//! ([`crate::pooling`]): what a key with no data of its own, and no measured neighbours,
+//! is expected to see. Unlike ranking by distance alone it knows that one PoP is slower at
+//! the same distance than another (a PoP behind a congested transit has a higher intercept),
+//! and measured neighbours then correct it for their networks.
+
+/// One PoP's line: `intercept + slope * km`, fitted robustly.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Line {
+    /// RTT at distance zero, ms.
+    pub intercept: f64,
+    /// ms per great-circle km.
+    pub slope: f64,
+}
+
+impl Line {
+    /// The expected RTT at `km`.
+    pub fn at(&self, km: f64) -> f64 {
+        self.intercept + self.slope * km
+    }
+}
+
+/// One observation: a key's median RTT to a PoP, the distance between them, and its weight.
+#[derive(Clone, Copy, Debug)]
+pub struct Point {
+    /// Great-circle km from the key's GeoIP location to the PoP.
+    pub km: f64,
+    /// The key's median RTT to the PoP, ms.
+    pub rtt: f64,
+    /// How much it counts (its successful samples).
+    pub weight: f64,
+}
+
+/// Weights are capped so a few loud keys do not decide a bin's median.
+const MAX_WEIGHT: f64 = 10.0;
+
+/// Width of the distance bins whose medians the line is fitted through, km.
+const BIN_KM: f64 = 250.0;
+
+/// Fits one PoP's line robustly: the points are put in distance bins, and the line is fitted
+/// by weighted least squares through each bin's weighted median RTT (weighted by the bin's
+/// weight), so badly peered networks and outliers, a minority at any distance, do not pull it:
+/// the line is what a typical network sees. `None` without points; a flat line at the median
+/// when the points have no spread in distance.
+pub fn fit(points: &[Point]) -> Option<Line> {
+    if points.is_empty() {
+        return None;
+    }
+    let mut bins: std::collections::BTreeMap<i64, Vec<&Point>> = std::collections::BTreeMap::new();
+    for p in points
+        .iter()
+        .filter(|p| p.km.is_finite() && p.rtt.is_finite())
+    {
+        bins.entry((p.km / BIN_KM).floor() as i64)
+            .or_default()
+            .push(p);
+    }
+    let medians: Vec<Point> = bins
+        .into_values()
+        .map(|mut bin| {
+            bin.sort_by(|a, b| a.rtt.total_cmp(&b.rtt));
+            let total: f64 = bin.iter().map(|p| p.weight.min(MAX_WEIGHT)).sum();
+            let mut seen = 0.0;
+            let median = bin
+                .iter()
+                .find(|p| {
+                    seen += p.weight.min(MAX_WEIGHT);
+                    seen >= total / 2.0
+                })
+                .map_or(bin[0].rtt, |p| p.rtt);
+            let km = bin.iter().map(|p| p.km).sum::<f64>() / bin.len() as f64;
+            Point {
+                km,
+                rtt: median,
+                weight: total,
+            }
+        })
+        .collect();
+    least_squares(&medians)
+}
+
+fn least_squares(points: &[Point]) -> Option<Line> {
+    let (mut sw, mut sx, mut sy) = (0.0, 0.0, 0.0);
+    let mut n = 0usize;
+    for p in points {
+        let w = p.weight;
+        sw += w;
+        sx += w * p.km;
+        sy += w * p.rtt;
+        n += 1;
+    }
+    if n == 0 || sw <= 0.0 {
+        return None;
+    }
+    let (mx, my) = (sx / sw, sy / sw);
+    let (mut sxx, mut sxy) = (0.0, 0.0);
+    for p in points {
+        let w = p.weight;
+        sxx += w * (p.km - mx) * (p.km - mx);
+        sxy += w * (p.km - mx) * (p.rtt - my);
+    }
+    if n < 2 || sxx <= 1e-9 {
+        // No spread in distance: a flat line at the mean.
+        return Some(Line {
+            intercept: my,
+            slope: 0.0,
+        });
+    }
+    // RTT never shrinks with distance; a negative slope is noise in a narrow range.
+    let slope = (sxy / sxx).max(0.0);
+    Some(Line {
+        intercept: my - slope * mx,
+        slope,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fits_the_line_and_ignores_badly_peered_points() {
+        let mut points: Vec<Point> = (0..200)
+            .map(|i| {
+                let km = i as f64 * 50.0;
+                Point {
+                    km,
+                    rtt: 5.0 + 0.015 * km,
+                    weight: 1.0,
+                }
+            })
+            .collect();
+        // Three badly peered networks, +100 ms.
+        for km in [100.0, 900.0, 4000.0] {
+            points.push(Point {
+                km,
+                rtt: 105.0 + 0.015 * km,
+                weight: 5.0,
+            });
+        }
+        let line = fit(&points).unwrap();
+        assert!((line.intercept - 5.0).abs() < 0.5, "{line:?}");
+        assert!((line.slope - 0.015).abs() < 0.001, "{line:?}");
+        assert_eq!(fit(&[]), None);
+        let flat = fit(&[Point {
+            km: 10.0,
+            rtt: 30.0,
+            weight: 1.0,
+        }])
+        .unwrap();
+        assert_eq!(flat.at(5000.0), 30.0);
+    }
+}
