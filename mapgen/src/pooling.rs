@@ -495,7 +495,7 @@ mod tests {
     /// with a few ms of per-subnet spread; then the keys under test.
     fn world(
         extra: &[(&str, Vec<PopStat>)],
-    ) -> (BTreeMap<IpNet, Vec<PopStat>>, Vec<Option<(f64, f64)>>) {
+    ) -> (crate::aggregate::LevelStats, Vec<Option<(f64, f64)>>) {
         let pops = vec![Some((0.0, 0.0)), Some((0.0, 40.0))];
         let mut finest = BTreeMap::new();
         for i in 0..200u32 {

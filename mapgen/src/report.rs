@@ -176,7 +176,7 @@ impl Report {
             let mid = spread.get(spread.len() / 2).copied().unwrap_or(0.0);
             let _ = writeln!(
                 s,
-                "pooling     one sample's noise {:.1} ms (sd); subnets spread {:.1} ms (sd, median PoP): a subnet's own data weighs half at {:.1} samples",
+                "pooling     one sample's noise {:.1} ms (sd); subnets spread {:.1} ms (sd, median PoP): a subnet's own data weighs half at {:.2} samples",
                 p.noise_ms2.sqrt(),
                 mid.sqrt(),
                 p.noise_ms2 / mid.max(f64::MIN_POSITIVE)
