@@ -63,6 +63,7 @@ fn synthetic_map(n: usize) -> Map {
             rtt_ms: vec![Some(10.0), Some(20.0)],
             samples: 10,
             derivation: Derivation::Measured,
+            own_share: Vec::new(),
         });
     }
     Map {

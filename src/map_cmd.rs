@@ -315,9 +315,18 @@ fn ranked(map: &Map, r: &geomap::MapRow, unmeasured: &str) -> String {
         .pops
         .iter()
         .zip(&r.rtt_ms)
-        .map(|(&p, rtt)| {
+        .enumerate()
+        .map(|(i, (&p, rtt))| {
             let id = &map.meta.pops.get(p).id;
-            rtt.map_or(format!("{id}{unmeasured}"), |v| format!("{id} {v:.1} ms"))
+            let own = r
+                .own_share
+                .get(i)
+                .copied()
+                .flatten()
+                .map_or(String::new(), |o| format!(" ({:.0} % own data)", o * 100.0));
+            rtt.map_or(format!("{id}{unmeasured}"), |v| {
+                format!("{id} {v:.1} ms{own}")
+            })
         })
         .collect();
     parts.join(", ")

@@ -92,20 +92,12 @@ fn merge_siblings(rows: &mut BTreeMap<(bool, IpNet), MapRow>) -> bool {
             rows.remove(hi).expect("present"),
         );
         let samples = a.samples + b.samples;
-        let rtt_ms = a
-            .rtt_ms
-            .iter()
-            .zip(&b.rtt_ms)
-            .map(|(x, y)| match (x, y) {
-                (Some(x), Some(y)) if samples > 0 => Some(
-                    ((*x as f64 * a.samples as f64 + *y as f64 * b.samples as f64) / samples as f64)
-                        as f32,
-                ),
-                (Some(x), Some(y)) => Some((x + y) / 2.0),
-                (x, None) => *x,
-                (None, y) => *y,
-            })
-            .collect();
+        let rtt_ms = weighted(&a.rtt_ms, a.samples, &b.rtt_ms, b.samples);
+        let own_share = if a.own_share.is_empty() || b.own_share.is_empty() {
+            Vec::new()
+        } else {
+            weighted(&a.own_share, a.samples, &b.own_share, b.samples)
+        };
         let derivation = a.derivation.max(b.derivation);
         rows.insert(
             (lo.0, *parent),
@@ -116,10 +108,27 @@ fn merge_siblings(rows: &mut BTreeMap<(bool, IpNet), MapRow>) -> bool {
                 rtt_ms,
                 samples,
                 derivation,
+                own_share,
             },
         );
     }
     !merges.is_empty()
+}
+
+/// Two halves' per-PoP values merged: the sample-weighted mean where both have one.
+fn weighted(a: &[Option<f32>], na: u64, b: &[Option<f32>], nb: u64) -> Vec<Option<f32>> {
+    let samples = na + nb;
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| match (x, y) {
+            (Some(x), Some(y)) if samples > 0 => {
+                Some(((*x as f64 * na as f64 + *y as f64 * nb as f64) / samples as f64) as f32)
+            }
+            (Some(x), Some(y)) => Some((x + y) / 2.0),
+            (x, None) => *x,
+            (None, y) => *y,
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -135,6 +144,7 @@ mod tests {
             rtt_ms: vec![Some(10.0); pops.len()],
             samples: 5,
             derivation: Derivation::Measured,
+            own_share: Vec::new(),
         }
     }
 

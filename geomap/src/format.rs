@@ -94,7 +94,8 @@ pub enum FormatError {
     Rows(Vec<RowError>),
 }
 
-fn schema_fields() -> Vec<Field> {
+/// The columns every map has.
+fn required_fields() -> Vec<Field> {
     vec![
         Field::new("key_space", DataType::Utf8, false),
         Field::new("prefix", DataType::Utf8, false),
@@ -111,6 +112,24 @@ fn schema_fields() -> Vec<Field> {
         Field::new("samples", DataType::UInt64, false),
         Field::new("derivation", DataType::Utf8, false),
     ]
+}
+
+/// The optional `own_share` column: informational, so maps written before it still load, and
+/// left out of the content checksum, so servers that predate it still load maps that have it
+/// (the stream digest covers its bytes).
+fn own_share_field() -> Field {
+    Field::new(
+        "own_share",
+        DataType::List(Arc::new(Field::new("item", DataType::Float32, true))),
+        false,
+    )
+}
+
+/// The columns this build writes.
+fn schema_fields() -> Vec<Field> {
+    let mut f = required_fields();
+    f.push(own_share_field());
+    f
 }
 
 /// Sorts rows into the canonical file order: key space, IPv4 before IPv6, address, length.
@@ -283,6 +302,11 @@ fn to_batch(
     ));
     let mut samples = UInt64Builder::with_capacity(n);
     let mut derivation = StringBuilder::with_capacity(n, n * 8);
+    let mut own_col = ListBuilder::new(Float32Builder::new()).with_field(Field::new(
+        "item",
+        DataType::Float32,
+        true,
+    ));
     for r in rows {
         key_space.append_value(r.key_space.as_str());
         prefix.append_value(r.prefix.to_string());
@@ -296,6 +320,10 @@ fn to_batch(
         rtt_col.append(true);
         samples.append_value(r.samples);
         derivation.append_value(r.derivation.as_str());
+        for &v in &r.own_share {
+            own_col.values().append_option(v);
+        }
+        own_col.append(true);
     }
     RecordBatch::try_new(
         schema.clone(),
@@ -306,6 +334,7 @@ fn to_batch(
             Arc::new(rtt_col.finish()),
             Arc::new(samples.finish()),
             Arc::new(derivation.finish()),
+            Arc::new(own_col.finish()),
         ],
     )
 }
@@ -402,7 +431,16 @@ impl From<crate::ipc::Damaged> for FormatError {
 
 /// The columns and their types, checked before any batch is decoded.
 fn check_columns(schema: &Schema) -> Result<(), FormatError> {
-    for want in schema_fields() {
+    if let Ok(f) = schema.field_with_name("own_share") {
+        let want = own_share_field();
+        if !f.data_type().equals_datatype(want.data_type()) {
+            return Err(FormatError::Column {
+                name: "own_share",
+                problem: format!("type {} (want {})", f.data_type(), want.data_type()),
+            });
+        }
+    }
+    for want in required_fields() {
         match schema.field_with_name(want.name()) {
             Ok(f) if f.data_type().equals_datatype(want.data_type()) => {}
             Ok(f) => {
@@ -455,6 +493,9 @@ fn decode_batch(
     let rtt_col = col("rtt_ms")?.as_list::<i32>();
     let samples = col("samples")?.as_primitive::<UInt64Type>();
     let derivation = col("derivation")?.as_string::<i32>();
+    let own_col = batch
+        .column_by_name("own_share")
+        .map(|c| c.as_list::<i32>());
     for i in 0..batch.num_rows() {
         let row = rows.len() + errors.len();
         let mut bad = |field: &'static str, problem: String| {
@@ -526,6 +567,16 @@ fn decode_batch(
         let rtt_ms = (0..rtts.len())
             .map(|j| rtts.is_valid(j).then(|| rtts.value(j)))
             .collect();
+        let own_share = match own_col {
+            Some(c) if c.is_valid(i) => {
+                let v = c.value(i);
+                let v = v.as_primitive::<Float32Type>();
+                (0..v.len())
+                    .map(|j| v.is_valid(j).then(|| v.value(j)))
+                    .collect()
+            }
+            _ => Vec::new(),
+        };
         rows.push(MapRow {
             key_space: ks,
             prefix: net,
@@ -533,6 +584,7 @@ fn decode_batch(
             rtt_ms,
             samples: samples.value(i),
             derivation: der,
+            own_share,
         });
     }
     Ok(())
@@ -564,6 +616,7 @@ mod tests {
         m.rows[0].rtt_ms = vec![Some(12.5), None];
         m.rows[0].samples = 42;
         m.rows[0].derivation = Derivation::Measured;
+        m.rows[0].own_share = vec![Some(0.75), None];
         m
     }
 

@@ -136,6 +136,11 @@ pub struct MapRow {
     pub samples: u64,
     /// How the ranking was decided.
     pub derivation: Derivation,
+    /// For each ranked PoP, the share (0 to 1) of its estimate that came from this prefix's
+    /// own samples rather than from its neighbours and the latency model (mapgen's pooling);
+    /// null where the PoP is not estimated. Empty where unknown (nets files, older maps).
+    /// Informational: it explains a row, it never changes an answer.
+    pub own_share: Vec<Option<f32>>,
 }
 
 /// File-level facts about a map, carried in the Arrow schema metadata.
@@ -237,6 +242,20 @@ impl Map {
                 .find(|v| !v.is_finite() || **v < 0.0)
             {
                 err("rtt_ms", format!("{bad} is not a latency"));
+            }
+            if !r.own_share.is_empty() && r.own_share.len() != r.pops.len() {
+                err(
+                    "own_share",
+                    format!("{} values for {} PoPs", r.own_share.len(), r.pops.len()),
+                );
+            }
+            if let Some(bad) = r
+                .own_share
+                .iter()
+                .flatten()
+                .find(|v| !(0.0..=1.0).contains(*v))
+            {
+                err("own_share", format!("{bad} is not a share from 0 to 1"));
             }
         }
         errors.truncate(limit);

@@ -130,6 +130,7 @@ pub fn parse_nets(
                 pops: ranked.clone(),
                 samples: 0,
                 derivation: Derivation::Static,
+                own_share: Vec::new(),
             });
         }
     }

@@ -333,6 +333,7 @@ mod tests {
                     rtt_ms: vec![None; pops.len()],
                     samples: 0,
                     derivation: Derivation::Static,
+                    own_share: Vec::new(),
                 })
                 .collect(),
         }

@@ -453,6 +453,13 @@ fn pooled_rows(
     let mut rows: Vec<MapRow> = Vec::new();
     let row = |space: KeySpace, prefix: IpNet, e: &Estimate, derivation: Derivation| {
         let (pops, rtt_ms) = e.ranking(&fallback(prefix));
+        let own_share = pops
+            .iter()
+            .map(|&p| {
+                let p = usize::from(p);
+                e.rtt[p].map(|_| e.own[p] as f32)
+            })
+            .collect();
         MapRow {
             key_space: space,
             prefix,
@@ -460,6 +467,7 @@ fn pooled_rows(
             rtt_ms,
             samples: e.samples,
             derivation,
+            own_share,
         }
     };
     for (net, e) in &clients.keys {

@@ -222,6 +222,15 @@ fn measured_map_beats_geographic_baselines_and_is_deterministic() {
         text.contains("ranked: iad ") && text.contains("resolver key space"),
         "{text}"
     );
+    // How much of the decision is the prefix's own data (600 samples: nearly all of it).
+    let own = text
+        .split("ranked: iad ")
+        .nth(1)
+        .and_then(|t| t.split("% own data)").next())
+        .and_then(|t| t.rsplit('(').next())
+        .and_then(|t| t.trim().parse::<f64>().ok())
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(own >= 90.0, "{text}");
 
     // export-mmdb: a City-style database in which Mumbai sits at ams (its measured best), so a
     // nearest-datacenter server would pick ams too; our own GeoIP reader reads it back.
@@ -413,6 +422,7 @@ fn junk_rows_are_counted_by_reason_and_thin_input_refused() {
         rtt_ms: vec![Some(9.0), None, None],
         samples: 40,
         derivation: geomap::Derivation::Measured,
+        own_share: Vec::new(),
     });
     let lost_path = dir.path().join("lost.arrow");
     geomap::write_map(&lost_path, &lost).unwrap();

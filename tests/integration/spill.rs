@@ -34,6 +34,7 @@ fn map_with_demand(path: &std::path::Path) {
                 rtt_ms: rtt.iter().map(|&r| Some(r)).collect(),
                 samples: *samples,
                 derivation: Derivation::Measured,
+                own_share: Vec::new(),
             })
             .collect(),
     };
