@@ -96,7 +96,9 @@ fn merge_siblings(rows: &mut BTreeMap<(bool, IpNet), MapRow>) -> bool {
         let own_share = if a.own_share.is_empty() || b.own_share.is_empty() {
             Vec::new()
         } else {
-            weighted(&a.own_share, a.samples, &b.own_share, b.samples)
+            // Over address space, not samples: a measured half and a modeled half are half
+            // the prefix's own data.
+            weighted(&a.own_share, 1, &b.own_share, 1)
         };
         let derivation = a.derivation.max(b.derivation);
         rows.insert(

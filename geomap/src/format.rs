@@ -90,8 +90,17 @@ pub enum FormatError {
         actual: String,
     },
     /// Rows break the map's invariants.
-    #[error("{} bad row(s):\n  {}", .0.len(), .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n  "))]
+    #[error("{}:\n  {}", count_rows(.0.len()), .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n  "))]
     Rows(Vec<RowError>),
+}
+
+/// "N bad row(s)", or "at least N" when reading stopped at the cap.
+fn count_rows(n: usize) -> String {
+    if n >= MAX_ROW_ERRORS {
+        format!("{n} bad rows or more (reading stops at {MAX_ROW_ERRORS})")
+    } else {
+        format!("{n} bad row(s)")
+    }
 }
 
 /// The columns every map has.
@@ -497,6 +506,9 @@ fn decode_batch(
         .column_by_name("own_share")
         .map(|c| c.as_list::<i32>());
     for i in 0..batch.num_rows() {
+        if errors.len() >= MAX_ROW_ERRORS {
+            break;
+        }
         let row = rows.len() + errors.len();
         let mut bad = |field: &'static str, problem: String| {
             errors.push(RowError {
