@@ -66,6 +66,15 @@ METROS = [
 PUBLIC_SITES = [("iad", 39.04, -77.49), ("ams", 52.37, 4.90), ("sin", 1.29, 103.85), ("sjc", 37.34, -121.89)]
 
 
+def allocate(next24, size):
+    """The next /size in 10.0.0.0/8 at or after /24 number next24: (prefix, next free /24)."""
+    blocks = 1 << (24 - size)
+    start = (next24 + blocks - 1) // blocks * blocks
+    if start + blocks > 65536:
+        raise SystemExit("10.0.0.0/8 is full: fewer networks or subnets")
+    return f"10.{start // 256}.{start % 256}.0/{size}", start + blocks
+
+
 def km(a_lat, a_lon, b_lat, b_lon):
     p1, p2 = math.radians(a_lat), math.radians(b_lat)
     dp, dl = p2 - p1, math.radians(b_lon - a_lon)
@@ -143,13 +152,8 @@ def internet(a, rnd, out):
             size = rnd.choice([24, 24, 24, 23, 22])
             blocks = min(1 << (24 - size), budget)
             size = 24 - (blocks.bit_length() - 1)
-            blocks = 1 << (24 - size)
-            next24 = (next24 + blocks - 1) // blocks * blocks
-            if next24 + blocks > 65536:
-                raise SystemExit("10.0.0.0/8 is full: fewer subnets")
-            prefix = f"10.{next24 // 256}.{next24 % 256}.0/{size}"
-            next24 += blocks
-            budget -= blocks
+            prefix, next24 = allocate(next24, size)
+            budget -= 1 << (24 - size)
             m = rnd.choice(metros)
             lat, lon = m[1] + rnd.uniform(-1.0, 1.0), m[2] + rnd.uniform(-1.0, 1.0)
             res = min(resolvers, key=lambda r: km(lat, lon, r[1][1], r[1][2]))[0]
@@ -243,12 +247,7 @@ def main():
         lat += rnd.uniform(-1.0, 1.0)
         lon += rnd.uniform(-1.0, 1.0)
         size = rnd.choice([24, 23, 22, 22, 21, 21, 20])
-        blocks = 1 << (24 - size)
-        next24 = (next24 + blocks - 1) // blocks * blocks
-        if next24 + blocks > 65536:
-            raise SystemExit("10.0.0.0/8 is full: fewer networks")
-        prefix = f"10.{next24 // 256}.{next24 % 256}.0/{size}"
-        next24 += blocks
+        prefix, next24 = allocate(next24, size)
         res, penalty = rnd.choice(isps[name])
         r = rnd.random()
         if r < 0.10:

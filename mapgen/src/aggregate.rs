@@ -226,26 +226,32 @@ impl Aggregates {
 
     /// The statistics: client levels (finest first), the routed prefixes, the resolver
     /// levels (finest first), and each resolver's population of clients.
-    pub fn finish(self) -> PolarsResult<Stats> {
+    pub fn finish(mut self) -> PolarsResult<Stats> {
         let pairings_per_session = self.measurements as f64 / self.sessions.max(1) as f64;
         let mut resolver: Vec<LevelStats> =
             RESOLVER_LEVELS.iter().map(|_| LevelStats::new()).collect();
         let mut populations: BTreeMap<IpNet, Population> = BTreeMap::new();
-        if self.per_client_subnet.is_empty() {
-            return Ok(Stats {
-                client: self.client,
-                routed: self.routed,
-                resolver,
-                populations,
-                routes: self.routes,
-                pairings_per_session,
-            });
+        let frames = std::mem::take(&mut self.per_client_subnet);
+        if !frames.is_empty() {
+            Self::finish_resolvers(frames, &mut resolver, &mut populations)?;
         }
-        let lfs: Vec<LazyFrame> = self
-            .per_client_subnet
-            .into_iter()
-            .map(DataFrame::lazy)
-            .collect();
+        Ok(Stats {
+            client: self.client,
+            routed: self.routed,
+            resolver,
+            populations,
+            routes: self.routes,
+            pairings_per_session,
+        })
+    }
+
+    /// The resolver levels and populations, from the per-(resolver, client subnet) frames.
+    fn finish_resolvers(
+        frames: Vec<DataFrame>,
+        resolver: &mut [LevelStats],
+        populations: &mut BTreeMap<IpNet, Population>,
+    ) -> PolarsResult<()> {
+        let lfs: Vec<LazyFrame> = frames.into_iter().map(DataFrame::lazy).collect();
         let mut per_subnet = concat(lfs, UnionArgs::default())?.collect()?;
         let (clients, pop) = unpack(per_subnet.column("client_pop")?.u64()?);
         per_subnet.with_column(pop.into_column())?;
@@ -291,14 +297,7 @@ impl Aggregates {
                 .collect()?;
             to_stats(&df, &name, &|k| key::to_net(k, v4, v6), stats)?;
         }
-        Ok(Stats {
-            client: self.client,
-            routed: self.routed,
-            resolver,
-            populations,
-            routes: self.routes,
-            pairings_per_session,
-        })
+        Ok(())
     }
 }
 

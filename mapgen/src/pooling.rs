@@ -482,12 +482,8 @@ mod tests {
 
     fn stat(pop: u16, samples: u64, median: f64, var: Option<f64>) -> PopStat {
         PopStat {
-            pop,
-            samples,
-            median: Some(median),
-            p90: None,
-            fail_rate: 0.0,
             var,
+            ..PopStat::measured(pop, samples, median)
         }
     }
 

@@ -22,6 +22,19 @@ pub struct PopStat {
 }
 
 impl PopStat {
+    /// A PoP measured `samples` times, none failed, at `median` ms (for tests).
+    #[cfg(test)]
+    pub fn measured(pop: PopIndex, samples: u64, median: f64) -> PopStat {
+        PopStat {
+            pop,
+            samples,
+            median: Some(median),
+            p90: None,
+            fail_rate: 0.0,
+            var: None,
+        }
+    }
+
     /// Whether the PoP is well measured for its key: enough samples, and not mostly failing
     /// (a PoP that mostly fails is not well measured, however many attempts it has).
     pub fn well_measured(&self, min_samples: u64) -> bool {
@@ -79,14 +92,7 @@ mod tests {
     use super::*;
 
     fn s(pop: PopIndex, samples: u64, median: f64) -> PopStat {
-        PopStat {
-            pop,
-            samples,
-            median: Some(median),
-            p90: None,
-            fail_rate: 0.0,
-            var: None,
-        }
+        PopStat::measured(pop, samples, median)
     }
 
     #[test]
