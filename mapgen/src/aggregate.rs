@@ -35,8 +35,6 @@ pub struct Aggregates {
     per_client_subnet: Vec<DataFrame>,
     /// Measurements seen.
     pub measurements: u64,
-    /// Beacon sessions seen (a session's measurements share one client, so one partition).
-    pub sessions: u64,
 }
 
 /// The client column packed with the PoP ([`key::with_pop`]).
@@ -54,16 +52,21 @@ fn fail_rate() -> Expr {
     lit(1.0) - col("rtt").count().cast(DataType::Float64) / len().cast(DataType::Float64)
 }
 
-fn stat_exprs() -> Vec<Expr> {
-    vec![
+/// The statistics of one group; `var` (for the pooling's noise estimate) only where asked,
+/// at the finest level: it costs a pass over every level's groups otherwise.
+fn stat_exprs(var: bool) -> Vec<Expr> {
+    let mut e = vec![
         len().cast(DataType::UInt64).alias("samples"),
         col("rtt").median().alias("median"),
         col("rtt")
             .quantile(lit(0.9), QuantileMethod::Linear)
             .alias("p90"),
         fail_rate().alias("fail_rate"),
-        col("rtt").var(1).alias("var"),
-    ]
+    ];
+    if var {
+        e.push(col("rtt").var(1).alias("var"));
+    }
+    e
 }
 
 /// Reads (key, pop, samples, median, p90, fail_rate) frames into per-key stats, `net` giving
@@ -138,7 +141,6 @@ impl Aggregates {
         if m.height() == 0 {
             return Ok(());
         }
-        self.sessions += m.column("session")?.n_unique()? as u64;
         let client = m.column("client")?.u64()?.clone();
         let pop = m.column("pop")?.u16()?.clone();
         let mut values = m.select(["rtt", "resolver"])?;
@@ -171,7 +173,10 @@ impl Aggregates {
             } else {
                 lf.filter(routed.clone().not())
             };
-            let df = lf.group_by([col(&name)]).agg(stat_exprs()).collect()?;
+            let df = lf
+                .group_by([col(&name)])
+                .agg(stat_exprs(i == 0))
+                .collect()?;
             to_stats(&df, &name, &|k| key::to_net(k, v4, v6), stats)?;
         }
         let per_subnet = values
@@ -208,7 +213,7 @@ impl Aggregates {
             .lazy()
             .filter(routed.clone())
             .group_by([col("route_pop")])
-            .agg(stat_exprs())
+            .agg(stat_exprs(false))
             .collect()?;
         let packed = df.column("route_pop")?.u64()?.clone();
         df.with_column(
@@ -227,7 +232,7 @@ impl Aggregates {
     /// The statistics: client levels (finest first), the routed prefixes, the resolver
     /// levels (finest first), and each resolver's population of clients.
     pub fn finish(mut self) -> PolarsResult<Stats> {
-        let pairings_per_session = self.measurements as f64 / self.sessions.max(1) as f64;
+        let pairings_per_session = pairings_per_session(self.client.first());
         let mut resolver: Vec<LevelStats> =
             RESOLVER_LEVELS.iter().map(|_| LevelStats::new()).collect();
         let mut populations: BTreeMap<IpNet, Population> = BTreeMap::new();
@@ -299,6 +304,19 @@ impl Aggregates {
         }
         Ok(())
     }
+}
+
+/// Pairings per beacon session, estimated from the client subnets: a subnet saw at least as
+/// many sessions as its most measured PoP has samples (exactly as many when sessions always
+/// measure the nearest PoPs), so this overestimates a little when sessions pick PoPs at random,
+/// which only makes resolver addresses pool more with their /24.
+fn pairings_per_session(finest: Option<&LevelStats>) -> f64 {
+    let (mut pairings, mut sessions) = (0u64, 0u64);
+    for stats in finest.into_iter().flat_map(|l| l.values()) {
+        pairings += stats.iter().map(|s| s.samples).sum::<u64>();
+        sessions += stats.iter().map(|s| s.samples).max().unwrap_or(0);
+    }
+    pairings as f64 / sessions.max(1) as f64
 }
 
 /// Everything aggregation found.

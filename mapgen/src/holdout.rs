@@ -20,9 +20,10 @@ use serde::Serialize;
 use crate::key;
 use crate::logs::{LEVELS, RESOLVER_LEVELS};
 
-/// Whether a session is held out, for a share from 0 to 1 (by its hash, so reruns agree).
-pub fn held_out(session: u32, share: f64) -> bool {
-    f64::from(session) < share * f64::from(u32::MAX)
+/// Whether a session ([`crate::logs::session_of`], 48 bits of hash) is held out, for a share
+/// from 0 to 1 (by its hash, so reruns agree).
+pub fn held_out(session: u64, share: f64) -> bool {
+    ((session >> 16) as f64) < share * f64::from(u32::MAX)
 }
 
 /// How the map did on the held-out sessions in one key space, for one derivation or all.
@@ -128,9 +129,9 @@ pub fn evaluate(
     share: f64,
     fallback: &dyn Fn(IpNet) -> Vec<PopIndex>,
 ) -> PolarsResult<HoldoutReport> {
-    let mut sessions: HashMap<(u32, u64), Session> = HashMap::new();
+    let mut sessions: HashMap<(u64, u64), Session> = HashMap::new();
     for df in frames {
-        let session = df.column("session")?.u32()?;
+        let session = df.column("session")?.u64()?;
         let client = df.column("client")?.u64()?;
         let resolver = df.column("resolver")?.u64()?;
         let pop = df.column("pop")?.u16()?;
@@ -215,11 +216,16 @@ mod tests {
 
     #[test]
     fn holding_out_takes_about_the_share_and_is_stable() {
-        let n = (0..100_000u32)
-            .filter(|&i| held_out(i.wrapping_mul(2_654_435_761), 0.1))
+        let n = (0..100_000u64)
+            .filter(|&i| {
+                held_out(
+                    crate::logs::session_of(crate::logs::pair_hash(&format!("{i:016x}"), 0)),
+                    0.1,
+                )
+            })
             .count();
         assert!((9_000..11_000).contains(&n), "{n}");
-        assert!(!held_out(u32::MAX, 0.5) && held_out(0, 0.01));
+        assert!(!held_out((1 << 48) - 1, 0.5) && held_out(0, 0.01));
         assert!(!held_out(0, 0.0));
     }
 }

@@ -666,9 +666,12 @@ pub fn run(opts: &Options, progress: &(dyn Fn(&str) + Sync)) -> Result<(Map, Rep
     let (mut reports, mut probes) = (reports.finish()?, probes.finish()?);
     let mut measurements = Partitions::<Measurement>::new(n, &scratch, "measurements")?;
     let mut dups = pairing::Duplicates::default();
+    // The held-out sessions' measurements (`--holdout`), kept in memory to judge the map.
+    let mut held: Vec<DataFrame> = Vec::new();
     for p in 0..n {
         step(progress, "pairing reports with probe queries", p, n);
-        let (m, d) = pairing::pair(reports.take(p)?, probes.take(p)?)?;
+        let (m, h, d) = pairing::pair(reports.take(p)?, probes.take(p)?, opts.holdout)?;
+        held.extend(h);
         (dups.reports, dups.probes) = (dups.reports + d.reports, dups.probes + d.probes);
         pairing::route(m, &mut measurements)?;
     }
@@ -691,23 +694,9 @@ pub fn run(opts: &Options, progress: &(dyn Fn(&str) + Sync)) -> Result<(Map, Rep
         None => Routes::default(),
     };
     let mut aggregates = Aggregates::new(routes);
-    let mut held: Vec<DataFrame> = Vec::new();
     for p in 0..measurements.len() {
         step(progress, "aggregating", p, n);
-        let m = measurements.take(p)?;
-        if opts.holdout > 0.0 {
-            let share = opts.holdout;
-            let out: BooleanChunked = m
-                .column("session")?
-                .u32()?
-                .iter()
-                .map(|s| s.is_some_and(|s| crate::holdout::held_out(s, share)))
-                .collect();
-            held.push(m.filter(&out)?);
-            aggregates.add(m.filter(&!&out)?)?;
-        } else {
-            aggregates.add(m)?;
-        }
+        aggregates.add(measurements.take(p)?)?;
     }
     report.measurements = aggregates.measurements;
     if report.measurements == 0 {

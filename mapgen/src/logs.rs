@@ -73,8 +73,6 @@ pub struct ReportRecord {
     pub pop: u16,
     /// RTT in ms; `None` for a failed fetch.
     pub rtt: Option<f32>,
-    /// [`session_hash`] of its probe id: one beacon session, for holding sessions out.
-    pub session: u32,
 }
 
 impl Record for ReportRecord {
@@ -91,8 +89,6 @@ impl Record for ReportRecord {
                 UInt16Chunked::from_vec("pop".into(), rows.iter().map(|r| r.pop).collect())
                     .into_column(),
                 Float32Chunked::from_iter_options("rtt".into(), rows.iter().map(|r| r.rtt))
-                    .into_column(),
-                UInt32Chunked::from_vec("session".into(), rows.iter().map(|r| r.session).collect())
                     .into_column(),
             ],
         )
@@ -132,12 +128,14 @@ impl Record for ProbeRecord {
 /// different ids collide with odds of about n²/2⁶⁵ for n ids, and a collision matters only
 /// for the same PoP within 10 minutes: negligible against the noise of real measurements.
 pub fn pair_hash(probe_id: &str, pop: u16) -> u64 {
-    xxhash_rust::xxh3::xxh3_64_with_seed(probe_id.as_bytes(), u64::from(pop))
+    (xxhash_rust::xxh3::xxh3_64(probe_id.as_bytes()) >> 16) | (u64::from(pop) << 48)
 }
 
-/// A session's id from its probe id (one probe id per beacon session, by the contract).
-pub fn session_hash(probe_id: &str) -> u32 {
-    xxhash_rust::xxh3::xxh3_64(probe_id.as_bytes()) as u32
+/// The session (one probe id, by the contract) a pairing hash belongs to: its low 48 bits,
+/// the same for every PoP of the session, so sessions can be held out without carrying the
+/// probe id.
+pub fn session_of(pair: u64) -> u64 {
+    pair & ((1 << 48) - 1)
 }
 
 /// A log file that cannot be read as the contract says.
@@ -563,7 +561,6 @@ pub fn read_reports(
                     client: key::truncate(client, l0v4, l0v6),
                     pop,
                     rtt,
-                    session: session_hash(id),
                 },
             )?;
         }
@@ -652,5 +649,14 @@ mod tests {
     #[test]
     fn pairing_hash_separates_pops() {
         assert_ne!(pair_hash("abcdef0123", 0), pair_hash("abcdef0123", 1));
+        assert_eq!(
+            session_of(pair_hash("abcdef0123", 0)),
+            session_of(pair_hash("abcdef0123", 7)),
+            "one session whatever the PoP"
+        );
+        assert_ne!(
+            session_of(pair_hash("abcdef0123", 0)),
+            session_of(pair_hash("abcdef0124", 0))
+        );
     }
 }

@@ -23,8 +23,6 @@ pub struct Measurement {
     pub pop: u16,
     /// RTT in ms; `None` for a failed fetch.
     pub rtt: Option<f32>,
-    /// The beacon session ([`crate::logs::session_hash`]).
-    pub session: u32,
 }
 
 impl Record for Measurement {
@@ -42,8 +40,6 @@ impl Record for Measurement {
                 UInt16Chunked::from_vec("pop".into(), rows.iter().map(|r| r.pop).collect())
                     .into_column(),
                 Float32Chunked::from_iter_options("rtt".into(), rows.iter().map(|r| r.rtt))
-                    .into_column(),
-                UInt32Chunked::from_vec("session".into(), rows.iter().map(|r| r.session).collect())
                     .into_column(),
             ],
         )
@@ -65,7 +61,15 @@ pub struct Duplicates {
 /// event logged twice and is used once: evidence counted twice would lift a thin subnet over
 /// `--min-samples` on nothing. Every partition holds all rows of its pairing hashes, so
 /// removing repeats here removes them all.
-pub fn pair(reports: DataFrame, probes: DataFrame) -> PolarsResult<(DataFrame, Duplicates)> {
+///
+/// With `holdout` above 0, the measurements of that share of sessions
+/// ([`crate::holdout::held_out`]) are returned apart, with a `session` column, and left out of
+/// the rest; without it, nothing is added to the measurements the map is built from.
+pub fn pair(
+    reports: DataFrame,
+    probes: DataFrame,
+    holdout: f64,
+) -> PolarsResult<(DataFrame, Option<DataFrame>, Duplicates)> {
     let (r0, p0) = (reports.height(), probes.height());
     let reports = reports
         .lazy()
@@ -98,15 +102,36 @@ pub fn pair(reports: DataFrame, probes: DataFrame) -> PolarsResult<(DataFrame, D
                 .abs()
                 .lt_eq(lit(MAX_PAIR_GAP_MICROS)),
         )
-        .select([
-            col("client"),
-            col("resolver"),
-            col("pop"),
-            col("rtt"),
-            col("session"),
-        ])
+        .select(if holdout > 0.0 {
+            vec![
+                col("client"),
+                col("resolver"),
+                col("pop"),
+                col("rtt"),
+                col("pair"),
+            ]
+        } else {
+            vec![col("client"), col("resolver"), col("pop"), col("rtt")]
+        })
         .collect()?;
-    Ok((m, dups))
+    if holdout <= 0.0 {
+        return Ok((m, None, dups));
+    }
+    let mut m = m;
+    let session: UInt64Chunked = m
+        .column("pair")?
+        .u64()?
+        .apply_values(crate::logs::session_of);
+    let out: BooleanChunked = session
+        .iter()
+        .map(|s| s.is_some_and(|s| crate::holdout::held_out(s, holdout)))
+        .collect();
+    m.drop_in_place("pair")?;
+    m.with_column(session.with_name("session".into()).into_column())?;
+    let held = m.filter(&out)?;
+    let mut kept = m.filter(&!&out)?;
+    kept.drop_in_place("session")?;
+    Ok((kept, Some(held), dups))
 }
 
 /// Routes measurements to `parts` by the client's coarsest aggregation prefix.
