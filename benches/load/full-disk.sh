@@ -34,7 +34,7 @@ sleep 1
 wrk -t2 -c32 -d14s -s "$here/report.lua" http://127.0.0.1:8098/v1/report > "$dir/wrk.txt" &
 wrk_pid=$!
 sleep 12
-curl -s 127.0.0.1:8098/metrics | grep -E '^geodns_beacon_(log_write_failing|rows_written_total|reports_accepted_total|write_errors_total) ' || true
+curl -s 127.0.0.1:8098/metrics | grep -E '^geodns_beacon_(log_write_failing|rows_written_total|requests_accepted_total|write_errors_total) ' || true
 curl -s -o /dev/null -w 'healthz %{http_code}\n' 127.0.0.1:8098/healthz || true
 kill -9 $pid
 wait $wrk_pid || true

@@ -279,17 +279,17 @@ impl Metrics {
             "geodns_queries_total{{transport=\"tcp\"}} {}",
             g(&self.tcp)
         );
-        s.push_str("# HELP geodns_queries_by_type_total Answered queries by QTYPE.\n# TYPE geodns_queries_by_type_total counter\n");
+        s.push_str("# HELP geodns_answers_by_qtype_total Queries answered, by QTYPE (geodns_queries_total counts every query received, by transport).\n# TYPE geodns_answers_by_qtype_total counter\n");
         for (i, (_, name)) in QTYPES.iter().enumerate() {
             let _ = writeln!(
                 s,
-                "geodns_queries_by_type_total{{qtype=\"{name}\"}} {}",
+                "geodns_answers_by_qtype_total{{qtype=\"{name}\"}} {}",
                 g(&self.qtype[i])
             );
         }
         let _ = writeln!(
             s,
-            "geodns_queries_by_type_total{{qtype=\"other\"}} {}",
+            "geodns_answers_by_qtype_total{{qtype=\"other\"}} {}",
             g(&self.qtype[QTYPES.len()])
         );
         s.push_str("# HELP geodns_responses_total Responses by rcode.\n# TYPE geodns_responses_total counter\n");
@@ -313,15 +313,15 @@ impl Metrics {
                 &self.probe_invalid,
             ),
             (
-                "geodns_dropped_total",
+                "geodns_packets_dropped_total",
                 "counter",
-                "Packets not answered (not a query).",
+                "Packets received and not answered (not a DNS query, or a response).",
                 &self.dropped,
             ),
             (
-                "geodns_truncated_total",
+                "geodns_responses_truncated_total",
                 "counter",
-                "UDP responses sent truncated (TC).",
+                "UDP responses sent truncated (TC set), for the client to retry over TCP.",
                 &self.truncated,
             ),
             (

@@ -232,6 +232,21 @@ fn the_server_says_who_it_is_at_start_and_in_metrics() {
             && m.contains("internal_snapshot=\"none\"} 1"),
         "{m}"
     );
+    // Names that say what they count (docs/operations.md, "Renamed metrics").
+    assert_eq!(s.metric("geodns_answers_by_qtype_total{qtype=\"A\"}"), 1);
+    for name in [
+        "geodns_packets_dropped_total ",
+        "geodns_responses_truncated_total ",
+    ] {
+        assert!(m.contains(name), "{name} missing: {m}");
+    }
+    for old in [
+        "geodns_dropped_total",
+        "geodns_truncated_total",
+        "geodns_queries_by_type_total",
+    ] {
+        assert!(!m.contains(old), "{old} is still there: {m}");
+    }
 }
 
 #[test]

@@ -197,11 +197,18 @@ fn junk_is_refused_with_a_reason_and_counted() {
     assert_eq!(report_rows(&c.dir.join("logs")).len(), 1, "{rows:?}");
     let (_, metrics) = http(c.http, "127.0.0.1", "GET", "/metrics", &[], b"");
     assert!(
-        metrics.contains("geodns_beacon_reports_rejected_total{reason=\"bad_rtt\"} 2"),
+        metrics.contains("geodns_beacon_requests_rejected_total{reason=\"bad_rtt\"} 2"),
         "{metrics}"
     );
     assert!(
-        metrics.contains("geodns_beacon_reports_rejected_total{reason=\"body_too_large\"} 1"),
+        metrics.contains("geodns_beacon_requests_rejected_total{reason=\"body_too_large\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("geodns_beacon_log_queued_rows ")
+            && metrics.contains("geodns_beacon_requests_accepted_total ")
+            && !metrics.contains("geodns_beacon_queue_rows")
+            && !metrics.contains("geodns_beacon_reports_"),
         "{metrics}"
     );
 }

@@ -36,7 +36,7 @@ use crate::writer::{now_micros, LogRefused, LogWriter, WriterConfig, WriterError
 pub use config::{CollectorConfig, CollectorConfigError};
 use connections::ConnectionStats;
 
-/// Refusal reasons, as counted in `geodns_beacon_reports_rejected_total{reason=...}`.
+/// Refusal reasons, as counted in `geodns_beacon_requests_rejected_total{reason=...}`.
 const REASONS: [&str; 15] = [
     "malformed_json",
     "bad_forwarded_for",
@@ -383,9 +383,9 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
     let c = &app.connections;
     let simple: [(&str, &str, &str, &AtomicU64); 16] = [
         (
-            "geodns_beacon_reports_accepted_total",
+            "geodns_beacon_requests_accepted_total",
             "counter",
-            "Requests acknowledged (rows queued).",
+            "Report requests (POST /v1/report) acknowledged with 204; their rows are queued (geodns_beacon_rows_accepted_total).",
             &app.accepted,
         ),
         (
@@ -395,7 +395,7 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
             &app.rows_accepted,
         ),
         (
-            "geodns_beacon_queue_rows",
+            "geodns_beacon_log_queued_rows",
             "gauge",
             "Rows waiting for the writer.",
             &w.queued,
@@ -486,11 +486,11 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
             g(v)
         );
     }
-    s.push_str("# HELP geodns_beacon_reports_rejected_total Requests refused, by reason.\n# TYPE geodns_beacon_reports_rejected_total counter\n");
+    s.push_str("# HELP geodns_beacon_requests_rejected_total Requests refused, by reason.\n# TYPE geodns_beacon_requests_rejected_total counter\n");
     for (i, r) in REASONS.iter().enumerate() {
         let _ = writeln!(
             s,
-            "geodns_beacon_reports_rejected_total{{reason=\"{r}\"}} {}",
+            "geodns_beacon_requests_rejected_total{{reason=\"{r}\"}} {}",
             g(&app.rejected[i])
         );
     }
