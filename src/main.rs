@@ -2,6 +2,7 @@
 //! in the `geodns-server` and `geomap` crates.
 
 mod internal_cmd;
+mod logs_cmd;
 mod map_cmd;
 mod mapgen_cmd;
 
@@ -90,6 +91,11 @@ enum Command {
     /// Build a map from beacon logs: pair reports with probe queries, rank PoPs per client
     /// subnet and resolver by measured latency, fall back where data is thin, compact, write.
     Mapgen(Box<mapgen_cmd::MapgenArgs>),
+    /// Beacon logs: merge closed days' small files (`compact`).
+    Logs {
+        #[command(subcommand)]
+        command: logs_cmd::LogsCommand,
+    },
     /// Inspect and build map files.
     Map {
         #[command(subcommand)]
@@ -291,5 +297,6 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Mapgen(args) => mapgen_cmd::run(*args),
         Command::Map { command } => map_cmd::run(command),
+        Command::Logs { command } => logs_cmd::run(command),
     }
 }

@@ -386,6 +386,17 @@ fn recover(table_dir: &Path, writer_id: &str) -> io::Result<u64> {
     let mut next = 0;
     let prefix = format!("{writer_id}-");
     let tmp_prefix = format!(".{writer_id}-");
+    let staging = staging_dir(table_dir);
+    if staging.is_dir() {
+        for f in std::fs::read_dir(&staging)? {
+            let f = f?;
+            let name = f.file_name().to_string_lossy().into_owned();
+            if name.starts_with(&tmp_prefix) && name.ends_with(".tmp") {
+                tracing::warn!(file = %f.path().display(), "removing an incomplete log file left by a crash");
+                std::fs::remove_file(f.path())?;
+            }
+        }
+    }
     for part in std::fs::read_dir(table_dir)? {
         let part = part?.path();
         if !part.is_dir() {
@@ -677,8 +688,18 @@ fn write_files<R: Table>(
     result
 }
 
-/// Writes one date's file, whole or not at all (`geomap::atomic_file`: temporary name, fsync,
-/// rename, directory fsync).
+/// Where files are written before they are renamed into their table: `<root>/.incoming/`,
+/// outside every table's directory, so a reader scanning a table (polars, DuckDB, pandas)
+/// never meets a file being written.
+pub(crate) fn staging_dir(table_dir: &Path) -> PathBuf {
+    table_dir
+        .parent()
+        .unwrap_or(Path::new("."))
+        .join(".incoming")
+}
+
+/// Writes one date's file, whole or not at all (`geomap::atomic_file`: temporary file in the
+/// staging directory, fsync, rename, directory fsync).
 fn write_day<R: Table>(
     table_dir: &Path,
     writer_id: &str,
@@ -689,30 +710,43 @@ fn write_day<R: Table>(
     let dir = table_dir.join(format!("date={}", date_of(day_start)));
     std::fs::create_dir_all(&dir)?;
     let dest = dir.join(format!("{writer_id}-{seq:010}.parquet"));
-    let bytes = geomap::atomic_file::write(&dest, |file| write_parquet::<R>(file, part))?;
+    let staging = staging_dir(table_dir);
+    std::fs::create_dir_all(&staging)?;
+    let bytes =
+        geomap::atomic_file::write_staged(&dest, &staging, |file| write_parquet::<R>(file, part))?;
     Ok((dest, bytes))
 }
 
-fn write_parquet<R: Table>(file: &mut File, rows: &[&R]) -> io::Result<u64> {
-    // The OS error inside keeps its kind: a full disk must read as one (the reserve depends on it).
-    let to_io = |e: parquet::errors::ParquetError| match e {
-        parquet::errors::ParquetError::External(inner) => match inner.downcast::<io::Error>() {
-            Ok(io) => *io,
-            Err(other) => io::Error::other(other),
-        },
-        e => io::Error::other(e),
-    };
+/// How every log file is written (the writer's and `logs compact`'s): Snappy, the contract's
+/// schema version in the file metadata, no dictionary for the (nearly) unique columns.
+pub(crate) fn properties(unique_columns: &[&str]) -> WriterProperties {
     let mut props = WriterProperties::builder()
         .set_compression(Compression::SNAPPY)
         .set_key_value_metadata(Some(vec![KeyValue::new(
             SCHEMA_KEY.to_owned(),
             SCHEMA_VERSION.to_owned(),
         )]));
-    for c in R::UNIQUE_COLUMNS {
+    for c in unique_columns {
         props = props
             .set_column_dictionary_enabled(parquet::schema::types::ColumnPath::from(*c), false);
     }
-    let props = props.build();
+    props.build()
+}
+
+/// A Parquet error as an I/O error; the OS error inside keeps its kind (a full disk must read as
+/// one: the reserve depends on it).
+pub(crate) fn to_io(e: parquet::errors::ParquetError) -> io::Error {
+    match e {
+        parquet::errors::ParquetError::External(inner) => match inner.downcast::<io::Error>() {
+            Ok(io) => *io,
+            Err(other) => io::Error::other(other),
+        },
+        e => io::Error::other(e),
+    }
+}
+
+fn write_parquet<R: Table>(file: &mut File, rows: &[&R]) -> io::Result<u64> {
+    let props = properties(R::UNIQUE_COLUMNS);
     let mut w = ArrowWriter::try_new(file.try_clone()?, R::schema(), Some(props)).map_err(to_io)?;
     for chunk in rows.chunks(65_536) {
         let batch = R::to_batch(chunk).map_err(|e| io::Error::other(e.to_string()))?;
@@ -820,13 +854,18 @@ mod tests {
         w.close();
         let before = files(dir.path());
         assert_eq!(before.len(), 1);
-        let debris = before[0]
+        // Debris where this version stages files, and where older ones did.
+        let debris = dir
+            .path()
+            .join(".incoming/.w1-0000000001.parquet.x1y2z3.tmp");
+        let old_debris = before[0]
             .parent()
             .unwrap()
             .join(".w1-0000000001.parquet.tmp");
         std::fs::write(&debris, b"half a file").unwrap();
+        std::fs::write(&old_debris, b"half a file").unwrap();
         let w = LogWriter::<DnsProbeRow>::start(cfg(dir.path(), 10, 100)).unwrap();
-        assert!(!debris.exists());
+        assert!(!debris.exists() && !old_debris.exists());
         w.try_log((0..10).map(|i| row(i, now_micros())).collect())
             .unwrap();
         w.close();

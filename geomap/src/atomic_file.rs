@@ -19,6 +19,22 @@ pub fn write<T>(path: &Path, fill: impl FnOnce(&mut File) -> io::Result<T>) -> i
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
     };
+    write_staged(path, dir, fill)
+}
+
+/// [`write`], with the temporary file in `staging` instead of beside `path`: for directories
+/// that readers scan whole (a Parquet dataset), where even a dot file in the middle of being
+/// written breaks some readers. `staging` must be on the same file system as `path`, so the
+/// final rename stays atomic.
+pub fn write_staged<T>(
+    path: &Path,
+    staging: &Path,
+    fill: impl FnOnce(&mut File) -> io::Result<T>,
+) -> io::Result<T> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
     let name = path
         .file_name()
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no file name"))?
@@ -26,7 +42,7 @@ pub fn write<T>(path: &Path, fill: impl FnOnce(&mut File) -> io::Result<T>) -> i
     let mut tmp = tempfile::Builder::new()
         .prefix(&format!(".{name}."))
         .suffix(".tmp")
-        .tempfile_in(dir)?;
+        .tempfile_in(staging)?;
     let out = fill(tmp.as_file_mut())?;
     tmp.as_file().sync_all()?;
     tmp.persist(path).map_err(|e| e.error)?;
@@ -58,5 +74,30 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names, ["out.txt"]);
+    }
+
+    #[test]
+    fn a_staged_write_never_shows_in_the_target_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let (data, staging) = (dir.path().join("data"), dir.path().join(".incoming"));
+        std::fs::create_dir_all(&data).unwrap();
+        std::fs::create_dir_all(&staging).unwrap();
+        let names = |d: &Path| -> Vec<String> {
+            std::fs::read_dir(d)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect()
+        };
+        write_staged(&data.join("a.parquet"), &staging, |f| {
+            assert!(
+                names(&data).is_empty(),
+                "nothing in the dataset while writing"
+            );
+            assert_eq!(names(&staging).len(), 1);
+            f.write_all(b"whole")
+        })
+        .unwrap();
+        assert_eq!(names(&data), ["a.parquet"]);
+        assert!(names(&staging).is_empty());
     }
 }

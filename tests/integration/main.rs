@@ -9,6 +9,7 @@ mod browser;
 mod cli;
 mod collector;
 mod collector_faults;
+mod compact;
 mod conformance;
 mod edns;
 mod geoip;
