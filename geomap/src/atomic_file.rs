@@ -22,7 +22,7 @@ pub fn write<T>(path: &Path, fill: impl FnOnce(&mut File) -> io::Result<T>) -> i
     write_staged(path, dir, fill)
 }
 
-/// [`write`], with the temporary file in `staging` instead of beside `path`: for directories
+/// [`write()`], with the temporary file in `staging` instead of beside `path`: for directories
 /// that readers scan whole (a Parquet dataset), where even a dot file in the middle of being
 /// written breaks some readers. `staging` must be on the same file system as `path`, so the
 /// final rename stays atomic.
