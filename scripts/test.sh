@@ -22,6 +22,13 @@ command -v pdns_recursor >/dev/null 2>&1 || pkgs+=(pdns-recursor)
 # Real BGP for the announce tests: ExaBGP runs `geodns announce`, BIRD 2 is its peer.
 command -v exabgp >/dev/null 2>&1 || pkgs+=(exabgp)
 command -v bird >/dev/null 2>&1 || pkgs+=(bird2)
+# Other GeoDNS servers load our MMDB export: gdnsd, Knot (with its geoip module), PowerDNS
+# (with its geoip backend).
+command -v gdnsd >/dev/null 2>&1 || pkgs+=(gdnsd)
+command -v knotd >/dev/null 2>&1 || pkgs+=(knot)
+ls /usr/lib/*/knot/modules-*/geoip.so >/dev/null 2>&1 || pkgs+=(knot-module-geoip)
+command -v pdns_server >/dev/null 2>&1 || pkgs+=(pdns-server)
+ls /usr/lib/*/pdns/libgeoipbackend.so >/dev/null 2>&1 || pkgs+=(pdns-backend-geoip)
 # systemd-analyze checks the service unit.
 command -v systemd-analyze >/dev/null 2>&1 || pkgs+=(systemd)
 if [ ${#pkgs[@]} -gt 0 ]; then

@@ -45,6 +45,11 @@ pub enum MapCommand {
         /// Which key space to export.
         #[arg(long, value_enum, default_value_t = OneSpace::Client)]
         key_space: OneSpace,
+        /// Give the space no row covers to this PoP (typically the config's first in
+        /// `default_order`), so other servers answer it with the scope of the uncovered block
+        /// instead of a default answer with ECS scope /0.
+        #[arg(long, value_name = "POP")]
+        fill: Option<String>,
     },
     /// Score the map against a simulated world's ground truth (`geodns simulate --out`): the
     /// share of users sent within 5 ms of their fastest PoP and the mean and p95 regret, for
@@ -127,13 +132,29 @@ pub fn run(cmd: MapCommand) -> anyhow::Result<()> {
             map,
             out,
             key_space,
+            fill,
         } => {
             let m = read(&map)?;
+            let fill = fill
+                .map(|id| {
+                    m.meta.pops.index(&id).ok_or_else(|| {
+                        anyhow::anyhow!(
+                            "--fill {id:?}: not a PoP of the map ({})",
+                            m.meta
+                                .pops
+                                .iter()
+                                .map(|p| p.id.as_str())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        )
+                    })
+                })
+                .transpose()?;
             let space = match key_space {
                 OneSpace::Client => KeySpace::Client,
                 OneSpace::Resolver => KeySpace::Resolver,
             };
-            let n = geomap::mmdb::export(&m, space, &out)
+            let n = geomap::mmdb::export(&m, space, fill, &out)
                 .with_context(|| format!("writing {}", out.display()))?;
             eprintln!("{}: {n} networks from the {space} key space", out.display());
             Ok(())

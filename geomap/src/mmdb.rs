@@ -1,11 +1,18 @@
 //! Export a map as a MaxMind DB, so operators of other GeoDNS servers can use our maps.
 //!
-//! Each prefix of one key space becomes a network whose record has
+//! The database is City-shaped, so servers that read GeoIP2/GeoLite2 City databases load it
+//! unchanged (docs/export.md has each server's configuration). Each prefix of one key space
+//! becomes a network whose record has
 //! - `location.latitude/longitude`: the first-ranked PoP's coordinates, so servers that pick
 //!   the nearest datacenter from a City database (gdnsd's `auto_dc_coords`, PowerDNS's
-//!   `pickclosest`, CoreDNS's geoip) choose our PoP;
-//! - `geodns`: `{pops: [...], rtt_ms: [...], derivation, samples}`, for servers that match on
-//!   custom fields (Knot's geoip module).
+//!   `pickclosest`) choose our PoP; `location.accuracy_radius` (1 km), which PowerDNS's geoip
+//!   backend requires of a location;
+//! - `city.names.en`: the first-ranked PoP's id, for servers that map a City field to an answer
+//!   (Knot's `mod-geoip` `geodb` mode on `city/names/en`, PowerDNS's `%ci`);
+//! - `geodns`: `{pops: [...], rtt_ms: [...], derivation, samples}`, the whole ranking.
+//!
+//! The database type is `GeoDNS-Map-City`: gdnsd refuses a database whose type does not
+//! contain `City`.
 //!
 //! Nested prefixes are written least specific first, so each more specific network overrides
 //! its part of the covering one, which is longest-prefix match in MMDB form.
@@ -14,7 +21,8 @@ use std::path::Path;
 
 use mmdb_writer::{Value, Writer};
 
-use crate::map::{KeySpace, Map};
+use crate::map::{KeySpace, Map, MapRow};
+use crate::pop::PopIndex;
 
 /// Why an export failed.
 #[derive(Debug, thiserror::Error)]
@@ -27,10 +35,42 @@ pub enum ExportError {
     Io(#[from] std::io::Error),
 }
 
-/// Writes the rows of `space` to `out`; returns how many networks were written.
-pub fn export(map: &Map, space: KeySpace, out: &Path) -> Result<usize, ExportError> {
-    let mut w = Writer::new("GeoDNS-Map");
-    let mut rows: Vec<_> = map.rows.iter().filter(|r| r.key_space == space).collect();
+/// The database type written: it must contain `City` for gdnsd.
+pub const DATABASE_TYPE: &str = "GeoDNS-Map-City";
+
+/// Writes the rows of `space` to `out`; returns how many networks were written. With `fill`
+/// (a PoP index), the space no row covers is given that PoP (as a least specific network per
+/// family): a server then answers it from the database, with the scope of the uncovered
+/// block, instead of a default answer with ECS scope /0 that resolvers cache for everyone.
+pub fn export(
+    map: &Map,
+    space: KeySpace,
+    fill: Option<PopIndex>,
+    out: &Path,
+) -> Result<usize, ExportError> {
+    let mut w = Writer::new(DATABASE_TYPE);
+    let mut rows: Vec<MapRow> = map
+        .rows
+        .iter()
+        .filter(|r| r.key_space == space)
+        .cloned()
+        .collect();
+    if let Some(p) = fill {
+        for all in ["0.0.0.0/0", "::/0"] {
+            let prefix: ipnet::IpNet = all.parse().expect("valid");
+            if !rows.iter().any(|r| r.prefix == prefix) {
+                rows.push(MapRow {
+                    key_space: space,
+                    prefix,
+                    pops: vec![p],
+                    rtt_ms: vec![None],
+                    samples: 0,
+                    derivation: crate::map::Derivation::Default,
+                    own_share: Vec::new(),
+                });
+            }
+        }
+    }
     rows.sort_by_key(|r| (r.prefix.prefix_len(), r.prefix.addr()));
     for r in &rows {
         let ids: Vec<Value> = r
@@ -53,12 +93,20 @@ pub fn export(map: &Map, space: KeySpace, out: &Path) -> Result<usize, ExportErr
             ]),
         )];
         let first = map.meta.pops.get(r.pops[0]);
+        fields.push((
+            "city",
+            Value::map([(
+                "names",
+                Value::map([("en", Value::from(first.id.as_str()))]),
+            )]),
+        ));
         if let (Some(lat), Some(lon)) = (first.lat, first.lon) {
             fields.push((
                 "location",
                 Value::map([
                     ("latitude", Value::from(lat)),
                     ("longitude", Value::from(lon)),
+                    ("accuracy_radius", Value::from(1u64)),
                 ]),
             ));
         }

@@ -12,6 +12,7 @@ mod collector_faults;
 mod compact;
 mod conformance;
 mod edns;
+mod export;
 mod geoip;
 mod health;
 mod internal;

@@ -245,7 +245,7 @@ fn measured_map_beats_geographic_baselines_and_is_deterministic() {
     let db = geomap::geoip::GeoIp::open(&mmdb).unwrap();
     let loc = db.locate("198.18.20.9".parse().unwrap()).unwrap();
     assert_eq!((loc.lat, loc.lon), (52.37, 4.90));
-    assert_eq!(db.database_type(), "GeoDNS-Map");
+    assert_eq!(db.database_type(), "GeoDNS-Map-City");
 }
 
 #[test]
