@@ -29,6 +29,9 @@ command -v knotd >/dev/null 2>&1 || pkgs+=(knot)
 ls /usr/lib/*/knot/modules-*/geoip.so >/dev/null 2>&1 || pkgs+=(knot-module-geoip)
 command -v pdns_server >/dev/null 2>&1 || pkgs+=(pdns-server)
 ls /usr/lib/*/pdns/libgeoipbackend.so >/dev/null 2>&1 || pkgs+=(pdns-backend-geoip)
+# cargo-deb builds the Debian package the packaging test inspects (pinned: the test builds
+# from the debug profile, which later versions may refuse).
+command -v cargo-deb >/dev/null 2>&1 || cargo install cargo-deb --version 3.8.0 --locked
 # systemd-analyze checks the service unit.
 command -v systemd-analyze >/dev/null 2>&1 || pkgs+=(systemd)
 if [ ${#pkgs[@]} -gt 0 ]; then

@@ -385,3 +385,126 @@ fn man_page_and_completions_come_from_the_command_line() {
     let (ok, zsh, _) = run(&["completions", "zsh"], None);
     assert!(ok && zsh.contains("#compdef geodns"));
 }
+
+#[test]
+fn the_debian_package_holds_what_an_operator_needs() {
+    // The man page and completions come from the command line definition, as the package
+    // build expects them (Cargo.toml [package.metadata.deb]).
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let assets = root.join("target/deb-assets");
+    std::fs::create_dir_all(&assets).unwrap();
+    for (args, file) in [
+        (&["manpage"][..], "geodns.1"),
+        (&["completions", "bash"][..], "geodns.bash"),
+        (&["completions", "zsh"][..], "_geodns"),
+        (&["completions", "fish"][..], "geodns.fish"),
+    ] {
+        let o = geodns().args(args).output().unwrap();
+        assert!(o.status.success() && !o.stdout.is_empty(), "{args:?}");
+        std::fs::write(assets.join(file), o.stdout).unwrap();
+    }
+    // cargo-deb on the binary this test run built (scripts/test.sh installs cargo-deb).
+    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_geodns"));
+    let target = bin.parent().unwrap().parent().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let deb = dir.path().join("geodns.deb");
+    let o = std::process::Command::new(env!("CARGO"))
+        .args(["deb", "--profile", "dev", "--no-build", "--fast", "-o"])
+        .arg(&deb)
+        .current_dir(root)
+        .env("CARGO_TARGET_DIR", target)
+        .output()
+        .expect("cargo-deb is installed (scripts/test.sh: cargo install cargo-deb)");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let dpkg = |args: &[&str]| {
+        let o = std::process::Command::new("dpkg-deb")
+            .args(args)
+            .arg(&deb)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{o:?}");
+        String::from_utf8(o.stdout).unwrap()
+    };
+    let files = dpkg(&["-c"]);
+    for path in [
+        "./usr/bin/geodns",
+        "./usr/lib/systemd/system/geodns.service",
+        "./etc/geodns/geodns.toml",
+        "./usr/share/geodns/example-map.arrow",
+        "./usr/share/geodns/example.com.zone",
+        "./usr/share/man/man1/geodns.1.gz",
+        "./usr/share/bash-completion/completions/geodns",
+        "./usr/share/zsh/vendor-completions/_geodns",
+        "./usr/share/fish/vendor_completions.d/geodns.fish",
+        "./usr/share/doc/geodns/copyright",
+    ] {
+        assert!(
+            files.lines().any(|l| l.ends_with(&format!(" {path}"))),
+            "{path} missing from the package:\n{files}"
+        );
+    }
+    assert!(
+        files
+            .lines()
+            .any(|l| l.starts_with("-rwxr-xr-x") && l.ends_with(" ./usr/bin/geodns")),
+        "{files}"
+    );
+    let fields = dpkg(&["-f"]);
+    assert!(
+        fields.contains("Package: geodns")
+            && fields.contains("Section: net")
+            && fields
+                .lines()
+                .any(|l| l.starts_with("Depends:") && l.contains("adduser") && l.contains("libc6")),
+        "{fields}"
+    );
+    // Control files: the config is a conffile (an upgrade keeps the operator's edits), the
+    // service user is created, the unit is registered.
+    let ctl = dir.path().join("control");
+    let o = std::process::Command::new("dpkg-deb")
+        .arg("-e")
+        .arg(&deb)
+        .arg(&ctl)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{o:?}");
+    assert_eq!(
+        std::fs::read_to_string(ctl.join("conffiles"))
+            .unwrap()
+            .trim(),
+        "/etc/geodns/geodns.toml"
+    );
+    let postinst = std::fs::read_to_string(ctl.join("postinst")).unwrap();
+    assert!(
+        postinst.contains("adduser --system --group") && postinst.contains("geodns.service"),
+        "{postinst}"
+    );
+    // What it installs works together: the packaged binary accepts the packaged config, with
+    // /usr/share and /var/lib moved under the extraction root.
+    let x = dir.path().join("root");
+    let o = std::process::Command::new("dpkg-deb")
+        .arg("-x")
+        .arg(&deb)
+        .arg(&x)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{o:?}");
+    std::fs::create_dir_all(x.join("var/lib/geodns")).unwrap();
+    let config = std::fs::read_to_string(x.join("etc/geodns/geodns.toml"))
+        .unwrap()
+        .replace("/usr/share/", &format!("{}/usr/share/", x.display()))
+        .replace("/var/lib/", &format!("{}/var/lib/", x.display()));
+    std::fs::write(x.join("etc/geodns/geodns.toml"), config).unwrap();
+    let o = std::process::Command::new(x.join("usr/bin/geodns"))
+        .arg("check")
+        .arg("-c")
+        .arg(x.join("etc/geodns/geodns.toml"))
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
