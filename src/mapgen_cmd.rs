@@ -135,30 +135,44 @@ pub fn run(a: MapgenArgs) -> anyhow::Result<()> {
         tmp_dir: a.tmp_dir.clone().unwrap_or_else(std::env::temp_dir),
         generation: a
             .generation
+            .clone()
             .unwrap_or_else(|| format!("mapgen-{}", created_at.replace([':', '-'], ""))),
         created_at,
     };
+    let outputs = (a.report.clone(), a.html.clone());
     let started = Instant::now();
     let progress =
         |stage: &str| eprintln!("mapgen: {stage} ({:.1} s)", started.elapsed().as_secs_f64());
-    let (map, report) = geodns_mapgen::run(&opts, &progress)
-        .with_context(|| format!("mapgen on {}", a.logs.display()))?;
+    let (map, report) = match geodns_mapgen::run(&opts, &progress) {
+        Ok(done) => done,
+        Err(geodns_mapgen::MapgenError::Gate { problems, report }) => {
+            // No map, but the report: what someone deciding on --force needs to see.
+            let title = format!(
+                "mapgen: REFUSED {} (generation {})",
+                a.out.display(),
+                opts.generation
+            );
+            write_reports(&outputs, &report, &title)?;
+            print!("{}", report.summary());
+            anyhow::bail!(
+                "mapgen on {}: refusing the map: {problems}{}",
+                a.logs.display(),
+                if outputs.0.is_some() || outputs.1.is_some() {
+                    " (the report says what would move)"
+                } else {
+                    ""
+                }
+            );
+        }
+        Err(e) => return Err(e).with_context(|| format!("mapgen on {}", a.logs.display())),
+    };
     geomap::write_map(&a.out, &map).with_context(|| format!("writing {}", a.out.display()))?;
-    if let Some(path) = &a.report {
-        let json = serde_json::to_string_pretty(&report)?;
-        geomap::atomic_file::write(path, |f| f.write_all(json.as_bytes()))
-            .with_context(|| format!("writing {}", path.display()))?;
-    }
-    if let Some(path) = &a.html {
-        let title = format!(
-            "mapgen: {} (generation {})",
-            a.out.display(),
-            map.meta.generation
-        );
-        let html = geodns_mapgen::html::render(&report, &title);
-        geomap::atomic_file::write(path, |f| f.write_all(html.as_bytes()))
-            .with_context(|| format!("writing {}", path.display()))?;
-    }
+    let title = format!(
+        "mapgen: {} (generation {})",
+        a.out.display(),
+        map.meta.generation
+    );
+    write_reports(&outputs, &report, &title)?;
     print!("{}", report.summary());
     println!(
         "map         {} ({} rows, generation {}) in {:.1} s",
@@ -167,5 +181,24 @@ pub fn run(a: MapgenArgs) -> anyhow::Result<()> {
         map.meta.generation,
         started.elapsed().as_secs_f64()
     );
+    Ok(())
+}
+
+/// Writes the JSON report (`--report`) and the HTML page (`--html`), each whole or not at all.
+fn write_reports(
+    outputs: &(Option<PathBuf>, Option<PathBuf>),
+    report: &geodns_mapgen::Report,
+    title: &str,
+) -> anyhow::Result<()> {
+    if let Some(path) = &outputs.0 {
+        let json = serde_json::to_string_pretty(report)?;
+        geomap::atomic_file::write(path, |f| f.write_all(json.as_bytes()))
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    if let Some(path) = &outputs.1 {
+        let html = geodns_mapgen::html::render(report, title);
+        geomap::atomic_file::write(path, |f| f.write_all(html.as_bytes()))
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
     Ok(())
 }

@@ -23,6 +23,36 @@ pub struct GateReport {
     pub moved_share: f64,
     /// Prefixes (`space prefix`) the old map placed by measurement and the new one does not cover.
     pub lost: Vec<String>,
+    /// Prefixes (`space prefix`) the new map places by measurement that the old one did not
+    /// cover at all: how many, and the first [`MAX_MOVES`].
+    pub gained_total: u64,
+    /// See `gained_total`.
+    pub gained: Vec<String>,
+    /// Each PoP's share of measured traffic (client subnets by samples) as first choice:
+    /// `(PoP, before, after)`.
+    pub pop_share: Vec<(String, f64, f64)>,
+    /// The client subnets that change first PoP, the heaviest first (at most [`MAX_MOVES`]).
+    pub moves: Vec<Move>,
+}
+
+/// How many of the heaviest moves the report lists.
+pub const MAX_MOVES: usize = 25;
+
+/// One client subnet whose first PoP changes.
+#[derive(Debug, Clone, Serialize)]
+pub struct Move {
+    /// The client subnet.
+    pub prefix: String,
+    /// First PoP in the previous map (`-` where it had none).
+    pub from: String,
+    /// First PoP in the new map.
+    pub to: String,
+    /// Its samples (the traffic it stands for).
+    pub samples: u64,
+    /// The new map's estimate for the old PoP and the new one, ms, where known.
+    pub from_ms: Option<f32>,
+    /// See `from_ms`.
+    pub to_ms: Option<f32>,
 }
 
 impl GateReport {
@@ -65,14 +95,53 @@ pub fn compare(
     let old_table = AnswerTable::build(old, Some(&old_default));
     let new_table = AnswerTable::build(new, Some(default_order));
     let mut g = GateReport::default();
+    let new_rows = RowIndex::build(new);
+    let mut share: std::collections::BTreeMap<String, (u64, u64)> = new
+        .meta
+        .pops
+        .iter()
+        .map(|p| (p.id.to_string(), (0, 0)))
+        .collect();
     for (net, w) in weights {
         g.total_weight += w;
         let a = first_pop(old, &old_table, KeySpace::Client, net.addr());
         let b = first_pop(new, &new_table, KeySpace::Client, net.addr());
+        if let Some(a) = &a {
+            share.entry(a.clone()).or_default().0 += w;
+        }
+        if let Some(b) = &b {
+            share.entry(b.clone()).or_default().1 += w;
+        }
         if a != b {
             g.moved_weight += w;
+            // The new map's estimates of both PoPs for this subnet: the medians behind the move.
+            let row = new_rows
+                .find(KeySpace::Client, net.addr())
+                .map(|i| &new.rows[i]);
+            let ms = |id: &Option<String>| {
+                let row = row?;
+                let p = new.meta.pops.index(id.as_deref()?)?;
+                let i = row.pops.iter().position(|&x| x == p)?;
+                row.rtt_ms.get(i).copied().flatten()
+            };
+            g.moves.push(Move {
+                prefix: net.to_string(),
+                from_ms: ms(&a),
+                to_ms: ms(&b),
+                from: a.unwrap_or_else(|| "-".into()),
+                to: b.unwrap_or_else(|| "-".into()),
+                samples: *w,
+            });
         }
     }
+    g.moves
+        .sort_by(|x, y| y.samples.cmp(&x.samples).then(x.prefix.cmp(&y.prefix)));
+    g.moves.truncate(MAX_MOVES);
+    let total = g.total_weight.max(1) as f64;
+    g.pop_share = share
+        .into_iter()
+        .map(|(p, (a, b))| (p, a as f64 / total, b as f64 / total))
+        .collect();
     g.moved_share = if g.total_weight == 0 {
         0.0
     } else {
@@ -101,6 +170,15 @@ pub fn compare(
     for r in old.rows.iter().filter(|r| placed(r.derivation)) {
         if new_index.find(r.key_space, r.prefix.addr()).is_none() {
             g.lost.push(format!("{} {}", r.key_space, r.prefix));
+        }
+    }
+    let old_index = RowIndex::build(old);
+    for r in new.rows.iter().filter(|r| placed(r.derivation)) {
+        if old_index.find(r.key_space, r.prefix.addr()).is_none() {
+            g.gained_total += 1;
+            if g.gained.len() < MAX_MOVES {
+                g.gained.push(format!("{} {}", r.key_space, r.prefix));
+            }
         }
     }
     g

@@ -134,6 +134,48 @@ pub fn render(report: &Report, title: &str) -> String {
             ]
         }),
     );
+    if let Some(g) = &report.gate {
+        let _ = write!(
+            s,
+            "<h2>What would move</h2><p>Against the previous map: {:.1} % of measured traffic changes first PoP; {} prefixes it placed are no longer covered; {} are newly covered.</p>",
+            g.moved_share * 100.0,
+            g.lost.len(),
+            g.gained_total
+        );
+        table(
+            &mut s,
+            &["PoP", "share of measured traffic before", "after"],
+            g.pop_share.iter().map(|(p, a, b)| {
+                vec![
+                    p.clone(),
+                    format!("{:.1} %", a * 100.0),
+                    format!("{:.1} %", b * 100.0),
+                ]
+            }),
+        );
+        let ms = |v: Option<f32>| v.map_or("-".to_owned(), |v| format!("{v:.1}"));
+        table(
+            &mut s,
+            &[
+                "client subnet",
+                "from",
+                "to",
+                "samples",
+                "from ms (new estimate)",
+                "to ms",
+            ],
+            g.moves.iter().map(|m| {
+                vec![
+                    m.prefix.clone(),
+                    m.from.clone(),
+                    m.to.clone(),
+                    m.samples.to_string(),
+                    ms(m.from_ms),
+                    ms(m.to_ms),
+                ]
+            }),
+        );
+    }
     s.push_str("<h2>Refused rows</h2>");
     table(
         &mut s,

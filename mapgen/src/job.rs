@@ -86,6 +86,15 @@ pub enum MapgenError {
     /// Input that cannot make a trustworthy map.
     #[error("refusing the input: {0}")]
     Refused(String),
+    /// A safety gate refused the new map against the previous one. The report says what would
+    /// have moved: exactly what whoever decides on `--force` needs, so it is still written.
+    #[error("refusing the map: {problems}")]
+    Gate {
+        /// Why.
+        problems: String,
+        /// The run's report, with the comparison.
+        report: Box<Report>,
+    },
 }
 
 fn micros(t: Option<SystemTime>) -> Option<i64> {
@@ -772,10 +781,14 @@ pub fn run(opts: &Options, progress: &(dyn Fn(&str) + Sync)) -> Result<(Map, Rep
             if opts.force {
                 report.forced = problems.clone();
             } else {
-                return Err(MapgenError::Refused(format!(
-                    "{}; rerun with --force to write it anyway",
-                    problems.join("; ")
-                )));
+                report.refused = problems.clone();
+                return Err(MapgenError::Gate {
+                    problems: format!(
+                        "{}; rerun with --force to write it anyway",
+                        problems.join("; ")
+                    ),
+                    report: Box::new(report),
+                });
             }
         }
     }

@@ -102,6 +102,8 @@ pub struct Report {
     pub gate: Option<crate::gate::GateReport>,
     /// Safety-gate objections overridden with --force.
     pub forced: Vec<String>,
+    /// Safety-gate objections that refused the map (no map was written).
+    pub refused: Vec<String>,
 }
 
 impl Report {
@@ -236,6 +238,37 @@ impl Report {
             for l in g.lost.iter().take(5) {
                 let _ = writeln!(s, "  lost      {l}");
             }
+            if g.gained_total > 0 {
+                let _ = writeln!(
+                    s,
+                    "  gained    {} prefixes newly covered (e.g. {})",
+                    g.gained_total,
+                    g.gained.first().map_or("", |x| x)
+                );
+            }
+            let shares: Vec<String> = g
+                .pop_share
+                .iter()
+                .filter(|(_, a, b)| *a > 0.0 || *b > 0.0)
+                .map(|(p, a, b)| format!("{p} {:.1} -> {:.1} %", a * 100.0, b * 100.0))
+                .collect();
+            let _ = writeln!(s, "  share     {}", shares.join(", "));
+            for m in g.moves.iter().take(5) {
+                let ms = |v: Option<f32>| v.map_or("-".to_owned(), |v| format!("{v:.1} ms"));
+                let _ = writeln!(
+                    s,
+                    "  moves     {} {} -> {} ({} samples; now estimated {} vs {})",
+                    m.prefix,
+                    m.from,
+                    m.to,
+                    m.samples,
+                    ms(m.from_ms),
+                    ms(m.to_ms)
+                );
+            }
+        }
+        for f in &self.refused {
+            let _ = writeln!(s, "REFUSED     {f}");
         }
         for f in &self.forced {
             let _ = writeln!(s, "FORCED      {f}");

@@ -400,13 +400,46 @@ fn junk_rows_are_counted_by_reason_and_thin_input_refused() {
         .unwrap()
         .success());
     let gated = dir.path().join("gated.arrow");
-    let (ok, out) = mapgen(&logs, &gated, &["--previous", all_sin.to_str().unwrap()]);
+    let (report, page) = (dir.path().join("gate.json"), dir.path().join("gate.html"));
+    let (ok, out) = mapgen(
+        &logs,
+        &gated,
+        &[
+            "--previous",
+            all_sin.to_str().unwrap(),
+            "--report",
+            report.to_str().unwrap(),
+            "--html",
+            page.to_str().unwrap(),
+        ],
+    );
     assert!(
         !ok && out.contains("of measured traffic would change PoP (limit 20.0 %)")
             && out.contains("--force"),
         "{out}"
     );
     assert!(!gated.exists(), "a refused map is not written");
+    // ... but its report is: what moves, for whoever decides on --force.
+    assert!(
+        out.contains("REFUSED") && out.contains("  moves     ") && out.contains("sin 100.0 -> "),
+        "{out}"
+    );
+    let json: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    let moves = json["gate"]["moves"].as_array().unwrap();
+    assert!(
+        !moves.is_empty()
+            && moves.iter().all(|m| m["from"] == "sin" && m["to"] != "sin")
+            && moves
+                .windows(2)
+                .all(|w| w[0]["samples"].as_u64() >= w[1]["samples"].as_u64()),
+        "{json}"
+    );
+    assert!(!json["refused"].as_array().unwrap().is_empty(), "{json}");
+    let html = std::fs::read_to_string(&page).unwrap();
+    assert!(
+        html.contains("REFUSED") && html.contains("What would move"),
+        "{html}"
+    );
     let (ok, out) = mapgen(
         &logs,
         &gated,
