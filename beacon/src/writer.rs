@@ -381,28 +381,21 @@ impl<R: Table> Drop for LogWriter<R> {
     }
 }
 
-/// Removes this writer's leftover temporary files and returns the next sequence number.
+/// Removes this writer's leftover temporary files (in the staging directory, and beside the
+/// files where older versions wrote them) and returns the next sequence number.
 fn recover(table_dir: &Path, writer_id: &str) -> io::Result<u64> {
     let mut next = 0;
     let prefix = format!("{writer_id}-");
     let tmp_prefix = format!(".{writer_id}-");
-    let staging = staging_dir(table_dir);
-    if staging.is_dir() {
-        for f in std::fs::read_dir(&staging)? {
-            let f = f?;
-            let name = f.file_name().to_string_lossy().into_owned();
-            if name.starts_with(&tmp_prefix) && name.ends_with(".tmp") {
-                tracing::warn!(file = %f.path().display(), "removing an incomplete log file left by a crash");
-                std::fs::remove_file(f.path())?;
-            }
-        }
-    }
+    let mut dirs = vec![staging_dir(table_dir)];
     for part in std::fs::read_dir(table_dir)? {
         let part = part?.path();
-        if !part.is_dir() {
-            continue;
+        if part.is_dir() {
+            dirs.push(part);
         }
-        for f in std::fs::read_dir(&part)? {
+    }
+    for dir in dirs.iter().filter(|d| d.is_dir()) {
+        for f in std::fs::read_dir(dir)? {
             let f = f?;
             let name = f.file_name().to_string_lossy().into_owned();
             if name.starts_with(&tmp_prefix) && name.ends_with(".tmp") {

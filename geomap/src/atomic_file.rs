@@ -44,6 +44,15 @@ pub fn write_staged<T>(
         .suffix(".tmp")
         .tempfile_in(staging)?;
     let out = fill(tmp.as_file_mut())?;
+    // A temporary file is private (0600); the file it becomes is read by other users (the
+    // server's user reads what mapgen's user wrote). Keep the mode of the file it replaces,
+    // else readable by all, as a file created under the usual umask would be.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path).map_or(0o644, |m| m.permissions().mode() & 0o7777);
+        tmp.as_file()
+            .set_permissions(std::fs::Permissions::from_mode(mode))?;
+    }
     tmp.as_file().sync_all()?;
     tmp.persist(path).map_err(|e| e.error)?;
     File::open(dir)?.sync_all()?;
@@ -74,6 +83,23 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names, ["out.txt"]);
+    }
+
+    #[test]
+    fn the_file_is_readable_by_others_and_keeps_a_chosen_mode() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("map.arrow");
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        write(&path, |f| f.write_all(b"one")).unwrap();
+        assert_eq!(mode(&path), 0o644);
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
+        write(&path, |f| f.write_all(b"two")).unwrap();
+        assert_eq!(
+            mode(&path),
+            0o640,
+            "an operator's choice survives a rewrite"
+        );
     }
 
     #[test]

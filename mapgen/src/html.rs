@@ -6,10 +6,19 @@ use std::fmt::Write as _;
 
 use crate::report::{LatencyDistribution, Report};
 
-const COLOURS: [&str; 10] = [
-    "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
-    "#bcbd22", "#17becf",
+/// Kenneth Kelly's 22 colours of maximum contrast, without white and black (used for other
+/// things here): 20 PoPs get 20 colours no one confuses. Beyond 20 they repeat.
+const COLOURS: [&str; 20] = [
+    "#F3C300", "#875692", "#F38400", "#A1CAF1", "#BE0032", "#C2B280", "#848482", "#008856",
+    "#E68FAC", "#0067A5", "#F99379", "#604E97", "#F6A600", "#B3446C", "#DCD300", "#882D17",
+    "#8DB600", "#654522", "#E25822", "#2B3D26",
 ];
+
+/// A PoP's colour: by its place in the PoP table, the same in every picture.
+fn colour(pops: &[String], pop: &str) -> &'static str {
+    let i = pops.iter().position(|p| p == pop).unwrap_or(0);
+    COLOURS[i % COLOURS.len()]
+}
 
 fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
@@ -20,7 +29,7 @@ fn esc(s: &str) -> String {
 
 /// The cumulative distributions of per-subnet median RTT, one line per PoP and a thick one for
 /// each subnet's fastest PoP, on a log scale from 1 ms to 1 s.
-fn cdf_svg(latency: &[LatencyDistribution]) -> String {
+fn cdf_svg(latency: &[LatencyDistribution], pops: &[String]) -> String {
     let (w, h, left, bottom, top, right) = (720.0, 360.0, 50.0, 40.0, 10.0, 120.0);
     let (pw, ph) = (w - left - right, h - top - bottom);
     let x = |ms: f64| left + (ms.clamp(1.0, 1000.0).log10() / 3.0) * pw;
@@ -62,7 +71,7 @@ fn cdf_svg(latency: &[LatencyDistribution]) -> String {
         let (colour, width) = if d.pop == "best" {
             ("#000", 3)
         } else {
-            (COLOURS[(i - 1) % COLOURS.len()], 1)
+            (colour(pops, &d.pop), 1)
         };
         let points: Vec<String> = d
             .quantiles_ms
@@ -82,6 +91,83 @@ fn cdf_svg(latency: &[LatencyDistribution]) -> String {
             top + 12.0 + 14.0 * i as f64,
             esc(&d.pop),
             d.subnets
+        );
+    }
+    s.push_str("</svg>");
+    s
+}
+
+/// The catchment picture: client networks by GeoIP location, coloured by first PoP, on a
+/// longitude/latitude grid, with the PoPs and a legend of each PoP's share of the networks.
+fn catchment_svg(report: &Report, pops: &[String]) -> String {
+    let (w, h, left, top, right) = (720.0, 360.0, 30.0, 10.0, 130.0);
+    let (pw, ph) = (w - left - right, h - 2.0 * top - 20.0);
+    let x = |lon: f64| left + (lon.clamp(-180.0, 180.0) + 180.0) / 360.0 * pw;
+    let y = |lat: f64| top + (90.0 - lat.clamp(-90.0, 90.0)) / 180.0 * ph;
+    let mut s = format!(
+        r#"<svg id="catchment" xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="11">"#
+    );
+    let _ = write!(
+        s,
+        r##"<rect x="{left}" y="{top}" width="{pw}" height="{ph}" fill="#f4f8fb" stroke="#bbb"/>"##
+    );
+    for lon in (-150..=150).step_by(30) {
+        let _ = write!(
+            s,
+            r##"<line x1="{0:.1}" x2="{0:.1}" y1="{top}" y2="{1:.1}" stroke="#dde"/><text x="{0:.1}" y="{2:.1}" text-anchor="middle">{lon}</text>"##,
+            x(f64::from(lon)),
+            top + ph,
+            top + ph + 14.0
+        );
+    }
+    for lat in (-60..=60).step_by(30) {
+        let _ = write!(
+            s,
+            r##"<line x1="{left}" x2="{0:.1}" y1="{1:.1}" y2="{1:.1}" stroke="#dde"/><text x="{2:.1}" y="{3:.1}" text-anchor="end">{lat}</text>"##,
+            left + pw,
+            y(f64::from(lat)),
+            left - 3.0,
+            y(f64::from(lat)) + 4.0
+        );
+    }
+    for p in &report.catchment {
+        let _ = write!(
+            s,
+            r#"<circle class="net" cx="{:.1}" cy="{:.1}" r="{}" fill="{}" fill-opacity="0.7"/>"#,
+            x(p.lon),
+            y(p.lat),
+            if p.samples > 0 { 2 } else { 1 },
+            colour(pops, &p.pop)
+        );
+    }
+    for (id, lat, lon) in &report.pops {
+        if let (Some(lat), Some(lon)) = (lat, lon) {
+            let (cx, cy) = (x(*lon), y(*lat));
+            let _ = write!(
+                s,
+                r##"<path class="pop" d="M{:.1},{:.1} l5,9 l-10,0 z" fill="{}" stroke="#000"/><text x="{:.1}" y="{:.1}">{}</text>"##,
+                cx,
+                cy - 6.0,
+                colour(pops, id),
+                cx + 6.0,
+                cy - 6.0,
+                esc(id)
+            );
+        }
+    }
+    let total = report.catchment.len().max(1) as f64;
+    for (i, id) in pops.iter().enumerate() {
+        let n = report.catchment.iter().filter(|p| &p.pop == id).count();
+        let _ = write!(
+            s,
+            r#"<rect class="legend" x="{:.1}" y="{:.1}" width="10" height="10" fill="{}"/><text x="{:.1}" y="{:.1}">{} {:.1} %</text>"#,
+            left + pw + 10.0,
+            top + 14.0 * i as f64,
+            colour(pops, id),
+            left + pw + 24.0,
+            top + 9.0 + 14.0 * i as f64,
+            esc(id),
+            n as f64 / total * 100.0
         );
     }
     s.push_str("</svg>");
@@ -115,7 +201,16 @@ pub fn render(report: &Report, title: &str) -> String {
     );
     let _ = write!(s, "<h2>Summary</h2><pre>{}</pre>", esc(&report.summary()));
     s.push_str("<h2>Latency</h2><p>For each client subnet with enough samples: the median RTT to each PoP, and (black) to its fastest PoP. A line further left is a faster PoP for more subnets.</p>");
-    s.push_str(&cdf_svg(&report.latency));
+    let pops: Vec<String> = report.pops.iter().map(|p| p.0.clone()).collect();
+    s.push_str(&cdf_svg(&report.latency, &pops));
+    if !report.catchment.is_empty() {
+        let _ = write!(
+            s,
+            "<h2>Catchment</h2><p>{} client networks placed by GeoIP, each coloured by the PoP the map sends it to first (triangles: the PoPs). Longitude and latitude, equirectangular; no coastlines (no well-kept data crate provides them).</p>",
+            report.catchment.len()
+        );
+        s.push_str(&catchment_svg(report, &pops));
+    }
     let q = |d: &LatencyDistribution, i: usize| {
         d.quantiles_ms
             .get(i)

@@ -385,6 +385,35 @@ fn check_share(v: f64) -> Result<f64, String> {
     }
 }
 
+/// The client networks the map places, located by GeoIP, with their first PoP: the most
+/// sampled first, at most [`crate::report::MAX_CATCHMENT`].
+fn catchment(rows: &[MapRow], pops: &PopTable, g: &GeoIp) -> Vec<crate::report::CatchmentPoint> {
+    let mut placed: Vec<&MapRow> = rows
+        .iter()
+        .filter(|r| r.key_space == KeySpace::Client)
+        .filter(|r| {
+            matches!(
+                r.derivation,
+                Derivation::Measured | Derivation::Modeled | Derivation::Routed
+            )
+        })
+        .collect();
+    placed.sort_by(|a, b| b.samples.cmp(&a.samples).then(a.prefix.cmp(&b.prefix)));
+    placed
+        .into_iter()
+        .filter_map(|r| {
+            let loc = g.locate(r.prefix.addr()).ok()?;
+            Some(crate::report::CatchmentPoint {
+                lat: loc.lat,
+                lon: loc.lon,
+                pop: pops.get(*r.pops.first()?).id.to_string(),
+                samples: r.samples,
+            })
+        })
+        .take(crate::report::MAX_CATCHMENT)
+        .collect()
+}
+
 /// The order where nothing was measured, as the server falls back: nearest PoPs by GeoIP,
 /// then the default order; the default order alone where GeoIP cannot place `net`.
 fn fallback_order(opts: &Options, geoip: Option<&GeoIp>, net: IpNet) -> Vec<PopIndex> {
@@ -651,6 +680,13 @@ pub fn run(opts: &Options, progress: &(dyn Fn(&str) + Sync)) -> Result<(Map, Rep
         rtt_v.rows, dns_v.rows
     ));
     report.rtt_rows = rtt_v.rows;
+    report.window = rtt_v.span.map(|(a, b)| {
+        let t = |us: i64| {
+            let t = std::time::UNIX_EPOCH + Duration::from_micros(us.max(0) as u64);
+            humantime::format_rfc3339_seconds(t).to_string()
+        };
+        (t(a), t(b))
+    });
     report.dns_rows = dns_v.rows;
     report.bad.extend(bad_rows("rtt_report", &rtt_v));
     report.bad.extend(bad_rows("dns_probe", &dns_v));
@@ -745,6 +781,14 @@ pub fn run(opts: &Options, progress: &(dyn Fn(&str) + Sync)) -> Result<(Map, Rep
                 .filter(|r| r.pops.first() == Some(&(i as PopIndex)))
                 .count() as u64,
         ));
+    }
+    report.pops = opts
+        .pops
+        .iter()
+        .map(|p| (p.id.to_string(), p.lat, p.lon))
+        .collect();
+    if let Some(g) = geoip.as_ref() {
+        report.catchment = catchment(&rows, &opts.pops, g);
     }
     let fmt = |t: Option<SystemTime>| t.map(|t| humantime::format_rfc3339_seconds(t).to_string());
     let new_map = Map {

@@ -33,9 +33,18 @@ pub struct Validation {
     pub bad: BTreeMap<&'static str, (u64, Vec<String>)>,
     /// Reason -> (rows, samples): valid rows outside the window asked for.
     pub outside: BTreeMap<&'static str, (u64, Vec<String>)>,
+    /// The oldest and newest timestamp of the valid rows used (µs): the data window.
+    pub span: Option<(i64, i64)>,
 }
 
 impl Validation {
+    fn seen(&mut self, ts: i64) {
+        self.span = Some(match self.span {
+            Some((a, b)) => (a.min(ts), b.max(ts)),
+            None => (ts, ts),
+        });
+    }
+
     fn refuse(&mut self, reason: &'static str, sample: impl FnOnce() -> String) {
         let e = self.bad.entry(reason).or_default();
         e.0 += 1;
@@ -553,6 +562,7 @@ pub fn read_reports(
             let pair = pair_hash(id, pop);
             let part = parts.of(pair);
             let ts = ts.expect("the window filter drops null timestamps");
+            v.seen(ts);
             parts.push(
                 part,
                 ReportRecord {

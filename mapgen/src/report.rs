@@ -60,6 +60,22 @@ pub struct Pooling {
     pub subnet_spread_ms2: Vec<f64>,
 }
 
+/// How many client networks the catchment picture holds at most.
+pub const MAX_CATCHMENT: usize = 20_000;
+
+/// One client network in the catchment picture.
+#[derive(Debug, Clone, Serialize)]
+pub struct CatchmentPoint {
+    /// Where GeoIP places it.
+    pub lat: f64,
+    /// Where GeoIP places it.
+    pub lon: f64,
+    /// Its first PoP.
+    pub pop: String,
+    /// Samples behind its row (0 for modeled rows).
+    pub samples: u64,
+}
+
 /// The run's report.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Report {
@@ -84,8 +100,15 @@ pub struct Report {
     /// Fixed client aggregates (/20, /16) left out because the subnets measured inside them
     /// disagree with their ranking (their thin subnets fall to GeoIP instead).
     pub incoherent_aggregates: u64,
+    /// The oldest and newest report used (RFC 3339): the data window the map stands on.
+    pub window: Option<(String, String)>,
     /// The spreads the pooling estimated from the data.
     pub pooling: Option<Pooling>,
+    /// Where the map sends client networks: each located by GeoIP, with its first PoP (the
+    /// catchment picture; at most [`MAX_CATCHMENT`] networks, the most sampled first).
+    pub catchment: Vec<CatchmentPoint>,
+    /// Each PoP's id and coordinates (for the picture).
+    pub pops: Vec<(String, Option<f64>, Option<f64>)>,
     /// Rows before compaction, by key space and derivation.
     pub rows_before_compaction: u64,
     /// Rows in the map written, by derivation.
@@ -166,6 +189,9 @@ impl Report {
                 b.rows,
                 b.samples.first().map_or("", |x| x)
             );
+        }
+        if let Some((a, b)) = &self.window {
+            let _ = writeln!(s, "window      reports from {a} to {b}");
         }
         let _ = writeln!(
             s,

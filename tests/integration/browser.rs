@@ -11,11 +11,17 @@ use crate::collector::report_rows;
 use crate::harness::{collector_config, data_dir, example_config, Collector, Server};
 use crate::probe::probe_rows;
 
-struct Netns(String);
+/// A network namespace with only loopback (up), removed on drop.
+pub struct Netns(pub String);
 
 impl Netns {
-    fn new() -> Netns {
-        let name = format!("geodns-t{}", std::process::id());
+    pub fn new() -> Netns {
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let name = format!(
+            "geodns-t{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        );
         let ok = Command::new("ip")
             .args(["netns", "add", &name])
             .status()

@@ -724,6 +724,80 @@ fn on_a_sparse_world_pooling_nears_the_bound_and_holdout_reports() {
     }
     // Scored against the truth, the map from every session.
     mapgen("map.arrow", "0");
+    // Its HTML report, rendered by headless Chromium (in a namespace with only loopback): the
+    // catchment picture holds the located networks, each PoP has its own colour.
+    let html = d("map.arrow.html");
+    run_ok(&[
+        "mapgen".as_ref(),
+        "--config".as_ref(),
+        d("w/geodns.toml").as_os_str(),
+        "--geoip".as_ref(),
+        d("sim/geoip.mmdb").as_os_str(),
+        "--logs".as_ref(),
+        d("logs").as_os_str(),
+        "--out".as_ref(),
+        d("map2.arrow").as_os_str(),
+        "--html".as_ref(),
+        html.as_os_str(),
+    ]);
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(d("map.arrow.json")).unwrap()).unwrap();
+    let located = report["catchment"].as_array().unwrap().len();
+    assert!(located > 1000, "{located} networks in the catchment");
+    assert!(
+        report["window"].as_array().is_some_and(|w| w.len() == 2),
+        "{}",
+        report["window"]
+    );
+    let ns = crate::browser::Netns::new();
+    let profile = tempfile::tempdir().unwrap();
+    let shot = d("report.png");
+    let chromium = |extra: &[String]| {
+        let o = std::process::Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &ns.0,
+                "chromium",
+                "--headless",
+                "--no-sandbox",
+            ])
+            .args([
+                "--disable-gpu",
+                "--no-first-run",
+                "--disable-background-networking",
+            ])
+            .args(["--disable-component-update", "--disable-sync"])
+            .arg(format!("--user-data-dir={}", profile.path().display()))
+            .args(extra)
+            .arg(format!("file://{}", html.display()))
+            .output()
+            .expect("cannot run chromium (scripts/test.sh installs it)");
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let dom = chromium(&["--dump-dom".into()]);
+    assert!(
+        dom.contains(r#"<svg id="catchment""#),
+        "no catchment picture"
+    );
+    assert_eq!(dom.matches(r#"class="net""#).count(), located);
+    let legend: Vec<&str> = dom
+        .split(r#"class="legend""#)
+        .skip(1)
+        .filter_map(|r| r.split("fill=\"").nth(1)?.split('"').next())
+        .collect();
+    let distinct: std::collections::BTreeSet<&str> = legend.iter().copied().collect();
+    assert!(
+        legend.len() == world.pops.len() && distinct.len() == legend.len(),
+        "every PoP its own colour: {legend:?}"
+    );
+    chromium(&[
+        format!("--screenshot={}", shot.display()),
+        "--window-size=1000,2400".into(),
+    ]);
+    let png = std::fs::metadata(&shot).map(|m| m.len()).unwrap_or(0);
+    assert!(png > 20_000, "the page renders ({png} bytes of screenshot)");
     assert!(!std::fs::read_to_string(d("map.arrow.json"))
         .unwrap()
         .contains("\"holdout\":{"));
