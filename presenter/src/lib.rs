@@ -28,6 +28,9 @@ use zookeeper_client as zk;
 use crate::config::{norm, Config};
 use crate::reconcile::{reconcile, render, Conflict, Robot, ZoneBody};
 
+/// How long after a reconnection the presenter reads every registration once more.
+const REREAD_AFTER_RECONNECT: Duration = Duration::from_secs(1);
+
 /// The presenter's counters, rendered for Prometheus.
 #[derive(Default)]
 pub struct Metrics {
@@ -441,6 +444,7 @@ async fn lead(
         Err(e) => return Err(format!("reading held: {e}")),
     };
     let grace = Duration::from_millis(cfg.guard.grace_ms);
+    let mut reread_at: Option<Instant> = None;
     loop {
         registry
             .refresh(client, layout)
@@ -563,11 +567,15 @@ async fn lead(
             }
         }
 
-        // Wait for a change, the next grace expiry, or a periodic full re-read.
-        let until = next_expiry
+        // Wait for a change, the next grace expiry, a re-read after a reconnection, or a
+        // periodic full re-read.
+        let mut until = next_expiry
             .map(|t| t.saturating_duration_since(Instant::now()))
             .unwrap_or(Duration::from_secs(30))
             .min(Duration::from_secs(30));
+        if let Some(t) = reread_at {
+            until = until.min(t.saturating_duration_since(Instant::now()));
+        }
         tokio::select! {
             _ = hosts_w.changed() => {}
             _ = human_w.changed() => {}
@@ -575,8 +583,17 @@ async fn lead(
                 if s.is_terminated() {
                     return Err(format!("session {s:?}"));
                 }
+                // Changes made while this session was reconnecting may fire no watch (a
+                // persistent watch is not replayed): read everything again now, and once more
+                // a moment later for anything that landed during the reconnection itself.
+                if s == zk::SessionState::SyncConnected {
+                    reread_at = Some(Instant::now() + REREAD_AFTER_RECONNECT);
+                }
             }
             _ = tokio::time::sleep(until) => {}
+        }
+        if reread_at.is_some_and(|t| t <= Instant::now()) {
+            reread_at = None;
         }
         // Let a burst of changes settle into one snapshot.
         tokio::time::sleep(Duration::from_millis(50)).await;
