@@ -46,6 +46,32 @@ impl Netns {
     }
 }
 
+/// Headless Chromium in `ns`, with a fresh profile and no background traffic of its own; the
+/// caller adds flags and the URL.
+pub fn headless_chromium(ns: &Netns, profile: &std::path::Path) -> Command {
+    let mut c = Command::new("ip");
+    c.args([
+        "netns",
+        "exec",
+        &ns.0,
+        "chromium",
+        "--headless",
+        "--no-sandbox",
+    ])
+    .args([
+        "--disable-gpu",
+        "--no-first-run",
+        "--disable-background-networking",
+    ])
+    .args([
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-quic",
+    ])
+    .arg(format!("--user-data-dir={}", profile.display()));
+    c
+}
+
 impl Drop for Netns {
     fn drop(&mut self) {
         let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
@@ -100,24 +126,7 @@ fn snippet_in_chromium_measures_every_pop_and_both_logs_join() {
     );
 
     let profile = tempfile::tempdir().unwrap();
-    let chromium = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &ns.0,
-            "chromium",
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--no-first-run",
-        ])
-        .args([
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--disable-quic",
-        ])
-        .arg(format!("--user-data-dir={}", profile.path().display()))
+    let chromium = headless_chromium(&ns, profile.path())
         .arg("http://collector.example.com/demo")
         .stdout(Stdio::null())
         .stderr(Stdio::null())

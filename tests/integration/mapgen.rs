@@ -690,6 +690,7 @@ fn on_a_sparse_world_pooling_nears_the_bound_and_holdout_reports() {
         d("sim").as_os_str(),
     ]);
     let mapgen = |out: &str, holdout: &str| {
+        let (report, html) = (d(&format!("{out}.json")), d(&format!("{out}.html")));
         run_ok(&[
             "mapgen".as_ref(),
             "--config".as_ref(),
@@ -703,7 +704,9 @@ fn on_a_sparse_world_pooling_nears_the_bound_and_holdout_reports() {
             "--holdout".as_ref(),
             holdout.as_ref(),
             "--report".as_ref(),
-            d(&format!("{out}.json")).as_os_str(),
+            report.as_os_str(),
+            "--html".as_ref(),
+            html.as_os_str(),
         ])
     };
     // With a tenth of the sessions held out, the report judges the map on them.
@@ -727,19 +730,6 @@ fn on_a_sparse_world_pooling_nears_the_bound_and_holdout_reports() {
     // Its HTML report, rendered by headless Chromium (in a namespace with only loopback): the
     // catchment picture holds the located networks, each PoP has its own colour.
     let html = d("map.arrow.html");
-    run_ok(&[
-        "mapgen".as_ref(),
-        "--config".as_ref(),
-        d("w/geodns.toml").as_os_str(),
-        "--geoip".as_ref(),
-        d("sim/geoip.mmdb").as_os_str(),
-        "--logs".as_ref(),
-        d("logs").as_os_str(),
-        "--out".as_ref(),
-        d("map2.arrow").as_os_str(),
-        "--html".as_ref(),
-        html.as_os_str(),
-    ]);
     let report: serde_json::Value =
         serde_json::from_slice(&std::fs::read(d("map.arrow.json")).unwrap()).unwrap();
     let located = report["catchment"].as_array().unwrap().len();
@@ -753,22 +743,7 @@ fn on_a_sparse_world_pooling_nears_the_bound_and_holdout_reports() {
     let profile = tempfile::tempdir().unwrap();
     let shot = d("report.png");
     let chromium = |extra: &[String]| {
-        let o = std::process::Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &ns.0,
-                "chromium",
-                "--headless",
-                "--no-sandbox",
-            ])
-            .args([
-                "--disable-gpu",
-                "--no-first-run",
-                "--disable-background-networking",
-            ])
-            .args(["--disable-component-update", "--disable-sync"])
-            .arg(format!("--user-data-dir={}", profile.path().display()))
+        let o = crate::browser::headless_chromium(&ns, profile.path())
             .args(extra)
             .arg(format!("file://{}", html.display()))
             .output()
