@@ -589,7 +589,8 @@ fn pooled_rows(
     rows
 }
 
-/// The sample-weighted mean of several keys' estimates.
+/// The sample-weighted mean of several keys' estimates, and of how much of each came from
+/// the keys' own samples (an aggregate's data is its measured keys').
 fn mean_estimate(inside: &[&Estimate], npops: usize) -> Estimate {
     let mut e = Estimate {
         rtt: vec![None; npops],
@@ -598,16 +599,18 @@ fn mean_estimate(inside: &[&Estimate], npops: usize) -> Estimate {
         samples: inside.iter().map(|e| e.samples).sum(),
     };
     for p in 0..npops {
-        let (mut s, mut w) = (0.0, 0.0);
+        let (mut s, mut own, mut w) = (0.0, 0.0, 0.0);
         for k in inside {
             if let Some(r) = k.rtt[p] {
                 let weight = k.samples.max(1) as f64;
                 s += weight * r;
+                own += weight * k.own[p];
                 w += weight;
             }
         }
         if w > 0.0 {
             e.rtt[p] = Some(s / w);
+            e.own[p] = own / w;
         }
     }
     e
