@@ -285,7 +285,7 @@ fn finish(journal: &Path) -> Result<(), CompactError> {
         }
     }
     for d in &dirs {
-        File::open(d).and_then(|f| f.sync_all()).map_err(io_at(d))?;
+        geomap::atomic_file::sync_dir(d).map_err(io_at(d))?;
     }
     for l in &lines {
         if let ["in", input] = l.as_slice() {
@@ -297,7 +297,7 @@ fn finish(journal: &Path) -> Result<(), CompactError> {
         }
     }
     for d in &dirs {
-        File::open(d).and_then(|f| f.sync_all()).map_err(io_at(d))?;
+        geomap::atomic_file::sync_dir(d).map_err(io_at(d))?;
     }
     std::fs::remove_file(journal).map_err(io_at(journal))?;
     Ok(())

@@ -55,8 +55,13 @@ pub fn write_staged<T>(
     }
     tmp.as_file().sync_all()?;
     tmp.persist(path).map_err(|e| e.error)?;
-    File::open(dir)?.sync_all()?;
+    sync_dir(dir)?;
     Ok(out)
+}
+
+/// Makes the renames and removals in `dir` durable (fsync of the directory itself).
+pub fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
 }
 
 #[cfg(test)]

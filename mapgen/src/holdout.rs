@@ -12,7 +12,7 @@
 
 use std::collections::HashMap;
 
-use geomap::{Derivation, KeySpace, Map, PopIndex};
+use geomap::{KeySpace, Map, PopIndex, RowIndex};
 use ipnet::IpNet;
 use polars::prelude::*;
 use serde::Serialize;
@@ -99,28 +99,6 @@ impl Tally {
     }
 }
 
-/// Longest-prefix match over the map's rows of one key space: the first PoP and derivation.
-struct Rows(HashMap<IpNet, (PopIndex, Derivation)>);
-
-impl Rows {
-    fn new(map: &Map, space: KeySpace) -> Rows {
-        Rows(
-            map.rows
-                .iter()
-                .filter(|r| r.key_space == space)
-                .filter_map(|r| Some((r.prefix, (*r.pops.first()?, r.derivation))))
-                .collect(),
-        )
-    }
-
-    fn lookup(&self, net: IpNet) -> Option<(PopIndex, Derivation)> {
-        (0..=net.prefix_len()).rev().find_map(|len| {
-            let n = IpNet::new(net.addr(), len).ok()?.trunc();
-            self.0.get(&n).copied()
-        })
-    }
-}
-
 /// Judges `map` on the held-out measurements (`pairing::Measurement` frames). `fallback`
 /// gives the order the server falls back to where the map has no row (GeoIP, else default).
 pub fn evaluate(
@@ -156,6 +134,7 @@ pub fn evaluate(
             }
         }
     }
+    let rows = RowIndex::build(map);
     let mut report = HoldoutReport {
         share,
         sessions: sessions.len() as u64,
@@ -175,7 +154,6 @@ pub fn evaluate(
             |s: &Session| s.resolver,
         ),
     ] {
-        let rows = Rows::new(map, space);
         let mut all = Tally::default();
         let mut by: Vec<(String, Tally)> = Vec::new();
         for s in sessions.values() {
@@ -183,8 +161,8 @@ pub fn evaluate(
                 continue;
             }
             let net = key::to_net(of(s), v4, v6);
-            let (first, how) = match rows.lookup(net) {
-                Some((p, d)) => (Some(p), d.to_string()),
+            let (first, how) = match rows.find(space, net.addr()).map(|i| &map.rows[i]) {
+                Some(r) => (r.pops.first().copied(), r.derivation.to_string()),
                 None => (fallback(net).first().copied(), "server fallback".to_owned()),
             };
             let best = s.rtt.iter().map(|x| x.1).fold(f32::INFINITY, f32::min);

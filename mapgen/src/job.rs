@@ -444,6 +444,7 @@ fn at_len(net: IpNet, v4: u8, v6: u8) -> IpNet {
 fn pooled_rows(
     opts: &Options,
     stats: &Stats,
+    routes: &Routes,
     geoip: Option<&GeoIp>,
     report: &mut Report,
 ) -> Vec<MapRow> {
@@ -458,8 +459,8 @@ fn pooled_rows(
     let (coarse, middle) = (LEVELS[LEVELS.len() - 1], LEVELS[1]);
     let routed = |net: IpNet| -> Option<IpNet> {
         key::of_ip(net.addr())
-            .and_then(|k| stats.routes.covering(k))
-            .map(|id| stats.routes.net(id))
+            .and_then(|k| routes.covering(k))
+            .map(|id| routes.net(id))
             .filter(|r| r.prefix_len() <= net.prefix_len())
     };
     let units = |net: IpNet| -> Vec<IpNet> {
@@ -483,7 +484,7 @@ fn pooled_rows(
         at: locate(net),
         within: units(net).first().copied(),
     };
-    let clients = pooling::clients(&stats.client[0], &pops, &place);
+    let clients = pooling::clients(&stats.client, &pops, &place);
     report.pooling = Some(crate::report::Pooling {
         noise_ms2: clients.sigma2,
         subnet_spread_ms2: clients.tau2.clone(),
@@ -517,12 +518,13 @@ fn pooled_rows(
     // group that GeoIP cannot place. A fixed aggregate only where the subnets measured inside
     // agree with it (a fixed /16 can mix cities); a routed prefix is one network.
     let mut members: BTreeMap<IpNet, Vec<&Estimate>> = BTreeMap::new();
+    let mut routed_units = std::collections::HashSet::new();
     for (net, e) in &clients.keys {
+        routed_units.extend(routed(*net));
         for u in units(*net) {
             members.entry(u).or_default().push(e);
         }
     }
-    let routed_units: std::collections::HashSet<IpNet> = stats.routed.keys().copied().collect();
     for (unit, inside) in &members {
         let e = mean_estimate(inside, pops.len());
         let routed = routed_units.contains(unit);
@@ -536,13 +538,7 @@ fn pooled_rows(
                 Derivation::Aggregated
             },
         );
-        if routed
-            || coherent(
-                r.pops[0],
-                children(&stats.client[0], *unit),
-                opts.min_samples,
-            )
-        {
+        if routed || coherent(r.pops[0], children(&stats.client, *unit), opts.min_samples) {
             rows.push(r);
         } else {
             report.incoherent_aggregates += 1;
@@ -741,7 +737,7 @@ pub fn run(opts: &Options, progress: &(dyn Fn(&str) + Sync)) -> Result<(Map, Rep
         Some(path) => Routes::read(path)?,
         None => Routes::default(),
     };
-    let mut aggregates = Aggregates::new(routes);
+    let mut aggregates = Aggregates::default();
     for p in 0..measurements.len() {
         step(progress, "aggregating", p, n);
         aggregates.add(measurements.take(p)?)?;
@@ -753,14 +749,13 @@ pub fn run(opts: &Options, progress: &(dyn Fn(&str) + Sync)) -> Result<(Map, Rep
         ));
     }
     let stats = aggregates.finish()?;
-    let client_levels = &stats.client;
-    report.client_subnets = client_levels[0].len() as u64;
-    report.latency = latency(&client_levels[0], &opts.pops, opts.min_samples);
-    report.resolvers = stats.resolver[0].len() as u64;
+    report.client_subnets = stats.client.len() as u64;
+    report.latency = latency(&stats.client, &opts.pops, opts.min_samples);
+    report.resolvers = stats.populations.len() as u64;
 
     progress("pooling estimates");
     let geoip = opts.geoip.as_deref().map(GeoIp::open).transpose()?;
-    let rows = pooled_rows(opts, &stats, geoip.as_ref(), &mut report);
+    let rows = pooled_rows(opts, &stats, &routes, geoip.as_ref(), &mut report);
     report.rows_before_compaction = rows.len() as u64;
 
     progress("compacting");
@@ -817,7 +812,8 @@ pub fn run(opts: &Options, progress: &(dyn Fn(&str) + Sync)) -> Result<(Map, Rep
         progress("comparing with the previous map");
         let old = geomap::read_map(prev)
             .map_err(|e| MapgenError::Refused(format!("previous map {}: {e}", prev.display())))?;
-        let weights: Vec<(IpNet, u64)> = client_levels[0]
+        let weights: Vec<(IpNet, u64)> = stats
+            .client
             .iter()
             .map(|(k, s)| (*k, s.iter().map(|x| x.samples).sum()))
             .collect();

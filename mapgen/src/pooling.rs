@@ -75,15 +75,6 @@ impl Estimate {
         }
         (pops, rtts)
     }
-
-    /// The share of the first PoP's estimate that came from the key's own samples.
-    pub fn own_share_of_first(&self, fallback: &[geomap::PopIndex]) -> f64 {
-        let (pops, _) = self.ranking(fallback);
-        pops.first()
-            .and_then(|&p| self.own.get(usize::from(p)))
-            .copied()
-            .unwrap_or(0.0)
-    }
 }
 
 /// The smallest spread a level is given (ms²): a level whose units look identical still
@@ -352,7 +343,7 @@ pub fn resolvers(
     per_session: f64,
     group: &dyn Fn(IpNet) -> IpNet,
 ) -> (BTreeMap<IpNet, Estimate>, BTreeMap<IpNet, Estimate>) {
-    let mix = |pop: &mut dyn Iterator<Item = &(IpNet, f64)>| -> (Estimate, f64) {
+    let mix = |pop: &[(IpNet, f64)]| -> (Estimate, f64) {
         let mut e = Estimate::empty(npops);
         let mut sums = vec![(0.0, 0.0, 0.0); npops];
         let mut w1 = 0.0;
@@ -386,10 +377,8 @@ pub fn resolvers(
             .or_default()
             .extend(pop.iter().copied());
     }
-    let groups: BTreeMap<IpNet, Estimate> = by_group
-        .iter()
-        .map(|(g, pop)| (*g, mix(&mut pop.iter()).0))
-        .collect();
+    let groups: BTreeMap<IpNet, Estimate> =
+        by_group.iter().map(|(g, pop)| (*g, mix(pop).0)).collect();
     // How a client's estimate spreads within each group's population, per PoP.
     let spread: BTreeMap<IpNet, Vec<f64>> = by_group
         .iter()
@@ -415,11 +404,8 @@ pub fn resolvers(
             (*g, v)
         })
         .collect();
-    let own: BTreeMap<IpNet, (Estimate, f64)> = populations
-        .iter()
-        .map(|(a, pop)| (*a, mix(&mut pop.iter())))
-        .collect();
-    // Across addresses that share a /24 with others: how much their populations really differ.
+    let own: BTreeMap<IpNet, (Estimate, f64)> =
+        populations.iter().map(|(a, pop)| (*a, mix(pop))).collect();
     // Per /24 and PoP: how much its addresses' populations really differ (method of moments
     // over its addresses; 0 for a lone address, which then is its /24).
     let mut tau: BTreeMap<IpNet, Vec<(f64, f64, f64)>> = BTreeMap::new();
@@ -453,11 +439,11 @@ pub fn resolvers(
     let addresses = own
         .into_iter()
         .map(|(a, (mut e, n))| {
-            let g = &groups[&group(a)];
-            let tau = &tau[&group(a)];
+            let g = group(a);
+            let (theirs_all, tau, spread) = (&groups[&g], &tau[&g], &spread[&g]);
             for p in 0..npops {
-                if let (Some(mine), Some(theirs)) = (e.rtt[p], g.rtt[p]) {
-                    let v = spread[&group(a)][p] / n.max(1.0);
+                if let (Some(mine), Some(theirs)) = (e.rtt[p], theirs_all.rtt[p]) {
+                    let v = spread[p] / n.max(1.0);
                     let b = if tau[p] + v > 0.0 {
                         tau[p] / (tau[p] + v)
                     } else {
