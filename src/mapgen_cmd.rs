@@ -145,8 +145,12 @@ pub fn run(a: MapgenArgs) -> anyhow::Result<()> {
         |stage: &str| eprintln!("mapgen: {stage} ({:.1} s)", started.elapsed().as_secs_f64());
     let (map, report) = match geodns_mapgen::run(&opts, &progress) {
         Ok(done) => done,
-        Err(geodns_mapgen::MapgenError::Gate { problems, report }) => {
-            // No map, but the report: what someone deciding on --force needs to see.
+        Err(
+            geodns_mapgen::MapgenError::Gate { problems, report }
+            | geodns_mapgen::MapgenError::Unfit { problems, report },
+        ) => {
+            // No map, but the report: what someone deciding on --force (or looking into the
+            // rows left out) needs to see.
             let title = format!(
                 "mapgen: REFUSED {} (generation {})",
                 a.out.display(),
@@ -158,7 +162,7 @@ pub fn run(a: MapgenArgs) -> anyhow::Result<()> {
                 "mapgen on {}: refusing the map: {problems}{}",
                 a.logs.display(),
                 if outputs.0.is_some() || outputs.1.is_some() {
-                    " (the report says what would move)"
+                    " (the report says why)"
                 } else {
                     ""
                 }

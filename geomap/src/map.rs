@@ -8,7 +8,11 @@
 //! - every prefix has its host bits clear;
 //! - no `(key_space, prefix)` appears twice;
 //! - every row ranks at least one PoP, each PoP at most once, each known to the PoP table;
-//! - `rtt_ms` has one entry per ranked PoP.
+//! - `rtt_ms` has one entry per ranked PoP, each a positive, finite latency or null;
+//! - `own_share`, if present, has one entry per ranked PoP, each a share from 0 to 1 or null.
+//!
+//! [`MapRow::problems`] is the per-row half of these rules, which mapgen applies to each row
+//! where it makes it.
 
 use std::collections::HashSet;
 use std::fmt;
@@ -179,84 +183,101 @@ pub struct RowError {
     pub problem: String,
 }
 
+impl MapRow {
+    /// What is wrong with this row on its own, as (column, problem): the one definition of a
+    /// valid row, used by every reader and by mapgen where it makes each row, so a row the
+    /// reader would refuse is never written. `pops` is the map's PoP table. Whether a prefix
+    /// appears twice is a property of the whole map ([`Map::validate`]).
+    pub fn problems(&self, pops: &PopTable) -> Vec<(&'static str, String)> {
+        let mut out = Vec::new();
+        let npops = pops.len();
+        if self.prefix.trunc() != self.prefix {
+            out.push((
+                "prefix",
+                format!(
+                    "{} has host bits set (did you mean {}?)",
+                    self.prefix,
+                    self.prefix.trunc()
+                ),
+            ));
+        }
+        if self.pops.is_empty() {
+            out.push(("pops", "no PoP ranked".into()));
+        }
+        let mut pops_seen = HashSet::new();
+        for &p in &self.pops {
+            if p as usize >= npops {
+                out.push((
+                    "pops",
+                    format!("PoP index {p} beyond the PoP table ({npops} PoPs)"),
+                ));
+            } else if !pops_seen.insert(p) {
+                out.push(("pops", format!("PoP '{}' ranked twice", pops.get(p).id)));
+            }
+        }
+        if self.rtt_ms.len() != self.pops.len() {
+            out.push((
+                "rtt_ms",
+                format!("{} values for {} PoPs", self.rtt_ms.len(), self.pops.len()),
+            ));
+        }
+        // A latency is positive and finite; zero is no measurement of anything real.
+        if let Some(bad) = self
+            .rtt_ms
+            .iter()
+            .flatten()
+            .find(|v| !v.is_finite() || **v <= 0.0)
+        {
+            out.push(("rtt_ms", format!("{bad} is not a latency")));
+        }
+        if !self.own_share.is_empty() && self.own_share.len() != self.pops.len() {
+            out.push((
+                "own_share",
+                format!(
+                    "{} values for {} PoPs",
+                    self.own_share.len(),
+                    self.pops.len()
+                ),
+            ));
+        }
+        if let Some(bad) = self
+            .own_share
+            .iter()
+            .flatten()
+            .find(|v| !(0.0..=1.0).contains(*v))
+        {
+            out.push(("own_share", format!("{bad} is not a share from 0 to 1")));
+        }
+        out
+    }
+}
+
 impl Map {
-    /// Checks the invariants listed in the module docs and returns every violation found
-    /// (capped at `limit`), so an operator fixes a broken file in one pass.
+    /// Checks the invariants listed in the module docs ([`MapRow::problems`] for each row,
+    /// and no prefix twice in a key space) and returns every violation found (capped at
+    /// `limit`), so an operator fixes a broken file in one pass.
     pub fn validate(&self, limit: usize) -> Vec<RowError> {
         let mut errors = Vec::new();
         let mut seen = HashSet::with_capacity(self.rows.len());
-        let npops = self.meta.pops.len();
         for (i, r) in self.rows.iter().enumerate() {
             if errors.len() >= limit {
                 break;
             }
-            let mut err = |field, problem: String| {
-                errors.push(RowError {
-                    row: i,
-                    field,
-                    problem,
-                })
-            };
-            if r.prefix.trunc() != r.prefix {
-                err(
-                    "prefix",
-                    format!(
-                        "{} has host bits set (did you mean {}?)",
-                        r.prefix,
-                        r.prefix.trunc()
+            let mut problems = r.problems(&self.meta.pops);
+            if r.prefix.trunc() == r.prefix && !seen.insert((r.key_space, r.prefix)) {
+                problems.insert(
+                    0,
+                    (
+                        "prefix",
+                        format!("{} appears twice in key space {}", r.prefix, r.key_space),
                     ),
                 );
-            } else if !seen.insert((r.key_space, r.prefix)) {
-                err(
-                    "prefix",
-                    format!("{} appears twice in key space {}", r.prefix, r.key_space),
-                );
             }
-            if r.pops.is_empty() {
-                err("pops", "no PoP ranked".into());
-            }
-            let mut pops_seen = HashSet::new();
-            for &p in &r.pops {
-                if p as usize >= npops {
-                    err(
-                        "pops",
-                        format!("PoP index {p} beyond the PoP table ({npops} PoPs)"),
-                    );
-                } else if !pops_seen.insert(p) {
-                    err(
-                        "pops",
-                        format!("PoP '{}' ranked twice", self.meta.pops.get(p).id),
-                    );
-                }
-            }
-            if r.rtt_ms.len() != r.pops.len() {
-                err(
-                    "rtt_ms",
-                    format!("{} values for {} PoPs", r.rtt_ms.len(), r.pops.len()),
-                );
-            }
-            if let Some(bad) = r
-                .rtt_ms
-                .iter()
-                .flatten()
-                .find(|v| !v.is_finite() || **v < 0.0)
-            {
-                err("rtt_ms", format!("{bad} is not a latency"));
-            }
-            if !r.own_share.is_empty() && r.own_share.len() != r.pops.len() {
-                err(
-                    "own_share",
-                    format!("{} values for {} PoPs", r.own_share.len(), r.pops.len()),
-                );
-            }
-            if let Some(bad) = r
-                .own_share
-                .iter()
-                .flatten()
-                .find(|v| !(0.0..=1.0).contains(*v))
-            {
-                err("own_share", format!("{bad} is not a share from 0 to 1"));
-            }
+            errors.extend(problems.into_iter().map(|(field, problem)| RowError {
+                row: i,
+                field,
+                problem,
+            }));
         }
         errors.truncate(limit);
         errors

@@ -1,5 +1,5 @@
 //! Statistics per key and PoP at each aggregation level (polars group-bys on integer keys):
-//! samples, median and p90 RTT, failure rate, and (finest level) the variance.
+//! samples, median and p90 RTT, failure rate, and the variance of log RTT (pooling's noise).
 //!
 //! Client key space: the client's /24 (/48); [`crate::pooling`] builds everything coarser
 //! (neighbours, aggregates, the latency model) from those. Resolvers: each resolver's
@@ -48,8 +48,8 @@ fn fail_rate() -> Expr {
     lit(1.0) - col("rtt").count().cast(DataType::Float64) / len().cast(DataType::Float64)
 }
 
-/// The statistics of one (client subnet, PoP) group; the variance is for the pooling's
-/// noise estimate.
+/// The statistics of one (client subnet, PoP) group; the variance of log RTT (`log_rtt`) is
+/// for the pooling's noise estimate, which works in ratios.
 fn stat_exprs() -> Vec<Expr> {
     vec![
         len().cast(DataType::UInt64).alias("samples"),
@@ -58,11 +58,11 @@ fn stat_exprs() -> Vec<Expr> {
             .quantile(lit(0.9), QuantileMethod::Linear)
             .alias("p90"),
         fail_rate().alias("fail_rate"),
-        col("rtt").var(1).alias("var"),
+        col("log_rtt").var(1).alias("log_var"),
     ]
 }
 
-/// Reads (packed client and PoP `name`, samples, median, p90, fail_rate, var) frames into
+/// Reads (packed client and PoP `name`, samples, median, p90, fail_rate, log_var) frames into
 /// per-key stats, `net` giving each key's prefix.
 fn to_stats(
     df: &DataFrame,
@@ -75,7 +75,7 @@ fn to_stats(
     let median = df.column("median")?.cast(&DataType::Float64)?;
     let p90 = df.column("p90")?.cast(&DataType::Float64)?;
     let fail = df.column("fail_rate")?.cast(&DataType::Float64)?;
-    let var = df.column("var")?.cast(&DataType::Float64)?;
+    let var = df.column("log_var")?.cast(&DataType::Float64)?;
     let rows = keys
         .iter()
         .zip(pop.iter())
@@ -92,7 +92,7 @@ fn to_stats(
             median,
             p90,
             fail_rate: fail.unwrap_or(0.0),
-            var,
+            log_var: var,
         });
     }
     Ok(())
@@ -120,6 +120,13 @@ impl Aggregates {
         let client = m.column("client")?.u64()?.clone();
         let pop = m.column("pop")?.u16()?.clone();
         let mut values = m.select(["rtt", "resolver"])?;
+        // The reader keeps RTTs at or above the contract's minimum (positive): finite logs.
+        let log_rtt = values
+            .column("rtt")?
+            .f32()?
+            .apply_values(f32::ln)
+            .with_name("log_rtt".into());
+        values.with_column(log_rtt.into_column())?;
         values.with_column(client_pop(&client, &pop, "client_pop"))?;
         drop(m);
         let (v4, v6) = LEVELS[0];

@@ -95,6 +95,16 @@ pub enum MapgenError {
         /// The run's report, with the comparison.
         report: Box<Report>,
     },
+    /// The run finished but its result is unfit: more than `--max-invalid-share` of the rows
+    /// mapgen made break the map's rules, or a `--holdout` that could judge nothing. The report
+    /// (naming the rows, or the sessions) is still written.
+    #[error("refusing the map: {problems}")]
+    Unfit {
+        /// What is wrong, with counts.
+        problems: String,
+        /// The run's report.
+        report: Box<Report>,
+    },
 }
 
 fn micros(t: Option<SystemTime>) -> Option<i64> {
@@ -486,10 +496,28 @@ fn pooled_rows(
     };
     let clients = pooling::clients(&stats.client, &pops, &place);
     report.pooling = Some(crate::report::Pooling {
-        noise_ms2: clients.sigma2,
-        subnet_spread_ms2: clients.tau2.clone(),
+        noise_log_var: clients.sigma2,
+        subnet_spread_log_var: clients.tau2.clone(),
     });
     let mut rows: Vec<MapRow> = Vec::new();
+    let (mut left_out, mut left_out_rows): (Vec<String>, u64) = (Vec::new(), 0);
+    // Every row is checked where it is made, with the reader's own rule: one that breaks it
+    // is left out and named, never written for the writer (or a server) to refuse.
+    let mut keep = |rows: &mut Vec<MapRow>, r: MapRow| {
+        let problems = r.problems(&opts.pops);
+        if problems.is_empty() {
+            rows.push(r);
+        } else {
+            left_out_rows += 1;
+            if left_out.len() < crate::report::MAX_LEFT_OUT_SAMPLES {
+                let (field, problem) = &problems[0];
+                left_out.push(format!(
+                    "{} {} ({}): {field}: {problem}",
+                    r.key_space, r.prefix, r.derivation
+                ));
+            }
+        }
+    };
     let row = |space: KeySpace, prefix: IpNet, e: &Estimate, derivation: Derivation| {
         let (pops, rtt_ms) = e.ranking(&fallback(prefix));
         let own_share = pops
@@ -511,7 +539,10 @@ fn pooled_rows(
     };
     for (net, e) in &clients.keys {
         if e.samples >= opts.min_samples {
-            rows.push(row(KeySpace::Client, *net, e, Derivation::Measured));
+            keep(
+                &mut rows,
+                row(KeySpace::Client, *net, e, Derivation::Measured),
+            );
         }
     }
     // Group rows: the sample-weighted mean of the measured keys inside, for space inside the
@@ -539,7 +570,7 @@ fn pooled_rows(
             },
         );
         if routed || coherent(r.pops[0], children(&stats.client, *unit), opts.min_samples) {
-            rows.push(r);
+            keep(&mut rows, r);
         } else {
             report.incoherent_aggregates += 1;
         }
@@ -559,7 +590,10 @@ fn pooled_rows(
                 }
                 let e = clients.predict(&pops, net, place(net));
                 if e.rtt.iter().any(Option::is_some) {
-                    rows.push(row(KeySpace::Client, net, &e, Derivation::Modeled));
+                    keep(
+                        &mut rows,
+                        row(KeySpace::Client, net, &e, Derivation::Modeled),
+                    );
                 }
             }
         }
@@ -574,14 +608,22 @@ fn pooled_rows(
     );
     for (net, e) in &groups {
         if e.samples >= opts.min_samples {
-            rows.push(row(KeySpace::Resolver, *net, e, Derivation::Aggregated));
+            keep(
+                &mut rows,
+                row(KeySpace::Resolver, *net, e, Derivation::Aggregated),
+            );
         }
     }
     for (net, e) in &addresses {
         if e.samples >= opts.min_samples {
-            rows.push(row(KeySpace::Resolver, *net, e, Derivation::Measured));
+            keep(
+                &mut rows,
+                row(KeySpace::Resolver, *net, e, Derivation::Measured),
+            );
         }
     }
+    report.left_out_rows = left_out_rows;
+    report.left_out_samples = left_out;
     rows
 }
 
@@ -757,6 +799,18 @@ pub fn run(opts: &Options, progress: &(dyn Fn(&str) + Sync)) -> Result<(Map, Rep
     let geoip = opts.geoip.as_deref().map(GeoIp::open).transpose()?;
     let rows = pooled_rows(opts, &stats, &routes, geoip.as_ref(), &mut report);
     report.rows_before_compaction = rows.len() as u64;
+    let made = rows.len() as u64 + report.left_out_rows;
+    if report.left_out_rows as f64 > opts.max_invalid_share * made as f64 {
+        return Err(MapgenError::Unfit {
+            problems: format!(
+                "{} of the {made} rows made break the map's rules (more than {:.0} %, --max-invalid-share); the report names the first {}",
+                report.left_out_rows,
+                opts.max_invalid_share * 100.0,
+                report.left_out_samples.len()
+            ),
+            report: Box::new(report),
+        });
+    }
 
     progress("compacting");
     let rows = geomap::compact::compact(rows);
@@ -801,12 +855,20 @@ pub fn run(opts: &Options, progress: &(dyn Fn(&str) + Sync)) -> Result<(Map, Rep
     };
     if opts.holdout > 0.0 {
         progress("judging the map on the held-out sessions");
-        report.holdout = Some(crate::holdout::evaluate(
-            &new_map,
-            held,
-            opts.holdout,
-            &|net| fallback_order(opts, geoip.as_ref(), net),
-        )?);
+        let holdout = crate::holdout::evaluate(&new_map, held, opts.holdout, &|net| {
+            fallback_order(opts, geoip.as_ref(), net)
+        })?;
+        let (sessions, judged) = (holdout.sessions, holdout.judged());
+        report.holdout = Some(holdout);
+        if judged == 0 {
+            return Err(MapgenError::Unfit {
+                problems: format!(
+                    "--holdout {}: none of the {sessions} held-out sessions can judge the map (each must measure the map's first PoP and another); hold out a larger share, or check that the reports of one page view come from one client address",
+                    opts.holdout
+                ),
+                report: Box::new(report),
+            });
+        }
     }
     if let Some(prev) = &opts.previous {
         progress("comparing with the previous map");

@@ -76,7 +76,8 @@ pub struct ReportRecord {
     pub pair: u64,
     /// Microseconds since the epoch.
     pub ts: i64,
-    /// The client's /24 or /48 ([`key`]).
+    /// The client's address ([`key`]: IPv6 to its /64): sessions are told apart by it;
+    /// pairing cuts it to the client /24 or /48.
     pub client: u64,
     /// PoP index.
     pub pop: u16,
@@ -140,11 +141,23 @@ pub fn pair_hash(probe_id: &str, pop: u16) -> u64 {
     (xxhash_rust::xxh3::xxh3_64(probe_id.as_bytes()) >> 16) | (u64::from(pop) << 48)
 }
 
-/// The session (one probe id, by the contract) a pairing hash belongs to: its low 48 bits,
-/// the same for every PoP of the session, so sessions can be held out without carrying the
-/// probe id.
-pub fn session_of(pair: u64) -> u64 {
-    pair & ((1 << 48) - 1)
+/// How long one beacon session is taken to last: reports from one client address within one
+/// such window of time are one session.
+pub const SESSION_WINDOW_MICROS: i64 = 600_000_000;
+
+/// The session a report belongs to (docs/beacon-schema.md, "Sessions"), as 48 bits of hash:
+/// its client's address and the 10-minute window of its report time. The contract lets a
+/// browser use one probe id for every PoP of a page view or a fresh one per PoP, so the id
+/// cannot say which reports belong together; the client address and the time can, in both
+/// styles. Users behind one address in one window count as one session (they share the
+/// client network and mostly the resolver, which is what the holdout judges), and a page view
+/// across a window's edge counts as two.
+pub fn session_of(client: u64, ts_micros: i64) -> u64 {
+    let window = ts_micros.div_euclid(SESSION_WINDOW_MICROS);
+    let mut bytes = [0u8; 16];
+    bytes[..8].copy_from_slice(&client.to_le_bytes());
+    bytes[8..].copy_from_slice(&window.to_le_bytes());
+    xxhash_rust::xxh3::xxh3_64(&bytes) >> 16
 }
 
 /// A log file that cannot be read as the contract says.
@@ -506,7 +519,6 @@ pub fn read_reports(
         col("ok"),
     ]);
     let pops = pops.to_vec();
-    let (l0v4, l0v6) = LEVELS[0];
     stream(lf, (parts, Validation::default()), move |(parts, v), df| {
         let ts = df.column("ts")?.i64()?;
         let ids = df.column("probe_id")?.str()?;
@@ -568,7 +580,7 @@ pub fn read_reports(
                 ReportRecord {
                     pair,
                     ts,
-                    client: key::truncate(client, l0v4, l0v6),
+                    client,
                     pop,
                     rtt,
                 },
@@ -659,14 +671,16 @@ mod tests {
     #[test]
     fn pairing_hash_separates_pops() {
         assert_ne!(pair_hash("abcdef0123", 0), pair_hash("abcdef0123", 1));
-        assert_eq!(
-            session_of(pair_hash("abcdef0123", 0)),
-            session_of(pair_hash("abcdef0123", 7)),
-            "one session whatever the PoP"
-        );
-        assert_ne!(
-            session_of(pair_hash("abcdef0123", 0)),
-            session_of(pair_hash("abcdef0124", 0))
-        );
+    }
+
+    #[test]
+    fn a_session_is_one_client_address_in_one_window() {
+        let a = key::parse("192.0.2.7").unwrap();
+        let b = key::parse("192.0.2.8").unwrap();
+        let t = 1_800_000_000_000_000i64;
+        assert_eq!(session_of(a, t), session_of(a, t + 5_000_000));
+        assert_ne!(session_of(a, t), session_of(b, t));
+        assert_ne!(session_of(a, t), session_of(a, t + SESSION_WINDOW_MICROS));
+        assert!(session_of(a, t) < 1 << 48);
     }
 }

@@ -4,20 +4,28 @@
 //! is expected to see. Unlike ranking by distance alone it knows that one PoP is slower at
 //! the same distance than another (a PoP behind a congested transit has a higher intercept),
 //! and measured neighbours then correct it for their networks.
+//!
+//! A line through bin medians can cross zero near the PoP (a steep far range, a few very near
+//! networks), and a latency is positive: the line never predicts less than the fastest bin's
+//! median, what a typical network nearest the PoP was measured to see. Everything above the
+//! model ([`crate::pooling`]) works in ratios of it, so a positive model gives positive
+//! estimates.
 
-/// One PoP's line: `intercept + slope * km`, fitted robustly.
+/// One PoP's line: `intercept + slope * km`, fitted robustly, never below `floor`.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Line {
-    /// RTT at distance zero, ms.
+    /// RTT at distance zero, ms (may be below `floor`, even negative: the line is fitted).
     pub intercept: f64,
     /// ms per great-circle km.
     pub slope: f64,
+    /// The smallest RTT the model predicts: the lowest distance bin's median, ms (positive).
+    pub floor: f64,
 }
 
 impl Line {
-    /// The expected RTT at `km`.
+    /// The expected RTT at `km`: positive and finite for a finite `km`.
     pub fn at(&self, km: f64) -> f64 {
-        self.intercept + self.slope * km
+        (self.intercept + self.slope * km).max(self.floor)
     }
 }
 
@@ -41,16 +49,13 @@ const BIN_KM: f64 = 250.0;
 /// Fits one PoP's line robustly: the points are put in distance bins, and the line is fitted
 /// by weighted least squares through each bin's weighted median RTT (weighted by the bin's
 /// weight), so badly peered networks and outliers, a minority at any distance, do not pull it:
-/// the line is what a typical network sees. `None` without points; a flat line at the median
-/// when the points have no spread in distance.
+/// the line is what a typical network sees. `None` without points with a positive, finite RTT;
+/// a flat line at the median when the points have no spread in distance.
 pub fn fit(points: &[Point]) -> Option<Line> {
-    if points.is_empty() {
-        return None;
-    }
     let mut bins: std::collections::BTreeMap<i64, Vec<&Point>> = std::collections::BTreeMap::new();
     for p in points
         .iter()
-        .filter(|p| p.km.is_finite() && p.rtt.is_finite())
+        .filter(|p| p.km.is_finite() && p.rtt.is_finite() && p.rtt > 0.0)
     {
         bins.entry((p.km / BIN_KM).floor() as i64)
             .or_default()
@@ -77,10 +82,11 @@ pub fn fit(points: &[Point]) -> Option<Line> {
             }
         })
         .collect();
-    least_squares(&medians)
+    let floor = medians.iter().map(|m| m.rtt).min_by(f64::total_cmp)?;
+    least_squares(&medians, floor)
 }
 
-fn least_squares(points: &[Point]) -> Option<Line> {
+fn least_squares(points: &[Point], floor: f64) -> Option<Line> {
     let (mut sw, mut sx, mut sy) = (0.0, 0.0, 0.0);
     let mut n = 0usize;
     for p in points {
@@ -105,6 +111,7 @@ fn least_squares(points: &[Point]) -> Option<Line> {
         return Some(Line {
             intercept: my,
             slope: 0.0,
+            floor,
         });
     }
     // RTT never shrinks with distance; a negative slope is noise in a narrow range.
@@ -112,6 +119,7 @@ fn least_squares(points: &[Point]) -> Option<Line> {
     Some(Line {
         intercept: my - slope * mx,
         slope,
+        floor,
     })
 }
 
@@ -150,5 +158,41 @@ mod tests {
         }])
         .unwrap();
         assert_eq!(flat.at(5000.0), 30.0);
+    }
+
+    #[test]
+    fn never_predicts_below_the_fastest_bin() {
+        // Networks 1-2 ms from the PoP, and a steep far range: the fitted line crosses zero
+        // near the PoP, the model does not.
+        let mut points = vec![
+            Point {
+                km: 5.0,
+                rtt: 1.2,
+                weight: 3.0,
+            },
+            Point {
+                km: 20.0,
+                rtt: 2.0,
+                weight: 3.0,
+            },
+        ];
+        points.extend((1..40).map(|i| Point {
+            km: 1000.0 + f64::from(i) * 200.0,
+            rtt: 0.05 * (1000.0 + f64::from(i) * 200.0) - 30.0,
+            weight: 10.0,
+        }));
+        let line = fit(&points).unwrap();
+        assert!(line.intercept < 0.0, "{line:?}");
+        for km in [0.0, 5.0, 50.0, 300.0] {
+            assert!(line.at(km) >= 1.2, "{km}: {}", line.at(km));
+        }
+        assert_eq!(
+            fit(&[Point {
+                km: 1.0,
+                rtt: 0.0,
+                weight: 1.0
+            }]),
+            None
+        );
     }
 }

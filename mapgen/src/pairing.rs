@@ -62,9 +62,11 @@ pub struct Duplicates {
 /// `--min-samples` on nothing. Every partition holds all rows of its pairing hashes, so
 /// removing repeats here removes them all.
 ///
-/// With `holdout` above 0, the measurements of that share of sessions
-/// ([`crate::holdout::held_out`]) are returned apart, with a `session` column, and left out of
-/// the rest; without it, nothing is added to the measurements the map is built from.
+/// The reports carry the client's address; the measurements its /24 or /48. With `holdout`
+/// above 0, the measurements of that share of sessions ([`crate::logs::session_of`]: client
+/// address and report time, whatever the probe ids; [`crate::holdout::held_out`]) are
+/// returned apart, with a `session` column, and left out of the rest; without it, nothing is
+/// added to the measurements the map is built from.
 pub fn pair(
     reports: DataFrame,
     probes: DataFrame,
@@ -108,25 +110,33 @@ pub fn pair(
                 col("resolver"),
                 col("pop"),
                 col("rtt"),
-                col("pair"),
+                col("ts_r"),
             ]
         } else {
             vec![col("client"), col("resolver"), col("pop"), col("rtt")]
         })
         .collect()?;
+    let (v4, v6) = LEVELS[0];
+    let address = m.column("client")?.u64()?.clone();
+    let mut m = m;
+    m.with_column(
+        address
+            .apply_values(|a| key::truncate(a, v4, v6))
+            .into_column(),
+    )?;
     if holdout <= 0.0 {
         return Ok((m, None, dups));
     }
-    let mut m = m;
-    let session: UInt64Chunked = m
-        .column("pair")?
-        .u64()?
-        .apply_values(crate::logs::session_of);
+    let session: UInt64Chunked = address
+        .iter()
+        .zip(m.column("ts_r")?.i64()?.iter())
+        .map(|(a, t)| Some(crate::logs::session_of(a?, t?)))
+        .collect();
     let out: BooleanChunked = session
         .iter()
         .map(|s| s.is_some_and(|s| crate::holdout::held_out(s, holdout)))
         .collect();
-    m.drop_in_place("pair")?;
+    m.drop_in_place("ts_r")?;
     m.with_column(session.with_name("session".into()).into_column())?;
     let held = m.filter(&out)?;
     let mut kept = m.filter(&!&out)?;

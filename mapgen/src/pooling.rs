@@ -3,24 +3,32 @@
 //! keys spread, so one sample moves an estimate a little and fifty move it a lot. There is no
 //! minimum-samples cliff: every measurement counts for what it is worth.
 //!
-//! Client key space, per PoP, from the root down:
-//! 1. the latency model ([`crate::model`]) at the client's GeoIP location;
-//! 2. each group level (the routed prefix, else the fixed /16 then /20) adds its *shift*: the
-//!    inverse-variance mean of its measured /24s' residuals against the level above, shrunk
-//!    by how much groups really differ at that level against how noisy the mean is (so a
-//!    network badly peered with a PoP pulls its unmeasured neighbours away from it too);
-//! 3. the /24's own data: `prior + B * (median - prior)` with `B = tau² / (tau² + sigma²/n)`.
+//! Pooling works on log RTT: every shift is a ratio and every blend a weighted geometric
+//! mean. Latency noise is multiplicative (queues and detours scale with the path), a network
+//! 1 ms from a PoP and one 200 ms away differ by ratios, not by the same milliseconds, and an
+//! estimate built from positive numbers by ratios is positive whatever the data: no network
+//! close to a PoP can be estimated at or below zero, nor beyond what its own samples and its
+//! prior span.
 //!
-//! The spreads come from the data by the method of moments: `sigma²` from the variance of
-//! repeated samples of one key, each level's `tau²` from how far its units' means sit from
-//! the level above beyond what their noise explains.
+//! Client key space, per PoP, from the root down:
+//! 1. the latency model ([`crate::model`]) at the client's GeoIP location (positive);
+//! 2. its measured neighbours in address order, inside its routed prefix or /16, multiply it
+//!    by their own shrunk ratios to the model (so a network badly peered with a PoP pulls its
+//!    unmeasured neighbours away from it too);
+//! 3. the /24's own data: `log prior + B * (log median - log prior)` with
+//!    `B = tau² / (tau² + sigma²/n)`.
+//!
+//! The spreads come from the data by the method of moments, in log units: `sigma²` from the
+//! variance of log RTT over repeated samples of one key, `tau²` from how far keys' log
+//! medians sit from their prior beyond what their noise explains.
 //!
 //! Resolver key space: a resolver is decided by the clients behind it. Pairing tells which
 //! client /24s asked through it and how often; its estimate for a PoP is the mean of those
-//! clients' estimates weighted by how often each appeared, so a PoP measured by none of its
-//! clients is still placed by theirs. A resolver /24 (a public resolver's egress addresses)
-//! pools the populations of its addresses; an address keeps its own estimate only as far as
-//! its population really differs from its /24's (empirical Bayes again, across addresses).
+//! clients' estimates weighted by how often each appeared (the mean latency its users would
+//! see), so a PoP measured by none of its clients is still placed by theirs. A resolver /24
+//! (a public resolver's egress addresses) pools the populations of its addresses; an address
+//! keeps its own estimate only as far as its population really differs from its /24's
+//! (empirical Bayes again, across addresses). Means of positive estimates are positive.
 
 use std::collections::BTreeMap;
 
@@ -40,6 +48,15 @@ pub struct Estimate {
     pub failing: Vec<bool>,
     /// Samples (pairings) behind the key.
     pub samples: u64,
+}
+
+/// Checks a latency where it is made: a latency is positive and finite (lesson 19: a value
+/// keeps its domain where it is made, not three steps later at the writer). Every estimate
+/// goes through it; the rows are checked again with the map reader's own rule
+/// ([`geomap::MapRow::problems`]) before they are kept.
+pub fn latency(ms: f64) -> f64 {
+    debug_assert!(ms.is_finite() && ms > 0.0, "{ms} is not a latency");
+    ms
 }
 
 impl Estimate {
@@ -77,9 +94,12 @@ impl Estimate {
     }
 }
 
-/// The smallest spread a level is given (ms²): a level whose units look identical still
-/// lets a key's own data count a little, and no weight divides by zero.
-const MIN_TAU2: f64 = 1.0;
+/// The smallest spread a level is given (variance of log RTT, about 2 %): a level whose units
+/// look identical still lets a key's own data count a little, and no weight divides by zero.
+const MIN_TAU2: f64 = 4e-4;
+
+/// The noise of one sample (variance of log RTT, about 20 %) when no key has repeated samples.
+const DEFAULT_NOISE: f64 = 0.04;
 
 /// How often a PoP must fail for a key, with at least this many attempts, to rank last there.
 const FAILING_SHARE: f64 = 0.5;
@@ -91,12 +111,12 @@ pub struct Clients {
     pub keys: BTreeMap<IpNet, Estimate>,
     /// The latency model per PoP.
     pub lines: Vec<Option<Line>>,
-    /// Each measured key's residual against the model for the PoPs it measured, shrunk:
-    /// what its neighbours borrow.
+    /// Each measured key's log ratio to the model for the PoPs it measured, shrunk: what its
+    /// neighbours borrow.
     residuals: BTreeMap<IpNet, Vec<Option<f64>>>,
-    /// Sample noise (variance of one sample around its key's typical RTT), ms².
+    /// Sample noise: variance of one sample's log RTT around its key's typical one.
     pub sigma2: f64,
-    /// Spread of true /24 RTTs around their prior (model and neighbours), ms², per PoP.
+    /// Spread of true /24 log RTTs around their prior (model and neighbours), per PoP.
     pub tau2: Vec<f64>,
 }
 
@@ -114,7 +134,10 @@ pub struct Placement {
 #[derive(Clone, Copy)]
 struct Obs {
     key: usize,
+    /// Its median RTT, ms.
     median: f64,
+    /// The log of it.
+    log: f64,
     n: f64,
 }
 
@@ -146,13 +169,21 @@ pub fn clients(
     let mut variances: Vec<f64> = Vec::new();
     for (key, stats) in finest.values().enumerate() {
         for s in stats {
-            let Some(median) = s.median else { continue };
+            // The reader refuses RTTs below the contract's minimum; a median is positive.
+            let Some(median) = s.median.filter(|m| m.is_finite() && *m > 0.0) else {
+                continue;
+            };
             let n = (s.samples as f64 * (1.0 - s.fail_rate)).round().max(1.0);
             if let Some(o) = obs.get_mut(usize::from(s.pop)) {
-                o.push(Obs { key, median, n });
+                o.push(Obs {
+                    key,
+                    median,
+                    log: median.ln(),
+                    n,
+                });
             }
             if n >= 2.0 {
-                if let Some(v) = s.var {
+                if let Some(v) = s.log_var.filter(|v| v.is_finite()) {
                     variances.push(v);
                 }
             }
@@ -179,30 +210,30 @@ pub fn clients(
             model::fit(&points)
         })
         .collect();
-    // The model's prediction per key and PoP: the line at the key's location, else the PoP's
-    // mean over all keys.
+    // The model's prediction per key and PoP, as a log: the line at the key's location, else
+    // the PoP's geometric mean over all keys.
     let root: Vec<Vec<Option<f64>>> = (0..npops)
         .map(|p| {
-            let mean = weighted_mean(obs[p].iter().map(|o| (o.median, o.n)));
+            let mean = weighted_mean(obs[p].iter().map(|o| (o.log, o.n)));
             (0..keys.len())
                 .map(|k| match (lines[p], km(k, p)) {
-                    (Some(line), Some(d)) => Some(line.at(d)),
+                    (Some(line), Some(d)) => Some(latency(line.at(d)).ln()),
                     _ => mean,
                 })
                 .collect()
         })
         .collect();
-    // What each key tells its neighbours: its residual against the model, shrunk.
+    // What each key tells its neighbours: its log ratio to the model, shrunk.
     let mut residuals: Vec<Vec<Option<f64>>> = vec![vec![None; npops]; keys.len()];
     for p in 0..npops {
         let t = moments(
             obs[p]
                 .iter()
-                .filter_map(|o| Some(((o.median - root[p][o.key]?).powi(2), sigma2 / o.n))),
+                .filter_map(|o| Some(((o.log - root[p][o.key]?).powi(2), sigma2 / o.n))),
         );
         for o in &obs[p] {
             if let Some(m) = root[p][o.key] {
-                residuals[o.key][p] = Some(t / (t + sigma2 / o.n) * (o.median - m));
+                residuals[o.key][p] = Some(t / (t + sigma2 / o.n) * (o.log - m));
             }
         }
     }
@@ -225,18 +256,18 @@ pub fn clients(
         let t = moments(
             obs[p]
                 .iter()
-                .filter_map(|o| Some(((o.median - prior[o.key]?).powi(2), sigma2 / o.n))),
+                .filter_map(|o| Some(((o.log - prior[o.key]?).powi(2), sigma2 / o.n))),
         );
         clients.tau2[p] = t;
         for (k, e) in est.iter_mut().enumerate() {
-            e.rtt[p] = prior[k];
+            e.rtt[p] = prior[k].map(|l| latency(l.exp()));
         }
         for o in &obs[p] {
             let e = &mut est[o.key];
             let b = t / (t + sigma2 / o.n);
             (e.rtt[p], e.own[p]) = match prior[o.key] {
-                Some(pr) => (Some(pr + b * (o.median - pr)), b),
-                None => (Some(o.median), 1.0),
+                Some(pr) => (Some(latency((pr + b * (o.log - pr)).exp())), b),
+                None => (Some(latency(o.median)), 1.0),
             };
         }
     }
@@ -246,7 +277,7 @@ pub fn clients(
 
 impl Clients {
     /// What the measured neighbours of `net` in address order (the nearest on each side,
-    /// inside `within`) say about PoP `p`, beyond the model: networks next to each other
+    /// inside `within`) say about PoP `p` beyond the model, as a log ratio: networks next to each other
     /// mostly belong to one operator and share its peering. Conservative: both sides must
     /// agree (the smaller shift is taken), one side alone counts half, disagreement counts
     /// nothing. `exclusive` leaves `net` itself out.
@@ -288,18 +319,20 @@ impl Clients {
                 continue;
             };
             let rtt = line.at(geomap::geoip::distance_km(lat, lon, *plat, *plon));
-            e.rtt[p] = Some(rtt + self.neighbours(net, at.within, p, false));
+            e.rtt[p] = Some(latency(
+                rtt * self.neighbours(net, at.within, p, false).exp(),
+            ));
         }
         e
     }
 }
 
-/// The sample noise from the variances of keys with repeated samples: their median, scaled
-/// to the mean (a variance from two samples is skewed: its median is about 0.45 of the true
-/// variance), so a few outliers do not make every key's own data count for nothing.
+/// The sample noise from the log-RTT variances of keys with repeated samples: their median,
+/// scaled to the mean (a variance from two samples is skewed: its median is about 0.45 of the
+/// true variance), so a few outliers do not make every key's own data count for nothing.
 fn noise(variances: &mut [f64]) -> f64 {
     if variances.is_empty() {
-        return 25.0;
+        return DEFAULT_NOISE;
     }
     variances.sort_by(f64::total_cmp);
     (variances[variances.len() / 2] / 0.45).max(MIN_TAU2)
@@ -364,7 +397,7 @@ pub fn resolvers(
         e.samples = w1.round() as u64;
         for (p, (s, w, own)) in sums.into_iter().enumerate() {
             if w > 0.0 {
-                e.rtt[p] = Some(s / w);
+                e.rtt[p] = Some(latency(s / w));
                 e.own[p] = own / w;
             }
         }
@@ -449,7 +482,7 @@ pub fn resolvers(
                     } else {
                         1.0
                     };
-                    e.rtt[p] = Some(theirs + b * (mine - theirs));
+                    e.rtt[p] = Some(latency(theirs + b * (mine - theirs)));
                 }
             }
             (a, e)
@@ -466,9 +499,10 @@ mod tests {
         s.parse().unwrap()
     }
 
+    /// A stat whose samples spread by `var` ms² around `median` (stored as the log variance).
     fn stat(pop: u16, samples: u64, median: f64, var: Option<f64>) -> PopStat {
         PopStat {
-            var,
+            log_var: var.map(|v| v / (median * median)),
             ..PopStat::measured(pop, samples, median)
         }
     }

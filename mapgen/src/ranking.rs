@@ -17,8 +17,9 @@ pub struct PopStat {
     pub p90: Option<f64>,
     /// Share of failed fetches.
     pub fail_rate: f64,
-    /// Variance of the successful RTTs (with at least two), ms².
-    pub var: Option<f64>,
+    /// Variance of the successful RTTs' natural log (with at least two): sample noise as a
+    /// ratio.
+    pub log_var: Option<f64>,
 }
 
 impl PopStat {
@@ -31,7 +32,7 @@ impl PopStat {
             median: Some(median),
             p90: None,
             fail_rate: 0.0,
-            var: None,
+            log_var: None,
         }
     }
 

@@ -54,11 +54,16 @@ impl LatencyDistribution {
 /// how many samples a subnet needs before its own data outweighs its neighbours'.
 #[derive(Debug, Clone, Serialize)]
 pub struct Pooling {
-    /// Variance of one sample around its subnet's typical RTT, ms².
-    pub noise_ms2: f64,
-    /// Variance of subnets' true RTT around their group's estimate, per PoP (map order), ms².
-    pub subnet_spread_ms2: Vec<f64>,
+    /// Variance of one sample's log RTT around its subnet's typical one (pooling works in
+    /// ratios: 0.04 is about 20 % of the RTT).
+    pub noise_log_var: f64,
+    /// Variance of subnets' true log RTT around their prior (model and neighbours), per PoP
+    /// (map order).
+    pub subnet_spread_log_var: Vec<f64>,
 }
+
+/// How many left-out map rows the report names.
+pub const MAX_LEFT_OUT_SAMPLES: usize = 20;
 
 /// How many client networks the catchment picture holds at most.
 pub const MAX_CATCHMENT: usize = 20_000;
@@ -111,6 +116,11 @@ pub struct Report {
     pub pops: Vec<(String, Option<f64>, Option<f64>)>,
     /// Rows before compaction, by key space and derivation.
     pub rows_before_compaction: u64,
+    /// Rows mapgen made that break the map reader's rules ([`geomap::MapRow::problems`]):
+    /// left out of the map, like invalid input rows.
+    pub left_out_rows: u64,
+    /// The first [`MAX_LEFT_OUT_SAMPLES`] of them: prefix, key space, column and problem.
+    pub left_out_samples: Vec<String>,
     /// Rows in the map written, by derivation.
     pub rows_by_derivation: Vec<(String, u64)>,
     /// Rows in the map, by key space.
@@ -199,16 +209,27 @@ impl Report {
             self.measurements, self.client_subnets, self.resolvers
         );
         if let Some(p) = &self.pooling {
-            let mut spread = p.subnet_spread_ms2.clone();
+            let mut spread = p.subnet_spread_log_var.clone();
             spread.sort_by(f64::total_cmp);
             let mid = spread.get(spread.len() / 2).copied().unwrap_or(0.0);
             let _ = writeln!(
                 s,
-                "pooling     one sample's noise {:.1} ms (sd); subnets spread {:.1} ms (sd, median PoP): a subnet's own data weighs half at {:.2} samples",
-                p.noise_ms2.sqrt(),
-                mid.sqrt(),
-                p.noise_ms2 / mid.max(f64::MIN_POSITIVE)
+                "pooling     one sample's noise {:.0} % (sd of log RTT); subnets spread {:.0} % (median PoP): a subnet's own data weighs half at {:.2} samples",
+                p.noise_log_var.sqrt() * 100.0,
+                mid.sqrt() * 100.0,
+                p.noise_log_var / mid.max(f64::MIN_POSITIVE)
             );
+        }
+        if self.left_out_rows > 0 {
+            let _ = writeln!(
+                s,
+                "left out    {} map rows that break the map's rules (first {} below)",
+                self.left_out_rows,
+                self.left_out_samples.len()
+            );
+            for r in &self.left_out_samples {
+                let _ = writeln!(s, "  {r}");
+            }
         }
         let _ = writeln!(
             s,

@@ -14,7 +14,7 @@ pub mod score;
 pub mod world;
 
 use std::fmt::Write as _;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
@@ -80,8 +80,8 @@ pub struct Summary {
 }
 
 struct User {
-    client: Ipv4Addr,
-    subnet: Ipv4Net,
+    client: IpAddr,
+    subnet: IpNet,
     resolver: Ipv4Addr,
     ecs: bool,
     probe_id: String,
@@ -108,8 +108,8 @@ fn plan(world: &World, opts: &SimulateOptions) -> Vec<User> {
         })
         .collect();
     let total = cumulative.last().copied().unwrap_or(0.0);
-    let subnets: Vec<Vec<Ipv4Net>> = world.networks.iter().map(|n| world.subnets(n)).collect();
-    let jitter = world.latency.jitter_ms;
+    let subnets: Vec<Vec<IpNet>> = world.networks.iter().map(|n| world.subnets(n)).collect();
+    let l = &world.latency;
     (0..opts.users)
         .map(|_| {
             let pick = rng.random::<f64>() * total;
@@ -118,24 +118,40 @@ fn plan(world: &World, opts: &SimulateOptions) -> Vec<User> {
                 .min(beacon.len() - 1)];
             let n = &world.networks[ni];
             let subnet = subnets[ni][rng.random_range(0..subnets[ni].len())];
-            let client = Ipv4Addr::from(u32::from(subnet.network()) | rng.random_range(1..255u32));
+            let client = match subnet.network() {
+                IpAddr::V4(a) => {
+                    IpAddr::V4(Ipv4Addr::from(u32::from(a) | rng.random_range(1..255u32)))
+                }
+                IpAddr::V6(a) => IpAddr::V6(Ipv6Addr::from(
+                    u128::from(a) | u128::from(rng.random::<u64>() | 1),
+                )),
+            };
             let r = world.resolver_of(n);
             let resolver = Ipv4Addr::from(u32::from(r.address) + rng.random_range(0..r.egress));
             let probe_id: String = (0..16)
                 .map(|_| char::from_digit(rng.random_range(0..16u32), 16).expect("hex digit"))
                 .collect();
-            let measured = world.session_pops(n, &mut |k| rng.random_range(0..k));
+            let mut measured = world.session_pops(n, &mut |k| rng.random_range(0..k));
+            // Draw only for PoPs that few sessions measure, so older worlds keep their users.
+            measured.retain(|&i| {
+                world.pops[i].measured_share >= 1.0 || world.measures(i, rng.random::<f64>())
+            });
             let results = measured
                 .into_iter()
                 .map(|i| {
                     let truth = world.true_rtt(n, subnet, &world.pops[i]);
-                    let lost = rng.random::<f64>() < world.latency.loss;
-                    // Noise: a half-normal on top (queues only add delay), and now and then a
-                    // large outlier, as real measurements have.
+                    let lost = rng.random::<f64>() < l.loss;
+                    // Noise: a half-normal on top (queues only add delay), a log-normal factor
+                    // where the world asks for one, and now and then a large outlier, as real
+                    // measurements have.
                     let g: f64 = (0..6).map(|_| rng.random::<f64>()).sum::<f64>() - 3.0;
-                    let mut rtt = truth + (g * jitter).abs();
-                    if rng.random::<f64>() < 0.02 {
-                        rtt *= 3.0;
+                    let mut rtt = truth + (g * l.jitter_ms).abs();
+                    if l.lognormal_sigma > 0.0 {
+                        let z: f64 = (0..12).map(|_| rng.random::<f64>()).sum::<f64>() - 6.0;
+                        rtt *= (z * l.lognormal_sigma).exp();
+                    }
+                    if rng.random::<f64>() < l.outlier_share {
+                        rtt *= l.outlier_factor;
                     }
                     let rtt = if lost {
                         f32::NAN
@@ -286,7 +302,7 @@ async fn resolve(
     sock: &tokio::net::UdpSocket,
     dns: SocketAddr,
     name: &str,
-    ecs: Option<Ipv4Net>,
+    ecs: Option<IpNet>,
 ) -> bool {
     let Ok(qname) = Name::from_ascii(name) else {
         return false;
@@ -298,9 +314,7 @@ async fn resolve(
         let mut e = Edns::new();
         e.set_max_payload(1232);
         e.options_mut()
-            .insert(EdnsOption::Subnet(ClientSubnet::from(ipnet::IpNet::V4(
-                subnet,
-            ))));
+            .insert(EdnsOption::Subnet(ClientSubnet::from(subnet)));
         m.set_edns(e);
     }
     let Ok(bytes) = m.to_vec() else { return false };
@@ -354,36 +368,58 @@ pub fn write_logs(
     // One user per millisecond, ending now: every row is in the past, so mapgen's window
     // (which refuses rows from the future) takes them all, however many users there are.
     let t0 = geodns_beacon::writer::now_micros() - users.len() as i64 * 1000 - 1_000_000;
+    let style = world.logs;
+    // Duplicates and clock skew come from their own generator, so the users (and the truth)
+    // are the same whatever the log style.
+    let mut rng = ChaCha8Rng::seed_from_u64(opts.seed ^ 0x05EE_D106);
     let mut rows = 0u64;
     for (i, u) in users.iter().enumerate() {
         let ts = t0 + i as i64 * 1000;
-        let id = ProbeId::new(u.probe_id.as_bytes()).expect("simulated ids are valid");
-        for &(j, rtt_ms) in &u.results {
+        let skew = if style.skew_ms > 0.0 {
+            ((rng.random::<f64>() * 2.0 - 1.0) * style.skew_ms * 1000.0) as i64
+        } else {
+            0
+        };
+        for (k, &(j, rtt_ms)) in u.results.iter().enumerate() {
             let j = usize::from(j);
+            // One id for the session, or a fresh one per PoP (both follow the contract).
+            let probe_id = if style.id_per_pop {
+                format!("{}{k:02x}", u.probe_id)
+            } else {
+                u.probe_id.clone()
+            };
+            let id = ProbeId::new(probe_id.as_bytes()).expect("simulated ids are valid");
             let rtt_ms = (!rtt_ms.is_nan()).then_some(f64::from(rtt_ms));
             let row = DnsProbeRow {
                 ts,
                 probe_id: id,
                 pop: Some(pops[j].clone()),
                 resolver_ip: IpAddr::V4(u.resolver),
-                ecs_subnet: u.ecs.then_some((IpAddr::V4(u.subnet.network()), 24)),
+                ecs_subnet: u.ecs.then_some((u.subnet.network(), u.subnet.prefix_len())),
                 qtype: 1,
                 server: server.clone(),
             };
-            while dns.try_log_one(row.clone()).is_err() {
-                std::thread::sleep(Duration::from_millis(1));
-            }
             let report = vec![RttReportRow {
-                ts: ts + 50_000,
-                probe_id: u.probe_id.clone(),
+                ts: ts + 50_000 + skew,
+                probe_id,
                 pop: world.pops[j].id.clone(),
                 client_ip: u.client.to_string(),
                 rtt_ms,
                 ok: rtt_ms.is_some(),
                 collector: "simulated".into(),
             }];
-            while rtt.try_log(report.clone()).is_err() {
-                std::thread::sleep(Duration::from_millis(1));
+            let times = if rng.random::<f64>() < style.duplicate_share {
+                2
+            } else {
+                1
+            };
+            for _ in 0..times {
+                while dns.try_log_one(row.clone()).is_err() {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                while rtt.try_log(report.clone()).is_err() {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
             }
             rows += 1;
         }
@@ -457,12 +493,16 @@ fn write_truth(world: &World, users: &[User], out: &Path) -> Result<(), Simulate
         .collect();
     let path = out.join("routes.txt");
     std::fs::write(&path, routes).map_err(io(&path))?;
-    // A perfect GeoIP database of the world, so maps and baselines can fall back on the same
-    // knowledge of where networks and resolvers are.
+    // The world's GeoIP database, so maps and baselines fall back on the same knowledge of
+    // where networks and resolvers are: perfect, except where a network's `geoip_lat` says
+    // GeoIP is wrong about it.
     let mut located: Vec<(IpNet, f64, f64)> = world
         .networks
         .iter()
-        .map(|n| (IpNet::V4(n.prefix), n.lat, n.lon))
+        .map(|n| {
+            let (lat, lon) = World::geoip_location(n);
+            (n.prefix, lat, lon)
+        })
         .collect();
     located.extend(
         world

@@ -11,7 +11,7 @@ use std::path::Path;
 
 use geomap::geoip::distance_km;
 use geomap::{AnswerTable, KeySpace, Map};
-use ipnet::Ipv4Net;
+use ipnet::IpNet;
 
 use crate::world::World;
 use crate::SimulateError;
@@ -19,8 +19,8 @@ use crate::SimulateError;
 /// One client subnet of the ground truth.
 #[derive(Debug, Clone)]
 pub struct Truth {
-    /// The client /24.
-    pub subnet: Ipv4Net,
+    /// The client /24 (/48).
+    pub subnet: IpNet,
     /// The network it belongs to.
     pub network: String,
     /// The resolver its users use.
@@ -133,8 +133,8 @@ fn rate(decision: &'static str, shares: &[&Share], choose: &dyn Fn(&Share) -> us
 }
 
 /// Scores the map against the nearest-PoP baseline (what GeoIP nearest-datacenter modes such
-/// as gdnsd's or PowerDNS's pickclosest do, here with a perfect GeoIP database), in pairs that
-/// see the same information: as served (the client's subnet where its resolver sends ECS,
+/// as gdnsd's or PowerDNS's pickclosest do, here with the world's GeoIP database, perfect
+/// unless the world says otherwise), in pairs that see the same information: as served (the client's subnet where its resolver sends ECS,
 /// else the resolver's address), as if every resolver sent ECS, and as if none did; the
 /// never-measured networks alone; and the bounds no map that sees only the resolver can
 /// beat: one PoP per resolver address, and one per resolver /24, each the best for the users
@@ -161,10 +161,10 @@ pub fn score(world: &World, truth: &[Truth], map: &Map) -> Vec<Score> {
             })
             .unwrap_or(0)
     };
-    // Where the map has no row the server falls back to GeoIP, which here knows exactly where
-    // every network and resolver is (as the baselines do).
-    let by_map = |space: KeySpace, addr: Ipv4Addr, at: (f64, f64)| -> usize {
-        let hit = table.lookup(space, IpAddr::V4(addr));
+    // Where the map has no row the server falls back to GeoIP: the world's database, which
+    // knows where every network and resolver is unless the world says it is wrong.
+    let by_map = |space: KeySpace, addr: IpAddr, at: (f64, f64)| -> usize {
+        let hit = table.lookup(space, addr);
         hit.pops
             .and_then(|p| p.first())
             .map_or_else(|| nearest(at.0, at.1), |&p| pop_in_world[usize::from(p)])
@@ -176,6 +176,17 @@ pub fn score(world: &World, truth: &[Truth], map: &Map) -> Vec<Score> {
         .iter()
         .map(|n| (n.name.as_str(), n.beacon))
         .collect();
+    let geoip: HashMap<&str, (f64, f64)> = world
+        .networks
+        .iter()
+        .map(|n| (n.name.as_str(), World::geoip_location(n)))
+        .collect();
+    let located = |t: &Truth| {
+        geoip
+            .get(t.network.as_str())
+            .copied()
+            .unwrap_or((t.lat, t.lon))
+    };
     let mut shares = Vec::new();
     for t in truth {
         let r = resolvers.get(&t.resolver);
@@ -200,19 +211,18 @@ pub fn score(world: &World, truth: &[Truth], map: &Map) -> Vec<Score> {
             .get(&s.truth.resolver)
             .map_or((s.truth.lat, s.truth.lon), |r| (r.lat, r.lon))
     };
-    let by_client = |s: &Share| {
-        by_map(
-            KeySpace::Client,
-            s.truth.subnet.network(),
-            (s.truth.lat, s.truth.lon),
-        )
-    };
-    let by_resolver = |s: &Share| by_map(KeySpace::Resolver, s.egress, resolver_loc(s));
+    let by_client =
+        |s: &Share| by_map(KeySpace::Client, s.truth.subnet.network(), located(s.truth));
+    let by_resolver = |s: &Share| by_map(KeySpace::Resolver, IpAddr::V4(s.egress), resolver_loc(s));
     let resolver_at = |s: &Share| {
         let (lat, lon) = resolver_loc(s);
         nearest(lat, lon)
     };
-    let client_at = |s: &Share| nearest(s.truth.lat, s.truth.lon);
+    // GeoIP's nearest PoP: where the database places the network.
+    let client_at = |s: &Share| {
+        let (lat, lon) = located(s.truth);
+        nearest(lat, lon)
+    };
     let own_best = |s: &Share| {
         (0..s.truth.rtt.len())
             .min_by(|&a, &b| s.truth.rtt[a].total_cmp(&s.truth.rtt[b]))
