@@ -498,6 +498,7 @@ fn pooled_rows(
     report.pooling = Some(crate::report::Pooling {
         noise_log_var: clients.sigma2,
         subnet_spread_log_var: clients.tau2.clone(),
+        relocated_subnets: clients.relocated as u64,
     });
     let mut rows: Vec<MapRow> = Vec::new();
     let (mut left_out, mut left_out_rows): (Vec<String>, u64) = (Vec::new(), 0);

@@ -5,6 +5,14 @@
 //! the same distance than another (a PoP behind a congested transit has a higher intercept),
 //! and measured neighbours then correct it for their networks.
 //!
+//! A PoP few sessions measure has too few distances for a slope of its own (one near network
+//! would make a flat line that calls the PoP near for everyone): such a PoP takes the slope
+//! the well-measured PoPs share (light in fibre and path stretch are the same for all PoPs;
+//! what differs is the intercept, the PoP's own latency), with its own intercept. A PoP no
+//! session measured at all is taken to be a typical one: the shared slope and the median
+//! intercept, so it is ranked by its distance, as GeoIP would, rather than after every
+//! measured PoP whatever the distance (where no measurement could ever bring it forward).
+//!
 //! A line through bin medians can cross zero near the PoP (a steep far range, a few very near
 //! networks), and a latency is positive: the line never predicts less than the fastest bin's
 //! median, what a typical network nearest the PoP was measured to see. Everything above the
@@ -46,12 +54,80 @@ const MAX_WEIGHT: f64 = 10.0;
 /// Width of the distance bins whose medians the line is fitted through, km.
 const BIN_KM: f64 = 250.0;
 
-/// Fits one PoP's line robustly: the points are put in distance bins, and the line is fitted
-/// by weighted least squares through each bin's weighted median RTT (weighted by the bin's
-/// weight), so badly peered networks and outliers, a minority at any distance, do not pull it:
-/// the line is what a typical network sees. `None` without points with a positive, finite RTT;
-/// a flat line at the median when the points have no spread in distance.
+/// The slope a PoP takes when no PoP has enough distances for one: light in fibre, there and
+/// back (about 100 km per ms of RTT), ms per km.
+pub const FIBRE_SLOPE: f64 = 0.01;
+
+/// A PoP fits its own slope from at least this many distance bins...
+const MIN_BINS: usize = 3;
+
+/// ...spanning at least this many km.
+const MIN_SPAN_KM: f64 = 1000.0;
+
+/// Fits every PoP's line (`points` per PoP). Each PoP's points are put in distance bins, and
+/// a line is fitted by weighted least squares through each bin's weighted median RTT
+/// (weighted by the bin's weight), so badly peered networks and outliers, a minority at any
+/// distance, do not pull it: the line is what a typical network sees. A PoP whose bins are
+/// too few or too close together for a slope takes the weighted median slope of those that
+/// have one ([`FIBRE_SLOPE`] if none does), and the intercept through its own bins. A PoP
+/// without points (with a positive, finite RTT) is a typical PoP: the shared slope, the
+/// weighted median intercept and the lowest floor of the others; `None` when no PoP has
+/// points.
+pub fn fit_all(points: &[Vec<Point>]) -> Vec<Option<Line>> {
+    let binned: Vec<Vec<Point>> = points.iter().map(|p| bin_medians(p)).collect();
+    let own: Vec<Option<Line>> = binned
+        .iter()
+        .map(|m| {
+            let (lo, hi) = m
+                .iter()
+                .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), p| {
+                    (lo.min(p.km), hi.max(p.km))
+                });
+            (m.len() >= MIN_BINS && hi - lo >= MIN_SPAN_KM)
+                .then(|| least_squares(m, floor(m)?))
+                .flatten()
+        })
+        .collect();
+    let mut slopes: Vec<(f64, f64)> = own
+        .iter()
+        .zip(&binned)
+        .filter_map(|(l, m)| Some((l.as_ref()?.slope, m.iter().map(|p| p.weight).sum())))
+        .collect();
+    let common = weighted_median(&mut slopes).unwrap_or(FIBRE_SLOPE);
+    let lines: Vec<Option<Line>> = own
+        .into_iter()
+        .zip(&binned)
+        .map(|(line, m)| line.or_else(|| through(m, common)))
+        .collect();
+    let mut intercepts: Vec<(f64, f64)> = lines
+        .iter()
+        .zip(&binned)
+        .filter_map(|(l, m)| Some((l.as_ref()?.intercept, m.iter().map(|p| p.weight).sum())))
+        .collect();
+    let floor = lines
+        .iter()
+        .flatten()
+        .map(|l| l.floor)
+        .min_by(f64::total_cmp);
+    let typical = weighted_median(&mut intercepts)
+        .zip(floor)
+        .map(|(intercept, floor)| Line {
+            intercept,
+            slope: common,
+            floor,
+        });
+    lines.into_iter().map(|l| l.or(typical)).collect()
+}
+
+/// Fits one PoP's line alone (as [`fit_all`] does for a PoP with enough distances; with too
+/// few, a flat line at the median).
 pub fn fit(points: &[Point]) -> Option<Line> {
+    let m = bin_medians(points);
+    least_squares(&m, floor(&m)?)
+}
+
+/// The points in 250 km bins: each bin's mean distance, weighted median RTT and total weight.
+fn bin_medians(points: &[Point]) -> Vec<Point> {
     let mut bins: std::collections::BTreeMap<i64, Vec<&Point>> = std::collections::BTreeMap::new();
     for p in points
         .iter()
@@ -61,8 +137,7 @@ pub fn fit(points: &[Point]) -> Option<Line> {
             .or_default()
             .push(p);
     }
-    let medians: Vec<Point> = bins
-        .into_values()
+    bins.into_values()
         .map(|mut bin| {
             bin.sort_by(|a, b| a.rtt.total_cmp(&b.rtt));
             let total: f64 = bin.iter().map(|p| p.weight.min(MAX_WEIGHT)).sum();
@@ -81,9 +156,40 @@ pub fn fit(points: &[Point]) -> Option<Line> {
                 weight: total,
             }
         })
+        .collect()
+}
+
+/// The fastest bin's median: the least the model predicts.
+fn floor(bins: &[Point]) -> Option<f64> {
+    bins.iter().map(|m| m.rtt).min_by(f64::total_cmp)
+}
+
+/// The line of slope `slope` through the bins: its intercept the weighted median of what each
+/// bin says.
+fn through(bins: &[Point], slope: f64) -> Option<Line> {
+    let mut intercepts: Vec<(f64, f64)> = bins
+        .iter()
+        .map(|p| (p.rtt - slope * p.km, p.weight))
         .collect();
-    let floor = medians.iter().map(|m| m.rtt).min_by(f64::total_cmp)?;
-    least_squares(&medians, floor)
+    Some(Line {
+        intercept: weighted_median(&mut intercepts)?,
+        slope,
+        floor: floor(bins)?,
+    })
+}
+
+/// The weighted median of (value, weight) pairs.
+fn weighted_median(values: &mut [(f64, f64)]) -> Option<f64> {
+    values.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let total: f64 = values.iter().map(|v| v.1).sum();
+    let mut seen = 0.0;
+    values
+        .iter()
+        .find(|v| {
+            seen += v.1;
+            seen >= total / 2.0
+        })
+        .map(|v| v.0)
 }
 
 fn least_squares(points: &[Point], floor: f64) -> Option<Line> {

@@ -111,6 +111,8 @@ pub struct Clients {
     pub keys: BTreeMap<IpNet, Estimate>,
     /// The latency model per PoP.
     pub lines: Vec<Option<Line>>,
+    /// Measured keys placed by their measurements rather than GeoIP ([`locate`]).
+    pub relocated: usize,
     /// Each measured key's log ratio to the model for the PoPs it measured, shrunk: what its
     /// neighbours borrow.
     residuals: BTreeMap<IpNet, Vec<Option<f64>>>,
@@ -195,9 +197,9 @@ pub fn clients(
         let (plat, plon) = pops[pop]?;
         Some(geomap::geoip::distance_km(lat, lon, plat, plon))
     };
-    let lines: Vec<Option<Line>> = (0..npops)
+    let points: Vec<Vec<Point>> = (0..npops)
         .map(|p| {
-            let points: Vec<Point> = obs[p]
+            obs[p]
                 .iter()
                 .filter_map(|o| {
                     Some(Point {
@@ -206,10 +208,27 @@ pub fn clients(
                         weight: o.n,
                     })
                 })
-                .collect();
-            model::fit(&points)
+                .collect()
         })
         .collect();
+    let lines: Vec<Option<Line>> = model::fit_all(&points);
+    // Where the model places each key: its GeoIP location, unless its own measurements say
+    // GeoIP is wrong about it.
+    let mut measured: Vec<Vec<(usize, f64)>> = vec![Vec::new(); keys.len()];
+    for (p, o) in obs.iter().enumerate() {
+        for o in o {
+            measured[o.key].push((p, o.log));
+        }
+    }
+    let at: Vec<Option<(f64, f64)>> = (0..keys.len())
+        .map(|k| locate(placed[k].at, &measured[k], &lines, pops))
+        .collect();
+    let relocated = (0..keys.len()).filter(|&k| at[k] != placed[k].at).count();
+    let km = |key: usize, pop: usize| -> Option<f64> {
+        let (lat, lon) = at[key]?;
+        let (plat, plon) = pops[pop]?;
+        Some(geomap::geoip::distance_km(lat, lon, plat, plon))
+    };
     // The model's prediction per key and PoP, as a log: the line at the key's location, else
     // the PoP's geometric mean over all keys.
     let root: Vec<Vec<Option<f64>>> = (0..npops)
@@ -241,6 +260,7 @@ pub fn clients(
         keys.iter().copied().zip(residuals).collect();
     let mut clients = Clients {
         keys: BTreeMap::new(),
+        relocated,
         lines,
         residuals,
         sigma2,
@@ -324,6 +344,60 @@ impl Clients {
             ));
         }
         e
+    }
+}
+
+/// A key's measured PoPs must fit the model this badly at its GeoIP location (median squared
+/// log ratio: a factor of 2.7 at the median) before its measurements may place it elsewhere.
+const MISFIT: f64 = 1.0;
+
+/// Measured PoPs a key needs before its measurements may place it: with fewer, a location
+/// next to one of them fits anything.
+const LOCATE_MIN_POPS: usize = 3;
+
+/// Where the model should place a key: `geoip`, unless the key's own measurements (`measured`:
+/// PoP and log median) contradict the model there and fit it far better at one of the PoPs'
+/// locations. GeoIP databases are wrong for some networks (a block moved to another
+/// continent, a head office's address): such a network measured 800 ms to the PoP GeoIP puts
+/// next to it, and the model there would rank its unmeasured PoPs by a location its own data
+/// refutes. Robust to a badly peered PoP or two: the fit is the median over its PoPs.
+fn locate(
+    geoip: Option<(f64, f64)>,
+    measured: &[(usize, f64)],
+    lines: &[Option<Line>],
+    pops: &[Option<(f64, f64)>],
+) -> Option<(f64, f64)> {
+    if measured.len() < LOCATE_MIN_POPS {
+        return geoip;
+    }
+    let misfit = |(lat, lon): (f64, f64)| -> Option<f64> {
+        let mut sq: Vec<f64> = measured
+            .iter()
+            .filter_map(|&(p, log)| {
+                let (plat, plon) = pops[p]?;
+                let model = lines[p]?.at(geomap::geoip::distance_km(lat, lon, plat, plon));
+                Some((log - latency(model).ln()).powi(2))
+            })
+            .collect();
+        if sq.len() < LOCATE_MIN_POPS {
+            return None;
+        }
+        sq.sort_by(f64::total_cmp);
+        Some(sq[sq.len() / 2])
+    };
+    let here = geoip.and_then(misfit);
+    if here.is_some_and(|m| m <= MISFIT) {
+        return geoip;
+    }
+    let best = pops
+        .iter()
+        .flatten()
+        .filter_map(|&c| Some((misfit(c)?, c)))
+        .min_by(|a, b| a.0.total_cmp(&b.0));
+    match (here, best) {
+        (Some(h), Some((b, c))) if b * 4.0 < h => Some(c),
+        (None, Some((b, c))) if geoip.is_none() && b <= MISFIT => Some(c),
+        _ => geoip,
     }
 }
 

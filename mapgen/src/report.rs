@@ -60,6 +60,9 @@ pub struct Pooling {
     /// Variance of subnets' true log RTT around their prior (model and neighbours), per PoP
     /// (map order).
     pub subnet_spread_log_var: Vec<f64>,
+    /// Measured client subnets whose measurements contradict their GeoIP location so much that
+    /// the model placed them at a PoP's location instead (GeoIP wrong about them).
+    pub relocated_subnets: u64,
 }
 
 /// How many left-out map rows the report names.
@@ -219,6 +222,13 @@ impl Report {
                 mid.sqrt() * 100.0,
                 p.noise_log_var / mid.max(f64::MIN_POSITIVE)
             );
+            if p.relocated_subnets > 0 {
+                let _ = writeln!(
+                    s,
+                    "relocated   {} client subnets whose measurements refute their GeoIP location",
+                    p.relocated_subnets
+                );
+            }
         }
         if self.left_out_rows > 0 {
             let _ = writeln!(

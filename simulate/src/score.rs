@@ -323,7 +323,7 @@ pub fn table(scores: &[Score]) -> String {
     let mut s = String::from("| decision | users within 5 ms of their best | mean regret | p95 regret |\n|---|---:|---:|---:|\n");
     for r in scores {
         s.push_str(&format!(
-            "| {} | {:.1} % | {:.1} ms | {:.1} ms |\n",
+            "| {} | {:.1} % | {:.2} ms | {:.1} ms |\n",
             r.decision,
             r.within_5ms * 100.0,
             r.mean_regret,
