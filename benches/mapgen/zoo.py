@@ -64,6 +64,7 @@ def world(geodns, out, seed, sessions):
         "client": s["measured map, client key space (as if every resolver sent ECS)"],
         "hold_client": (hold["client"]["within_5ms"] * 100, hold["client"]["mean_regret_ms"], hold["client"]["judged"]),
         "left_out": report.get("left_out_rows", 0),
+        "noise": report["pooling"]["noise_log_var"] ** 0.5 * 100,
     }
 
 
@@ -77,15 +78,15 @@ def main():
     a = ap.parse_args()
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    print("| seed | traits | map: regret / within 5 ms | bound per address | bound per /24 | client key space: truth | holdout (judged) | rows left out |")
-    print("|---:|---|---:|---:|---:|---:|---:|---:|")
+    print("| seed | traits | map: regret / within 5 ms | bound per address | bound per /24 | client key space: truth | holdout (judged) | sample noise | rows left out |")
+    print("|---:|---|---:|---:|---:|---:|---:|---:|---:|")
     gaps = []
     for seed in range(a.first, a.first + a.seeds):
         r = world(a.geodns, out, seed, a.sessions)
         gaps.append(r["served"][1] - r["addr"][1])
         f = lambda v: f"{v[1]:.2f} ms / {v[0]:.1f} %"
         print(f"| {seed} | {r['traits']} | {f(r['served'])} | {f(r['addr'])} | {f(r['p24'])} | {f(r['client'])} "
-              f"| {r['hold_client'][1]:.2f} ms / {r['hold_client'][0]:.1f} % ({r['hold_client'][2]}) | {r['left_out']} |", flush=True)
+              f"| {r['hold_client'][1]:.2f} ms / {r['hold_client'][0]:.1f} % ({r['hold_client'][2]}) | {r['noise']:.0f} % | {r['left_out']} |", flush=True)
     gaps.sort()
     print(f"\ndistance to the per-address bound (mean regret): median {gaps[len(gaps) // 2]:.2f} ms, worst {gaps[-1]:.2f} ms")
 

@@ -501,24 +501,8 @@ fn pooled_rows(
         relocated_subnets: clients.relocated as u64,
     });
     let mut rows: Vec<MapRow> = Vec::new();
-    let (mut left_out, mut left_out_rows): (Vec<String>, u64) = (Vec::new(), 0);
-    // Every row is checked where it is made, with the reader's own rule: one that breaks it
-    // is left out and named, never written for the writer (or a server) to refuse.
-    let mut keep = |rows: &mut Vec<MapRow>, r: MapRow| {
-        let problems = r.problems(&opts.pops);
-        if problems.is_empty() {
-            rows.push(r);
-        } else {
-            left_out_rows += 1;
-            if left_out.len() < crate::report::MAX_LEFT_OUT_SAMPLES {
-                let (field, problem) = &problems[0];
-                left_out.push(format!(
-                    "{} {} ({}): {field}: {problem}",
-                    r.key_space, r.prefix, r.derivation
-                ));
-            }
-        }
-    };
+    let mut checked = RowCheck::default();
+    let mut keep = |rows: &mut Vec<MapRow>, r: MapRow| checked.keep(rows, r, &opts.pops);
     let row = |space: KeySpace, prefix: IpNet, e: &Estimate, derivation: Derivation| {
         let (pops, rtt_ms) = e.ranking(&fallback(prefix));
         let own_share = pops
@@ -623,9 +607,37 @@ fn pooled_rows(
             );
         }
     }
-    report.left_out_rows = left_out_rows;
-    report.left_out_samples = left_out;
+    report.left_out_rows = checked.left_out;
+    report.left_out_samples = checked.samples;
     rows
+}
+
+/// The rows mapgen left out because they break the map reader's rules.
+#[derive(Default)]
+struct RowCheck {
+    left_out: u64,
+    samples: Vec<String>,
+}
+
+impl RowCheck {
+    /// Keeps `r` in `rows` if the reader would accept it ([`MapRow::problems`]): every row is
+    /// checked where it is made, with the reader's own rule, so one that breaks it is left out
+    /// and named, never written for the writer (or a server) to refuse, and never the reason
+    /// a finished run writes nothing.
+    fn keep(&mut self, rows: &mut Vec<MapRow>, r: MapRow, pops: &PopTable) {
+        let problems = r.problems(pops);
+        let Some((field, problem)) = problems.first() else {
+            rows.push(r);
+            return;
+        };
+        self.left_out += 1;
+        if self.samples.len() < crate::report::MAX_LEFT_OUT_SAMPLES {
+            self.samples.push(format!(
+                "{} {} ({}): {field}: {problem}",
+                r.key_space, r.prefix, r.derivation
+            ));
+        }
+    }
 }
 
 /// The sample-weighted mean of several keys' estimates, and of how much of each came from
@@ -899,4 +911,37 @@ pub fn run(opts: &Options, progress: &(dyn Fn(&str) + Sync)) -> Result<(Map, Rep
         }
     }
     Ok((new_map, report))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_row_the_reader_would_refuse_is_left_out_and_named() {
+        let pops = PopTable::from_ids(&["ams", "iad"]).unwrap();
+        let row = |prefix: &str, rtt: f32| MapRow {
+            key_space: KeySpace::Client,
+            prefix: prefix.parse().unwrap(),
+            pops: vec![0, 1],
+            rtt_ms: vec![Some(rtt), Some(80.0)],
+            samples: 3,
+            derivation: Derivation::Measured,
+            own_share: vec![Some(1.0), Some(0.5)],
+        };
+        let mut check = RowCheck::default();
+        let mut rows = Vec::new();
+        check.keep(&mut rows, row("10.0.0.0/24", 12.0), &pops);
+        for i in 1..=30 {
+            check.keep(&mut rows, row(&format!("10.0.{i}.0/24"), -4.8), &pops);
+        }
+        check.keep(&mut rows, row("10.1.0.0/24", 0.0), &pops);
+        assert_eq!(rows.len(), 1);
+        assert_eq!(check.left_out, 31);
+        assert_eq!(check.samples.len(), crate::report::MAX_LEFT_OUT_SAMPLES);
+        assert_eq!(
+            check.samples[0],
+            "client 10.0.1.0/24 (measured): rtt_ms: -4.8 is not a latency"
+        );
+    }
 }

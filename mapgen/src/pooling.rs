@@ -655,6 +655,62 @@ mod tests {
     }
 
     #[test]
+    fn networks_next_to_a_pop_are_never_estimated_at_or_below_zero() {
+        // The issue 18 world in small: a steep far range (the line through it crosses zero
+        // near PoP 0), and networks a few km from PoP 0 measured at 1-3 ms, some of them only
+        // once, beside neighbours measured far faster than the line predicts.
+        let pops = vec![Some((0.0, 0.0)), Some((0.0, 40.0))];
+        let mut finest = BTreeMap::new();
+        for i in 0..150u32 {
+            let lon = 5.0 + f64::from(i) * 0.2;
+            let km0 = geomap::geoip::distance_km(0.0, lon, 0.0, 0.0);
+            let km1 = geomap::geoip::distance_km(0.0, lon, 0.0, 40.0);
+            finest.insert(
+                net(&format!("10.1.{i}.0/24")),
+                vec![
+                    stat(0, 4, (0.04 * km0 - 20.0).max(1.0), Some(2.0)),
+                    stat(1, 4, 5.0 + 0.015 * km1, Some(6.0)),
+                ],
+            );
+        }
+        for i in 0..40u32 {
+            let rtt = 1.0 + f64::from(i % 3);
+            let samples = if i % 2 == 0 { 1 } else { 5 };
+            finest.insert(
+                net(&format!("10.9.{i}.0/24")),
+                vec![stat(0, samples, rtt, Some(0.1))],
+            );
+        }
+        let place = |n: IpNet| {
+            let o = match n.addr() {
+                std::net::IpAddr::V4(a) => a.octets(),
+                _ => unreachable!(),
+            };
+            let lon = if o[1] == 9 {
+                f64::from(o[2]) * 0.001
+            } else {
+                5.0 + f64::from(o[2]) * 0.2
+            };
+            Placement {
+                at: Some((0.0, lon)),
+                within: IpNet::new(n.addr(), 16).ok().map(|n| n.trunc()),
+            }
+        };
+        let c = clients(&finest, &pops, &place);
+        for (k, e) in &c.keys {
+            for r in e.rtt.iter().flatten() {
+                assert!(r.is_finite() && *r > 0.0, "{k}: {e:?}");
+            }
+        }
+        for i in 40..80u32 {
+            let n = net(&format!("10.9.{i}.0/24"));
+            let e = c.predict(&pops, n, place(n));
+            let r0 = e.rtt[0].unwrap();
+            assert!(r0 > 0.0 && r0 < 10.0, "{n}: {e:?}");
+        }
+    }
+
+    #[test]
     fn neighbours_that_agree_move_an_unmeasured_network() {
         // Both neighbours of 10.9.2.0/24 are 60 ms slow to PoP 0: it is predicted slow too,
         // while 10.9.20.0/24, between a slow and a normal neighbour, is not moved.

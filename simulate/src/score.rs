@@ -206,6 +206,7 @@ pub fn score(world: &World, truth: &[Truth], map: &Map) -> Vec<Score> {
     }
     let all: Vec<&Share> = shares.iter().collect();
     let never: Vec<&Share> = shares.iter().filter(|s| !s.measured).collect();
+    let beacon_users: Vec<&Share> = shares.iter().filter(|s| s.measured).collect();
     let resolver_loc = |s: &Share| {
         resolvers
             .get(&s.truth.resolver)
@@ -277,6 +278,12 @@ pub fn score(world: &World, truth: &[Truth], map: &Map) -> Vec<Score> {
             &|s| per_address[&u32::from(s.egress)],
         ),
     ];
+    // What a holdout can see: the users of networks that run the beacon.
+    scores.push(rate(
+        "measured networks: measured map, client key space",
+        &beacon_users,
+        &by_client,
+    ));
     if !never.is_empty() {
         scores.extend([
             rate(

@@ -25,3 +25,4 @@ mod simulate;
 mod spill;
 mod transport;
 mod zk;
+mod zoo;
