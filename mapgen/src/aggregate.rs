@@ -49,11 +49,16 @@ fn fail_rate() -> Expr {
 }
 
 /// The statistics of one (client subnet, PoP) group; the variance of log RTT (`log_rtt`) is
-/// for the pooling's noise estimate, which works in ratios.
+/// for the pooling's noise estimate, which works in ratios. The median is the *lower* median:
+/// latency noise only adds (queues, retransmits, a busy client), so where two middle samples
+/// disagree the lower is the likelier typical one: of two samples, one a 3x outlier, the
+/// plain median would report their mean, twice the truth.
 fn stat_exprs() -> Vec<Expr> {
     vec![
         len().cast(DataType::UInt64).alias("samples"),
-        col("rtt").median().alias("median"),
+        col("rtt")
+            .quantile(lit(0.5), QuantileMethod::Lower)
+            .alias("median"),
         col("rtt")
             .quantile(lit(0.9), QuantileMethod::Linear)
             .alias("p90"),

@@ -14,8 +14,9 @@
 //! measured PoP whatever the distance (where no measurement could ever bring it forward).
 //!
 //! A line through bin medians can cross zero near the PoP (a steep far range, a few very near
-//! networks), and a latency is positive: the line never predicts less than the fastest bin's
-//! median, what a typical network nearest the PoP was measured to see. Everything above the
+//! networks), and a latency is positive: the line never predicts less than its *floor*, the
+//! fastest median of the PoP's bins within 500 km (what a typical network near it was measured
+//! to see), or, for a PoP nobody near measured, the fastest median of any PoP's bins. Everything above the
 //! model ([`crate::pooling`]) works in ratios of it, so a positive model gives positive
 //! estimates.
 
@@ -26,7 +27,8 @@ pub struct Line {
     pub intercept: f64,
     /// ms per great-circle km.
     pub slope: f64,
-    /// The smallest RTT the model predicts: the lowest distance bin's median, ms (positive).
+    /// The smallest RTT the model predicts, ms (positive): the fastest median of the PoP's
+    /// bins within [`NEAR_KM`], else the fastest of any PoP's.
     pub floor: f64,
 }
 
@@ -58,6 +60,9 @@ const BIN_KM: f64 = 250.0;
 /// back (about 100 km per ms of RTT), ms per km.
 pub const FIBRE_SLOPE: f64 = 0.01;
 
+/// Bins this near a PoP say how fast it can be: the floor of its line.
+pub const NEAR_KM: f64 = 500.0;
+
 /// A PoP fits its own slope from at least this many distance bins...
 const MIN_BINS: usize = 3;
 
@@ -71,20 +76,32 @@ const MIN_SPAN_KM: f64 = 1000.0;
 /// too few or too close together for a slope takes the weighted median slope of those that
 /// have one ([`FIBRE_SLOPE`] if none does), and the intercept through its own bins. A PoP
 /// without points (with a positive, finite RTT) is a typical PoP: the shared slope, the
-/// weighted median intercept and the lowest floor of the others; `None` when no PoP has
-/// points.
+/// weighted median intercept and the fastest floor; `None` when no PoP has points.
 pub fn fit_all(points: &[Vec<Point>]) -> Vec<Option<Line>> {
     let binned: Vec<Vec<Point>> = points.iter().map(|p| bin_medians(p)).collect();
+    let fastest = binned
+        .iter()
+        .flatten()
+        .map(|p| p.rtt)
+        .min_by(f64::total_cmp);
+    let Some(fastest) = fastest else {
+        return vec![None; points.len()];
+    };
+    let floors: Vec<f64> = binned
+        .iter()
+        .map(|m| near_floor(m).unwrap_or(fastest))
+        .collect();
     let own: Vec<Option<Line>> = binned
         .iter()
-        .map(|m| {
+        .zip(&floors)
+        .map(|(m, &floor)| {
             let (lo, hi) = m
                 .iter()
                 .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), p| {
                     (lo.min(p.km), hi.max(p.km))
                 });
             (m.len() >= MIN_BINS && hi - lo >= MIN_SPAN_KM)
-                .then(|| least_squares(m, floor(m)?))
+                .then(|| least_squares(m, floor))
                 .flatten()
         })
         .collect();
@@ -96,26 +113,19 @@ pub fn fit_all(points: &[Vec<Point>]) -> Vec<Option<Line>> {
     let common = weighted_median(&mut slopes).unwrap_or(FIBRE_SLOPE);
     let lines: Vec<Option<Line>> = own
         .into_iter()
-        .zip(&binned)
-        .map(|(line, m)| line.or_else(|| through(m, common)))
+        .zip(binned.iter().zip(&floors))
+        .map(|(line, (m, &floor))| line.or_else(|| through(m, common, floor)))
         .collect();
     let mut intercepts: Vec<(f64, f64)> = lines
         .iter()
         .zip(&binned)
         .filter_map(|(l, m)| Some((l.as_ref()?.intercept, m.iter().map(|p| p.weight).sum())))
         .collect();
-    let floor = lines
-        .iter()
-        .flatten()
-        .map(|l| l.floor)
-        .min_by(f64::total_cmp);
-    let typical = weighted_median(&mut intercepts)
-        .zip(floor)
-        .map(|(intercept, floor)| Line {
-            intercept,
-            slope: common,
-            floor,
-        });
+    let typical = weighted_median(&mut intercepts).map(|intercept| Line {
+        intercept,
+        slope: common,
+        floor: fastest,
+    });
     lines.into_iter().map(|l| l.or(typical)).collect()
 }
 
@@ -123,7 +133,8 @@ pub fn fit_all(points: &[Vec<Point>]) -> Vec<Option<Line>> {
 /// few, a flat line at the median).
 pub fn fit(points: &[Point]) -> Option<Line> {
     let m = bin_medians(points);
-    least_squares(&m, floor(&m)?)
+    let floor = near_floor(&m).or_else(|| m.iter().map(|p| p.rtt).min_by(f64::total_cmp))?;
+    least_squares(&m, floor)
 }
 
 /// The points in 250 km bins: each bin's mean distance, weighted median RTT and total weight.
@@ -159,14 +170,17 @@ fn bin_medians(points: &[Point]) -> Vec<Point> {
         .collect()
 }
 
-/// The fastest bin's median: the least the model predicts.
-fn floor(bins: &[Point]) -> Option<f64> {
-    bins.iter().map(|m| m.rtt).min_by(f64::total_cmp)
+/// The fastest median of the bins within [`NEAR_KM`] of the PoP.
+fn near_floor(bins: &[Point]) -> Option<f64> {
+    bins.iter()
+        .filter(|p| p.km < NEAR_KM)
+        .map(|p| p.rtt)
+        .min_by(f64::total_cmp)
 }
 
 /// The line of slope `slope` through the bins: its intercept the weighted median of what each
 /// bin says.
-fn through(bins: &[Point], slope: f64) -> Option<Line> {
+fn through(bins: &[Point], slope: f64, floor: f64) -> Option<Line> {
     let mut intercepts: Vec<(f64, f64)> = bins
         .iter()
         .map(|p| (p.rtt - slope * p.km, p.weight))
@@ -174,7 +188,7 @@ fn through(bins: &[Point], slope: f64) -> Option<Line> {
     Some(Line {
         intercept: weighted_median(&mut intercepts)?,
         slope,
-        floor: floor(bins)?,
+        floor,
     })
 }
 

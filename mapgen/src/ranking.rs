@@ -11,7 +11,8 @@ pub struct PopStat {
     pub pop: PopIndex,
     /// Samples (pairings) behind it, successful or not.
     pub samples: u64,
-    /// Median RTT of the successful samples, ms.
+    /// Lower median RTT of the successful samples (of an even number, the lower middle one:
+    /// noise only adds delay), ms.
     pub median: Option<f64>,
     /// 90th percentile RTT, ms.
     pub p90: Option<f64>,
