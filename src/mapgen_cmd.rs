@@ -44,7 +44,10 @@ pub struct MapgenArgs {
     /// RTTs above this (ms) are refused as absurd.
     #[arg(long, default_value_t = 30_000.0)]
     max_rtt_ms: f64,
-    /// Refuse input in which more than this share of rows is invalid (0 to 1).
+    /// Refuse input in which more than this share of rows is invalid (0 to 1), and a map when
+    /// more than this share of the rows mapgen made break the map's rules (such rows are left
+    /// out and named in the summary and report either way; a refused run still writes its
+    /// report).
     #[arg(long, default_value_t = 0.5, value_parser = geodns_mapgen::parse_share)]
     max_invalid_share: f64,
     /// The map now serving: refuse a new one that moves too much traffic or loses coverage.

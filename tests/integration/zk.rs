@@ -305,3 +305,92 @@ pub fn register(zk: &ZooKeeper, dir: &Path, name: &str, addr: &str, extra: &[&st
     p.wait_log("registered", 1, Duration::from_secs(20));
     p
 }
+
+/// Issue 19, the root cause: `zookeeper-client` 0.11.2 resent watches after a reconnect with
+/// `SetWatches`, which carries no persistent watches (`index.max(index)` where `index.max(i)`
+/// was meant, `vendor/zookeeper-client/src/session/watch.rs`), so every persistent watch was
+/// silently gone after any ZooKeeper hiccup. With the patched copy (`[patch.crates-io]`), a
+/// persistent recursive watch fires after the client reconnects to a restarted server, well
+/// inside any periodic re-read.
+#[test]
+fn a_persistent_watch_fires_after_a_reconnect() {
+    use zookeeper_client::{AddWatchMode, Client, CreateMode, SessionState};
+    let mut zk = ZooKeeper::standalone();
+    let connect = zk.connect();
+    let rt = runtime();
+    let opts = CreateMode::Persistent.with_acls(zookeeper_client::Acls::anyone_all());
+    let (client, mut watcher, mut state) = rt.block_on(async {
+        let c = Client::connector()
+            .with_session_timeout(Duration::from_millis(20 * TICK_MS))
+            .connect(&connect)
+            .await
+            .unwrap();
+        c.create("/w", b"", &opts).await.unwrap();
+        let w = c
+            .watch("/w", AddWatchMode::PersistentRecursive)
+            .await
+            .unwrap();
+        let s = c.state_watcher();
+        (c, w, s)
+    });
+    let other = |path: &'static str| {
+        let connect = connect.clone();
+        let opts = opts.clone();
+        runtime().block_on(async move {
+            let c = Client::connect(&connect).await.unwrap();
+            c.create(path, b"", &opts).await.unwrap();
+        })
+    };
+    // The next node event (a persistent watcher also delivers session events: skipped).
+    let next_event = |w: &mut zookeeper_client::PersistentWatcher, within: Duration| {
+        rt.block_on(async {
+            tokio::time::timeout(within, async {
+                loop {
+                    let e = w.changed().await;
+                    if !e.path.is_empty() {
+                        return e;
+                    }
+                }
+            })
+            .await
+            .ok()
+        })
+    };
+    other("/w/before");
+    let e = next_event(&mut watcher, Duration::from_secs(2)).expect("the watch works");
+    assert_eq!(e.path, "/w/before");
+
+    // The server restarts (standalone ZooKeeper keeps sessions across a restart): the client
+    // loses its connection and reconnects within its session.
+    zk.nodes[0].restart();
+    zk.wait_serving();
+    rt.block_on(async {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut seen_disconnect = false;
+        loop {
+            let s = tokio::time::timeout(Duration::from_millis(200), state.changed()).await;
+            match s {
+                Ok(SessionState::Disconnected) => seen_disconnect = true,
+                Ok(SessionState::SyncConnected) if seen_disconnect => break,
+                Ok(
+                    s @ (SessionState::Expired | SessionState::Closed | SessionState::AuthFailed),
+                ) => {
+                    panic!("session ended: {s:?}")
+                }
+                _ => {}
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no reconnect (disconnected: {seen_disconnect})"
+            );
+        }
+        // The client's own session still works.
+        client.get_data("/w").await.unwrap();
+    });
+    let t = Instant::now();
+    other("/w/after");
+    let e = next_event(&mut watcher, Duration::from_secs(2))
+        .expect("the persistent watch survives the reconnect (fails without the patched client)");
+    assert_eq!(e.path, "/w/after");
+    eprintln!("event after the reconnect in {:?}", t.elapsed());
+}
