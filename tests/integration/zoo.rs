@@ -209,3 +209,74 @@ fn mapgen_writes_a_sound_map_on_every_world_of_the_zoo() {
     );
     assert!(median <= MAX_MEDIAN_DISTANCE_MS, "median {median:.2} ms");
 }
+
+/// A holdout that can judge nothing (every session measured one PoP) says so and exits
+/// non-zero, with its report, instead of printing 0.0 % as if that were a result; the same
+/// logs without `--holdout` make a map.
+#[test]
+fn a_holdout_that_can_judge_nothing_fails_with_its_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |x: &str| dir.path().join(x);
+    let o = std::process::Command::new("python3")
+        .arg(data_dir().join("../scripts/gen-world.py"))
+        .arg(dir.path())
+        .args(["--zoo", "--seed", "12"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let text = std::fs::read_to_string(p("world.toml")).unwrap();
+    let one_pop = one_pop_sessions(&text);
+    std::fs::write(p("world.toml"), one_pop).unwrap();
+    run(&[
+        "simulate".as_ref(),
+        "--world".as_ref(),
+        p("world.toml").as_os_str(),
+        "--users".as_ref(),
+        "600".as_ref(),
+        "--logs-only".as_ref(),
+        p("logs").as_os_str(),
+        "--out".as_ref(),
+        p("sim").as_os_str(),
+    ]);
+    let mapgen = |holdout: &str| {
+        geodns()
+            .args(["mapgen", "--config"])
+            .arg(p("geodns.toml"))
+            .arg("--logs")
+            .arg(p("logs"))
+            .arg("--out")
+            .arg(p("map.arrow"))
+            .args(["--holdout", holdout, "--report"])
+            .arg(p("report.json"))
+            .output()
+            .unwrap()
+    };
+    let o = mapgen("0.3");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "{err}");
+    assert!(
+        err.contains("none of the") && err.contains("held-out sessions can judge the map"),
+        "{err}"
+    );
+    assert!(!p("map.arrow").exists());
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(p("report.json")).unwrap()).unwrap();
+    assert!(
+        report["holdout"]["sessions"].as_u64().unwrap() > 50,
+        "{report}"
+    );
+    let o = mapgen("0");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(p("map.arrow").exists());
+}
+
+/// The world with every session measuring one PoP.
+fn one_pop_sessions(world: &str) -> String {
+    let start = world.find("[sessions]").expect("zoo worlds set sessions");
+    let end = start + world[start..].find("\n\n").expect("a blank line ends it");
+    format!(
+        "{}[sessions]\nnearest = 1\nrandom = 0{}",
+        &world[..start],
+        &world[end..]
+    )
+}
