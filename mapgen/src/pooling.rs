@@ -111,7 +111,7 @@ pub struct Clients {
     pub keys: BTreeMap<IpNet, Estimate>,
     /// The latency model per PoP.
     pub lines: Vec<Option<Line>>,
-    /// Measured keys placed by their measurements rather than GeoIP ([`locate`]).
+    /// Measured keys placed by their measurements rather than GeoIP (see `locate`).
     pub relocated: usize,
     /// Each measured key's log ratio to the model for the PoPs it measured, shrunk: what its
     /// neighbours borrow.
