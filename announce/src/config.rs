@@ -33,6 +33,12 @@ pub struct Config {
     /// load balancers.
     #[serde(default)]
     pub load_file: Option<PathBuf>,
+    /// A proxy for the HTTP checks (`http://host:port`). Default none: a check asks the VIP's
+    /// service directly, whatever `http_proxy`/`https_proxy` the host's environment sets (a
+    /// proxy variable meant for something else would fail every healthy HTTP check and
+    /// withdraw every HTTP-checked VIP).
+    #[serde(default)]
+    pub http_proxy: Option<String>,
 }
 
 /// One VIP and its check.
@@ -266,6 +272,10 @@ impl Config {
                     "rise, fall, interval_ms and timeout_ms must be positive".into(),
                 ));
             }
+        }
+        if let Some(p) = &cfg.http_proxy {
+            reqwest::Proxy::all(p.as_str())
+                .map_err(|e| bad("http_proxy".into(), format!("{p:?}: {e}")))?;
         }
         if cfg.drain.method == DrainMethod::Prepend && cfg.local_as.is_none() {
             return Err(bad("drain.method".into(), "prepend needs local_as".into()));

@@ -89,6 +89,13 @@ pub struct VipHealth {
     pub suppressed: bool,
 }
 
+/// Whether a line from ExaBGP announces its shutdown: `shutdown`, or ExaBGP 4.2's
+/// `shutdown <pid> <ppid>`.
+fn is_shutdown(line: &str) -> bool {
+    let mut words = line.split_whitespace();
+    words.next() == Some("shutdown") && words.all(|w| w.bytes().all(|b| b.is_ascii_digit()))
+}
+
 fn route_name(r: Route) -> &'static str {
     match r {
         Route::Withdrawn => "withdrawn",
@@ -174,7 +181,13 @@ pub async fn run(cfg: Config) {
     let cfg = Arc::new(cfg);
     let (tx, mut rx) = mpsc::channel::<Event>(256);
     let now_all = Arc::new(Notify::new());
-    let http = reqwest::Client::builder().build().expect("an HTTP client");
+    // Checks go straight to the service: no proxy from the environment, only a configured one.
+    let http = match cfg.http_proxy.as_deref().map(reqwest::Proxy::all) {
+        Some(Ok(p)) => reqwest::Client::builder().proxy(p),
+        _ => reqwest::Client::builder().no_proxy(),
+    }
+    .build()
+    .expect("an HTTP client");
     for (i, vip) in cfg.vips.iter().enumerate() {
         let (tx, vip, now_all, http) = (tx.clone(), vip.clone(), now_all.clone(), http.clone());
         tokio::spawn(async move {
@@ -220,7 +233,8 @@ pub async fn run(cfg: Config) {
             for line in std::io::stdin().lock().lines() {
                 match line {
                     Ok(l) if l.trim() == "error" => tracing::error!("ExaBGP refused a command"),
-                    Ok(l) if l.trim() == "shutdown" => {
+                    // ExaBGP 4.2 says `shutdown <pid> <ppid>`, older ones `shutdown`.
+                    Ok(l) if is_shutdown(&l) => {
                         let _ = tx.blocking_send(Event::Stop("ExaBGP shutdown"));
                         return;
                     }
@@ -384,6 +398,16 @@ mod tests {
              [drain]\nmethod = \"{method}\"\nmed = 9000\nprepend = 2\n"
         ))
         .unwrap()
+    }
+
+    #[test]
+    fn exabgp_shutdown_in_both_spellings() {
+        assert!(is_shutdown("shutdown"));
+        assert!(is_shutdown("shutdown 4242 1"));
+        assert!(is_shutdown("  shutdown 4242 1\r"));
+        assert!(!is_shutdown("done"));
+        assert!(!is_shutdown("shutdownx"));
+        assert!(!is_shutdown("shutdown now please"));
     }
 
     #[test]

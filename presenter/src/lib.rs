@@ -586,8 +586,12 @@ async fn lead(
                 // Changes made while this session was reconnecting may fire no watch (a
                 // persistent watch is not replayed): read everything again now, and once more
                 // a moment later for anything that landed during the reconnection itself.
+                // The watches are also added again: the client library is meant to resend
+                // them, and once did not (issue 19); a watch added twice is one watch.
                 if s == zk::SessionState::SyncConnected {
                     reread_at = Some(Instant::now() + REREAD_AFTER_RECONNECT);
+                    hosts_w = rewatch(client, &layout.hosts(), hosts_w).await;
+                    human_w = rewatch(client, &layout.human(), human_w).await;
                 }
             }
             _ = tokio::time::sleep(until) => {}
@@ -607,6 +611,25 @@ async fn lead(
             if tokio::time::timeout(Duration::ZERO, drain).await.is_err() {
                 break;
             }
+        }
+    }
+}
+/// Adds a persistent recursive watch on `path` again after a reconnection and returns it, or
+/// keeps `old` if that fails (the periodic re-read still covers the gap). The new watch is in
+/// place before the old one is dropped, so the server never lacks one.
+async fn rewatch(
+    client: &zk::Client,
+    path: &str,
+    old: zk::PersistentWatcher,
+) -> zk::PersistentWatcher {
+    match client
+        .watch(path, zk::AddWatchMode::PersistentRecursive)
+        .await
+    {
+        Ok(w) => w,
+        Err(e) => {
+            tracing::warn!(error = %e, path, "cannot watch again after a reconnection");
+            old
         }
     }
 }

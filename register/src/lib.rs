@@ -190,6 +190,14 @@ pub async fn keep_registered(
                         tracing::warn!(state = ?s, "session ended; registering again in a new one");
                         break;
                     }
+                    // Reconnected within the session: the node should still be there, but
+                    // someone may have deleted it (or the tree) meanwhile; register again if so.
+                    if s == zk::SessionState::SyncConnected
+                        && matches!(client.check_stat(&path).await, Ok(None))
+                    {
+                        tracing::warn!(%path, "registration gone after a reconnection; registering again");
+                        break;
+                    }
                 }
                 _ = &mut stop => {
                     // Deleting explicitly does not wait for the session close to reach the

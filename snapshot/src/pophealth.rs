@@ -124,7 +124,20 @@ pub async fn follow(
             }
             tokio::select! {
                 _ = watcher.changed() => {}
-                s = state.changed() => if s.is_terminated() { break; },
+                s = state.changed() => {
+                    if s.is_terminated() {
+                        break;
+                    }
+                    // Reconnected: the loop reads the directory again (changes made while
+                    // disconnected fire no watch), and the watch is added again, whatever the
+                    // client library resent (it once resent no persistent watch: issue 19).
+                    if s == zk::SessionState::SyncConnected {
+                        match client.watch(&dir, zk::AddWatchMode::PersistentRecursive).await {
+                            Ok(w) => watcher = w,
+                            Err(e) => tracing::warn!(error = %e, "cannot watch {dir} again"),
+                        }
+                    }
+                }
                 _ = tokio::time::sleep(recheck) => {}
             }
         }

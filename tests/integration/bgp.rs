@@ -266,10 +266,15 @@ fn announce_checks_dns_and_http_and_withdraws_on_sigterm() {
         ),
     )
     .unwrap();
+    // A proxy in the environment (meant for something else, and dead) must not touch the
+    // checks: they ask the service directly unless the config names a proxy (issue 19).
     let mut child = crate::harness::geodns()
         .args(["announce", "-c"])
         .arg(&cfg)
         .env("RUST_LOG", "info")
+        .env("http_proxy", "http://127.0.0.1:9")
+        .env("HTTP_PROXY", "http://127.0.0.1:9")
+        .env("all_proxy", "http://127.0.0.1:9")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(std::fs::File::create(dir.path().join("announce.log")).unwrap())
@@ -329,4 +334,47 @@ fn announce_checks_dns_and_http_and_withdraws_on_sigterm() {
     assert!(!lines
         .iter()
         .any(|l| l.starts_with("withdraw route 192.0.2.13")));
+}
+
+/// ExaBGP 4.2 announces its shutdown on our stdin as `shutdown <pid> <ppid>`: routes are
+/// withdrawn and the process exits at once, with stdin still open (issue 19).
+#[test]
+fn announce_ends_on_exabgp_42s_shutdown_line() {
+    use std::io::{BufRead, BufReader, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(&example_config("", ""));
+    let cfg = dir.path().join("announce.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "pop = \"ams\"\n[[vips]]\nprefix = \"192.0.2.21/32\"\ninterval_ms = 100\n\
+             check = {{ kind = \"dns\", server = \"{}\", name = \"www.example.com\" }}\n",
+            s.dns
+        ),
+    )
+    .unwrap();
+    let mut child = crate::harness::geodns()
+        .args(["announce", "-c"])
+        .arg(&cfg)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(dir.path().join("announce.log")).unwrap())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = out.next().unwrap().unwrap();
+    assert!(first.starts_with("announce route 192.0.2.21/32"), "{first}");
+    let t = Instant::now();
+    writeln!(stdin, "done").unwrap();
+    writeln!(stdin, "shutdown 4242 1").unwrap();
+    stdin.flush().unwrap();
+    let next = out.next().unwrap().unwrap();
+    assert_eq!(next, "withdraw route 192.0.2.21/32 next-hop self");
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+    let log = std::fs::read_to_string(dir.path().join("announce.log")).unwrap();
+    assert!(log.contains("ExaBGP shutdown"), "{log}");
+    drop(stdin);
 }

@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 use crate::harness::{example_config, Server};
 use crate::zk::{register, Proc, ZooKeeper};
 
-const ZONE: &str = "internal.example";
+pub(crate) const ZONE: &str = "internal.example";
 
-fn presenter_config(zk: &ZooKeeper, guard: &str, zone_extra: &str) -> String {
+pub(crate) fn presenter_config(zk: &ZooKeeper, guard: &str, zone_extra: &str) -> String {
     format!(
         "[zookeeper]\nconnect = \"{}\"\nsession_timeout_ms = 2000\n\
          [[zones]]\norigin = \"{ZONE}\"\nprimary = \"ns1.{ZONE}\"\nhostmaster = \"hostmaster.{ZONE}\"\n\
@@ -23,7 +23,7 @@ fn presenter_config(zk: &ZooKeeper, guard: &str, zone_extra: &str) -> String {
 }
 
 /// Writes the presenter config and starts a presenter.
-fn presenter(dir: &Path, cfg: &str, extra: &[&str]) -> Proc {
+pub(crate) fn presenter(dir: &Path, cfg: &str, extra: &[&str]) -> Proc {
     let path = dir.join("presenter.toml");
     std::fs::write(&path, cfg).unwrap();
     let mut args = vec!["presenter", "-c", path.to_str().unwrap()];
@@ -80,7 +80,7 @@ fn check_and_publish_refuse_what_servers_would_refuse() {
     assert_eq!(human, b"a IN A 10.0.0.1\n");
 }
 
-fn publish(dir: &Path, origin: &str, text: &str) {
+pub(crate) fn publish(dir: &Path, origin: &str, text: &str) {
     let file = dir.join(format!("{origin}.zone"));
     std::fs::write(&file, text).unwrap();
     let out = crate::harness::geodns()
@@ -107,7 +107,7 @@ fn server(zk: &ZooKeeper) -> Server {
     ))
 }
 
-fn a(s: &Server, name: &str) -> Vec<String> {
+pub(crate) fn a(s: &Server, name: &str) -> Vec<String> {
     let mut v: Vec<String> = s
         .dig(&[name, "A", "+short"])
         .lines()

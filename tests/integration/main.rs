@@ -13,6 +13,7 @@ mod compact;
 mod conformance;
 mod edns;
 mod export;
+mod faults;
 mod geoip;
 mod health;
 mod internal;
