@@ -12,6 +12,8 @@ command -v dig >/dev/null 2>&1 || pkgs+=(bind9-dnsutils)
 command -v kdig >/dev/null 2>&1 || pkgs+=(knot-dnsutils)
 command -v chromium >/dev/null 2>&1 || pkgs+=(chromium)
 command -v ip >/dev/null 2>&1 || pkgs+=(iproute2)
+# nftables drops packets between a test's network namespaces (the control-plane fault matrix).
+command -v nft >/dev/null 2>&1 || pkgs+=(nftables)
 command -v python3 >/dev/null 2>&1 || pkgs+=(python3)
 # kill(1) and pkill for signalling the processes tests start (`kill` alone is a shell builtin).
 [ -x /bin/kill ] || [ -x /usr/bin/kill ] || pkgs+=(procps)

@@ -8,16 +8,21 @@
 //! - a human publish is answered within [`PUBLISH_S`];
 //! - a PoP drain written to `<root>/health` reaches the answers within [`DRAIN_S`].
 //!
-//! Faults: the leader killed, a follower killed, the whole ensemble restarted, and sessions
-//! expired by a frozen process (SIGSTOP past the session timeout) for a robot, the leading
-//! presenter (the other takes over; the old one, fenced, moves nothing) and the server.
-//! Partitions with packet drops in network namespaces and a slowed ensemble are not here yet.
-//! The figures go to stderr (`--nocapture`) and docs/perf.md.
+//! Faults, on loopback: the leader killed, a follower killed, the whole ensemble restarted, and
+//! sessions expired by a frozen process (SIGSTOP past the session timeout) for a robot, the
+//! leading presenter (the other takes over; the old one, fenced, moves nothing) and the server.
+//! Through a small network of the test's own (a bridge, and network namespaces for the server
+//! and one presenter): the server partitioned from ZooKeeper by an nftables drop and healed,
+//! the leading presenter partitioned while it holds the lock, and the server's link to the
+//! ensemble slowed by 200 ms each way (a relay: this kernel has no `netem`). The figures go to stderr (`--nocapture`) and docs/perf.md.
 
 use std::time::{Duration, Instant};
 
-use crate::harness::{example_config, Server};
-use crate::internal::{a, presenter, presenter_config, publish, ZONE};
+use std::process::Command;
+
+use crate::browser::Netns;
+use crate::harness::{example_config, run_tool, Server};
+use crate::internal::{presenter_config, publish, ZONE};
 use crate::zk::{register, Proc, ZooKeeper};
 
 /// A registration answered within this of starting the robot process, s.
@@ -38,22 +43,199 @@ struct Plant {
     dir: tempfile::TempDir,
     presenters: Vec<Proc>,
     server: Server,
+    /// The server's network namespace, if it has one (queries then come from inside it).
+    server_ns: Option<String>,
     robots: Vec<(Proc, String)>,
     n: usize,
+    /// Added to every deadline (a slowed link).
+    slack: f64,
+    /// With a network: the relays the server reaches the ensemble through.
+    link: Option<SlowLink>,
     rows: Vec<String>,
 }
 
-/// The ECS client of ams in the example map (198.51.100.128/25 ranks ams, then iad).
-fn www(s: &Server) -> Vec<String> {
-    s.dig(&[
-        "www.example.com",
-        "A",
-        "+short",
-        "+subnet=198.51.100.200/32",
-    ])
-    .lines()
-    .map(str::to_owned)
-    .collect()
+/// Runs `cmd` and fails the test if it fails.
+fn sh(cmd: &[&str]) {
+    let o = Command::new(cmd[0]).args(&cmd[1..]).output().unwrap();
+    assert!(
+        o.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+/// A small network of the test's own: a bridge in this namespace with `.1` of a /24, and a
+/// network namespace per name on it with `.10`, `.11`... Removed on drop.
+struct Net {
+    bridge: String,
+    prefix: String,
+    spaces: Vec<(Netns, String)>,
+}
+
+impl Net {
+    fn new(n: usize) -> Net {
+        let id = std::process::id() % 200 + 20;
+        let (bridge, prefix) = (format!("gzbr{id}"), format!("10.250.{id}"));
+        let _ = Command::new("ip").args(["link", "del", &bridge]).output();
+        sh(&["ip", "link", "add", &bridge, "type", "bridge"]);
+        sh(&[
+            "ip",
+            "addr",
+            "add",
+            &format!("{prefix}.1/24"),
+            "dev",
+            &bridge,
+        ]);
+        sh(&["ip", "link", "set", &bridge, "up"]);
+        let mut spaces = Vec::new();
+        for i in 0..n {
+            let ns = Netns::new();
+            let (host, peer) = (format!("gzv{id}h{i}"), format!("gzv{id}p{i}"));
+            sh(&[
+                "ip", "link", "add", &host, "type", "veth", "peer", "name", &peer,
+            ]);
+            sh(&["ip", "link", "set", &peer, "netns", &ns.0]);
+            sh(&["ip", "link", "set", &host, "master", &bridge]);
+            sh(&["ip", "link", "set", &host, "up"]);
+            let addr = format!("{prefix}.{}/24", 10 + i);
+            sh(&["ip", "-n", &ns.0, "addr", "add", &addr, "dev", &peer]);
+            sh(&["ip", "-n", &ns.0, "link", "set", &peer, "up"]);
+            spaces.push((ns, peer));
+        }
+        Net {
+            bridge,
+            prefix,
+            spaces,
+        }
+    }
+
+    fn host(&self) -> String {
+        format!("{}.1", self.prefix)
+    }
+
+    fn ns(&self, i: usize) -> &str {
+        &self.spaces[i].0 .0
+    }
+
+    /// Drops every packet between namespace `i` and the bridge's address (a partition).
+    fn partition(&self, i: usize) {
+        let ns = self.ns(i);
+        let host = self.host();
+        sh(&[
+            "ip", "netns", "exec", ns, "nft", "add", "table", "inet", "fault",
+        ]);
+        for (chain, hook, dir) in [("out", "output", "daddr"), ("in", "input", "saddr")] {
+            sh(&[
+                "ip",
+                "netns",
+                "exec",
+                ns,
+                "nft",
+                "add",
+                "chain",
+                "inet",
+                "fault",
+                chain,
+                &format!("{{ type filter hook {hook} priority 0 ; }}"),
+            ]);
+            sh(&[
+                "ip", "netns", "exec", ns, "nft", "add", "rule", "inet", "fault", chain, "ip", dir,
+                &host, "drop",
+            ]);
+        }
+    }
+
+    fn heal(&self, i: usize) {
+        sh(&[
+            "ip",
+            "netns",
+            "exec",
+            self.ns(i),
+            "nft",
+            "delete",
+            "table",
+            "inet",
+            "fault",
+        ]);
+    }
+}
+
+/// A TCP relay in front of each ensemble member that holds every chunk for a set delay each way:
+/// a slow link to the ensemble. (The kernel here has no `netem`: CONFIG_NET_SCH_NETEM is off;
+/// the relay delays the bytes, not the packets, which is what the client sees either way.)
+struct SlowLink {
+    delay_ms: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// `host:port` of each relay, in member order.
+    addrs: Vec<String>,
+}
+
+impl SlowLink {
+    fn new(host: &str, members: &[String]) -> SlowLink {
+        use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+        use std::sync::Arc;
+        let delay_ms = Arc::new(AtomicU64::new(0));
+        let mut addrs = Vec::new();
+        for member in members {
+            let listener = std::net::TcpListener::bind((host, 0)).unwrap();
+            addrs.push(format!("{host}:{}", listener.local_addr().unwrap().port()));
+            let (member, delay) = (member.clone(), delay_ms.clone());
+            std::thread::spawn(move || {
+                for client in listener.incoming().map_while(Result::ok) {
+                    let Ok(upstream) = std::net::TcpStream::connect(&member) else {
+                        continue;
+                    };
+                    for (from, to) in [
+                        (client.try_clone().unwrap(), upstream.try_clone().unwrap()),
+                        (upstream, client),
+                    ] {
+                        let delay = delay.clone();
+                        let (tx, rx) = std::sync::mpsc::channel::<(Instant, Vec<u8>)>();
+                        let mut from = from;
+                        let mut to = to;
+                        std::thread::spawn(move || {
+                            use std::io::Read;
+                            let mut buf = vec![0u8; 65536];
+                            while let Ok(n) = from.read(&mut buf) {
+                                if n == 0 || tx.send((Instant::now(), buf[..n].to_vec())).is_err() {
+                                    break;
+                                }
+                            }
+                            let _ = from.shutdown(std::net::Shutdown::Both);
+                        });
+                        std::thread::spawn(move || {
+                            use std::io::Write;
+                            for (at, bytes) in rx {
+                                let due = at + Duration::from_millis(delay.load(Relaxed));
+                                std::thread::sleep(due.saturating_duration_since(Instant::now()));
+                                if to.write_all(&bytes).is_err() {
+                                    break;
+                                }
+                            }
+                            let _ = to.shutdown(std::net::Shutdown::Both);
+                        });
+                    }
+                }
+            });
+        }
+        SlowLink { delay_ms, addrs }
+    }
+
+    fn set(&self, ms: u64) {
+        self.delay_ms
+            .store(ms, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+impl Drop for Net {
+    fn drop(&mut self) {
+        for (i, _) in self.spaces.iter().enumerate() {
+            let host = format!("gzv{}h{i}", self.bridge.trim_start_matches("gzbr"));
+            let _ = Command::new("ip").args(["link", "del", &host]).output();
+        }
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.bridge])
+            .output();
+    }
 }
 
 fn wait<T: PartialEq + std::fmt::Debug>(
@@ -77,36 +259,96 @@ fn wait<T: PartialEq + std::fmt::Debug>(
 }
 
 impl Plant {
-    fn start() -> Plant {
-        let zk = ZooKeeper::ensemble(3);
+    /// On loopback, or with `net`: the ensemble on its bridge, the first presenter (which
+    /// takes the lock) in its namespace 1 and the server in its namespace 0.
+    fn start(net: Option<&Net>) -> Plant {
+        let zk = match net {
+            Some(n) => ZooKeeper::ensemble_at(3, &n.host()),
+            None => ZooKeeper::ensemble(3),
+        };
         let dir = tempfile::tempdir().unwrap();
         let cfg = presenter_config(&zk, &format!("grace_ms = {GRACE_MS}"), "").replace(
             "session_timeout_ms = 2000",
             &format!("session_timeout_ms = {SESSION_MS}"),
         );
-        let presenters = vec![
-            presenter(dir.path(), &cfg, &[]),
-            presenter(dir.path(), &cfg, &[]),
-        ];
+        let path = dir.path().join("presenter.toml");
+        std::fs::write(&path, &cfg).unwrap();
+        let args = ["presenter", "-c", path.to_str().unwrap()];
+        let first = Proc::spawn_in(
+            net.map(|n| n.ns(1)),
+            &args,
+            &dir.path().join("presenter-0.log"),
+        );
+        first.wait_log("leader: publishing", 1, Duration::from_secs(30));
+        let second = Proc::spawn(&args, &dir.path().join("presenter-1.log"));
         // The server's periodic re-read stays at its default (30 s): only pushes can pass.
-        let server = Server::start(&example_config(
-            "",
-            &format!(
-                "[zookeeper]\nconnect = \"{}\"\njitter_ms = 50\nsession_timeout_ms = {SESSION_MS}\n",
-                zk.connect()
+        // In a network, it reaches the ensemble through relays that can slow the link.
+        let server_ns = net.map(|n| n.ns(0).to_owned());
+        let link = net.map(|n| {
+            let members: Vec<String> = zk.connect().split(',').map(str::to_owned).collect();
+            SlowLink::new(&n.host(), &members)
+        });
+        let server_connect = link
+            .as_ref()
+            .map_or_else(|| zk.connect(), |l| l.addrs.join(","));
+        let server = Server::start_netns(
+            tempdir_with_example_data(),
+            &example_config(
+                "",
+                &format!(
+                    "[zookeeper]\nconnect = \"{server_connect}\"\njitter_ms = 50\nsession_timeout_ms = {SESSION_MS}\n",
+                ),
             ),
-        ));
+            "info",
+            server_ns.as_deref(),
+        );
         let mut p = Plant {
             zk,
             dir,
-            presenters,
+            presenters: vec![first, second],
             server,
+            server_ns,
             robots: Vec::new(),
             n: 0,
+            slack: 0.0,
+            link,
             rows: Vec::new(),
         };
         p.add_robot(30.0);
         p
+    }
+
+    /// dig at the server, from inside its namespace if it has one.
+    fn dig(&self, args: &[&str]) -> Vec<String> {
+        let mut a = vec![
+            format!("@{}", self.server.dns.ip()),
+            "-p".into(),
+            self.server.dns.port().to_string(),
+            "+time=1".into(),
+            "+tries=1".into(),
+            "+short".into(),
+        ];
+        a.extend(args.iter().map(|s| s.to_string()));
+        let out = match &self.server_ns {
+            Some(ns) => {
+                let mut full = vec!["netns".to_owned(), "exec".into(), ns.clone(), "dig".into()];
+                full.extend(a);
+                run_tool("ip", &full)
+            }
+            None => run_tool("dig", &a),
+        };
+        let mut v: Vec<String> = out.lines().map(str::to_owned).collect();
+        v.sort();
+        v
+    }
+
+    fn a(&self, name: &str) -> Vec<String> {
+        self.dig(&[name, "A"])
+    }
+
+    /// The ECS client of ams in the example map (198.51.100.128/25 ranks ams, then iad).
+    fn www(&self) -> Vec<String> {
+        self.dig(&["www.example.com", "A", "+subnet=198.51.100.200/32"])
     }
 
     fn name(&self, i: usize) -> String {
@@ -128,8 +370,12 @@ impl Plant {
             &addr,
             &["--session-timeout-ms", &SESSION_MS.to_string()],
         );
-        let s = &self.server;
-        wait(&name, within, || a(s, &name), vec![addr.clone()]);
+        wait(
+            &name,
+            within + self.slack,
+            || self.a(&name),
+            vec![addr.clone()],
+        );
         self.robots.push((robot, name));
         t0.elapsed().as_secs_f64()
     }
@@ -138,9 +384,8 @@ impl Plant {
     fn kill_robot(&mut self) -> f64 {
         let (robot, name) = self.robots.remove(0);
         robot.signal("KILL");
-        let s = &self.server;
-        let within = (SESSION_MS + GRACE_MS) as f64 / 1000.0 + SETTLE_S;
-        wait(&name, within, || a(s, &name), Vec::<String>::new())
+        let within = (SESSION_MS + GRACE_MS) as f64 / 1000.0 + SETTLE_S + self.slack;
+        wait(&name, within, || self.a(&name), Vec::<String>::new())
     }
 
     /// Publishes a new human record; the seconds until it is answered.
@@ -149,9 +394,13 @@ impl Plant {
         let addr = format!("10.2.0.{}", self.n % 250 + 1);
         let t0 = Instant::now();
         publish(self.dir.path(), ZONE, &format!("human IN A {addr}\n"));
-        let s = &self.server;
         let name = format!("human.{ZONE}");
-        wait(&name, PUBLISH_S, || a(s, &name), vec![addr.clone()]);
+        wait(
+            &name,
+            PUBLISH_S + self.slack,
+            || self.a(&name),
+            vec![addr.clone()],
+        );
         t0.elapsed().as_secs_f64()
     }
 
@@ -161,19 +410,19 @@ impl Plant {
         let node = "/geodns/health/ams";
         self.zk
             .set(node, br#"{"pop":"ams","state":"down","vips":[]}"#);
-        let s = &self.server;
+        let within = DRAIN_S + self.slack;
         let t = wait(
             "drained www",
-            DRAIN_S,
-            || www(s),
+            within,
+            || self.www(),
             vec!["192.0.2.20".to_owned()],
         );
         self.zk
             .set(node, br#"{"pop":"ams","state":"up","vips":[]}"#);
         wait(
             "undrained www",
-            DRAIN_S,
-            || www(s),
+            within,
+            || self.www(),
             vec!["192.0.2.10".to_owned()],
         );
         t
@@ -210,7 +459,7 @@ impl Plant {
 
 #[test]
 fn the_dns_follows_every_change_through_every_fault() {
-    let mut p = Plant::start();
+    let mut p = Plant::start(None);
     // Each probe needs robots to kill: keep a few spare.
     for _ in 0..3 {
         p.add_robot(REGISTER_S);
@@ -245,17 +494,16 @@ fn the_dns_follows_every_change_through_every_fault() {
 
     // A robot frozen past its session: it leaves, then registers again when it wakes.
     let (robot, name) = p.robots.remove(0);
-    let addr = a(&p.server, &name);
+    let addr = p.a(&name);
     robot.signal("STOP");
-    let s = &p.server;
     let gone = wait(
         "frozen robot",
         (SESSION_MS + GRACE_MS) as f64 / 1000.0 + SETTLE_S,
-        || a(s, &name),
+        || p.a(&name),
         Vec::<String>::new(),
     );
     robot.signal("CONT");
-    let back = wait("woken robot", REGISTER_S, || a(s, &name), addr);
+    let back = wait("woken robot", REGISTER_S, || p.a(&name), addr);
     let row = format!("| robot session expired (SIGSTOP) | leaves / back after SIGCONT | - | {gone:.2} s | - | back in {back:.2} s |");
     eprintln!("{row}");
     p.rows.push(row);
@@ -283,7 +531,7 @@ fn the_dns_follows_every_change_through_every_fault() {
 
     // The server frozen past its session: changes made meanwhile reach it when it wakes.
     let kill = |sig: &str, pid: u32| {
-        std::process::Command::new("kill")
+        Command::new("kill")
             .args([&format!("-{sig}"), &pid.to_string()])
             .status()
             .unwrap()
@@ -295,11 +543,10 @@ fn the_dns_follows_every_change_through_every_fault() {
     let robot = register(&p.zk, p.dir.path(), &name, &addr, &[]);
     std::thread::sleep(Duration::from_millis(500));
     kill("CONT", p.server.pid());
-    let s = &p.server;
     let caught = wait(
         "server after its session expired",
         PUBLISH_S,
-        || a(s, &name),
+        || p.a(&name),
         vec![addr],
     );
     let row = format!("| server session expired (SIGSTOP) | a host registered meanwhile, after SIGCONT | {caught:.2} s | - | - | - |");
@@ -308,8 +555,87 @@ fn the_dns_follows_every_change_through_every_fault() {
     p.robots.push((robot, name));
     p.probe("server session expired", "after SIGCONT");
 
-    eprintln!(
-        "| fault | measured | registration | SIGKILLed robot gone | human publish | PoP drain |\n|---|---|---:|---:|---:|---:|\n{}",
-        p.rows.join("\n")
+    p.table();
+}
+
+impl Plant {
+    fn table(&self) {
+        eprintln!(
+            "| fault | measured | registration | SIGKILLed robot gone | human publish | PoP drain |\n|---|---|---:|---:|---:|---:|\n{}",
+            self.rows.join("\n")
+        );
+    }
+}
+
+/// A copy of the example data in a fresh directory, for a server.
+fn tempdir_with_example_data() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for f in ["example.com.zone", "example-map.arrow", "example-nets.csv"] {
+        std::fs::copy(crate::harness::data_dir().join(f), dir.path().join(f)).unwrap();
+    }
+    dir
+}
+
+#[test]
+fn the_dns_follows_through_partitions_and_a_slow_link() {
+    let net = Net::new(2);
+    let mut p = Plant::start(Some(&net));
+    for _ in 0..3 {
+        p.add_robot(REGISTER_S);
+    }
+    p.probe("none (server and a presenter in namespaces)", "-");
+
+    // The server partitioned from the ensemble past its session: it keeps answering what it
+    // had; what changed meanwhile reaches it once the link is back.
+    let kept = p.robots[0].1.clone();
+    let kept_addr = p.a(&kept);
+    net.partition(0);
+    let t0 = Instant::now();
+    p.n += 1;
+    let (name, addr) = (p.name(p.n), "10.4.0.1".to_owned());
+    let robot = register(&p.zk, p.dir.path(), &name, &addr, &[]);
+    while t0.elapsed() < Duration::from_millis(SESSION_MS + 1000) {
+        assert_eq!(p.a(&kept), kept_addr, "answers while partitioned");
+        assert_eq!(p.www(), ["192.0.2.10"], "answers while partitioned");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(p.a(&name).is_empty(), "the partitioned server saw a change");
+    net.heal(0);
+    let healed = wait("the healed server", 3.0, || p.a(&name), vec![addr]);
+    let row = format!("| server partitioned (nftables drop, {:.1} s) | a host registered meanwhile, after the heal | {healed:.2} s | - | - | - |", t0.elapsed().as_secs_f64() - healed);
+    eprintln!("{row}");
+    p.rows.push(row);
+    p.robots.push((robot, name));
+    p.probe("server partitioned", "after the heal");
+
+    // The leading presenter (in namespace 1) partitioned while it holds the lock: the other
+    // takes over once its session is gone; healed, it is fenced and moves nothing.
+    assert!(p.presenters[0].log_text().contains("leader: publishing"));
+    net.partition(1);
+    std::thread::sleep(Duration::from_millis(SESSION_MS + 500));
+    p.probe("leading presenter partitioned", "during");
+    assert!(
+        p.presenters[1].log_text().contains("leader: publishing"),
+        "the other presenter took over"
     );
+    let pointer = p.zk.get("/geodns/snapshot").unwrap();
+    net.heal(1);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(
+        p.zk.get("/geodns/snapshot").unwrap(),
+        pointer,
+        "the fenced presenter moved the pointer\n{}",
+        p.presenters[0].log_text()
+    );
+    p.probe("leading presenter partitioned", "after the heal");
+
+    // A slow link between the server and the ensemble (200 ms each way): every change still
+    // arrives, each ZooKeeper round trip 400 ms longer.
+    p.link.as_ref().unwrap().set(200);
+    p.slack = 2.0;
+    p.probe("slow link to the ensemble (200 ms each way)", "during");
+    p.link.as_ref().unwrap().set(0);
+    p.slack = 0.0;
+    p.probe("slow link", "after");
+    p.table();
 }

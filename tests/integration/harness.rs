@@ -23,7 +23,7 @@ pub fn geodns() -> Command {
 }
 
 /// The geodns binary, run inside a network namespace when one is given.
-fn geodns_in(netns: Option<&str>) -> Command {
+pub fn geodns_in(netns: Option<&str>) -> Command {
     match netns {
         Some(ns) => {
             let mut c = Command::new("ip");

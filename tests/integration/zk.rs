@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::harness::{free_port, geodns};
+use crate::harness::{free_port, geodns_in};
 
 /// ZooKeeper's tick in tests: sessions may last 2-20 ticks, so 0.4 to 4 s.
 pub const TICK_MS: u64 = 200;
@@ -15,6 +15,8 @@ pub const TICK_MS: u64 = 200;
 pub struct ZkNode {
     child: Option<Child>,
     dir: PathBuf,
+    /// The address clients connect to (127.0.0.1, or a bridge's for clients in namespaces).
+    pub host: String,
     pub client_port: u16,
 }
 
@@ -62,7 +64,7 @@ impl ZkNode {
 
     /// Whether it answers `srvr` as a serving member (leader, follower or standalone).
     pub fn mode(&self) -> Option<String> {
-        let out = four_letter(self.client_port, "srvr")?;
+        let out = four_letter(&self.host, self.client_port, "srvr")?;
         out.lines()
             .find_map(|l| l.strip_prefix("Mode: "))
             .map(str::to_owned)
@@ -76,13 +78,12 @@ impl Drop for ZkNode {
 }
 
 /// Sends a four-letter command, returns the answer.
-fn four_letter(port: u16, cmd: &str) -> Option<String> {
+fn four_letter(host: &str, port: u16, cmd: &str) -> Option<String> {
     use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect_timeout(
-        &([127, 0, 0, 1], port).into(),
-        Duration::from_millis(500),
-    )
-    .ok()?;
+    let addr: std::net::IpAddr = host.parse().ok()?;
+    let mut s =
+        std::net::TcpStream::connect_timeout(&(addr, port).into(), Duration::from_millis(500))
+            .ok()?;
     s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
     s.write_all(cmd.as_bytes()).ok()?;
     let mut out = String::new();
@@ -101,7 +102,17 @@ impl ZooKeeper {
         ZooKeeper::start(n)
     }
 
+    /// An ensemble whose members take clients on `host` (an address of this namespace, such
+    /// as a bridge's that test namespaces reach); members talk to each other on loopback.
+    pub fn ensemble_at(n: usize, host: &str) -> ZooKeeper {
+        ZooKeeper::start_at(n, host)
+    }
+
     fn start(n: usize) -> ZooKeeper {
+        ZooKeeper::start_at(n, "127.0.0.1")
+    }
+
+    fn start_at(n: usize, host: &str) -> ZooKeeper {
         let dir = tempfile::tempdir().unwrap();
         let ports: Vec<(u16, u16, u16)> = (0..n)
             .map(|_| (free_port(), free_port(), free_port()))
@@ -112,7 +123,7 @@ impl ZooKeeper {
             std::fs::create_dir_all(node_dir.join("data")).unwrap();
             let mut cfg = format!(
                 "tickTime={TICK_MS}\ninitLimit=20\nsyncLimit=10\ndataDir={}\nclientPort={client}\n\
-                 clientPortAddress=127.0.0.1\nadmin.enableServer=false\nmaxClientCnxns=0\n\
+                 clientPortAddress={host}\nadmin.enableServer=false\nmaxClientCnxns=0\n\
                  4lw.commands.whitelist=*\nminSessionTimeout={}\nmaxSessionTimeout={}\n",
                 node_dir.join("data").display(),
                 2 * TICK_MS,
@@ -129,6 +140,7 @@ impl ZooKeeper {
             let mut node = ZkNode {
                 child: None,
                 dir: node_dir,
+                host: host.to_owned(),
                 client_port: *client,
             };
             node.spawn();
@@ -168,7 +180,7 @@ impl ZooKeeper {
     pub fn connect(&self) -> String {
         self.nodes
             .iter()
-            .map(|n| format!("127.0.0.1:{}", n.client_port))
+            .map(|n| format!("{}:{}", n.host, n.client_port))
             .collect::<Vec<_>>()
             .join(",")
     }
@@ -226,7 +238,13 @@ pub struct Proc {
 
 impl Proc {
     pub fn spawn(args: &[&str], log: &Path) -> Proc {
-        let child = geodns()
+        Proc::spawn_in(None, args, log)
+    }
+
+    /// Spawns in a network namespace, if given (`ip netns exec` execs the binary: the child's
+    /// pid is geodns's, so signals reach it).
+    pub fn spawn_in(netns: Option<&str>, args: &[&str], log: &Path) -> Proc {
+        let child = geodns_in(netns)
             .args(args)
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
