@@ -152,9 +152,54 @@ pub struct Snapshot {
     pub status_txt: Vec<u8>,
     /// Where drained or full PoPs' users go (empty without capacities).
     pub spill: crate::spill::Plan,
+    /// Per PoP, the addresses still answered where some of its VIPs are out (withdrawn or
+    /// draining while others are up, as `geodns announce` published); `None`: all of them.
+    pub live: Box<[Option<LiveAddrs>]>,
+}
+
+/// A PoP's addresses left once the VIPs whose routes are out are taken away.
+#[derive(Debug, Clone, Default)]
+pub struct LiveAddrs {
+    /// IPv4 VIPs still announced.
+    pub a: Vec<[u8; 4]>,
+    /// IPv6 VIPs still announced.
+    pub aaaa: Vec<[u8; 16]>,
+    /// The VIP prefixes out, for the status record and the metrics.
+    pub out: Vec<ipnet::IpNet>,
+}
+
+/// The addresses of `pop` not inside any of the prefixes `out`; `None` if none is inside.
+fn live_addrs(pop: &PopAnswer, out: &[ipnet::IpNet]) -> Option<LiveAddrs> {
+    let v4 = |a: &[u8; 4]| std::net::IpAddr::from(*a);
+    let v6 = |a: &[u8; 16]| std::net::IpAddr::from(*a);
+    let gone = |ip: std::net::IpAddr| out.iter().any(|n| n.contains(&ip));
+    let hit: Vec<ipnet::IpNet> = out
+        .iter()
+        .copied()
+        .filter(|n| {
+            pop.a.iter().any(|a| n.contains(&v4(a))) || pop.aaaa.iter().any(|a| n.contains(&v6(a)))
+        })
+        .collect();
+    if hit.is_empty() {
+        return None;
+    }
+    Some(LiveAddrs {
+        a: pop.a.iter().filter(|a| !gone(v4(a))).copied().collect(),
+        aaaa: pop.aaaa.iter().filter(|a| !gone(v6(a))).copied().collect(),
+        out: hit,
+    })
 }
 
 impl Snapshot {
+    /// The addresses answered for PoP `p`: its VIPs less those whose routes are out.
+    #[inline]
+    pub fn addresses(&self, p: usize) -> (&[[u8; 4]], &[[u8; 16]]) {
+        match &self.live[p] {
+            Some(l) => (&l.a, &l.aaaa),
+            None => (&self.data.pops[p].a, &self.data.pops[p].aaaa),
+        }
+    }
+
     /// Pairs a dataset with a set of down PoPs (ids the dataset does not know are ignored), the
     /// probe log and the internal zones.
     pub fn new(
@@ -173,7 +218,19 @@ impl Snapshot {
         probe_log: Option<ProbeLogger>,
         internal: Arc<Internal>,
     ) -> Snapshot {
-        let why = |id: &geomap::PopId| -> Option<String> {
+        // VIPs out, per PoP: their addresses leave the answers; a PoP with none left drains.
+        let live: Box<[Option<LiveAddrs>]> = data
+            .pops
+            .iter()
+            .map(|p| {
+                let out: Vec<ipnet::IpNet> = published
+                    .get(p.id.as_str())
+                    .map(|st| st.vips_out.iter().filter_map(|v| v.parse().ok()).collect())
+                    .unwrap_or_default();
+                live_addrs(p, &out)
+            })
+            .collect();
+        let why = |i: usize, id: &geomap::PopId| -> Option<String> {
             if file_down.contains(id) {
                 return Some("file".into());
             }
@@ -181,10 +238,21 @@ impl Snapshot {
             if st.state != "up" {
                 return Some(format!("bgp-{}", st.state));
             }
+            if live[i]
+                .as_ref()
+                .is_some_and(|l| l.a.is_empty() && l.aaaa.is_empty())
+            {
+                return Some("vips-down".to_owned());
+            }
             // Above the high watermark a PoP gets no answers at all.
             (shed(st.load) >= 1.0).then(|| "load".to_owned())
         };
-        let down: Box<[bool]> = data.pops.iter().map(|p| why(&p.id).is_some()).collect();
+        let down: Box<[bool]> = data
+            .pops
+            .iter()
+            .enumerate()
+            .map(|(i, p)| why(i, &p.id).is_some())
+            .collect();
         let shed_of =
             |id: &geomap::PopId| published.get(id.as_str()).map_or(0.0, |st| shed(st.load));
         let sheds: Vec<f64> = data.pops.iter().map(|p| shed_of(&p.id)).collect();
@@ -208,7 +276,15 @@ impl Snapshot {
         let drained: Vec<String> = data
             .pops
             .iter()
-            .filter_map(|p| why(&p.id).map(|w| format!("{}:{w}", p.id)))
+            .enumerate()
+            .filter_map(|(i, p)| why(i, &p.id).map(|w| format!("{}:{w}", p.id)))
+            .collect();
+        let vips_out: Vec<String> = data
+            .pops
+            .iter()
+            .zip(live.iter())
+            .filter_map(|(p, l)| Some((p, l.as_ref()?)))
+            .flat_map(|(p, l)| l.out.iter().map(move |n| format!("{}:{n}", p.id)))
             .collect();
         let mut status_txt = data.status_txt.clone();
         let mut fields = internal.status_fields();
@@ -225,6 +301,9 @@ impl Snapshot {
                 drained.join(",")
             }
         ));
+        if !vips_out.is_empty() {
+            fields.push(format!("vips-out={}", vips_out.join(",")));
+        }
         for f in fields {
             let b = &f.as_bytes()[..f.len().min(255)];
             status_txt.push(b.len() as u8);
@@ -239,6 +318,7 @@ impl Snapshot {
             internal,
             status_txt,
             spill,
+            live,
         }
     }
 
@@ -311,6 +391,7 @@ impl Snapshot {
             } else {
                 match self.published.get(p.id.as_str()) {
                     Some(st) if st.state != "up" => format!("bgp-{}", st.state),
+                    _ if *down => "vips-down".to_owned(),
                     Some(st) if shed(st.load) >= 1.0 => "load".to_owned(),
                     _ => "none".to_owned(),
                 }
@@ -320,6 +401,25 @@ impl Snapshot {
                 p.id,
                 u8::from(!*down)
             ));
+        }
+        // Each VIP whose route is out, by PoP (VIPs in the answers are not listed: a series per
+        // VIP of every PoP would say nothing the PoP's own does not).
+        let out: Vec<String> = self
+            .data
+            .pops
+            .iter()
+            .zip(self.live.iter())
+            .filter_map(|(p, l)| Some((p, l.as_ref()?)))
+            .flat_map(|(p, l)| {
+                l.out
+                    .iter()
+                    .map(move |n| format!("geodns_vip_out{{pop=\"{}\",vip=\"{n}\"}} 1\n", p.id))
+            })
+            .collect();
+        s.push_str("# HELP geodns_vip_out 1 for each VIP whose route is out (withdrawn, or draining while the PoP's others are up): its address is left out of the PoP's answers.\n");
+        s.push_str("# TYPE geodns_vip_out gauge\n");
+        for l in out {
+            s.push_str(&l);
         }
         s
     }

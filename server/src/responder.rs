@@ -482,15 +482,24 @@ impl Answer<'_, '_> {
                 }
             }
         };
-        let has_family = |p: PopIndex| {
-            let pop = &data.pops[p as usize];
-            if v6 {
-                !pop.aaaa.is_empty()
+        // A PoP counts for a family if it has VIPs of it whose routes are in; when every
+        // candidate is out, health is ignored and all its VIPs count (fail open).
+        let has_family = |p: PopIndex, live: bool| {
+            let (a, aaaa) = if live {
+                snap.addresses(p as usize)
             } else {
-                !pop.a.is_empty()
+                (
+                    &data.pops[p as usize].a[..],
+                    &data.pops[p as usize].aaaa[..],
+                )
+            };
+            if v6 {
+                !aaaa.is_empty()
+            } else {
+                !a.is_empty()
             }
         };
-        let healthy = |p: &&PopIndex| !snap.down[**p as usize] && has_family(**p);
+        let healthy = |p: &&PopIndex| !snap.down[**p as usize] && has_family(**p, true);
         // A list the spill plan divides: this client's share by its sub-block.
         let mut scope = scope;
         let spilled = hit
@@ -516,18 +525,23 @@ impl Answer<'_, '_> {
                     .iter()
                     .chain(&data.default_order)
                     .copied()
-                    .find(|&p| has_family(p))
+                    .find(|&p| has_family(p, false))
             }
         };
         if let Some(p) = chosen {
             let pop = &data.pops[p as usize];
             outcome.pop_slot = Some(pop.metric_slot);
+            let (a, aaaa) = if outcome.all_down || !has_family(p, true) {
+                (&pop.a[..], &pop.aaaa[..])
+            } else {
+                snap.addresses(p as usize)
+            };
             if v6 {
-                for a in &pop.aaaa {
+                for a in aaaa {
                     w.record(Section::Answer, owner, rtype::AAAA, ttl, a);
                 }
             } else {
-                for a in &pop.a {
+                for a in a {
                     w.record(Section::Answer, owner, rtype::A, ttl, a);
                 }
             }

@@ -20,6 +20,10 @@ pub struct PopStatus {
     pub state: String,
     /// The PoP's reported load (utilisation, 0-1 and beyond), if it reports one.
     pub load: Option<f64>,
+    /// The VIPs (route prefixes, as published) whose route is not announced normally
+    /// (withdrawn, or draining while others are up): servers leave their addresses out of the
+    /// PoP's answers.
+    pub vips_out: Vec<String>,
 }
 
 /// PoP id -> what it published.
@@ -53,7 +57,27 @@ async fn read(client: &zk::Client, dir: &str) -> Result<HealthMap, zk::Error> {
                     .as_ref()
                     .and_then(|v| v.get("load").and_then(|l| l.as_f64()))
                     .filter(|l| l.is_finite() && *l >= 0.0);
-                out.insert(pop, PopStatus { state, load });
+                let vips_out = v
+                    .as_ref()
+                    .and_then(|v| v.get("vips").and_then(|l| l.as_array()))
+                    .map(|vips| {
+                        vips.iter()
+                            .filter(|x| {
+                                x.get("route").and_then(|r| r.as_str()) != Some("announced")
+                            })
+                            .filter_map(|x| x.get("prefix").and_then(|p| p.as_str()))
+                            .map(str::to_owned)
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                out.insert(
+                    pop,
+                    PopStatus {
+                        state,
+                        load,
+                        vips_out,
+                    },
+                );
             }
             Err(zk::Error::NoNode) => {}
             Err(e) => return Err(e),

@@ -378,3 +378,100 @@ fn announce_ends_on_exabgp_42s_shutdown_line() {
     assert!(log.contains("ExaBGP shutdown"), "{log}");
     drop(stdin);
 }
+
+/// Health per VIP (issue 19): a PoP with two VIPs, one of them failing its check, keeps
+/// being answered with the other only; the status record and the metrics name the VIP out.
+/// With both out the PoP drains. `geodns announce` publishes through a real ZooKeeper, the
+/// server follows it.
+#[test]
+fn a_failing_vip_leaves_the_answers_while_its_pop_stays() {
+    use std::io::{BufRead, BufReader};
+    let zk = ZooKeeper::standalone();
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(&example_config(
+        "",
+        &format!(
+            "[zookeeper]\nconnect = \"{}\"\njitter_ms = 50\nsession_timeout_ms = 2000\n",
+            zk.connect()
+        ),
+    ));
+    // No ECS from 127.0.0.1: sin (192.0.2.30 and 192.0.2.31).
+    let www = || -> Vec<String> {
+        let mut v: Vec<String> = s
+            .dig(&["www.example.com", "A", "+short"])
+            .lines()
+            .map(str::to_owned)
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(www(), ["192.0.2.30", "192.0.2.31"]);
+    let cfg = dir.path().join("announce.toml");
+    // Each VIP checks a TCP listener the test opens and closes: its service.
+    let l30 = TcpListener::bind("127.0.0.1:0").unwrap();
+    let l31 = TcpListener::bind("127.0.0.1:0").unwrap();
+    let (p30, p31) = (
+        l30.local_addr().unwrap().port(),
+        l31.local_addr().unwrap().port(),
+    );
+    std::fs::write(
+        &cfg,
+        format!(
+            "pop = \"sin\"\n\
+             [[vips]]\nprefix = \"192.0.2.30/32\"\ninterval_ms = 100\nrise = 1\nfall = 1\n\
+             check = {{ kind = \"tcp\", addr = \"127.0.0.1:{p30}\" }}\n\
+             [[vips]]\nprefix = \"192.0.2.31/32\"\ninterval_ms = 100\nrise = 1\nfall = 1\n\
+             check = {{ kind = \"tcp\", addr = \"127.0.0.1:{p31}\" }}\n\
+             [publish]\nzookeeper = {{ connect = \"{}\", root = \"/geodns\" }}\n",
+            zk.connect()
+        ),
+    )
+    .unwrap();
+    let mut child = crate::harness::geodns()
+        .args(["announce", "-c"])
+        .arg(&cfg)
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(dir.path().join("announce.log")).unwrap())
+        .spawn()
+        .unwrap();
+    let out = child.stdout.take().unwrap();
+    std::thread::spawn(move || for _ in BufReader::new(out).lines() {});
+    let wait = |want: &[&str], within: Duration| {
+        let t0 = Instant::now();
+        while www() != want {
+            assert!(
+                t0.elapsed() < within,
+                "www {:?}, want {want:?}\n{}\n{}",
+                www(),
+                std::fs::read_to_string(dir.path().join("announce.log")).unwrap(),
+                s.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        t0.elapsed()
+    };
+    // Both up (published), then 192.0.2.30's service dies: only .31 is answered.
+    std::thread::sleep(Duration::from_millis(500));
+    drop(l30);
+    let t = wait(&["192.0.2.31"], Duration::from_secs(3));
+    eprintln!("a failed VIP left the answers in {t:?}");
+    let status = s.dig(&["_status.example.com", "TXT", "+short"]);
+    assert!(status.contains("vips-out=sin:192.0.2.30/32"), "{status}");
+    assert!(status.contains("down=none"), "the PoP stays: {status}");
+    let metrics = s.metrics();
+    assert!(
+        metrics.contains("geodns_vip_out{pop=\"sin\",vip=\"192.0.2.30/32\"} 1"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("geodns_pop_up{pop=\"sin\",reason=\"none\"} 1"));
+    // Both dead: the PoP is down and the next one answers.
+    drop(l31);
+    wait(&["192.0.2.10"], Duration::from_secs(3));
+    // .30's service back: it alone is answered again.
+    let _l30 = TcpListener::bind(("127.0.0.1", p30)).unwrap();
+    wait(&["192.0.2.30"], Duration::from_secs(3));
+    let _ = child.kill();
+    let _ = child.wait();
+}
