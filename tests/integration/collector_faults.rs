@@ -13,10 +13,10 @@ use crate::collector::report_rows;
 use crate::harness::{collector_config, http, Collector};
 
 /// A small tmpfs mounted for one test (needs root, as CI runs; never skipped), unmounted on drop.
-struct Tmpfs(PathBuf);
+pub(crate) struct Tmpfs(PathBuf);
 
 impl Tmpfs {
-    fn mount(dir: &Path, size: &str) -> Tmpfs {
+    pub(crate) fn mount(dir: &Path, size: &str) -> Tmpfs {
         std::fs::create_dir_all(dir).unwrap();
         sh(&format!(
             "mount -t tmpfs -o size={size} tmpfs {}",
@@ -26,7 +26,7 @@ impl Tmpfs {
     }
 
     /// Fills the file system: `dd` until ENOSPC.
-    fn fill(&self) {
+    pub(crate) fn fill(&self) {
         let _ = Command::new("dd")
             .arg("if=/dev/zero")
             .arg(format!("of={}/fill", self.0.display()))
@@ -35,7 +35,7 @@ impl Tmpfs {
             .unwrap();
     }
 
-    fn unfill(&self) {
+    pub(crate) fn unfill(&self) {
         std::fs::remove_file(self.0.join("fill")).unwrap();
     }
 

@@ -10,7 +10,8 @@
 //!
 //! Faults, on loopback: the leader killed, a follower killed, the whole ensemble restarted, and
 //! sessions expired by a frozen process (SIGSTOP past the session timeout) for a robot, the
-//! leading presenter (the other takes over; the old one, fenced, moves nothing) and the server.
+//! leading presenter (the other takes over; the old one, fenced, moves nothing) and the server;
+//! the server's cache disk full (it keeps following, and says why it cannot save).
 //! Through a small network of the test's own (a bridge, and network namespaces for the server
 //! and one presenter): the server partitioned from ZooKeeper by an nftables drop and healed,
 //! the leading presenter partitioned while it holds the lock, and the server's link to the
@@ -51,6 +52,8 @@ struct Plant {
     slack: f64,
     /// With a network: the relays the server reaches the ensemble through.
     link: Option<SlowLink>,
+    /// The small file system the server's snapshot cache is on.
+    cache_fs: crate::collector_faults::Tmpfs,
     rows: Vec<String>,
 }
 
@@ -291,12 +294,16 @@ impl Plant {
         let server_connect = link
             .as_ref()
             .map_or_else(|| zk.connect(), |l| l.addrs.join(","));
+        // Its snapshot cache on a small file system the test can fill.
+        let cache_fs = crate::collector_faults::Tmpfs::mount(&dir.path().join("cache"), "1m");
+        let cache = dir.path().join("cache/internal-snapshot.json");
         let server = Server::start_netns(
             tempdir_with_example_data(),
             &example_config(
                 "",
                 &format!(
-                    "[zookeeper]\nconnect = \"{server_connect}\"\njitter_ms = 50\nsession_timeout_ms = {SESSION_MS}\n",
+                    "[zookeeper]\nconnect = \"{server_connect}\"\njitter_ms = 50\nsession_timeout_ms = {SESSION_MS}\ncache = \"{}\"\n",
+                    cache.display()
                 ),
             ),
             "info",
@@ -312,6 +319,7 @@ impl Plant {
             n: 0,
             slack: 0.0,
             link,
+            cache_fs,
             rows: Vec::new(),
         };
         p.add_robot(30.0);
@@ -490,7 +498,11 @@ fn the_dns_follows_every_change_through_every_fault() {
         n.restart();
     }
     p.zk.wait_serving();
+    // Every client is reconnecting to members that were all down: the client library paces
+    // its attempts about a second apart, which a first change after the restart waits for.
+    p.slack = 1.0;
     p.probe("whole ensemble restarted", "after restart");
+    p.slack = 0.0;
 
     // A robot frozen past its session: it leaves, then registers again when it wakes.
     let (robot, name) = p.robots.remove(0);
@@ -554,6 +566,18 @@ fn the_dns_follows_every_change_through_every_fault() {
     p.rows.push(row);
     p.robots.push((robot, name));
     p.probe("server session expired", "after SIGCONT");
+
+    // The server's cache disk full: it keeps following and serving, and says why it cannot
+    // save.
+    p.cache_fs.fill();
+    p.probe("server's cache disk full", "during");
+    let log = p.server.log_text();
+    assert!(
+        log.contains("cannot save the snapshot to disk"),
+        "the server says why it cannot save"
+    );
+    p.cache_fs.unfill();
+    p.probe("server's cache disk full", "after space frees");
 
     p.table();
 }
