@@ -134,6 +134,7 @@ pub fn run(cmd: MapCommand) -> anyhow::Result<()> {
             key_space,
             fill,
         } => {
+            not_an_input(&out, &[&map])?;
             let m = read(&map)?;
             let fill = fill
                 .map(|id| {
@@ -166,6 +167,7 @@ pub fn run(cmd: MapCommand) -> anyhow::Result<()> {
             generation,
             created_at,
         } => {
+            not_an_input(&out, &[&nets])?;
             let spaces: &[KeySpace] = match key_space {
                 Spaces::Client => &[KeySpace::Client],
                 Spaces::Resolver => &[KeySpace::Resolver],
@@ -478,6 +480,28 @@ fn spill(config: &std::path::Path, scenarios: &[String]) -> anyhow::Result<()> {
                 over * 100.0,
                 p.added_ms
             );
+        }
+    }
+    Ok(())
+}
+
+/// Refuses an output that is one of the command's inputs (the same file, by device and inode,
+/// whatever the path says): writing it would destroy the input (`map export-mmdb MAP MAP`
+/// once replaced the map with an MMDB file, rc 0).
+fn not_an_input(out: &std::path::Path, inputs: &[&std::path::Path]) -> anyhow::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(o) = std::fs::metadata(out) else {
+        return Ok(());
+    };
+    for input in inputs {
+        if let Ok(i) = std::fs::metadata(input) {
+            if (i.dev(), i.ino()) == (o.dev(), o.ino()) {
+                anyhow::bail!(
+                    "{}: the output is the input {}; refusing to overwrite it",
+                    out.display(),
+                    input.display()
+                );
+            }
         }
     }
     Ok(())

@@ -112,7 +112,7 @@ pub struct Drain {
     /// MED during a drain by `med`. Default 4294967295 (the worst).
     #[serde(default = "default_drain_med")]
     pub med: u32,
-    /// Extra copies of `local_as` during a drain by `prepend`. Default 3.
+    /// Extra copies of `local_as` during a drain by `prepend`, 1 to 32. Default 3.
     #[serde(default = "default_prepend")]
     pub prepend: u32,
     /// How long a route stays less preferred before it is withdrawn, ms. Default 30000.
@@ -272,10 +272,46 @@ impl Config {
                     "rise, fall, interval_ms and timeout_ms must be positive".into(),
                 ));
             }
+            for (key, ms) in [("interval_ms", v.interval_ms), ("timeout_ms", v.timeout_ms)] {
+                if ms > MAX_CHECK_MS {
+                    return Err(bad(
+                        format!("vips[{i}].{key}"),
+                        format!("{ms} is more than an hour ({MAX_CHECK_MS})"),
+                    ));
+                }
+            }
+            check_check(&v.check)
+                .map_err(|(key, problem)| bad(format!("vips[{i}].check.{key}"), problem))?;
         }
         if let Some(p) = &cfg.http_proxy {
             reqwest::Proxy::all(p.as_str())
                 .map_err(|e| bad("http_proxy".into(), format!("{p:?}: {e}")))?;
+        }
+        if !(1..=MAX_PREPEND).contains(&cfg.drain.prepend) {
+            return Err(bad(
+                "drain.prepend".into(),
+                format!("{} is not from 1 to {MAX_PREPEND}", cfg.drain.prepend),
+            ));
+        }
+        if cfg.drain.grace_ms > MAX_GRACE_MS {
+            return Err(bad(
+                "drain.grace_ms".into(),
+                format!("{} is more than a day ({MAX_GRACE_MS})", cfg.drain.grace_ms),
+            ));
+        }
+        let d = &cfg.damping;
+        if d.half_life_ms == 0
+            || !(d.suppress.is_finite() && d.reuse.is_finite())
+            || d.reuse <= 0.0
+            || d.reuse >= d.suppress
+        {
+            return Err(bad(
+                "damping".into(),
+                format!(
+                    "want half_life_ms > 0 and finite 0 < reuse < suppress (half_life_ms {}, suppress {}, reuse {})",
+                    d.half_life_ms, d.suppress, d.reuse
+                ),
+            ));
         }
         if cfg.drain.method == DrainMethod::Prepend && cfg.local_as.is_none() {
             return Err(bad("drain.method".into(), "prepend needs local_as".into()));
@@ -288,8 +324,124 @@ impl Config {
     }
 }
 
+/// Longest check interval or timeout, ms: an hour (a longer one is a typo, and a check that
+/// never runs keeps a VIP as it is).
+const MAX_CHECK_MS: u64 = 3_600_000;
+
+/// Most copies of `local_as` a drain prepends (more only makes the path absurd; a huge number
+/// once made a 103 GB allocation).
+const MAX_PREPEND: u32 = 32;
+
+/// Longest drain grace, ms: a day.
+const MAX_GRACE_MS: u64 = 86_400_000;
+
+/// A check that cannot work is refused at load, not found failing forever at run time: an
+/// HTTP URL with an http or https scheme and a host, a DNS name and a record type that parse.
+fn check_check(check: &Check) -> Result<(), (&'static str, String)> {
+    match check {
+        Check::Http { url, .. } => {
+            let u = reqwest::Url::parse(url).map_err(|e| ("url", format!("{url:?}: {e}")))?;
+            if !matches!(u.scheme(), "http" | "https") || u.host_str().is_none() {
+                return Err((
+                    "url",
+                    format!("{url:?}: want http:// or https:// with a host"),
+                ));
+            }
+        }
+        Check::Dns { name, qtype, .. } => {
+            hickory_proto::rr::Name::from_ascii(name)
+                .map_err(|e| ("name", format!("{name:?}: {e}")))?;
+            qtype
+                .parse::<hickory_proto::rr::RecordType>()
+                .ok()
+                .filter(|t| !matches!(t, hickory_proto::rr::RecordType::Unknown(_)))
+                .ok_or(("qtype", format!("{qtype:?} is not a record type")))?;
+        }
+        Check::Tcp { .. } => {}
+    }
+    Ok(())
+}
+
 /// `asn:value` with both parts 16-bit.
 pub fn parse_community(s: &str) -> Option<(u16, u16)> {
     let (a, b) = s.split_once(':')?;
     Some((a.parse().ok()?, b.parse().ok()?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One row per hostile or careless value: refused at load, naming the key (issue 20).
+    #[test]
+    fn nonsense_is_refused_at_load_with_the_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let load = |vip_extra: &str, check: &str, rest: &str| {
+            let path = dir.path().join("announce.toml");
+            std::fs::write(
+                &path,
+                format!(
+                    "pop = \"ams\"\nlocal_as = 65001\n[[vips]]\nprefix = \"192.0.2.10/32\"\n{vip_extra}\ncheck = {check}\n{rest}"
+                ),
+            )
+            .unwrap();
+            Config::load(&path)
+        };
+        let tcp = r#"{ kind = "tcp", addr = "127.0.0.1:1" }"#;
+        assert!(load("", tcp, "").is_ok());
+        for (vip_extra, check, rest, key) in [
+            (
+                "",
+                r#"{ kind = "http", url = "ftp://x/" }"#,
+                "",
+                "vips[0].check.url",
+            ),
+            (
+                "",
+                r#"{ kind = "http", url = "not a url" }"#,
+                "",
+                "vips[0].check.url",
+            ),
+            (
+                "",
+                r#"{ kind = "http", url = "http://" }"#,
+                "",
+                "vips[0].check.url",
+            ),
+            (
+                "",
+                r#"{ kind = "dns", server = "127.0.0.1:53", name = "a.example", qtype = "BOGUS" }"#,
+                "",
+                "vips[0].check.qtype",
+            ),
+            (
+                "",
+                r#"{ kind = "dns", server = "127.0.0.1:53", name = "a..b" }"#,
+                "",
+                "vips[0].check.name",
+            ),
+            ("timeout_ms = 99999999999", tcp, "", "vips[0].timeout_ms"),
+            ("", tcp, "[damping]\nsuppress = nan\n", "damping"),
+            ("", tcp, "[damping]\nreuse = inf\n", "damping"),
+            ("", tcp, "[damping]\nreuse = 5000\n", "damping"),
+            ("", tcp, "[drain]\nprepend = 4294967295\n", "drain.prepend"),
+            (
+                "",
+                tcp,
+                "[drain]\ngrace_ms = 999999999999\n",
+                "drain.grace_ms",
+            ),
+        ] {
+            let e = load(vip_extra, check, rest).expect_err(key);
+            assert!(e.contains(&format!("announce.toml: {key}: ")), "{key}: {e}");
+        }
+        let path = dir.path().join("proxy.toml");
+        std::fs::write(
+            &path,
+            format!("pop = \"ams\"\nhttp_proxy = \"::nope\"\n[[vips]]\nprefix = \"192.0.2.10/32\"\ncheck = {tcp}\n"),
+        )
+        .unwrap();
+        let e = Config::load(&path).unwrap_err();
+        assert!(e.contains("proxy.toml: http_proxy: "), "{e}");
+    }
 }

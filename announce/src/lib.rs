@@ -230,16 +230,29 @@ pub async fn run(cfg: Config) {
         let tx = tx.clone();
         std::thread::spawn(move || {
             use std::io::BufRead;
-            for line in std::io::stdin().lock().lines() {
-                match line {
-                    Ok(l) if l.trim() == "error" => tracing::error!("ExaBGP refused a command"),
-                    // ExaBGP 4.2 says `shutdown <pid> <ppid>`, older ones `shutdown`.
-                    Ok(l) if is_shutdown(&l) => {
-                        let _ = tx.blocking_send(Event::Stop("ExaBGP shutdown"));
-                        return;
-                    }
+            let mut stdin = std::io::stdin().lock();
+            let mut buf = Vec::new();
+            loop {
+                buf.clear();
+                // Bytes, not text: a line that is not UTF-8 is bad input, not ExaBGP leaving
+                // (which would withdraw every route).
+                match stdin.read_until(b'\n', &mut buf) {
+                    Ok(0) | Err(_) => break,
                     Ok(_) => {}
-                    Err(_) => break,
+                }
+                let Ok(l) = std::str::from_utf8(&buf) else {
+                    tracing::warn!(
+                        bytes = buf.len(),
+                        "ignoring a line on stdin that is not UTF-8"
+                    );
+                    continue;
+                };
+                if l.trim() == "error" {
+                    tracing::error!("ExaBGP refused a command");
+                } else if is_shutdown(l) {
+                    // ExaBGP 4.2 says `shutdown <pid> <ppid>`, older ones `shutdown`.
+                    let _ = tx.blocking_send(Event::Stop("ExaBGP shutdown"));
+                    return;
                 }
             }
             let _ = tx.blocking_send(Event::Stop("ExaBGP closed our stdin"));

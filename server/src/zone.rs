@@ -116,7 +116,19 @@ impl Zone {
     /// internal zone from a snapshot, or a human zone file checked before it is published (so
     /// what `geodns publish` accepts is exactly what every server serves). `source` names the
     /// text in errors.
+    ///
+    /// Such text comes through ZooKeeper, written by whoever can write there: it may never
+    /// make a server read a file. `$INCLUDE` is refused (an include of `/dev/zero` grew a
+    /// server without bound; of a FIFO, it stalled the follower for good), whatever its case
+    /// or indentation.
     pub fn from_text(origin: &str, text: &str, source: &str) -> Result<Zone, ZoneError> {
+        if let Err((line, problem)) = refuse_includes(text) {
+            return Err(ZoneError {
+                zone: origin.to_owned(),
+                location: format!("{source}: line {line}: "),
+                problem,
+            });
+        }
         let cfg = config::Zone {
             origin: origin.to_owned(),
             file: None,
@@ -420,6 +432,29 @@ pub fn text_name(wire: &[u8]) -> String {
 /// Parses zone text; on error returns the first line at which parsing fails and the message.
 /// hickory's parser does not report positions, so the line is found by parsing ever longer
 /// prefixes of the text (only on the error path).
+/// Zone text that comes through ZooKeeper (snapshots, human zones) must never make a reader
+/// read a file: `Err((line, problem))` for the first `$INCLUDE` control entry, in any case and
+/// indentation. Every parser of such text calls this first ([`Zone::from_text`], and the
+/// presenter's reading of human zones).
+pub fn refuse_includes(text: &str) -> Result<(), (usize, String)> {
+    match include_line(text) {
+        Some(line) => Err((line, INCLUDE_REFUSED.to_owned())),
+        None => Ok(()),
+    }
+}
+
+const INCLUDE_REFUSED: &str = "$INCLUDE is refused in zone text that comes through ZooKeeper (it would make every server read a file of its own)";
+
+/// The first line (1-based) that is an `$INCLUDE` control entry, in any case and indentation.
+fn include_line(text: &str) -> Option<usize> {
+    text.lines()
+        .position(|l| {
+            let l = l.trim_start();
+            l.len() >= 8 && l.as_bytes()[..8].eq_ignore_ascii_case(b"$INCLUDE")
+        })
+        .map(|i| i + 1)
+}
+
 fn parse_zone_text(
     text: &str,
     path: Option<&Path>,
@@ -448,6 +483,27 @@ fn parse_zone_text(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn zone_text_from_zookeeper_never_reads_a_file() {
+        for text in [
+            "$INCLUDE /dev/zero\n",
+            "a IN A 10.0.0.1\n  $include /etc/passwd example.com.\n",
+            "a IN A 10.0.0.1\n\t$Include relative.zone\n",
+        ] {
+            let e = Zone::from_text("example.com", text, "snapshot").unwrap_err();
+            let msg = e.to_string();
+            assert!(msg.contains("$INCLUDE is refused"), "{msg}");
+            let line = if text.starts_with('$') { 1 } else { 2 };
+            assert!(msg.contains(&format!("snapshot: line {line}:")), "{msg}");
+        }
+        // Data that merely mentions it is data.
+        let zone = "$TTL 60\n@ IN SOA ns1 h 1 2 3 4 5\n@ IN NS ns1\nns1 IN A 10.0.0.53\n";
+        let text = format!("{zone}t IN TXT \"$INCLUDE x\"\n");
+        if let Err(e) = Zone::from_text("example.com", &text, "snapshot") {
+            panic!("{e}");
+        }
+    }
 
     fn zone(file_text: &str, records: &[&str]) -> Result<Zone, ZoneError> {
         let dir = std::env::temp_dir().join(format!(

@@ -16,6 +16,7 @@ mod export;
 mod faults;
 mod geoip;
 mod health;
+mod hostile;
 mod internal;
 mod mapgen;
 mod mapgen_faults;

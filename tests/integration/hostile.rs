@@ -1,0 +1,217 @@
+//! Hostile and careless input (issue 20), table-driven where it fits: each row gives the input,
+//! where it enters, and the refusal expected. Covered so far: zone text that would read a file,
+//! announce configs that cannot work or would abort the process, outputs that are an input or
+//! not a regular file, and bytes on announce's stdin that are not text.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::FileTypeExt;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use crate::harness::{data_dir, geodns};
+
+/// A refusal: the command fails, and its stderr names `what`.
+fn refused(args: &[&std::ffi::OsStr], what: &str) {
+    let o = geodns().args(args).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "{args:?} succeeded:\n{err}");
+    assert!(err.contains(what), "{args:?}: want {what:?} in:\n{err}");
+}
+
+#[test]
+fn zone_text_from_zookeeper_can_never_read_a_file() {
+    // Where it enters: a human zone file checked (and published) through the presenter's
+    // loader, the one every server compiles snapshots with.
+    let dir = tempfile::tempdir().unwrap();
+    let presenter = dir.path().join("presenter.toml");
+    std::fs::write(
+        &presenter,
+        "[zookeeper]\nconnect = \"127.0.0.1:1\"\n[[zones]]\norigin = \"internal.example\"\n\
+         primary = \"ns1.internal.example\"\nhostmaster = \"hostmaster.internal.example\"\n\
+         ns = [\"ns1.internal.example\"]\n",
+    )
+    .unwrap();
+    let fifo = dir.path().join("fifo");
+    assert!(std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    for (i, text) in [
+        "$INCLUDE /dev/zero\n".to_owned(),
+        format!("a IN A 10.0.0.1\n$INCLUDE {}\n", fifo.display()),
+        "a IN A 10.0.0.1\n  $include /etc/hostname\n".to_owned(),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let file = dir.path().join(format!("h{i}.zone"));
+        std::fs::write(&file, text).unwrap();
+        let t = Instant::now();
+        refused(
+            &[
+                "check".as_ref(),
+                "--presenter".as_ref(),
+                presenter.as_os_str(),
+                "--internal".as_ref(),
+                format!("internal.example={}", file.display()).as_ref(),
+            ],
+            "$INCLUDE is refused",
+        );
+        // Refused before anything is read: a FIFO nobody writes would block for good.
+        assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+    }
+}
+
+#[test]
+fn announce_configs_that_cannot_work_are_refused_at_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let tcp = r#"{ kind = "tcp", addr = "127.0.0.1:1" }"#;
+    for (top, vip, check, rest, what) in [
+        (
+            "",
+            "",
+            r#"{ kind = "http", url = "ftp://x/" }"#,
+            "",
+            "vips[0].check.url",
+        ),
+        (
+            "",
+            "",
+            r#"{ kind = "dns", server = "127.0.0.1:53", name = "a.example", qtype = "BOGUS" }"#,
+            "",
+            "vips[0].check.qtype",
+        ),
+        ("", "", tcp, "[damping]\nsuppress = nan\n", "damping"),
+        (
+            "",
+            "",
+            tcp,
+            "[drain]\nprepend = 4294967295\n",
+            "drain.prepend",
+        ),
+        (
+            "",
+            "timeout_ms = 99999999999\n",
+            tcp,
+            "",
+            "vips[0].timeout_ms",
+        ),
+        ("http_proxy = \"::nope\"\n", "", tcp, "", "http_proxy"),
+    ] {
+        let path = dir.path().join("announce.toml");
+        std::fs::write(
+            &path,
+            format!("pop = \"ams\"\nlocal_as = 65001\n{top}[[vips]]\nprefix = \"192.0.2.10/32\"\n{vip}check = {check}\n{rest}"),
+        )
+        .unwrap();
+        refused(
+            &["announce".as_ref(), "-c".as_ref(), path.as_os_str()],
+            what,
+        );
+    }
+}
+
+#[test]
+fn tools_never_destroy_their_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let map = dir.path().join("map.arrow");
+    std::fs::copy(data_dir().join("example-map.arrow"), &map).unwrap();
+    let before = std::fs::read(&map).unwrap();
+    // The output is the input, by another path too.
+    let alias = dir.path().join("alias.arrow");
+    std::os::unix::fs::symlink(&map, &alias).unwrap();
+    for out in [&map, &alias] {
+        refused(
+            &[
+                "map".as_ref(),
+                "export-mmdb".as_ref(),
+                map.as_os_str(),
+                out.as_os_str(),
+            ],
+            "the output is the input",
+        );
+    }
+    // Outputs that are not regular files stay what they are.
+    let fifo = dir.path().join("fifo");
+    assert!(std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    let other = dir.path().join("other");
+    std::fs::write(&other, "keep").unwrap();
+    let link = dir.path().join("link.mmdb");
+    std::os::unix::fs::symlink(&other, &link).unwrap();
+    for out in [&fifo, &link] {
+        refused(
+            &[
+                "map".as_ref(),
+                "export-mmdb".as_ref(),
+                map.as_os_str(),
+                out.as_os_str(),
+            ],
+            "not a regular file",
+        );
+    }
+    assert_eq!(std::fs::read(&map).unwrap(), before);
+    assert!(std::fs::symlink_metadata(&fifo)
+        .unwrap()
+        .file_type()
+        .is_fifo());
+    assert!(std::fs::symlink_metadata(&link)
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    assert_eq!(std::fs::read_to_string(&other).unwrap(), "keep");
+}
+
+#[test]
+fn bytes_that_are_not_text_on_announces_stdin_are_not_exabgp_leaving() {
+    let dir = tempfile::tempdir().unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let cfg = dir.path().join("announce.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "pop = \"ams\"\n[[vips]]\nprefix = \"192.0.2.40/32\"\ninterval_ms = 100\nrise = 1\n\
+             check = {{ kind = \"tcp\", addr = \"{}\" }}\n",
+            listener.local_addr().unwrap()
+        ),
+    )
+    .unwrap();
+    let mut child = geodns()
+        .args(["announce", "-c"])
+        .arg(&cfg)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(dir.path().join("announce.log")).unwrap())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let out = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for l in BufReader::new(out).lines().map_while(Result::ok) {
+            let _ = tx.send(l);
+        }
+    });
+    let first = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    assert!(first.starts_with("announce route 192.0.2.40/32"), "{first}");
+    stdin
+        .write_all(b"done\n\xff\xfe garbage \xc3\x28\n")
+        .unwrap();
+    stdin.flush().unwrap();
+    assert!(
+        rx.recv_timeout(Duration::from_millis(800)).is_err(),
+        "a line that is not UTF-8 withdrew the route"
+    );
+    assert!(child.try_wait().unwrap().is_none(), "announce exited");
+    let log = std::fs::read_to_string(dir.path().join("announce.log")).unwrap();
+    assert!(log.contains("not UTF-8"), "{log}");
+    // ExaBGP really leaving (stdin closed) still withdraws.
+    drop(stdin);
+    let next = rx.recv_timeout(Duration::from_secs(5)).unwrap();
+    assert_eq!(next, "withdraw route 192.0.2.40/32 next-hop self");
+    assert!(child.wait().unwrap().success());
+}
