@@ -432,6 +432,15 @@ pub fn text_name(wire: &[u8]) -> String {
 /// Parses zone text; on error returns the first line at which parsing fails and the message.
 /// hickory's parser does not report positions, so the line is found by parsing ever longer
 /// prefixes of the text (only on the error path).
+/// What is checked in zone text before any parser sees it, with lines numbered in `text`
+/// itself: no `$INCLUDE` ([`refuse_includes`]) and no fields beyond what a record's type takes.
+/// Readers of zone text that comes through ZooKeeper call this first (the presenter reads a
+/// human zone before wrapping it in its apex records, so the line numbers are the human's).
+pub fn check_text(text: &str) -> Result<(), (usize, String)> {
+    refuse_includes(text)?;
+    refuse_trailing(text)
+}
+
 /// Zone text that comes through ZooKeeper (snapshots, human zones) must never make a reader
 /// read a file: `Err((line, problem))` for the first `$INCLUDE` control entry, in any case and
 /// indentation. Every parser of such text calls this first ([`Zone::from_text`], and the
@@ -455,11 +464,127 @@ fn include_line(text: &str) -> Option<usize> {
         .map(|i| i + 1)
 }
 
+/// RDATA fields of the types whose RDATA has a fixed number of fields.
+const FIXED_FIELDS: &[(&str, usize)] = &[
+    ("A", 1),
+    ("AAAA", 1),
+    ("CNAME", 1),
+    ("NS", 1),
+    ("PTR", 1),
+    ("MX", 2),
+    ("SRV", 4),
+    ("CAA", 3),
+];
+
+/// The tokens of one logical record (parentheses joined, comments dropped, quoted strings one
+/// token), with the line it starts on and whether it has an owner field.
+fn records(text: &str) -> Vec<(usize, bool, Vec<String>)> {
+    let mut out = Vec::new();
+    let mut current: Option<(usize, bool, Vec<String>)> = None;
+    let mut depth = 0usize;
+    for (i, line) in text.lines().enumerate() {
+        if depth == 0 {
+            if let Some(r) = current.take() {
+                out.push(r);
+            }
+            let owner = !line.starts_with([' ', '\t']);
+            current = Some((i + 1, owner, Vec::new()));
+        }
+        let Some((_, _, tokens)) = current.as_mut() else {
+            continue;
+        };
+        let mut chars = line.chars().peekable();
+        let mut token = String::new();
+        let flush = |t: &mut String, tokens: &mut Vec<String>| {
+            if !t.is_empty() {
+                tokens.push(std::mem::take(t));
+            }
+        };
+        while let Some(c) = chars.next() {
+            match c {
+                ';' => break,
+                '"' => {
+                    token.push('"');
+                    while let Some(q) = chars.next() {
+                        token.push(q);
+                        if q == '\\' {
+                            if let Some(e) = chars.next() {
+                                token.push(e);
+                            }
+                        } else if q == '"' {
+                            break;
+                        }
+                    }
+                    flush(&mut token, tokens);
+                }
+                '(' => {
+                    flush(&mut token, tokens);
+                    depth += 1;
+                }
+                ')' => {
+                    flush(&mut token, tokens);
+                    depth = depth.saturating_sub(1);
+                }
+                c if c.is_whitespace() => flush(&mut token, tokens),
+                c => token.push(c),
+            }
+        }
+        flush(&mut token, tokens);
+    }
+    out.extend(current);
+    out
+}
+
+/// Refuses a record of a fixed-field type with more fields than its type takes: the parser
+/// would drop the rest (`www IN A 10.0.0.1 trailing garbage` was served as plain A), so what
+/// was written is not what is served.
+fn refuse_trailing(text: &str) -> Result<(), (usize, String)> {
+    let is_class = |t: &str| {
+        ["IN", "CH", "HS", "CS"]
+            .iter()
+            .any(|c| t.eq_ignore_ascii_case(c))
+    };
+    let is_ttl = |t: &str| t.chars().next().is_some_and(|c| c.is_ascii_digit());
+    for (line, owner, tokens) in records(text) {
+        if tokens.first().is_some_and(|t| t.starts_with('$')) {
+            continue;
+        }
+        let mut rest = tokens.iter().skip(usize::from(owner));
+        let Some(rtype) = rest.find(|t| !is_class(t) && !is_ttl(t)) else {
+            continue;
+        };
+        let Some(&(name, fields)) = FIXED_FIELDS
+            .iter()
+            .find(|(n, _)| rtype.eq_ignore_ascii_case(n))
+        else {
+            continue;
+        };
+        let rdata: Vec<&String> = rest.collect();
+        if rdata.len() > fields {
+            return Err((
+                line,
+                format!(
+                    "{name} takes {fields} field{}, the record has {} (trailing {:?})",
+                    if fields == 1 { "" } else { "s" },
+                    rdata.len(),
+                    rdata[fields..]
+                        .iter()
+                        .map(|s| s.as_str())
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn parse_zone_text(
     text: &str,
     path: Option<&Path>,
     origin: &Name,
 ) -> Result<BTreeMap<RrKey, RecordSet>, (usize, String)> {
+    refuse_trailing(text)?;
     let parse = |t: &str| Parser::new(t, path.map(Path::to_path_buf), Some(origin.clone())).parse();
     match parse(text) {
         Ok((_, sets)) => Ok(sets),
@@ -483,6 +608,33 @@ fn parse_zone_text(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fields_beyond_what_a_type_takes_are_refused() {
+        for (text, line) in [
+            ("www IN A 10.0.0.1 trailing garbage tokens\n", 1),
+            (
+                "a IN A 10.0.0.1\nb 60 IN MX 10 mail.example.com. extra ; comment\n",
+                2,
+            ),
+            ("c IN CNAME d e\n", 1),
+            ("s IN SRV ( 0 5 53\n  ns1 more )\n", 1),
+        ] {
+            let e = refuse_trailing(text).unwrap_err();
+            assert_eq!(e.0, line, "{text}: {e:?}");
+        }
+        for text in [
+            "www IN A 10.0.0.1 ; a comment with words\n",
+            "  IN A 10.0.0.2\n",
+            "t IN TXT \"a b\" \"c\" d\n",
+            "@ IN SOA ns1 h ( 1 2\n 3 4 5 )\n",
+            "m 300 IN MX 10 mail\n",
+            "q IN CAA 0 issue \"ca; example\"\n",
+            "$TTL 60\n",
+        ] {
+            assert_eq!(refuse_trailing(text), Ok(()), "{text}");
+        }
+    }
 
     #[test]
     fn zone_text_from_zookeeper_never_reads_a_file() {

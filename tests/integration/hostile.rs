@@ -61,6 +61,19 @@ fn zone_text_from_zookeeper_can_never_read_a_file() {
         // Refused before anything is read: a FIFO nobody writes would block for good.
         assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
     }
+    // Fields beyond what a type takes were dropped and the rest served.
+    let file = dir.path().join("trailing.zone");
+    std::fs::write(&file, "www IN A 10.0.0.1 trailing garbage tokens\n").unwrap();
+    refused(
+        &[
+            "check".as_ref(),
+            "--presenter".as_ref(),
+            presenter.as_os_str(),
+            "--internal".as_ref(),
+            format!("internal.example={}", file.display()).as_ref(),
+        ],
+        "line 1: A takes 1 field, the record has 4 (trailing \"trailing garbage tokens\")",
+    );
 }
 
 #[test]
