@@ -14,8 +14,8 @@ use geodns_register::{Registration, Service};
 /// `geodns register`.
 #[derive(Args)]
 pub struct RegisterArgs {
-    /// ZooKeeper connect string.
-    #[arg(long)]
+    /// ZooKeeper connect string (`host:port,host:port`).
+    #[arg(long, value_parser = parse_connect)]
     zookeeper: String,
     /// Root of geodns's nodes.
     #[arg(long, default_value = "/geodns")]
@@ -31,8 +31,18 @@ pub struct RegisterArgs {
     services: Vec<Service>,
     /// Session timeout asked of ZooKeeper, ms: how long this host may be unreachable before its
     /// records are withdrawn (ZooKeeper bounds it to 2-20 ticks).
-    #[arg(long, default_value_t = geodns_register::DEFAULT_SESSION_TIMEOUT.as_millis() as u64)]
+    #[arg(long, default_value_t = geodns_register::DEFAULT_SESSION_TIMEOUT.as_millis() as u64,
+          value_parser = parse_session_timeout)]
     session_timeout_ms: u64,
+}
+
+fn parse_connect(s: &str) -> Result<String, String> {
+    geodns_snapshot::layout::check_connect(s).map(|()| s.to_owned())
+}
+
+fn parse_session_timeout(s: &str) -> Result<u64, String> {
+    let ms: u64 = s.parse().map_err(|e| format!("{s:?}: {e}"))?;
+    geodns_snapshot::layout::check_session_timeout_ms(ms).map(|()| ms)
 }
 
 fn parse_service(s: &str) -> Result<Service, String> {

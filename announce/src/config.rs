@@ -317,8 +317,8 @@ impl Config {
             return Err(bad("drain.method".into(), "prepend needs local_as".into()));
         }
         if let Some(zk) = &cfg.publish.zookeeper {
-            geodns_snapshot::Layout::new(&zk.root)
-                .map_err(|e| bad("publish.zookeeper.root".into(), e))?;
+            zk.check()
+                .map_err(|(key, e)| bad(format!("publish.zookeeper.{key}"), e))?;
         }
         Ok(cfg)
     }

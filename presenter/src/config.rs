@@ -114,6 +114,32 @@ pub fn within(name: &str, origin: &str) -> bool {
     name == origin || name.ends_with(&format!(".{origin}"))
 }
 
+/// The largest TTL on the wire (RFC 2181: 2^31 - 1).
+const MAX_TTL: u32 = i32::MAX as u32;
+
+/// A domain name as this config takes them: labels of letters, digits, `-` and `_` (SRV
+/// owners), 1 to 63 bytes each, 253 in all, an optional final dot. Stricter than the DNS, as
+/// operators' names are: `not a name!` was served as `not.internal.example.`.
+fn host_name(name: &str) -> Result<(), String> {
+    let n = name.strip_suffix('.').unwrap_or(name);
+    if n.is_empty() || n.len() > 253 {
+        return Err(format!("{name:?} is not a domain name (1 to 253 bytes)"));
+    }
+    for label in n.split('.') {
+        if label.is_empty()
+            || label.len() > 63
+            || !label
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            return Err(format!(
+                "{name:?} is not a domain name (label {label:?}: letters, digits, - and _, 1 to 63 bytes)"
+            ));
+        }
+    }
+    Ok(())
+}
+
 impl Config {
     /// Reads and checks the file; errors name the file and the key.
     pub fn load(path: &Path) -> Result<Config, String> {
@@ -123,12 +149,28 @@ impl Config {
             toml::from_str(&text).map_err(|e| format!("{file}: {}", e.to_string().trim_end()))?;
         let bad = |key: String, problem: String| format!("{file}: {key}: {problem}");
         cfg.zookeeper
-            .layout()
-            .map_err(|e| bad("zookeeper.root".into(), e))?;
+            .check()
+            .map_err(|(key, e)| bad(format!("zookeeper.{key}"), e))?;
         if cfg.zones.is_empty() {
             return Err(bad("zones".into(), "no internal zone".into()));
         }
         for (i, z) in cfg.zones.iter().enumerate() {
+            let names = [
+                ("origin", &z.origin),
+                ("primary", &z.primary),
+                ("hostmaster", &z.hostmaster),
+            ];
+            for (key, name) in names.into_iter().chain(z.ns.iter().map(|n| ("ns", n))) {
+                host_name(name).map_err(|e| bad(format!("zones[{i}].{key}"), e))?;
+            }
+            for (key, ttl) in [("ttl", z.ttl), ("negative_ttl", z.negative_ttl)] {
+                if ttl > MAX_TTL {
+                    return Err(bad(
+                        format!("zones[{i}].{key}"),
+                        format!("{ttl} is more than 2^31-1 (RFC 2181)"),
+                    ));
+                }
+            }
             if z.ns.is_empty() {
                 return Err(bad(format!("zones[{i}].ns"), "at least one NS".into()));
             }
@@ -140,6 +182,10 @@ impl Config {
             }
         }
         for (i, r) in cfg.rules.iter().enumerate() {
+            host_name(&r.name).map_err(|e| bad(format!("rules[{i}].name"), e))?;
+            if let Some(srv) = &r.srv {
+                host_name(srv).map_err(|e| bad(format!("rules[{i}].srv"), e))?;
+            }
             let name = norm(&r.name);
             if !cfg.zones.iter().any(|z| within(&name, &norm(&z.origin))) {
                 return Err(bad(

@@ -405,8 +405,13 @@ impl Config {
             if let Err(problem) = geodns_snapshot::Layout::new(&zk.root) {
                 return Err(invalid("zookeeper.root".into(), problem));
             }
-            if zk.connect.trim().is_empty() {
-                return Err(invalid("zookeeper.connect".into(), "empty".into()));
+            if let Err(problem) = geodns_snapshot::layout::check_connect(&zk.connect) {
+                return Err(invalid("zookeeper.connect".into(), problem));
+            }
+            if let Err(problem) =
+                geodns_snapshot::layout::check_session_timeout_ms(zk.session_timeout_ms)
+            {
+                return Err(invalid("zookeeper.session_timeout_ms".into(), problem));
             }
         }
         if let Some(log) = &mut cfg.probe_log {

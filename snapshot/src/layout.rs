@@ -114,4 +114,92 @@ impl ZkSettings {
     pub fn layout(&self) -> Result<Layout, String> {
         Layout::new(&self.root)
     }
+
+    /// Checks every field: the connect string, the session timeout and the root, as
+    /// `(key, problem)`.
+    pub fn check(&self) -> Result<Layout, (&'static str, String)> {
+        check_connect(&self.connect).map_err(|e| ("connect", e))?;
+        check_session_timeout_ms(self.session_timeout_ms).map_err(|e| ("session_timeout_ms", e))?;
+        self.layout().map_err(|e| ("root", e))
+    }
+}
+
+/// Longest session timeout a tool asks for, ms: an hour. (The client library sends it as a
+/// 32-bit number: 2^31 ms and more once silently became 1 s.)
+pub const MAX_SESSION_TIMEOUT_MS: u64 = 3_600_000;
+
+/// A session timeout from 1 ms to [`MAX_SESSION_TIMEOUT_MS`] (the ensemble bounds what it
+/// grants to 2-20 of its ticks).
+pub fn check_session_timeout_ms(ms: u64) -> Result<(), String> {
+    if (1..=MAX_SESSION_TIMEOUT_MS).contains(&ms) {
+        Ok(())
+    } else {
+        Err(format!("{ms} is not from 1 to {MAX_SESSION_TIMEOUT_MS} ms"))
+    }
+}
+
+/// A ZooKeeper connect string: `host:port` separated by commas, at least one, each port a
+/// number from 1 to 65535, an optional chroot (`/path`) at the end. Checked where it enters,
+/// so a typo is an error at once instead of silent retries.
+pub fn check_connect(connect: &str) -> Result<(), String> {
+    let (servers, chroot) = match connect.find('/') {
+        Some(i) => (&connect[..i], Some(&connect[i..])),
+        None => (connect, None),
+    };
+    if servers.trim().is_empty() {
+        return Err(format!("{connect:?}: no server (want host:port,host:port)"));
+    }
+    for server in servers.split(',') {
+        let (host, port) = server
+            .trim()
+            .rsplit_once(':')
+            .ok_or_else(|| format!("{connect:?}: {server:?} is not host:port"))?;
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let port_ok = port.parse::<u16>().is_ok_and(|p| p > 0);
+        let host_ok = !host.is_empty()
+            && (host.parse::<std::net::IpAddr>().is_ok()
+                || host
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.'));
+        if !host_ok || !port_ok {
+            return Err(format!("{connect:?}: {server:?} is not host:port"));
+        }
+    }
+    if let Some(c) = chroot {
+        Layout::new(c).map_err(|e| format!("{connect:?}: chroot: {e}"))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connect_strings() {
+        for ok in [
+            "127.0.0.1:2181",
+            "zk1:2181,zk2:2181, zk3.example:2181",
+            "[::1]:2181",
+            "a:1/chroot",
+        ] {
+            assert_eq!(check_connect(ok), Ok(()), "{ok}");
+        }
+        for bad in [
+            "",
+            " ",
+            "zk1",
+            "zk1:",
+            "zk1:0",
+            "zk1:99999",
+            "zk 1:2181",
+            ":2181",
+            "zk1:2181,",
+        ] {
+            assert!(check_connect(bad).is_err(), "{bad:?}");
+        }
+        assert!(check_session_timeout_ms(1u64 << 31).is_err());
+        assert!(check_session_timeout_ms(0).is_err());
+        assert!(check_session_timeout_ms(10_000).is_ok());
+    }
 }

@@ -228,3 +228,80 @@ fn bytes_that_are_not_text_on_announces_stdin_are_not_exabgp_leaving() {
     assert_eq!(next, "withdraw route 192.0.2.40/32 next-hop self");
     assert!(child.wait().unwrap().success());
 }
+
+#[test]
+fn presenter_configs_and_register_flags_are_checked_where_they_enter() {
+    let dir = tempfile::tempdir().unwrap();
+    let zone = dir.path().join("h.zone");
+    std::fs::write(&zone, "a IN A 10.0.0.1\n").unwrap();
+    let good =
+        "[zookeeper]\nconnect = \"127.0.0.1:2181\"\n[[zones]]\norigin = \"internal.example\"\n\
+                primary = \"ns1.internal.example\"\nhostmaster = \"hostmaster.internal.example\"\n\
+                ns = [\"ns1.internal.example\"]\n";
+    for (from, to, what) in [
+        ("", "", ""),
+        (
+            "ns = [\"ns1.internal.example\"]",
+            "ns = [\"not a name!\"]",
+            "zones[0].ns: \"not a name!\" is not a domain name",
+        ),
+        (
+            "origin = \"internal.example\"",
+            "origin = \"internal..example\"",
+            "zones[0].origin",
+        ),
+        (
+            "primary = \"ns1.internal.example\"",
+            "primary = \"ns1.internal.example\"\nttl = 4294967295",
+            "zones[0].ttl: 4294967295 is more than 2^31-1",
+        ),
+        ("127.0.0.1:2181", "", "zookeeper.connect"),
+        ("127.0.0.1:2181", "zk1:2181,zk2", "zookeeper.connect"),
+        (
+            "connect = \"127.0.0.1:2181\"",
+            "connect = \"127.0.0.1:2181\"\nsession_timeout_ms = 2147483648",
+            "zookeeper.session_timeout_ms",
+        ),
+    ] {
+        let cfg = dir.path().join("presenter.toml");
+        std::fs::write(&cfg, good.replacen(from, to, 1)).unwrap();
+        let internal = format!("internal.example={}", zone.display());
+        let args: [&std::ffi::OsStr; 5] = [
+            "check".as_ref(),
+            "--presenter".as_ref(),
+            cfg.as_os_str(),
+            "--internal".as_ref(),
+            internal.as_ref(),
+        ];
+        if what.is_empty() {
+            let o = geodns().args(args).output().unwrap();
+            assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        } else {
+            refused(&args, &format!("presenter.toml: {what}"));
+        }
+    }
+    let register = |extra: &[&str], what: &str| {
+        let mut args: Vec<&std::ffi::OsStr> = vec![
+            "register".as_ref(),
+            "--name".as_ref(),
+            "h1.prn1.internal.example".as_ref(),
+            "--address".as_ref(),
+            "10.0.0.1".as_ref(),
+        ];
+        args.extend(extra.iter().map(|a| std::ffi::OsStr::new(*a)));
+        let t = Instant::now();
+        refused(&args, what);
+        assert!(t.elapsed() < Duration::from_secs(5), "refused at once");
+    };
+    register(&["--zookeeper", ""], "no server");
+    register(&["--zookeeper", "not a connect string"], "is not host:port");
+    register(
+        &[
+            "--zookeeper",
+            "127.0.0.1:2181",
+            "--session-timeout-ms",
+            "2147483648",
+        ],
+        "is not from 1 to 3600000 ms",
+    );
+}
