@@ -22,8 +22,9 @@ pub enum LogsCommand {
         /// Only this date (YYYY-MM-DD). Default: every closed date with more than one file.
         #[arg(long)]
         date: Option<String>,
-        /// Rows per merged file.
-        #[arg(long, default_value_t = 10_000_000)]
+        /// Rows per merged file (at least 100: fewer makes a file per handful of rows).
+        #[arg(long, default_value_t = 10_000_000,
+              value_parser = clap::value_parser!(u64).range(100..))]
         rows_per_file: u64,
     },
 }

@@ -423,6 +423,25 @@ fn spill(config: &std::path::Path, scenarios: &[String]) -> anyhow::Result<()> {
         .map(|i| data.table.list(i as geomap::ListId))
         .collect();
     let ids: Vec<String> = data.pops.iter().map(|p| p.id.to_string()).collect();
+    // Every argument is checked before anything is printed.
+    for sc in scenarios {
+        for d in sc.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            anyhow::ensure!(
+                ids.iter().any(|i| i == d),
+                "--drain {d}: no such PoP in {} ({})",
+                config.display(),
+                ids.join(", ")
+            );
+        }
+    }
+    // Loads come from the map's demand (samples per row); a map without any (a nets import,
+    // an example) has nothing to spread, and a table of zeros would look like an answer.
+    anyhow::ensure!(
+        data.table.list_stats().iter().any(|s| s.demand > 0),
+        "{}: the map {} records no demand (samples): nothing to compute loads from",
+        config.display(),
+        data.config.map.display()
+    );
     let cap = |p: usize| capacity[p].map_or("-".to_owned(), |c| format!("{:.0} %", c * 100.0));
     println!(
         "| drained | rule | {} | over capacity | added ms |",

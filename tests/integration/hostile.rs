@@ -305,3 +305,44 @@ fn presenter_configs_and_register_flags_are_checked_where_they_enter() {
         "is not from 1 to 3600000 ms",
     );
 }
+
+#[test]
+fn tool_flags_that_make_no_sense_are_refused_before_any_output() {
+    let dir = tempfile::tempdir().unwrap();
+    refused(
+        &[
+            "logs".as_ref(),
+            "compact".as_ref(),
+            "--root".as_ref(),
+            dir.path().as_os_str(),
+            "--rows-per-file".as_ref(),
+            "0".as_ref(),
+        ],
+        "--rows-per-file",
+    );
+    // `map spill` on the example map, which records no demand; and a PoP that does not exist,
+    // named before any table is printed.
+    let cfg = dir.path().join("geodns.toml");
+    std::fs::write(&cfg, crate::harness::example_config("", "")).unwrap();
+    for f in ["example.com.zone", "example-map.arrow", "example-nets.csv"] {
+        std::fs::copy(data_dir().join(f), dir.path().join(f)).unwrap();
+    }
+    for (drain, what) in [
+        ("ams", "records no demand"),
+        ("nope", "--drain nope: no such PoP"),
+    ] {
+        let o = geodns()
+            .args(["map", "spill", "-c"])
+            .arg(&cfg)
+            .args(["--drain", drain])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success() && err.contains(what), "{drain}: {err}");
+        assert!(
+            o.stdout.is_empty(),
+            "{drain}: printed {:?}",
+            String::from_utf8_lossy(&o.stdout)
+        );
+    }
+}
