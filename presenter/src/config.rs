@@ -117,27 +117,9 @@ pub fn within(name: &str, origin: &str) -> bool {
 /// The largest TTL on the wire (RFC 2181: 2^31 - 1).
 const MAX_TTL: u32 = i32::MAX as u32;
 
-/// A domain name as this config takes them: labels of letters, digits, `-` and `_` (SRV
-/// owners), 1 to 63 bytes each, 253 in all, an optional final dot. Stricter than the DNS, as
-/// operators' names are: `not a name!` was served as `not.internal.example.`.
+/// A domain name, by the one rule of internal zones ([`geodns_register::check_name`]).
 fn host_name(name: &str) -> Result<(), String> {
-    let n = name.strip_suffix('.').unwrap_or(name);
-    if n.is_empty() || n.len() > 253 {
-        return Err(format!("{name:?} is not a domain name (1 to 253 bytes)"));
-    }
-    for label in n.split('.') {
-        if label.is_empty()
-            || label.len() > 63
-            || !label
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        {
-            return Err(format!(
-                "{name:?} is not a domain name (label {label:?}: letters, digits, - and _, 1 to 63 bytes)"
-            ));
-        }
-    }
-    Ok(())
+    geodns_register::check_name(name)
 }
 
 impl Config {

@@ -23,8 +23,20 @@ use zookeeper_client as zk;
 /// The session timeout `geodns register` asks for.
 pub const DEFAULT_SESSION_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// What a host says about itself.
+/// Most addresses one registration may carry: a host has a handful (one with 55,000 made its
+/// name unanswerable and cost every server 11 s of compile).
+pub const MAX_ADDRESSES: usize = 64;
+
+/// Most services one registration may carry.
+pub const MAX_SERVICES: usize = 64;
+
+/// Largest registration node, bytes: a few addresses and services take a few hundred.
+pub const MAX_REGISTRATION_BYTES: usize = 16 * 1024;
+
+/// What a host says about itself. Unknown fields are refused: the node is a contract, and a
+/// 900 KB registration of unknown fields was once accepted and served.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Registration {
     /// The host's fully qualified name, e.g. `host123.prn1.internal.example` (no final dot).
     pub name: String,
@@ -37,6 +49,7 @@ pub struct Registration {
 
 /// One service a host runs.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Service {
     /// What it is, e.g. `web`.
     pub role: String,
@@ -57,25 +70,41 @@ pub enum RegisterError {
     Zk(#[from] zk::Error),
 }
 
+/// A single DNS label as names here take them: letters, digits, `-` and `_`, 1 to 63 bytes.
+fn label_ok(l: &str) -> bool {
+    !l.is_empty()
+        && l.len() <= 63
+        && l.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// The one rule for a name in internal zones (hosts, services, the presenter's zones and
+/// rules): labels of letters, digits, `-` and `_` (SRV owners), 1 to 63 bytes each, 253 in
+/// all, an optional final dot. Stricter than the DNS, as operators' names are.
+pub fn check_name(name: &str) -> Result<(), String> {
+    let n = name.strip_suffix('.').unwrap_or(name);
+    if n.is_empty() || n.len() > 253 || !n.split('.').all(label_ok) {
+        return Err(format!(
+            "{name:?} is not a domain name (labels of letters, digits, - and _, 1 to 63 bytes; 253 in all)"
+        ));
+    }
+    Ok(())
+}
+
 impl Registration {
     /// Checks what the presenter cannot repair: a name that is a DNS name, at least one address,
     /// services with a role and cluster that are single labels.
     pub fn validate(&self) -> Result<(), RegisterError> {
-        let label_ok = |l: &str| {
-            !l.is_empty()
-                && l.len() <= 63
-                && l.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        };
-        let name = self.name.trim_end_matches('.');
-        if name.is_empty() || name.len() > 253 || !name.split('.').all(label_ok) {
-            return Err(RegisterError::Invalid(format!(
-                "{:?} is not a host name",
-                self.name
-            )));
-        }
+        check_name(&self.name).map_err(RegisterError::Invalid)?;
         if self.addresses.is_empty() {
             return Err(RegisterError::Invalid("no address".into()));
+        }
+        if self.addresses.len() > MAX_ADDRESSES || self.services.len() > MAX_SERVICES {
+            return Err(RegisterError::Invalid(format!(
+                "{} addresses and {} services: at most {MAX_ADDRESSES} and {MAX_SERVICES}",
+                self.addresses.len(),
+                self.services.len()
+            )));
         }
         for s in &self.services {
             if !label_ok(&s.role) || !label_ok(&s.cluster) {
@@ -90,6 +119,12 @@ impl Registration {
 
     /// Parses a registration node's data.
     pub fn parse(data: &[u8]) -> Result<Registration, RegisterError> {
+        if data.len() > MAX_REGISTRATION_BYTES {
+            return Err(RegisterError::Invalid(format!(
+                "{} bytes: at most {MAX_REGISTRATION_BYTES}",
+                data.len()
+            )));
+        }
         let r: Registration =
             serde_json::from_slice(data).map_err(|e| RegisterError::Invalid(e.to_string()))?;
         r.validate()?;
@@ -209,5 +244,38 @@ pub async fn keep_registered(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registrations_are_bounded_and_exact() {
+        let ok = br#"{"name":"h1.prn1.internal.example","addresses":["10.0.0.1"],"services":[{"role":"web","cluster":"prn1","port":80}]}"#;
+        assert!(Registration::parse(ok).is_ok());
+        let unknown = br#"{"name":"h1.prn1.internal.example","addresses":["10.0.0.1"],"junk":"x"}"#;
+        assert!(Registration::parse(unknown).is_err());
+        let unknown_service = br#"{"name":"h1.prn1.internal.example","addresses":["10.0.0.1"],"services":[{"role":"web","cluster":"prn1","port":80,"x":1}]}"#;
+        assert!(Registration::parse(unknown_service).is_err());
+        let many = Registration {
+            name: "h1.prn1.internal.example".into(),
+            addresses: (0..=MAX_ADDRESSES as u32)
+                .map(|i| IpAddr::from(std::net::Ipv4Addr::from(0x0a00_0000 + i)))
+                .collect(),
+            services: Vec::new(),
+        };
+        assert!(many.validate().is_err());
+        let big = format!(
+            r#"{{"name":"h1.prn1.internal.example","addresses":["10.0.0.1"],"services":[],"pad":"{}"}}"#,
+            "x".repeat(MAX_REGISTRATION_BYTES)
+        );
+        let e = Registration::parse(big.as_bytes()).unwrap_err().to_string();
+        assert!(e.contains("at most"), "{e}");
+        for bad in ["", "a..b", "not a name!", &"x".repeat(64)] {
+            assert!(check_name(bad).is_err(), "{bad:?}");
+        }
+        assert!(check_name("_web._tcp.web.prn1.internal.example.").is_ok());
     }
 }
