@@ -84,6 +84,11 @@ pub struct PresenterArgs {
     /// Publish the next snapshot even if the drop guard would hold it back.
     #[arg(long)]
     force: bool,
+    /// Remove the nodes that squat the presenters' lock (persistent nodes under
+    /// `<root>/presenters`, which no presenter session owns and which keep every presenter
+    /// waiting), print them, and exit.
+    #[arg(long)]
+    remove_squatters: bool,
 }
 
 /// Resolves on SIGTERM or SIGINT.
@@ -134,6 +139,16 @@ pub fn publish(a: PublishArgs) -> anyhow::Result<()> {
 pub fn presenter(a: PresenterArgs) -> anyhow::Result<()> {
     let cfg = geodns_presenter::config::Config::load(&a.config).map_err(anyhow::Error::msg)?;
     let rt = crate::runtime(1)?;
+    if a.remove_squatters {
+        let removed = rt
+            .block_on(geodns_presenter::remove_squatters(&cfg))
+            .map_err(anyhow::Error::msg)?;
+        for p in &removed {
+            println!("removed {p}");
+        }
+        println!("{} squatting node(s) removed", removed.len());
+        return Ok(());
+    }
     rt.block_on(async {
         let metrics = Arc::new(geodns_presenter::Metrics::default());
         if let Some(addr) = cfg.metrics {

@@ -41,12 +41,13 @@ pub struct Metrics {
     robot_records: AtomicU64,
     publications: AtomicU64,
     registrations: AtomicU64,
+    squatters: AtomicU64,
 }
 
 impl Metrics {
     /// Prometheus text exposition.
     pub fn render(&self) -> String {
-        let rows: [(&str, &str, &str, &AtomicU64); 7] = [
+        let rows: [(&str, &str, &str, &AtomicU64); 8] = [
             (
                 "geodns_presenter_leader",
                 "gauge",
@@ -88,6 +89,12 @@ impl Metrics {
                 "gauge",
                 "Registrations seen (live and in their grace period).",
                 &self.registrations,
+            ),
+            (
+                "geodns_presenter_lock_squatters",
+                "gauge",
+                "Nodes in the presenters' lock directory no presenter session owns (persistent ones): they keep every presenter waiting until removed (geodns presenter --remove-squatters).",
+                &self.squatters,
             ),
         ];
         let mut s = String::new();
@@ -315,6 +322,49 @@ pub async fn run(cfg: Config, force: bool, metrics: Arc<Metrics>) {
     }
 }
 
+/// How often a presenter waiting for the lock looks for squatters.
+const SQUATTER_CHECK: Duration = Duration::from_secs(2);
+
+/// The nodes under the presenters' lock directory that no session owns (persistent nodes):
+/// the lock recipe's nodes are ephemeral, so these can only block it.
+async fn squatters(client: &zk::Client, dir: &str) -> Result<Vec<String>, zk::Error> {
+    let mut out = Vec::new();
+    for child in client.list_children(dir).await? {
+        let path = format!("{dir}/{child}");
+        if let Some(stat) = client.check_stat(&path).await? {
+            if stat.ephemeral_owner == 0 {
+                out.push(path);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Removes the nodes that squat the presenters' lock (`geodns presenter --remove-squatters`),
+/// returning them. Only persistent nodes go: a live presenter's ephemeral node is never
+/// touched.
+pub async fn remove_squatters(cfg: &Config) -> Result<Vec<String>, String> {
+    let layout = cfg.zookeeper.layout()?;
+    let client = zk::Client::connector()
+        .with_session_timeout(Duration::from_millis(cfg.zookeeper.session_timeout_ms))
+        .connect(&cfg.zookeeper.connect)
+        .await
+        .map_err(|e| format!("ZooKeeper {}: {e}", cfg.zookeeper.connect))?;
+    let dir = layout.presenters();
+    let found = match squatters(&client, &dir).await {
+        Ok(f) => f,
+        Err(zk::Error::NoNode) => Vec::new(),
+        Err(e) => return Err(format!("{dir}: {e}")),
+    };
+    for path in &found {
+        match client.delete(path, None).await {
+            Ok(()) | Err(zk::Error::NoNode) => {}
+            Err(e) => return Err(format!("{path}: {e}")),
+        }
+    }
+    Ok(found)
+}
+
 /// What the presenter last published (or found published when it became leader).
 struct Published {
     version: u64,
@@ -416,10 +466,29 @@ async fn lead(
     let prefix = zk::LockPrefix::new_curator(&presenters, "presenter-").map_err(zerr("lock"))?;
     let options = zk::LockOptions::new(zk::Acls::anyone_all());
     tracing::info!("waiting for leadership");
-    let lock = client
-        .lock(prefix, b"", options)
-        .await
-        .map_err(zerr("lock"))?;
+    // The lock recipe waits behind every lower node; one no live session owns (a persistent
+    // node, written by hand or by a hostile client) would keep every presenter waiting for
+    // ever. Look for such nodes while waiting, and say so.
+    let lock = {
+        let waiting = client.lock(prefix, b"", options);
+        tokio::pin!(waiting);
+        loop {
+            tokio::select! {
+                l = &mut waiting => break l.map_err(zerr("lock"))?,
+                _ = tokio::time::sleep(SQUATTER_CHECK) => {
+                    let found = squatters(client, &presenters).await.unwrap_or_default();
+                    metrics.squatters.store(found.len() as u64, Relaxed);
+                    if !found.is_empty() {
+                        tracing::error!(
+                            nodes = ?found,
+                            "the presenters' lock is squatted by nodes no session owns; every presenter waits until they are removed (geodns presenter -c CONFIG --remove-squatters)"
+                        );
+                    }
+                }
+            }
+        }
+    };
+    metrics.squatters.store(0, Relaxed);
     metrics.leader.store(1, Relaxed);
     tracing::info!(lock = lock.lock_path(), "leader: publishing");
 

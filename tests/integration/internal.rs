@@ -632,3 +632,35 @@ fn two_presenters_one_publishes_and_the_other_takes_over() {
     wait_a(&[&s], &name2, &["10.0.0.2"], Duration::from_secs(10));
     assert_eq!(a(&s, &name), ["10.0.0.1"]);
 }
+
+/// A persistent node with a low sequence number in the presenters' lock directory (issue 20)
+/// is named in the log while every presenter waits, and `--remove-squatters` clears it; the
+/// presenter then leads.
+#[test]
+fn a_squatted_presenter_lock_is_reported_and_removable() {
+    let zk = ZooKeeper::standalone();
+    let dir = tempfile::tempdir().unwrap();
+    let squatter = "/geodns/presenters/_c_squatter-presenter-0000000000";
+    zk.set(squatter, b"");
+    let p = presenter(dir.path(), &presenter_config(&zk, "", ""), &[]);
+    p.wait_log(
+        "the presenters' lock is squatted",
+        1,
+        Duration::from_secs(15),
+    );
+    assert!(p.log_text().contains(squatter), "{}", p.log_text());
+    assert!(!p.log_text().contains("leader: publishing"));
+    let o = crate::harness::geodns()
+        .args(["presenter", "-c"])
+        .arg(dir.path().join("presenter.toml"))
+        .arg("--remove-squatters")
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success() && out.contains(&format!("removed {squatter}")),
+        "{out}"
+    );
+    p.wait_log("leader: publishing", 1, Duration::from_secs(15));
+    assert!(zk.get(squatter).is_none());
+}
