@@ -322,6 +322,40 @@ pub async fn run(cfg: Config, force: bool, metrics: Arc<Metrics>) {
     }
 }
 
+/// Conflicts logged one per line after each change; the rest are counted.
+const MAX_CONFLICT_LOG_LINES: usize = 20;
+
+/// Largest conflict report, bytes: well under ZooKeeper's 1 MB node limit (6,000 junk
+/// registrations once made a report the ensemble refused, and the presenter restarted in a
+/// loop).
+const MAX_CONFLICT_REPORT_BYTES: usize = 256 * 1024;
+
+/// The conflict report written to `<root>/conflicts`: the total, the count per kind, and the
+/// conflicts themselves, as many as fit [`MAX_CONFLICT_REPORT_BYTES`] (`listed` says how many).
+fn conflict_report(conflicts: &[Conflict]) -> Vec<u8> {
+    let mut by_kind: BTreeMap<&str, u64> = BTreeMap::new();
+    for c in conflicts {
+        *by_kind.entry(c.kind).or_default() += 1;
+    }
+    let mut listed = Vec::new();
+    let mut bytes = 200 + by_kind.len() * 64;
+    for c in conflicts {
+        let one = serde_json::to_vec(c).expect("a conflict serialises");
+        if bytes + one.len() + 8 > MAX_CONFLICT_REPORT_BYTES {
+            break;
+        }
+        bytes += one.len() + 8;
+        listed.push(c);
+    }
+    let report = serde_json::json!({
+        "total": conflicts.len(),
+        "by_kind": by_kind,
+        "listed": listed.len(),
+        "conflicts": listed,
+    });
+    serde_json::to_vec(&report).expect("the report serialises")
+}
+
 /// How often a presenter waiting for the lock looks for squatters.
 const SQUATTER_CHECK: Duration = Duration::from_secs(2);
 
@@ -540,10 +574,16 @@ async fn lead(
             }));
         rec.conflicts.sort();
         if reported.as_ref() != Some(&rec.conflicts) {
-            for c in &rec.conflicts {
+            for c in rec.conflicts.iter().take(MAX_CONFLICT_LOG_LINES) {
                 tracing::warn!(kind = c.kind, name = %c.name, detail = %c.detail, "conflict");
             }
-            let json = serde_json::to_vec_pretty(&rec.conflicts).expect("conflicts serialise");
+            if rec.conflicts.len() > MAX_CONFLICT_LOG_LINES {
+                tracing::warn!(
+                    more = rec.conflicts.len() - MAX_CONFLICT_LOG_LINES,
+                    "further conflicts not logged (see <root>/conflicts and the metric)"
+                );
+            }
+            let json = conflict_report(&rec.conflicts);
             write_node(client, &layout.conflicts(), &json)
                 .await
                 .map_err(zerr("writing conflicts"))?;
@@ -700,5 +740,33 @@ async fn rewatch(
             tracing::warn!(error = %e, path, "cannot watch again after a reconnection");
             old
         }
+    }
+}
+
+#[cfg(test)]
+mod report_tests {
+    use super::*;
+
+    #[test]
+    fn a_conflict_report_always_fits_a_node() {
+        let many: Vec<Conflict> = (0..50_000)
+            .map(|i| Conflict {
+                kind: if i % 2 == 0 {
+                    "invalid_registration"
+                } else {
+                    "outside_zones"
+                },
+                name: format!("junk{i}.example.{}", "x".repeat(40)),
+                detail: "y".repeat(60),
+            })
+            .collect();
+        let r = conflict_report(&many);
+        assert!(r.len() <= MAX_CONFLICT_REPORT_BYTES, "{}", r.len());
+        let v: serde_json::Value = serde_json::from_slice(&r).unwrap();
+        assert_eq!(v["total"], 50_000);
+        assert_eq!(v["by_kind"]["invalid_registration"], 25_000);
+        let listed = v["listed"].as_u64().unwrap();
+        assert!(listed > 100 && listed < 50_000, "{listed}");
+        assert_eq!(v["conflicts"].as_array().unwrap().len() as u64, listed);
     }
 }
