@@ -146,7 +146,13 @@ pub async fn follow(zk: config::ZooKeeper, state: Arc<ArcSwap<Snapshot>>, metric
         );
         Ok(())
     });
-    Follower::new(follower_config(&zk), apply).run(have).await;
+    let save_metrics = metrics.clone();
+    Follower::new(follower_config(&zk), apply)
+        .on_save_failed(Arc::new(move || {
+            save_metrics.internal_snapshot_save_failed()
+        }))
+        .run(have)
+        .await;
 }
 
 /// Follows the PoP health `geodns announce` publishes, draining PoPs that are not up.

@@ -55,6 +55,7 @@ pub struct Metrics {
     internal_version: AtomicU64,
     internal_created_unix: AtomicU64,
     internal_refused: AtomicU64,
+    internal_save_failures: AtomicU64,
     tcp_refused: AtomicU64,
     probe_queries: AtomicU64,
     probe_invalid: AtomicU64,
@@ -85,6 +86,7 @@ impl Default for Metrics {
             internal_version: AtomicU64::new(0),
             internal_created_unix: AtomicU64::new(0),
             internal_refused: AtomicU64::new(0),
+            internal_save_failures: AtomicU64::new(0),
             tcp_refused: AtomicU64::new(0),
             probe_queries: AtomicU64::new(0),
             probe_invalid: AtomicU64::new(0),
@@ -233,6 +235,11 @@ impl Metrics {
         self.internal_refused.fetch_add(1, Relaxed);
     }
 
+    /// Counts a failed save of the internal-zone snapshot to its disk cache.
+    pub fn internal_snapshot_save_failed(&self) {
+        self.internal_save_failures.fetch_add(1, Relaxed);
+    }
+
     /// Total queries counted (both transports).
     pub fn total_queries(&self) -> u64 {
         self.udp.load(Relaxed) + self.tcp.load(Relaxed)
@@ -299,7 +306,7 @@ impl Metrics {
                 let _ = writeln!(s, "geodns_responses_total{{rcode=\"{name}\"}} {v}");
             }
         }
-        let simple: [(&str, &str, &str, &AtomicU64); 16] = [
+        let simple: [(&str, &str, &str, &AtomicU64); 17] = [
             (
                 "geodns_probe_queries_total",
                 "counter",
@@ -395,6 +402,12 @@ impl Metrics {
                 "counter",
                 "Internal-zone snapshots refused because they did not compile.",
                 &self.internal_refused,
+            ),
+            (
+                "geodns_internal_snapshot_save_failures_total",
+                "counter",
+                "Failed saves of the internal-zone snapshot in force to its disk cache (a full disk); retried every 5 s until one succeeds.",
+                &self.internal_save_failures,
             ),
         ];
         for (name, kind, help, v) in simple {

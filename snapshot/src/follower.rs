@@ -40,11 +40,21 @@ pub struct FollowerConfig {
 /// Applies a verified snapshot; `Err` refuses it (the owner keeps what it has).
 pub type Apply = Arc<dyn Fn(&Snapshot) -> Result<(), String> + Send + Sync>;
 
+/// Called after each failed save of the disk cache (for a metric).
+pub type SaveFailed = Arc<dyn Fn() + Send + Sync>;
+
 /// The follower of one ZooKeeper ensemble.
 pub struct Follower {
     cfg: FollowerConfig,
     apply: Apply,
+    save_failed: Option<SaveFailed>,
+    /// A snapshot in force that could not be saved yet (a full disk): saved again every
+    /// [`SAVE_RETRY`] until it is, so a restart without ZooKeeper serves it, not an older one.
+    unsaved: Arc<std::sync::Mutex<Option<Snapshot>>>,
 }
+
+/// How often a failed save of the disk cache is tried again.
+const SAVE_RETRY: Duration = Duration::from_secs(5);
 
 /// Reads the last good snapshot saved by a follower: `Ok(None)` when there is none yet.
 /// The file is the pointer on one line, then the document, and is verified like a fetch.
@@ -97,7 +107,46 @@ enum Next {
 impl Follower {
     /// A follower that hands verified snapshots to `apply`.
     pub fn new(cfg: FollowerConfig, apply: Apply) -> Follower {
-        Follower { cfg, apply }
+        Follower {
+            cfg,
+            apply,
+            save_failed: None,
+            unsaved: Arc::default(),
+        }
+    }
+
+    /// Calls `f` after each failed save of the disk cache.
+    pub fn on_save_failed(mut self, f: SaveFailed) -> Follower {
+        self.save_failed = Some(f);
+        self
+    }
+
+    /// Saves the snapshot waiting for disk space, if any.
+    async fn retry_save(&self) {
+        let (cache, unsaved, failed) = (
+            self.cfg.cache.clone(),
+            self.unsaved.clone(),
+            self.save_failed.clone(),
+        );
+        let _ = tokio::task::spawn_blocking(move || {
+            let mut pending = unsaved.lock().expect("not poisoned");
+            let Some(snap) = pending.as_ref() else {
+                return;
+            };
+            match save_cache(&cache, snap) {
+                Ok(()) => {
+                    tracing::info!(file = %cache.display(), version = snap.version, "snapshot saved to disk after earlier failures");
+                    *pending = None;
+                }
+                Err(e) => {
+                    tracing::warn!(file = %cache.display(), error = %e, "still cannot save the snapshot to disk; retrying");
+                    if let Some(f) = &failed {
+                        f();
+                    }
+                }
+            }
+        })
+        .await;
     }
 
     /// Follows until the process ends. `have` is the version in force (from the cache).
@@ -217,7 +266,11 @@ impl Follower {
         let deadline = tokio::time::sleep(self.cfg.recheck);
         tokio::pin!(watch, deadline);
         loop {
+            let pending = self.unsaved.lock().expect("not poisoned").is_some();
             tokio::select! {
+                _ = tokio::time::sleep(SAVE_RETRY), if pending => {
+                    self.retry_save().await;
+                }
                 s = &mut watch => {
                     return if s.is_terminated() { Next::Reconnect } else { Next::Reread };
                 }
@@ -250,11 +303,21 @@ impl Follower {
         );
         let apply = self.apply.clone();
         let cache = self.cfg.cache.clone();
+        let (unsaved, failed) = (self.unsaved.clone(), self.save_failed.clone());
         tokio::task::spawn_blocking(move || {
             apply(&snap).map_err(FetchFailed::Refused)?;
-            if let Err(e) = save_cache(&cache, &snap) {
-                // Serving goes on; only a restart without ZooKeeper would miss this version.
-                tracing::error!(file = %cache.display(), error = %e, "cannot save the snapshot to disk");
+            let mut pending = unsaved.lock().expect("not poisoned");
+            match save_cache(&cache, &snap) {
+                Ok(()) => *pending = None,
+                Err(e) => {
+                    // Serving goes on; it is saved again every few seconds until it is, so a
+                    // restart without ZooKeeper never serves an older one.
+                    tracing::error!(file = %cache.display(), error = %e, "cannot save the snapshot to disk; retrying every 5 s");
+                    if let Some(f) = &failed {
+                        f();
+                    }
+                    *pending = Some(snap);
+                }
             }
             Ok(())
         })

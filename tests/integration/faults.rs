@@ -576,7 +576,19 @@ fn the_dns_follows_every_change_through_every_fault() {
         log.contains("cannot save the snapshot to disk"),
         "the server says why it cannot save"
     );
+    let metrics = p.server.metrics();
+    assert!(
+        metrics.lines().any(
+            |l| l.starts_with("geodns_internal_snapshot_save_failures_total ")
+                && !l.ends_with(" 0")
+        ),
+        "failed saves are counted"
+    );
+    // Space frees: the snapshot in force is saved within the retry period, so a restart
+    // without ZooKeeper serves it and not an older one.
     p.cache_fs.unfill();
+    p.server
+        .wait_log("snapshot saved to disk after earlier failures", 1);
     p.probe("server's cache disk full", "after space frees");
 
     p.table();
