@@ -273,11 +273,7 @@ pub async fn publish_human(cfg: &Config, origin: &str, text: &str) -> Result<(),
         ));
     }
     let layout = cfg.zookeeper.layout()?;
-    let client = zk::Client::connector()
-        .with_session_timeout(Duration::from_millis(cfg.zookeeper.session_timeout_ms))
-        .connect(&cfg.zookeeper.connect)
-        .await
-        .map_err(|e| format!("ZooKeeper {}: {e}", cfg.zookeeper.connect))?;
+    let client = connect(cfg).await?;
     store::ensure_path(&client, &layout.human())
         .await
         .map_err(|e| e.to_string())?;
@@ -374,16 +370,21 @@ async fn squatters(client: &zk::Client, dir: &str) -> Result<Vec<String>, zk::Er
     Ok(out)
 }
 
+/// A one-off session for a command (`publish`, `--remove-squatters`).
+async fn connect(cfg: &Config) -> Result<zk::Client, String> {
+    zk::Client::connector()
+        .with_session_timeout(Duration::from_millis(cfg.zookeeper.session_timeout_ms))
+        .connect(&cfg.zookeeper.connect)
+        .await
+        .map_err(|e| format!("ZooKeeper {}: {e}", cfg.zookeeper.connect))
+}
+
 /// Removes the nodes that squat the presenters' lock (`geodns presenter --remove-squatters`),
 /// returning them. Only persistent nodes go: a live presenter's ephemeral node is never
 /// touched.
 pub async fn remove_squatters(cfg: &Config) -> Result<Vec<String>, String> {
     let layout = cfg.zookeeper.layout()?;
-    let client = zk::Client::connector()
-        .with_session_timeout(Duration::from_millis(cfg.zookeeper.session_timeout_ms))
-        .connect(&cfg.zookeeper.connect)
-        .await
-        .map_err(|e| format!("ZooKeeper {}: {e}", cfg.zookeeper.connect))?;
+    let client = connect(cfg).await?;
     let dir = layout.presenters();
     let found = match squatters(&client, &dir).await {
         Ok(f) => f,

@@ -353,14 +353,7 @@ fn announce_ends_on_exabgp_42s_shutdown_line() {
         ),
     )
     .unwrap();
-    let mut child = crate::harness::geodns()
-        .args(["announce", "-c"])
-        .arg(&cfg)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(dir.path().join("announce.log")).unwrap())
-        .spawn()
-        .unwrap();
+    let mut child = announce(&cfg, &dir.path().join("announce.log"));
     let mut stdin = child.stdin.take().unwrap();
     let mut out = BufReader::new(child.stdout.take().unwrap()).lines();
     let first = out.next().unwrap().unwrap();
@@ -427,15 +420,7 @@ fn a_failing_vip_leaves_the_answers_while_its_pop_stays() {
         ),
     )
     .unwrap();
-    let mut child = crate::harness::geodns()
-        .args(["announce", "-c"])
-        .arg(&cfg)
-        .env("RUST_LOG", "info")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(dir.path().join("announce.log")).unwrap())
-        .spawn()
-        .unwrap();
+    let mut child = announce(&cfg, &dir.path().join("announce.log"));
     let out = child.stdout.take().unwrap();
     std::thread::spawn(move || for _ in BufReader::new(out).lines() {});
     let wait = |want: &[&str], within: Duration| {
@@ -486,4 +471,17 @@ fn a_failing_vip_leaves_the_answers_while_its_pop_stays() {
     wait(&["192.0.2.30"], Duration::from_secs(3));
     let _ = child.kill();
     let _ = child.wait();
+}
+
+/// `geodns announce -c cfg` as ExaBGP runs it: stdin and stdout piped, the log to `log`.
+pub(crate) fn announce(cfg: &Path, log: &Path) -> Child {
+    crate::harness::geodns()
+        .args(["announce", "-c"])
+        .arg(cfg)
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .unwrap()
 }

@@ -5,7 +5,6 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::FileTypeExt;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use crate::harness::{data_dir, geodns};
@@ -16,6 +15,17 @@ fn refused(args: &[&std::ffi::OsStr], what: &str) {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success(), "{args:?} succeeded:\n{err}");
     assert!(err.contains(what), "{args:?}: want {what:?} in:\n{err}");
+}
+
+/// A FIFO named `fifo` in `dir` (nobody writes it: a read of it blocks for good).
+fn mkfifo(dir: &std::path::Path) -> std::path::PathBuf {
+    let fifo = dir.join("fifo");
+    assert!(std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    fifo
 }
 
 #[test]
@@ -31,12 +41,7 @@ fn zone_text_from_zookeeper_can_never_read_a_file() {
          ns = [\"ns1.internal.example\"]\n",
     )
     .unwrap();
-    let fifo = dir.path().join("fifo");
-    assert!(std::process::Command::new("mkfifo")
-        .arg(&fifo)
-        .status()
-        .unwrap()
-        .success());
+    let fifo = mkfifo(dir.path());
     for (i, text) in [
         "$INCLUDE /dev/zero\n".to_owned(),
         format!("a IN A 10.0.0.1\n$INCLUDE {}\n", fifo.display()),
@@ -134,7 +139,7 @@ fn tools_never_destroy_their_input() {
     // The output is the input, by another path too.
     let alias = dir.path().join("alias.arrow");
     std::os::unix::fs::symlink(&map, &alias).unwrap();
-    for out in [&map, &alias] {
+    let export = |out: &std::path::Path, what: &str| {
         refused(
             &[
                 "map".as_ref(),
@@ -142,30 +147,20 @@ fn tools_never_destroy_their_input() {
                 map.as_os_str(),
                 out.as_os_str(),
             ],
-            "the output is the input",
-        );
+            what,
+        )
+    };
+    for out in [&map, &alias] {
+        export(out, "the output is the input");
     }
     // Outputs that are not regular files stay what they are.
-    let fifo = dir.path().join("fifo");
-    assert!(std::process::Command::new("mkfifo")
-        .arg(&fifo)
-        .status()
-        .unwrap()
-        .success());
+    let fifo = mkfifo(dir.path());
     let other = dir.path().join("other");
     std::fs::write(&other, "keep").unwrap();
     let link = dir.path().join("link.mmdb");
     std::os::unix::fs::symlink(&other, &link).unwrap();
     for out in [&fifo, &link] {
-        refused(
-            &[
-                "map".as_ref(),
-                "export-mmdb".as_ref(),
-                map.as_os_str(),
-                out.as_os_str(),
-            ],
-            "not a regular file",
-        );
+        export(out, "not a regular file");
     }
     assert_eq!(std::fs::read(&map).unwrap(), before);
     assert!(std::fs::symlink_metadata(&fifo)
@@ -193,14 +188,7 @@ fn bytes_that_are_not_text_on_announces_stdin_are_not_exabgp_leaving() {
         ),
     )
     .unwrap();
-    let mut child = geodns()
-        .args(["announce", "-c"])
-        .arg(&cfg)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(dir.path().join("announce.log")).unwrap())
-        .spawn()
-        .unwrap();
+    let mut child = crate::bgp::announce(&cfg, &dir.path().join("announce.log"));
     let mut stdin = child.stdin.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel::<String>();
     let out = child.stdout.take().unwrap();
