@@ -140,6 +140,9 @@ pub fn compact_day(
         ));
         finish(&journal)?;
     }
+    // Staged files no journal names are debris of a run that was killed or refused before it
+    // wrote its journal: nothing refers to them.
+    remove_debris(&staging, table.name, date);
     if !closed(date, now)? {
         return Err(CompactError::NotClosed(format!(
             "{} {date} is not closed: writers may add files until an hour after its end (UTC)",
@@ -180,73 +183,81 @@ pub fn compact_day(
         let file = w.into_inner().map_err(|e| io_at(&path)(to_io(e)))?;
         file.sync_all().map_err(io_at(&path))
     };
-    for (i, input) in inputs.iter().enumerate() {
-        let file = File::open(input).map_err(io_at(input))?;
-        let bad = |problem: String| CompactError::Bad {
-            path: input.display().to_string(),
-            problem,
-        };
-        let reader = ParquetRecordBatchReaderBuilder::try_new(file)
-            .map_err(|e| bad(format!("not a Parquet file: {e}")))?;
-        let fields = reader.schema().fields();
-        let want = table.schema.fields();
-        if fields.len() != want.len()
-            || fields
-                .iter()
-                .zip(want.iter())
-                .any(|(a, b)| a.name() != b.name() || a.data_type() != b.data_type())
-        {
-            return Err(bad(format!(
-                "columns {:?} are not the {} table's",
-                fields.iter().map(|f| f.name()).collect::<Vec<_>>(),
-                table.name
-            )));
-        }
-        let reader = reader
-            .build()
-            .map_err(|e| bad(format!("cannot be read: {e}")))?;
-        for batch in reader {
-            let batch = batch.map_err(|e| bad(format!("cannot be decoded: {e}")))?;
-            let batch = batch
-                .with_schema(table.schema.clone())
-                .map_err(|e| bad(e.to_string()))?;
-            let mut offset = 0;
-            while offset < batch.num_rows() {
-                if writer.as_ref().is_none_or(|w| w.2 >= rows_per_file) {
-                    if let Some(w) = writer.take() {
-                        close(w)?;
-                    }
-                    let name = format!("compact-{run}-{:04}.parquet", outputs.len());
-                    let staged = staging.join(format!("{}-{date}-{name}", table.name));
-                    let f = File::create(&staged).map_err(io_at(&staged))?;
-                    let w = ArrowWriter::try_new(
-                        f,
-                        table.schema.clone(),
-                        Some(properties(table.unique_columns)),
-                    )
-                    .map_err(|e| io_at(&staged)(to_io(e)))?;
-                    outputs.push((staged.clone(), day.join(name)));
-                    writer = Some((w, staged, 0));
-                }
-                let w = writer.as_mut().expect("opened above");
-                let take = ((rows_per_file - w.2) as usize).min(batch.num_rows() - offset);
-                w.0.write(&batch.slice(offset, take))
-                    .map_err(|e| io_at(&w.1)(to_io(e)))?;
-                w.2 += take as u64;
-                done.rows += take as u64;
-                offset += take;
+    // The merge; a refused run (a bad input file, a full disk) leaves nothing behind.
+    let merged = (|| -> Result<(), CompactError> {
+        for (i, input) in inputs.iter().enumerate() {
+            let file = File::open(input).map_err(io_at(input))?;
+            let bad = |problem: String| CompactError::Bad {
+                path: input.display().to_string(),
+                problem,
+            };
+            let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+                .map_err(|e| bad(format!("not a Parquet file: {e}")))?;
+            let fields = reader.schema().fields();
+            let want = table.schema.fields();
+            if fields.len() != want.len()
+                || fields
+                    .iter()
+                    .zip(want.iter())
+                    .any(|(a, b)| a.name() != b.name() || a.data_type() != b.data_type())
+            {
+                return Err(bad(format!(
+                    "columns {:?} are not the {} table's",
+                    fields.iter().map(|f| f.name()).collect::<Vec<_>>(),
+                    table.name
+                )));
             }
+            let reader = reader
+                .build()
+                .map_err(|e| bad(format!("cannot be read: {e}")))?;
+            for batch in reader {
+                let batch = batch.map_err(|e| bad(format!("cannot be decoded: {e}")))?;
+                let batch = batch
+                    .with_schema(table.schema.clone())
+                    .map_err(|e| bad(e.to_string()))?;
+                let mut offset = 0;
+                while offset < batch.num_rows() {
+                    if writer.as_ref().is_none_or(|w| w.2 >= rows_per_file) {
+                        if let Some(w) = writer.take() {
+                            close(w)?;
+                        }
+                        let name = format!("compact-{run}-{:04}.parquet", outputs.len());
+                        let staged = staging.join(format!("{}-{date}-{name}", table.name));
+                        let f = File::create(&staged).map_err(io_at(&staged))?;
+                        let w = ArrowWriter::try_new(
+                            f,
+                            table.schema.clone(),
+                            Some(properties(table.unique_columns)),
+                        )
+                        .map_err(|e| io_at(&staged)(to_io(e)))?;
+                        outputs.push((staged.clone(), day.join(name)));
+                        writer = Some((w, staged, 0));
+                    }
+                    let w = writer.as_mut().expect("opened above");
+                    let take = ((rows_per_file - w.2) as usize).min(batch.num_rows() - offset);
+                    w.0.write(&batch.slice(offset, take))
+                        .map_err(|e| io_at(&w.1)(to_io(e)))?;
+                    w.2 += take as u64;
+                    done.rows += take as u64;
+                    offset += take;
+                }
+            }
+            progress(&format!(
+                "{} {date}: read {} of {} files, {} rows",
+                table.name,
+                i + 1,
+                inputs.len(),
+                done.rows
+            ));
         }
-        progress(&format!(
-            "{} {date}: read {} of {} files, {} rows",
-            table.name,
-            i + 1,
-            inputs.len(),
-            done.rows
-        ));
-    }
-    if let Some(w) = writer.take() {
-        close(w)?;
+        if let Some(w) = writer.take() {
+            close(w)?;
+        }
+        Ok(())
+    })();
+    if let Err(e) = merged {
+        remove_debris(&staging, table.name, date);
+        return Err(e);
     }
     done.outputs = outputs.len();
     let mut text = String::new();
@@ -260,6 +271,20 @@ pub fn compact_day(
         .map_err(io_at(&journal))?;
     finish(&journal)?;
     Ok(done)
+}
+
+/// Removes the staged files of `table` and `date` (`<table>-<date>-compact-*`): called where no
+/// journal names them, so they belong to no run that can still finish.
+fn remove_debris(staging: &Path, table: &str, date: &str) {
+    let prefix = format!("{table}-{date}-compact-");
+    let Ok(entries) = std::fs::read_dir(staging) else {
+        return;
+    };
+    for e in entries.flatten() {
+        if e.file_name().to_string_lossy().starts_with(&prefix) {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
 }
 
 /// Carries out a journal: moves the merged files into place, removes the originals, then the
@@ -314,6 +339,22 @@ mod tests {
         assert!(closed("2026-11-25", at("2026-11-26T01:00:00Z")).unwrap());
         assert!(!closed("2026-11-26", at("2026-11-26T23:00:00Z")).unwrap());
         assert!(closed("25-11-2026", SystemTime::now()).is_err());
+    }
+
+    #[test]
+    fn only_a_runs_own_debris_is_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let staging = dir.path().join(".incoming");
+        std::fs::create_dir_all(&staging).unwrap();
+        let debris = staging.join("rtt_report-2026-01-01-compact-17-0000.parquet");
+        let other_day = staging.join("rtt_report-2026-01-02-compact-17-0000.parquet");
+        let writer = staging.join(".w1-000042.parquet.abc.tmp");
+        for f in [&debris, &other_day, &writer] {
+            std::fs::write(f, "x").unwrap();
+        }
+        remove_debris(&staging, "rtt_report", "2026-01-01");
+        assert!(!debris.exists());
+        assert!(other_day.exists() && writer.exists());
     }
 
     #[test]
