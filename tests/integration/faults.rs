@@ -552,7 +552,13 @@ fn the_dns_follows_every_change_through_every_fault() {
     std::thread::sleep(Duration::from_millis(SESSION_MS + 500));
     p.n += 1;
     let (name, addr) = (p.name(p.n), "10.3.0.1".to_owned());
-    let robot = register(&p.zk, p.dir.path(), &name, &addr, &[]);
+    let robot = register(
+        &p.zk,
+        p.dir.path(),
+        &name,
+        &addr,
+        &["--session-timeout-ms", &SESSION_MS.to_string()],
+    );
     std::thread::sleep(Duration::from_millis(500));
     kill("CONT", p.server.pid());
     let caught = wait(
@@ -629,7 +635,13 @@ fn the_dns_follows_through_partitions_and_a_slow_link() {
     let t0 = Instant::now();
     p.n += 1;
     let (name, addr) = (p.name(p.n), "10.4.0.1".to_owned());
-    let robot = register(&p.zk, p.dir.path(), &name, &addr, &[]);
+    let robot = register(
+        &p.zk,
+        p.dir.path(),
+        &name,
+        &addr,
+        &["--session-timeout-ms", &SESSION_MS.to_string()],
+    );
     while t0.elapsed() < Duration::from_millis(SESSION_MS + 1000) {
         assert_eq!(p.a(&kept), kept_addr, "answers while partitioned");
         assert_eq!(p.www(), ["192.0.2.10"], "answers while partitioned");
