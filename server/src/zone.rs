@@ -312,6 +312,25 @@ impl Zone {
                 return Err(err(String::new(), "SOA record below the apex".into()));
             }
         }
+        // An RRset must fit one answer over TCP (64 KiB): one that cannot would be answered
+        // with TC set and no records even over TCP, so it is refused here, where it is
+        // published, not served empty.
+        for (wire, node) in &nodes {
+            for r in &node.rrsets {
+                let bytes = answer_bytes(wire.len(), &r.rdata);
+                if bytes > MAX_ANSWER_BYTES {
+                    return Err(err(
+                        String::new(),
+                        format!(
+                            "{} {}: {} records need {bytes} bytes, more than one answer over TCP holds ({MAX_ANSWER_BYTES})",
+                            text_name(wire),
+                            hickory_proto::rr::RecordType::from(r.rtype),
+                            r.rdata.len()
+                        ),
+                    ));
+                }
+            }
+        }
 
         // Empty non-terminals between each name and the apex.
         let names: Vec<Box<[u8]>> = nodes.keys().cloned().collect();
@@ -464,6 +483,16 @@ fn include_line(text: &str) -> Option<usize> {
         .map(|i| i + 1)
 }
 
+/// The largest DNS message over TCP.
+const MAX_ANSWER_BYTES: usize = 65_535;
+
+/// The size of an answer that holds a whole RRset: the header, the question (`name_len` bytes
+/// of name, type, class), an OPT record, and each record as a compressed owner, its fixed
+/// fields and its RDATA.
+fn answer_bytes(name_len: usize, rdata: &[Box<[u8]>]) -> usize {
+    12 + name_len + 4 + 11 + rdata.iter().map(|r| 2 + 10 + r.len()).sum::<usize>()
+}
+
 /// RDATA fields of the types whose RDATA has a fixed number of fields.
 const FIXED_FIELDS: &[(&str, usize)] = &[
     ("A", 1),
@@ -608,6 +637,32 @@ fn parse_zone_text(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_rrset_that_cannot_fit_a_tcp_answer_is_refused() {
+        let head = "$TTL 60\n@ IN SOA ns1 h 1 2 3 4 5\n@ IN NS ns1\nns1 IN A 10.0.0.53\n";
+        let rrset = |n: u32| -> String {
+            (0..n)
+                .map(|i| {
+                    format!(
+                        "web IN A 10.{}.{}.{}\n",
+                        i >> 16 & 255,
+                        i >> 8 & 255,
+                        i & 255
+                    )
+                })
+                .collect()
+        };
+        // 16 bytes a record: 4,000 fit, 4,200 do not.
+        assert!(Zone::from_text("example.com", &format!("{head}{}", rrset(4000)), "s").is_ok());
+        let e = Zone::from_text("example.com", &format!("{head}{}", rrset(4200)), "s")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("web.example.com") && e.contains("4200 records"),
+            "{e}"
+        );
+    }
 
     #[test]
     fn fields_beyond_what_a_type_takes_are_refused() {
