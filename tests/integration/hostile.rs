@@ -334,3 +334,59 @@ fn tool_flags_that_make_no_sense_are_refused_before_any_output() {
         );
     }
 }
+
+/// Where it enters: a snapshot written straight into ZooKeeper (by anyone who can write
+/// there), with the right checksum. A zone that includes `/dev/zero` is refused at once; the
+/// server keeps serving the last good snapshot and takes the next good one.
+#[test]
+fn a_forged_snapshot_that_includes_a_file_is_refused_and_the_server_goes_on() {
+    use geodns_snapshot::{Snapshot, ZoneText};
+    let zk = crate::zk::ZooKeeper::standalone();
+    let s = crate::harness::Server::start(&crate::harness::example_config(
+        "",
+        &format!(
+            "[zookeeper]\nconnect = \"{}\"\njitter_ms = 10\nsession_timeout_ms = 2000\n",
+            zk.connect()
+        ),
+    ));
+    let head = "$TTL 60\n@ IN SOA ns1 h 1 2 3 4 5\n@ IN NS ns1\nns1 IN A 10.0.0.53\n";
+    let publish = |version: u64, body: &str| {
+        let snap = Snapshot {
+            format: 1,
+            version,
+            created_at: "2026-12-06T00:00:00Z".into(),
+            zones: vec![ZoneText {
+                origin: "internal.example".into(),
+                text: format!("{head}{body}"),
+            }],
+        };
+        let (bytes, pointer) = snap.encode();
+        zk.set(&format!("/geodns/snapshots/{version:020}/00000"), &bytes);
+        zk.set("/geodns/snapshot", &pointer.to_bytes());
+    };
+    let a = |name: &str| s.dig(&[name, "A", "+short"]).trim().to_owned();
+    let wait = |name: &str, want: &str| {
+        let t = Instant::now();
+        while a(name) != want {
+            assert!(
+                t.elapsed() < Duration::from_secs(10),
+                "{name}: {}\n{}",
+                a(name),
+                s.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    publish(1, "www IN A 10.0.0.1\n");
+    wait("www.internal.example", "10.0.0.1");
+    publish(2, "www IN A 10.0.0.2\n$INCLUDE /dev/zero\n");
+    s.wait_log("snapshot refused", 1);
+    assert!(
+        s.log_text().contains("$INCLUDE is refused"),
+        "{}",
+        s.log_text()
+    );
+    assert_eq!(a("www.internal.example"), "10.0.0.1");
+    publish(3, "www IN A 10.0.0.3\n");
+    wait("www.internal.example", "10.0.0.3");
+}
