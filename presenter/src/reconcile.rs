@@ -101,6 +101,12 @@ pub fn human_owners(
     Ok(out)
 }
 
+/// Most robot records one RRset takes (a service name behind which every host of a role runs):
+/// past it the rest are left out and reported (`rrset_too_large`), so one growing service
+/// cannot make a name whose answer exceeds what TCP carries and hold every snapshot back.
+/// 512 SRV records with their targets fill most of a 64 KiB answer.
+pub const MAX_ROBOT_RRSET: usize = 512;
+
 /// Reconciles. `humans` maps a zone origin (normalised) to its published text.
 pub fn reconcile(
     zones: &[ZoneConfig],
@@ -198,7 +204,16 @@ pub fn reconcile(
         human_types.push(owners);
     }
     let mut lines: Vec<Vec<String>> = vec![Vec::new(); zones.len()];
+    // Robot records per RRset, and those left out past the cap.
+    let mut counts: HashMap<(usize, String, RecordType), usize> = HashMap::new();
+    let mut over: BTreeMap<(String, RecordType), usize> = BTreeMap::new();
     for (z, owner, rtype, rdata) in records {
+        let n = counts.entry((z, owner.clone(), rtype)).or_default();
+        if *n >= MAX_ROBOT_RRSET {
+            *over.entry((owner, rtype)).or_default() += 1;
+            continue;
+        }
+        *n += 1;
         if let Some(types) = human_types[z].get(&owner) {
             if types.contains(&rtype) {
                 conflicts.push(Conflict {
@@ -223,6 +238,15 @@ pub fn reconcile(
         }
         let ttl = zones[z].ttl;
         lines[z].push(format!("{owner}. {ttl} IN {rtype} {rdata}"));
+    }
+    for ((owner, rtype), n) in over {
+        conflicts.push(Conflict {
+            kind: "rrset_too_large",
+            name: owner,
+            detail: format!(
+                "{n} robot {rtype} records left out: at most {MAX_ROBOT_RRSET} per name and type (the first in order are kept)"
+            ),
+        });
     }
     conflicts.sort();
     conflicts.dedup();
@@ -336,6 +360,49 @@ mod tests {
             },
             live,
         }
+    }
+
+    #[test]
+    fn a_service_with_more_hosts_than_an_answer_holds_is_capped_and_reported() {
+        let rules = [Rule {
+            role: "web".into(),
+            cluster: "prn1".into(),
+            name: "web.prn1.internal.example".into(),
+            srv: None,
+        }];
+        let n = MAX_ROBOT_RRSET + 88;
+        let robots: Vec<Robot> = (0..n)
+            .map(|i| {
+                let name = format!("h{i}.prn1.internal.example");
+                let addr = format!("10.1.{}.{}", i / 250, i % 250 + 1);
+                robot(&format!("{name}-{i:010}"), i as u64, &name, &addr, true)
+            })
+            .collect();
+        let r = reconcile(&[zone()], &rules, &robots, &BTreeMap::new());
+        let count = |owner: &str, t: &str| {
+            r.zones[0]
+                .robot_lines
+                .iter()
+                .filter(|l| l.starts_with(owner) && l.contains(&format!(" IN {t} ")))
+                .count()
+        };
+        assert_eq!(count("web.prn1.internal.example. ", "A"), MAX_ROBOT_RRSET);
+        assert_eq!(
+            count("_web._tcp.web.prn1.internal.example. ", "SRV"),
+            MAX_ROBOT_RRSET
+        );
+        let too_large: Vec<&Conflict> = r
+            .conflicts
+            .iter()
+            .filter(|c| c.kind == "rrset_too_large")
+            .collect();
+        assert_eq!(too_large.len(), 2, "{too_large:?}");
+        assert!(too_large[0].detail.starts_with("88 robot"), "{too_large:?}");
+        // Each host keeps its own name.
+        assert_eq!(count("h599.prn1.internal.example. ", "A"), 1);
+        // And the result compiles, as every server will.
+        let text = render(&zone(), &r.zones[0], 1);
+        geodns_server::zone::Zone::from_text("internal.example", &text, "test").unwrap();
     }
 
     #[test]
