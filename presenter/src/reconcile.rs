@@ -86,7 +86,7 @@ pub fn human_owners(
     text: &str,
 ) -> Result<HashMap<String, HashSet<RecordType>>, String> {
     let origin_name = Name::from_ascii(format!("{}.", norm(origin))).map_err(|e| e.to_string())?;
-    geodns_server::zone::check_text(text)
+    geodns_server::zone::check_text(text, &norm(origin))
         .map_err(|(line, problem)| format!("human zone {origin}: line {line}: {problem}"))?;
     let full = format!("$TTL 3600\n{text}\n");
     let (_, sets) = Parser::new(&full, None, Some(origin_name))

@@ -448,16 +448,14 @@ pub fn text_name(wire: &[u8]) -> String {
     out
 }
 
-/// Parses zone text; on error returns the first line at which parsing fails and the message.
-/// hickory's parser does not report positions, so the line is found by parsing ever longer
-/// prefixes of the text (only on the error path).
 /// What is checked in zone text before any parser sees it, with lines numbered in `text`
 /// itself: no `$INCLUDE` ([`refuse_includes`]) and no fields beyond what a record's type takes.
 /// Readers of zone text that comes through ZooKeeper call this first (the presenter reads a
 /// human zone before wrapping it in its apex records, so the line numbers are the human's).
-pub fn check_text(text: &str) -> Result<(), (usize, String)> {
+/// `origin` is the zone's, for counting RRsets however their owners are spelled.
+pub fn check_text(text: &str, origin: &str) -> Result<(), (usize, String)> {
     refuse_includes(text)?;
-    refuse_trailing(text)
+    refuse_trailing(text, origin)
 }
 
 /// Zone text that comes through ZooKeeper (snapshots, human zones) must never make a reader
@@ -567,21 +565,50 @@ fn records(text: &str) -> Vec<(usize, bool, Vec<String>)> {
 /// Refuses a record of a fixed-field type with more fields than its type takes: the parser
 /// would drop the rest (`www IN A 10.0.0.1 trailing garbage` was served as plain A), so what
 /// was written is not what is served.
-fn refuse_trailing(text: &str) -> Result<(), (usize, String)> {
+fn refuse_trailing(text: &str, origin: &str) -> Result<(), (usize, String)> {
     let is_class = |t: &str| {
         ["IN", "CH", "HS", "CS"]
             .iter()
             .any(|c| t.eq_ignore_ascii_case(c))
     };
     let is_ttl = |t: &str| t.chars().next().is_some_and(|c| c.is_ascii_digit());
+    // Records per (owner, type), counted before any parser runs: the parser's RRset insert
+    // is quadratic, so an RRset no answer can carry is refused here, in linear time.
+    let mut counts: HashMap<(String, String), usize> = HashMap::new();
+    let mut origin = origin.trim_end_matches('.').to_ascii_lowercase() + ".";
+    let mut last_owner = String::new();
     for (line, owner, tokens) in records(text) {
-        if tokens.first().is_some_and(|t| t.starts_with('$')) {
+        if let Some(first) = tokens.first().filter(|t| t.starts_with('$')) {
+            if first.eq_ignore_ascii_case("$ORIGIN") {
+                if let Some(o) = tokens.get(1) {
+                    origin = absolute(o, &origin);
+                }
+            }
             continue;
+        }
+        if owner {
+            if let Some(o) = tokens.first() {
+                last_owner = absolute(o, &origin);
+            }
         }
         let mut rest = tokens.iter().skip(usize::from(owner));
         let Some(rtype) = rest.find(|t| !is_class(t) && !is_ttl(t)) else {
             continue;
         };
+        let n = counts
+            .entry((last_owner.clone(), rtype.to_ascii_uppercase()))
+            .or_default();
+        *n += 1;
+        if *n > MAX_RRSET_RECORDS {
+            return Err((
+                line,
+                format!(
+                    "{} {}: more than {MAX_RRSET_RECORDS} records in one RRset (one answer over TCP holds about 4,000 A records)",
+                    last_owner,
+                    rtype.to_ascii_uppercase()
+                ),
+            ));
+        }
         let Some(&(name, fields)) = FIXED_FIELDS
             .iter()
             .find(|(n, _)| rtype.eq_ignore_ascii_case(n))
@@ -608,12 +635,30 @@ fn refuse_trailing(text: &str) -> Result<(), (usize, String)> {
     Ok(())
 }
 
+/// Most records a text may hold in one RRset: more than any answer over TCP carries.
+const MAX_RRSET_RECORDS: usize = 4096;
+
+/// `name` made absolute against `origin`, lowercased: one spelling per owner for counting.
+fn absolute(name: &str, origin: &str) -> String {
+    let n = name.to_ascii_lowercase();
+    if n == "@" {
+        origin.to_owned()
+    } else if n.ends_with('.') {
+        n
+    } else {
+        format!("{n}.{origin}")
+    }
+}
+
+/// Parses zone text; on error returns the first line at which parsing fails and the message.
+/// hickory's parser does not report positions, so the line is found by parsing ever longer
+/// prefixes of the text (only on the error path).
 fn parse_zone_text(
     text: &str,
     path: Option<&Path>,
     origin: &Name,
 ) -> Result<BTreeMap<RrKey, RecordSet>, (usize, String)> {
-    refuse_trailing(text)?;
+    refuse_trailing(text, &origin.to_ascii())?;
     let parse = |t: &str| Parser::new(t, path.map(Path::to_path_buf), Some(origin.clone())).parse();
     match parse(text) {
         Ok((_, sets)) => Ok(sets),
@@ -639,27 +684,53 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_huge_rrset_is_refused_before_the_parser_sees_it() {
+        let head = "$TTL 60\n@ IN SOA ns1 h 1 2 3 4 5\n@ IN NS ns1\nns1 IN A 10.0.0.53\n";
+        // 100,000 addresses at one name, spelled three ways: refused in linear time, where the
+        // parser's RRset insert would take seconds.
+        let mut text = head.to_owned();
+        for i in 0..100_000u32 {
+            let owner = ["web", "WEB.example.com.", "Web"][i as usize % 3];
+            text.push_str(&format!(
+                "{owner} IN A 10.{}.{}.{}\n",
+                i >> 16 & 255,
+                i >> 8 & 255,
+                i & 255
+            ));
+        }
+        let t = std::time::Instant::now();
+        let e = Zone::from_text("example.com", &text, "s")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("more than 4096 records in one RRset"), "{e}");
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(2),
+            "{:?}",
+            t.elapsed()
+        );
+        // Many names with a few records each are fine.
+        let mut many = head.to_owned();
+        for i in 0..20_000u32 {
+            many.push_str(&format!("h{i} IN A 10.1.{}.{}\n", i >> 8 & 255, i & 255));
+        }
+        assert!(Zone::from_text("example.com", &many, "s").is_ok());
+    }
+
+    #[test]
     fn an_rrset_that_cannot_fit_a_tcp_answer_is_refused() {
         let head = "$TTL 60\n@ IN SOA ns1 h 1 2 3 4 5\n@ IN NS ns1\nns1 IN A 10.0.0.53\n";
         let rrset = |n: u32| -> String {
             (0..n)
-                .map(|i| {
-                    format!(
-                        "web IN A 10.{}.{}.{}\n",
-                        i >> 16 & 255,
-                        i >> 8 & 255,
-                        i & 255
-                    )
-                })
+                .map(|i| format!("web IN AAAA 2001:db8::{:x}\n", i + 1))
                 .collect()
         };
-        // 16 bytes a record: 4,000 fit, 4,200 do not.
-        assert!(Zone::from_text("example.com", &format!("{head}{}", rrset(4000)), "s").is_ok());
-        let e = Zone::from_text("example.com", &format!("{head}{}", rrset(4200)), "s")
+        // 28 bytes an AAAA record: 2,300 fit, 2,400 do not.
+        assert!(Zone::from_text("example.com", &format!("{head}{}", rrset(2300)), "s").is_ok());
+        let e = Zone::from_text("example.com", &format!("{head}{}", rrset(2400)), "s")
             .unwrap_err()
             .to_string();
         assert!(
-            e.contains("web.example.com") && e.contains("4200 records"),
+            e.contains("web.example.com") && e.contains("2400 records need"),
             "{e}"
         );
     }
@@ -675,7 +746,7 @@ mod tests {
             ("c IN CNAME d e\n", 1),
             ("s IN SRV ( 0 5 53\n  ns1 more )\n", 1),
         ] {
-            let e = refuse_trailing(text).unwrap_err();
+            let e = refuse_trailing(text, "example.com").unwrap_err();
             assert_eq!(e.0, line, "{text}: {e:?}");
         }
         for text in [
@@ -687,7 +758,7 @@ mod tests {
             "q IN CAA 0 issue \"ca; example\"\n",
             "$TTL 60\n",
         ] {
-            assert_eq!(refuse_trailing(text), Ok(()), "{text}");
+            assert_eq!(refuse_trailing(text, "example.com"), Ok(()), "{text}");
         }
     }
 
