@@ -88,10 +88,20 @@ fn follower_config(zk: &config::ZooKeeper) -> FollowerConfig {
 
 /// The internal zones to start with: the last good snapshot on disk, if it compiles.
 pub fn from_cache(zk: &config::ZooKeeper, configured: &[Zone], metrics: &Metrics) -> Internal {
-    match geodns_snapshot::load_cache(&zk.cache) {
-        Ok(Some(snap)) => match Internal::build(&snap, configured) {
+    match geodns_snapshot::load_cache_marked(&zk.cache) {
+        Ok(Some((snap, newer))) => match Internal::build(&snap, configured) {
             Ok(internal) => {
-                tracing::info!(version = snap.version, file = %zk.cache.display(), "internal zones from the last good snapshot on disk");
+                match newer {
+                    None => {
+                        tracing::info!(version = snap.version, file = %zk.cache.display(), "internal zones from the last good snapshot on disk")
+                    }
+                    Some(newer) => tracing::error!(
+                        version = snap.version,
+                        served_before = newer,
+                        file = %zk.cache.display(),
+                        "internal zones from an OLDER snapshot on disk than this server served before (version {newer} could not be saved: a full disk?); ZooKeeper brings the current one when it answers"
+                    ),
+                }
                 metrics.set_internal_snapshot(snap.version, unix(&snap.created_at));
                 internal
             }

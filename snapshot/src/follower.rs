@@ -74,14 +74,71 @@ pub fn load_cache(path: &Path) -> Result<Option<Snapshot>, String> {
         .map_err(|e| format!("{}: {e}", path.display()))
 }
 
+/// Reads the snapshot on disk, saying whether it is known to be older than one this server
+/// served before: `(snapshot, Some(newer))` when a save of version `newer` failed after it
+/// (the cache was then renamed `<cache>.older-than-<newer>`), so a restart without ZooKeeper
+/// can say it serves an older snapshot instead of doing so silently.
+pub fn load_cache_marked(path: &Path) -> Result<Option<(Snapshot, Option<u64>)>, String> {
+    if let Some(snap) = load_cache(path)? {
+        return Ok(Some((snap, None)));
+    }
+    let Some((stale, newer)) = stale_cache(path) else {
+        return Ok(None);
+    };
+    Ok(load_cache(&stale)?.map(|snap| (snap, Some(newer))))
+}
+
+/// The cache renamed after a failed save, and the version that could not be saved.
+fn stale_cache(path: &Path) -> Option<(PathBuf, u64)> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let prefix = format!("{}.older-than-", path.file_name()?.to_string_lossy());
+    std::fs::read_dir(dir)
+        .ok()?
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let v = name.strip_prefix(&prefix)?.parse::<u64>().ok()?;
+            Some((e.path(), v))
+        })
+        .max_by_key(|(_, v)| *v)
+}
+
+/// After a failed save of version `newer`: the cache on disk is older than what is served, and
+/// its name says so (a rename needs no free space).
+fn mark_stale(path: &Path, newer: u64) {
+    let marked = PathBuf::from(format!("{}.older-than-{newer}", path.display()));
+    let from = if path.exists() {
+        Some(path.to_path_buf())
+    } else {
+        stale_cache(path).map(|(p, _)| p)
+    };
+    if let Some(from) = from.filter(|f| *f != marked) {
+        let _ = std::fs::rename(from, &marked);
+    }
+}
+
 fn save_cache(path: &Path, snap: &Snapshot) -> std::io::Result<()> {
     let (bytes, pointer) = snap.encode();
-    geomap::atomic_file::write(path, |f| {
+    let saved = geomap::atomic_file::write(path, |f| {
         use std::io::Write;
         f.write_all(&pointer.to_bytes())?;
         f.write_all(b"\n")?;
         f.write_all(&bytes)
-    })
+    });
+    match &saved {
+        Ok(()) => {
+            while let Some((stale, _)) = stale_cache(path) {
+                if std::fs::remove_file(stale).is_err() {
+                    break;
+                }
+            }
+        }
+        Err(_) => mark_stale(path, snap.version),
+    }
+    saved
 }
 
 /// A random duration in `[0, max)`. `RandomState` keys are random per process and distinct per
@@ -359,5 +416,28 @@ mod tests {
         bytes[n - 5] ^= 0x20;
         std::fs::write(&path, &bytes).unwrap();
         assert!(load_cache(&path).is_err());
+    }
+
+    #[test]
+    fn a_cache_older_than_what_was_served_says_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("snap");
+        let snap = |version: u64| Snapshot {
+            format: FORMAT,
+            version,
+            created_at: "2026-12-06T00:00:00Z".into(),
+            zones: Vec::new(),
+        };
+        save_cache(&path, &snap(3)).unwrap();
+        assert_eq!(load_cache_marked(&path).unwrap(), Some((snap(3), None)));
+        // Version 5, then 6, could not be saved: the cache holds 3 and says so.
+        mark_stale(&path, 5);
+        mark_stale(&path, 6);
+        assert!(!path.exists());
+        assert_eq!(load_cache_marked(&path).unwrap(), Some((snap(3), Some(6))));
+        // Saved at last: no mark left.
+        save_cache(&path, &snap(7)).unwrap();
+        assert_eq!(load_cache_marked(&path).unwrap(), Some((snap(7), None)));
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 }

@@ -20,6 +20,6 @@ pub mod layout;
 pub mod pophealth;
 pub mod store;
 
-pub use follower::{load_cache, Apply, Follower, FollowerConfig, SaveFailed};
+pub use follower::{load_cache, load_cache_marked, Apply, Follower, FollowerConfig, SaveFailed};
 pub use format::{Pointer, Snapshot, SnapshotError, ZoneText};
 pub use layout::{Layout, ZkSettings};

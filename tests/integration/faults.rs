@@ -582,6 +582,26 @@ fn the_dns_follows_every_change_through_every_fault() {
         log.contains("cannot save the snapshot to disk"),
         "the server says why it cannot save"
     );
+    // The cache on disk is older than what is served, and its name says so: a restart
+    // without ZooKeeper would say it serves an older snapshot.
+    let cache_dir = p.dir.path().join("cache");
+    let names = || -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(&cache_dir)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("internal-snapshot.json"))
+            .collect();
+        v.sort();
+        v
+    };
+    assert!(
+        names()
+            .iter()
+            .any(|n| n.starts_with("internal-snapshot.json.older-than-")),
+        "{:?}",
+        names()
+    );
     let metrics = p.server.metrics();
     assert!(
         metrics.lines().any(
@@ -595,6 +615,7 @@ fn the_dns_follows_every_change_through_every_fault() {
     p.cache_fs.unfill();
     p.server
         .wait_log("snapshot saved to disk after earlier failures", 1);
+    assert_eq!(names(), ["internal-snapshot.json"]);
     p.probe("server's cache disk full", "after space frees");
 
     p.table();
