@@ -76,6 +76,11 @@ pub struct Guard {
     /// is noise). Default 5.
     #[serde(default = "default_min_dropped")]
     pub min_dropped: usize,
+    /// Most robot records one name and type takes (a service name behind which every host of
+    /// a role runs); the rest are left out and reported (`rrset_too_large`). 1 to 4096.
+    /// Default 512 (512 SRV records with their targets fill most of a 64 KiB answer).
+    #[serde(default = "default_max_rrset_records")]
+    pub max_rrset_records: usize,
 }
 
 impl Default for Guard {
@@ -84,6 +89,7 @@ impl Default for Guard {
             grace_ms: default_grace_ms(),
             max_drop_share: default_max_drop_share(),
             min_dropped: default_min_dropped(),
+            max_rrset_records: default_max_rrset_records(),
         }
     }
 }
@@ -102,6 +108,9 @@ fn default_max_drop_share() -> f64 {
 }
 fn default_min_dropped() -> usize {
     5
+}
+fn default_max_rrset_records() -> usize {
+    crate::reconcile::MAX_ROBOT_RRSET
 }
 
 /// Normalises a DNS name for comparison: lowercase, no final dot.
@@ -175,6 +184,12 @@ impl Config {
                     format!("{name} is in no internal zone"),
                 ));
             }
+        }
+        if !(1..=4096).contains(&cfg.guard.max_rrset_records) {
+            return Err(bad(
+                "guard.max_rrset_records".into(),
+                format!("{} is not from 1 to 4096", cfg.guard.max_rrset_records),
+            ));
         }
         let share = cfg.guard.max_drop_share;
         if !(0.0..=1.0).contains(&share) {

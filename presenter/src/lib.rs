@@ -255,6 +255,7 @@ pub fn check_human(cfg: &Config, origin: &str, text: &str) -> Result<(), String>
         &[],
         &[],
         &[(origin.clone(), text.to_owned())].into(),
+        cfg.guard.max_rrset_records,
     );
     let full = render(zone, &body.zones[0], 1);
     geodns_server::zone::Zone::from_text(&origin, &full, &format!("human zone {origin}"))
@@ -561,7 +562,13 @@ async fn lead(
         metrics
             .registrations
             .store(registry.known.len() as u64, Relaxed);
-        let mut rec = reconcile(&cfg.zones, &cfg.rules, &registry.robots(), &humans);
+        let mut rec = reconcile(
+            &cfg.zones,
+            &cfg.rules,
+            &registry.robots(),
+            &humans,
+            cfg.guard.max_rrset_records,
+        );
         rec.conflicts.extend(stray.into_iter().map(|o| Conflict {
             kind: "outside_zones",
             name: o.clone(),

@@ -101,18 +101,21 @@ pub fn human_owners(
     Ok(out)
 }
 
-/// Most robot records one RRset takes (a service name behind which every host of a role runs):
-/// past it the rest are left out and reported (`rrset_too_large`), so one growing service
-/// cannot make a name whose answer exceeds what TCP carries and hold every snapshot back.
-/// 512 SRV records with their targets fill most of a 64 KiB answer.
+/// The default of `guard.max_rrset_records`: most robot records one RRset takes (a service
+/// name behind which every host of a role runs). Past it the rest are left out and reported
+/// (`rrset_too_large`), so one growing service cannot make a name whose answer exceeds what
+/// TCP carries and hold every snapshot back. 512 SRV records with their targets fill most of
+/// a 64 KiB answer.
 pub const MAX_ROBOT_RRSET: usize = 512;
 
-/// Reconciles. `humans` maps a zone origin (normalised) to its published text.
+/// Reconciles. `humans` maps a zone origin (normalised) to its published text; `max_rrset` caps
+/// robot records per name and type.
 pub fn reconcile(
     zones: &[ZoneConfig],
     rules: &[Rule],
     robots: &[Robot],
     humans: &BTreeMap<String, String>,
+    max_rrset: usize,
 ) -> Reconciled {
     let mut conflicts = Vec::new();
     let origins: Vec<String> = zones.iter().map(|z| norm(&z.origin)).collect();
@@ -209,7 +212,7 @@ pub fn reconcile(
     let mut over: BTreeMap<(String, RecordType), usize> = BTreeMap::new();
     for (z, owner, rtype, rdata) in records {
         let n = counts.entry((z, owner.clone(), rtype)).or_default();
-        if *n >= MAX_ROBOT_RRSET {
+        if *n >= max_rrset {
             *over.entry((owner, rtype)).or_default() += 1;
             continue;
         }
@@ -244,7 +247,7 @@ pub fn reconcile(
             kind: "rrset_too_large",
             name: owner,
             detail: format!(
-                "{n} robot {rtype} records left out: at most {MAX_ROBOT_RRSET} per name and type (the first in order are kept)"
+                "{n} robot {rtype} records left out: at most {max_rrset} per name and type (guard.max_rrset_records; the first in order are kept)"
             ),
         });
     }
@@ -378,7 +381,13 @@ mod tests {
                 robot(&format!("{name}-{i:010}"), i as u64, &name, &addr, true)
             })
             .collect();
-        let r = reconcile(&[zone()], &rules, &robots, &BTreeMap::new());
+        let r = reconcile(
+            &[zone()],
+            &rules,
+            &robots,
+            &BTreeMap::new(),
+            MAX_ROBOT_RRSET,
+        );
         let count = |owner: &str, t: &str| {
             r.zones[0]
                 .robot_lines
@@ -455,7 +464,7 @@ mod tests {
             "h2.prn1 IN A 10.9.9.9\nalias IN CNAME h1.prn1\n".to_owned(),
         )]
         .into();
-        let r = reconcile(&[zone()], &rules, &robots, &humans);
+        let r = reconcile(&[zone()], &rules, &robots, &humans, MAX_ROBOT_RRSET);
         let kinds: Vec<(&str, &str)> = r
             .conflicts
             .iter()
@@ -486,7 +495,10 @@ mod tests {
         assert_eq!(apex_of(&text), r.zones[0].apex);
         assert_eq!(human_of(&text), humans["internal.example"]);
         // Same inputs, same output.
-        assert_eq!(reconcile(&[zone()], &rules, &robots, &humans), r);
+        assert_eq!(
+            reconcile(&[zone()], &rules, &robots, &humans, MAX_ROBOT_RRSET),
+            r
+        );
     }
 
     #[test]
@@ -507,7 +519,7 @@ mod tests {
                 true,
             ),
         ];
-        let r = reconcile(&[zone()], &[], &robots, &BTreeMap::new());
+        let r = reconcile(&[zone()], &[], &robots, &BTreeMap::new(), MAX_ROBOT_RRSET);
         assert!(r.zones[0]
             .robot_lines
             .iter()
