@@ -111,23 +111,49 @@ pub fn fit_all(points: &[Vec<Point>]) -> Vec<Option<Line>> {
         .filter_map(|(l, m)| Some((l.as_ref()?.slope, m.iter().map(|p| p.weight).sum())))
         .collect();
     let common = weighted_median(&mut slopes).unwrap_or(FIBRE_SLOPE);
-    let lines: Vec<Option<Line>> = own
-        .into_iter()
-        .zip(binned.iter().zip(&floors))
-        .map(|(line, (m, &floor))| line.or_else(|| through(m, common, floor)))
-        .collect();
-    let mut intercepts: Vec<(f64, f64)> = lines
+    // The typical PoP: the shared slope and the weighted median intercept of the PoPs measured
+    // widely enough for a line of their own (of all, if none is).
+    let weight = |m: &Vec<Point>| m.iter().map(|p| p.weight).sum::<f64>();
+    let mut intercepts: Vec<(f64, f64)> = own
         .iter()
         .zip(&binned)
-        .filter_map(|(l, m)| Some((l.as_ref()?.intercept, m.iter().map(|p| p.weight).sum())))
+        .filter_map(|(l, m)| Some((l.as_ref()?.intercept, weight(m))))
         .collect();
-    let typical = weighted_median(&mut intercepts).map(|intercept| Line {
+    if intercepts.is_empty() {
+        intercepts = binned
+            .iter()
+            .zip(&floors)
+            .filter_map(|(m, &f)| Some((through(m, common, f)?.intercept, weight(m))))
+            .collect();
+    }
+    let typical_intercept = weighted_median(&mut intercepts);
+    let typical = typical_intercept.map(|intercept| Line {
         intercept,
         slope: common,
         floor: fastest,
     });
-    lines.into_iter().map(|l| l.or(typical)).collect()
+    own.into_iter()
+        .zip(binned.iter().zip(&floors))
+        .map(|(line, (m, &floor))| {
+            line.or_else(|| {
+                // A PoP measured at too few distances: its own intercept, through its bins,
+                // counts by how much it stands on (credibility), the rest is the typical
+                // PoP's. One network's heavy-tailed sample must not make it fast for everyone.
+                let mut l = through(m, common, floor)?;
+                if let Some(t) = typical_intercept {
+                    let w = weight(m);
+                    l.intercept = t + w / (w + OWN_INTERCEPT_HALF) * (l.intercept - t);
+                }
+                Some(l)
+            })
+            .or(typical)
+        })
+        .collect()
 }
+
+/// A PoP measured at too few distances for a slope of its own has its own intercept count
+/// half at this much sample weight (successful samples, at most 10 per network).
+const OWN_INTERCEPT_HALF: f64 = 20.0;
 
 /// Fits one PoP's line alone (as [`fit_all`] does for a PoP with enough distances; with too
 /// few, a flat line at the median).
@@ -278,6 +304,62 @@ mod tests {
         }])
         .unwrap();
         assert_eq!(flat.at(5000.0), 30.0);
+    }
+
+    #[test]
+    fn a_pop_few_measure_takes_the_shared_slope_and_borrows_its_intercept() {
+        // Two well-measured PoPs at 0.02 ms/km (intercepts 5 and 25).
+        let line = |intercept: f64| -> Vec<Point> {
+            (0..60)
+                .map(|i| {
+                    let km = f64::from(i) * 150.0;
+                    Point {
+                        km,
+                        rtt: intercept + 0.02 * km,
+                        weight: 2.0,
+                    }
+                })
+                .collect()
+        };
+        let one = |km: f64, rtt: f64, weight: f64| vec![Point { km, rtt, weight }];
+        let lines = fit_all(&[
+            line(5.0),
+            line(25.0),
+            // Measured once, 3,000 km away, by a low outlier (a typical PoP: 65 ms there).
+            one(3000.0, 20.0, 1.0),
+            // Measured by forty networks, but at one distance: its own intercept mostly stands.
+            (0..40)
+                .map(|_| Point {
+                    km: 3000.0,
+                    rtt: 120.0,
+                    weight: 10.0,
+                })
+                .collect(),
+            Vec::new(),
+        ]);
+        for l in &lines[..2] {
+            assert!((l.unwrap().slope - 0.02).abs() < 1e-3, "{lines:?}");
+        }
+        let outlier = lines[2].unwrap();
+        assert!((outlier.slope - 0.02).abs() < 1e-3, "{outlier:?}");
+        assert!(
+            outlier.at(3000.0) > 55.0,
+            "one sample is not the PoP: {outlier:?}"
+        );
+        let slow = lines[3].unwrap();
+        assert!((slow.at(3000.0) - 120.0).abs() < 6.0, "{slow:?}");
+        // Nobody measured the last: a typical PoP.
+        let typical = lines[4].unwrap();
+        assert!(
+            (typical.slope - 0.02).abs() < 1e-3 && typical.intercept <= 25.0,
+            "{typical:?}"
+        );
+        assert_eq!(fit_all(&[Vec::new(), Vec::new()]), vec![None, None]);
+        // With no PoP measured widely, light in fibre.
+        assert_eq!(
+            fit_all(&[one(10.0, 3.0, 1.0)])[0].unwrap().slope,
+            FIBRE_SLOPE
+        );
     }
 
     #[test]
