@@ -130,18 +130,17 @@ async fn publish_zk(
     let layout = zkcfg.layout().expect("checked with the config");
     let dir = geodns_snapshot::pophealth::dir(&layout);
     let path = format!("{dir}/{pop}");
-    let mut backoff = Duration::from_millis(100);
+    let mut backoff = geodns_snapshot::backoff::Backoff::new(Duration::from_millis(100));
     loop {
         let client = match zk::Client::connect(&zkcfg.connect).await {
             Ok(c) => c,
             Err(e) => {
                 tracing::warn!(error = %e, "ZooKeeper unreachable; health not published");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(10));
+                tokio::time::sleep(backoff.next_delay()).await;
                 continue;
             }
         };
-        backoff = Duration::from_millis(100);
+        backoff.reset();
         let opts = zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
         if let Err(e) = client.mkdir(&dir, &opts).await {
             if e != zk::Error::NodeExists {

@@ -295,7 +295,7 @@ pub async fn publish_human(cfg: &Config, origin: &str, text: &str) -> Result<(),
 pub async fn run(cfg: Config, force: bool, metrics: Arc<Metrics>) {
     let layout = cfg.zookeeper.layout().expect("validated with the config");
     let mut force = force;
-    let mut backoff = Duration::from_millis(100);
+    let mut backoff = geodns_snapshot::backoff::Backoff::new(Duration::from_millis(100));
     loop {
         let client = match zk::Client::connector()
             .with_session_timeout(Duration::from_millis(cfg.zookeeper.session_timeout_ms))
@@ -304,16 +304,15 @@ pub async fn run(cfg: Config, force: bool, metrics: Arc<Metrics>) {
         {
             Ok(c) => c,
             Err(e) => {
-                tracing::warn!(error = %e, retry_ms = backoff.as_millis() as u64, "ZooKeeper unreachable; nothing is published meanwhile");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(10));
+                tracing::warn!(error = %e, retry_ms = backoff.peek().as_millis() as u64, "ZooKeeper unreachable; nothing is published meanwhile");
+                tokio::time::sleep(backoff.next_delay()).await;
                 continue;
             }
         };
-        backoff = Duration::from_millis(100);
+        backoff.reset();
         if let Err(e) = lead(&client, &cfg, &layout, &mut force, &metrics).await {
             tracing::warn!(error = %e, "presenter session ended");
-            tokio::time::sleep(backoff).await;
+            tokio::time::sleep(backoff.peek()).await;
         }
         metrics.leader.store(0, Relaxed);
     }

@@ -184,7 +184,7 @@ pub async fn keep_registered(
 ) -> Result<(), RegisterError> {
     reg.validate()?;
     tokio::pin!(stop);
-    let mut backoff = Duration::from_millis(100);
+    let mut backoff = geodns_snapshot::backoff::Backoff::new(Duration::from_millis(100));
     loop {
         let connecting = zk::Client::connector()
             .with_session_timeout(session_timeout)
@@ -196,12 +196,11 @@ pub async fn keep_registered(
         let client = match client {
             Ok(c) => c,
             Err(e) => {
-                tracing::warn!(error = %e, retry_ms = backoff.as_millis() as u64, "ZooKeeper unreachable");
+                tracing::warn!(error = %e, retry_ms = backoff.peek().as_millis() as u64, "ZooKeeper unreachable");
                 tokio::select! {
-                    _ = tokio::time::sleep(backoff) => {}
+                    _ = tokio::time::sleep(backoff.next_delay()) => {}
                     _ = &mut stop => return Ok(()),
                 }
-                backoff = (backoff * 2).min(Duration::from_secs(10));
                 continue;
             }
         };
@@ -210,12 +209,11 @@ pub async fn keep_registered(
             Err(RegisterError::Invalid(e)) => return Err(RegisterError::Invalid(e)),
             Err(e) => {
                 tracing::warn!(error = %e, "registration failed; retrying");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(10));
+                tokio::time::sleep(backoff.next_delay()).await;
                 continue;
             }
         };
-        backoff = Duration::from_millis(100);
+        backoff.reset();
         tracing::info!(%path, session_timeout_ms = client.session_timeout().as_millis() as u64, "registered");
         let mut state = client.state_watcher();
         loop {

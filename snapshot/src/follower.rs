@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use zookeeper_client as zk;
 
+use crate::backoff::Backoff;
 use crate::format::{Pointer, Snapshot};
 use crate::layout::Layout;
 use crate::store;
@@ -208,7 +209,7 @@ impl Follower {
 
     /// Follows until the process ends. `have` is the version in force (from the cache).
     pub async fn run(self, mut have: Option<u64>) {
-        let mut backoff = Duration::from_millis(100);
+        let mut backoff = Backoff::new(Duration::from_millis(100));
         loop {
             let connect = zk::Client::connector()
                 .with_session_timeout(self.cfg.session_timeout)
@@ -217,22 +218,22 @@ impl Follower {
             let client = match tokio::time::timeout(self.cfg.session_timeout * 2, connect).await {
                 Ok(Ok(c)) => c,
                 Ok(Err(e)) => {
-                    tracing::warn!(error = %e, retry_ms = backoff.as_millis() as u64, "ZooKeeper unreachable; serving the snapshot in force");
-                    tokio::time::sleep(backoff + jitter(backoff)).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                    tracing::warn!(error = %e, retry_ms = backoff.peek().as_millis() as u64, "ZooKeeper unreachable; serving the snapshot in force");
+                    let d = backoff.next_delay();
+                    tokio::time::sleep(d + jitter(d)).await;
                     continue;
                 }
                 Err(_) => {
                     tracing::warn!(
-                        retry_ms = backoff.as_millis() as u64,
+                        retry_ms = backoff.peek().as_millis() as u64,
                         "ZooKeeper connect timed out; serving the snapshot in force"
                     );
-                    tokio::time::sleep(backoff + jitter(backoff)).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                    let d = backoff.next_delay();
+                    tokio::time::sleep(d + jitter(d)).await;
                     continue;
                 }
             };
-            backoff = Duration::from_millis(100);
+            backoff.reset();
             tracing::info!(session = %client.session_id(), "following internal-zone snapshots");
             self.session(&client, &mut have).await;
             tracing::warn!("ZooKeeper session ended; reconnecting");
@@ -243,7 +244,7 @@ impl Follower {
     async fn session(&self, client: &zk::Client, have: &mut Option<u64>) {
         let mut state = client.state_watcher();
         let mut refused: Option<u64> = None;
-        let mut retry = Duration::from_millis(200);
+        let mut retry = Backoff::new(Duration::from_millis(200));
         loop {
             let path = self.cfg.layout.pointer();
             let watched = match client.get_and_watch_data(&path).await {
@@ -252,8 +253,8 @@ impl Follower {
                 Err(zk::Error::SessionExpired | zk::Error::ClientClosed) => return,
                 Err(e) => {
                     tracing::warn!(error = %e, "reading the snapshot pointer failed; retrying");
-                    tokio::time::sleep(retry + jitter(retry)).await;
-                    retry = (retry * 2).min(Duration::from_secs(10));
+                    let d = retry.next_delay();
+                    tokio::time::sleep(d + jitter(d)).await;
                     continue;
                 }
             };
@@ -267,7 +268,7 @@ impl Follower {
                             match self.fetch_apply(client, &p).await {
                                 Ok(()) => {
                                     *have = Some(p.version);
-                                    retry = Duration::from_millis(200);
+                                    retry.reset();
                                 }
                                 Err(FetchFailed::Refused(e)) => {
                                     tracing::error!(version = p.version, error = %e, "snapshot refused; the one in force keeps serving");
@@ -275,8 +276,8 @@ impl Follower {
                                 }
                                 Err(FetchFailed::Transient(e)) => {
                                     tracing::warn!(version = p.version, error = %e, "fetching the snapshot failed; retrying");
-                                    tokio::time::sleep(retry + jitter(retry)).await;
-                                    retry = (retry * 2).min(Duration::from_secs(10));
+                                    let d = retry.next_delay();
+                                    tokio::time::sleep(d + jitter(d)).await;
                                     continue;
                                 }
                             }

@@ -14,6 +14,7 @@
 //! - [`follower`]: the task a server runs: last good snapshot from disk at start, then watch,
 //!   fetch with jitter, verify, hand over, save; reconnect with backoff.
 
+pub mod backoff;
 pub mod follower;
 pub mod format;
 pub mod layout;

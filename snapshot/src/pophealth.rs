@@ -96,7 +96,7 @@ pub async fn follow(
 ) {
     let dir = dir(&layout);
     let mut last: Option<HealthMap> = None;
-    let mut backoff = Duration::from_millis(100);
+    let mut backoff = crate::backoff::Backoff::new(Duration::from_millis(100));
     loop {
         let client = match zk::Client::connector()
             .with_session_timeout(session_timeout)
@@ -106,12 +106,11 @@ pub async fn follow(
             Ok(c) => c,
             Err(e) => {
                 tracing::warn!(error = %e, "ZooKeeper unreachable; PoP health as last known");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(10));
+                tokio::time::sleep(backoff.next_delay()).await;
                 continue;
             }
         };
-        backoff = Duration::from_millis(100);
+        backoff.reset();
         let opts = zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
         match client.mkdir(&dir, &opts).await {
             Ok(()) | Err(zk::Error::NodeExists) => {}
