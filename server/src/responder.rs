@@ -531,7 +531,9 @@ impl Answer<'_, '_> {
         if let Some(p) = chosen {
             let pop = &data.pops[p as usize];
             outcome.pop_slot = Some(pop.metric_slot);
-            let (a, aaaa) = if outcome.all_down || !has_family(p, true) {
+            // A healthy choice has live addresses of the family; only the fail-open choice
+            // answers with all of the PoP's.
+            let (a, aaaa) = if outcome.all_down {
                 (&pop.a[..], &pop.aaaa[..])
             } else {
                 snap.addresses(p as usize)

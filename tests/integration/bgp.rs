@@ -268,18 +268,16 @@ fn announce_checks_dns_and_http_and_withdraws_on_sigterm() {
     .unwrap();
     // A proxy in the environment (meant for something else, and dead) must not touch the
     // checks: they ask the service directly unless the config names a proxy (issue 19).
-    let mut child = crate::harness::geodns()
-        .args(["announce", "-c"])
-        .arg(&cfg)
-        .env("RUST_LOG", "info")
-        .env("http_proxy", "http://127.0.0.1:9")
-        .env("HTTP_PROXY", "http://127.0.0.1:9")
-        .env("all_proxy", "http://127.0.0.1:9")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(dir.path().join("announce.log")).unwrap())
-        .spawn()
-        .unwrap();
+    let dead = "http://127.0.0.1:9";
+    let mut child = announce_with(
+        &cfg,
+        &dir.path().join("announce.log"),
+        &[
+            ("http_proxy", dead),
+            ("HTTP_PROXY", dead),
+            ("all_proxy", dead),
+        ],
+    );
     let (tx, rx) = std::sync::mpsc::channel::<String>();
     let out = child.stdout.take().unwrap();
     std::thread::spawn(move || {
@@ -475,10 +473,16 @@ fn a_failing_vip_leaves_the_answers_while_its_pop_stays() {
 
 /// `geodns announce -c cfg` as ExaBGP runs it: stdin and stdout piped, the log to `log`.
 pub(crate) fn announce(cfg: &Path, log: &Path) -> Child {
+    announce_with(cfg, log, &[])
+}
+
+/// [`announce`] with more environment variables.
+fn announce_with(cfg: &Path, log: &Path, env: &[(&str, &str)]) -> Child {
     crate::harness::geodns()
         .args(["announce", "-c"])
         .arg(cfg)
         .env("RUST_LOG", "info")
+        .envs(env.iter().copied())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(std::fs::File::create(log).unwrap())

@@ -364,6 +364,18 @@ impl Plant {
     }
 
     /// Registers one more robot; the seconds until the server answers it.
+    /// Starts a robot for `name` at `addr` with the plant's session, returning once it has
+    /// registered (whether or not the server sees it yet).
+    fn robot(&self, name: &str, addr: &str) -> Proc {
+        register(
+            &self.zk,
+            self.dir.path(),
+            name,
+            addr,
+            &["--session-timeout-ms", &SESSION_MS.to_string()],
+        )
+    }
+
     fn add_robot(&mut self, within: f64) -> f64 {
         self.n += 1;
         let (name, addr) = (
@@ -371,13 +383,7 @@ impl Plant {
             format!("10.1.{}.{}", self.n / 200, self.n % 200 + 1),
         );
         let t0 = Instant::now();
-        let robot = register(
-            &self.zk,
-            self.dir.path(),
-            &name,
-            &addr,
-            &["--session-timeout-ms", &SESSION_MS.to_string()],
-        );
+        let robot = self.robot(&name, &addr);
         wait(
             &name,
             within + self.slack,
@@ -552,13 +558,7 @@ fn the_dns_follows_every_change_through_every_fault() {
     std::thread::sleep(Duration::from_millis(SESSION_MS + 500));
     p.n += 1;
     let (name, addr) = (p.name(p.n), "10.3.0.1".to_owned());
-    let robot = register(
-        &p.zk,
-        p.dir.path(),
-        &name,
-        &addr,
-        &["--session-timeout-ms", &SESSION_MS.to_string()],
-    );
+    let robot = p.robot(&name, &addr);
     std::thread::sleep(Duration::from_millis(500));
     kill("CONT", p.server.pid());
     let caught = wait(
@@ -656,13 +656,7 @@ fn the_dns_follows_through_partitions_and_a_slow_link() {
     let t0 = Instant::now();
     p.n += 1;
     let (name, addr) = (p.name(p.n), "10.4.0.1".to_owned());
-    let robot = register(
-        &p.zk,
-        p.dir.path(),
-        &name,
-        &addr,
-        &["--session-timeout-ms", &SESSION_MS.to_string()],
-    );
+    let robot = p.robot(&name, &addr);
     while t0.elapsed() < Duration::from_millis(SESSION_MS + 1000) {
         assert_eq!(p.a(&kept), kept_addr, "answers while partitioned");
         assert_eq!(p.www(), ["192.0.2.10"], "answers while partitioned");

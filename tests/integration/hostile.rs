@@ -42,6 +42,19 @@ fn zone_text_from_zookeeper_can_never_read_a_file() {
     )
     .unwrap();
     let fifo = mkfifo(dir.path());
+    // `geodns check` of a human zone file, through the presenter's loader.
+    let check_refused = |file: &std::path::Path, what: &str| {
+        refused(
+            &[
+                "check".as_ref(),
+                "--presenter".as_ref(),
+                presenter.as_os_str(),
+                "--internal".as_ref(),
+                format!("internal.example={}", file.display()).as_ref(),
+            ],
+            what,
+        )
+    };
     for (i, text) in [
         "$INCLUDE /dev/zero\n".to_owned(),
         format!("a IN A 10.0.0.1\n$INCLUDE {}\n", fifo.display()),
@@ -53,30 +66,15 @@ fn zone_text_from_zookeeper_can_never_read_a_file() {
         let file = dir.path().join(format!("h{i}.zone"));
         std::fs::write(&file, text).unwrap();
         let t = Instant::now();
-        refused(
-            &[
-                "check".as_ref(),
-                "--presenter".as_ref(),
-                presenter.as_os_str(),
-                "--internal".as_ref(),
-                format!("internal.example={}", file.display()).as_ref(),
-            ],
-            "$INCLUDE is refused",
-        );
+        check_refused(&file, "$INCLUDE is refused");
         // Refused before anything is read: a FIFO nobody writes would block for good.
         assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
     }
     // Fields beyond what a type takes were dropped and the rest served.
     let file = dir.path().join("trailing.zone");
     std::fs::write(&file, "www IN A 10.0.0.1 trailing garbage tokens\n").unwrap();
-    refused(
-        &[
-            "check".as_ref(),
-            "--presenter".as_ref(),
-            presenter.as_os_str(),
-            "--internal".as_ref(),
-            format!("internal.example={}", file.display()).as_ref(),
-        ],
+    check_refused(
+        &file,
         "line 1: A takes 1 field, the record has 4 (trailing \"trailing garbage tokens\")",
     );
 }

@@ -514,7 +514,7 @@ fn junk_rows_are_counted_by_reason_and_thin_input_refused() {
 }
 
 /// Runs `geodns` and returns its stdout, failing the test with its stderr if it fails.
-fn run_ok(args: &[&std::ffi::OsStr]) -> String {
+pub(crate) fn run_ok(args: &[&std::ffi::OsStr]) -> String {
     let o = geodns().args(args).output().unwrap();
     assert!(
         o.status.success(),

@@ -13,6 +13,7 @@ use std::path::Path;
 use geodns_simulate::{score, World};
 
 use crate::harness::{data_dir, geodns};
+use crate::mapgen::run_ok as run;
 
 /// Worlds in the zoo.
 const WORLDS: u64 = 50;
@@ -27,18 +28,6 @@ const MAX_MEDIAN_DISTANCE_MS: f64 = 1.5;
 
 /// Beacon sessions per measured client subnet: sparse, as the long tail is.
 const SESSIONS: usize = 3;
-
-/// Runs `geodns` and returns its stdout, failing with its stderr if it fails.
-fn run(args: &[&std::ffi::OsStr]) -> String {
-    let o = geodns().args(args).output().unwrap();
-    assert!(
-        o.status.success(),
-        "geodns {args:?}: {}\n{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
 
 struct Outcome {
     traits: String,
