@@ -12,7 +12,7 @@
 //! apart. Sessions are noisy (one sample per PoP), so the figure is below what the map truly
 //! achieves; it is for comparing rules and runs on the same data, not an absolute.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 
 use geomap::{KeySpace, Map, PopIndex, RowIndex};
 use ipnet::IpNet;
@@ -73,7 +73,11 @@ impl HoldoutReport {
 
 struct Session {
     client: u64,
+    /// The resolver judged for the session: the one that asked most of its probes, the
+    /// lowest on a tie (rows arrive in no fixed order, and a report must not change between
+    /// two runs on the same logs).
     resolver: u64,
+    resolvers: Vec<u64>,
     rtt: Vec<(PopIndex, f32)>,
 }
 
@@ -121,7 +125,8 @@ pub fn evaluate(
     share: f64,
     fallback: &dyn Fn(IpNet) -> Vec<PopIndex>,
 ) -> PolarsResult<HoldoutReport> {
-    let mut sessions: HashMap<(u64, u64), Session> = HashMap::new();
+    // Ordered, so tallies sum in the same order on every run.
+    let mut sessions: BTreeMap<(u64, u64), Session> = BTreeMap::new();
     for df in frames {
         let session = df.column("session")?.u64()?;
         let client = df.column("client")?.u64()?;
@@ -141,8 +146,10 @@ pub fn evaluate(
             let e = sessions.entry((s, c)).or_insert_with(|| Session {
                 client: c,
                 resolver: r,
+                resolvers: Vec::new(),
                 rtt: Vec::new(),
             });
+            e.resolvers.push(r);
             if let Some(rtt) = rtt {
                 e.rtt.push((p, rtt));
             }
@@ -158,6 +165,15 @@ pub fn evaluate(
             one.push(chunk[chunk.len() / 2]);
         }
         s.rtt = one;
+        s.resolvers.sort_unstable();
+        if let Some(most) = s
+            .resolvers
+            .chunk_by(|a, b| a == b)
+            .max_by(|a, b| a.len().cmp(&b.len()).then(b[0].cmp(&a[0])))
+        {
+            s.resolver = most[0];
+        }
+        s.resolvers = Vec::new();
     }
     let rows = RowIndex::build(map);
     let mut report = HoldoutReport {
@@ -205,7 +221,7 @@ pub fn evaluate(
             }
         }
         report.scores.push(all.score(name, "all"));
-        by.sort_by_key(|b| std::cmp::Reverse(b.1.judged));
+        by.sort_by(|a, b| b.1.judged.cmp(&a.1.judged).then_with(|| a.0.cmp(&b.0)));
         report
             .scores
             .extend(by.iter().map(|(d, t)| t.score(name, d)));
