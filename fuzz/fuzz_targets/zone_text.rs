@@ -13,5 +13,5 @@ fuzz_target!(|input: &[u8]| {
     let Ok(text) = std::str::from_utf8(input) else {
         return;
     };
-    let _ = geodns_server::zone::Zone::from_text("internal.example", text, "fuzz");
+    let _ = geodns_zone::Zone::from_text("internal.example", text, "fuzz");
 });

@@ -258,7 +258,7 @@ pub fn check_human(cfg: &Config, origin: &str, text: &str) -> Result<(), String>
         cfg.guard.max_rrset_records,
     );
     let full = render(zone, &body.zones[0], 1);
-    geodns_server::zone::Zone::from_text(&origin, &full, &format!("human zone {origin}"))
+    geodns_zone::Zone::from_text(&origin, &full, &format!("human zone {origin}"))
         .map(|_| ())
         .map_err(|e| e.to_string())
 }
@@ -616,7 +616,7 @@ async fn lead(
                 })
                 .collect();
             let compiles = texts.iter().try_for_each(|t| {
-                geodns_server::zone::Zone::from_text(&t.origin, &t.text, "reconciled zone")
+                geodns_zone::Zone::from_text(&t.origin, &t.text, "reconciled zone")
                     .map(|_| ())
                     .map_err(|e| e.to_string())
             });

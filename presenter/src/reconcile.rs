@@ -86,7 +86,7 @@ pub fn human_owners(
     text: &str,
 ) -> Result<HashMap<String, HashSet<RecordType>>, String> {
     let origin_name = Name::from_ascii(format!("{}.", norm(origin))).map_err(|e| e.to_string())?;
-    geodns_server::zone::check_text(text, &norm(origin))
+    geodns_zone::check_text(text, &norm(origin))
         .map_err(|(line, problem)| format!("human zone {origin}: line {line}: {problem}"))?;
     let full = format!("$TTL 3600\n{text}\n");
     let (_, sets) = Parser::new(&full, None, Some(origin_name))
@@ -411,7 +411,7 @@ mod tests {
         assert_eq!(count("h599.prn1.internal.example. ", "A"), 1);
         // And the result compiles, as every server will.
         let text = render(&zone(), &r.zones[0], 1);
-        geodns_server::zone::Zone::from_text("internal.example", &text, "test").unwrap();
+        geodns_zone::Zone::from_text("internal.example", &text, "test").unwrap();
     }
 
     #[test]
@@ -489,7 +489,7 @@ mod tests {
         ));
         // The rendered text compiles with the server's own loader.
         let text = render(&zone(), &r.zones[0], 7);
-        let z = geodns_server::zone::Zone::from_text("internal.example", &text, "test").unwrap();
+        let z = geodns_zone::Zone::from_text("internal.example", &text, "test").unwrap();
         assert_eq!(z.serial, 7);
         assert_eq!(robot_lines_of(&text), *lines);
         assert_eq!(apex_of(&text), r.zones[0].apex);

@@ -19,7 +19,7 @@ use crate::config::{Config, ConfigError};
 use crate::health::DownSet;
 use crate::internal::Internal;
 use crate::metrics::Metrics;
-use crate::zone::{Zone, ZoneError};
+use geodns_zone::{Zone, ZoneError};
 
 /// Why a dataset cannot be loaded. Each variant names the file at fault.
 #[derive(Debug, thiserror::Error)]

@@ -15,7 +15,7 @@ use geodns_snapshot::{Follower, FollowerConfig, Layout, Snapshot as Published};
 use crate::config;
 use crate::dataset::Snapshot;
 use crate::metrics::Metrics;
-use crate::zone::Zone;
+use geodns_zone::Zone;
 
 /// The internal zones in force.
 #[derive(Default)]

@@ -2,7 +2,7 @@
 //!
 //! Modules in dataflow order:
 //! - [`config`]: the TOML config, typed and validated;
-//! - [`zone`]: zones compiled to pre-encoded records, geo names, the status name;
+//! - zones are compiled by `geodns_zone` (shared with the presenter);
 //! - [`dataset`]: config + zones + map + GeoIP loaded as one verified unit, and the snapshot
 //!   (dataset + health) that queries read;
 //! - [`health`]: which PoPs are drained;
@@ -25,4 +25,3 @@ pub mod spill;
 pub mod tcp;
 pub mod udp;
 pub mod wire;
-pub mod zone;

@@ -16,7 +16,7 @@ use crate::wire::{
     parse_query, rcode, rtype, Owner, Query, Reject, ResponseEdns, ResponseWriter, Section,
     MAX_UDP_PAYLOAD,
 };
-use crate::zone::{parent, Node, Zone};
+use geodns_zone::{parent, Node, Zone};
 
 /// How the query arrived, which bounds the response size.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -241,7 +241,7 @@ pub fn log_query(
         return;
     }
     let name = parse_query(packet)
-        .map(|q| crate::zone::text_name(q.name()))
+        .map(|q| geodns_zone::text_name(q.name()))
         .unwrap_or_else(|_| "-".into());
     tracing::debug!(
         target: "geodns::query",

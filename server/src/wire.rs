@@ -1,7 +1,7 @@
 //! DNS wire format on the query path: a strict, allocation-free query parser and a response
 //! writer that appends pre-encoded records to a reused buffer.
 //!
-//! Static record data is encoded once at load time by hickory-proto (see [`crate::zone`]); this
+//! Static record data is encoded once at load time by hickory-proto (see [`geodns_zone`]); this
 //! module only frames it. Keeping the per-query work to slicing and copying is what lets the
 //! server answer in a few microseconds; the strictness (RFC 6891 EDNS, RFC 7871 ECS validation)
 //! is why the parser is ours rather than a general message decoder that accepts and normalises
@@ -9,31 +9,8 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-/// Record type codes used on the query path.
-pub mod rtype {
-    /// IPv4 address.
-    pub const A: u16 = 1;
-    /// Name server.
-    pub const NS: u16 = 2;
-    /// Canonical name.
-    pub const CNAME: u16 = 5;
-    /// Start of authority.
-    pub const SOA: u16 = 6;
-    /// Text.
-    pub const TXT: u16 = 16;
-    /// IPv6 address.
-    pub const AAAA: u16 = 28;
-    /// EDNS pseudo-record.
-    pub const OPT: u16 = 41;
-    /// Delegation signer: answered by the parent side of a cut.
-    pub const DS: u16 = 43;
-    /// Incremental zone transfer.
-    pub const IXFR: u16 = 251;
-    /// Zone transfer.
-    pub const AXFR: u16 = 252;
-    /// Any type.
-    pub const ANY: u16 = 255;
-}
+/// Record type codes (one list, with the zone compiler).
+pub use geodns_zone::rtype;
 
 /// Header flag bits (RFC 1035 4.1.1, RFC 4035 for CD), as a 16-bit word: the one place they
 /// are spelled.
