@@ -13,9 +13,10 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use geodns_server::dataset::{Dataset, Snapshot};
+use geodns_server::dataset::Dataset;
 use geodns_server::metrics::Metrics;
 use geodns_server::responder::{respond, Transport};
+use geodns_server::served::Served;
 use geomap::{AnswerTable, Derivation, KeySpace, Map, MapMeta, MapRow, PopTable};
 
 /// xorshift64: deterministic and dependency-free.
@@ -161,7 +162,7 @@ fn respond_bench(c: &mut Criterion) {
     let t0 = std::time::Instant::now();
     let ds = Arc::new(Dataset::load(&dir.path().join("geodns.toml"), &metrics).unwrap());
     eprintln!("loaded dataset with a 1M-row map in {:.2?}", t0.elapsed());
-    let snap = Snapshot::new(ds, &Default::default(), None, Default::default());
+    let snap = Served::new(ds, &Default::default(), None, Default::default());
     let src: IpAddr = "127.0.0.1".parse().unwrap();
     let mut out = Vec::with_capacity(4096);
     let mut rng = Rng(7);

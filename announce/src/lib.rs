@@ -19,7 +19,8 @@ use std::io::Write as _;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
+use geodns_snapshot::health_file;
+use geodns_snapshot::pophealth::{PopHealth, PopState, VipHealth};
 use tokio::sync::{mpsc, watch, Notify};
 use zookeeper_client as zk;
 
@@ -62,46 +63,11 @@ pub fn command(cfg: &Config, vip: &Vip, route: Route) -> String {
     }
 }
 
-/// The health published for the DNS.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct PopHealth {
-    /// The PoP.
-    pub pop: String,
-    /// `up`, `draining` or `down`.
-    pub state: &'static str,
-    /// The reported load, if a load file is configured.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub load: Option<f64>,
-    /// Each VIP.
-    pub vips: Vec<VipHealth>,
-}
-
-/// One VIP in the published health.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct VipHealth {
-    /// The route.
-    pub prefix: String,
-    /// `withdrawn`, `announced`, `draining`.
-    pub route: &'static str,
-    /// The last check's outcome.
-    pub reason: String,
-    /// Damped.
-    pub suppressed: bool,
-}
-
 /// Whether a line from ExaBGP announces its shutdown: `shutdown`, or ExaBGP 4.2's
 /// `shutdown <pid> <ppid>`.
 fn is_shutdown(line: &str) -> bool {
     let mut words = line.split_whitespace();
     words.next() == Some("shutdown") && words.all(|w| w.bytes().all(|b| b.is_ascii_digit()))
-}
-
-fn route_name(r: Route) -> &'static str {
-    match r {
-        Route::Withdrawn => "withdrawn",
-        Route::Announced => "announced",
-        Route::Draining => "draining",
-    }
 }
 
 fn say(line: &str) {
@@ -112,12 +78,7 @@ fn say(line: &str) {
 }
 
 fn write_health_file(path: &std::path::Path, h: &PopHealth) -> std::io::Result<()> {
-    // The server's health file: draining and down both drain the PoP from DNS answers.
-    let state = if h.state == "up" { "up" } else { "down" };
-    let text = format!(
-        "# written by geodns announce: {}\n{} {state}\n",
-        h.state, h.pop
-    );
+    let text = health_file::render(&h.pop, h.state);
     geomap::atomic_file::write(path, |f| std::io::Write::write_all(f, text.as_bytes()))
 }
 
@@ -151,7 +112,7 @@ async fn publish_zk(
         loop {
             let current = rx.borrow_and_update().clone();
             if let Some(h) = current {
-                let data = serde_json::to_vec(&h).expect("health serialises");
+                let data = h.encode();
                 let res = match client.set_data(&path, &data, None).await {
                     Err(zk::Error::NoNode) => client.create(&path, &data, &opts).await.map(|_| ()),
                     r => r.map(|_| ()),
@@ -328,14 +289,14 @@ pub async fn run(cfg: Config) {
                 }
                 let down = PopHealth {
                     pop: cfg.pop.to_string(),
-                    state: "down",
+                    state: PopState::Down,
                     load: None,
                     vips: cfg
                         .vips
                         .iter()
                         .map(|v| VipHealth {
                             prefix: v.prefix.to_string(),
-                            route: "withdrawn",
+                            route: Route::Withdrawn,
                             reason: format!("geodns announce stopped ({why})"),
                             suppressed: false,
                         })
@@ -354,7 +315,7 @@ pub async fn run(cfg: Config) {
             let want = desired(vips[i].usable(), maintenance, grace, now);
             if want != routes[i] {
                 say(&command(&cfg, v, want));
-                tracing::info!(vip = %v.prefix, route = route_name(want), "route changed");
+                tracing::info!(vip = %v.prefix, route = want.as_str(), "route changed");
                 routes[i] = want;
             }
         }
@@ -369,7 +330,7 @@ pub async fn run(cfg: Config) {
                 .zip(&vips)
                 .map(|((v, r), s)| VipHealth {
                     prefix: v.prefix.to_string(),
-                    route: route_name(*r),
+                    route: *r,
                     reason: s.reason.clone(),
                     suppressed: s.suppressed,
                 })
@@ -387,7 +348,7 @@ pub async fn run(cfg: Config) {
             health.vips.iter().map(|v| v.route).collect(),
         ));
         if state_changed {
-            tracing::info!(pop = %cfg.pop, state = health.state, "PoP health");
+            tracing::info!(pop = %cfg.pop, state = health.state.as_str(), "PoP health");
             if let Some(f) = &cfg.publish.health_file {
                 if let Err(e) = write_health_file(f, &health) {
                     tracing::error!(file = %f.display(), error = %e, "cannot write the health file");

@@ -12,6 +12,8 @@
 
 use std::time::{Duration, Instant};
 
+use geodns_snapshot::pophealth::PopState;
+
 use crate::config::Damping;
 
 /// A VIP's checked health.
@@ -25,16 +27,8 @@ pub enum Health {
     Down,
 }
 
-/// What the route should be in BGP.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Route {
-    /// Not announced.
-    Withdrawn,
-    /// Announced with its normal attributes.
-    Announced,
-    /// Announced less preferred (maintenance, within the grace period).
-    Draining,
-}
+/// What the route should be in BGP: the published contract's own type.
+pub use geodns_snapshot::pophealth::Route;
 
 /// One VIP's state.
 #[derive(Clone, Debug)]
@@ -138,13 +132,13 @@ pub fn desired(usable: bool, maintenance: Option<Instant>, grace: Duration, now:
 
 /// The PoP's state for the DNS: up while any VIP is announced normally, draining while any is
 /// draining and none is up, down otherwise.
-pub fn pop_state(routes: &[Route]) -> &'static str {
+pub fn pop_state(routes: &[Route]) -> PopState {
     if routes.contains(&Route::Announced) {
-        "up"
+        PopState::Up
     } else if routes.contains(&Route::Draining) {
-        "draining"
+        PopState::Draining
     } else {
-        "down"
+        PopState::Down
     }
 }
 
@@ -223,8 +217,14 @@ mod tests {
             Route::Withdrawn
         );
         assert_eq!(desired(false, Some(t), g, t), Route::Withdrawn);
-        assert_eq!(pop_state(&[Route::Withdrawn, Route::Draining]), "draining");
-        assert_eq!(pop_state(&[Route::Announced, Route::Draining]), "up");
-        assert_eq!(pop_state(&[Route::Withdrawn]), "down");
+        assert_eq!(
+            pop_state(&[Route::Withdrawn, Route::Draining]),
+            PopState::Draining
+        );
+        assert_eq!(
+            pop_state(&[Route::Announced, Route::Draining]),
+            PopState::Up
+        );
+        assert_eq!(pop_state(&[Route::Withdrawn]), PopState::Down);
     }
 }

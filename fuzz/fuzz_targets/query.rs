@@ -8,17 +8,18 @@
 use std::net::IpAddr;
 use std::sync::{Arc, OnceLock};
 
-use geodns_server::dataset::{Dataset, Snapshot};
+use geodns_server::dataset::Dataset;
+use geodns_server::served::Served;
 use geodns_server::metrics::Metrics;
 use geodns_server::responder::{respond, Transport};
 use libfuzzer_sys::fuzz_target;
 
-fn snapshot() -> &'static Snapshot {
-    static SNAP: OnceLock<Snapshot> = OnceLock::new();
+fn snapshot() -> &'static Served {
+    static SNAP: OnceLock<Served> = OnceLock::new();
     SNAP.get_or_init(|| {
         let config = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/geodns.toml");
         let data = Dataset::load(&config, &Metrics::default()).expect("example dataset loads");
-        Snapshot::new(Arc::new(data), &Default::default(), None, Default::default())
+        Served::new(Arc::new(data), &Default::default(), None, Default::default())
     })
 }
 

@@ -15,13 +15,14 @@
 
 pub mod config;
 pub mod dataset;
-pub mod health;
 pub mod internal;
 pub mod metrics;
 pub mod reload;
 pub mod responder;
+pub mod served;
 pub mod server;
 pub mod spill;
 pub mod tcp;
 pub mod udp;
 pub mod wire;
+pub mod zookeeper;

@@ -9,21 +9,20 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use arc_swap::ArcSwap;
-
-use crate::dataset::{file_stamp, Dataset, FileStamp, Snapshot};
-use crate::health::{read_health, DownSet};
+use crate::dataset::{file_stamp, Dataset, FileStamp};
 use crate::metrics::Metrics;
+use crate::served::State;
+use geodns_snapshot::health_file::{self, DownSet};
 
 /// Reads the dataset's health file, if it has one. A missing file means every PoP is up.
-pub fn load_health(data: &Dataset) -> Result<DownSet, crate::health::HealthError> {
+pub fn load_health(data: &Dataset) -> Result<DownSet, geodns_snapshot::health_file::HealthError> {
     let Some(path) = &data.config.health_file else {
         return Ok(DownSet::new());
     };
     if !path.exists() {
         return Ok(DownSet::new());
     }
-    read_health(path, &|p| data.config.pops.contains_key(p))
+    health_file::read(path, &|p| data.config.pops.contains_key(p))
 }
 
 /// Runs blocking file work off the async workers. `None` if it panicked (logged).
@@ -46,7 +45,7 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
 /// that changes them applies the rest and says which wait (log, metric, status record).
 pub async fn watch(
     config_path: PathBuf,
-    state: Arc<ArcSwap<Snapshot>>,
+    state: Arc<State>,
     metrics: Arc<Metrics>,
     health_stamp: FileStamp,
 ) {
@@ -139,9 +138,7 @@ pub async fn watch(
                     if let Some(t) = new.map_created_unix() {
                         metrics.set_map_created(t);
                     }
-                    // rcu: an internal-zone swap racing with this one is never lost.
-                    drop(state.rcu(|cur| cur.with_data(new.clone(), &down)));
-                    crate::server::release_free_memory();
+                    state.swap_data(new.clone(), &down);
                     watched = new.watched.clone();
                     data = new;
                     health_stamp = new_health_stamp;
@@ -165,8 +162,7 @@ pub async fn watch(
                 Some(Ok(down)) => {
                     let ids: Vec<String> = down.iter().map(|p| p.to_string()).collect();
                     tracing::info!(down = ?ids, "health changed");
-                    let next = state.load().with_health(&down);
-                    state.store(Arc::new(next));
+                    state.swap_health_file(&down);
                 }
                 Some(Err(e)) => {
                     tracing::error!(error = %e, "health file refused; keeping the current health state");

@@ -1,4 +1,4 @@
-//! The query path: one packet in, one response out, from a [`Snapshot`].
+//! The query path: one packet in, one response out, from a [`Served`].
 //!
 //! In order: parse (FORMERR on malformed input, BADVERS on EDNS version > 0) -> find the zone
 //! (REFUSED if none) -> find the name (exact node, else wildcard, else NXDOMAIN) -> for a geo
@@ -10,8 +10,9 @@ use std::net::IpAddr;
 
 use geomap::{KeySpace, PopIndex};
 
-use crate::dataset::{Dataset, Snapshot};
+use crate::dataset::Dataset;
 use crate::metrics::QueryOutcome;
+use crate::served::Served;
 use crate::wire::{
     parse_query, rcode, rtype, Owner, Query, Reject, ResponseEdns, ResponseWriter, Section,
     MAX_UDP_PAYLOAD,
@@ -40,7 +41,7 @@ fn is_identity_name(name: &[u8]) -> bool {
 /// Answers one packet into `out`. Returns what happened; `out` is empty when the packet is to
 /// be dropped.
 pub fn respond(
-    snap: &Snapshot,
+    snap: &Served,
     packet: &[u8],
     src: IpAddr,
     transport: Transport,
@@ -188,7 +189,7 @@ pub fn respond(
 /// source address) and what they fill (the response, its rcode, the outcome for metrics),
 /// passed as one, as gdnsd passes its per-query context.
 struct Answer<'a, 'b> {
-    snap: &'a Snapshot,
+    snap: &'a Served,
     data: &'a Dataset,
     q: &'a Query<'a>,
     src: IpAddr,

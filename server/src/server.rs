@@ -5,13 +5,12 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use arc_swap::ArcSwap;
-
 use geodns_beacon::{DnsProbeRow, LogWriter, WriterConfig};
 
-use crate::dataset::{file_stamp, Dataset, Snapshot};
+use crate::dataset::{file_stamp, Dataset};
 use crate::metrics::Metrics;
 use crate::reload::{load_health, watch};
+use crate::served::{Served, State};
 use crate::{tcp, udp};
 
 /// Why the server could not start.
@@ -22,7 +21,7 @@ pub enum StartError {
     Load(#[from] crate::dataset::LoadError),
     /// The health file is bad.
     #[error(transparent)]
-    Health(#[from] crate::health::HealthError),
+    Health(#[from] geodns_snapshot::health_file::HealthError),
     /// The probe log cannot be written.
     #[error("probe_log: {0}")]
     ProbeLog(#[from] geodns_beacon::writer::WriterError),
@@ -129,18 +128,18 @@ pub async fn run(config_path: &Path) -> Result<(), StartError> {
         None => None,
     };
     let internal = match &cfg.zookeeper {
-        Some(zk) => crate::internal::from_cache(zk, &data.zones, &metrics),
+        Some(zk) => crate::zookeeper::from_cache(zk, &data.zones, &metrics),
         None => Default::default(),
     };
-    let state = Arc::new(ArcSwap::from_pointee(Snapshot::new(
+    let state = Arc::new(State::new(Served::new(
         data,
         &down,
         probe_log.clone(),
         Arc::new(internal),
     )));
     if let Some(zk) = cfg.zookeeper.clone() {
-        tokio::spawn(crate::internal::follow_health(zk.clone(), state.clone()));
-        tokio::spawn(crate::internal::follow(zk, state.clone(), metrics.clone()));
+        tokio::spawn(crate::zookeeper::follow_health(zk.clone(), state.clone()));
+        tokio::spawn(crate::zookeeper::follow(zk, state.clone(), metrics.clone()));
     }
 
     for &addr in &cfg.listen.dns {
@@ -223,14 +222,4 @@ pub async fn run(config_path: &Path) -> Result<(), StartError> {
         );
     }
     Ok(())
-}
-
-/// Returns freed heap pages to the OS after a large swap (glibc keeps them otherwise, and RSS
-/// would grow by a dataset's size with every reload).
-pub fn release_free_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only walks glibc's own free lists; it takes no pointer of ours.
-    unsafe {
-        libc::malloc_trim(0);
-    }
 }

@@ -6,15 +6,14 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use arc_swap::ArcSwap;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio::time::timeout;
 
-use crate::dataset::Snapshot;
 use crate::metrics::Metrics;
 use crate::responder::{log_query, respond, Transport};
+use crate::served::State;
 
 /// Binds a listener (SO_REUSEADDR, so a restart does not wait for TIME_WAIT).
 pub fn bind(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
@@ -36,7 +35,7 @@ pub fn bind(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
 /// Accepts and serves connections forever.
 pub async fn serve(
     listener: std::net::TcpListener,
-    state: Arc<ArcSwap<Snapshot>>,
+    state: Arc<State>,
     metrics: Arc<Metrics>,
     max_connections: usize,
     idle: Duration,
@@ -75,7 +74,7 @@ pub async fn serve(
 async fn connection(
     stream: TcpStream,
     peer: SocketAddr,
-    state: &ArcSwap<Snapshot>,
+    state: &State,
     metrics: &Metrics,
     idle: Duration,
 ) -> std::io::Result<()> {

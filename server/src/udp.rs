@@ -12,12 +12,11 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
 
-use arc_swap::{ArcSwap, Cache};
 use socket2::{Domain, Protocol, Socket, Type};
 
-use crate::dataset::Snapshot;
 use crate::metrics::Metrics;
 use crate::responder::{log_query, respond, Transport};
+use crate::served::State;
 
 /// Queries received (and answered) per syscall pair at most.
 pub const BATCH: usize = 32;
@@ -117,9 +116,9 @@ impl Buffers {
 }
 
 /// Serves one socket forever.
-pub fn serve(sock: UdpSocket, state: Arc<ArcSwap<Snapshot>>, metrics: Arc<Metrics>) {
+pub fn serve(sock: UdpSocket, state: Arc<State>, metrics: Arc<Metrics>) {
     let fd = sock.as_raw_fd();
-    let mut cache = Cache::new(state);
+    let mut cache = state.cache();
     let mut b = Buffers::new();
     loop {
         b.arm_receive();

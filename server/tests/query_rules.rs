@@ -10,9 +10,10 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use geodns_server::dataset::{Dataset, Snapshot};
+use geodns_server::dataset::Dataset;
 use geodns_server::metrics::Metrics;
 use geodns_server::responder::{respond, Transport};
+use geodns_server::served::Served;
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsOption};
 use hickory_proto::rr::{Name, Record, RecordType};
@@ -47,7 +48,7 @@ const ZONE: &[&str] = &[
 const NETS: &str =
     "198.51.100.0/24,ams,iad,sin\n198.51.100.128/25,iad,ams,sin\n2001:db8:1::/48,sin,ams,iad\n";
 
-fn snapshot() -> (tempfile::TempDir, Snapshot) {
+fn snapshot() -> (tempfile::TempDir, Served) {
     let dir = tempfile::tempdir().unwrap();
     let nets = dir.path().join("nets.csv");
     std::fs::write(&nets, NETS).unwrap();
@@ -78,7 +79,7 @@ fn snapshot() -> (tempfile::TempDir, Snapshot) {
     let data = Dataset::load(&path, &Metrics::default()).unwrap();
     (
         dir,
-        Snapshot::new(
+        Served::new(
             Arc::new(data),
             &Default::default(),
             None,
@@ -307,7 +308,7 @@ fn show(r: &Record) -> String {
     format!("{} {} {}", r.name, r.record_type(), r.data)
 }
 
-fn ask(snap: &Snapshot, row: &Row) -> Message {
+fn ask(snap: &Served, row: &Row) -> Message {
     let mut m = Message::new(0x4242, MessageType::Query, OpCode::Query);
     m.metadata.recursion_desired = true;
     m.add_query(Query::query(Name::from_ascii(row.q).unwrap(), row.qtype));

@@ -10,13 +10,16 @@
 //! - [`layout`]: where everything lives under the ZooKeeper root;
 //! - [`store`]: publishing a snapshot whole (chunks first, then the pointer) and fetching and
 //!   verifying one;
-//! - [`pophealth`]: PoP health published by `geodns announce`, followed by every server;
+//! - [`pophealth`]: PoP health published by `geodns announce`, followed by every server, one
+//!   typed [`pophealth::PopHealth`] for writer and reader; [`health_file`]: the same health as
+//!   the file a server reads, its format written and parsed in one place;
 //! - [`follower`]: the task a server runs: last good snapshot from disk at start, then watch,
 //!   fetch with jitter, verify, hand over, save; reconnect with backoff.
 
 pub mod backoff;
 pub mod follower;
 pub mod format;
+pub mod health_file;
 pub mod layout;
 pub mod pophealth;
 pub mod store;

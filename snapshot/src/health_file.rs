@@ -1,15 +1,18 @@
-//! PoP health: which PoPs are drained from answers.
+//! The health file: which PoPs are drained from a server's answers, written by whatever runs
+//! the health checks (`geodns announce` writes it with [`render`]) and read by the server
+//! ([`read`]). The format, in one place: lines `<pop> up|down`, `#` comments; a PoP not listed
+//! is up. An unknown PoP id is an error, so a typo does not silently leave a broken PoP in
+//! service.
 //!
-//! One source is a health file (lines `<pop> up|down`, `#` comments; a PoP not listed is up),
-//! written by whatever runs the health checks (`geodns announce` can). The other is the PoP
-//! health `geodns announce` publishes in ZooKeeper (`crate::internal::follow_health`); the
-//! snapshot drains a PoP if either says so. An unknown PoP id in the file is an error, so a typo does not silently
-//! leave a broken PoP in service.
+//! The server drains a PoP if this file or the PoP health published in ZooKeeper
+//! ([`crate::pophealth`]) says so.
 
 use std::collections::BTreeSet;
 use std::path::Path;
 
 use geomap::PopId;
+
+use crate::pophealth::PopState;
 
 /// The PoPs that are down, by id (independent of any dataset's indices, so health survives a
 /// config reload).
@@ -27,8 +30,18 @@ pub struct HealthError {
     pub problem: String,
 }
 
+/// The file `geodns announce` writes for PoP `pop` in state `state`: draining and down both
+/// drain the PoP from DNS answers.
+pub fn render(pop: &str, state: PopState) -> String {
+    let word = if state == PopState::Up { "up" } else { "down" };
+    format!(
+        "# written by geodns announce: {}\n{pop} {word}\n",
+        state.as_str()
+    )
+}
+
 /// Parses health text; `known` lists the configured PoPs.
-pub fn parse_health(
+pub fn parse(
     file: &str,
     text: &str,
     known: &dyn Fn(&PopId) -> bool,
@@ -66,14 +79,14 @@ pub fn parse_health(
 }
 
 /// Reads a health file.
-pub fn read_health(path: &Path, known: &dyn Fn(&PopId) -> bool) -> Result<DownSet, HealthError> {
+pub fn read(path: &Path, known: &dyn Fn(&PopId) -> bool) -> Result<DownSet, HealthError> {
     let file = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|e| HealthError {
         file: file.clone(),
         line: 0,
         problem: e.to_string(),
     })?;
-    parse_health(&file, &text, known)
+    parse(&file, &text, known)
 }
 
 #[cfg(test)]
@@ -81,18 +94,33 @@ mod tests {
     use super::*;
 
     #[test]
+    fn what_announce_writes_is_what_a_server_reads() {
+        let known = |p: &PopId| p.as_str() == "ams";
+        for (state, drained) in [
+            (PopState::Up, false),
+            (PopState::Draining, true),
+            (PopState::Down, true),
+        ] {
+            let d = parse("h", &render("ams", state), &known).unwrap();
+            assert_eq!(
+                d.contains(&"ams".parse::<PopId>().unwrap()),
+                drained,
+                "{state:?}"
+            );
+        }
+    }
+
+    #[test]
     fn parses_states_and_rejects_unknown_pops() {
         let known = |p: &PopId| ["ams", "iad"].contains(&p.as_str());
-        let d = parse_health("h", "# drained for maintenance\nams down\niad up\n", &known).unwrap();
+        let d = parse("h", "# drained for maintenance\nams down\niad up\n", &known).unwrap();
         assert_eq!(d.iter().map(|p| p.as_str()).collect::<Vec<_>>(), ["ams"]);
         assert_eq!(
-            parse_health("h", "sin down", &known)
-                .unwrap_err()
-                .to_string(),
+            parse("h", "sin down", &known).unwrap_err().to_string(),
             "h:1: pop 'sin' is not configured"
         );
         assert_eq!(
-            parse_health("h", "\nams sideways", &known)
+            parse("h", "\nams sideways", &known)
                 .unwrap_err()
                 .to_string(),
             "h:2: state \"sideways\": want up or down"

@@ -1,0 +1,124 @@
+//! What a server follows in ZooKeeper: the internal-zone snapshot the presenter publishes
+//! (`geodns_snapshot::Follower`: disk cache, jitter, verify) and the PoP health `geodns
+//! announce` publishes. Each good change is swapped into the served state like a map reload; a
+//! snapshot that does not compile is refused and the one in force keeps serving, as does the
+//! last good snapshot on disk while ZooKeeper is unreachable.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use geodns_snapshot::{Follower, FollowerConfig, Layout, Snapshot as Published};
+use geodns_zone::Zone;
+
+use crate::config;
+use crate::internal::Internal;
+use crate::metrics::Metrics;
+use crate::served::State;
+
+fn follower_config(zk: &config::ZooKeeper) -> FollowerConfig {
+    FollowerConfig {
+        connect: zk.connect.clone(),
+        layout: Layout::new(&zk.root).expect("validated with the config"),
+        cache: zk.cache.clone(),
+        jitter: Duration::from_millis(zk.jitter_ms),
+        session_timeout: Duration::from_millis(zk.session_timeout_ms),
+        recheck: Duration::from_millis(zk.recheck_ms.max(100)),
+    }
+}
+
+/// The internal zones to start with: the last good snapshot on disk, if it compiles.
+pub fn from_cache(zk: &config::ZooKeeper, configured: &[Zone], metrics: &Metrics) -> Internal {
+    match geodns_snapshot::load_cache_marked(&zk.cache) {
+        Ok(Some((snap, newer))) => match Internal::build(&snap, configured) {
+            Ok(internal) => {
+                match newer {
+                    None => {
+                        tracing::info!(version = snap.version, file = %zk.cache.display(), "internal zones from the last good snapshot on disk")
+                    }
+                    Some(newer) => tracing::error!(
+                        version = snap.version,
+                        served_before = newer,
+                        file = %zk.cache.display(),
+                        "internal zones from an OLDER snapshot on disk than this server served before (version {newer} could not be saved: a full disk?); ZooKeeper brings the current one when it answers"
+                    ),
+                }
+                metrics.set_internal_snapshot(snap.version, unix(&snap.created_at));
+                internal
+            }
+            Err(e) => {
+                tracing::error!(error = %e, file = %zk.cache.display(), "the snapshot on disk does not compile; starting without internal zones");
+                Internal::default()
+            }
+        },
+        Ok(None) => Internal::default(),
+        Err(e) => {
+            tracing::error!(error = %e, "the snapshot on disk is damaged; starting without internal zones");
+            Internal::default()
+        }
+    }
+}
+
+fn unix(rfc3339: &str) -> u64 {
+    humantime::parse_rfc3339(rfc3339)
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Follows the published snapshot until the process ends, swapping each good one in.
+pub async fn follow(zk: config::ZooKeeper, state: Arc<State>, metrics: Arc<Metrics>) {
+    let have = state.load().internal.version;
+    let apply_state = state.clone();
+    let apply_metrics = metrics.clone();
+    let apply: geodns_snapshot::Apply = Arc::new(move |snap: &Published| {
+        let started = std::time::Instant::now();
+        let current = apply_state.load();
+        let internal = match Internal::build(snap, &current.data.zones) {
+            Ok(i) => Arc::new(i),
+            Err(e) => {
+                apply_metrics.internal_snapshot_refused();
+                return Err(e);
+            }
+        };
+        // The zones in force are freed by the swap once no query holds them: not here.
+        drop(current);
+        apply_state.swap_internal(internal.clone());
+        apply_metrics.set_internal_snapshot(snap.version, unix(&snap.created_at));
+        tracing::info!(
+            version = snap.version,
+            zones = internal.zones.len(),
+            ms = started.elapsed().as_millis() as u64,
+            "internal snapshot in force"
+        );
+        Ok(())
+    });
+    let save_metrics = metrics.clone();
+    Follower::new(follower_config(&zk), apply)
+        .on_save_failed(Arc::new(move || {
+            save_metrics.internal_snapshot_save_failed()
+        }))
+        .run(have)
+        .await;
+}
+
+/// Follows the PoP health `geodns announce` publishes, draining PoPs that are not up.
+pub async fn follow_health(zk: config::ZooKeeper, state: Arc<State>) {
+    let layout = Layout::new(&zk.root).expect("validated with the config");
+    let apply: geodns_snapshot::pophealth::ApplyHealth = Arc::new(move |map| {
+        let not_up: Vec<String> = map
+            .iter()
+            .filter(|(_, s)| !s.is_up())
+            .map(|(p, s)| format!("{p}:{}", s.label()))
+            .collect();
+        tracing::info!(not_up = ?not_up, "published PoP health changed");
+        state.swap_published_health(Arc::new(map));
+    });
+    geodns_snapshot::pophealth::follow(
+        zk.connect,
+        layout,
+        Duration::from_millis(zk.session_timeout_ms),
+        Duration::from_millis(zk.recheck_ms.max(100)),
+        apply,
+    )
+    .await;
+}
