@@ -157,7 +157,7 @@ pub fn presenter(a: PresenterArgs) -> anyhow::Result<()> {
                 .with_context(|| format!("metrics: cannot listen on {addr}"))?;
             tracing::info!(bound = %listener.local_addr()?, "listening metrics");
             let m = metrics.clone();
-            tokio::spawn(geodns_server::metrics::serve(
+            tokio::spawn(geodns_daemon::prometheus::serve(
                 listener,
                 Arc::new(move || m.render()),
             ));

@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use geodns_beacon::schema::{valid_probe_id, MIN_RTT_MS, SCHEMA_KEY, SCHEMA_VERSION};
+use geodns_beacon::{DnsProbeRow, RttReportRow, Table};
 use polars::prelude::*;
 
 use crate::key;
@@ -261,10 +262,10 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
 /// Lists and checks the files of `table` under `root`; bad files are left out of `paths` and
 /// listed in `bad`. Only a directory that cannot be listed is an error.
 pub fn files(root: &Path, table: &str) -> Result<Files, BadFile> {
-    let columns = if table == "rtt_report" {
-        report_columns()
+    let columns = if table == RttReportRow::NAME {
+        contract_columns::<RttReportRow>(REPORT_COLUMNS)
     } else {
-        probe_columns()
+        contract_columns::<DnsProbeRow>(PROBE_COLUMNS)
     };
     let dir = root.join(table);
     let mut paths = Vec::new();
@@ -312,54 +313,42 @@ pub fn files(root: &Path, table: &str) -> Result<Files, BadFile> {
     })
 }
 
-fn is_utc_micros(t: &DataType) -> bool {
-    matches!(t, DataType::Datetime(TimeUnit::Microseconds, Some(tz)) if tz.as_str() == "UTC")
-}
-
-fn is_string(t: &DataType) -> bool {
-    matches!(t, DataType::String)
-}
-
-type ColumnCheck = (
-    &'static str,
-    &'static dyn Fn(&DataType) -> bool,
-    &'static str,
-);
-
-/// The `rtt_report` columns mapgen reads, with the contract's types.
-fn report_columns() -> Vec<ColumnCheck> {
-    vec![
-        ("ts", &is_utc_micros, "Timestamp(Microsecond, UTC)"),
-        ("probe_id", &is_string, "Utf8"),
-        ("pop", &is_string, "Utf8"),
-        ("client_ip", &is_string, "Utf8"),
-        (
-            "rtt_ms",
-            &|t: &DataType| matches!(t, DataType::Float64),
-            "Float64",
-        ),
-        (
-            "ok",
-            &|t: &DataType| matches!(t, DataType::Boolean),
-            "Boolean",
-        ),
-    ]
-}
-
-/// The `dns_probe` columns mapgen reads, with the contract's types.
-fn probe_columns() -> Vec<ColumnCheck> {
-    vec![
-        ("ts", &is_utc_micros, "Timestamp(Microsecond, UTC)"),
-        ("probe_id", &is_string, "Utf8"),
-        ("pop", &is_string, "Utf8"),
-        ("resolver_ip", &is_string, "Utf8"),
-    ]
-}
-
-/// The `rtt_report` columns mapgen reads.
+/// The `rtt_report` columns mapgen reads; their types are the contract's
+/// ([`geodns_beacon::RttReportRow`]'s schema).
 pub const REPORT_COLUMNS: &[&str] = &["ts", "probe_id", "pop", "client_ip", "rtt_ms", "ok"];
-/// The `dns_probe` columns mapgen reads.
+/// The `dns_probe` columns mapgen reads; their types are the contract's
+/// ([`geodns_beacon::DnsProbeRow`]'s schema).
 pub const PROBE_COLUMNS: &[&str] = &["ts", "probe_id", "pop", "resolver_ip"];
+
+/// A column mapgen reads: its name, whether a file's polars type is the contract's, and the
+/// contract's type as named in errors.
+type ColumnCheck = (&'static str, fn(&DataType) -> bool, &'static str);
+
+/// The checks of the columns `names` of table `T`, each type taken from the contract's own
+/// schema, so the writer and mapgen cannot disagree on a column.
+fn contract_columns<T: Table>(names: &[&'static str]) -> Vec<ColumnCheck> {
+    use arrow_schema::{DataType as A, TimeUnit as U};
+    let schema = T::schema();
+    names
+        .iter()
+        .map(|&name| {
+            let field = schema
+                .field_with_name(name)
+                .unwrap_or_else(|_| panic!("{} has no column {name}", T::NAME));
+            let (fits, shown): (fn(&DataType) -> bool, &'static str) = match field.data_type() {
+                A::Timestamp(U::Microsecond, Some(tz)) if tz.as_ref() == "UTC" => (
+                    |t| matches!(t, DataType::Datetime(TimeUnit::Microseconds, Some(tz)) if tz.as_str() == "UTC"),
+                    "Timestamp(Microsecond, UTC)",
+                ),
+                A::Utf8 => (|t| matches!(t, DataType::String), "Utf8"),
+                A::Float64 => (|t| matches!(t, DataType::Float64), "Float64"),
+                A::Boolean => (|t| matches!(t, DataType::Boolean), "Boolean"),
+                other => panic!("{}.{name}: mapgen reads no {other} column", T::NAME),
+            };
+            (name, fits, shown)
+        })
+        .collect()
+}
 
 /// Decodes every value of `columns` in `files` and throws them away: finds corrupt data
 /// pages, which a file's footer does not reveal.

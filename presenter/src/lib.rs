@@ -20,6 +20,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use geodns_daemon::prometheus::{Kind, Text};
 use geodns_register::{node_name, Registration};
 use geodns_snapshot::format::FORMAT;
 use geodns_snapshot::{store, Layout, Snapshot, ZoneText};
@@ -47,64 +48,61 @@ pub struct Metrics {
 impl Metrics {
     /// Prometheus text exposition.
     pub fn render(&self) -> String {
-        let rows: [(&str, &str, &str, &AtomicU64); 8] = [
+        let rows: [(&str, Kind, &str, &AtomicU64); 8] = [
             (
                 "geodns_presenter_leader",
-                "gauge",
+                Kind::Gauge,
                 "1 while this presenter is the one publishing.",
                 &self.leader,
             ),
             (
                 "geodns_presenter_published_version",
-                "gauge",
+                Kind::Gauge,
                 "Version of the last snapshot this presenter published or found.",
                 &self.version,
             ),
             (
                 "geodns_presenter_conflicts",
-                "gauge",
+                Kind::Gauge,
                 "Records left out by the conflict policy in the last reconciliation.",
                 &self.conflicts,
             ),
             (
                 "geodns_presenter_held",
-                "gauge",
+                Kind::Gauge,
                 "1 while a snapshot is held back by the drop guard or because it does not compile.",
                 &self.held,
             ),
             (
                 "geodns_presenter_robot_records",
-                "gauge",
+                Kind::Gauge,
                 "Robot records in the last published snapshot.",
                 &self.robot_records,
             ),
             (
                 "geodns_presenter_publications_total",
-                "counter",
+                Kind::Counter,
                 "Snapshots published by this presenter.",
                 &self.publications,
             ),
             (
                 "geodns_presenter_registrations",
-                "gauge",
+                Kind::Gauge,
                 "Registrations seen (live and in their grace period).",
                 &self.registrations,
             ),
             (
                 "geodns_presenter_lock_squatters",
-                "gauge",
+                Kind::Gauge,
                 "Nodes in the presenters' lock directory no presenter session owns (persistent ones): they keep every presenter waiting until removed (geodns presenter --remove-squatters).",
                 &self.squatters,
             ),
         ];
-        let mut s = String::new();
+        let mut t = Text::new();
         for (name, kind, help, v) in rows {
-            s.push_str(&format!(
-                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {}\n",
-                v.load(Relaxed)
-            ));
+            t.single(name, kind, help, v.load(Relaxed));
         }
-        s
+        t.finish()
     }
 }
 

@@ -101,11 +101,10 @@ pub struct Config {
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ZooKeeper {
-    /// Connect string, `host:port,host:port`.
-    pub connect: String,
-    /// The root of geodns's nodes. Default `/geodns`.
-    #[serde(default = "default_zk_root")]
-    pub root: String,
+    /// How to reach ZooKeeper (`connect`, `root`, `session_timeout_ms`): the same keys,
+    /// defaults and checks as every geodns tool's.
+    #[serde(flatten)]
+    pub zk: geodns_snapshot::ZkSettings,
     /// The last good snapshot on disk, served at start before ZooKeeper answers. Default
     /// `internal-snapshot.json` beside the config.
     #[serde(default = "default_zk_cache")]
@@ -113,25 +112,20 @@ pub struct ZooKeeper {
     /// Longest random wait before fetching a new version, ms. Default 500.
     #[serde(default = "default_zk_jitter_ms")]
     pub jitter_ms: u64,
-    /// ZooKeeper session timeout, ms (the ensemble bounds it to 2-20 ticks). Default 10000.
-    #[serde(default = "default_zk_session_timeout_ms")]
-    pub session_timeout_ms: u64,
     /// Re-read the pointer at least this often whatever the watches say, ms. Default 30000.
     #[serde(default = "default_zk_recheck_ms")]
     pub recheck_ms: u64,
+    /// Keys neither of the above knows: refused when the config is checked (a flattened
+    /// section cannot use serde's `deny_unknown_fields`).
+    #[serde(flatten)]
+    unknown: BTreeMap<String, toml::Value>,
 }
 
-fn default_zk_root() -> String {
-    "/geodns".into()
-}
 fn default_zk_cache() -> PathBuf {
     "internal-snapshot.json".into()
 }
 fn default_zk_jitter_ms() -> u64 {
     500
-}
-fn default_zk_session_timeout_ms() -> u64 {
-    10_000
 }
 fn default_zk_recheck_ms() -> u64 {
     30_000
@@ -347,16 +341,14 @@ impl Config {
         }
         if let Some(zk) = &mut cfg.zookeeper {
             zk.cache = base.join(&zk.cache);
-            if let Err(problem) = geodns_snapshot::Layout::new(&zk.root) {
-                return Err(invalid("zookeeper.root".into(), problem));
+            if let Some(key) = zk.unknown.keys().next() {
+                return Err(invalid(
+                    format!("zookeeper.{key}"),
+                    "unknown key (want connect, root, session_timeout_ms, cache, jitter_ms, recheck_ms)".into(),
+                ));
             }
-            if let Err(problem) = geodns_snapshot::layout::check_connect(&zk.connect) {
-                return Err(invalid("zookeeper.connect".into(), problem));
-            }
-            if let Err(problem) =
-                geodns_snapshot::layout::check_session_timeout_ms(zk.session_timeout_ms)
-            {
-                return Err(invalid("zookeeper.session_timeout_ms".into(), problem));
+            if let Err((key, problem)) = zk.zk.check() {
+                return Err(invalid(format!("zookeeper.{key}"), problem));
             }
         }
         if let Some(log) = &mut cfg.probe_log {
@@ -516,5 +508,37 @@ geo.www = { ttl = 30 }
             .replace("[pops.AMS]", "")
             .replace("[pops.ams]", "[pops.AMS]"));
         assert!(e.contains("invalid PoP id \"AMS\""), "{e}");
+    }
+
+    #[test]
+    fn the_zookeeper_section_takes_the_shared_settings_and_refuses_unknown_keys() {
+        let c = Config::from_str(
+            "g.toml",
+            &format!("{GOOD}\n[zookeeper]\nconnect = \"zk1:2181\"\njitter_ms = 7\n"),
+            Path::new("/etc/geodns"),
+        )
+        .unwrap();
+        let zk = c.zookeeper.unwrap();
+        assert_eq!(zk.zk.connect, "zk1:2181");
+        assert_eq!(zk.zk.root, "/geodns");
+        assert_eq!(zk.zk.session_timeout_ms, 10_000);
+        assert_eq!(zk.jitter_ms, 7);
+        assert_eq!(zk.cache, Path::new("/etc/geodns/internal-snapshot.json"));
+        let e = err(&format!(
+            "{GOOD}\n[zookeeper]\nconnect = \"zk1:2181\"\nrechek_ms = 5\n"
+        ));
+        assert!(
+            e.starts_with("g.toml: zookeeper.rechek_ms: unknown key"),
+            "{e}"
+        );
+        let e = err(&format!(
+            "{GOOD}\n[zookeeper]\nconnect = \"zk1:2181\"\nsession_timeout_ms = 0\n"
+        ));
+        assert!(
+            e.starts_with("g.toml: zookeeper.session_timeout_ms: "),
+            "{e}"
+        );
+        let e = err(&format!("{GOOD}\n[zookeeper]\nroot = \"/x\"\n"));
+        assert!(e.contains("connect"), "{e}");
     }
 }

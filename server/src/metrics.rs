@@ -3,12 +3,10 @@
 //! Plain relaxed atomics shared by every worker: no locks on the query path. PoP counters are
 //! keyed by a registry of PoP ids that only grows, so a PoP keeps its counter across reloads.
 
-use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::Mutex;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use geodns_daemon::prometheus::{Kind, Text};
 
 /// Query types counted by name; others are counted as `other`.
 const QTYPES: [(u16, &str); 12] = [
@@ -247,309 +245,232 @@ impl Metrics {
 
     /// Prometheus text exposition.
     pub fn render(&self) -> String {
-        let mut s = self.render_counters();
-        s.push_str("# HELP geodns_query_processing_seconds Time from a query's parse to its framed response, in the server.\n# TYPE geodns_query_processing_seconds histogram\n");
+        let mut t = Text::new();
+        self.render_counters(&mut t);
+        let h = "geodns_query_processing_seconds";
+        t.family(
+            h,
+            Kind::Histogram,
+            "Time from a query's parse to its framed response, in the server.",
+        );
         let mut cum = 0;
         for (i, b) in PROCESSING_BOUNDS_NS.iter().enumerate() {
             cum += self.processing[i].load(Relaxed);
-            let _ = writeln!(
-                s,
-                "geodns_query_processing_seconds_bucket{{le=\"{}\"}} {cum}",
-                *b as f64 / 1e9
-            );
+            let le = (*b as f64 / 1e9).to_string();
+            t.sample(&format!("{h}_bucket"), &[("le", &le)], cum);
         }
         cum += self.processing[PROCESSING_BOUNDS_NS.len()].load(Relaxed);
-        let _ = writeln!(
-            s,
-            "geodns_query_processing_seconds_bucket{{le=\"+Inf\"}} {cum}"
+        t.sample(&format!("{h}_bucket"), &[("le", "+Inf")], cum);
+        t.sample(
+            &format!("{h}_sum"),
+            &[],
+            self.processing_sum_ns.load(Relaxed) as f64 / 1e9,
         );
-        let _ = writeln!(
-            s,
-            "geodns_query_processing_seconds_sum {}",
-            self.processing_sum_ns.load(Relaxed) as f64 / 1e9
-        );
-        let _ = writeln!(s, "geodns_query_processing_seconds_count {cum}");
-        s
+        t.sample(&format!("{h}_count"), &[], cum);
+        t.finish()
     }
 
-    fn render_counters(&self) -> String {
-        let mut s = String::with_capacity(4096);
+    fn render_counters(&self, t: &mut Text) {
         let g = |v: &AtomicU64| v.load(Relaxed);
-        s.push_str("# HELP geodns_queries_total DNS queries received.\n# TYPE geodns_queries_total counter\n");
-        let _ = writeln!(
-            s,
-            "geodns_queries_total{{transport=\"udp\"}} {}",
-            g(&self.udp)
-        );
-        let _ = writeln!(
-            s,
-            "geodns_queries_total{{transport=\"tcp\"}} {}",
-            g(&self.tcp)
-        );
-        s.push_str("# HELP geodns_answers_by_qtype_total Queries answered, by QTYPE (geodns_queries_total counts every query received, by transport).\n# TYPE geodns_answers_by_qtype_total counter\n");
+        let q = "geodns_queries_total";
+        t.family(q, Kind::Counter, "DNS queries received.")
+            .sample(q, &[("transport", "udp")], g(&self.udp))
+            .sample(q, &[("transport", "tcp")], g(&self.tcp));
+        let a = "geodns_answers_by_qtype_total";
+        t.family(a, Kind::Counter, "Queries answered, by QTYPE (geodns_queries_total counts every query received, by transport).");
         for (i, (_, name)) in QTYPES.iter().enumerate() {
-            let _ = writeln!(
-                s,
-                "geodns_answers_by_qtype_total{{qtype=\"{name}\"}} {}",
-                g(&self.qtype[i])
-            );
+            t.sample(a, &[("qtype", name)], g(&self.qtype[i]));
         }
-        let _ = writeln!(
-            s,
-            "geodns_answers_by_qtype_total{{qtype=\"other\"}} {}",
-            g(&self.qtype[QTYPES.len()])
-        );
-        s.push_str("# HELP geodns_responses_total Responses by rcode.\n# TYPE geodns_responses_total counter\n");
+        t.sample(a, &[("qtype", "other")], g(&self.qtype[QTYPES.len()]));
+        let r = "geodns_responses_total";
+        t.family(r, Kind::Counter, "Responses by rcode.");
         for (i, name) in RCODES.iter().enumerate() {
             let v = g(&self.rcode[i]);
             if v > 0 || i <= 5 {
-                let _ = writeln!(s, "geodns_responses_total{{rcode=\"{name}\"}} {v}");
+                t.sample(r, &[("rcode", name)], v);
             }
         }
-        let simple: [(&str, &str, &str, &AtomicU64); 17] = [
+        let simple: [(&str, Kind, &str, &AtomicU64); 17] = [
             (
                 "geodns_probe_queries_total",
-                "counter",
+                Kind::Counter,
                 "Valid probe-zone queries answered.",
                 &self.probe_queries,
             ),
             (
                 "geodns_probe_invalid_total",
-                "counter",
+                Kind::Counter,
                 "Probe-zone queries with a bad id or unknown PoP (NXDOMAIN, not logged).",
                 &self.probe_invalid,
             ),
             (
                 "geodns_packets_dropped_total",
-                "counter",
+                Kind::Counter,
                 "Packets received and not answered (not a DNS query, or a response).",
                 &self.dropped,
             ),
             (
                 "geodns_responses_truncated_total",
-                "counter",
+                Kind::Counter,
                 "UDP responses sent truncated (TC set), for the client to retry over TCP.",
                 &self.truncated,
             ),
             (
                 "geodns_fallback_answers_total",
-                "counter",
+                Kind::Counter,
                 "Geo answers from GeoIP or the default order.",
                 &self.fallback_answers,
             ),
             (
                 "geodns_all_down_answers_total",
-                "counter",
+                Kind::Counter,
                 "Geo answers given with every ranked PoP down.",
                 &self.all_down_answers,
             ),
             (
                 "geodns_reloads_total",
-                "counter",
+                Kind::Counter,
                 "Successful reloads of config, zones and map.",
                 &self.reloads,
             ),
             (
                 "geodns_reload_failures_total",
-                "counter",
+                Kind::Counter,
                 "Refused reloads (the old data kept serving).",
                 &self.reload_failures,
             ),
             (
                 "geodns_health_failures_total",
-                "counter",
+                Kind::Counter,
                 "Refused health files.",
                 &self.health_failures,
             ),
             (
                 "geodns_tcp_refused_total",
-                "counter",
+                Kind::Counter,
                 "TCP connections closed at the connection limit.",
                 &self.tcp_refused,
             ),
             (
                 "geodns_map_created_timestamp_seconds",
-                "gauge",
+                Kind::Gauge,
                 "Creation time of the serving map.",
                 &self.map_created_unix,
             ),
             (
                 "geodns_config_restart_pending",
-                "gauge",
+                Kind::Gauge,
                 "Settings in the config file that are not in force until a restart (listen, tcp, probe_log, zookeeper).",
                 &self.restart_pending,
             ),
             (
                 "geodns_queries_with_ecs_total",
-                "counter",
+                Kind::Counter,
                 "Queries that carried an EDNS Client Subnet option (the rest of geodns_queries_total did not).",
                 &self.ecs_queries,
             ),
             (
                 "geodns_internal_snapshot_version",
-                "gauge",
+                Kind::Gauge,
                 "Version of the internal-zone snapshot in force (0: none).",
                 &self.internal_version,
             ),
             (
                 "geodns_internal_snapshot_created_timestamp_seconds",
-                "gauge",
+                Kind::Gauge,
                 "Creation time of the internal-zone snapshot in force; its age is now minus this.",
                 &self.internal_created_unix,
             ),
             (
                 "geodns_internal_snapshot_refused_total",
-                "counter",
+                Kind::Counter,
                 "Internal-zone snapshots refused because they did not compile.",
                 &self.internal_refused,
             ),
             (
                 "geodns_internal_snapshot_save_failures_total",
-                "counter",
+                Kind::Counter,
                 "Failed saves of the internal-zone snapshot in force to its disk cache (a full disk); retried every 5 s until one succeeds.",
                 &self.internal_save_failures,
             ),
         ];
         for (name, kind, help, v) in simple {
-            let _ = writeln!(
-                s,
-                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {}",
-                g(v)
-            );
+            t.single(name, kind, help, g(v));
         }
         if let Some(w) = self.probe_log.get() {
-            let log: [(&str, &str, &str, &AtomicU64); 9] = [
+            let log: [(&str, Kind, &str, &AtomicU64); 9] = [
                 (
                     "geodns_probe_log_queued_rows",
-                    "gauge",
+                    Kind::Gauge,
                     "Probe rows waiting for the writer.",
                     &w.queued,
                 ),
                 (
                     "geodns_probe_log_buffered_rows",
-                    "gauge",
+                    Kind::Gauge,
                     "Probe rows in memory waiting for their file.",
                     &w.buffered,
                 ),
                 (
                     "geodns_probe_log_write_failing",
-                    "gauge",
+                    Kind::Gauge,
                     "1 while probe log writes fail (new rows are dropped, answers unaffected).",
                     &w.failing,
                 ),
                 (
                     "geodns_probe_log_rows_refused_failing_total",
-                    "counter",
+                    Kind::Counter,
                     "Probe rows dropped because log writes were failing.",
                     &w.rows_refused_failing,
                 ),
                 (
                     "geodns_probe_log_rows_written_total",
-                    "counter",
+                    Kind::Counter,
                     "Probe rows in files.",
                     &w.rows_written,
                 ),
                 (
                     "geodns_probe_log_files_written_total",
-                    "counter",
+                    Kind::Counter,
                     "Probe log files written.",
                     &w.files_written,
                 ),
                 (
                     "geodns_probe_log_bytes_written_total",
-                    "counter",
+                    Kind::Counter,
                     "Bytes of probe log files.",
                     &w.bytes_written,
                 ),
                 (
                     "geodns_probe_log_rows_dropped_total",
-                    "counter",
+                    Kind::Counter,
                     "Probe rows dropped because the queue was full.",
                     &w.rows_dropped,
                 ),
                 (
                     "geodns_probe_log_write_errors_total",
-                    "counter",
+                    Kind::Counter,
                     "Failed probe log file writes (rows kept and retried).",
                     &w.write_errors,
                 ),
             ];
             for (name, kind, help, v) in log {
-                let _ = writeln!(
-                    s,
-                    "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {}",
-                    g(v)
-                );
+                t.single(name, kind, help, g(v));
             }
         }
-        s.push_str("# HELP geodns_pop_answers_total Geo answers by PoP.\n# TYPE geodns_pop_answers_total counter\n");
+        let p = "geodns_pop_answers_total";
+        t.family(p, Kind::Counter, "Geo answers by PoP.");
         let names = self
             .pop_names
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
         for (i, n) in names.iter().enumerate() {
-            let _ = writeln!(
-                s,
-                "geodns_pop_answers_total{{pop=\"{n}\"}} {}",
-                g(&self.pop_answers[i])
-            );
+            t.sample(p, &[("pop", n)], g(&self.pop_answers[i]));
         }
         let overflow = g(&self.pop_answers[MAX_POPS - 1]);
         if overflow > 0 {
-            let _ = writeln!(s, "geodns_pop_answers_total{{pop=\"other\"}} {overflow}");
+            t.sample(p, &[("pop", "other")], overflow);
         }
-        s
-    }
-}
-
-/// A minimal HTTP/1.1 responder for `GET /metrics` (the server's and the presenter's): one
-/// request per connection, which is all a Prometheus scraper needs. `render` makes the body.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    render: Arc<dyn Fn() -> String + Send + Sync>,
-) {
-    loop {
-        let mut stream = match listener.accept().await {
-            Ok((stream, _)) => stream,
-            Err(e) => {
-                // At the file-descriptor limit accept fails at once, again and again: pause
-                // rather than spin a core.
-                tracing::warn!(error = %e, "metrics accept failed; pausing");
-                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-                continue;
-            }
-        };
-        let render = render.clone();
-        tokio::spawn(async move {
-            let mut req = Vec::with_capacity(1024);
-            let mut chunk = [0u8; 1024];
-            let read = tokio::time::timeout(Duration::from_secs(5), async {
-                while !req.windows(4).any(|w| w == b"\r\n\r\n") && req.len() < 8192 {
-                    let n = stream.read(&mut chunk).await.ok()?;
-                    if n == 0 {
-                        return None;
-                    }
-                    req.extend_from_slice(&chunk[..n]);
-                }
-                Some(())
-            })
-            .await;
-            if !matches!(read, Ok(Some(()))) {
-                return;
-            }
-            let (status, body) =
-                if req.starts_with(b"GET /metrics ") || req.starts_with(b"GET /metrics?") {
-                    ("200 OK", render())
-                } else {
-                    ("404 Not Found", "not found; try /metrics\n".to_owned())
-                };
-            let head = format!(
-                "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                body.len()
-            );
-            let _ = stream.write_all(head.as_bytes()).await;
-            let _ = stream.write_all(body.as_bytes()).await;
-        });
     }
 }

@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use arc_swap::{ArcSwap, Cache, Guard};
 use geodns_beacon::{DnsProbeRow, LogWriter};
+use geodns_daemon::prometheus::{Kind, Text};
 use geodns_snapshot::pophealth::HealthMap;
 use geodns_zone::Zone;
 
@@ -333,17 +334,36 @@ impl Served {
         )
     }
 
-    /// Prometheus lines for the PoPs' state in this snapshot: `geodns_pop_up{pop, reason}`.
+    /// Prometheus lines for the data and the PoPs' state in force: `geodns_build_info`,
+    /// `geodns_pop_up{pop, reason}`, `geodns_vip_out{pop, vip}`.
     pub fn health_metrics(&self) -> String {
-        let mut s = format!(
-            "# HELP geodns_build_info The running build and the data it serves (always 1).\n# TYPE geodns_build_info gauge\ngeodns_build_info{{version=\"{}\",map_generation=\"{}\",config=\"{}\",internal_snapshot=\"{}\"}} 1\n",
-            env!("CARGO_PKG_VERSION"),
-            self.data.map_meta.generation.replace(['"', '\\', '\n'], "_"),
-            self.data.config_version,
-            self.internal.version.map_or("none".to_owned(), |v| v.to_string()),
+        let mut t = Text::new();
+        let internal = self
+            .internal
+            .version
+            .map_or("none".to_owned(), |v| v.to_string());
+        let b = "geodns_build_info";
+        t.family(
+            b,
+            Kind::Gauge,
+            "The running build and the data it serves (always 1).",
+        )
+        .sample(
+            b,
+            &[
+                ("version", env!("CARGO_PKG_VERSION")),
+                ("map_generation", &self.data.map_meta.generation),
+                ("config", &self.data.config_version),
+                ("internal_snapshot", &internal),
+            ],
+            1,
         );
-        s.push_str("# HELP geodns_pop_up 1 if the PoP is answered, 0 if drained (reason: file, bgp-draining, bgp-down, load).\n");
-        s.push_str("# TYPE geodns_pop_up gauge\n");
+        let u = "geodns_pop_up";
+        t.family(
+            u,
+            Kind::Gauge,
+            "1 if the PoP is answered, 0 if drained (reason: file, bgp-draining, bgp-down, load).",
+        );
         for (p, down) in self.data.pops.iter().zip(self.down.iter()) {
             let reason = if self.file_down.contains(&p.id) {
                 "file".to_owned()
@@ -355,32 +375,22 @@ impl Served {
                     _ => "none".to_owned(),
                 }
             };
-            s.push_str(&format!(
-                "geodns_pop_up{{pop=\"{}\",reason=\"{reason}\"}} {}\n",
-                p.id,
-                u8::from(!*down)
-            ));
+            t.sample(
+                u,
+                &[("pop", p.id.as_str()), ("reason", &reason)],
+                u8::from(!*down),
+            );
         }
         // Each VIP whose route is out, by PoP (VIPs in the answers are not listed: a series per
         // VIP of every PoP would say nothing the PoP's own does not).
-        let out: Vec<String> = self
-            .data
-            .pops
-            .iter()
-            .zip(self.live.iter())
-            .filter_map(|(p, l)| Some((p, l.as_ref()?)))
-            .flat_map(|(p, l)| {
-                l.out
-                    .iter()
-                    .map(move |n| format!("geodns_vip_out{{pop=\"{}\",vip=\"{n}\"}} 1\n", p.id))
-            })
-            .collect();
-        s.push_str("# HELP geodns_vip_out 1 for each VIP whose route is out (withdrawn, or draining while the PoP's others are up): its address is left out of the PoP's answers.\n");
-        s.push_str("# TYPE geodns_vip_out gauge\n");
-        for l in out {
-            s.push_str(&l);
+        let v = "geodns_vip_out";
+        t.family(v, Kind::Gauge, "1 for each VIP whose route is out (withdrawn, or draining while the PoP's others are up): its address is left out of the PoP's answers.");
+        for (p, l) in self.data.pops.iter().zip(self.live.iter()) {
+            for n in l.iter().flat_map(|l| l.out.iter()) {
+                t.sample(v, &[("pop", p.id.as_str()), ("vip", &n.to_string())], 1);
+            }
         }
-        s
+        t.finish()
     }
 
     /// The zone that holds `qname` (lowercase wire form): the one with the longest origin among

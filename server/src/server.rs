@@ -181,7 +181,7 @@ pub async fn run(config_path: &Path) -> Result<(), StartError> {
         })?;
         tracing::info!(%bound, "listening metrics");
         let (m, st) = (metrics.clone(), state.clone());
-        tokio::spawn(crate::metrics::serve(
+        tokio::spawn(geodns_daemon::prometheus::serve(
             listener,
             Arc::new(move || m.render() + &st.load().health_metrics()),
         ));

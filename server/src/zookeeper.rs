@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use geodns_snapshot::{Follower, FollowerConfig, Layout, Snapshot as Published};
+use geodns_snapshot::{Follower, FollowerConfig, Snapshot as Published};
 use geodns_zone::Zone;
 
 use crate::config;
@@ -17,11 +17,11 @@ use crate::served::State;
 
 fn follower_config(zk: &config::ZooKeeper) -> FollowerConfig {
     FollowerConfig {
-        connect: zk.connect.clone(),
-        layout: Layout::new(&zk.root).expect("validated with the config"),
+        connect: zk.zk.connect.clone(),
+        layout: zk.zk.layout().expect("validated with the config"),
         cache: zk.cache.clone(),
         jitter: Duration::from_millis(zk.jitter_ms),
-        session_timeout: Duration::from_millis(zk.session_timeout_ms),
+        session_timeout: Duration::from_millis(zk.zk.session_timeout_ms),
         recheck: Duration::from_millis(zk.recheck_ms.max(100)),
     }
 }
@@ -103,7 +103,7 @@ pub async fn follow(zk: config::ZooKeeper, state: Arc<State>, metrics: Arc<Metri
 
 /// Follows the PoP health `geodns announce` publishes, draining PoPs that are not up.
 pub async fn follow_health(zk: config::ZooKeeper, state: Arc<State>) {
-    let layout = Layout::new(&zk.root).expect("validated with the config");
+    let layout = zk.zk.layout().expect("validated with the config");
     let apply: geodns_snapshot::pophealth::ApplyHealth = Arc::new(move |map| {
         let not_up: Vec<String> = map
             .iter()
@@ -114,9 +114,9 @@ pub async fn follow_health(zk: config::ZooKeeper, state: Arc<State>) {
         state.swap_published_health(Arc::new(map));
     });
     geodns_snapshot::pophealth::follow(
-        zk.connect,
+        zk.zk.connect,
         layout,
-        Duration::from_millis(zk.session_timeout_ms),
+        Duration::from_millis(zk.zk.session_timeout_ms),
         Duration::from_millis(zk.recheck_ms.max(100)),
         apply,
     )

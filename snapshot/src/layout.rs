@@ -86,9 +86,9 @@ impl Layout {
     }
 }
 
-/// How a geodns tool reaches ZooKeeper (`[zookeeper]` in the presenter's config,
-/// `publish.zookeeper` in `geodns announce`'s): one definition, checked once.
-#[derive(Clone, Debug, serde::Deserialize)]
+/// How a geodns tool reaches ZooKeeper (`[zookeeper]` in the presenter's and the server's
+/// config, `publish.zookeeper` in `geodns announce`'s): one definition, checked once.
+#[derive(Clone, Debug, PartialEq, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ZkSettings {
     /// Connect string, `host:port,host:port`.

@@ -16,7 +16,6 @@ pub mod config;
 pub mod connections;
 pub mod report;
 
-use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -29,6 +28,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
+use geodns_daemon::prometheus::{self, Kind, Text};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
 use crate::schema::RttReportRow;
@@ -377,122 +377,119 @@ async fn snippet_js(State(app): State<Arc<App>>) -> Response {
 }
 
 async fn metrics(State(app): State<Arc<App>>) -> Response {
-    let mut s = String::with_capacity(2048);
+    let mut t = Text::new();
     let w = app.writer.stats();
     let g = |v: &AtomicU64| v.load(Relaxed);
     let c = &app.connections;
-    let simple: [(&str, &str, &str, &AtomicU64); 16] = [
+    let simple: [(&str, Kind, &str, &AtomicU64); 16] = [
         (
             "geodns_beacon_requests_accepted_total",
-            "counter",
+            Kind::Counter,
             "Report requests (POST /v1/report) acknowledged with 204; their rows are queued (geodns_beacon_rows_accepted_total).",
             &app.accepted,
         ),
         (
             "geodns_beacon_rows_accepted_total",
-            "counter",
+            Kind::Counter,
             "Rows queued from acknowledged requests.",
             &app.rows_accepted,
         ),
         (
             "geodns_beacon_log_queued_rows",
-            "gauge",
+            Kind::Gauge,
             "Rows waiting for the writer.",
             &w.queued,
         ),
         (
             "geodns_beacon_rows_written_total",
-            "counter",
+            Kind::Counter,
             "Rows in files renamed into place.",
             &w.rows_written,
         ),
         (
             "geodns_beacon_files_written_total",
-            "counter",
+            Kind::Counter,
             "Log files written.",
             &w.files_written,
         ),
         (
             "geodns_beacon_bytes_written_total",
-            "counter",
+            Kind::Counter,
             "Bytes of log files written.",
             &w.bytes_written,
         ),
         (
             "geodns_beacon_rows_dropped_total",
-            "counter",
+            Kind::Counter,
             "Rows refused because the queue was full.",
             &w.rows_dropped,
         ),
         (
             "geodns_beacon_write_errors_total",
-            "counter",
+            Kind::Counter,
             "Failed file writes (rows kept and retried).",
             &w.write_errors,
         ),
         (
             "geodns_beacon_log_buffered_rows",
-            "gauge",
+            Kind::Gauge,
             "Acknowledged rows in memory waiting for their file.",
             &w.buffered,
         ),
         (
             "geodns_beacon_log_write_failing",
-            "gauge",
+            Kind::Gauge,
             "1 while log writes fail (reports are refused), else 0.",
             &w.failing,
         ),
         (
             "geodns_beacon_rows_refused_failing_total",
-            "counter",
+            Kind::Counter,
             "Rows refused because log writes were failing.",
             &w.rows_refused_failing,
         ),
         (
             "geodns_beacon_connections_open",
-            "gauge",
+            Kind::Gauge,
             "HTTP connections open.",
             &c.open,
         ),
         (
             "geodns_beacon_connections_accepted_total",
-            "counter",
+            Kind::Counter,
             "HTTP connections accepted.",
             &c.accepted,
         ),
         (
             "geodns_beacon_connections_refused_total",
-            "counter",
+            Kind::Counter,
             "Connections refused with 503 at max_connections.",
             &c.refused,
         ),
         (
             "geodns_beacon_connection_header_timeouts_total",
-            "counter",
+            Kind::Counter,
             "Connections closed: request headers not received in time (idle or slow).",
             &c.header_timeouts,
         ),
         (
             "geodns_beacon_accept_errors_total",
-            "counter",
+            Kind::Counter,
             "Failed accept calls (e.g. at the file-descriptor limit).",
             &c.accept_errors,
         ),
     ];
     for (name, kind, help, v) in simple {
-        let _ = writeln!(
-            s,
-            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {}",
-            g(v)
-        );
+        t.single(name, kind, help, g(v));
     }
-    s.push_str("# HELP geodns_beacon_requests_rejected_total Requests refused, by reason.\n# TYPE geodns_beacon_requests_rejected_total counter\n");
-    for (i, r) in REASONS.iter().enumerate() {
-        let _ = writeln!(
-            s,
-            "geodns_beacon_requests_rejected_total{{reason=\"{r}\"}} {}",
-            g(&app.rejected[i])
-        );
+    let r = "geodns_beacon_requests_rejected_total";
+    t.family(r, Kind::Counter, "Requests refused, by reason.");
+    for (i, reason) in REASONS.iter().enumerate() {
+        t.sample(r, &[("reason", reason)], g(&app.rejected[i]));
     }
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], s).into_response()
+    (
+        [(header::CONTENT_TYPE, prometheus::CONTENT_TYPE)],
+        t.finish(),
+    )
+        .into_response()
 }
