@@ -120,7 +120,7 @@ pub fn register(a: RegisterArgs) -> anyhow::Result<()> {
 }
 
 pub fn publish(a: PublishArgs) -> anyhow::Result<()> {
-    let cfg = geodns_presenter::config::Config::load(&a.config).map_err(anyhow::Error::msg)?;
+    let cfg = geodns_presenter::config::Config::load(&a.config)?;
     let text = std::fs::read_to_string(&a.file)
         .with_context(|| format!("reading {}", a.file.display()))?;
     let label = |e: String| anyhow::anyhow!("{}: {e}", a.file.display());
@@ -137,7 +137,7 @@ pub fn publish(a: PublishArgs) -> anyhow::Result<()> {
 }
 
 pub fn presenter(a: PresenterArgs) -> anyhow::Result<()> {
-    let cfg = geodns_presenter::config::Config::load(&a.config).map_err(anyhow::Error::msg)?;
+    let cfg = geodns_presenter::config::Config::load(&a.config)?;
     let rt = crate::runtime(1)?;
     if a.remove_squatters {
         let removed = rt
@@ -173,7 +173,7 @@ pub fn presenter(a: PresenterArgs) -> anyhow::Result<()> {
 /// `geodns check --presenter P --internal ORIGIN=FILE ...`: each file as the servers will
 /// compile it (the same check `geodns publish` runs before it writes anything).
 pub fn check_internal(presenter: &std::path::Path, files: &[String]) -> anyhow::Result<()> {
-    let cfg = geodns_presenter::config::Config::load(presenter).map_err(anyhow::Error::msg)?;
+    let cfg = geodns_presenter::config::Config::load(presenter)?;
     for spec in files {
         let (origin, file) = spec
             .split_once('=')

@@ -206,7 +206,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Announce { config } => {
-            let cfg = geodns_announce::config::Config::load(&config).map_err(anyhow::Error::msg)?;
+            let cfg = geodns_announce::config::Config::load(&config)?;
             let rt = runtime(1)?;
             rt.block_on(geodns_announce::run(cfg));
             Ok(())

@@ -1,5 +1,7 @@
 //! `geodns announce`'s config (TOML), parsed once into typed structs (docs/bgp.md).
 
+use geodns_daemon::config_file;
+pub use geodns_daemon::ConfigError;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
@@ -235,12 +237,9 @@ fn default_reuse() -> f64 {
 
 impl Config {
     /// Reads and checks the file; errors name the file and key.
-    pub fn load(path: &Path) -> Result<Config, String> {
-        let file = path.display();
-        let text = std::fs::read_to_string(path).map_err(|e| format!("{file}: {e}"))?;
-        let cfg: Config =
-            toml::from_str(&text).map_err(|e| format!("{file}: {}", e.to_string().trim_end()))?;
-        let bad = |key: String, problem: String| format!("{file}: {key}: {problem}");
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let (file, cfg): (String, Config) = config_file::load(path)?;
+        let bad = |key: String, problem: String| ConfigError::invalid(&file, key, problem);
         if cfg.vips.is_empty() {
             return Err(bad("vips".into(), "no VIP".into()));
         }
@@ -432,7 +431,7 @@ mod tests {
                 "drain.grace_ms",
             ),
         ] {
-            let e = load(vip_extra, check, rest).expect_err(key);
+            let e = load(vip_extra, check, rest).expect_err(key).to_string();
             assert!(e.contains(&format!("announce.toml: {key}: ")), "{key}: {e}");
         }
         let path = dir.path().join("proxy.toml");
@@ -441,7 +440,7 @@ mod tests {
             format!("pop = \"ams\"\nhttp_proxy = \"::nope\"\n[[vips]]\nprefix = \"192.0.2.10/32\"\ncheck = {tcp}\n"),
         )
         .unwrap();
-        let e = Config::load(&path).unwrap_err();
+        let e = Config::load(&path).unwrap_err().to_string();
         assert!(e.contains("proxy.toml: http_proxy: "), "{e}");
     }
 }

@@ -1,6 +1,8 @@
 //! The presenter's config (TOML), parsed once into typed structs. Every key is described in
 //! docs/internal-zones.md.
 
+use geodns_daemon::config_file;
+pub use geodns_daemon::ConfigError;
 use std::net::SocketAddr;
 use std::path::Path;
 
@@ -133,12 +135,9 @@ fn host_name(name: &str) -> Result<(), String> {
 
 impl Config {
     /// Reads and checks the file; errors name the file and the key.
-    pub fn load(path: &Path) -> Result<Config, String> {
-        let file = path.display();
-        let text = std::fs::read_to_string(path).map_err(|e| format!("{file}: {e}"))?;
-        let cfg: Config =
-            toml::from_str(&text).map_err(|e| format!("{file}: {}", e.to_string().trim_end()))?;
-        let bad = |key: String, problem: String| format!("{file}: {key}: {problem}");
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let (file, cfg): (String, Config) = config_file::load(path)?;
+        let bad = |key: String, problem: String| ConfigError::invalid(&file, key, problem);
         cfg.zookeeper
             .check()
             .map_err(|(key, e)| bad(format!("zookeeper.{key}"), e))?;

@@ -15,36 +15,10 @@ use serde::Deserialize;
 
 pub use geodns_zone::config::{GeoName, ProbeZone, Zone};
 
-/// Why a config cannot be used. Displays as `file: key: problem`.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    /// The file could not be read.
-    #[error("{file}: {source}")]
-    Io {
-        /// The config file.
-        file: String,
-        /// The I/O error.
-        source: std::io::Error,
-    },
-    /// TOML syntax or a value of the wrong type; the message carries line and column.
-    #[error("{file}: {message}")]
-    Syntax {
-        /// The config file.
-        file: String,
-        /// The parser's message, with line, column and key.
-        message: String,
-    },
-    /// A well-formed value that is not acceptable.
-    #[error("{file}: {key}: {problem}")]
-    Invalid {
-        /// The config file.
-        file: String,
-        /// Dotted path of the key.
-        key: String,
-        /// What is wrong, naming the value.
-        problem: String,
-    },
-}
+use geodns_daemon::config_file;
+
+/// Why a config cannot be used (the one error type of every geodns config file).
+pub use geodns_daemon::ConfigError;
 
 /// The whole configuration file.
 #[derive(Debug, Clone, Deserialize)]
@@ -102,7 +76,8 @@ pub struct Config {
 #[serde(deny_unknown_fields)]
 pub struct ZooKeeper {
     /// How to reach ZooKeeper (`connect`, `root`, `session_timeout_ms`): the same keys,
-    /// defaults and checks as every geodns tool's.
+    /// defaults and checks as every geodns tool's. (Flattened; a key neither this section nor
+    /// `ZkSettings` knows is still refused, by the parser, with its line.)
     #[serde(flatten)]
     pub zk: geodns_snapshot::ZkSettings,
     /// The last good snapshot on disk, served at start before ZooKeeper answers. Default
@@ -115,10 +90,6 @@ pub struct ZooKeeper {
     /// Re-read the pointer at least this often whatever the watches say, ms. Default 30000.
     #[serde(default = "default_zk_recheck_ms")]
     pub recheck_ms: u64,
-    /// Keys neither of the above knows: refused when the config is checked (a flattened
-    /// section cannot use serde's `deny_unknown_fields`).
-    #[serde(flatten)]
-    unknown: BTreeMap<String, toml::Value>,
 }
 
 fn default_zk_cache() -> PathBuf {
@@ -305,15 +276,8 @@ impl Config {
     /// Parses and validates config text. `file` names it in errors; `base` resolves relative
     /// paths.
     pub fn from_str(file: &str, text: &str, base: &Path) -> Result<Config, ConfigError> {
-        let mut cfg: Config = toml::from_str(text).map_err(|e| ConfigError::Syntax {
-            file: file.to_owned(),
-            message: e.to_string().trim_end().to_owned(),
-        })?;
-        let invalid = |key: String, problem: String| ConfigError::Invalid {
-            file: file.to_owned(),
-            key,
-            problem,
-        };
+        let mut cfg: Config = config_file::parse(file, text)?;
+        let invalid = |key: String, problem: String| ConfigError::invalid(file, key, problem);
         for p in [
             Some(&mut cfg.map),
             cfg.geoip.as_mut(),
@@ -341,12 +305,6 @@ impl Config {
         }
         if let Some(zk) = &mut cfg.zookeeper {
             zk.cache = base.join(&zk.cache);
-            if let Some(key) = zk.unknown.keys().next() {
-                return Err(invalid(
-                    format!("zookeeper.{key}"),
-                    "unknown key (want connect, root, session_timeout_ms, cache, jitter_ms, recheck_ms)".into(),
-                ));
-            }
             if let Err((key, problem)) = zk.zk.check() {
                 return Err(invalid(format!("zookeeper.{key}"), problem));
             }
@@ -448,11 +406,7 @@ impl Config {
 
     /// Reads and validates a config file.
     pub fn read(path: &Path) -> Result<Config, ConfigError> {
-        let file = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
-            file: file.clone(),
-            source,
-        })?;
+        let (file, text) = config_file::read(path)?;
         let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
         Config::from_str(&file, &text, &base)
     }
@@ -527,10 +481,8 @@ geo.www = { ttl = 30 }
         let e = err(&format!(
             "{GOOD}\n[zookeeper]\nconnect = \"zk1:2181\"\nrechek_ms = 5\n"
         ));
-        assert!(
-            e.starts_with("g.toml: zookeeper.rechek_ms: unknown key"),
-            "{e}"
-        );
+        assert!(e.starts_with("g.toml: TOML parse error at line 9"), "{e}");
+        assert!(e.contains("unknown field `rechek_ms`"), "{e}");
         let e = err(&format!(
             "{GOOD}\n[zookeeper]\nconnect = \"zk1:2181\"\nsession_timeout_ms = 0\n"
         ));

@@ -4,39 +4,12 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use geodns_daemon::config_file;
 use ipnet::IpNet;
 use serde::Deserialize;
 
-/// Why a collector config cannot be used. Displays as `file: key: problem`.
-#[derive(Debug, thiserror::Error)]
-pub enum CollectorConfigError {
-    /// The file could not be read.
-    #[error("{file}: {source}")]
-    Io {
-        /// The file.
-        file: String,
-        /// The OS error.
-        source: std::io::Error,
-    },
-    /// Syntax, or a value of the wrong type (the message has line and column).
-    #[error("{file}: {message}")]
-    Syntax {
-        /// The file.
-        file: String,
-        /// The parser's message.
-        message: String,
-    },
-    /// A well-formed value that is not acceptable.
-    #[error("{file}: {key}: {problem}")]
-    Invalid {
-        /// The file.
-        file: String,
-        /// The key.
-        key: String,
-        /// What is wrong.
-        problem: String,
-    },
-}
+/// Why a collector config cannot be used (the one error type of every geodns config file).
+pub use geodns_daemon::ConfigError;
 
 /// The collector's configuration.
 #[derive(Debug, Clone, Deserialize)]
@@ -145,21 +118,9 @@ fn default_age() -> u64 {
 
 impl CollectorConfig {
     /// Parses and validates config text; `base` resolves relative paths.
-    pub fn from_str(
-        file: &str,
-        text: &str,
-        base: &Path,
-    ) -> Result<CollectorConfig, CollectorConfigError> {
-        let mut c: CollectorConfig =
-            toml::from_str(text).map_err(|e| CollectorConfigError::Syntax {
-                file: file.into(),
-                message: e.to_string().trim_end().into(),
-            })?;
-        let invalid = |key: &str, problem: String| CollectorConfigError::Invalid {
-            file: file.into(),
-            key: key.into(),
-            problem,
-        };
+    pub fn from_str(file: &str, text: &str, base: &Path) -> Result<CollectorConfig, ConfigError> {
+        let mut c: CollectorConfig = config_file::parse(file, text)?;
+        let invalid = |key: &str, problem: String| ConfigError::invalid(file, key, problem);
         c.log.dir = base.join(&c.log.dir);
         if c.pops.is_empty() {
             return Err(invalid("pops", "no PoP listed".into()));
@@ -208,12 +169,8 @@ impl CollectorConfig {
     }
 
     /// Reads and validates a config file.
-    pub fn read(path: &Path) -> Result<CollectorConfig, CollectorConfigError> {
-        let file = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| CollectorConfigError::Io {
-            file: file.clone(),
-            source,
-        })?;
+    pub fn read(path: &Path) -> Result<CollectorConfig, ConfigError> {
+        let (file, text) = config_file::read(path)?;
         CollectorConfig::from_str(&file, &text, path.parent().unwrap_or(Path::new("")))
     }
 }

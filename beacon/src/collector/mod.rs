@@ -33,7 +33,7 @@ use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
 use crate::schema::RttReportRow;
 use crate::writer::{now_micros, LogRefused, LogWriter, WriterConfig, WriterError};
-pub use config::{CollectorConfig, CollectorConfigError};
+pub use config::{CollectorConfig, ConfigError};
 use connections::ConnectionStats;
 
 /// Refusal reasons, as counted in `geodns_beacon_requests_rejected_total{reason=...}`.
