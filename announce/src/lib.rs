@@ -93,14 +93,13 @@ async fn publish_zk(
     let path = format!("{dir}/{pop}");
     let mut backoff = geodns_snapshot::backoff::Backoff::new(Duration::from_millis(100));
     loop {
-        let client = match zk::Client::connect(&zkcfg.connect).await {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::warn!(error = %e, "ZooKeeper unreachable; health not published");
-                tokio::time::sleep(backoff.next_delay()).await;
-                continue;
-            }
-        };
+        let client = geodns_snapshot::backoff::connect(
+            &zkcfg.connect,
+            Duration::from_millis(zkcfg.session_timeout_ms),
+            &mut backoff,
+            "health not published",
+        )
+        .await;
         backoff.reset();
         let opts = zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
         if let Err(e) = client.mkdir(&dir, &opts).await {

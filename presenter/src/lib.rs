@@ -295,18 +295,13 @@ pub async fn run(cfg: Config, force: bool, metrics: Arc<Metrics>) {
     let mut force = force;
     let mut backoff = geodns_snapshot::backoff::Backoff::new(Duration::from_millis(100));
     loop {
-        let client = match zk::Client::connector()
-            .with_session_timeout(Duration::from_millis(cfg.zookeeper.session_timeout_ms))
-            .connect(&cfg.zookeeper.connect)
-            .await
-        {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::warn!(error = %e, retry_ms = backoff.peek().as_millis() as u64, "ZooKeeper unreachable; nothing is published meanwhile");
-                tokio::time::sleep(backoff.next_delay()).await;
-                continue;
-            }
-        };
+        let client = geodns_snapshot::backoff::connect(
+            &cfg.zookeeper.connect,
+            Duration::from_millis(cfg.zookeeper.session_timeout_ms),
+            &mut backoff,
+            "nothing is published meanwhile",
+        )
+        .await;
         backoff.reset();
         if let Err(e) = lead(&client, &cfg, &layout, &mut force, &metrics).await {
             tracing::warn!(error = %e, "presenter session ended");
@@ -370,11 +365,12 @@ async fn squatters(client: &zk::Client, dir: &str) -> Result<Vec<String>, zk::Er
 
 /// A one-off session for a command (`publish`, `--remove-squatters`).
 async fn connect(cfg: &Config) -> Result<zk::Client, String> {
-    zk::Client::connector()
-        .with_session_timeout(Duration::from_millis(cfg.zookeeper.session_timeout_ms))
-        .connect(&cfg.zookeeper.connect)
-        .await
-        .map_err(|e| format!("ZooKeeper {}: {e}", cfg.zookeeper.connect))
+    geodns_snapshot::backoff::connect_once(
+        &cfg.zookeeper.connect,
+        Duration::from_millis(cfg.zookeeper.session_timeout_ms),
+    )
+    .await
+    .map_err(|e| format!("ZooKeeper {}: {e}", cfg.zookeeper.connect))
 }
 
 /// Removes the nodes that squat the presenters' lock (`geodns presenter --remove-squatters`),

@@ -186,23 +186,9 @@ pub async fn keep_registered(
     tokio::pin!(stop);
     let mut backoff = geodns_snapshot::backoff::Backoff::new(Duration::from_millis(100));
     loop {
-        let connecting = zk::Client::connector()
-            .with_session_timeout(session_timeout)
-            .connect(connect);
         let client = tokio::select! {
-            c = connecting => c,
+            c = geodns_snapshot::backoff::connect(connect, session_timeout, &mut backoff, "not registered meanwhile") => c,
             _ = &mut stop => return Ok(()),
-        };
-        let client = match client {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::warn!(error = %e, retry_ms = backoff.peek().as_millis() as u64, "ZooKeeper unreachable");
-                tokio::select! {
-                    _ = tokio::time::sleep(backoff.next_delay()) => {}
-                    _ = &mut stop => return Ok(()),
-                }
-                continue;
-            }
         };
         let path = match register(&client, layout, reg).await {
             Ok(p) => p,

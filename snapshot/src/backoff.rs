@@ -1,9 +1,11 @@
 //! Retrying ZooKeeper: one backoff for every component that reconnects or retries (the
 //! server's followers, the presenter, robots, announce), so a recovering ensemble is not
 //! hammered by one of them and left waiting by another. Each delay doubles, from a first one,
-//! up to [`Backoff::MAX`]; success resets it.
+//! up to [`Backoff::MAX`]; success resets it. [`connect`] is the one reconnect loop built on it.
 
 use std::time::Duration;
+
+use zookeeper_client as zk;
 
 /// A doubling delay, capped.
 #[derive(Clone, Copy, Debug)]
@@ -36,6 +38,71 @@ impl Backoff {
     /// After a success: the next failure waits the first delay again.
     pub fn reset(&mut self) {
         self.next = self.first;
+    }
+}
+
+/// A random wait from zero to `max`, so a fleet that lost ZooKeeper together does not come
+/// back together.
+pub fn jitter(max: Duration) -> Duration {
+    use std::hash::{BuildHasher, Hasher};
+    if max.is_zero() {
+        return max;
+    }
+    let r = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
+    Duration::from_nanos(r % max.as_nanos().max(1) as u64)
+}
+
+/// Why one attempt to reach ZooKeeper failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    /// The client library's error.
+    #[error(transparent)]
+    ZooKeeper(#[from] zk::Error),
+    /// No session within twice the session timeout (an ensemble member that accepts the
+    /// connection and says nothing).
+    #[error("no session within {0:?}")]
+    TimedOut(Duration),
+}
+
+/// One attempt at a session: `session_timeout` asked of the ensemble, the connection and the
+/// whole attempt bounded by it, so a silent member never stalls a component for longer than
+/// its session could live.
+pub async fn connect_once(
+    connect: &str,
+    session_timeout: Duration,
+) -> Result<zk::Client, ConnectError> {
+    let attempt = zk::Client::connector()
+        .with_session_timeout(session_timeout)
+        .with_connection_timeout(session_timeout)
+        .connect(connect);
+    match tokio::time::timeout(session_timeout * 2, attempt).await {
+        Ok(r) => Ok(r?),
+        Err(_) => Err(ConnectError::TimedOut(session_timeout * 2)),
+    }
+}
+
+/// Connects, retrying until a session is established: each failure is logged with
+/// `while_down` (what the component does meanwhile, e.g. "serving the snapshot in force"),
+/// then waits `backoff`'s next delay and up to as much again at random. The caller resets
+/// `backoff` once the session has done its work (a session that connects and then fails at
+/// once must not retry at full speed).
+pub async fn connect(
+    connect: &str,
+    session_timeout: Duration,
+    backoff: &mut Backoff,
+    while_down: &str,
+) -> zk::Client {
+    loop {
+        match connect_once(connect, session_timeout).await {
+            Ok(client) => return client,
+            Err(e) => {
+                tracing::warn!(error = %e, retry_ms = backoff.peek().as_millis() as u64, "ZooKeeper unreachable; {while_down}");
+                let d = backoff.next_delay();
+                tokio::time::sleep(d + jitter(d)).await;
+            }
+        }
     }
 }
 

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use zookeeper_client as zk;
 
-use crate::backoff::Backoff;
+use crate::backoff::{jitter, Backoff};
 use crate::format::{Pointer, Snapshot};
 use crate::layout::Layout;
 use crate::store;
@@ -144,17 +144,6 @@ fn save_cache(path: &Path, snap: &Snapshot) -> std::io::Result<()> {
 
 /// A random duration in `[0, max)`. `RandomState` keys are random per process and distinct per
 /// call, which is all jitter needs (no RNG dependency).
-fn jitter(max: Duration) -> Duration {
-    use std::hash::{BuildHasher, Hasher};
-    if max.is_zero() {
-        return max;
-    }
-    let r = std::collections::hash_map::RandomState::new()
-        .build_hasher()
-        .finish();
-    Duration::from_nanos(r % max.as_nanos().max(1) as u64)
-}
-
 enum Next {
     /// The pointer may have moved: read it again.
     Reread,
@@ -211,28 +200,13 @@ impl Follower {
     pub async fn run(self, mut have: Option<u64>) {
         let mut backoff = Backoff::new(Duration::from_millis(100));
         loop {
-            let connect = zk::Client::connector()
-                .with_session_timeout(self.cfg.session_timeout)
-                .with_connection_timeout(self.cfg.session_timeout)
-                .connect(&self.cfg.connect);
-            let client = match tokio::time::timeout(self.cfg.session_timeout * 2, connect).await {
-                Ok(Ok(c)) => c,
-                Ok(Err(e)) => {
-                    tracing::warn!(error = %e, retry_ms = backoff.peek().as_millis() as u64, "ZooKeeper unreachable; serving the snapshot in force");
-                    let d = backoff.next_delay();
-                    tokio::time::sleep(d + jitter(d)).await;
-                    continue;
-                }
-                Err(_) => {
-                    tracing::warn!(
-                        retry_ms = backoff.peek().as_millis() as u64,
-                        "ZooKeeper connect timed out; serving the snapshot in force"
-                    );
-                    let d = backoff.next_delay();
-                    tokio::time::sleep(d + jitter(d)).await;
-                    continue;
-                }
-            };
+            let client = crate::backoff::connect(
+                &self.cfg.connect,
+                self.cfg.session_timeout,
+                &mut backoff,
+                "serving the snapshot in force",
+            )
+            .await;
             backoff.reset();
             tracing::info!(session = %client.session_id(), "following internal-zone snapshots");
             self.session(&client, &mut have).await;

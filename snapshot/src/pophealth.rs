@@ -190,18 +190,13 @@ pub async fn follow(
     let mut last: Option<HealthMap> = None;
     let mut backoff = crate::backoff::Backoff::new(Duration::from_millis(100));
     loop {
-        let client = match zk::Client::connector()
-            .with_session_timeout(session_timeout)
-            .connect(&connect)
-            .await
-        {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::warn!(error = %e, "ZooKeeper unreachable; PoP health as last known");
-                tokio::time::sleep(backoff.next_delay()).await;
-                continue;
-            }
-        };
+        let client = crate::backoff::connect(
+            &connect,
+            session_timeout,
+            &mut backoff,
+            "PoP health as last known",
+        )
+        .await;
         backoff.reset();
         let opts = zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
         match client.mkdir(&dir, &opts).await {
