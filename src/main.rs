@@ -1,5 +1,8 @@
 //! `geodns`: one binary, subcommands for each job. Parsing and dispatch only; the work lives
-//! in the `geodns-server` and `geomap` crates.
+//! in the workspace's crates (ARCHITECTURE.md has the map): `geodns-server` (`serve`,
+//! `check`), `geodns-beacon` (`beacon`, `logs`), `geodns-simulate`, `geodns-mapgen`, `geomap`
+//! (`map`), `geodns-register`, `geodns-presenter` (`presenter`, `publish`) and
+//! `geodns-announce`.
 
 mod internal_cmd;
 mod logs_cmd;

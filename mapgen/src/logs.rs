@@ -13,7 +13,7 @@ use geodns_beacon::{DnsProbeRow, RttReportRow, Table};
 use polars::prelude::*;
 
 use crate::key;
-use crate::spill::{Partitions, Record};
+use crate::partition::{Partitions, Record};
 
 /// Prefix lengths of the client aggregation levels: (IPv4, IPv6), finest first.
 pub const LEVELS: [(u8, u8); 3] = [(24, 48), (20, 40), (16, 32)];

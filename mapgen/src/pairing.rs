@@ -10,7 +10,7 @@ use polars::prelude::*;
 
 use crate::key;
 use crate::logs::{LEVELS, MAX_PAIR_GAP_MICROS};
-use crate::spill::{Partitions, Record};
+use crate::partition::{Partitions, Record};
 
 /// One measurement (see the module doc). Measurements move as frames; the type gives their
 /// schema.

@@ -1,17 +1,19 @@
 //! The geodns authoritative server.
 //!
-//! Modules in dataflow order:
-//! - [`config`]: the TOML config, typed and validated;
-//! - zones are compiled by `geodns_zone` (shared with the presenter);
-//! - [`dataset`]: config + zones + map + GeoIP loaded as one verified unit, and the snapshot
-//!   (dataset + health) that queries read;
-//! - [`health`]: which PoPs are drained;
-//! - [`internal`]: internal zones, followed from the snapshot published in ZooKeeper;
-//! - [`wire`]: strict query parsing and response framing;
-//! - [`responder`]: the query path; [`spill`]: where a drained or full PoP's users go;
-//! - [`udp`], [`tcp`]: transports, and [`server`], which starts them;
-//! - [`reload`]: watching files and swapping snapshots;
-//! - [`metrics`]: counters and their Prometheus rendering.
+//! Modules in dataflow order (an import only ever points up this list):
+//! - [`config`]: the TOML config, typed and validated (zones are `geodns_zone`'s, shared with
+//!   the presenter; the ZooKeeper settings `geodns_snapshot`'s);
+//! - [`metrics`]: counters, rendered with `geodns_daemon`'s Prometheus writer;
+//! - [`dataset`]: config + zones + map + GeoIP loaded as one verified unit;
+//! - [`internal`]: internal zones compiled from a published snapshot;
+//! - [`spill`]: where a drained or full PoP's users go;
+//! - [`served`]: what one query reads (dataset, health, internal zones, probe log) and the one
+//!   place it changes ([`served::State`]: every swap, and the memory released after it);
+//! - [`wire`]: strict query parsing and response framing; [`responder`]: the query path;
+//! - [`udp`], [`tcp`]: transports;
+//! - [`reload`]: watching files, swapping datasets and health files in; [`zookeeper`]:
+//!   following the internal snapshot and the PoP health published in ZooKeeper;
+//! - [`server`]: starts them all.
 
 pub mod config;
 pub mod dataset;

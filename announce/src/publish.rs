@@ -1,0 +1,60 @@
+//! Where the PoP's health goes for the DNS: the node `<root>/health/<pop>` in ZooKeeper, kept
+//! equal to the latest health across reconnects, and the server's health file.
+
+use std::time::Duration;
+
+use geodns_snapshot::health_file;
+use geodns_snapshot::pophealth::PopHealth;
+use tokio::sync::watch;
+use zookeeper_client as zk;
+
+pub(crate) fn write_health_file(path: &std::path::Path, h: &PopHealth) -> std::io::Result<()> {
+    let text = health_file::render(&h.pop, h.state);
+    geomap::atomic_file::write(path, |f| std::io::Write::write_all(f, text.as_bytes()))
+}
+
+/// Keeps `<root>/health/<pop>` equal to the latest health, reconnecting with backoff.
+pub(crate) async fn publish_zk(
+    zkcfg: geodns_snapshot::ZkSettings,
+    pop: String,
+    mut rx: watch::Receiver<Option<PopHealth>>,
+) {
+    let layout = zkcfg.layout().expect("checked with the config");
+    let dir = geodns_snapshot::pophealth::dir(&layout);
+    let path = format!("{dir}/{pop}");
+    let mut backoff = geodns_snapshot::backoff::Backoff::new(Duration::from_millis(100));
+    loop {
+        let client = geodns_snapshot::backoff::connect(
+            &zkcfg.connect,
+            Duration::from_millis(zkcfg.session_timeout_ms),
+            &mut backoff,
+            "health not published",
+        )
+        .await;
+        backoff.reset();
+        let opts = zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
+        if let Err(e) = client.mkdir(&dir, &opts).await {
+            if e != zk::Error::NodeExists {
+                tracing::warn!(error = %e, "cannot create {dir}");
+                continue;
+            }
+        }
+        loop {
+            let current = rx.borrow_and_update().clone();
+            if let Some(h) = current {
+                let data = h.encode();
+                let res = match client.set_data(&path, &data, None).await {
+                    Err(zk::Error::NoNode) => client.create(&path, &data, &opts).await.map(|_| ()),
+                    r => r.map(|_| ()),
+                };
+                if let Err(e) = res {
+                    tracing::warn!(error = %e, "publishing health failed; reconnecting");
+                    break;
+                }
+            }
+            if rx.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+}

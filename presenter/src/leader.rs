@@ -1,0 +1,322 @@
+//! Leadership: connect, take the presenters' lock, and while holding it reconcile and
+//! publish on every change; give it up when the session ends.
+
+use std::collections::BTreeSet;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use geodns_snapshot::format::FORMAT;
+use geodns_snapshot::{store, Layout, Snapshot, ZoneText};
+use zookeeper_client as zk;
+
+use crate::config::Config;
+use crate::human::read_humans;
+use crate::metrics::Metrics;
+use crate::publication::{
+    conflict_report, last_published, write_node, Published, MAX_CONFLICT_LOG_LINES,
+};
+use crate::reconcile::{reconcile, render, Conflict};
+use crate::registry::Registry;
+use crate::squatters::{squatters, SQUATTER_CHECK};
+
+/// How long after a reconnection the presenter reads every registration once more.
+pub(crate) const REREAD_AFTER_RECONNECT: Duration = Duration::from_secs(1);
+
+/// Runs the presenter until the process ends: connect, wait for leadership, reconcile and
+/// publish on every change. `force` lets the next held snapshot through the drop guard.
+pub async fn run(cfg: Config, force: bool, metrics: Arc<Metrics>) {
+    let layout = cfg.zookeeper.layout().expect("validated with the config");
+    let mut force = force;
+    let mut backoff = geodns_snapshot::backoff::Backoff::new(Duration::from_millis(100));
+    loop {
+        let client = geodns_snapshot::backoff::connect(
+            &cfg.zookeeper.connect,
+            Duration::from_millis(cfg.zookeeper.session_timeout_ms),
+            &mut backoff,
+            "nothing is published meanwhile",
+        )
+        .await;
+        backoff.reset();
+        if let Err(e) = lead(&client, &cfg, &layout, &mut force, &metrics).await {
+            tracing::warn!(error = %e, "presenter session ended");
+            tokio::time::sleep(backoff.peek()).await;
+        }
+        metrics.leader.store(0, Relaxed);
+    }
+}
+
+pub(crate) async fn lead(
+    client: &zk::Client,
+    cfg: &Config,
+    layout: &Layout,
+    force: &mut bool,
+    metrics: &Metrics,
+) -> Result<(), String> {
+    let zerr = |what: &str| {
+        let what = what.to_owned();
+        move |e: zk::Error| format!("{what}: {e}")
+    };
+    for p in [
+        layout.hosts(),
+        layout.human(),
+        layout.presenters(),
+        layout.snapshots(),
+    ] {
+        store::ensure_path(client, &p)
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    let presenters = layout.presenters();
+    let prefix = zk::LockPrefix::new_curator(&presenters, "presenter-").map_err(zerr("lock"))?;
+    let options = zk::LockOptions::new(zk::Acls::anyone_all());
+    tracing::info!("waiting for leadership");
+    // The lock recipe waits behind every lower node; one no live session owns (a persistent
+    // node, written by hand or by a hostile client) would keep every presenter waiting for
+    // ever. Look for such nodes while waiting, and say so.
+    let lock = {
+        let waiting = client.lock(prefix, b"", options);
+        tokio::pin!(waiting);
+        loop {
+            tokio::select! {
+                l = &mut waiting => break l.map_err(zerr("lock"))?,
+                _ = tokio::time::sleep(SQUATTER_CHECK) => {
+                    let found = squatters(client, &presenters).await.unwrap_or_default();
+                    metrics.squatters.store(found.len() as u64, Relaxed);
+                    if !found.is_empty() {
+                        tracing::error!(
+                            nodes = ?found,
+                            "the presenters' lock is squatted by nodes no session owns; every presenter waits until they are removed (geodns presenter -c CONFIG --remove-squatters)"
+                        );
+                    }
+                }
+            }
+        }
+    };
+    metrics.squatters.store(0, Relaxed);
+    metrics.leader.store(1, Relaxed);
+    tracing::info!(lock = lock.lock_path(), "leader: publishing");
+
+    // Watches first, then the first read: no change can fall between them.
+    let mut hosts_w = client
+        .watch(&layout.hosts(), zk::AddWatchMode::PersistentRecursive)
+        .await
+        .map_err(zerr("watch hosts"))?;
+    let mut human_w = client
+        .watch(&layout.human(), zk::AddWatchMode::PersistentRecursive)
+        .await
+        .map_err(zerr("watch human"))?;
+    let mut state = client.state_watcher();
+    let mut last = last_published(client, layout, cfg).await?;
+    metrics.version.store(last.version, Relaxed);
+    let mut registry = Registry::default();
+    let mut reported: Option<Vec<Conflict>> = None;
+    // A hold reported by an earlier leader stays reported until a publication clears it.
+    let mut held_reason: Option<String> = match client.get_data(&layout.held()).await {
+        Ok((d, _)) if !d.is_empty() => Some(String::from_utf8_lossy(&d).into_owned()),
+        Ok(_) | Err(zk::Error::NoNode) => None,
+        Err(e) => return Err(format!("reading held: {e}")),
+    };
+    let grace = Duration::from_millis(cfg.guard.grace_ms);
+    let mut reread_at: Option<Instant> = None;
+    loop {
+        registry
+            .refresh(client, layout)
+            .await
+            .map_err(zerr("reading registrations"))?;
+        let (humans, stray) = read_humans(client, layout, cfg)
+            .await
+            .map_err(zerr("reading human zones"))?;
+        let next_expiry = registry.expire(grace);
+        metrics
+            .registrations
+            .store(registry.known.len() as u64, Relaxed);
+        let mut rec = reconcile(
+            &cfg.zones,
+            &cfg.rules,
+            &registry.robots(),
+            &humans,
+            cfg.guard.max_rrset_records,
+        );
+        rec.conflicts.extend(stray.into_iter().map(|o| Conflict {
+            kind: "outside_zones",
+            name: o.clone(),
+            detail: format!("human zone {o} is not an internal zone of the presenter's config"),
+        }));
+        rec.conflicts
+            .extend(registry.invalid.iter().map(|(node, e)| Conflict {
+                kind: "invalid_registration",
+                name: node.clone(),
+                detail: e.clone(),
+            }));
+        rec.conflicts.sort();
+        if reported.as_ref() != Some(&rec.conflicts) {
+            for c in rec.conflicts.iter().take(MAX_CONFLICT_LOG_LINES) {
+                tracing::warn!(kind = c.kind, name = %c.name, detail = %c.detail, "conflict");
+            }
+            if rec.conflicts.len() > MAX_CONFLICT_LOG_LINES {
+                tracing::warn!(
+                    more = rec.conflicts.len() - MAX_CONFLICT_LOG_LINES,
+                    "further conflicts not logged (see <root>/conflicts and the metric)"
+                );
+            }
+            let json = conflict_report(&rec.conflicts);
+            write_node(client, &layout.conflicts(), &json)
+                .await
+                .map_err(zerr("writing conflicts"))?;
+            metrics.conflicts.store(rec.conflicts.len() as u64, Relaxed);
+            reported = Some(rec.conflicts.clone());
+        }
+
+        if rec.zones != last.bodies {
+            let new_robot: BTreeSet<String> =
+                rec.robot_records().into_iter().map(str::to_owned).collect();
+            let dropped = last.robot.difference(&new_robot).count();
+            let share = cfg.guard.max_drop_share;
+            let over = dropped >= cfg.guard.min_dropped
+                && dropped as f64 > share * last.robot.len() as f64;
+            let version = last.version + 1;
+            let texts: Vec<ZoneText> = cfg
+                .zones
+                .iter()
+                .zip(&rec.zones)
+                .map(|(z, b)| ZoneText {
+                    origin: b.origin.clone(),
+                    text: render(z, b, version),
+                })
+                .collect();
+            let compiles = texts.iter().try_for_each(|t| {
+                geodns_zone::Zone::from_text(&t.origin, &t.text, "reconciled zone")
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            });
+            let hold = match (&compiles, over && !*force) {
+                (Err(e), _) => Some(format!("version {version} does not compile: {e}")),
+                (Ok(()), true) => Some(format!(
+                    "version {version} would drop {dropped} of {} robot records (more than {:.0} %); held back until --force",
+                    last.robot.len(),
+                    share * 100.0
+                )),
+                _ => None,
+            };
+            if let Some(reason) = hold {
+                if held_reason.as_deref() != Some(reason.as_str()) {
+                    tracing::error!(%reason, "snapshot held back");
+                    write_node(client, &layout.held(), reason.as_bytes())
+                        .await
+                        .map_err(zerr("writing held"))?;
+                    metrics.held.store(1, Relaxed);
+                    held_reason = Some(reason);
+                }
+            } else {
+                let snap = Snapshot {
+                    format: FORMAT,
+                    version,
+                    created_at: humantime::format_rfc3339_seconds(std::time::SystemTime::now())
+                        .to_string(),
+                    zones: texts,
+                };
+                match store::publish(client, layout, &snap, last.znode_version, Some(&lock)).await {
+                    Ok(pointer) => {
+                        tracing::info!(
+                            version,
+                            bytes = pointer.size,
+                            chunks = pointer.chunks,
+                            robot_records = new_robot.len(),
+                            conflicts = rec.conflicts.len(),
+                            "published"
+                        );
+                        metrics.publications.fetch_add(1, Relaxed);
+                        metrics.version.store(version, Relaxed);
+                        metrics.robot_records.store(new_robot.len() as u64, Relaxed);
+                        last = Published {
+                            version,
+                            znode_version: Some(last.znode_version.map_or(0, |v| v + 1)),
+                            bodies: rec.zones,
+                            robot: new_robot,
+                        };
+                        *force = false;
+                        if held_reason.take().is_some() {
+                            write_node(client, &layout.held(), b"")
+                                .await
+                                .map_err(zerr("clearing held"))?;
+                            metrics.held.store(0, Relaxed);
+                        }
+                    }
+                    Err(store::StoreError::Raced(now)) => {
+                        tracing::warn!(now, "the pointer moved under this presenter; re-reading");
+                        last = last_published(client, layout, cfg).await?;
+                        continue;
+                    }
+                    Err(e) => return Err(e.to_string()),
+                }
+            }
+        }
+
+        // Wait for a change, the next grace expiry, a re-read after a reconnection, or a
+        // periodic full re-read.
+        let mut until = next_expiry
+            .map(|t| t.saturating_duration_since(Instant::now()))
+            .unwrap_or(Duration::from_secs(30))
+            .min(Duration::from_secs(30));
+        if let Some(t) = reread_at {
+            until = until.min(t.saturating_duration_since(Instant::now()));
+        }
+        tokio::select! {
+            _ = hosts_w.changed() => {}
+            _ = human_w.changed() => {}
+            s = state.changed() => {
+                if s.is_terminated() {
+                    return Err(format!("session {s:?}"));
+                }
+                // Changes made while this session was reconnecting may fire no watch (a
+                // persistent watch is not replayed): read everything again now, and once more
+                // a moment later for anything that landed during the reconnection itself.
+                // The watches are also added again: the client library is meant to resend
+                // them, and once did not (issue 19); a watch added twice is one watch.
+                if s == zk::SessionState::SyncConnected {
+                    reread_at = Some(Instant::now() + REREAD_AFTER_RECONNECT);
+                    hosts_w = rewatch(client, &layout.hosts(), hosts_w).await;
+                    human_w = rewatch(client, &layout.human(), human_w).await;
+                }
+            }
+            _ = tokio::time::sleep(until) => {}
+        }
+        if reread_at.is_some_and(|t| t <= Instant::now()) {
+            reread_at = None;
+        }
+        // Let a burst of changes settle into one snapshot.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        loop {
+            let drain = async {
+                tokio::select! {
+                    _ = hosts_w.changed() => {}
+                    _ = human_w.changed() => {}
+                }
+            };
+            if tokio::time::timeout(Duration::ZERO, drain).await.is_err() {
+                break;
+            }
+        }
+    }
+}
+
+/// Adds a persistent recursive watch on `path` again after a reconnection and returns it, or
+/// keeps `old` if that fails (the periodic re-read still covers the gap). The new watch is in
+/// place before the old one is dropped, so the server never lacks one.
+pub(crate) async fn rewatch(
+    client: &zk::Client,
+    path: &str,
+    old: zk::PersistentWatcher,
+) -> zk::PersistentWatcher {
+    match client
+        .watch(path, zk::AddWatchMode::PersistentRecursive)
+        .await
+    {
+        Ok(w) => w,
+        Err(e) => {
+            tracing::warn!(error = %e, path, "cannot watch again after a reconnection");
+            old
+        }
+    }
+}

@@ -1,0 +1,168 @@
+//! Writing to ZooKeeper: the last published snapshot read back, nodes written, the conflict
+//! report, and the one-off session of a command.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use geodns_snapshot::{store, Layout};
+use zookeeper_client as zk;
+
+use crate::config::{norm, Config};
+use crate::reconcile;
+use crate::reconcile::{Conflict, ZoneBody};
+
+/// What the presenter last published (or found published when it became leader).
+pub(crate) struct Published {
+    pub(crate) version: u64,
+    /// The pointer znode's version, for the conditional move.
+    pub(crate) znode_version: Option<i32>,
+    pub(crate) bodies: Vec<ZoneBody>,
+    pub(crate) robot: BTreeSet<String>,
+}
+
+pub(crate) fn persistent() -> zk::CreateOptions<'static> {
+    zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all())
+}
+
+/// A one-off session for a command (`publish`, `--remove-squatters`).
+pub(crate) async fn connect(cfg: &Config) -> Result<zk::Client, String> {
+    geodns_snapshot::backoff::connect_once(
+        &cfg.zookeeper.connect,
+        Duration::from_millis(cfg.zookeeper.session_timeout_ms),
+    )
+    .await
+    .map_err(|e| format!("ZooKeeper {}: {e}", cfg.zookeeper.connect))
+}
+
+/// Conflicts logged one per line after each change; the rest are counted.
+pub(crate) const MAX_CONFLICT_LOG_LINES: usize = 20;
+
+/// Largest conflict report, bytes: well under ZooKeeper's 1 MB node limit (6,000 junk
+/// registrations once made a report the ensemble refused, and the presenter restarted in a
+/// loop).
+pub(crate) const MAX_CONFLICT_REPORT_BYTES: usize = 256 * 1024;
+
+/// The conflict report written to `<root>/conflicts`: the total, the count per kind, and the
+/// conflicts themselves, as many as fit [`MAX_CONFLICT_REPORT_BYTES`] (`listed` says how many).
+pub(crate) fn conflict_report(conflicts: &[Conflict]) -> Vec<u8> {
+    let mut by_kind: BTreeMap<&str, u64> = BTreeMap::new();
+    for c in conflicts {
+        *by_kind.entry(c.kind).or_default() += 1;
+    }
+    let mut listed = Vec::new();
+    let mut bytes = 200 + by_kind.len() * 64;
+    for c in conflicts {
+        let one = serde_json::to_vec(c).expect("a conflict serialises");
+        if bytes + one.len() + 8 > MAX_CONFLICT_REPORT_BYTES {
+            break;
+        }
+        bytes += one.len() + 8;
+        listed.push(c);
+    }
+    let report = serde_json::json!({
+        "total": conflicts.len(),
+        "by_kind": by_kind,
+        "listed": listed.len(),
+        "conflicts": listed,
+    });
+    serde_json::to_vec(&report).expect("the report serialises")
+}
+
+pub(crate) async fn last_published(
+    client: &zk::Client,
+    layout: &Layout,
+    cfg: &Config,
+) -> Result<Published, String> {
+    let Some((pointer, znode_version)) = store::read_pointer(client, layout)
+        .await
+        .map_err(|e| e.to_string())?
+    else {
+        return Ok(Published {
+            version: 0,
+            znode_version: None,
+            bodies: Vec::new(),
+            robot: BTreeSet::new(),
+        });
+    };
+    let snap = match store::fetch(client, layout, &pointer).await {
+        Ok(s) => s,
+        Err(store::StoreError::Snapshot(e)) => {
+            // A damaged current snapshot: servers refuse it and keep theirs; publish the next
+            // version afresh (nothing to compare against, so the drop guard cannot apply).
+            tracing::error!(version = pointer.version, error = %e, "the published snapshot is damaged; the next one replaces it");
+            return Ok(Published {
+                version: pointer.version,
+                znode_version: Some(znode_version),
+                bodies: Vec::new(),
+                robot: BTreeSet::new(),
+            });
+        }
+        Err(e) => return Err(e.to_string()),
+    };
+    let bodies: Vec<ZoneBody> = cfg
+        .zones
+        .iter()
+        .filter_map(|z| {
+            let origin = norm(&z.origin);
+            snap.zones
+                .iter()
+                .find(|t| norm(&t.origin) == origin)
+                .map(|t| ZoneBody {
+                    origin,
+                    apex: reconcile::apex_of(&t.text),
+                    robot_lines: reconcile::robot_lines_of(&t.text),
+                    human: reconcile::human_of(&t.text),
+                })
+        })
+        .collect();
+    let robot = bodies
+        .iter()
+        .flat_map(|b| b.robot_lines.iter().cloned())
+        .collect();
+    Ok(Published {
+        version: pointer.version,
+        znode_version: Some(znode_version),
+        bodies,
+        robot,
+    })
+}
+
+pub(crate) async fn write_node(
+    client: &zk::Client,
+    path: &str,
+    data: &[u8],
+) -> Result<(), zk::Error> {
+    match client.set_data(path, data, None).await {
+        Ok(_) => Ok(()),
+        Err(zk::Error::NoNode) => client.create(path, data, &persistent()).await.map(|_| ()),
+        Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod report_tests {
+    use super::*;
+
+    #[test]
+    fn a_conflict_report_always_fits_a_node() {
+        let many: Vec<Conflict> = (0..50_000)
+            .map(|i| Conflict {
+                kind: if i % 2 == 0 {
+                    "invalid_registration"
+                } else {
+                    "outside_zones"
+                },
+                name: format!("junk{i}.example.{}", "x".repeat(40)),
+                detail: "y".repeat(60),
+            })
+            .collect();
+        let r = conflict_report(&many);
+        assert!(r.len() <= MAX_CONFLICT_REPORT_BYTES, "{}", r.len());
+        let v: serde_json::Value = serde_json::from_slice(&r).unwrap();
+        assert_eq!(v["total"], 50_000);
+        assert_eq!(v["by_kind"]["invalid_registration"], 25_000);
+        let listed = v["listed"].as_u64().unwrap();
+        assert!(listed > 100 && listed < 50_000, "{listed}");
+        assert_eq!(v["conflicts"].as_array().unwrap().len() as u64, listed);
+    }
+}
