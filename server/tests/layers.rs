@@ -53,7 +53,10 @@ fn every_module_names_only_modules_above_it() {
         .iter()
         .filter(|m| !order.iter().any(|o| o == *m))
         .collect();
-    assert!(missing.is_empty(), "modules the doc of src/lib.rs does not place: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "modules the doc of src/lib.rs does not place: {missing:?}"
+    );
     let mut wrong = Vec::new();
     for (i, module) in order.iter().enumerate() {
         let code = std::fs::read_to_string(src.join(format!("{module}.rs"))).unwrap();
