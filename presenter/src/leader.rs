@@ -16,7 +16,7 @@ use crate::metrics::Metrics;
 use crate::publication::{
     conflict_report, last_published, write_node, Published, MAX_CONFLICT_LOG_LINES,
 };
-use crate::reconcile::{reconcile, render, Conflict};
+use crate::reconcile::{reconcile, render, Conflict, Reconciled};
 use crate::registry::Registry;
 use crate::squatters::{squatters, SQUATTER_CHECK};
 
@@ -67,32 +67,7 @@ pub(crate) async fn lead(
             .await
             .map_err(|e| e.to_string())?;
     }
-    let presenters = layout.presenters();
-    let prefix = zk::LockPrefix::new_curator(&presenters, "presenter-").map_err(zerr("lock"))?;
-    let options = zk::LockOptions::new(zk::Acls::anyone_all());
-    tracing::info!("waiting for leadership");
-    // The lock recipe waits behind every lower node; one no live session owns (a persistent
-    // node, written by hand or by a hostile client) would keep every presenter waiting for
-    // ever. Look for such nodes while waiting, and say so.
-    let lock = {
-        let waiting = client.lock(prefix, b"", options);
-        tokio::pin!(waiting);
-        loop {
-            tokio::select! {
-                l = &mut waiting => break l.map_err(zerr("lock"))?,
-                _ = tokio::time::sleep(SQUATTER_CHECK) => {
-                    let found = squatters(client, &presenters).await.unwrap_or_default();
-                    metrics.squatters.store(found.len() as u64, Relaxed);
-                    if !found.is_empty() {
-                        tracing::error!(
-                            nodes = ?found,
-                            "the presenters' lock is squatted by nodes no session owns; every presenter waits until they are removed (geodns presenter -c CONFIG --remove-squatters)"
-                        );
-                    }
-                }
-            }
-        }
-    };
+    let lock = wait_for_lock(client, layout, metrics).await?;
     metrics.squatters.store(0, Relaxed);
     metrics.leader.store(1, Relaxed);
     tracing::info!(lock = lock.lock_path(), "leader: publishing");
@@ -151,20 +126,7 @@ pub(crate) async fn lead(
             }));
         rec.conflicts.sort();
         if reported.as_ref() != Some(&rec.conflicts) {
-            for c in rec.conflicts.iter().take(MAX_CONFLICT_LOG_LINES) {
-                tracing::warn!(kind = c.kind, name = %c.name, detail = %c.detail, "conflict");
-            }
-            if rec.conflicts.len() > MAX_CONFLICT_LOG_LINES {
-                tracing::warn!(
-                    more = rec.conflicts.len() - MAX_CONFLICT_LOG_LINES,
-                    "further conflicts not logged (see <root>/conflicts and the metric)"
-                );
-            }
-            let json = conflict_report(&rec.conflicts);
-            write_node(client, &layout.conflicts(), &json)
-                .await
-                .map_err(zerr("writing conflicts"))?;
-            metrics.conflicts.store(rec.conflicts.len() as u64, Relaxed);
+            report_conflicts(client, layout, metrics, &rec.conflicts).await?;
             reported = Some(rec.conflicts.clone());
         }
 
@@ -176,29 +138,14 @@ pub(crate) async fn lead(
             let over = dropped >= cfg.guard.min_dropped
                 && dropped as f64 > share * last.robot.len() as f64;
             let version = last.version + 1;
-            let texts: Vec<ZoneText> = cfg
-                .zones
-                .iter()
-                .zip(&rec.zones)
-                .map(|(z, b)| ZoneText {
-                    origin: b.origin.clone(),
-                    text: render(z, b, version),
-                })
-                .collect();
-            let compiles = texts.iter().try_for_each(|t| {
-                geodns_zone::Zone::from_text(&t.origin, &t.text, "reconciled zone")
-                    .map(|_| ())
-                    .map_err(|e| e.to_string())
-            });
-            let hold = match (&compiles, over && !*force) {
-                (Err(e), _) => Some(format!("version {version} does not compile: {e}")),
-                (Ok(()), true) => Some(format!(
-                    "version {version} would drop {dropped} of {} robot records (more than {:.0} %); held back until --force",
-                    last.robot.len(),
-                    share * 100.0
-                )),
-                _ => None,
-            };
+            let (texts, hold) = candidate(
+                cfg,
+                &rec,
+                version,
+                dropped,
+                last.robot.len(),
+                over && !*force,
+            );
             if let Some(reason) = hold {
                 if held_reason.as_deref() != Some(reason.as_str()) {
                     tracing::error!(%reason, "snapshot held back");
@@ -299,6 +246,99 @@ pub(crate) async fn lead(
             }
         }
     }
+}
+
+/// Takes the presenters' lock, waiting behind any other presenter. The lock recipe waits
+/// behind every lower node; one no live session owns (a persistent node, written by hand or by
+/// a hostile client) would keep every presenter waiting for ever, so such nodes are looked for
+/// while waiting, counted and named.
+async fn wait_for_lock<'c>(
+    client: &'c zk::Client,
+    layout: &Layout,
+    metrics: &Metrics,
+) -> Result<zk::LockClient<'c>, String> {
+    let presenters = layout.presenters();
+    let prefix =
+        zk::LockPrefix::new_curator(&presenters, "presenter-").map_err(|e| format!("lock: {e}"))?;
+    let options = zk::LockOptions::new(zk::Acls::anyone_all());
+    tracing::info!("waiting for leadership");
+    let waiting = client.lock(prefix, b"", options);
+    tokio::pin!(waiting);
+    loop {
+        tokio::select! {
+            l = &mut waiting => return l.map_err(|e| format!("lock: {e}")),
+            _ = tokio::time::sleep(SQUATTER_CHECK) => {
+                let found = squatters(client, &presenters).await.unwrap_or_default();
+                metrics.squatters.store(found.len() as u64, Relaxed);
+                if !found.is_empty() {
+                    tracing::error!(
+                        nodes = ?found,
+                        "the presenters' lock is squatted by nodes no session owns; every presenter waits until they are removed (geodns presenter -c CONFIG --remove-squatters)"
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// Logs the first conflicts, writes them all to `<root>/conflicts` and counts them.
+async fn report_conflicts(
+    client: &zk::Client,
+    layout: &Layout,
+    metrics: &Metrics,
+    conflicts: &[Conflict],
+) -> Result<(), String> {
+    for c in conflicts.iter().take(MAX_CONFLICT_LOG_LINES) {
+        tracing::warn!(kind = c.kind, name = %c.name, detail = %c.detail, "conflict");
+    }
+    if conflicts.len() > MAX_CONFLICT_LOG_LINES {
+        tracing::warn!(
+            more = conflicts.len() - MAX_CONFLICT_LOG_LINES,
+            "further conflicts not logged (see <root>/conflicts and the metric)"
+        );
+    }
+    let json = conflict_report(conflicts);
+    write_node(client, &layout.conflicts(), &json)
+        .await
+        .map_err(|e| format!("writing conflicts: {e}"))?;
+    metrics.conflicts.store(conflicts.len() as u64, Relaxed);
+    Ok(())
+}
+
+/// The zone texts of `version`, and why it must be held back, if it must: it does not compile
+/// with the servers' own compiler, or it drops `dropped` of `robots` robot records at once
+/// (`over_guard`, the drop guard not overridden).
+fn candidate(
+    cfg: &Config,
+    rec: &Reconciled,
+    version: u64,
+    dropped: usize,
+    robots: usize,
+    over_guard: bool,
+) -> (Vec<ZoneText>, Option<String>) {
+    let texts: Vec<ZoneText> = cfg
+        .zones
+        .iter()
+        .zip(&rec.zones)
+        .map(|(z, b)| ZoneText {
+            origin: b.origin.clone(),
+            text: render(z, b, version),
+        })
+        .collect();
+    let compiles = texts.iter().try_for_each(|t| {
+        geodns_zone::Zone::from_text(&t.origin, &t.text, "reconciled zone")
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    });
+    let hold = match (&compiles, over_guard) {
+        (Err(e), _) => Some(format!("version {version} does not compile: {e}")),
+        (Ok(()), true) => Some(format!(
+            "version {version} would drop {dropped} of {robots} robot records (more than {:.0} %); held back until --force",
+            cfg.guard.max_drop_share * 100.0
+        )),
+        _ => None,
+    };
+    (texts, hold)
 }
 
 /// Adds a persistent recursive watch on `path` again after a reconnection and returns it, or

@@ -17,7 +17,7 @@ pub fn check_text(text: &str, origin: &str) -> Result<(), (usize, String)> {
 
 /// Zone text that comes through ZooKeeper (snapshots, human zones) must never make a reader
 /// read a file: `Err((line, problem))` for the first `$INCLUDE` control entry, in any case and
-/// indentation. Every parser of such text calls this first ([`Zone::from_text`], and the
+/// indentation. Every parser of such text calls this first ([`crate::Zone::from_text`], and the
 /// presenter's reading of human zones).
 pub fn refuse_includes(text: &str) -> Result<(), (usize, String)> {
     match include_line(text) {
