@@ -132,6 +132,9 @@ fn one_world(root: &Path, seed: u64) -> Outcome {
     // for those networks within three standard errors of a share from that many sessions, plus
     // five points for sample noise, where one sample's noise is under 10 %. Heavier noise
     // makes single sessions poor judges (docs/map-quality.md); the report prints the noise.
+    // The standard error is the larger of the truth's and the holdout's own: at a truth of
+    // 100 % the truth's is zero, yet a few noisy sessions still miss (which sessions are held
+    // out moves with the wall clock: the simulated logs end now).
     let holdout = report["holdout"]["scores"]
         .as_array()
         .unwrap()
@@ -144,11 +147,8 @@ fn one_world(root: &Path, seed: u64) -> Outcome {
     if noise < 0.10 {
         let truth_share = get("measured networks: measured map, client key space").within_5ms;
         let share = holdout["within_5ms"].as_f64().unwrap();
-        let error = 3.0
-            * (truth_share * (1.0 - truth_share) / judged as f64)
-                .sqrt()
-                .max(0.01)
-            + 0.05;
+        let variance = (truth_share * (1.0 - truth_share)).max(share * (1.0 - share));
+        let error = 3.0 * (variance / judged as f64).sqrt().max(0.01) + 0.05;
         assert!(
             (share - truth_share).abs() <= error,
             "seed {seed} ({traits}): holdout {share:.3} against the truth {truth_share:.3} (error {error:.3}, {judged} sessions)"
