@@ -47,9 +47,16 @@ async fn publish_next(connect: &str, layout: &Layout, records: usize) -> u64 {
         Some((p, v)) => (p.version + 1, Some(v)),
         None => (1, None),
     };
-    let p = store::publish(&client, layout, &snapshot(version, records), expected, None)
-        .await
-        .expect("publish");
+    let p = store::publish(
+        &client,
+        layout,
+        &snapshot(version, records),
+        expected,
+        None,
+        None,
+    )
+    .await
+    .expect("publish");
     eprintln!(
         "published version {version}: {} bytes in {} chunk(s)",
         p.size, p.chunks
@@ -98,6 +105,7 @@ async fn fanout(connect: String, n: usize, jitter_ms: u64) {
             jitter: Duration::from_millis(jitter_ms),
             session_timeout: Duration::from_secs(10),
             recheck: Duration::from_secs(30),
+            trust: Default::default(),
         };
         let apply: geodns_snapshot::Apply = Arc::new(move |s: &Snapshot| {
             seen.lock().unwrap().push((s.version, Instant::now()));

@@ -77,7 +77,7 @@ serve() { # build outdir: the example config, and internal zones from a real Zoo
     sleep 0.2
   done
   sed -e "s/127.0.0.1:5353/127.0.0.1:$port/" -e "s/127.0.0.1:9153/127.0.0.1:$mport/" data/geodns.toml >"$s/geodns.toml"
-  printf '\n[zookeeper]\nconnect = "127.0.0.1:%s"\njitter_ms = 0\nrecheck_ms = 1000\n' "$zkport" >>"$s/geodns.toml"
+  printf '\n[zookeeper]\nconnect = "127.0.0.1:%s"\njitter_ms = 0\nrecheck_ms = 1000\nzones = ["internal.example"]\n' "$zkport" >>"$s/geodns.toml"
   cat >"$s/presenter.toml" <<TOML
 [zookeeper]
 connect = "127.0.0.1:$zkport"

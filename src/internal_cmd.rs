@@ -75,6 +75,38 @@ pub struct PublishArgs {
     check: bool,
 }
 
+/// `geodns keygen`.
+#[derive(Args)]
+pub struct KeygenArgs {
+    /// Where the private key goes (refused if it exists); the public key goes to FILE.pub.
+    #[arg(long)]
+    out: PathBuf,
+}
+
+/// Writes a new signing key pair: the private key created with mode 0600 (never readable by
+/// others, even for an instant), the public key beside it, and the public key on stdout.
+pub fn keygen(a: KeygenArgs) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let (private, key) = geodns_snapshot::SigningKey::generate().map_err(anyhow::Error::msg)?;
+    let public = key.public().to_string();
+    let mut pub_path = a.out.clone().into_os_string();
+    pub_path.push(".pub");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&a.out)
+        .with_context(|| format!("{}", a.out.display()))?;
+    f.write_all(private.as_bytes())
+        .and_then(|()| f.sync_all())
+        .with_context(|| format!("{}", a.out.display()))?;
+    std::fs::write(&pub_path, format!("{public}\n"))
+        .with_context(|| format!("{}", PathBuf::from(&pub_path).display()))?;
+    println!("{public}");
+    Ok(())
+}
+
 /// `geodns presenter`.
 #[derive(Args)]
 pub struct PresenterArgs {

@@ -112,6 +112,10 @@ enum Command {
     /// Reconcile registrations and human zones into internal-zone snapshots and publish them
     /// (one presenter publishes at a time).
     Presenter(internal_cmd::PresenterArgs),
+    /// Make a presenter's signing key: the private key (mode 0600, for the presenter's
+    /// `signing_key`) and its public half in `FILE.pub` (for servers' `[zookeeper]
+    /// trusted_keys`), printed too
+    Keygen(internal_cmd::KeygenArgs),
     /// Run as an ExaBGP API process: health-check each VIP's service, announce, drain and
     /// withdraw its route, and publish the PoP's health for the DNS (docs/bgp.md).
     Announce {
@@ -216,6 +220,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Publish(a) => internal_cmd::publish(a),
         Command::Presenter(a) => internal_cmd::presenter(a),
+        Command::Keygen(a) => internal_cmd::keygen(a),
         Command::Serve { config } => {
             let rt = runtime(1)?;
             rt.block_on(geodns_server::server::run(&config))?;
@@ -240,6 +245,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 data.table.list_count(),
                 down.len()
             );
+            if let Some(zk) = &data.config.zookeeper {
+                if !zk.trust().checks() {
+                    eprintln!(
+                        "{}: warning: [zookeeper] trusted_keys is empty: internal-zone snapshots are taken unsigned, so whoever can write to ZooKeeper can change this server's internal zones (docs/security.md)",
+                        config.display()
+                    );
+                }
+            }
             Ok(())
         }
         Command::Beacon { config } => {

@@ -30,5 +30,5 @@ server_config() {
   cp data/example.com.zone data/example-map.arrow "$W/"
   sed -e "s/127.0.0.1:5353/127.0.0.1:$1/" -e 's/^metrics = .*//' -e '/^\[probe_log\]/,/^$/d' \
       -e 's/^health_file = .*//' data/geodns.toml > "$W/geodns.toml"
-  printf '\n[zookeeper]\nconnect = "127.0.0.1:%s"\n%s\n' "$ZK_PORT" "${2:-}" >> "$W/geodns.toml"
+  printf '\n[zookeeper]\nconnect = "127.0.0.1:%s"\nzones = ["internal.example"]\n%s\n' "$ZK_PORT" "${2:-}" >> "$W/geodns.toml"
 }

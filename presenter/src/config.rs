@@ -25,6 +25,10 @@ pub struct Config {
     /// Prometheus metrics over HTTP, if set.
     #[serde(default)]
     pub metrics: Option<SocketAddr>,
+    /// The private key file (`geodns keygen`) every snapshot is signed with; servers list its
+    /// public half in `[zookeeper] trusted_keys`. Unset: snapshots go out unsigned.
+    #[serde(default)]
+    pub signing_key: Option<std::path::PathBuf>,
 }
 
 /// One internal zone.
@@ -136,7 +140,7 @@ fn host_name(name: &str) -> Result<(), String> {
 impl Config {
     /// Reads and checks the file; errors name the file and the key.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let (file, cfg): (String, Config) = config_file::load(path)?;
+        let (file, mut cfg): (String, Config) = config_file::load(path)?;
         let bad = |key: String, problem: String| ConfigError::invalid(&file, key, problem);
         cfg.zookeeper
             .check()
@@ -197,6 +201,32 @@ impl Config {
                 format!("{share} is not a share in [0, 1]"),
             ));
         }
+        if let Some(key) = &mut cfg.signing_key {
+            if key.is_relative() {
+                *key = path.parent().unwrap_or(Path::new("")).join(&*key);
+            }
+            geodns_snapshot::SigningKey::read(key).map_err(|e| bad("signing_key".into(), e))?;
+        }
         Ok(cfg)
+    }
+
+    /// The key snapshots are signed with, if one is configured (checked when the config was
+    /// loaded).
+    pub fn signing_key(&self) -> Result<Option<geodns_snapshot::SigningKey>, String> {
+        self.signing_key
+            .as_deref()
+            .map(geodns_snapshot::SigningKey::read)
+            .transpose()
+    }
+
+    /// What the presenter trusts as its own publication: its key's signatures (nothing is
+    /// checked without a key).
+    pub fn own_trust(&self) -> Result<geodns_snapshot::Trust, String> {
+        Ok(geodns_snapshot::Trust::new(
+            self.signing_key()?
+                .map(|k| k.public())
+                .into_iter()
+                .collect(),
+        ))
     }
 }

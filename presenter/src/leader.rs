@@ -28,6 +28,9 @@ pub(crate) const REREAD_AFTER_RECONNECT: Duration = Duration::from_secs(1);
 pub async fn run(cfg: Config, force: bool, metrics: Arc<Metrics>) {
     let layout = cfg.zookeeper.layout().expect("validated with the config");
     let mut force = force;
+    // The last snapshot this presenter published, kept across sessions: what a deleted tree or
+    // a foreign pointer is compared with and numbered after.
+    let mut memory = Memory::default();
     let mut backoff = geodns_snapshot::backoff::Backoff::new(Duration::from_millis(100));
     loop {
         let client = geodns_snapshot::backoff::connect(
@@ -38,7 +41,7 @@ pub async fn run(cfg: Config, force: bool, metrics: Arc<Metrics>) {
         )
         .await;
         backoff.reset();
-        if let Err(e) = lead(&client, &cfg, &layout, &mut force, &metrics).await {
+        if let Err(e) = lead(&client, &cfg, &layout, &mut force, &mut memory, &metrics).await {
             tracing::warn!(error = %e, "presenter session ended");
             tokio::time::sleep(backoff.peek()).await;
         }
@@ -46,13 +49,35 @@ pub async fn run(cfg: Config, force: bool, metrics: Arc<Metrics>) {
     }
 }
 
+/// What a presenter keeps across its sessions, so that what it finds in ZooKeeper is
+/// compared with what it knew rather than taken as the truth: a deleted tree or a foreign
+/// pointer must not empty the fleet's DNS.
+#[derive(Default)]
+pub(crate) struct Memory {
+    /// The last snapshot this presenter published: what a deleted tree or a foreign pointer
+    /// is compared with and numbered after.
+    baseline: Option<Published>,
+    /// The registrations seen, with their grace periods.
+    registry: Registry,
+    /// The human zones last read, kept while `human/` is missing.
+    humans: Option<std::collections::BTreeMap<String, String>>,
+}
+
 pub(crate) async fn lead(
     client: &zk::Client,
     cfg: &Config,
     layout: &Layout,
     force: &mut bool,
+    memory: &mut Memory,
     metrics: &Metrics,
 ) -> Result<(), String> {
+    let Memory {
+        baseline,
+        registry,
+        humans: humans_seen,
+    } = memory;
+    let signer = cfg.signing_key()?;
+    let trust = cfg.own_trust()?;
     let zerr = |what: &str| {
         let what = what.to_owned();
         move |e: zk::Error| format!("{what}: {e}")
@@ -81,10 +106,17 @@ pub(crate) async fn lead(
         .watch(&layout.human(), zk::AddWatchMode::PersistentRecursive)
         .await
         .map_err(zerr("watch human"))?;
+    // The pointer too: anything this presenter did not write is published over at once.
+    let mut pointer_w = client
+        .watch(&layout.pointer(), zk::AddWatchMode::PersistentRecursive)
+        .await
+        .map_err(zerr("watch pointer"))?;
     let mut state = client.state_watcher();
-    let mut last = last_published(client, layout, cfg).await?;
+    let mut last = last_published(client, layout, cfg, &trust, baseline.as_ref()).await?;
+    // What this presenter wrote last: (version, checksum) of its pointer.
+    let mut written: Option<(u64, String)> = None;
+    let mut pointer_moved = false;
     metrics.version.store(last.version, Relaxed);
-    let mut registry = Registry::default();
     let mut reported: Option<Vec<Conflict>> = None;
     // A hold reported by an earlier leader stays reported until a publication clears it.
     let mut held_reason: Option<String> = match client.get_data(&layout.held()).await {
@@ -95,13 +127,45 @@ pub(crate) async fn lead(
     let grace = Duration::from_millis(cfg.guard.grace_ms);
     let mut reread_at: Option<Instant> = None;
     loop {
+        if std::mem::take(&mut pointer_moved) {
+            let now = store::read_pointer(client, layout)
+                .await
+                .map_err(|e| e.to_string())?;
+            let mine = match (&now, &written) {
+                (Some((p, _)), Some((v, sum))) => p.version == *v && p.checksum == *sum,
+                _ => false,
+            };
+            if !mine {
+                tracing::warn!(
+                    version = now.as_ref().map(|(p, _)| p.version),
+                    "the snapshot pointer changed under this presenter; checking it"
+                );
+                last = last_published(client, layout, cfg, &trust, baseline.as_ref()).await?;
+                // Without a key of its own the presenter cannot tell a foreign pointer from a
+                // genuine one by its signature: any pointer it did not write is foreign.
+                if written.is_some() && signer.is_none() {
+                    last.ours = false;
+                }
+            }
+        }
         registry
             .refresh(client, layout)
             .await
             .map_err(zerr("reading registrations"))?;
-        let (humans, stray) = read_humans(client, layout, cfg)
-            .await
-            .map_err(zerr("reading human zones"))?;
+        let (humans, stray) = match read_humans(client, layout, cfg).await {
+            Ok((humans, stray)) => {
+                *humans_seen = Some(humans.clone());
+                (humans, stray)
+            }
+            Err(zk::Error::NoNode) => {
+                tracing::error!("the human zones are gone (a deleted tree?); keeping the last ones read until they are published again");
+                store::ensure_path(client, &layout.human())
+                    .await
+                    .map_err(|e| e.to_string())?;
+                (humans_seen.clone().unwrap_or_default(), Vec::new())
+            }
+            Err(e) => return Err(format!("reading human zones: {e}")),
+        };
         let next_expiry = registry.expire(grace);
         metrics
             .registrations
@@ -130,7 +194,7 @@ pub(crate) async fn lead(
             reported = Some(rec.conflicts.clone());
         }
 
-        if rec.zones != last.bodies {
+        if rec.zones != last.bodies || !last.ours {
             let new_robot: BTreeSet<String> =
                 rec.robot_records().into_iter().map(str::to_owned).collect();
             let dropped = last.robot.difference(&new_robot).count();
@@ -163,7 +227,16 @@ pub(crate) async fn lead(
                         .to_string(),
                     zones: texts,
                 };
-                match store::publish(client, layout, &snap, last.znode_version, Some(&lock)).await {
+                match store::publish(
+                    client,
+                    layout,
+                    &snap,
+                    last.znode_version,
+                    Some(&lock),
+                    signer.as_ref(),
+                )
+                .await
+                {
                     Ok(pointer) => {
                         tracing::info!(
                             version,
@@ -176,12 +249,15 @@ pub(crate) async fn lead(
                         metrics.publications.fetch_add(1, Relaxed);
                         metrics.version.store(version, Relaxed);
                         metrics.robot_records.store(new_robot.len() as u64, Relaxed);
+                        written = Some((version, pointer.checksum.clone()));
                         last = Published {
                             version,
                             znode_version: Some(last.znode_version.map_or(0, |v| v + 1)),
                             bodies: rec.zones,
                             robot: new_robot,
+                            ours: true,
                         };
+                        *baseline = Some(last.clone());
                         *force = false;
                         if held_reason.take().is_some() {
                             write_node(client, &layout.held(), b"")
@@ -192,7 +268,8 @@ pub(crate) async fn lead(
                     }
                     Err(store::StoreError::Raced(now)) => {
                         tracing::warn!(now, "the pointer moved under this presenter; re-reading");
-                        last = last_published(client, layout, cfg).await?;
+                        last =
+                            last_published(client, layout, cfg, &trust, baseline.as_ref()).await?;
                         continue;
                     }
                     Err(e) => return Err(e.to_string()),
@@ -212,6 +289,7 @@ pub(crate) async fn lead(
         tokio::select! {
             _ = hosts_w.changed() => {}
             _ = human_w.changed() => {}
+            _ = pointer_w.changed() => pointer_moved = true,
             s = state.changed() => {
                 if s.is_terminated() {
                     return Err(format!("session {s:?}"));
@@ -225,6 +303,8 @@ pub(crate) async fn lead(
                     reread_at = Some(Instant::now() + REREAD_AFTER_RECONNECT);
                     hosts_w = rewatch(client, &layout.hosts(), hosts_w).await;
                     human_w = rewatch(client, &layout.human(), human_w).await;
+                    pointer_w = rewatch(client, &layout.pointer(), pointer_w).await;
+                    pointer_moved = true;
                 }
             }
             _ = tokio::time::sleep(until) => {}

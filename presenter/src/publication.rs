@@ -4,20 +4,26 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use geodns_snapshot::{store, Layout};
+use geodns_snapshot::format::MAX_VERSION;
+use geodns_snapshot::{store, Layout, Trust};
 use zookeeper_client as zk;
 
 use crate::config::{norm, Config};
 use crate::reconcile;
 use crate::reconcile::{Conflict, ZoneBody};
 
-/// What the presenter last published (or found published when it became leader).
+/// What the presenter last published (or found published when it became leader): the
+/// baseline the next publication is compared with (the drop guard) and numbered after.
+#[derive(Clone)]
 pub(crate) struct Published {
     pub(crate) version: u64,
     /// The pointer znode's version, for the conditional move.
     pub(crate) znode_version: Option<i32>,
     pub(crate) bodies: Vec<ZoneBody>,
     pub(crate) robot: BTreeSet<String>,
+    /// Whether the pointer names what a presenter published (signed by this presenter's key,
+    /// when it has one). A pointer that is not is published over at once.
+    pub(crate) ours: bool,
 }
 
 pub(crate) fn persistent() -> zk::CreateOptions<'static> {
@@ -72,33 +78,71 @@ pub(crate) async fn last_published(
     client: &zk::Client,
     layout: &Layout,
     cfg: &Config,
+    trust: &Trust,
+    baseline: Option<&Published>,
 ) -> Result<Published, String> {
     let Some((pointer, znode_version)) = store::read_pointer(client, layout)
         .await
         .map_err(|e| e.to_string())?
     else {
+        // No pointer is not "no records": a deleted tree must not empty the fleet's DNS. The
+        // last publication stays the baseline, so the drop guard holds what would vanish.
+        if let Some(b) = baseline {
+            tracing::error!(
+                version = b.version,
+                "the snapshot pointer is gone (a deleted tree?); publishing again from the last snapshot this presenter published"
+            );
+            return Ok(Published {
+                znode_version: None,
+                ours: false,
+                ..b.clone()
+            });
+        }
         return Ok(Published {
             version: 0,
             znode_version: None,
             bodies: Vec::new(),
             robot: BTreeSet::new(),
+            ours: true,
         });
     };
-    let snap = match store::fetch(client, layout, &pointer).await {
+    let snap = match store::fetch(client, layout, &pointer, trust).await {
         Ok(s) => s,
         Err(store::StoreError::Snapshot(e)) => {
-            // A damaged current snapshot: servers refuse it and keep theirs; publish the next
-            // version afresh (nothing to compare against, so the drop guard cannot apply).
-            tracing::error!(version = pointer.version, error = %e, "the published snapshot is damaged; the next one replaces it");
+            // A damaged or foreign snapshot: servers refuse it and keep theirs; publish over it
+            // at once, numbered after the last one this presenter knows to be genuine.
+            tracing::error!(version = pointer.version, error = %e, "the published snapshot is damaged or not this presenter's; the next one replaces it");
+            if let Some(b) = baseline {
+                return Ok(Published {
+                    znode_version: Some(znode_version),
+                    ours: false,
+                    ..b.clone()
+                });
+            }
             return Ok(Published {
-                version: pointer.version,
+                version: pointer.version.min(MAX_VERSION - 1),
                 znode_version: Some(znode_version),
                 bodies: Vec::new(),
                 robot: BTreeSet::new(),
+                ours: false,
             });
         }
         Err(e) => return Err(e.to_string()),
     };
+    if let Some(b) = baseline.filter(|b| pointer.version < b.version) {
+        // A genuine but older pointer put back (a replay): servers refuse it as a rollback;
+        // publish over it, never numbering backwards.
+        tracing::error!(
+            version = pointer.version,
+            published = b.version,
+            "the snapshot pointer went back to an older version; the next one replaces it"
+        );
+        return Ok(Published {
+            znode_version: Some(znode_version),
+            ours: false,
+            ..b.clone()
+        });
+    }
     let bodies: Vec<ZoneBody> = cfg
         .zones
         .iter()
@@ -124,6 +168,7 @@ pub(crate) async fn last_published(
         znode_version: Some(znode_version),
         bodies,
         robot,
+        ours: true,
     })
 }
 

@@ -26,11 +26,13 @@ impl Registry {
         client: &zk::Client,
         layout: &Layout,
     ) -> Result<(), zk::Error> {
-        let children: BTreeSet<String> = client
-            .list_children(&layout.hosts())
-            .await?
-            .into_iter()
-            .collect();
+        // No hosts directory (a deleted tree): every registration vanished, which the grace
+        // period and the drop guard handle; robots create it again as they register again.
+        let children: BTreeSet<String> = match client.list_children(&layout.hosts()).await {
+            Ok(c) => c.into_iter().collect(),
+            Err(zk::Error::NoNode) => BTreeSet::new(),
+            Err(e) => return Err(e),
+        };
         let now = Instant::now();
         for node in &children {
             if self.known.contains_key(node) || self.invalid.contains_key(node) {

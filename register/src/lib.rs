@@ -203,7 +203,27 @@ pub async fn keep_registered(
         tracing::info!(%path, session_timeout_ms = client.session_timeout().as_millis() as u64, "registered");
         let mut state = client.state_watcher();
         loop {
+            // Deleted while the session lives (by hand, or a whole tree deleted): the presenter
+            // would drop this host's records, so register again at once.
+            let gone = async {
+                loop {
+                    match client.check_and_watch_stat(&path).await {
+                        Ok((Some(_), w)) => {
+                            if w.changed().await.event_type == zk::EventType::NodeDeleted {
+                                return;
+                            }
+                        }
+                        Ok((None, _)) => return,
+                        // Disconnected: the session state says what comes next.
+                        Err(_) => std::future::pending::<()>().await,
+                    }
+                }
+            };
             tokio::select! {
+                () = gone => {
+                    tracing::warn!(%path, "registration deleted while the session lives; registering again");
+                    break;
+                }
                 s = state.changed() => {
                     if s.is_terminated() {
                         tracing::warn!(state = ?s, "session ended; registering again in a new one");

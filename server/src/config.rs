@@ -90,6 +90,32 @@ pub struct ZooKeeper {
     /// Re-read the pointer at least this often whatever the watches say, ms. Default 30000.
     #[serde(default = "default_zk_recheck_ms")]
     pub recheck_ms: u64,
+    /// The internal zones this server takes from snapshots (required; empty: none, for a server
+    /// that follows only the PoP health). A snapshot with any other zone is refused, and none
+    /// of these may be at, above or below a zone configured in `[[zones]]`, so an internal zone
+    /// can never shadow a public name.
+    pub zones: Vec<String>,
+    /// Public keys (`ed25519:<hex>`, from `geodns keygen`) a snapshot must be signed by; two
+    /// during a rotation. Empty: signatures are not checked (`geodns check` warns).
+    #[serde(default)]
+    pub trusted_keys: Vec<String>,
+}
+
+impl ZooKeeper {
+    /// The keys snapshots must be signed by.
+    pub fn trust(&self) -> geodns_snapshot::Trust {
+        geodns_snapshot::Trust::new(
+            self.trusted_keys
+                .iter()
+                .map(|k| k.parse().expect("checked with the config"))
+                .collect(),
+        )
+    }
+}
+
+/// Whether dotted name `a` is at or below `b` (both lowercase, no trailing dot).
+fn at_or_below(a: &str, b: &str) -> bool {
+    a == b || a.ends_with(&format!(".{b}"))
 }
 
 fn default_zk_cache() -> PathBuf {
@@ -308,6 +334,30 @@ impl Config {
             if let Err((key, problem)) = zk.zk.check() {
                 return Err(invalid(format!("zookeeper.{key}"), problem));
             }
+            for (i, k) in zk.trusted_keys.iter().enumerate() {
+                if let Err(problem) = k.parse::<geodns_snapshot::PublicKey>() {
+                    return Err(invalid(format!("zookeeper.trusted_keys[{i}]"), problem));
+                }
+            }
+            for (i, z) in zk.zones.iter_mut().enumerate() {
+                *z = z.trim_end_matches('.').to_ascii_lowercase();
+                let key = format!("zookeeper.zones[{i}]");
+                if let Err(problem) = hickory_proto::rr::Name::from_ascii(&*z) {
+                    return Err(invalid(key, format!("{z:?}: {problem}")));
+                }
+                let public = cfg
+                    .zones
+                    .iter()
+                    .map(|c| c.origin.trim_end_matches('.').to_ascii_lowercase());
+                for p in public {
+                    if at_or_below(z, &p) || at_or_below(&p, z) {
+                        return Err(invalid(
+                            key,
+                            format!("internal zone {z} overlaps the configured zone {p}: an internal zone may be neither at, above nor below a zone this server serves from its own files"),
+                        ));
+                    }
+                }
+            }
         }
         if let Some(log) = &mut cfg.probe_log {
             log.dir = base.join(&log.dir);
@@ -468,7 +518,7 @@ geo.www = { ttl = 30 }
     fn the_zookeeper_section_takes_the_shared_settings_and_refuses_unknown_keys() {
         let c = Config::from_str(
             "g.toml",
-            &format!("{GOOD}\n[zookeeper]\nconnect = \"zk1:2181\"\njitter_ms = 7\n"),
+            &format!("{GOOD}\n[zookeeper]\nconnect = \"zk1:2181\"\nzones = [\"internal.example\"]\njitter_ms = 7\n"),
             Path::new("/etc/geodns"),
         )
         .unwrap();
@@ -479,18 +529,34 @@ geo.www = { ttl = 30 }
         assert_eq!(zk.jitter_ms, 7);
         assert_eq!(zk.cache, Path::new("/etc/geodns/internal-snapshot.json"));
         let e = err(&format!(
-            "{GOOD}\n[zookeeper]\nconnect = \"zk1:2181\"\nrechek_ms = 5\n"
+            "{GOOD}\n[zookeeper]\nconnect = \"zk1:2181\"\nzones = [\"internal.example\"]\nrechek_ms = 5\n"
         ));
         assert!(e.starts_with("g.toml: TOML parse error at line 9"), "{e}");
         assert!(e.contains("unknown field `rechek_ms`"), "{e}");
         let e = err(&format!(
-            "{GOOD}\n[zookeeper]\nconnect = \"zk1:2181\"\nsession_timeout_ms = 0\n"
+            "{GOOD}\n[zookeeper]\nconnect = \"zk1:2181\"\nzones = [\"internal.example\"]\nsession_timeout_ms = 0\n"
         ));
         assert!(
             e.starts_with("g.toml: zookeeper.session_timeout_ms: "),
             "{e}"
         );
-        let e = err(&format!("{GOOD}\n[zookeeper]\nroot = \"/x\"\n"));
+        let e = err(&format!("{GOOD}\n[zookeeper]\nroot = \"/x\"\nzones = []\n"));
         assert!(e.contains("connect"), "{e}");
+        // Which internal zones a server takes is said, and none may touch a public zone.
+        let e = err(&format!("{GOOD}\n[zookeeper]\nconnect = \"zk1:2181\"\n"));
+        assert!(e.contains("zones"), "{e}");
+        for overlapping in ["www.example.com", "Example.COM.", "com"] {
+            let e = err(&format!(
+                "{GOOD}\n[zookeeper]\nconnect = \"zk1:2181\"\nzones = [\"{overlapping}\"]\n"
+            ));
+            assert!(
+                e.starts_with("g.toml: zookeeper.zones[0]: internal zone"),
+                "{overlapping}: {e}"
+            );
+        }
+        let e = err(&format!(
+            "{GOOD}\n[zookeeper]\nconnect = \"zk1:2181\"\nzones = []\ntrusted_keys = [\"ed25519:00\"]\n"
+        ));
+        assert!(e.starts_with("g.toml: zookeeper.trusted_keys[0]: "), "{e}");
     }
 }

@@ -17,17 +17,33 @@ pub struct Internal {
 }
 
 impl Internal {
-    /// Compiles a published snapshot. Every zone must compile, and none may have the origin of
-    /// a configured zone or of another internal zone.
-    pub fn build(snap: &Published, configured: &[Zone]) -> Result<Internal, String> {
+    /// Compiles a published snapshot. Every zone must compile and be one of `allowed` (the
+    /// config's `[zookeeper] zones`, lowercase, no trailing dot); none may be at, above or below
+    /// a configured zone (a forged snapshot with `www.example.com` must not take over a public
+    /// name), nor appear twice.
+    pub fn build(
+        snap: &Published,
+        configured: &[Zone],
+        allowed: &[String],
+    ) -> Result<Internal, String> {
         let mut zones = Vec::with_capacity(snap.zones.len());
         for z in &snap.zones {
+            let origin = z.origin.trim_end_matches('.').to_ascii_lowercase();
+            if !allowed.contains(&origin) {
+                return Err(format!(
+                    "snapshot {}: zone {origin} is not one of this server's internal zones ([zookeeper] zones = {allowed:?})",
+                    snap.version
+                ));
+            }
             let source = format!("snapshot {} zone {}", snap.version, z.origin);
             let zone = Zone::from_text(&z.origin, &z.text, &source).map_err(|e| e.to_string())?;
-            if configured.iter().any(|c| c.origin == zone.origin) {
+            if let Some(c) = configured
+                .iter()
+                .find(|c| c.contains(&zone.origin) || zone.contains(&c.origin))
+            {
                 return Err(format!(
-                    "snapshot {}: zone {} is also configured locally",
-                    snap.version, zone.origin_text
+                    "snapshot {}: zone {} overlaps the configured zone {}",
+                    snap.version, zone.origin_text, c.origin_text
                 ));
             }
             zones.push(zone);

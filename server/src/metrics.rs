@@ -8,6 +8,9 @@ use std::sync::Mutex;
 
 use geodns_daemon::prometheus::{Kind, Text};
 
+/// Why an internal-zone snapshot is refused (`geodns_snapshot::Refused`'s reasons).
+pub const REFUSED_REASONS: [&str; 4] = ["signature", "version", "damaged", "zones"];
+
 /// Query types counted by name; others are counted as `other`.
 const QTYPES: [(u16, &str); 12] = [
     (1, "A"),
@@ -52,7 +55,7 @@ pub struct Metrics {
     processing_sum_ns: AtomicU64,
     internal_version: AtomicU64,
     internal_created_unix: AtomicU64,
-    internal_refused: AtomicU64,
+    internal_refused: [AtomicU64; REFUSED_REASONS.len()],
     internal_save_failures: AtomicU64,
     tcp_refused: AtomicU64,
     probe_queries: AtomicU64,
@@ -83,7 +86,7 @@ impl Default for Metrics {
             processing_sum_ns: AtomicU64::new(0),
             internal_version: AtomicU64::new(0),
             internal_created_unix: AtomicU64::new(0),
-            internal_refused: AtomicU64::new(0),
+            internal_refused: Default::default(),
             internal_save_failures: AtomicU64::new(0),
             tcp_refused: AtomicU64::new(0),
             probe_queries: AtomicU64::new(0),
@@ -228,9 +231,13 @@ impl Metrics {
         self.internal_created_unix.store(created_unix, Relaxed);
     }
 
-    /// Counts an internal-zone snapshot refused (it did not compile).
-    pub fn internal_snapshot_refused(&self) {
-        self.internal_refused.fetch_add(1, Relaxed);
+    /// Counts an internal-zone snapshot refused, by reason (one of [`REFUSED_REASONS`]).
+    pub fn internal_snapshot_refused(&self, reason: &'static str) {
+        let i = REFUSED_REASONS
+            .iter()
+            .position(|r| *r == reason)
+            .unwrap_or(REFUSED_REASONS.len() - 1);
+        self.internal_refused[i].fetch_add(1, Relaxed);
     }
 
     /// Counts a failed save of the internal-zone snapshot to its disk cache.
@@ -290,7 +297,7 @@ impl Metrics {
                 t.sample(r, &[("rcode", name)], v);
             }
         }
-        let simple: [(&str, Kind, &str, &AtomicU64); 17] = [
+        let simple: [(&str, Kind, &str, &AtomicU64); 16] = [
             (
                 "geodns_probe_queries_total",
                 Kind::Counter,
@@ -382,12 +389,6 @@ impl Metrics {
                 &self.internal_created_unix,
             ),
             (
-                "geodns_internal_snapshot_refused_total",
-                Kind::Counter,
-                "Internal-zone snapshots refused because they did not compile.",
-                &self.internal_refused,
-            ),
-            (
                 "geodns_internal_snapshot_save_failures_total",
                 Kind::Counter,
                 "Failed saves of the internal-zone snapshot in force to its disk cache (a full disk); retried every 5 s until one succeeds.",
@@ -396,6 +397,11 @@ impl Metrics {
         ];
         for (name, kind, help, v) in simple {
             t.single(name, kind, help, g(v));
+        }
+        let r = "geodns_internal_snapshot_refused_total";
+        t.family(r, Kind::Counter, "Internal-zone snapshots refused, by reason: signature (not signed by a trusted key), version (not newer than the one in force), damaged (size, checksum or document), zones (does not compile, or a zone out of scope).");
+        for (reason, v) in REFUSED_REASONS.iter().zip(&self.internal_refused) {
+            t.sample(r, &[("reason", reason)], g(v));
         }
         if let Some(w) = self.probe_log.get() {
             let log: [(&str, Kind, &str, &AtomicU64); 9] = [

@@ -177,9 +177,11 @@ pub fn parse_query(b: &[u8]) -> Result<Query<'_>, Reject> {
         be16(b, 10).unwrap(),
     );
     if opcode != 0 {
+        // Nothing of a message with an unknown opcode is understood: echo the opcode only,
+        // not RD or CD, whose meaning the opcode defines (ISC's `opcodeflg` check).
         return Err(Reject::Error {
             id,
-            flags,
+            flags: flags & flag::OPCODE,
             rcode: rcode::NOTIMP,
         });
     }
@@ -661,13 +663,16 @@ mod tests {
             })
         ));
         let mut notify = query("a.b", 1, None);
-        notify[2] = 4 << 3;
+        // Opcode 15 with RD and CD set: NOTIMP, echoing the opcode and nothing else.
+        notify[2] = 15 << 3 | 1;
+        notify[3] = 0x10;
         assert!(matches!(
             parse_query(&notify),
             Err(Reject::Error {
                 rcode: rcode::NOTIMP,
+                flags,
                 ..
-            })
+            }) if flags == 15 << 11
         ));
     }
 

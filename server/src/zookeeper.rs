@@ -1,8 +1,9 @@
 //! What a server follows in ZooKeeper: the internal-zone snapshot the presenter publishes
 //! (`geodns_snapshot::Follower`: disk cache, jitter, verify) and the PoP health `geodns
 //! announce` publishes. Each good change is swapped into the served state like a map reload; a
-//! snapshot that does not compile is refused and the one in force keeps serving, as does the
-//! last good snapshot on disk while ZooKeeper is unreachable.
+//! snapshot that is not signed by a trusted key, not newer than the one in force, does not
+//! compile or holds a zone out of scope is refused and the one in force keeps serving, as does
+//! the last good snapshot on disk while ZooKeeper is unreachable.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,13 +24,14 @@ fn follower_config(zk: &config::ZooKeeper) -> FollowerConfig {
         jitter: Duration::from_millis(zk.jitter_ms),
         session_timeout: Duration::from_millis(zk.zk.session_timeout_ms),
         recheck: Duration::from_millis(zk.recheck_ms.max(100)),
+        trust: zk.trust(),
     }
 }
 
 /// The internal zones to start with: the last good snapshot on disk, if it compiles.
 pub fn from_cache(zk: &config::ZooKeeper, configured: &[Zone], metrics: &Metrics) -> Internal {
-    match geodns_snapshot::load_cache_marked(&zk.cache) {
-        Ok(Some((snap, newer))) => match Internal::build(&snap, configured) {
+    match geodns_snapshot::load_cache_marked(&zk.cache, &zk.trust()) {
+        Ok(Some((snap, newer))) => match Internal::build(&snap, configured, &zk.zones) {
             Ok(internal) => {
                 match newer {
                     None => {
@@ -52,7 +54,7 @@ pub fn from_cache(zk: &config::ZooKeeper, configured: &[Zone], metrics: &Metrics
         },
         Ok(None) => Internal::default(),
         Err(e) => {
-            tracing::error!(error = %e, "the snapshot on disk is damaged; starting without internal zones");
+            tracing::error!(error = %e, "the snapshot on disk is damaged or not trusted; starting without internal zones");
             Internal::default()
         }
     }
@@ -70,16 +72,11 @@ pub async fn follow(zk: config::ZooKeeper, state: Arc<State>, metrics: Arc<Metri
     let have = state.load().internal.version;
     let apply_state = state.clone();
     let apply_metrics = metrics.clone();
+    let allowed = zk.zones.clone();
     let apply: geodns_snapshot::Apply = Arc::new(move |snap: &Published| {
         let started = std::time::Instant::now();
         let current = apply_state.load();
-        let internal = match Internal::build(snap, &current.data.zones) {
-            Ok(i) => Arc::new(i),
-            Err(e) => {
-                apply_metrics.internal_snapshot_refused();
-                return Err(e);
-            }
-        };
+        let internal = Arc::new(Internal::build(snap, &current.data.zones, &allowed)?);
         // The zones in force are freed by the swap once no query holds them: not here.
         drop(current);
         apply_state.swap_internal(internal.clone());
@@ -92,10 +89,16 @@ pub async fn follow(zk: config::ZooKeeper, state: Arc<State>, metrics: Arc<Metri
         );
         Ok(())
     });
-    let save_metrics = metrics.clone();
+    let (save_metrics, refused_metrics) = (metrics.clone(), metrics.clone());
+    if !zk.trust().checks() {
+        tracing::warn!("[zookeeper] trusted_keys is empty: snapshots are taken unsigned, so whoever can write to ZooKeeper can change this server's internal zones (docs/security.md)");
+    }
     Follower::new(follower_config(&zk), apply)
         .on_save_failed(Arc::new(move || {
             save_metrics.internal_snapshot_save_failed()
+        }))
+        .on_refused(Arc::new(move |reason| {
+            refused_metrics.internal_snapshot_refused(reason)
         }))
         .run(have)
         .await;

@@ -10,6 +10,7 @@
 //! watch lost with a connection never leaves a server behind. ZooKeeper down, partitioned or an
 //! expired session never empty anything: the owner keeps serving what it has.
 
+use crate::signature::Trust;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -36,6 +37,8 @@ pub struct FollowerConfig {
     pub session_timeout: Duration,
     /// Re-read the pointer at least this often, whatever the watches say.
     pub recheck: Duration,
+    /// The keys snapshots must be signed by (empty: signatures are not checked).
+    pub trust: Trust,
 }
 
 /// Applies a verified snapshot; `Err` refuses it (the owner keeps what it has).
@@ -44,14 +47,21 @@ pub type Apply = Arc<dyn Fn(&Snapshot) -> Result<(), String> + Send + Sync>;
 /// Called after each failed save of the disk cache (for a metric).
 pub type SaveFailed = Arc<dyn Fn() + Send + Sync>;
 
+/// Called with the reason each time a snapshot is refused (for a metric): `signature` (not
+/// signed by a trusted key), `version` (not newer than the one in force, or beyond the SOA
+/// serial), `damaged` (size, checksum or document wrong), `zones` (the owner's `Apply` refused
+/// it: a zone that does not compile or is out of scope).
+pub type Refused = Arc<dyn Fn(&'static str) + Send + Sync>;
+
 /// The follower of one ZooKeeper ensemble.
 pub struct Follower {
     cfg: FollowerConfig,
     apply: Apply,
     save_failed: Option<SaveFailed>,
+    refused: Option<Refused>,
     /// A snapshot in force that could not be saved yet (a full disk): saved again every
     /// [`SAVE_RETRY`] until it is, so a restart without ZooKeeper serves it, not an older one.
-    unsaved: Arc<std::sync::Mutex<Option<Snapshot>>>,
+    unsaved: Arc<std::sync::Mutex<Option<(Pointer, Snapshot)>>>,
 }
 
 /// How often a failed save of the disk cache is tried again.
@@ -59,7 +69,7 @@ const SAVE_RETRY: Duration = Duration::from_secs(5);
 
 /// Reads the last good snapshot saved by a follower: `Ok(None)` when there is none yet.
 /// The file is the pointer on one line, then the document, and is verified like a fetch.
-pub fn load_cache(path: &Path) -> Result<Option<Snapshot>, String> {
+pub fn load_cache(path: &Path, trust: &Trust) -> Result<Option<Snapshot>, String> {
     let bytes = match std::fs::read(path) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -70,23 +80,32 @@ pub fn load_cache(path: &Path) -> Result<Option<Snapshot>, String> {
         .position(|&b| b == b'\n')
         .ok_or_else(|| format!("{}: no pointer line", path.display()))?;
     let pointer = Pointer::parse(&bytes[..nl]).map_err(|e| format!("{}: {e}", path.display()))?;
-    Snapshot::decode(&pointer, &bytes[nl + 1..])
-        .map(Some)
-        .map_err(|e| format!("{}: {e}", path.display()))
+    let document = &bytes[nl + 1..];
+    let snap =
+        Snapshot::decode(&pointer, document).map_err(|e| format!("{}: {e}", path.display()))?;
+    // The disk is no more trusted than ZooKeeper: the cache keeps the signature and is checked.
+    trust
+        .check(&pointer, document)
+        .and_then(|()| pointer.check_version(None))
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(Some(snap))
 }
 
 /// Reads the snapshot on disk, saying whether it is known to be older than one this server
 /// served before: `(snapshot, Some(newer))` when a save of version `newer` failed after it
 /// (the cache was then renamed `<cache>.older-than-<newer>`), so a restart without ZooKeeper
 /// can say it serves an older snapshot instead of doing so silently.
-pub fn load_cache_marked(path: &Path) -> Result<Option<(Snapshot, Option<u64>)>, String> {
-    if let Some(snap) = load_cache(path)? {
+pub fn load_cache_marked(
+    path: &Path,
+    trust: &Trust,
+) -> Result<Option<(Snapshot, Option<u64>)>, String> {
+    if let Some(snap) = load_cache(path, trust)? {
         return Ok(Some((snap, None)));
     }
     let Some((stale, newer)) = stale_cache(path) else {
         return Ok(None);
     };
-    Ok(load_cache(&stale)?.map(|snap| (snap, Some(newer))))
+    Ok(load_cache(&stale, trust)?.map(|snap| (snap, Some(newer))))
 }
 
 /// The cache renamed after a failed save, and the version that could not be saved.
@@ -121,8 +140,9 @@ fn mark_stale(path: &Path, newer: u64) {
     }
 }
 
-fn save_cache(path: &Path, snap: &Snapshot) -> std::io::Result<()> {
-    let (bytes, pointer) = snap.encode();
+fn save_cache(path: &Path, pointer: &Pointer, snap: &Snapshot) -> std::io::Result<()> {
+    // The document re-encodes to the bytes the pointer (and its signature) names.
+    let (bytes, _) = snap.encode();
     let saved = geomap::atomic_file::write(path, |f| {
         use std::io::Write;
         f.write_all(&pointer.to_bytes())?;
@@ -158,6 +178,7 @@ impl Follower {
             cfg,
             apply,
             save_failed: None,
+            refused: None,
             unsaved: Arc::default(),
         }
     }
@@ -166,6 +187,18 @@ impl Follower {
     pub fn on_save_failed(mut self, f: SaveFailed) -> Follower {
         self.save_failed = Some(f);
         self
+    }
+
+    /// Calls `f` with the reason of each refused snapshot.
+    pub fn on_refused(mut self, f: Refused) -> Follower {
+        self.refused = Some(f);
+        self
+    }
+
+    fn refuse(&self, reason: &'static str) {
+        if let Some(f) = &self.refused {
+            f(reason);
+        }
     }
 
     /// Saves the snapshot waiting for disk space, if any.
@@ -177,10 +210,10 @@ impl Follower {
         );
         let _ = tokio::task::spawn_blocking(move || {
             let mut pending = unsaved.lock().expect("not poisoned");
-            let Some(snap) = pending.as_ref() else {
+            let Some((pointer, snap)) = pending.as_ref() else {
                 return;
             };
-            match save_cache(&cache, snap) {
+            match save_cache(&cache, pointer, snap) {
                 Ok(()) => {
                     tracing::info!(file = %cache.display(), version = snap.version, "snapshot saved to disk after earlier failures");
                     *pending = None;
@@ -217,7 +250,9 @@ impl Follower {
     /// One session: read the pointer, fetch when it moved, wait for the next change.
     async fn session(&self, client: &zk::Client, have: &mut Option<u64>) {
         let mut state = client.state_watcher();
-        let mut refused: Option<u64> = None;
+        // The pointer last refused (version and checksum): not fetched again until it moves. A
+        // genuine snapshot may take the number of a refused forgery.
+        let mut refused: Option<(u64, String)> = None;
         let mut retry = Backoff::new(Duration::from_millis(200));
         loop {
             let path = self.cfg.layout.pointer();
@@ -237,16 +272,29 @@ impl Follower {
                 Some((data, watcher)) => {
                     wait_for = Some(watcher);
                     match Pointer::parse(&data) {
-                        Ok(p) if Some(p.version) != *have && Some(p.version) != refused => {
+                        Ok(p)
+                            if Some(p.version) != *have
+                                && refused.as_ref() != Some(&(p.version, p.checksum.clone())) =>
+                        {
+                            if let Err(e) = p.check_version(*have) {
+                                tracing::error!(error = %e, "snapshot refused; the one in force keeps serving");
+                                self.refuse("version");
+                                refused = Some((p.version, p.checksum.clone()));
+                                match self.wait(wait_for, &mut state).await {
+                                    Next::Reread => continue,
+                                    Next::Reconnect => return,
+                                }
+                            }
                             tokio::time::sleep(jitter(self.cfg.jitter)).await;
                             match self.fetch_apply(client, &p).await {
                                 Ok(()) => {
                                     *have = Some(p.version);
                                     retry.reset();
                                 }
-                                Err(FetchFailed::Refused(e)) => {
-                                    tracing::error!(version = p.version, error = %e, "snapshot refused; the one in force keeps serving");
-                                    refused = Some(p.version);
+                                Err(FetchFailed::Refused(reason, e)) => {
+                                    tracing::error!(version = p.version, reason, error = %e, "snapshot refused; the one in force keeps serving");
+                                    self.refuse(reason);
+                                    refused = Some((p.version, p.checksum.clone()));
                                 }
                                 Err(FetchFailed::Transient(e)) => {
                                     tracing::warn!(version = p.version, error = %e, "fetching the snapshot failed; retrying");
@@ -321,9 +369,16 @@ impl Follower {
 
     async fn fetch_apply(&self, client: &zk::Client, p: &Pointer) -> Result<(), FetchFailed> {
         let started = std::time::Instant::now();
-        let snap = match store::fetch(client, &self.cfg.layout, p).await {
+        let snap = match store::fetch(client, &self.cfg.layout, p, &self.cfg.trust).await {
             Ok(s) => s,
-            Err(store::StoreError::Snapshot(e)) => return Err(FetchFailed::Refused(e.to_string())),
+            Err(store::StoreError::Snapshot(e)) => {
+                let reason = match e {
+                    crate::SnapshotError::Signature { .. } => "signature",
+                    crate::SnapshotError::Version { .. } => "version",
+                    _ => "damaged",
+                };
+                return Err(FetchFailed::Refused(reason, e.to_string()));
+            }
             Err(e) => return Err(FetchFailed::Transient(e.to_string())),
         };
         tracing::info!(
@@ -336,10 +391,11 @@ impl Follower {
         let apply = self.apply.clone();
         let cache = self.cfg.cache.clone();
         let (unsaved, failed) = (self.unsaved.clone(), self.save_failed.clone());
+        let pointer = p.clone();
         tokio::task::spawn_blocking(move || {
-            apply(&snap).map_err(FetchFailed::Refused)?;
+            apply(&snap).map_err(|e| FetchFailed::Refused("zones", e))?;
             let mut pending = unsaved.lock().expect("not poisoned");
-            match save_cache(&cache, &snap) {
+            match save_cache(&cache, &pointer, &snap) {
                 Ok(()) => *pending = None,
                 Err(e) => {
                     // Serving goes on; it is saved again every few seconds until it is, so a
@@ -348,19 +404,19 @@ impl Follower {
                     if let Some(f) = &failed {
                         f();
                     }
-                    *pending = Some(snap);
+                    *pending = Some((pointer, snap));
                 }
             }
             Ok(())
         })
         .await
-        .map_err(|e| FetchFailed::Refused(format!("applying panicked: {e}")))?
+        .map_err(|e| FetchFailed::Refused("zones", format!("applying panicked: {e}")))?
     }
 }
 
 enum FetchFailed {
-    /// The data is wrong: do not retry the same version.
-    Refused(String),
+    /// The data is wrong: do not retry the same version. With the reason's name.
+    Refused(&'static str, String),
     /// ZooKeeper trouble: retry.
     Transient(String),
 }
@@ -374,7 +430,8 @@ mod tests {
     fn the_cache_round_trips_and_refuses_damage() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("snap");
-        assert!(load_cache(&path).unwrap().is_none());
+        let none = Trust::default();
+        assert!(load_cache(&path, &none).unwrap().is_none());
         let snap = Snapshot {
             format: FORMAT,
             version: 3,
@@ -384,13 +441,23 @@ mod tests {
                 text: "h 60 IN A 10.0.0.1\n".into(),
             }],
         };
-        save_cache(&path, &snap).unwrap();
-        assert_eq!(load_cache(&path).unwrap(), Some(snap));
+        let (_, key) = crate::SigningKey::generate().unwrap();
+        let (bytes, mut pointer) = snap.encode();
+        key.sign(&bytes, &mut pointer);
+        save_cache(&path, &pointer, &snap).unwrap();
+        assert_eq!(load_cache(&path, &none).unwrap(), Some(snap.clone()));
+        // The signature is kept on disk: a server that trusts the key takes the cache, one
+        // that trusts another key does not.
+        let trusted = Trust::new(vec![key.public()]);
+        assert_eq!(load_cache(&path, &trusted).unwrap(), Some(snap));
+        let (_, other) = crate::SigningKey::generate().unwrap();
+        let e = load_cache(&path, &Trust::new(vec![other.public()])).unwrap_err();
+        assert!(e.contains("does not trust"), "{e}");
         let mut bytes = std::fs::read(&path).unwrap();
         let n = bytes.len();
         bytes[n - 5] ^= 0x20;
         std::fs::write(&path, &bytes).unwrap();
-        assert!(load_cache(&path).is_err());
+        assert!(load_cache(&path, &none).is_err());
     }
 
     #[test]
@@ -403,16 +470,27 @@ mod tests {
             created_at: "2026-12-06T00:00:00Z".into(),
             zones: Vec::new(),
         };
-        save_cache(&path, &snap(3)).unwrap();
-        assert_eq!(load_cache_marked(&path).unwrap(), Some((snap(3), None)));
+        let none = Trust::default();
+        let save = |v: u64| save_cache(&path, &snap(v).encode().1, &snap(v));
+        save(3).unwrap();
+        assert_eq!(
+            load_cache_marked(&path, &none).unwrap(),
+            Some((snap(3), None))
+        );
         // Version 5, then 6, could not be saved: the cache holds 3 and says so.
         mark_stale(&path, 5);
         mark_stale(&path, 6);
         assert!(!path.exists());
-        assert_eq!(load_cache_marked(&path).unwrap(), Some((snap(3), Some(6))));
+        assert_eq!(
+            load_cache_marked(&path, &none).unwrap(),
+            Some((snap(3), Some(6)))
+        );
         // Saved at last: no mark left.
-        save_cache(&path, &snap(7)).unwrap();
-        assert_eq!(load_cache_marked(&path).unwrap(), Some((snap(7), None)));
+        save(7).unwrap();
+        assert_eq!(
+            load_cache_marked(&path, &none).unwrap(),
+            Some((snap(7), None))
+        );
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 }

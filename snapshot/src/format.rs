@@ -52,6 +52,13 @@ pub struct Pointer {
     pub chunks: u32,
     /// RFC 3339 UTC, from the snapshot.
     pub created_at: String,
+    /// The public key that signed the document (`ed25519:<hex>`), if signed
+    /// ([`crate::signature`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signed_by: Option<String>,
+    /// The signature over the document's bytes (hex), if signed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<String>,
 }
 
 /// Why a snapshot or pointer is refused.
@@ -71,6 +78,23 @@ pub enum SnapshotError {
     /// The document does not parse.
     #[error("snapshot document: {0}")]
     Document(String),
+    /// The signature is missing, by a key not trusted, or wrong ([`crate::signature`]).
+    #[error("snapshot {version}: {problem}")]
+    Signature {
+        /// The version the pointer names.
+        version: u64,
+        /// What is wrong.
+        problem: String,
+    },
+    /// The version is not one a server may take: not newer than the one in force (a rollback
+    /// or a replay), or beyond the 32-bit SOA serial it becomes.
+    #[error("snapshot {version}: {problem}")]
+    Version {
+        /// The version the pointer names.
+        version: u64,
+        /// What is wrong.
+        problem: String,
+    },
 }
 
 /// `sha256:<hex>` of `bytes`.
@@ -94,6 +118,8 @@ impl Snapshot {
             size: bytes.len() as u64,
             chunks: bytes.len().div_ceil(CHUNK_BYTES).max(1) as u32,
             created_at: self.created_at.clone(),
+            signed_by: None,
+            signature: None,
         };
         (bytes, pointer)
     }
@@ -137,7 +163,30 @@ impl Snapshot {
     }
 }
 
+/// The largest version: it is also the zones' SOA serial, a 32-bit number.
+pub const MAX_VERSION: u64 = u32::MAX as u64;
+
 impl Pointer {
+    /// Whether a server holding `in_force` may take this version: a newer one (a replayed or
+    /// rolled-back snapshot is refused, whatever its signature), within the SOA serial's range.
+    pub fn check_version(&self, in_force: Option<u64>) -> Result<(), SnapshotError> {
+        let refuse = |problem: String| SnapshotError::Version {
+            version: self.version,
+            problem,
+        };
+        if self.version > MAX_VERSION {
+            return Err(refuse(format!(
+                "beyond {MAX_VERSION}, the largest SOA serial"
+            )));
+        }
+        match in_force {
+            Some(have) if self.version <= have => Err(refuse(format!(
+                "not newer than version {have} in force (a rollback or a replay)"
+            ))),
+            _ => Ok(()),
+        }
+    }
+
     /// Parses a pointer znode's data.
     pub fn parse(bytes: &[u8]) -> Result<Pointer, SnapshotError> {
         let p: Pointer =

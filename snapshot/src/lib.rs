@@ -8,6 +8,8 @@
 //!
 //! - [`format`](mod@format): the snapshot document and the pointer (version, checksum, size, chunks);
 //! - [`layout`]: where everything lives under the ZooKeeper root;
+//! - [`signature`]: who may publish: Ed25519 signatures over the document, the keys servers
+//!   trust;
 //! - [`store`]: publishing a snapshot whole (chunks first, then the pointer) and fetching and
 //!   verifying one;
 //! - [`pophealth`]: PoP health published by `geodns announce`, followed by every server, one
@@ -22,8 +24,12 @@ pub mod format;
 pub mod health_file;
 pub mod layout;
 pub mod pophealth;
+pub mod signature;
 pub mod store;
 
-pub use follower::{load_cache, load_cache_marked, Apply, Follower, FollowerConfig, SaveFailed};
+pub use follower::{
+    load_cache, load_cache_marked, Apply, Follower, FollowerConfig, Refused, SaveFailed,
+};
 pub use format::{Pointer, Snapshot, SnapshotError, ZoneText};
 pub use layout::{Layout, ZkSettings};
+pub use signature::{PublicKey, SigningKey, Trust};

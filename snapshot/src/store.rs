@@ -7,6 +7,7 @@
 //! them. Readers fetch the chunks the pointer names and verify size and checksum, so a chunk
 //! removed or changed under them makes the fetch fail, not a half snapshot.
 
+use crate::signature::{SigningKey, Trust};
 use zookeeper_client as zk;
 
 use crate::format::{Pointer, Snapshot, SnapshotError, CHUNK_BYTES};
@@ -81,8 +82,12 @@ pub async fn publish(
     snap: &Snapshot,
     expected: Option<i32>,
     fence: Option<&zk::LockClient<'_>>,
+    signer: Option<&SigningKey>,
 ) -> Result<Pointer, StoreError> {
-    let (bytes, pointer) = snap.encode();
+    let (bytes, mut pointer) = snap.encode();
+    if let Some(key) = signer {
+        key.sign(&bytes, &mut pointer);
+    }
     ensure_path(client, &layout.snapshots()).await?;
     let dir = layout.version(snap.version);
     // A node of this version can only be from an interrupted publication: start it afresh.
@@ -171,6 +176,7 @@ pub async fn fetch(
     client: &zk::Client,
     layout: &Layout,
     pointer: &Pointer,
+    trust: &Trust,
 ) -> Result<Snapshot, StoreError> {
     let mut bytes = Vec::with_capacity(pointer.size.min(64 << 20) as usize);
     for i in 0..pointer.chunks {
@@ -192,5 +198,7 @@ pub async fn fetch(
             break;
         }
     }
-    Ok(Snapshot::decode(pointer, &bytes)?)
+    let snap = Snapshot::decode(pointer, &bytes)?;
+    trust.check(pointer, &bytes)?;
+    Ok(snap)
 }

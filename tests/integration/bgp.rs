@@ -170,7 +170,7 @@ fn exabgp_announces_drains_and_withdraws_and_the_dns_follows() {
     let s = Server::start(&example_config(
         "",
         &format!(
-            "[zookeeper]\nconnect = \"{}\"\nrecheck_ms = 1000\nsession_timeout_ms = 2000\n",
+            "[zookeeper]\nconnect = \"{}\"\nrecheck_ms = 1000\nsession_timeout_ms = 2000\nzones = []\n",
             zk.connect()
         ),
     ));
@@ -382,7 +382,7 @@ fn a_failing_vip_leaves_the_answers_while_its_pop_stays() {
     let s = Server::start(&example_config(
         "",
         &format!(
-            "[zookeeper]\nconnect = \"{}\"\njitter_ms = 50\nsession_timeout_ms = 2000\n",
+            "[zookeeper]\nconnect = \"{}\"\njitter_ms = 50\nsession_timeout_ms = 2000\nzones = []\n",
             zk.connect()
         ),
     ));

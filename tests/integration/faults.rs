@@ -302,7 +302,7 @@ impl Plant {
             &example_config(
                 "",
                 &format!(
-                    "[zookeeper]\nconnect = \"{server_connect}\"\njitter_ms = 50\nsession_timeout_ms = {SESSION_MS}\ncache = \"{}\"\n",
+                    "[zookeeper]\nconnect = \"{server_connect}\"\njitter_ms = 50\nsession_timeout_ms = {SESSION_MS}\ncache = \"{}\"\nzones = [\"internal.example\"]\n",
                     cache.display()
                 ),
             ),

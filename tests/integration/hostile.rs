@@ -343,7 +343,7 @@ fn a_forged_snapshot_that_includes_a_file_is_refused_and_the_server_goes_on() {
     let s = crate::harness::Server::start(&crate::harness::example_config(
         "",
         &format!(
-            "[zookeeper]\nconnect = \"{}\"\njitter_ms = 10\nsession_timeout_ms = 2000\n",
+            "[zookeeper]\nconnect = \"{}\"\njitter_ms = 10\nsession_timeout_ms = 2000\nzones = [\"internal.example\"]\n",
             zk.connect()
         ),
     ));

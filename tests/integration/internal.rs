@@ -98,11 +98,18 @@ pub(crate) fn publish(dir: &Path, origin: &str, text: &str) {
 }
 
 fn server(zk: &ZooKeeper) -> Server {
+    server_for(zk, &[ZONE])
+}
+
+/// A server following `zk` that takes the internal zones `zones`.
+fn server_for(zk: &ZooKeeper, zones: &[&str]) -> Server {
+    let zones: Vec<String> = zones.iter().map(|z| format!("\"{z}\"")).collect();
     Server::start(&example_config(
         "",
         &format!(
-            "[zookeeper]\nconnect = \"{}\"\njitter_ms = 50\nrecheck_ms = 1000\nsession_timeout_ms = 2000\n",
-            zk.connect()
+            "[zookeeper]\nconnect = \"{}\"\njitter_ms = 50\nrecheck_ms = 1000\nsession_timeout_ms = 2000\nzones = [{}]\n",
+            zk.connect(),
+            zones.join(", ")
         ),
     ))
 }
@@ -312,7 +319,7 @@ fn a_snapshot_over_one_megabyte_is_chunked_and_served_whole() {
         publish(dir.path(), origin, &text);
     }
     let _p = presenter(dir.path(), &cfg, &[]);
-    let s = server(&zk);
+    let s = server_for(&zk, &[ZONE, second]);
     wait_a(
         &[&s],
         &format!("host21999.rack49.{second}"),

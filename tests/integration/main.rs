@@ -26,5 +26,6 @@ mod resolvers;
 mod simulate;
 mod spill;
 mod transport;
+mod trust;
 mod zk;
 mod zoo;

@@ -223,6 +223,40 @@ impl ZooKeeper {
     }
 }
 
+impl ZooKeeper {
+    /// Deletes a node and everything below it (as anyone who can write there could), again
+    /// while something re-creates nodes inside it, until the node itself is gone.
+    pub fn delete_tree(&self, path: &str) {
+        let connect = self.connect();
+        let path = path.to_owned();
+        runtime().block_on(async move {
+            let c = zookeeper_client::Client::connect(&connect).await.unwrap();
+            for _ in 0..100 {
+                let mut stack = vec![path.clone()];
+                let mut order = Vec::new();
+                while let Some(p) = stack.pop() {
+                    if let Ok(children) = c.list_children(&p).await {
+                        stack.extend(children.into_iter().map(|k| format!("{p}/{k}")));
+                    }
+                    order.push(p);
+                }
+                for p in order.into_iter().rev() {
+                    match c.delete(&p, None).await {
+                        Ok(())
+                        | Err(zookeeper_client::Error::NoNode)
+                        | Err(zookeeper_client::Error::NotEmpty) => {}
+                        Err(e) => panic!("delete {p}: {e}"),
+                    }
+                }
+                if matches!(c.check_stat(&path).await, Ok(None)) {
+                    return;
+                }
+            }
+            panic!("{path} keeps coming back");
+        })
+    }
+}
+
 pub fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
