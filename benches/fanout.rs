@@ -54,6 +54,7 @@ async fn publish_next(connect: &str, layout: &Layout, records: usize) -> u64 {
         expected,
         None,
         None,
+        false,
     )
     .await
     .expect("publish");
@@ -99,11 +100,14 @@ async fn fanout(connect: String, n: usize, jitter_ms: u64) {
     for i in 0..n {
         let seen = seen.clone();
         let cfg = FollowerConfig {
-            connect: connect.clone(),
-            layout: layout.clone(),
+            zk: geodns_snapshot::ZkSettings {
+                connect: connect.clone(),
+                root: layout.root().to_owned(),
+                session_timeout_ms: 10_000,
+                password_file: None,
+            },
             cache: dir.join(format!("{i}.json")),
             jitter: Duration::from_millis(jitter_ms),
-            session_timeout: Duration::from_secs(10),
             recheck: Duration::from_secs(30),
             trust: Default::default(),
         };

@@ -5,7 +5,6 @@
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
@@ -34,6 +33,10 @@ pub struct RegisterArgs {
     #[arg(long, default_value_t = geodns_register::DEFAULT_SESSION_TIMEOUT.as_millis() as u64,
           value_parser = parse_session_timeout)]
     session_timeout_ms: u64,
+    /// A file holding the robots' ZooKeeper password (SASL user `geodns-robot`), readable by
+    /// its owner only. Without it the host does not authenticate.
+    #[arg(long)]
+    password_file: Option<PathBuf>,
 }
 
 fn parse_connect(s: &str) -> Result<String, String> {
@@ -73,6 +76,64 @@ pub struct PublishArgs {
     /// Check only, as the servers will compile it; publish nothing.
     #[arg(long)]
     check: bool,
+    /// A file holding the humans' ZooKeeper password (SASL user `geodns-human`), readable by
+    /// its owner only; it replaces the config's `password_file` (the presenter's).
+    #[arg(long)]
+    password_file: Option<PathBuf>,
+}
+
+/// `geodns zk`.
+#[derive(clap::Subcommand)]
+pub enum ZkCommand {
+    /// Create the tree under the root with its ACLs, and set the ACLs of what exists already
+    /// (idempotent), authenticated as geodns-admin (the ensemble's `zookeeper.superUser`)
+    Init(ZkInitArgs),
+}
+
+/// `geodns zk init`.
+#[derive(Args)]
+pub struct ZkInitArgs {
+    /// ZooKeeper connect string (`host:port,host:port`).
+    #[arg(long, value_parser = parse_connect)]
+    zookeeper: String,
+    /// Root of geodns's nodes.
+    #[arg(long, default_value = "/geodns")]
+    root: String,
+    /// A file holding geodns-admin's password, readable by its owner only.
+    #[arg(long)]
+    password_file: PathBuf,
+}
+
+pub fn zk(c: ZkCommand) -> anyhow::Result<()> {
+    let ZkCommand::Init(a) = c;
+    let zk = geodns_snapshot::ZkSettings {
+        connect: a.zookeeper,
+        root: a.root,
+        session_timeout_ms: 10_000,
+        password_file: Some(a.password_file),
+    };
+    let layout = zk
+        .check()
+        .map_err(|(key, e)| anyhow::anyhow!("--{}: {e}", key.replace('_', "-")))?;
+    crate::runtime(1)?.block_on(async {
+        let client =
+            geodns_snapshot::backoff::connect_once(&zk, geodns_snapshot::access::Role::Admin)
+                .await
+                .with_context(|| format!("ZooKeeper {}", zk.connect))?;
+        let changed = geodns_snapshot::access::init(&client, layout.root())
+            .await
+            .with_context(|| format!("setting up {}", layout.root()))?;
+        if changed.is_empty() {
+            println!(
+                "{}: every node and ACL already as it should be",
+                layout.root()
+            );
+        }
+        for c in changed {
+            println!("{c}");
+        }
+        anyhow::Ok(())
+    })
 }
 
 /// `geodns keygen`.
@@ -134,25 +195,32 @@ async fn terminated() {
 }
 
 pub fn register(a: RegisterArgs) -> anyhow::Result<()> {
-    let layout = geodns_snapshot::Layout::new(&a.root).map_err(anyhow::Error::msg)?;
+    let zk = geodns_snapshot::ZkSettings {
+        connect: a.zookeeper,
+        root: a.root,
+        session_timeout_ms: a.session_timeout_ms,
+        password_file: a.password_file,
+    };
+    zk.check()
+        .map_err(|(key, e)| anyhow::anyhow!("--{}: {e}", key.replace('_', "-")))?;
     let reg = Registration {
         name: a.name,
         addresses: a.addresses,
         services: a.services,
     };
     reg.validate()?;
-    crate::runtime(1)?.block_on(geodns_register::keep_registered(
-        &a.zookeeper,
-        &layout,
-        &reg,
-        Duration::from_millis(a.session_timeout_ms),
-        terminated(),
-    ))?;
+    crate::runtime(1)?.block_on(geodns_register::keep_registered(&zk, &reg, terminated()))?;
     Ok(())
 }
 
 pub fn publish(a: PublishArgs) -> anyhow::Result<()> {
-    let cfg = geodns_presenter::config::Config::load(&a.config)?;
+    let mut cfg = geodns_presenter::config::Config::load(&a.config)?;
+    if let Some(p) = a.password_file {
+        cfg.zookeeper.password_file = Some(p);
+        cfg.zookeeper
+            .check()
+            .map_err(|(key, e)| anyhow::anyhow!("--{}: {e}", key.replace('_', "-")))?;
+    }
     let text = std::fs::read_to_string(&a.file)
         .with_context(|| format!("reading {}", a.file.display()))?;
     let label = |e: String| anyhow::anyhow!("{}: {e}", a.file.display());
@@ -170,6 +238,8 @@ pub fn publish(a: PublishArgs) -> anyhow::Result<()> {
 
 pub fn presenter(a: PresenterArgs) -> anyhow::Result<()> {
     let cfg = geodns_presenter::config::Config::load(&a.config)?;
+    cfg.signing_key()
+        .map_err(|e| anyhow::anyhow!("{}: signing_key: {e}", a.config.display()))?;
     let rt = crate::runtime(1)?;
     if a.remove_squatters {
         let removed = rt

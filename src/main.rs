@@ -116,6 +116,12 @@ enum Command {
     /// `signing_key`) and its public half in `FILE.pub` (for servers' `[zookeeper]
     /// trusted_keys`), printed too
     Keygen(internal_cmd::KeygenArgs),
+    /// ZooKeeper set-up: `init` creates geodns's tree with one identity per role (SASL users
+    /// geodns-presenter, -server, -robot, -human, -announce) and its ACLs, as geodns-admin
+    Zk {
+        #[command(subcommand)]
+        command: internal_cmd::ZkCommand,
+    },
     /// Run as an ExaBGP API process: health-check each VIP's service, announce, drain and
     /// withdraw its route, and publish the PoP's health for the DNS (docs/bgp.md).
     Announce {
@@ -221,6 +227,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Publish(a) => internal_cmd::publish(a),
         Command::Presenter(a) => internal_cmd::presenter(a),
         Command::Keygen(a) => internal_cmd::keygen(a),
+        Command::Zk { command } => internal_cmd::zk(command),
         Command::Serve { config } => {
             let rt = runtime(1)?;
             rt.block_on(geodns_server::server::run(&config))?;
@@ -246,6 +253,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 down.len()
             );
             if let Some(zk) = &data.config.zookeeper {
+                if !zk.zk.secure() {
+                    eprintln!(
+                        "{}: warning: [zookeeper] has no password_file: this server does not authenticate to ZooKeeper, so the tree it reads cannot be closed to others (geodns zk init, docs/security.md)",
+                        config.display()
+                    );
+                }
                 if !zk.trust().checks() {
                     eprintln!(
                         "{}: warning: [zookeeper] trusted_keys is empty: internal-zone snapshots are taken unsigned, so whoever can write to ZooKeeper can change this server's internal zones (docs/security.md)",

@@ -238,7 +238,7 @@ fn default_reuse() -> f64 {
 impl Config {
     /// Reads and checks the file; errors name the file and key.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let (file, cfg): (String, Config) = config_file::load(path)?;
+        let (file, mut cfg): (String, Config) = config_file::load(path)?;
         let bad = |key: String, problem: String| ConfigError::invalid(&file, key, problem);
         if cfg.vips.is_empty() {
             return Err(bad("vips".into(), "no VIP".into()));
@@ -315,7 +315,8 @@ impl Config {
         if cfg.drain.method == DrainMethod::Prepend && cfg.local_as.is_none() {
             return Err(bad("drain.method".into(), "prepend needs local_as".into()));
         }
-        if let Some(zk) = &cfg.publish.zookeeper {
+        if let Some(zk) = &mut cfg.publish.zookeeper {
+            zk.resolve(path.parent().unwrap_or(Path::new("")));
             zk.check()
                 .map_err(|(key, e)| bad(format!("publish.zookeeper.{key}"), e))?;
         }

@@ -1,6 +1,7 @@
 //! Where the PoP's health goes for the DNS: the node `<root>/health/<pop>` in ZooKeeper, kept
 //! equal to the latest health across reconnects, and the server's health file.
 
+use geodns_snapshot::access::{self, Node, Role};
 use std::time::Duration;
 
 use geodns_snapshot::health_file;
@@ -25,19 +26,20 @@ pub(crate) async fn publish_zk(
     let mut backoff = geodns_snapshot::backoff::Backoff::new(Duration::from_millis(100));
     loop {
         let client = geodns_snapshot::backoff::connect(
-            &zkcfg.connect,
-            Duration::from_millis(zkcfg.session_timeout_ms),
+            &zkcfg,
+            Role::Announce,
             &mut backoff,
             "health not published",
         )
         .await;
         backoff.reset();
-        let opts = zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
-        if let Err(e) = client.mkdir(&dir, &opts).await {
-            if e != zk::Error::NodeExists {
-                tracing::warn!(error = %e, "cannot create {dir}");
-                continue;
-            }
+        let opts = access::persistent(Node::Health, zkcfg.secure());
+        if let Err(e) =
+            geodns_snapshot::store::ensure_path(&client, &dir, Node::Health, zkcfg.secure()).await
+        {
+            tracing::warn!(error = %e, "cannot create {dir}");
+            tokio::time::sleep(backoff.next_delay()).await;
+            continue;
         }
         loop {
             let current = rx.borrow_and_update().clone();

@@ -143,6 +143,8 @@ impl Config {
         let (file, mut cfg): (String, Config) = config_file::load(path)?;
         let bad = |key: String, problem: String| ConfigError::invalid(&file, key, problem);
         cfg.zookeeper
+            .resolve(path.parent().unwrap_or(Path::new("")));
+        cfg.zookeeper
             .check()
             .map_err(|(key, e)| bad(format!("zookeeper.{key}"), e))?;
         if cfg.zones.is_empty() {
@@ -201,11 +203,12 @@ impl Config {
                 format!("{share} is not a share in [0, 1]"),
             ));
         }
+        // Only resolved here: `geodns publish` reads this config as a human, who must not be
+        // able to read the presenter's key; `geodns presenter` reads it at start.
         if let Some(key) = &mut cfg.signing_key {
             if key.is_relative() {
                 *key = path.parent().unwrap_or(Path::new("")).join(&*key);
             }
-            geodns_snapshot::SigningKey::read(key).map_err(|e| bad("signing_key".into(), e))?;
         }
         Ok(cfg)
     }

@@ -7,9 +7,10 @@ use geodns_snapshot::{store, Layout};
 use zookeeper_client as zk;
 
 use crate::config::{norm, Config};
-use crate::publication::{connect, persistent};
+use crate::publication::connect;
 use crate::reconcile;
 use crate::reconcile::{reconcile, render};
+use geodns_snapshot::access::{self, Node, Role};
 
 /// Reads the human zones: origin (normalised) -> text. Nodes for origins that are not internal
 /// zones are returned apart, to be reported.
@@ -84,15 +85,20 @@ pub async fn publish_human(cfg: &Config, origin: &str, text: &str) -> Result<(),
         ));
     }
     let layout = cfg.zookeeper.layout()?;
-    let client = connect(cfg).await?;
-    store::ensure_path(&client, &layout.human())
+    let client = connect(cfg, Role::Human).await?;
+    let secure = cfg.zookeeper.secure();
+    store::ensure_path(&client, &layout.human(), Node::Human, secure)
         .await
         .map_err(|e| e.to_string())?;
     let path = layout.human_zone(origin);
     match client.set_data(&path, text.as_bytes(), None).await {
         Ok(_) => Ok(()),
         Err(zk::Error::NoNode) => client
-            .create(&path, text.as_bytes(), &persistent())
+            .create(
+                &path,
+                text.as_bytes(),
+                &access::persistent(Node::Human, secure),
+            )
             .await
             .map(|_| ())
             .map_err(|e| format!("{path}: {e}")),

@@ -6,6 +6,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use geodns_snapshot::access::{Node, Role};
 use geodns_snapshot::format::FORMAT;
 use geodns_snapshot::{store, Layout, Snapshot, ZoneText};
 use zookeeper_client as zk;
@@ -34,8 +35,8 @@ pub async fn run(cfg: Config, force: bool, metrics: Arc<Metrics>) {
     let mut backoff = geodns_snapshot::backoff::Backoff::new(Duration::from_millis(100));
     loop {
         let client = geodns_snapshot::backoff::connect(
-            &cfg.zookeeper.connect,
-            Duration::from_millis(cfg.zookeeper.session_timeout_ms),
+            &cfg.zookeeper,
+            Role::Presenter,
             &mut backoff,
             "nothing is published meanwhile",
         )
@@ -82,17 +83,29 @@ pub(crate) async fn lead(
         let what = what.to_owned();
         move |e: zk::Error| format!("{what}: {e}")
     };
-    for p in [
-        layout.hosts(),
-        layout.human(),
-        layout.presenters(),
-        layout.snapshots(),
+    let secure = cfg.zookeeper.secure();
+    // With credentials the tree is `geodns zk init`'s: the presenter may not create the
+    // robots' or the humans' directories, only its own.
+    for (p, node) in [
+        (layout.hosts(), Node::Hosts),
+        (layout.human(), Node::Human),
+        (layout.presenters(), Node::Presenters),
+        (layout.snapshots(), Node::Snapshots),
     ] {
-        store::ensure_path(client, &p)
-            .await
-            .map_err(|e| e.to_string())?;
+        match store::ensure_path(client, &p, node, secure).await {
+            Ok(()) => {}
+            Err(store::StoreError::Zk {
+                source: zk::Error::NoAuth,
+                ..
+            }) if secure => {
+                return Err(format!(
+                    "{p} is missing and not this presenter's to create: run geodns zk init"
+                ))
+            }
+            Err(e) => return Err(e.to_string()),
+        }
     }
-    let lock = wait_for_lock(client, layout, metrics).await?;
+    let lock = wait_for_lock(client, layout, secure, metrics).await?;
     metrics.squatters.store(0, Relaxed);
     metrics.leader.store(1, Relaxed);
     tracing::info!(lock = lock.lock_path(), "leader: publishing");
@@ -159,9 +172,12 @@ pub(crate) async fn lead(
             }
             Err(zk::Error::NoNode) => {
                 tracing::error!("the human zones are gone (a deleted tree?); keeping the last ones read until they are published again");
-                store::ensure_path(client, &layout.human())
-                    .await
-                    .map_err(|e| e.to_string())?;
+                // Not ours to create with credentials: `geodns zk init` is.
+                if !secure {
+                    store::ensure_path(client, &layout.human(), Node::Human, false)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                }
                 (humans_seen.clone().unwrap_or_default(), Vec::new())
             }
             Err(e) => return Err(format!("reading human zones: {e}")),
@@ -190,7 +206,7 @@ pub(crate) async fn lead(
             }));
         rec.conflicts.sort();
         if reported.as_ref() != Some(&rec.conflicts) {
-            report_conflicts(client, layout, metrics, &rec.conflicts).await?;
+            report_conflicts(client, layout, secure, metrics, &rec.conflicts).await?;
             reported = Some(rec.conflicts.clone());
         }
 
@@ -213,7 +229,7 @@ pub(crate) async fn lead(
             if let Some(reason) = hold {
                 if held_reason.as_deref() != Some(reason.as_str()) {
                     tracing::error!(%reason, "snapshot held back");
-                    write_node(client, &layout.held(), reason.as_bytes())
+                    write_node(client, &layout.held(), reason.as_bytes(), secure)
                         .await
                         .map_err(zerr("writing held"))?;
                     metrics.held.store(1, Relaxed);
@@ -234,6 +250,7 @@ pub(crate) async fn lead(
                     last.znode_version,
                     Some(&lock),
                     signer.as_ref(),
+                    secure,
                 )
                 .await
                 {
@@ -260,7 +277,7 @@ pub(crate) async fn lead(
                         *baseline = Some(last.clone());
                         *force = false;
                         if held_reason.take().is_some() {
-                            write_node(client, &layout.held(), b"")
+                            write_node(client, &layout.held(), b"", secure)
                                 .await
                                 .map_err(zerr("clearing held"))?;
                             metrics.held.store(0, Relaxed);
@@ -335,12 +352,14 @@ pub(crate) async fn lead(
 async fn wait_for_lock<'c>(
     client: &'c zk::Client,
     layout: &Layout,
+    secure: bool,
     metrics: &Metrics,
 ) -> Result<zk::LockClient<'c>, String> {
     let presenters = layout.presenters();
     let prefix =
         zk::LockPrefix::new_curator(&presenters, "presenter-").map_err(|e| format!("lock: {e}"))?;
-    let options = zk::LockOptions::new(zk::Acls::anyone_all());
+    let acls = geodns_snapshot::access::acls(Node::Presenters, secure);
+    let options = zk::LockOptions::new(zk::Acls::new(&acls));
     tracing::info!("waiting for leadership");
     let waiting = client.lock(prefix, b"", options);
     tokio::pin!(waiting);
@@ -365,6 +384,7 @@ async fn wait_for_lock<'c>(
 async fn report_conflicts(
     client: &zk::Client,
     layout: &Layout,
+    secure: bool,
     metrics: &Metrics,
     conflicts: &[Conflict],
 ) -> Result<(), String> {
@@ -378,7 +398,7 @@ async fn report_conflicts(
         );
     }
     let json = conflict_report(conflicts);
-    write_node(client, &layout.conflicts(), &json)
+    write_node(client, &layout.conflicts(), &json, secure)
         .await
         .map_err(|e| format!("writing conflicts: {e}"))?;
     metrics.conflicts.store(conflicts.len() as u64, Relaxed);

@@ -2,8 +2,8 @@
 //! report, and the one-off session of a command.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::Duration;
 
+use geodns_snapshot::access::{self, Node, Role};
 use geodns_snapshot::format::MAX_VERSION;
 use geodns_snapshot::{store, Layout, Trust};
 use zookeeper_client as zk;
@@ -26,18 +26,12 @@ pub(crate) struct Published {
     pub(crate) ours: bool,
 }
 
-pub(crate) fn persistent() -> zk::CreateOptions<'static> {
-    zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all())
-}
-
-/// A one-off session for a command (`publish`, `--remove-squatters`).
-pub(crate) async fn connect(cfg: &Config) -> Result<zk::Client, String> {
-    geodns_snapshot::backoff::connect_once(
-        &cfg.zookeeper.connect,
-        Duration::from_millis(cfg.zookeeper.session_timeout_ms),
-    )
-    .await
-    .map_err(|e| format!("ZooKeeper {}: {e}", cfg.zookeeper.connect))
+/// A one-off session for a command, as `role` (`publish` as a human, `--remove-squatters` as
+/// a presenter).
+pub(crate) async fn connect(cfg: &Config, role: Role) -> Result<zk::Client, String> {
+    geodns_snapshot::backoff::connect_once(&cfg.zookeeper, role)
+        .await
+        .map_err(|e| format!("ZooKeeper {}: {e}", cfg.zookeeper.connect))
 }
 
 /// Conflicts logged one per line after each change; the rest are counted.
@@ -172,14 +166,19 @@ pub(crate) async fn last_published(
     })
 }
 
+/// Writes a report node (`conflicts`, `held`), creating it if missing.
 pub(crate) async fn write_node(
     client: &zk::Client,
     path: &str,
     data: &[u8],
+    secure: bool,
 ) -> Result<(), zk::Error> {
     match client.set_data(path, data, None).await {
         Ok(_) => Ok(()),
-        Err(zk::Error::NoNode) => client.create(path, data, &persistent()).await.map(|_| ()),
+        Err(zk::Error::NoNode) => client
+            .create(path, data, &access::persistent(Node::Reports, secure))
+            .await
+            .map(|_| ()),
         Err(e) => Err(e),
     }
 }

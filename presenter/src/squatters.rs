@@ -31,7 +31,7 @@ pub(crate) async fn squatters(client: &zk::Client, dir: &str) -> Result<Vec<Stri
 /// touched.
 pub async fn remove_squatters(cfg: &Config) -> Result<Vec<String>, String> {
     let layout = cfg.zookeeper.layout()?;
-    let client = connect(cfg).await?;
+    let client = connect(cfg, geodns_snapshot::access::Role::Presenter).await?;
     let dir = layout.presenters();
     let found = match squatters(&client, &dir).await {
         Ok(f) => f,

@@ -148,25 +148,22 @@ pub async fn register(
     client: &zk::Client,
     layout: &Layout,
     reg: &Registration,
+    secure: bool,
 ) -> Result<String, RegisterError> {
+    use geodns_snapshot::access::{self, Node};
     reg.validate()?;
     let parent = layout.hosts();
-    match client
-        .mkdir(
-            &parent,
-            &zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all()),
-        )
-        .await
-    {
-        Ok(()) | Err(zk::Error::NodeExists) => {}
-        Err(e) => return Err(e.into()),
+    match geodns_snapshot::store::ensure_path(client, &parent, Node::Hosts, secure).await {
+        Ok(()) => {}
+        Err(geodns_snapshot::store::StoreError::Zk { source, .. }) => return Err(source.into()),
+        Err(e) => return Err(RegisterError::Invalid(e.to_string())),
     }
     let prefix = format!("{parent}/{}-", reg.name.trim_end_matches('.'));
     let (_, seq) = client
         .create(
             &prefix,
             &reg.to_bytes(),
-            &zk::CreateMode::EphemeralSequential.with_acls(zk::Acls::anyone_all()),
+            &access::ephemeral_sequential(Node::Hosts, secure),
         )
         .await?;
     Ok(format!("{prefix}{seq}"))
@@ -176,21 +173,22 @@ pub async fn register(
 /// and registers again in a new session whenever the session expires. On `stop` it closes the
 /// session, which removes the node at once.
 pub async fn keep_registered(
-    connect: &str,
-    layout: &Layout,
+    zk_settings: &geodns_snapshot::ZkSettings,
     reg: &Registration,
-    session_timeout: Duration,
     stop: impl std::future::Future<Output = ()>,
 ) -> Result<(), RegisterError> {
+    let layout = &zk_settings
+        .layout()
+        .map_err(|e| RegisterError::Invalid(format!("root: {e}")))?;
     reg.validate()?;
     tokio::pin!(stop);
     let mut backoff = geodns_snapshot::backoff::Backoff::new(Duration::from_millis(100));
     loop {
         let client = tokio::select! {
-            c = geodns_snapshot::backoff::connect(connect, session_timeout, &mut backoff, "not registered meanwhile") => c,
+            c = geodns_snapshot::backoff::connect(zk_settings, geodns_snapshot::access::Role::Robot, &mut backoff, "not registered meanwhile") => c,
             _ = &mut stop => return Ok(()),
         };
-        let path = match register(&client, layout, reg).await {
+        let path = match register(&client, layout, reg, zk_settings.secure()).await {
             Ok(p) => p,
             Err(RegisterError::Invalid(e)) => return Err(RegisterError::Invalid(e)),
             Err(e) => {

@@ -331,6 +331,7 @@ impl Config {
         }
         if let Some(zk) = &mut cfg.zookeeper {
             zk.cache = base.join(&zk.cache);
+            zk.zk.resolve(base);
             if let Err((key, problem)) = zk.zk.check() {
                 return Err(invalid(format!("zookeeper.{key}"), problem));
             }

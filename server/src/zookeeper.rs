@@ -18,11 +18,9 @@ use crate::served::State;
 
 fn follower_config(zk: &config::ZooKeeper) -> FollowerConfig {
     FollowerConfig {
-        connect: zk.zk.connect.clone(),
-        layout: zk.zk.layout().expect("validated with the config"),
+        zk: zk.zk.clone(),
         cache: zk.cache.clone(),
         jitter: Duration::from_millis(zk.jitter_ms),
-        session_timeout: Duration::from_millis(zk.zk.session_timeout_ms),
         recheck: Duration::from_millis(zk.recheck_ms.max(100)),
         trust: zk.trust(),
     }
@@ -106,7 +104,6 @@ pub async fn follow(zk: config::ZooKeeper, state: Arc<State>, metrics: Arc<Metri
 
 /// Follows the PoP health `geodns announce` publishes, draining PoPs that are not up.
 pub async fn follow_health(zk: config::ZooKeeper, state: Arc<State>) {
-    let layout = zk.zk.layout().expect("validated with the config");
     let apply: geodns_snapshot::pophealth::ApplyHealth = Arc::new(move |map| {
         let not_up: Vec<String> = map
             .iter()
@@ -116,12 +113,6 @@ pub async fn follow_health(zk: config::ZooKeeper, state: Arc<State>) {
         tracing::info!(not_up = ?not_up, "published PoP health changed");
         state.swap_published_health(Arc::new(map));
     });
-    geodns_snapshot::pophealth::follow(
-        zk.zk.connect,
-        layout,
-        Duration::from_millis(zk.zk.session_timeout_ms),
-        Duration::from_millis(zk.recheck_ms.max(100)),
-        apply,
-    )
-    .await;
+    geodns_snapshot::pophealth::follow(zk.zk, Duration::from_millis(zk.recheck_ms.max(100)), apply)
+        .await;
 }

@@ -7,6 +7,9 @@ use std::time::Duration;
 
 use zookeeper_client as zk;
 
+use crate::access::Role;
+use crate::layout::ZkSettings;
+
 /// A doubling delay, capped.
 #[derive(Clone, Copy, Debug)]
 pub struct Backoff {
@@ -64,38 +67,42 @@ pub enum ConnectError {
     /// connection and says nothing).
     #[error("no session within {0:?}")]
     TimedOut(Duration),
+    /// The password file cannot be used.
+    #[error("{0}")]
+    Credentials(String),
 }
 
-/// One attempt at a session: `session_timeout` asked of the ensemble, the connection and the
-/// whole attempt bounded by it, so a silent member never stalls a component for longer than
-/// its session could live.
-pub async fn connect_once(
-    connect: &str,
-    session_timeout: Duration,
-) -> Result<zk::Client, ConnectError> {
-    let attempt = zk::Client::connector()
+/// One attempt at a session as `role`: `zk`'s session timeout asked of the ensemble, the
+/// connection and the whole attempt bounded by it (a silent member never stalls a component for
+/// longer than its session could live), authenticated with the role's user and password when
+/// `zk` has a password file.
+pub async fn connect_once(zk: &ZkSettings, role: Role) -> Result<zk::Client, ConnectError> {
+    let session_timeout = Duration::from_millis(zk.session_timeout_ms);
+    let mut connector = zk::Client::connector()
         .with_session_timeout(session_timeout)
-        .with_connection_timeout(session_timeout)
-        .connect(connect);
-    match tokio::time::timeout(session_timeout * 2, attempt).await {
+        .with_connection_timeout(session_timeout);
+    if let Some(password) = zk.password().map_err(ConnectError::Credentials)? {
+        connector = connector.with_sasl(zk::SaslOptions::digest_md5(role.user(), password));
+    }
+    match tokio::time::timeout(session_timeout * 2, connector.connect(&zk.connect)).await {
         Ok(r) => Ok(r?),
         Err(_) => Err(ConnectError::TimedOut(session_timeout * 2)),
     }
 }
 
-/// Connects, retrying until a session is established: each failure is logged with
+/// Connects as `role`, retrying until a session is established: each failure is logged with
 /// `while_down` (what the component does meanwhile, e.g. "serving the snapshot in force"),
 /// then waits `backoff`'s next delay and up to as much again at random. The caller resets
 /// `backoff` once the session has done its work (a session that connects and then fails at
 /// once must not retry at full speed).
 pub async fn connect(
-    connect: &str,
-    session_timeout: Duration,
+    zk: &ZkSettings,
+    role: Role,
     backoff: &mut Backoff,
     while_down: &str,
 ) -> zk::Client {
     loop {
-        match connect_once(connect, session_timeout).await {
+        match connect_once(zk, role).await {
             Ok(client) => return client,
             Err(e) => {
                 tracing::warn!(error = %e, retry_ms = backoff.peek().as_millis() as u64, "ZooKeeper unreachable; {while_down}");

@@ -10,7 +10,6 @@
 //! watch lost with a connection never leaves a server behind. ZooKeeper down, partitioned or an
 //! expired session never empty anything: the owner keeps serving what it has.
 
-use crate::signature::Trust;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,22 +18,19 @@ use zookeeper_client as zk;
 
 use crate::backoff::{jitter, Backoff};
 use crate::format::{Pointer, Snapshot};
-use crate::layout::Layout;
+use crate::layout::{Layout, ZkSettings};
+use crate::signature::Trust;
 use crate::store;
 
 /// Where and how to follow.
 #[derive(Clone, Debug)]
 pub struct FollowerConfig {
-    /// ZooKeeper connect string, `host:port,host:port[/chroot]`.
-    pub connect: String,
-    /// Paths under the root.
-    pub layout: Layout,
+    /// How to reach ZooKeeper (as the server role), and the root the snapshots are under.
+    pub zk: ZkSettings,
     /// The last good snapshot on disk.
     pub cache: PathBuf,
     /// Longest random wait before fetching a new version.
     pub jitter: Duration,
-    /// Session timeout asked of ZooKeeper (it bounds it to 2-20 ticks).
-    pub session_timeout: Duration,
     /// Re-read the pointer at least this often, whatever the watches say.
     pub recheck: Duration,
     /// The keys snapshots must be signed by (empty: signatures are not checked).
@@ -56,6 +52,7 @@ pub type Refused = Arc<dyn Fn(&'static str) + Send + Sync>;
 /// The follower of one ZooKeeper ensemble.
 pub struct Follower {
     cfg: FollowerConfig,
+    layout: Layout,
     apply: Apply,
     save_failed: Option<SaveFailed>,
     refused: Option<Refused>,
@@ -175,6 +172,7 @@ impl Follower {
     /// A follower that hands verified snapshots to `apply`.
     pub fn new(cfg: FollowerConfig, apply: Apply) -> Follower {
         Follower {
+            layout: cfg.zk.layout().expect("a checked ZooKeeper root"),
             cfg,
             apply,
             save_failed: None,
@@ -234,8 +232,8 @@ impl Follower {
         let mut backoff = Backoff::new(Duration::from_millis(100));
         loop {
             let client = crate::backoff::connect(
-                &self.cfg.connect,
-                self.cfg.session_timeout,
+                &self.cfg.zk,
+                crate::access::Role::Server,
                 &mut backoff,
                 "serving the snapshot in force",
             )
@@ -255,7 +253,7 @@ impl Follower {
         let mut refused: Option<(u64, String)> = None;
         let mut retry = Backoff::new(Duration::from_millis(200));
         loop {
-            let path = self.cfg.layout.pointer();
+            let path = self.layout.pointer();
             let watched = match client.get_and_watch_data(&path).await {
                 Ok((data, _, watcher)) => Some((data, watcher)),
                 Err(zk::Error::NoNode) => None,
@@ -369,7 +367,7 @@ impl Follower {
 
     async fn fetch_apply(&self, client: &zk::Client, p: &Pointer) -> Result<(), FetchFailed> {
         let started = std::time::Instant::now();
-        let snap = match store::fetch(client, &self.cfg.layout, p, &self.cfg.trust).await {
+        let snap = match store::fetch(client, &self.layout, p, &self.cfg.trust).await {
             Ok(s) => s,
             Err(store::StoreError::Snapshot(e)) => {
                 let reason = match e {

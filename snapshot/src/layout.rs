@@ -99,6 +99,11 @@ pub struct ZkSettings {
     /// Session timeout, ms (the ensemble bounds it to 2-20 ticks). Default 10000.
     #[serde(default = "default_session_timeout_ms")]
     pub session_timeout_ms: u64,
+    /// A file holding the password of this component's role (SASL DIGEST-MD5; the user is the
+    /// role's, [`crate::access::Role::user`]), readable by its owner only. Unset: the
+    /// component does not authenticate and the nodes it creates are open to anyone.
+    #[serde(default)]
+    pub password_file: Option<std::path::PathBuf>,
 }
 
 fn default_root() -> String {
@@ -115,12 +120,52 @@ impl ZkSettings {
         Layout::new(&self.root)
     }
 
-    /// Checks every field: the connect string, the session timeout and the root, as
-    /// `(key, problem)`.
+    /// Checks every field: the connect string, the session timeout, the root and the password
+    /// file, as `(key, problem)`.
     pub fn check(&self) -> Result<Layout, (&'static str, String)> {
         check_connect(&self.connect).map_err(|e| ("connect", e))?;
         check_session_timeout_ms(self.session_timeout_ms).map_err(|e| ("session_timeout_ms", e))?;
+        self.password().map_err(|e| ("password_file", e))?;
         self.layout().map_err(|e| ("root", e))
+    }
+
+    /// A relative password file made relative to `base` (the config file's directory).
+    pub fn resolve(&mut self, base: &std::path::Path) {
+        if let Some(p) = &mut self.password_file {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        }
+    }
+
+    /// Whether the component authenticates (and creates nodes with the role ACLs).
+    pub fn secure(&self) -> bool {
+        self.password_file.is_some()
+    }
+
+    /// The password, read from `password_file` (refused if others may read it).
+    pub fn password(&self) -> Result<Option<String>, String> {
+        let Some(path) = &self.password_file else {
+            return Ok(None);
+        };
+        let name = path.display();
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path)
+            .map_err(|e| format!("{name}: {e}"))?
+            .permissions()
+            .mode();
+        if mode & 0o077 != 0 {
+            return Err(format!(
+                "{name}: mode {:o}: a password file must be readable by its owner only (chmod 600)",
+                mode & 0o777
+            ));
+        }
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{name}: {e}"))?;
+        let password = text.trim_end_matches(['\n', '\r']).to_owned();
+        if password.is_empty() {
+            return Err(format!("{name}: empty"));
+        }
+        Ok(Some(password))
     }
 }
 

@@ -7,7 +7,9 @@
 //! thousand servers cost a thousand watches.
 //!
 //! - [`format`](mod@format): the snapshot document and the pointer (version, checksum, size, chunks);
-//! - [`layout`]: where everything lives under the ZooKeeper root;
+//! - [`layout`]: where everything lives under the ZooKeeper root, and how to reach it
+//!   ([`ZkSettings`]); [`access`]: who may write what (one identity per role, every node's
+//!   ACL);
 //! - [`signature`]: who may publish: Ed25519 signatures over the document, the keys servers
 //!   trust;
 //! - [`store`]: publishing a snapshot whole (chunks first, then the pointer) and fetching and
@@ -18,6 +20,7 @@
 //! - [`follower`]: the task a server runs: last good snapshot from disk at start, then watch,
 //!   fetch with jitter, verify, hand over, save; reconnect with backoff.
 
+pub mod access;
 pub mod backoff;
 pub mod follower;
 pub mod format;

@@ -13,7 +13,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use zookeeper_client as zk;
 
-use crate::layout::Layout;
+use crate::layout::{Layout, ZkSettings};
 
 /// A PoP's state for the DNS, as `geodns announce` publishes it: up while any VIP is announced
 /// normally, draining while any is draining and none is up, down otherwise.
@@ -179,28 +179,26 @@ async fn read(client: &zk::Client, dir: &str) -> Result<HealthMap, zk::Error> {
 }
 
 /// Follows `<root>/health` until the process ends, calling `apply` whenever the map changes.
-pub async fn follow(
-    connect: String,
-    layout: Layout,
-    session_timeout: Duration,
-    recheck: Duration,
-    apply: ApplyHealth,
-) {
+pub async fn follow(settings: ZkSettings, recheck: Duration, apply: ApplyHealth) {
+    let layout = settings.layout().expect("checked with the config");
     let dir = dir(&layout);
     let mut last: Option<HealthMap> = None;
     let mut backoff = crate::backoff::Backoff::new(Duration::from_millis(100));
     loop {
         let client = crate::backoff::connect(
-            &connect,
-            session_timeout,
+            &settings,
+            crate::access::Role::Server,
             &mut backoff,
             "PoP health as last known",
         )
         .await;
         backoff.reset();
-        let opts = zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
+        // Servers only read: with credentials the directory is `geodns zk init`'s to create,
+        // and a watch waits for it all the same.
+        let opts = crate::access::persistent(crate::access::Node::Health, false);
         match client.mkdir(&dir, &opts).await {
             Ok(()) | Err(zk::Error::NodeExists) => {}
+            Err(zk::Error::NoAuth) if settings.secure() => {}
             Err(e) => {
                 tracing::warn!(error = %e, "cannot create {dir}");
                 continue;

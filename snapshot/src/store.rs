@@ -7,6 +7,7 @@
 //! them. Readers fetch the chunks the pointer names and verify size and checksum, so a chunk
 //! removed or changed under them makes the fetch fail, not a half snapshot.
 
+use crate::access::{self, Node};
 use crate::signature::{SigningKey, Trust};
 use zookeeper_client as zk;
 
@@ -46,13 +47,25 @@ fn zk_err<'p>(op: &'static str, path: &'p str) -> impl FnOnce(zk::Error) -> Stor
     }
 }
 
-fn persistent() -> zk::CreateOptions<'static> {
-    zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all())
-}
-
-/// Creates `path` and its missing ancestors (persistent, empty).
-pub async fn ensure_path(client: &zk::Client, path: &str) -> Result<(), StoreError> {
-    match client.mkdir(path, &persistent()).await {
+/// Creates `path` and its missing ancestors (persistent, empty), with the ACL of `node`
+/// ([`access`]; open to anyone unless `secure`).
+pub async fn ensure_path(
+    client: &zk::Client,
+    path: &str,
+    node: Node,
+    secure: bool,
+) -> Result<(), StoreError> {
+    // Looked at first: with ACLs a component may not create in the parent (only `geodns zk
+    // init` does), and ZooKeeper checks that before it sees the node exists.
+    if client
+        .check_stat(path)
+        .await
+        .map_err(zk_err("stat", path))?
+        .is_some()
+    {
+        return Ok(());
+    }
+    match client.mkdir(path, &access::persistent(node, secure)).await {
         Ok(()) | Err(zk::Error::NodeExists) => Ok(()),
         Err(e) => Err(zk_err("mkdir", path)(e)),
     }
@@ -83,12 +96,14 @@ pub async fn publish(
     expected: Option<i32>,
     fence: Option<&zk::LockClient<'_>>,
     signer: Option<&SigningKey>,
+    secure: bool,
 ) -> Result<Pointer, StoreError> {
+    let persistent = || access::persistent(Node::Snapshots, secure);
     let (bytes, mut pointer) = snap.encode();
     if let Some(key) = signer {
         key.sign(&bytes, &mut pointer);
     }
-    ensure_path(client, &layout.snapshots()).await?;
+    ensure_path(client, &layout.snapshots(), Node::Snapshots, secure).await?;
     let dir = layout.version(snap.version);
     // A node of this version can only be from an interrupted publication: start it afresh.
     remove_tree(client, &dir).await?;

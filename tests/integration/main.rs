@@ -3,6 +3,7 @@
 
 mod harness;
 
+mod access;
 mod answers;
 mod bgp;
 mod browser;

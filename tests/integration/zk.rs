@@ -15,6 +15,8 @@ pub const TICK_MS: u64 = 200;
 pub struct ZkNode {
     child: Option<Child>,
     dir: PathBuf,
+    /// JVM options (SASL's JAAS file and super user).
+    jvm: Vec<String>,
     /// The address clients connect to (127.0.0.1, or a bridge's for clients in namespaces).
     pub host: String,
     pub client_port: u16,
@@ -26,10 +28,11 @@ pub struct ZooKeeper {
     _dir: tempfile::TempDir,
 }
 
-fn java() -> Command {
+fn java(jvm: &[String]) -> Command {
     let mut c = Command::new("java");
     c.arg("-Xmx256m")
         .arg("-Dzookeeper.root.logger=WARN,CONSOLE")
+        .args(jvm)
         .args(["-cp", "/usr/share/java/*:/etc/zookeeper/conf"])
         .arg("org.apache.zookeeper.server.quorum.QuorumPeerMain");
     c
@@ -38,7 +41,7 @@ fn java() -> Command {
 impl ZkNode {
     fn spawn(&mut self) {
         let log = std::fs::File::create(self.dir.join("zk.log")).unwrap();
-        let child = java()
+        let child = java(&self.jvm)
             .arg(self.dir.join("zoo.cfg"))
             .current_dir(&self.dir)
             .stdout(log.try_clone().unwrap())
@@ -113,6 +116,16 @@ impl ZooKeeper {
     }
 
     fn start_at(n: usize, host: &str) -> ZooKeeper {
+        ZooKeeper::start_with(n, host, false)
+    }
+
+    /// A standalone server that authenticates clients with SASL (DIGEST-MD5): every geodns
+    /// role's user ([`sasl_password`] is its password) and `geodns-admin`, the super user.
+    pub fn standalone_sasl() -> ZooKeeper {
+        ZooKeeper::start_with(1, "127.0.0.1", true)
+    }
+
+    fn start_with(n: usize, host: &str, sasl: bool) -> ZooKeeper {
         let dir = tempfile::tempdir().unwrap();
         let ports: Vec<(u16, u16, u16)> = (0..n)
             .map(|_| (free_port(), free_port(), free_port()))
@@ -136,9 +149,34 @@ impl ZooKeeper {
                 }
             }
             let _ = (peer, election);
+            let mut jvm = Vec::new();
+            if sasl {
+                cfg.push_str(
+                    "authProvider.1=org.apache.zookeeper.server.auth.SASLAuthenticationProvider\n",
+                );
+                let users: String = SASL_USERS
+                    .iter()
+                    .map(|u| format!("  user_{u}=\"{}\"\n", sasl_password(u)))
+                    .collect();
+                let jaas = node_dir.join("jaas.conf");
+                std::fs::write(
+                    &jaas,
+                    format!(
+                        "Server {{\n  org.apache.zookeeper.server.auth.DigestLoginModule required\n{}}};\n",
+                        users.trim_end().to_owned() + ";\n"
+                    ),
+                )
+                .unwrap();
+                jvm.push(format!(
+                    "-Djava.security.auth.login.config={}",
+                    jaas.display()
+                ));
+                jvm.push("-Dzookeeper.superUser=geodns-admin".into());
+            }
             std::fs::write(node_dir.join("zoo.cfg"), cfg).unwrap();
             let mut node = ZkNode {
                 child: None,
+                jvm,
                 dir: node_dir,
                 host: host.to_owned(),
                 client_port: *client,
@@ -255,6 +293,30 @@ impl ZooKeeper {
             panic!("{path} keeps coming back");
         })
     }
+}
+
+/// The SASL users of a [`ZooKeeper::standalone_sasl`] ensemble.
+pub const SASL_USERS: [&str; 6] = [
+    "geodns-admin",
+    "geodns-presenter",
+    "geodns-server",
+    "geodns-robot",
+    "geodns-human",
+    "geodns-announce",
+];
+
+/// The password of a SASL user in tests.
+pub fn sasl_password(user: &str) -> String {
+    format!("{user}-secret")
+}
+
+/// Writes `user`'s password to a file in `dir`, mode 0600, and returns its path.
+pub fn password_file(dir: &Path, user: &str) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join(format!("{user}.password"));
+    std::fs::write(&path, sasl_password(user)).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    path
 }
 
 pub fn runtime() -> tokio::runtime::Runtime {
