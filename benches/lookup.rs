@@ -195,6 +195,41 @@ fn respond_bench(c: &mut Criterion) {
             out.len()
         })
     });
+    // The same answer through response rate limiting, from 1024 client prefixes, none over
+    // the rate: what RRL adds to a query when nobody is limited.
+    let limiter = geodns_server::rrl::Limiter::new(&geodns_server::config::Rrl {
+        responses_per_second: 10_000,
+        ..Default::default()
+    })
+    .unwrap();
+    let clients: Vec<IpAddr> = (0..1024u32)
+        .map(|i| IpAddr::from(std::net::Ipv4Addr::from(0x0a00_0000 + (i << 8))))
+        .collect();
+    let mut second = 0u64;
+    g.throughput(Throughput::Elements(clients.len() as u64));
+    g.bench_function("geo_noecs_rrl_x1024", |b| {
+        b.iter(|| {
+            second += 1;
+            let mut sent = 0usize;
+            for c in &clients {
+                respond(&snap, black_box(&plain), *c, Transport::Udp, &mut out);
+                if limiter.check(*c, &out, second) == geodns_server::rrl::Verdict::Send {
+                    sent += out.len();
+                }
+            }
+            sent
+        })
+    });
+    g.bench_function("geo_noecs_x1024", |b| {
+        b.iter(|| {
+            let mut sent = 0usize;
+            for c in &clients {
+                respond(&snap, black_box(&plain), *c, Transport::Udp, &mut out);
+                sent += out.len();
+            }
+            sent
+        })
+    });
     g.finish();
 }
 

@@ -69,6 +69,51 @@ pub struct Config {
     /// start only: a change needs a restart.
     #[serde(default)]
     pub zookeeper: Option<ZooKeeper>,
+    /// Response rate limiting over UDP (docs/config.md); off without it. Read at start only.
+    #[serde(default)]
+    pub rrl: Rrl,
+}
+
+/// Response rate limiting: identical UDP responses to one client prefix are limited to
+/// `responses_per_second`; of the excess, every `slip`-th goes out truncated (so a real client
+/// retries over TCP) and the rest is dropped.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Rrl {
+    /// Responses per second per client prefix, answer class and name. 0 (the default): off.
+    #[serde(default)]
+    pub responses_per_second: u32,
+    /// Every `slip`-th limited response is sent truncated; 0 drops them all. Default 2, as
+    /// BIND's.
+    #[serde(default = "default_slip")]
+    pub slip: u32,
+    /// IPv4 client prefix length accounted together. Default 24.
+    #[serde(default = "default_rrl_v4")]
+    pub ipv4_prefix: u8,
+    /// IPv6 client prefix length accounted together. Default 56.
+    #[serde(default = "default_rrl_v6")]
+    pub ipv6_prefix: u8,
+}
+
+impl Default for Rrl {
+    fn default() -> Rrl {
+        Rrl {
+            responses_per_second: 0,
+            slip: default_slip(),
+            ipv4_prefix: default_rrl_v4(),
+            ipv6_prefix: default_rrl_v6(),
+        }
+    }
+}
+
+fn default_slip() -> u32 {
+    2
+}
+fn default_rrl_v4() -> u8 {
+    24
+}
+fn default_rrl_v6() -> u8 {
+    56
 }
 
 /// Where the internal-zone snapshot is followed (docs/internal-zones.md).
@@ -296,6 +341,7 @@ impl Config {
         check("tcp", self.tcp != running.tcp);
         check("probe_log", self.probe_log != running.probe_log);
         check("zookeeper", self.zookeeper != running.zookeeper);
+        check("rrl", self.rrl != running.rrl);
         changed
     }
 
@@ -327,6 +373,23 @@ impl Config {
                         format!("{c} is not a share in (0, 1]"),
                     ));
                 }
+            }
+        }
+        let rrl = &cfg.rrl;
+        for (key, ok) in [
+            (
+                "rrl.responses_per_second",
+                rrl.responses_per_second <= 10_000,
+            ),
+            ("rrl.slip", rrl.slip <= 10),
+            ("rrl.ipv4_prefix", (8..=32).contains(&rrl.ipv4_prefix)),
+            ("rrl.ipv6_prefix", (16..=128).contains(&rrl.ipv6_prefix)),
+        ] {
+            if !ok {
+                return Err(invalid(
+                    key.into(),
+                    "out of range (responses_per_second 0-10000, slip 0-10, ipv4_prefix 8-32, ipv6_prefix 16-128)".into(),
+                ));
             }
         }
         if let Some(zk) = &mut cfg.zookeeper {

@@ -10,6 +10,7 @@
 //! - [`served`]: what one query reads (dataset, health, internal zones, probe log) and the one
 //!   place it changes ([`served::State`]: every swap, and the memory released after it);
 //! - [`wire`]: strict query parsing and response framing; [`responder`]: the query path;
+//! - [`rrl`]: response rate limiting of UDP responses;
 //! - [`udp`], [`tcp`]: transports;
 //! - [`reload`]: watching files, swapping datasets and health files in; [`zookeeper`]:
 //!   following the internal snapshot and the PoP health published in ZooKeeper;
@@ -21,6 +22,7 @@ pub mod internal;
 pub mod metrics;
 pub mod reload;
 pub mod responder;
+pub mod rrl;
 pub mod served;
 pub mod server;
 pub mod spill;

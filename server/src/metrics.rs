@@ -56,6 +56,8 @@ pub struct Metrics {
     internal_version: AtomicU64,
     internal_created_unix: AtomicU64,
     internal_refused: [AtomicU64; REFUSED_REASONS.len()],
+    rrl_dropped: AtomicU64,
+    rrl_slipped: AtomicU64,
     internal_save_failures: AtomicU64,
     tcp_refused: AtomicU64,
     probe_queries: AtomicU64,
@@ -87,6 +89,8 @@ impl Default for Metrics {
             internal_version: AtomicU64::new(0),
             internal_created_unix: AtomicU64::new(0),
             internal_refused: Default::default(),
+            rrl_dropped: AtomicU64::new(0),
+            rrl_slipped: AtomicU64::new(0),
             internal_save_failures: AtomicU64::new(0),
             tcp_refused: AtomicU64::new(0),
             probe_queries: AtomicU64::new(0),
@@ -245,6 +249,16 @@ impl Metrics {
         self.internal_save_failures.fetch_add(1, Relaxed);
     }
 
+    /// Counts a response rate limiting dropped.
+    pub fn rrl_dropped(&self) {
+        self.rrl_dropped.fetch_add(1, Relaxed);
+    }
+
+    /// Counts a response rate limiting sent truncated.
+    pub fn rrl_slipped(&self) {
+        self.rrl_slipped.fetch_add(1, Relaxed);
+    }
+
     /// Total queries counted (both transports).
     pub fn total_queries(&self) -> u64 {
         self.udp.load(Relaxed) + self.tcp.load(Relaxed)
@@ -297,7 +311,7 @@ impl Metrics {
                 t.sample(r, &[("rcode", name)], v);
             }
         }
-        let simple: [(&str, Kind, &str, &AtomicU64); 16] = [
+        let simple: [(&str, Kind, &str, &AtomicU64); 18] = [
             (
                 "geodns_probe_queries_total",
                 Kind::Counter,
@@ -369,6 +383,18 @@ impl Metrics {
                 Kind::Gauge,
                 "Settings in the config file that are not in force until a restart (listen, tcp, probe_log, zookeeper).",
                 &self.restart_pending,
+            ),
+            (
+                "geodns_rrl_dropped_total",
+                Kind::Counter,
+                "UDP responses response rate limiting dropped ([rrl]).",
+                &self.rrl_dropped,
+            ),
+            (
+                "geodns_rrl_slipped_total",
+                Kind::Counter,
+                "UDP responses response rate limiting sent truncated, for the client to retry over TCP ([rrl] slip).",
+                &self.rrl_slipped,
             ),
             (
                 "geodns_queries_with_ecs_total",

@@ -142,6 +142,14 @@ pub async fn run(config_path: &Path) -> Result<(), StartError> {
         tokio::spawn(crate::zookeeper::follow(zk, state.clone(), metrics.clone()));
     }
 
+    let rrl = crate::rrl::Limiter::new(&cfg.rrl).map(Arc::new);
+    if rrl.is_some() {
+        tracing::info!(
+            responses_per_second = cfg.rrl.responses_per_second,
+            slip = cfg.rrl.slip,
+            "response rate limiting on (UDP)"
+        );
+    }
     for &addr in &cfg.listen.dns {
         let DnsSockets {
             udp: socks,
@@ -152,10 +160,10 @@ pub async fn run(config_path: &Path) -> Result<(), StartError> {
         tracing::info!(%bound, workers = socks.len(), "listening udp");
         tracing::info!(bound = %tcp_addr, "listening tcp");
         for (i, sock) in socks.into_iter().enumerate() {
-            let (state, metrics) = (state.clone(), metrics.clone());
+            let (state, metrics, rrl) = (state.clone(), metrics.clone(), rrl.clone());
             std::thread::Builder::new()
                 .name(format!("udp-{bound}-{i}"))
-                .spawn(move || udp::serve(sock, state, metrics))
+                .spawn(move || udp::serve(sock, state, metrics, rrl))
                 .expect("spawn udp worker");
         }
         tokio::spawn(tcp::serve(

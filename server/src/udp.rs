@@ -16,6 +16,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::metrics::Metrics;
 use crate::responder::{log_query, respond, Transport};
+use crate::rrl::{truncate, Limiter, Verdict};
 use crate::served::State;
 
 /// Queries received (and answered) per syscall pair at most.
@@ -116,8 +117,12 @@ impl Buffers {
 }
 
 /// Serves one socket forever.
-pub fn serve(sock: UdpSocket, state: Arc<State>, metrics: Arc<Metrics>) {
+pub fn serve(sock: UdpSocket, state: Arc<State>, metrics: Arc<Metrics>, rrl: Option<Arc<Limiter>>) {
     let fd = sock.as_raw_fd();
+    let started = std::time::Instant::now();
+    // Rate limiting is logged at most once every 10 s per worker (a flood must not become a
+    // flood of log lines).
+    let mut rrl_logged: Option<u64> = None;
     let mut cache = state.cache();
     let mut b = Buffers::new();
     loop {
@@ -141,6 +146,7 @@ pub fn serve(sock: UdpSocket, state: Arc<State>, metrics: Arc<Metrics>) {
             continue;
         }
         let snap = cache.load();
+        let second = started.elapsed().as_secs();
         let mut replies = 0;
         for i in 0..n as usize {
             let len = b.hdr_in[i].msg_len as usize;
@@ -163,6 +169,24 @@ pub fn serve(sock: UdpSocket, state: Arc<State>, metrics: Arc<Metrics>) {
             log_query(&b.packets[i][..len], src, Transport::Udp, &outcome);
             if b.outs[i].is_empty() {
                 continue;
+            }
+            if let Some(l) = &rrl {
+                let verdict = l.check(src.ip(), &b.outs[i], second);
+                if verdict != Verdict::Send && rrl_logged.is_none_or(|t| second >= t + 10) {
+                    rrl_logged = Some(second);
+                    tracing::warn!(client = %src.ip(), "response rate limiting: responses over the rate to this client's prefix are dropped or sent truncated (geodns_rrl_*; logged once in 10 s)");
+                }
+                match verdict {
+                    Verdict::Send => {}
+                    Verdict::Slip => {
+                        truncate(&mut b.outs[i]);
+                        metrics.rrl_slipped();
+                    }
+                    Verdict::Drop => {
+                        metrics.rrl_dropped();
+                        continue;
+                    }
+                }
             }
             b.iov_out[replies] = libc::iovec {
                 iov_base: b.outs[i].as_mut_ptr().cast(),

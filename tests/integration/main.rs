@@ -24,6 +24,7 @@ mod mapgen_faults;
 mod probe;
 mod reload;
 mod resolvers;
+mod rrl;
 mod simulate;
 mod spill;
 mod transport;
