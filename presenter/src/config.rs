@@ -22,6 +22,11 @@ pub struct Config {
     /// Guards against a flapping or failing source.
     #[serde(default)]
     pub guard: Guard,
+    /// The names robots may register (each, and the names below it), e.g.
+    /// `["prn1.internal.example"]`; empty: any name in an internal zone. Whatever this says, a
+    /// robot never registers a zone's apex or a rule's service name (`unauthorized_name`).
+    #[serde(default)]
+    pub robot_names: Vec<String>,
     /// Prometheus metrics over HTTP, if set.
     #[serde(default)]
     pub metrics: Option<SocketAddr>,
@@ -187,6 +192,15 @@ impl Config {
                 return Err(bad(
                     format!("rules[{i}].name"),
                     format!("{name} is in no internal zone"),
+                ));
+            }
+        }
+        for (i, n) in cfg.robot_names.iter().enumerate() {
+            host_name(n).map_err(|e| bad(format!("robot_names[{i}]"), e))?;
+            if !cfg.zones.iter().any(|z| within(&norm(n), &norm(&z.origin))) {
+                return Err(bad(
+                    format!("robot_names[{i}]"),
+                    format!("{n} is in no internal zone"),
                 ));
             }
         }

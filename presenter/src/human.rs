@@ -67,6 +67,7 @@ pub fn check_human(cfg: &Config, origin: &str, text: &str) -> Result<(), String>
         &[],
         &[(origin.clone(), text.to_owned())].into(),
         cfg.guard.max_rrset_records,
+        &[],
     );
     let full = render(zone, &body.zones[0], 1);
     geodns_zone::Zone::from_text(&origin, &full, &format!("human zone {origin}"))

@@ -192,6 +192,7 @@ pub(crate) async fn lead(
             &registry.robots(),
             &humans,
             cfg.guard.max_rrset_records,
+            &cfg.robot_names,
         );
         rec.conflicts.extend(stray.into_iter().map(|o| Conflict {
             kind: "outside_zones",

@@ -109,13 +109,15 @@ pub fn human_owners(
 pub const MAX_ROBOT_RRSET: usize = 512;
 
 /// Reconciles. `humans` maps a zone origin (normalised) to its published text; `max_rrset` caps
-/// robot records per name and type.
+/// robot records per name and type; `robot_names`, when not empty, are the names (and the
+/// names below them) robots may register.
 pub fn reconcile(
     zones: &[ZoneConfig],
     rules: &[Rule],
     robots: &[Robot],
     humans: &BTreeMap<String, String>,
     max_rrset: usize,
+    robot_names: &[String],
 ) -> Reconciled {
     let mut conflicts = Vec::new();
     let origins: Vec<String> = zones.iter().map(|z| norm(&z.origin)).collect();
@@ -149,6 +151,38 @@ pub fn reconcile(
                 kind: "outside_zones",
                 name: name.clone(),
                 detail: format!("{} registers a name in no internal zone", regs[0].node),
+            });
+            continue;
+        }
+        // A host names itself, never a zone's apex or a rule's service name (registering
+        // `web.prn1` would join the pool), and only under the names robots are given.
+        let service = rules.iter().any(|r| {
+            let rn = norm(&r.name);
+            let srv = r
+                .srv
+                .as_deref()
+                .map(norm)
+                .unwrap_or_else(|| format!("_{}._tcp.{rn}", r.role));
+            name == rn || name == srv
+        });
+        let why = if origins.contains(&name) {
+            Some("a zone's apex".to_owned())
+        } else if service {
+            Some("a rule's service name".to_owned())
+        } else if !robot_names.is_empty()
+            && !robot_names
+                .iter()
+                .any(|allowed| within(&name, &norm(allowed)))
+        {
+            Some(format!("not under robot_names {robot_names:?}"))
+        } else {
+            None
+        };
+        if let Some(why) = why {
+            conflicts.push(Conflict {
+                kind: "unauthorized_name",
+                name: name.clone(),
+                detail: format!("{} registers {why}; left out", regs[0].node),
             });
             continue;
         }
@@ -387,6 +421,7 @@ mod tests {
             &robots,
             &BTreeMap::new(),
             MAX_ROBOT_RRSET,
+            &[],
         );
         let count = |owner: &str, t: &str| {
             r.zones[0]
@@ -464,7 +499,7 @@ mod tests {
             "h2.prn1 IN A 10.9.9.9\nalias IN CNAME h1.prn1\n".to_owned(),
         )]
         .into();
-        let r = reconcile(&[zone()], &rules, &robots, &humans, MAX_ROBOT_RRSET);
+        let r = reconcile(&[zone()], &rules, &robots, &humans, MAX_ROBOT_RRSET, &[]);
         let kinds: Vec<(&str, &str)> = r
             .conflicts
             .iter()
@@ -496,7 +531,7 @@ mod tests {
         assert_eq!(human_of(&text), humans["internal.example"]);
         // Same inputs, same output.
         assert_eq!(
-            reconcile(&[zone()], &rules, &robots, &humans, MAX_ROBOT_RRSET),
+            reconcile(&[zone()], &rules, &robots, &humans, MAX_ROBOT_RRSET, &[]),
             r
         );
     }
@@ -519,7 +554,14 @@ mod tests {
                 true,
             ),
         ];
-        let r = reconcile(&[zone()], &[], &robots, &BTreeMap::new(), MAX_ROBOT_RRSET);
+        let r = reconcile(
+            &[zone()],
+            &[],
+            &robots,
+            &BTreeMap::new(),
+            MAX_ROBOT_RRSET,
+            &[],
+        );
         assert!(r.zones[0]
             .robot_lines
             .iter()
@@ -528,5 +570,49 @@ mod tests {
             .robot_lines
             .iter()
             .any(|l| l.ends_with("10.0.0.1")));
+    }
+
+    #[test]
+    fn a_robot_never_takes_an_apex_or_a_service_name_and_stays_under_its_names() {
+        let rules = vec![Rule {
+            role: "web".into(),
+            cluster: "prn1".into(),
+            name: "web.prn1.internal.example".into(),
+            srv: None,
+        }];
+        let robots = vec![
+            robot("a-1", 1, "internal.example", "10.0.0.1", true),
+            robot("b-2", 2, "web.prn1.internal.example", "10.0.0.2", true),
+            robot("c-3", 3, "h1.prn1.internal.example", "10.0.0.3", true),
+            robot("d-4", 4, "h1.ams1.internal.example", "10.0.0.4", true),
+        ];
+        let allowed = ["prn1.internal.example".to_owned()];
+        let r = reconcile(
+            &[zone()],
+            &rules,
+            &robots,
+            &BTreeMap::new(),
+            MAX_ROBOT_RRSET,
+            &allowed,
+        );
+        let refused: Vec<&str> = r
+            .conflicts
+            .iter()
+            .filter(|c| c.kind == "unauthorized_name")
+            .map(|c| c.name.as_str())
+            .collect();
+        assert_eq!(
+            refused,
+            [
+                "h1.ams1.internal.example",
+                "internal.example",
+                "web.prn1.internal.example"
+            ]
+        );
+        let text = render(&zone(), &r.zones[0], 1);
+        assert!(text.contains("10.0.0.3"), "{text}");
+        for gone in ["10.0.0.1", "10.0.0.2", "10.0.0.4"] {
+            assert!(!text.contains(gone), "{gone} in\n{text}");
+        }
     }
 }

@@ -327,3 +327,57 @@ fn an_unknown_opcode_echoes_no_flags() {
     );
     assert!(out.contains(";; flags: qr;"), "{out}");
 }
+
+/// A robot may not take a zone's apex or a rule's service name (it would have joined the
+/// `web.prn1` pool), nor a name outside `robot_names`: left out and reported.
+#[test]
+fn a_robot_cannot_register_an_apex_a_service_name_or_outside_its_names() {
+    let zk = ZooKeeper::standalone();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = format!(
+        "robot_names = [\"prn1.{ZONE}\"]\n{}",
+        presenter_config(&zk, "grace_ms = 200", "")
+    );
+    let p = presenter(dir.path(), &cfg, &[]);
+    let s = server(&zk, &[]);
+    let web = format!("web.prn1.{ZONE}");
+    let _h1 = register(
+        &zk,
+        dir.path(),
+        &format!("h1.prn1.{ZONE}"),
+        "10.0.0.1",
+        &["--service", "web:prn1:80"],
+    );
+    let _squat = register(
+        &zk,
+        dir.path(),
+        &web,
+        "6.6.6.6",
+        &["--service", "web:prn1:80"],
+    );
+    let _apex = register(&zk, dir.path(), ZONE, "6.6.6.7", &[]);
+    let _outside = register(&zk, dir.path(), &format!("h1.ams1.{ZONE}"), "6.6.6.8", &[]);
+    wait(
+        "three unauthorized names reported",
+        Duration::from_secs(15),
+        || {
+            zk.get("/geodns/conflicts")
+                .map(|c| {
+                    String::from_utf8_lossy(&c)
+                        .matches("unauthorized_name")
+                        .count()
+                        >= 4
+                })
+                .unwrap_or(false)
+        },
+        || p.log_text(),
+    );
+    wait(
+        "the pool served",
+        Duration::from_secs(15),
+        || a(&s, &web) == ["10.0.0.1"],
+        || s.log_text(),
+    );
+    assert_eq!(a(&s, ZONE), Vec::<String>::new());
+    assert_eq!(a(&s, &format!("h1.ams1.{ZONE}")), Vec::<String>::new());
+}
