@@ -72,6 +72,22 @@ pub struct Config {
     /// Response rate limiting over UDP (docs/config.md); off without it. Read at start only.
     #[serde(default)]
     pub rrl: Rrl,
+    /// DNS cookies' secrets (docs/config.md); a random one per process without it.
+    #[serde(default)]
+    pub cookies: Cookies,
+}
+
+/// The secrets of DNS cookies (RFC 7873, RFC 9018): servers that share `secret` accept each
+/// other's cookies; during a rotation the old secret is `previous_secret` for an hour.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Cookies {
+    /// 32 hex digits (16 bytes). Unset: a random secret for this process.
+    #[serde(default)]
+    pub secret: Option<String>,
+    /// The secret before the current one, still accepted (32 hex digits).
+    #[serde(default)]
+    pub previous_secret: Option<String>,
 }
 
 /// Response rate limiting: identical UDP responses to one client prefix are limited to
@@ -156,6 +172,19 @@ impl ZooKeeper {
                 .collect(),
         )
     }
+}
+
+/// A DNS cookie secret as configured: 32 hex digits (16 bytes).
+pub fn parse_cookie_secret(s: &str) -> Result<[u8; 16], String> {
+    let s = s.trim();
+    if s.len() != 32 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err("want 32 hex digits (16 bytes)".into());
+    }
+    let mut out = [0u8; 16];
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).map_err(|e| e.to_string())?;
+    }
+    Ok(out)
 }
 
 /// Whether dotted name `a` is at or below `b` (both lowercase, no trailing dot).
@@ -374,6 +403,20 @@ impl Config {
                     ));
                 }
             }
+        }
+        for (key, secret) in [
+            ("cookies.secret", &cfg.cookies.secret),
+            ("cookies.previous_secret", &cfg.cookies.previous_secret),
+        ] {
+            if let Some(Err(problem)) = secret.as_deref().map(parse_cookie_secret) {
+                return Err(invalid(key.into(), problem));
+            }
+        }
+        if cfg.cookies.previous_secret.is_some() && cfg.cookies.secret.is_none() {
+            return Err(invalid(
+                "cookies.previous_secret".into(),
+                "needs cookies.secret".into(),
+            ));
         }
         let rrl = &cfg.rrl;
         for (key, ok) in [

@@ -116,6 +116,8 @@ pub struct Dataset {
     pub status_txt: Vec<u8>,
     /// `server_id`, shared with probe log rows.
     pub server_id: Arc<str>,
+    /// The secrets DNS cookies are made and checked with (`[cookies]`).
+    pub cookies: crate::cookie::Secrets,
 }
 
 /// The files a config names: map, zone files, GeoIP database.
@@ -259,6 +261,7 @@ impl Dataset {
             ..map.meta
         };
         let server_id: Arc<str> = config.server_id.as_str().into();
+        let cookies = crate::cookie::Secrets::new(&config.cookies);
         let mut data = Dataset {
             config,
             zones,
@@ -275,6 +278,7 @@ impl Dataset {
             watched,
             status_txt: Vec::new(),
             server_id,
+            cookies,
         };
         data.status_txt = data.status_rdata();
         Ok(data)

@@ -4,6 +4,7 @@
 //! - [`config`]: the TOML config, typed and validated (zones are `geodns_zone`'s, shared with
 //!   the presenter; the ZooKeeper settings `geodns_snapshot`'s);
 //! - [`metrics`]: counters, rendered with `geodns_daemon`'s Prometheus writer;
+//! - [`cookie`]: DNS cookies' server cookies;
 //! - [`dataset`]: config + zones + map + GeoIP loaded as one verified unit;
 //! - [`internal`]: internal zones compiled from a published snapshot;
 //! - [`spill`]: where a drained or full PoP's users go;
@@ -17,6 +18,7 @@
 //! - [`server`]: starts them all.
 
 pub mod config;
+pub mod cookie;
 pub mod dataset;
 pub mod internal;
 pub mod metrics;

@@ -119,6 +119,9 @@ pub struct QueryOutcome {
     pub probe: Option<bool>,
     /// The query carried an ECS option.
     pub ecs: bool,
+    /// The query returned a valid server cookie: its source address is proven, and response
+    /// rate limiting leaves it alone.
+    pub valid_cookie: bool,
 }
 
 /// Upper bounds of the processing-time histogram's buckets, ns.

@@ -67,9 +67,23 @@ pub fn respond(
         (Transport::Udp, Some(e)) => e.payload.clamp(512, MAX_UDP_PAYLOAD) as usize,
         (Transport::Udp, None) => 512,
     };
+    // DNS cookies (RFC 7873): a fresh server cookie for every client cookie; a returned one
+    // that this server (or one sharing its secret) made proves the client's address.
+    let cookie = q.edns.and_then(|e| e.cookie).map(|c| {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as u32);
+        let secrets = &snap.data.cookies;
+        outcome.valid_cookie = secrets.valid(&c, src, now);
+        let mut out = [0u8; 24];
+        out[..8].copy_from_slice(&c.client);
+        out[8..].copy_from_slice(&secrets.make(&c.client, src, now));
+        out
+    });
     let mut edns = q.edns.map(|e| ResponseEdns {
         dnssec_ok: e.dnssec_ok,
         ecs: e.ecs.map(|s| (s, 0)),
+        cookie,
     });
 
     if let Some(e) = q.edns.filter(|e| e.version > 0) {
@@ -79,6 +93,7 @@ pub fn respond(
             Some(ResponseEdns {
                 dnssec_ok: e.dnssec_ok,
                 ecs: None,
+                cookie,
             }),
             None,
             ext,

@@ -170,7 +170,7 @@ pub fn serve(sock: UdpSocket, state: Arc<State>, metrics: Arc<Metrics>, rrl: Opt
             if b.outs[i].is_empty() {
                 continue;
             }
-            if let Some(l) = &rrl {
+            if let Some(l) = rrl.as_ref().filter(|_| !outcome.valid_cookie) {
                 let verdict = l.check(src.ip(), &b.outs[i], second);
                 if verdict != Verdict::Send && rrl_logged.is_none_or(|t| second >= t + 10) {
                     rrl_logged = Some(second);

@@ -56,6 +56,8 @@ pub mod rcode {
 }
 
 const EDNS_ECS: u16 = 8;
+/// The COOKIE option (RFC 7873).
+const EDNS_COOKIE: u16 = 10;
 /// The NSID option (RFC 5001).
 const EDNS_NSID: u16 = 3;
 const HEADER_LEN: usize = 12;
@@ -72,6 +74,25 @@ pub struct ClientSubnet {
     pub source_prefix: u8,
 }
 
+/// A COOKIE option from a query (RFC 7873): the client cookie, and the server cookie it
+/// returned, if any (8 to 32 bytes).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Cookie {
+    /// The client cookie.
+    pub client: [u8; 8],
+    /// The server cookie, `server_len` bytes of it.
+    pub server: [u8; 32],
+    /// Bytes of `server` in use (0: the client has no server cookie yet).
+    pub server_len: u8,
+}
+
+impl Cookie {
+    /// The server cookie the client returned (empty if none).
+    pub fn server(&self) -> &[u8] {
+        &self.server[..usize::from(self.server_len)]
+    }
+}
+
 /// The EDNS(0) part of a query.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Edns {
@@ -85,6 +106,8 @@ pub struct Edns {
     pub ecs: Option<ClientSubnet>,
     /// The query asked for the server's NSID (RFC 5001).
     pub nsid: bool,
+    /// The COOKIE option, if sent.
+    pub cookie: Option<Cookie>,
 }
 
 /// A parsed query. Borrows the packet for the question bytes.
@@ -273,6 +296,7 @@ fn parse_opt(payload: u16, ttl: u32, mut rdata: &[u8]) -> Option<Edns> {
         dnssec_ok: ttl & flag::EDNS_DO != 0,
         ecs: None,
         nsid: false,
+        cookie: None,
     };
     let mut seen_ecs = false;
     while !rdata.is_empty() {
@@ -282,6 +306,21 @@ fn parse_opt(payload: u16, ttl: u32, mut rdata: &[u8]) -> Option<Edns> {
         rdata = &rdata[4 + len..];
         if code == EDNS_NSID {
             e.nsid = true;
+        }
+        if code == EDNS_COOKIE {
+            // RFC 7873 5.2.2: a client cookie of 8 bytes, a server cookie of 8 to 32, one
+            // option: anything else is malformed (FORMERR).
+            if e.cookie.is_some() || !(len == 8 || (16..=40).contains(&len)) {
+                return None;
+            }
+            let mut c = Cookie {
+                client: [0; 8],
+                server: [0; 32],
+                server_len: (len - 8) as u8,
+            };
+            c.client.copy_from_slice(&data[..8]);
+            c.server[..len - 8].copy_from_slice(&data[8..]);
+            e.cookie = Some(c);
         }
         if code == EDNS_ECS && e.version == 0 {
             if seen_ecs {
@@ -360,6 +399,8 @@ pub struct ResponseEdns {
     pub dnssec_ok: bool,
     /// The query's ECS with the scope to return.
     pub ecs: Option<(ClientSubnet, u8)>,
+    /// The COOKIE option to return: the client cookie and a fresh server cookie.
+    pub cookie: Option<[u8; 24]>,
 }
 
 /// Builds one response in a caller-owned buffer (reused across queries: no allocation once it
@@ -472,7 +513,8 @@ impl<'b> ResponseWriter<'b> {
         let ecs_len = edns
             .and_then(|e| e.ecs)
             .map_or(0, |(s, _)| 8 + (s.source_prefix as usize).div_ceil(8));
-        let opt_len = edns.map_or(0, |_| 11 + ecs_len + nsid_len);
+        let cookie_len = edns.and_then(|e| e.cookie).map_or(0, |c| 4 + c.len());
+        let opt_len = edns.map_or(0, |_| 11 + ecs_len + nsid_len + cookie_len);
         let mut truncated = false;
         if self.buf.len() + opt_len > max_len {
             self.buf.truncate(self.question_end);
@@ -490,7 +532,7 @@ impl<'b> ResponseWriter<'b> {
             let ttl = (ext_rcode as u32) << 24 | if e.dnssec_ok { flag::EDNS_DO } else { 0 };
             self.buf.extend_from_slice(&ttl.to_be_bytes());
             self.buf
-                .extend_from_slice(&((ecs_len + nsid_len) as u16).to_be_bytes());
+                .extend_from_slice(&((ecs_len + nsid_len + cookie_len) as u16).to_be_bytes());
             match e.ecs {
                 None => {}
                 Some((s, scope)) => {
@@ -515,6 +557,11 @@ impl<'b> ResponseWriter<'b> {
                 self.buf.extend_from_slice(&EDNS_NSID.to_be_bytes());
                 self.buf.extend_from_slice(&(n.len() as u16).to_be_bytes());
                 self.buf.extend_from_slice(n);
+            }
+            if let Some(c) = e.cookie {
+                self.buf.extend_from_slice(&EDNS_COOKIE.to_be_bytes());
+                self.buf.extend_from_slice(&(c.len() as u16).to_be_bytes());
+                self.buf.extend_from_slice(&c);
             }
             // The OPT record follows whatever additional records were kept.
             let additional = if truncated {
@@ -617,6 +664,25 @@ mod tests {
         let mut two = ecs(1, 0, 0, &[]);
         two.extend(ecs(1, 0, 0, &[]));
         assert_eq!(formerr(two), want, "two ECS options");
+        // COOKIE (RFC 7873 5.2.2): 8 bytes, or 16 to 40; one option.
+        let cookie = |len: usize| {
+            let mut o = vec![0, 10];
+            o.extend_from_slice(&(len as u16).to_be_bytes());
+            o.extend(std::iter::repeat_n(7u8, len));
+            o
+        };
+        for bad in [0, 5, 9, 15, 41] {
+            assert_eq!(formerr(cookie(bad)), want, "a cookie of {bad} bytes");
+        }
+        let mut two = cookie(8);
+        two.extend(cookie(8));
+        assert_eq!(formerr(two), want, "two cookies");
+        for good in [8, 16, 40] {
+            let q = query("a.b", 1, Some(&cookie(good)));
+            let c = parse_query(&q).unwrap().edns.unwrap().cookie.unwrap();
+            assert_eq!(c.client, [7; 8]);
+            assert_eq!(c.server().len(), good - 8);
+        }
         assert_eq!(
             formerr(vec![0, 8, 0, 9]),
             want,
@@ -688,7 +754,8 @@ mod tests {
         assert!(w.finish(
             Some(ResponseEdns {
                 dnssec_ok: false,
-                ecs: None
+                ecs: None,
+                cookie: None,
             }),
             None,
             0,

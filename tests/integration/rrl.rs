@@ -112,3 +112,79 @@ fn a_flood_from_one_prefix_is_limited_with_slip_and_others_see_no_loss() {
     let tcp = s.dig(&["www.example.com", "A", "+tcp", "+short"]);
     assert!(!tcp.trim().is_empty(), "{tcp}");
 }
+
+/// DNS cookies: every answer to a query with a client cookie carries a fresh server cookie;
+/// a client that returns it has proven its address and is not rate limited. dig says the
+/// cookie it got back is good.
+#[test]
+fn a_client_with_a_valid_server_cookie_is_not_limited() {
+    let s = Server::start(&example_config(
+        "",
+        "[rrl]\nresponses_per_second = 10\nslip = 0\n",
+    ));
+    // A client cookie alone: the answer carries it back with a 16-byte server cookie.
+    let client = *b"geodns!!";
+    let with_cookie = |cookie: &[u8], id: u16| {
+        let mut q = message("www.example.com", RecordType::A, None)
+            .to_vec()
+            .unwrap();
+        q[0..2].copy_from_slice(&id.to_be_bytes());
+        // ARCOUNT 1 and an OPT record with the COOKIE option (code 10).
+        q[11] = 1;
+        q.extend_from_slice(&[0, 0, 41, 0x04, 0xd0, 0, 0, 0, 0]);
+        q.extend_from_slice(&((4 + cookie.len()) as u16).to_be_bytes());
+        q.extend_from_slice(&[0, 10]);
+        q.extend_from_slice(&(cookie.len() as u16).to_be_bytes());
+        q.extend_from_slice(cookie);
+        q
+    };
+    let r = s.udp_raw(&with_cookie(&client, 1)).expect("an answer");
+    let at = r
+        .windows(4)
+        .position(|w| w == [0, 10, 0, 24])
+        .expect("a COOKIE option of 8 + 16 bytes");
+    assert_eq!(&r[at + 4..at + 12], &client);
+    let full_cookie = r[at + 4..at + 28].to_vec();
+    assert_eq!(full_cookie[8], 1, "server cookie version 1");
+
+    // 300 queries in a burst with the cookie: every one answered, none limited.
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    for i in 0..300u16 {
+        sock.send_to(&with_cookie(&full_cookie, i), s.dns).unwrap();
+    }
+    let mut buf = [0u8; 4096];
+    let mut answered = 0;
+    while let Ok(len) = sock.recv(&mut buf) {
+        if buf[2] & 0x02 == 0 && u16::from_be_bytes([buf[6], buf[7]]) > 0 && len > 12 {
+            answered += 1;
+        }
+    }
+    assert_eq!(answered, 300);
+    assert_eq!(s.metric("geodns_rrl_dropped_total "), 0);
+    // The same burst with a forged server cookie is limited (10 answered, slip 0).
+    let mut forged = full_cookie.clone();
+    forged[20] ^= 1;
+    for i in 0..300u16 {
+        sock.send_to(&with_cookie(&forged, i), s.dns).unwrap();
+    }
+    let mut answered = 0;
+    while sock.recv(&mut buf).is_ok() {
+        answered += 1;
+    }
+    assert!(answered <= 20, "{answered} answered with a forged cookie");
+    // dig, sending the server cookie back, finds it good.
+    let out = s.dig(&[
+        "www.example.com",
+        "A",
+        &format!(
+            "+cookie={}",
+            full_cookie
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+        ),
+    ]);
+    assert!(out.contains("(good)"), "{out}");
+}
