@@ -108,6 +108,14 @@ pub fn human_owners(
 /// a 64 KiB answer.
 pub const MAX_ROBOT_RRSET: usize = 512;
 
+/// A rule's SRV name: its own, or `_<role>._tcp.<name>`.
+fn srv_name(rule: &Rule) -> String {
+    rule.srv
+        .as_deref()
+        .map(norm)
+        .unwrap_or_else(|| format!("_{}._tcp.{}", rule.role, norm(&rule.name)))
+}
+
 /// Reconciles. `humans` maps a zone origin (normalised) to its published text; `max_rrset` caps
 /// robot records per name and type; `robot_names`, when not empty, are the names (and the
 /// names below them) robots may register.
@@ -156,15 +164,9 @@ pub fn reconcile(
         }
         // A host names itself, never a zone's apex or a rule's service name (registering
         // `web.prn1` would join the pool), and only under the names robots are given.
-        let service = rules.iter().any(|r| {
-            let rn = norm(&r.name);
-            let srv = r
-                .srv
-                .as_deref()
-                .map(norm)
-                .unwrap_or_else(|| format!("_{}._tcp.{rn}", r.role));
-            name == rn || name == srv
-        });
+        let service = rules
+            .iter()
+            .any(|r| name == norm(&r.name) || name == srv_name(r));
         let why = if origins.contains(&name) {
             Some("a zone's apex".to_owned())
         } else if service {
@@ -209,11 +211,7 @@ pub fn reconcile(
     }
     for rule in rules {
         let name = norm(&rule.name);
-        let srv = rule
-            .srv
-            .as_deref()
-            .map(norm)
-            .unwrap_or_else(|| format!("_{}._tcp.{name}", rule.role));
+        let srv = srv_name(rule);
         for h in &hosts {
             for s in &h.reg.services {
                 if s.role == rule.role && s.cluster == rule.cluster {

@@ -4,13 +4,14 @@
 //! - [`config`]: the TOML config, typed and validated (zones are `geodns_zone`'s, shared with
 //!   the presenter; the ZooKeeper settings `geodns_snapshot`'s);
 //! - [`metrics`]: counters, rendered with `geodns_daemon`'s Prometheus writer;
+//! - [`wire`]: strict query parsing and response framing;
 //! - [`cookie`]: DNS cookies' server cookies;
 //! - [`dataset`]: config + zones + map + GeoIP loaded as one verified unit;
 //! - [`internal`]: internal zones compiled from a published snapshot;
 //! - [`spill`]: where a drained or full PoP's users go;
 //! - [`served`]: what one query reads (dataset, health, internal zones, probe log) and the one
 //!   place it changes ([`served::State`]: every swap, and the memory released after it);
-//! - [`wire`]: strict query parsing and response framing; [`responder`]: the query path;
+//! - [`responder`]: the query path;
 //! - [`rrl`]: response rate limiting of UDP responses;
 //! - [`udp`], [`tcp`]: transports;
 //! - [`reload`]: watching files, swapping datasets and health files in; [`zookeeper`]:

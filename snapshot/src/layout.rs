@@ -149,18 +149,7 @@ impl ZkSettings {
             return Ok(None);
         };
         let name = path.display();
-        use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(path)
-            .map_err(|e| format!("{name}: {e}"))?
-            .permissions()
-            .mode();
-        if mode & 0o077 != 0 {
-            return Err(format!(
-                "{name}: mode {:o}: a password file must be readable by its owner only (chmod 600)",
-                mode & 0o777
-            ));
-        }
-        let text = std::fs::read_to_string(path).map_err(|e| format!("{name}: {e}"))?;
+        let text = crate::secret_file::read(path, "a password file")?;
         let password = text.trim_end_matches(['\n', '\r']).to_owned();
         if password.is_empty() {
             return Err(format!("{name}: empty"));

@@ -27,6 +27,7 @@ pub mod format;
 pub mod health_file;
 pub mod layout;
 pub mod pophealth;
+pub mod secret_file;
 pub mod signature;
 pub mod store;
 

@@ -83,21 +83,7 @@ impl SigningKey {
     /// can copy signs for anyone.
     pub fn read(path: &Path) -> Result<SigningKey, String> {
         let name = path.display();
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(path)
-                .map_err(|e| format!("{name}: {e}"))?
-                .permissions()
-                .mode();
-            if mode & 0o077 != 0 {
-                return Err(format!(
-                    "{name}: mode {:o}: a private key must be readable by its owner only (chmod 600)",
-                    mode & 0o777
-                ));
-            }
-        }
-        let text = std::fs::read_to_string(path).map_err(|e| format!("{name}: {e}"))?;
+        let text = crate::secret_file::read(path, "a private key")?;
         let seed = text
             .trim()
             .strip_prefix(PRIVATE_PREFIX)

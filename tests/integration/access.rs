@@ -76,13 +76,7 @@ fn each_role_writes_only_what_it_may_and_the_chain_works_with_credentials() {
     assert!(init(&zk, d).contains("already as it should be"));
 
     // The chain, every part authenticated as its role.
-    let key = d.join("presenter.key");
-    let out = geodns()
-        .args(["keygen", "--out"])
-        .arg(&key)
-        .output()
-        .unwrap();
-    let public = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let (key, public) = crate::trust::keygen(d);
     let cfg = presenter_config(&zk, "grace_ms = 200", "").replacen(
         "session_timeout_ms = 2000\n",
         &format!(
@@ -91,7 +85,7 @@ fn each_role_writes_only_what_it_may_and_the_chain_works_with_credentials() {
         ),
         1,
     );
-    let cfg = format!("signing_key = \"{}\"\n{cfg}", key.display());
+    let cfg = format!("signing_key = \"{key}\"\n{cfg}");
     let p = presenter(d, &cfg, &[]);
     let server_cfg = format!(
         "[zookeeper]\nconnect = \"{}\"\njitter_ms = 20\nrecheck_ms = 1000\nsession_timeout_ms = 2000\n\

@@ -14,7 +14,7 @@ use crate::internal::{a, presenter, presenter_config, ZONE};
 use crate::zk::{register, ZooKeeper};
 
 /// `geodns keygen` into `dir`: the private key's path and the public key.
-fn keygen(dir: &Path) -> (String, String) {
+pub(crate) fn keygen(dir: &Path) -> (String, String) {
     let path = dir.join("presenter.key");
     let out = geodns()
         .args(["keygen", "--out"])
