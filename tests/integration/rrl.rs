@@ -60,21 +60,25 @@ fn a_flood_from_one_prefix_is_limited_with_slip_and_others_see_no_loss() {
     eprintln!(
         "rrl: {n} sent, {full} answered, {tc} truncated, {dropped} dropped, within {spanned} s"
     );
-    // At most the rate in each second the flood spanned; every third of the rest truncated.
-    assert!(
-        full >= 40 && full as u64 <= 40 * spanned,
-        "{full} answers in {spanned} s"
+    // The server's own counts (a busy machine may lose packets on loopback, so what came back
+    // is bounded by them rather than equal): at most the rate answered in each second the flood
+    // spanned, and every third of the rest truncated.
+    let processed = s.metric("geodns_queries_total{transport=\"udp\"} ");
+    let (slipped, dropped_by_rrl) = (
+        s.metric("geodns_rrl_slipped_total "),
+        s.metric("geodns_rrl_dropped_total "),
     );
-    let limited = n - full;
-    let slipped_bound = (limited / 3) as i64;
+    let answered = processed - slipped - dropped_by_rrl;
     assert!(
-        (tc as i64 - slipped_bound).abs() <= 2 * spanned as i64,
-        "{tc} truncated of {limited} limited"
+        answered >= 40 && answered <= 40 * spanned,
+        "{answered} answered in {spanned} s"
     );
-    assert!(dropped > tc, "{dropped} dropped, {tc} truncated");
-    // The server's counters say the same.
-    assert_eq!(s.metric("geodns_rrl_slipped_total ") as usize, tc);
-    assert_eq!(s.metric("geodns_rrl_dropped_total ") as usize, dropped);
+    let limited = (slipped + dropped_by_rrl) as i64;
+    assert!(
+        (slipped as i64 - limited / 3).abs() <= 2 * spanned as i64,
+        "{slipped} truncated of {limited} limited"
+    );
+    assert!(full as u64 <= answered && tc as u64 <= slipped && dropped > tc);
     assert!(s
         .log_text()
         .contains("response rate limiting: responses over the rate"));
@@ -147,33 +151,45 @@ fn a_client_with_a_valid_server_cookie_is_not_limited() {
     let full_cookie = r[at + 4..at + 28].to_vec();
     assert_eq!(full_cookie[8], 1, "server cookie version 1");
 
-    // 300 queries in a burst with the cookie: every one answered, none limited.
+    // 300 queries with the cookie, in bursts of 20 (a burst is well over the rate; bursts keep
+    // the loopback queues from overflowing on a busy machine): every one answered, none
+    // limited. Then the same with a forged server cookie: limited.
     let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
-    sock.set_read_timeout(Some(Duration::from_millis(500)))
+    sock.set_read_timeout(Some(Duration::from_millis(300)))
         .unwrap();
-    for i in 0..300u16 {
-        sock.send_to(&with_cookie(&full_cookie, i), s.dns).unwrap();
-    }
-    let mut buf = [0u8; 4096];
-    let mut answered = 0;
-    while let Ok(len) = sock.recv(&mut buf) {
-        if buf[2] & 0x02 == 0 && u16::from_be_bytes([buf[6], buf[7]]) > 0 && len > 12 {
-            answered += 1;
+    let burst = |cookie: &[u8]| {
+        let started = Instant::now();
+        let mut buf = [0u8; 4096];
+        let mut answered = 0;
+        for b in 0..15u16 {
+            for i in 0..20u16 {
+                sock.send_to(&with_cookie(cookie, b * 20 + i), s.dns)
+                    .unwrap();
+            }
+            let mut got = 0;
+            while got < 20 {
+                let Ok(len) = sock.recv(&mut buf) else {
+                    break;
+                };
+                got += 1;
+                if buf[2] & 0x02 == 0 && u16::from_be_bytes([buf[6], buf[7]]) > 0 && len > 12 {
+                    answered += 1;
+                }
+            }
         }
-    }
+        (answered, started.elapsed().as_secs() + 1)
+    };
+    let (answered, _) = burst(&full_cookie);
     assert_eq!(answered, 300);
     assert_eq!(s.metric("geodns_rrl_dropped_total "), 0);
-    // The same burst with a forged server cookie is limited (10 answered, slip 0).
     let mut forged = full_cookie.clone();
     forged[20] ^= 1;
-    for i in 0..300u16 {
-        sock.send_to(&with_cookie(&forged, i), s.dns).unwrap();
-    }
-    let mut answered = 0;
-    while sock.recv(&mut buf).is_ok() {
-        answered += 1;
-    }
-    assert!(answered <= 20, "{answered} answered with a forged cookie");
+    let (answered, seconds) = burst(&forged);
+    assert!(
+        answered as u64 <= 10 * seconds,
+        "{answered} answered with a forged cookie in {seconds} s"
+    );
+    assert!(s.metric("geodns_rrl_dropped_total ") > 0);
     // dig, sending the server cookie back, finds it good.
     let out = s.dig(&[
         "www.example.com",
