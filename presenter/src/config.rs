@@ -235,15 +235,4 @@ impl Config {
             .map(geodns_snapshot::SigningKey::read)
             .transpose()
     }
-
-    /// What the presenter trusts as its own publication: its key's signatures (nothing is
-    /// checked without a key).
-    pub fn own_trust(&self) -> Result<geodns_snapshot::Trust, String> {
-        Ok(geodns_snapshot::Trust::new(
-            self.signing_key()?
-                .map(|k| k.public())
-                .into_iter()
-                .collect(),
-        ))
-    }
 }

@@ -195,10 +195,19 @@ pub async fn follow(settings: ZkSettings, recheck: Duration, apply: ApplyHealth)
         backoff.reset();
         // Servers only read: with credentials the directory is `geodns zk init`'s to create,
         // and a watch waits for it all the same.
-        let opts = crate::access::persistent(crate::access::Node::Health, false);
-        match client.mkdir(&dir, &opts).await {
-            Ok(()) | Err(zk::Error::NodeExists) => {}
-            Err(zk::Error::NoAuth) if settings.secure() => {}
+        match crate::store::ensure_path(
+            &client,
+            &dir,
+            crate::access::Node::Health,
+            settings.secure(),
+        )
+        .await
+        {
+            Ok(()) => {}
+            Err(crate::store::StoreError::Zk {
+                source: zk::Error::NoAuth,
+                ..
+            }) if settings.secure() => {}
             Err(e) => {
                 tracing::warn!(error = %e, "cannot create {dir}");
                 continue;

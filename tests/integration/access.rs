@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 use zookeeper_client as zk;
 
 use crate::harness::{example_config, geodns, Server};
-use crate::internal::{a, presenter, presenter_config, ZONE};
+use crate::internal::{a, presenter, presenter_config, publish_with, ZONE};
+use crate::mapgen::run_ok;
 use crate::zk::{password_file, register, runtime, sasl_password, ZooKeeper};
 
 /// A session as `user` (`None`: unauthenticated).
@@ -46,23 +47,16 @@ async fn check(connect: &str, user: Option<&str>, ops: &[(&str, &str, bool)]) {
 }
 
 fn init(zk: &ZooKeeper, dir: &Path) -> String {
-    let out = geodns()
-        .args([
-            "zk",
-            "init",
-            "--zookeeper",
-            &zk.connect(),
-            "--password-file",
-        ])
-        .arg(password_file(dir, "geodns-admin"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+    let admin = password_file(dir, "geodns-admin");
+    let connect = zk.connect();
+    run_ok(&[
+        "zk".as_ref(),
+        "init".as_ref(),
+        "--zookeeper".as_ref(),
+        connect.as_ref(),
+        "--password-file".as_ref(),
+        admin.as_os_str(),
+    ])
 }
 
 #[test]
@@ -103,20 +97,12 @@ fn each_role_writes_only_what_it_may_and_the_chain_works_with_credentials() {
         "10.0.0.1",
         &["--password-file", robot.to_str().unwrap()],
     );
-    let human_zone = d.join("human.zone");
-    std::fs::write(&human_zone, "static IN A 10.9.9.9\n").unwrap();
-    let out = geodns()
-        .args(["publish", "-c"])
-        .arg(d.join("presenter.toml"))
-        .args(["--zone", ZONE, "--password-file"])
-        .arg(password_file(d, "geodns-human"))
-        .arg(&human_zone)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let human = password_file(d, "geodns-human");
+    publish_with(
+        d,
+        ZONE,
+        "static IN A 10.9.9.9\n",
+        &["--password-file", human.to_str().unwrap()],
     );
     let deadline = Instant::now() + Duration::from_secs(20);
     while a(&s, &name) != ["10.0.0.1"] || a(&s, &format!("static.{ZONE}")) != ["10.9.9.9"] {

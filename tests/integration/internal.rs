@@ -81,12 +81,18 @@ fn check_and_publish_refuse_what_servers_would_refuse() {
 }
 
 pub(crate) fn publish(dir: &Path, origin: &str, text: &str) {
+    publish_with(dir, origin, text, &[]);
+}
+
+/// `geodns publish` of `text` to `origin`, with `extra` arguments (e.g. a password file).
+pub(crate) fn publish_with(dir: &Path, origin: &str, text: &str, extra: &[&str]) {
     let file = dir.join(format!("{origin}.zone"));
     std::fs::write(&file, text).unwrap();
     let out = crate::harness::geodns()
         .args(["publish", "-c"])
         .arg(dir.join("presenter.toml"))
         .args(["--zone", origin])
+        .args(extra)
         .arg(&file)
         .output()
         .unwrap();

@@ -9,24 +9,17 @@ use std::time::{Duration, Instant};
 
 use geodns_snapshot::{Pointer, Snapshot, ZoneText};
 
-use crate::harness::{example_config, geodns, Server};
+use crate::harness::{example_config, Server};
 use crate::internal::{a, presenter, presenter_config, ZONE};
+use crate::mapgen::run_ok;
 use crate::zk::{register, ZooKeeper};
 
 /// `geodns keygen` into `dir`: the private key's path and the public key.
 pub(crate) fn keygen(dir: &Path) -> (String, String) {
     let path = dir.join("presenter.key");
-    let out = geodns()
-        .args(["keygen", "--out"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let public = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let public = run_ok(&["keygen".as_ref(), "--out".as_ref(), path.as_os_str()])
+        .trim()
+        .to_owned();
     assert_eq!(
         std::fs::read_to_string(dir.join("presenter.key.pub"))
             .unwrap()
