@@ -105,6 +105,7 @@ async fn fanout(connect: String, n: usize, jitter_ms: u64) {
                 root: layout.root().to_owned(),
                 session_timeout_ms: 10_000,
                 password_file: None,
+                user: None,
             },
             cache: dir.join(format!("{i}.json")),
             jitter: Duration::from_millis(jitter_ms),

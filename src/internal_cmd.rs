@@ -33,10 +33,14 @@ pub struct RegisterArgs {
     #[arg(long, default_value_t = geodns_register::DEFAULT_SESSION_TIMEOUT.as_millis() as u64,
           value_parser = parse_session_timeout)]
     session_timeout_ms: u64,
-    /// A file holding the robots' ZooKeeper password (SASL user `geodns-robot`), readable by
-    /// its owner only. Without it the host does not authenticate.
+    /// A file holding the robot's ZooKeeper password (SASL user `geodns-robot`, or `--user`),
+    /// readable by its owner only. Without it the host does not authenticate.
     #[arg(long)]
     password_file: Option<PathBuf>,
+    /// This robot's own SASL user, set up with `geodns zk init --robot USER=NAMES`: it
+    /// registers in its own directory, only the names given there.
+    #[arg(long, requires = "password_file")]
+    user: Option<String>,
 }
 
 fn parse_connect(s: &str) -> Result<String, String> {
@@ -102,6 +106,43 @@ pub struct ZkInitArgs {
     /// A file holding geodns-admin's password, readable by its owner only.
     #[arg(long)]
     password_file: PathBuf,
+    /// A robot identity of its own, as USER=NAME[,NAME...]: the SASL user and the names (and
+    /// the names below them) it may register. Repeat for several.
+    #[arg(long = "robot", value_parser = parse_robot)]
+    robots: Vec<geodns_snapshot::access::Identity>,
+    /// An announce identity of its own, as USER=POP: the SASL user that alone writes the PoP's
+    /// health. Repeat for several.
+    #[arg(long = "announce", value_parser = parse_announce)]
+    announcers: Vec<geodns_snapshot::access::Identity>,
+}
+
+fn parse_identity(s: &str, role: geodns_snapshot::access::Role) -> Result<(String, &str), String> {
+    let (user, rest) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?}: want USER=..."))?;
+    geodns_snapshot::access::check_identity(role, user)?;
+    Ok((user.to_owned(), rest))
+}
+
+fn parse_robot(s: &str) -> Result<geodns_snapshot::access::Identity, String> {
+    let (user, names) = parse_identity(s, geodns_snapshot::access::Role::Robot)?;
+    let names: Vec<String> = names
+        .split(',')
+        .map(|n| n.trim().trim_end_matches('.').to_ascii_lowercase())
+        .collect();
+    for n in &names {
+        geodns_register::check_name(n)?;
+    }
+    Ok(geodns_snapshot::access::Identity::Robot { user, names })
+}
+
+fn parse_announce(s: &str) -> Result<geodns_snapshot::access::Identity, String> {
+    let (user, pop) = parse_identity(s, geodns_snapshot::access::Role::Announce)?;
+    let pop: geomap::PopId = pop.parse().map_err(|e| format!("{s:?}: PoP: {e}"))?;
+    Ok(geodns_snapshot::access::Identity::Announce {
+        user,
+        pop: pop.to_string(),
+    })
 }
 
 pub fn zk(c: ZkCommand) -> anyhow::Result<()> {
@@ -111,16 +152,18 @@ pub fn zk(c: ZkCommand) -> anyhow::Result<()> {
         root: a.root,
         session_timeout_ms: 10_000,
         password_file: Some(a.password_file),
+        user: None,
     };
+    let identities: Vec<_> = a.robots.into_iter().chain(a.announcers).collect();
     let layout = zk
-        .check()
+        .check(geodns_snapshot::access::Role::Admin)
         .map_err(|(key, e)| anyhow::anyhow!("--{}: {e}", key.replace('_', "-")))?;
     crate::runtime(1)?.block_on(async {
         let client =
             geodns_snapshot::backoff::connect_once(&zk, geodns_snapshot::access::Role::Admin)
                 .await
                 .with_context(|| format!("ZooKeeper {}", zk.connect))?;
-        let changed = geodns_snapshot::access::init(&client, layout.root())
+        let changed = geodns_snapshot::access::init(&client, layout.root(), &identities)
             .await
             .with_context(|| format!("setting up {}", layout.root()))?;
         if changed.is_empty() {
@@ -200,8 +243,9 @@ pub fn register(a: RegisterArgs) -> anyhow::Result<()> {
         root: a.root,
         session_timeout_ms: a.session_timeout_ms,
         password_file: a.password_file,
+        user: a.user,
     };
-    zk.check()
+    zk.check(geodns_snapshot::access::Role::Robot)
         .map_err(|(key, e)| anyhow::anyhow!("--{}: {e}", key.replace('_', "-")))?;
     let reg = Registration {
         name: a.name,
@@ -218,7 +262,7 @@ pub fn publish(a: PublishArgs) -> anyhow::Result<()> {
     if let Some(p) = a.password_file {
         cfg.zookeeper.password_file = Some(p);
         cfg.zookeeper
-            .check()
+            .check(geodns_snapshot::access::Role::Human)
             .map_err(|(key, e)| anyhow::anyhow!("--{}: {e}", key.replace('_', "-")))?;
     }
     let text = std::fs::read_to_string(&a.file)

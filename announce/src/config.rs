@@ -317,7 +317,7 @@ impl Config {
         }
         if let Some(zk) = &mut cfg.publish.zookeeper {
             zk.resolve(path.parent().unwrap_or(Path::new("")));
-            zk.check()
+            zk.check(geodns_snapshot::access::Role::Announce)
                 .map_err(|(key, e)| bad(format!("publish.zookeeper.{key}"), e))?;
         }
         Ok(cfg)

@@ -32,27 +32,42 @@ pub(crate) async fn publish_zk(
             "health not published",
         )
         .await;
-        backoff.reset();
         let opts = access::persistent(Node::Health, zkcfg.secure());
-        if let Err(e) =
-            geodns_snapshot::store::ensure_path(&client, &dir, Node::Health, zkcfg.secure()).await
-        {
-            tracing::warn!(error = %e, "cannot create {dir}");
-            tokio::time::sleep(backoff.next_delay()).await;
-            continue;
+        // An identity of its own writes only the node `geodns zk init --announce` made for it.
+        let own = zkcfg.identity();
+        if own.is_none() {
+            if let Err(e) =
+                geodns_snapshot::store::ensure_path(&client, &dir, Node::Health, zkcfg.secure())
+                    .await
+            {
+                tracing::warn!(error = %e, "cannot create {dir}");
+                tokio::time::sleep(backoff.next_delay()).await;
+                continue;
+            }
         }
         loop {
             let current = rx.borrow_and_update().clone();
             if let Some(h) = current {
                 let data = h.encode();
                 let res = match client.set_data(&path, &data, None).await {
-                    Err(zk::Error::NoNode) => client.create(&path, &data, &opts).await.map(|_| ()),
+                    Err(zk::Error::NoNode) if own.is_none() => {
+                        client.create(&path, &data, &opts).await.map(|_| ())
+                    }
+                    Err(zk::Error::NoNode) => {
+                        tracing::error!(
+                            "{path} does not exist: the admin sets up this PoP's identity with geodns zk init --announce {}={pop}; health not published meanwhile",
+                            own.unwrap_or_default()
+                        );
+                        Err(zk::Error::NoNode)
+                    }
                     r => r.map(|_| ()),
                 };
                 if let Err(e) = res {
                     tracing::warn!(error = %e, "publishing health failed; reconnecting");
+                    tokio::time::sleep(backoff.next_delay()).await;
                     break;
                 }
+                backoff.reset();
             }
             if rx.changed().await.is_err() {
                 return;

@@ -150,7 +150,7 @@ impl Config {
         cfg.zookeeper
             .resolve(path.parent().unwrap_or(Path::new("")));
         cfg.zookeeper
-            .check()
+            .check(geodns_snapshot::access::Role::Presenter)
             .map_err(|(key, e)| bad(format!("zookeeper.{key}"), e))?;
         if cfg.zones.is_empty() {
             return Err(bad("zones".into(), "no internal zone".into()));

@@ -117,6 +117,10 @@ pub(crate) async fn lead(
         .watch(&layout.hosts(), zk::AddWatchMode::PersistentRecursive)
         .await
         .map_err(zerr("watch hosts"))?;
+    let mut robots_w = client
+        .watch(&layout.robots(), zk::AddWatchMode::PersistentRecursive)
+        .await
+        .map_err(zerr("watch robots"))?;
     let mut human_w = client
         .watch(&layout.human(), zk::AddWatchMode::PersistentRecursive)
         .await
@@ -308,6 +312,7 @@ pub(crate) async fn lead(
         }
         tokio::select! {
             _ = hosts_w.changed() => {}
+            _ = robots_w.changed() => {}
             _ = human_w.changed() => {}
             _ = pointer_w.changed() => pointer_moved = true,
             s = state.changed() => {
@@ -322,6 +327,7 @@ pub(crate) async fn lead(
                 if s == zk::SessionState::SyncConnected {
                     reread_at = Some(Instant::now() + REREAD_AFTER_RECONNECT);
                     hosts_w = rewatch(client, &layout.hosts(), hosts_w).await;
+                    robots_w = rewatch(client, &layout.robots(), robots_w).await;
                     human_w = rewatch(client, &layout.human(), human_w).await;
                     pointer_w = rewatch(client, &layout.pointer(), pointer_w).await;
                     pointer_moved = true;
@@ -338,6 +344,7 @@ pub(crate) async fn lead(
             let drain = async {
                 tokio::select! {
                     _ = hosts_w.changed() => {}
+                    _ = robots_w.changed() => {}
                     _ = human_w.changed() => {}
                 }
             };

@@ -27,20 +27,24 @@ pub const HUMANS_MARK: &str = "; geodns:humans";
 /// A registration as the presenter holds it.
 #[derive(Clone, Debug)]
 pub struct Robot {
-    /// Its node under `hosts` (`<name>-<seq>`).
+    /// Its node: `<name>-<seq>` under `hosts`, `<user>/<name>-<seq>` under `robots`.
     pub node: String,
-    /// The node's sequence number.
+    /// Its creation order (the node's creation zxid: comparable across directories).
     pub seq: u64,
     /// What the host registered.
     pub reg: Registration,
     /// Still registered (false: vanished, kept for the grace period).
     pub live: bool,
+    /// For a robot identity of its own, the names it may register (each with the names below
+    /// it) as the admin set them; `None` for the shared robot user.
+    pub names: Option<Vec<String>>,
 }
 
 /// A record left out, and why.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 pub struct Conflict {
-    /// `human_overrides`, `cname_beside_data`, `outside_zones`, `duplicate_registration`.
+    /// `human_overrides`, `cname_beside_data`, `outside_zones`, `duplicate_registration`,
+    /// `unauthorized_name`, `rrset_too_large`, `invalid_registration`.
     pub kind: &'static str,
     /// The owner name concerned.
     pub name: String,
@@ -146,6 +150,29 @@ pub fn reconcile(
     }
     let mut hosts: Vec<&Robot> = Vec::new();
     for (name, mut regs) in by_name {
+        // A registration by an identity of its own outside the names the admin gave it is
+        // left out before duplicates are settled, so it cannot squat a name another may hold.
+        regs.retain(|r| {
+            let Some(names) = r
+                .names
+                .as_ref()
+                .filter(|n| !n.iter().any(|allowed| within(&name, allowed)))
+            else {
+                return true;
+            };
+            conflicts.push(Conflict {
+                kind: "unauthorized_name",
+                name: name.clone(),
+                detail: format!(
+                    "{} registers a name not under its identity's names {names:?}; left out",
+                    r.node
+                ),
+            });
+            false
+        });
+        if regs.is_empty() {
+            continue;
+        }
         regs.sort_by_key(|r| (!r.live, r.seq));
         for loser in &regs[1..] {
             conflicts.push(Conflict {
@@ -394,6 +421,7 @@ mod tests {
                 }],
             },
             live,
+            names: None,
         }
     }
 
@@ -612,5 +640,62 @@ mod tests {
         for gone in ["10.0.0.1", "10.0.0.2", "10.0.0.4"] {
             assert!(!text.contains(gone), "{gone} in\n{text}");
         }
+    }
+
+    #[test]
+    fn an_identity_registers_only_its_names_and_cannot_squat_another_s() {
+        // web1's identity may register under prn1 only; an older registration of h1.prn1 by
+        // the ams identity is left out, so web1's later one is used.
+        let mut squat = robot(
+            "ams/h1.prn1.internal.example-1",
+            1,
+            "h1.prn1.internal.example",
+            "6.6.6.6",
+            true,
+        );
+        squat.names = Some(vec!["ams1.internal.example".into()]);
+        let mut own = robot(
+            "web1/h1.prn1.internal.example-7",
+            7,
+            "h1.prn1.internal.example",
+            "10.0.0.1",
+            true,
+        );
+        own.names = Some(vec!["prn1.internal.example".into()]);
+        let mut nothing = robot(
+            "empty/h2.prn1.internal.example-2",
+            2,
+            "h2.prn1.internal.example",
+            "10.0.0.2",
+            true,
+        );
+        nothing.names = Some(Vec::new());
+        let r = reconcile(
+            &[zone()],
+            &[],
+            &[squat, own, nothing],
+            &BTreeMap::new(),
+            MAX_ROBOT_RRSET,
+            &[],
+        );
+        let kinds: Vec<(&str, &str)> = r
+            .conflicts
+            .iter()
+            .map(|c| (c.kind, c.name.as_str()))
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                ("unauthorized_name", "h1.prn1.internal.example"),
+                ("unauthorized_name", "h2.prn1.internal.example"),
+            ]
+        );
+        assert!(r.conflicts[0].detail.contains("ams/"), "{:?}", r.conflicts);
+        let text = render(&zone(), &r.zones[0], 1);
+        assert!(text.contains("10.0.0.1"), "{text}");
+        assert!(
+            !text.contains("6.6.6.6") && !text.contains("10.0.0.2"),
+            "{text}"
+        );
     }
 }

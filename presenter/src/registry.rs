@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
 use geodns_register::{node_name, Registration};
-use geodns_snapshot::Layout;
+use geodns_snapshot::{access, Layout};
 use zookeeper_client as zk;
 
 use crate::reconcile::Robot;
@@ -16,10 +16,23 @@ pub(crate) struct Registry {
     pub(crate) known: BTreeMap<String, (u64, Registration)>,
     pub(crate) vanished: HashMap<String, Instant>,
     pub(crate) invalid: BTreeMap<String, String>,
+    /// The names each robot identity may register, by key prefix (`<user>/`), as last read.
+    identity_names: BTreeMap<String, Vec<String>>,
+}
+
+/// The children of `dir`, none if it does not exist.
+async fn list(client: &zk::Client, dir: &str) -> Result<Vec<String>, zk::Error> {
+    match client.list_children(dir).await {
+        Ok(c) => Ok(c),
+        Err(zk::Error::NoNode) => Ok(Vec::new()),
+        Err(e) => Err(e),
+    }
 }
 
 impl Registry {
-    /// Reads the hosts tree: new nodes' data, vanished nodes stamped. A failed read returns the
+    /// Reads the registrations, under `hosts/` (the shared robot user) and in each robot
+    /// identity's directory under `robots/` (keyed `<user>/<node>`, with the names the admin
+    /// gave the identity): new nodes' data, vanished nodes stamped. A failed read returns the
     /// error and changes nothing.
     pub(crate) async fn refresh(
         &mut self,
@@ -28,41 +41,60 @@ impl Registry {
     ) -> Result<(), zk::Error> {
         // No hosts directory (a deleted tree): every registration vanished, which the grace
         // period and the drop guard handle; robots create it again as they register again.
-        let children: BTreeSet<String> = match client.list_children(&layout.hosts()).await {
-            Ok(c) => c.into_iter().collect(),
-            Err(zk::Error::NoNode) => BTreeSet::new(),
-            Err(e) => return Err(e),
-        };
-        let now = Instant::now();
-        for node in &children {
-            if self.known.contains_key(node) || self.invalid.contains_key(node) {
-                self.vanished.remove(node);
-                continue;
-            }
-            let Some((_, seq)) = node_name(node) else {
-                self.invalid
-                    .insert(node.clone(), "not <name>-<sequence>".into());
-                continue;
-            };
-            match client.get_data(&format!("{}/{node}", layout.hosts())).await {
-                Ok((data, _)) => match Registration::parse(&data) {
-                    Ok(reg) => {
-                        self.known.insert(node.clone(), (seq, reg));
-                    }
-                    Err(e) => {
-                        self.invalid.insert(node.clone(), e.to_string());
-                    }
-                },
+        let mut dirs: Vec<(String, String, Option<Vec<String>>)> =
+            vec![(layout.hosts(), String::new(), None)];
+        for user in list(client, &layout.robots()).await? {
+            let dir = layout.robot_dir(&user);
+            match client.get_data(&dir).await {
+                Ok((data, _)) => {
+                    let names = access::parse_names(&data);
+                    dirs.push((dir, format!("{user}/"), Some(names)));
+                }
                 Err(zk::Error::NoNode) => {}
                 Err(e) => return Err(e),
             }
         }
+        let mut children = BTreeSet::new();
+        let mut names_of = BTreeMap::new();
+        for (dir, key_prefix, names) in dirs {
+            for node in list(client, &dir).await? {
+                let key = format!("{key_prefix}{node}");
+                children.insert(key.clone());
+                if self.known.contains_key(&key) || self.invalid.contains_key(&key) {
+                    continue;
+                }
+                if node_name(&node).is_none() {
+                    self.invalid.insert(key, "not <name>-<sequence>".into());
+                    continue;
+                }
+                match client.get_data(&format!("{dir}/{node}")).await {
+                    // Creation order across every directory: the node's creation zxid.
+                    Ok((data, stat)) => match Registration::parse(&data) {
+                        Ok(reg) => {
+                            self.known.insert(key, (stat.czxid as u64, reg));
+                        }
+                        Err(e) => {
+                            self.invalid.insert(key, e.to_string());
+                        }
+                    },
+                    Err(zk::Error::NoNode) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            if let Some(names) = names {
+                names_of.insert(key_prefix, names);
+            }
+        }
+        let now = Instant::now();
         for node in self.known.keys() {
-            if !children.contains(node) {
+            if children.contains(node) {
+                self.vanished.remove(node);
+            } else {
                 self.vanished.entry(node.clone()).or_insert(now);
             }
         }
         self.invalid.retain(|n, _| children.contains(n));
+        self.identity_names = names_of;
         Ok(())
     }
 
@@ -100,6 +132,12 @@ impl Registry {
                 seq: *seq,
                 reg: reg.clone(),
                 live: !self.vanished.contains_key(node),
+                names: node.split_once('/').map(|(user, _)| {
+                    self.identity_names
+                        .get(&format!("{user}/"))
+                        .cloned()
+                        .unwrap_or_default()
+                }),
             })
             .collect()
     }

@@ -143,29 +143,43 @@ pub fn node_name(node: &str) -> Option<(&str, u64)> {
     Some((name, seq.parse().ok()?))
 }
 
-/// Creates the host's ephemeral node in `client`'s session; returns its path.
+/// Creates the host's ephemeral node in `client`'s session; returns its path. With an identity
+/// of its own (`identity`, the robot's user) the node goes in that identity's directory, which
+/// `geodns zk init --robot` must have created; else under `hosts/`.
 pub async fn register(
     client: &zk::Client,
     layout: &Layout,
     reg: &Registration,
     secure: bool,
+    identity: Option<&str>,
 ) -> Result<String, RegisterError> {
     use geodns_snapshot::access::{self, Node};
     reg.validate()?;
-    let parent = layout.hosts();
-    match geodns_snapshot::store::ensure_path(client, &parent, Node::Hosts, secure).await {
-        Ok(()) => {}
-        Err(geodns_snapshot::store::StoreError::Zk { source, .. }) => return Err(source.into()),
-        Err(e) => return Err(RegisterError::Invalid(e.to_string())),
-    }
+    let (parent, acls) = match identity {
+        Some(user) => (layout.robot_dir(user), access::registration_acls(user)),
+        None => {
+            let parent = layout.hosts();
+            match geodns_snapshot::store::ensure_path(client, &parent, Node::Hosts, secure).await {
+                Ok(()) => {}
+                Err(geodns_snapshot::store::StoreError::Zk { source, .. }) => {
+                    return Err(source.into())
+                }
+                Err(e) => return Err(RegisterError::Invalid(e.to_string())),
+            }
+            (parent, access::acls(Node::Hosts, secure))
+        }
+    };
     let prefix = format!("{parent}/{}-", reg.name.trim_end_matches('.'));
-    let (_, seq) = client
-        .create(
-            &prefix,
-            &reg.to_bytes(),
-            &access::ephemeral_sequential(Node::Hosts, secure),
-        )
-        .await?;
+    let opts = zk::CreateMode::EphemeralSequential.with_acls(zk::Acls::new(&acls));
+    let (_, seq) = match client.create(&prefix, &reg.to_bytes(), &opts).await {
+        Err(zk::Error::NoNode) if identity.is_some() => {
+            return Err(RegisterError::Invalid(format!(
+                "{parent} does not exist: the admin sets up this robot's identity with geodns zk init --robot {}=NAMES",
+                identity.unwrap_or_default()
+            )))
+        }
+        r => r?,
+    };
     Ok(format!("{prefix}{seq}"))
 }
 
@@ -188,7 +202,15 @@ pub async fn keep_registered(
             c = geodns_snapshot::backoff::connect(zk_settings, geodns_snapshot::access::Role::Robot, &mut backoff, "not registered meanwhile") => c,
             _ = &mut stop => return Ok(()),
         };
-        let path = match register(&client, layout, reg, zk_settings.secure()).await {
+        let path = match register(
+            &client,
+            layout,
+            reg,
+            zk_settings.secure(),
+            zk_settings.identity(),
+        )
+        .await
+        {
             Ok(p) => p,
             Err(RegisterError::Invalid(e)) => return Err(RegisterError::Invalid(e)),
             Err(e) => {

@@ -438,7 +438,7 @@ impl Config {
         if let Some(zk) = &mut cfg.zookeeper {
             zk.cache = base.join(&zk.cache);
             zk.zk.resolve(base);
-            if let Err((key, problem)) = zk.zk.check() {
+            if let Err((key, problem)) = zk.zk.check(geodns_snapshot::access::Role::Server) {
                 return Err(invalid(format!("zookeeper.{key}"), problem));
             }
             for (i, k) in zk.trusted_keys.iter().enumerate() {

@@ -75,14 +75,17 @@ pub enum ConnectError {
 /// One attempt at a session as `role`: `zk`'s session timeout asked of the ensemble, the
 /// connection and the whole attempt bounded by it (a silent member never stalls a component for
 /// longer than its session could live), authenticated with the role's user and password when
-/// `zk` has a password file.
+/// `zk` has a password file (the role's shared user, or `zk`'s own `user`).
 pub async fn connect_once(zk: &ZkSettings, role: Role) -> Result<zk::Client, ConnectError> {
     let session_timeout = Duration::from_millis(zk.session_timeout_ms);
     let mut connector = zk::Client::connector()
         .with_session_timeout(session_timeout)
         .with_connection_timeout(session_timeout);
     if let Some(password) = zk.password().map_err(ConnectError::Credentials)? {
-        connector = connector.with_sasl(zk::SaslOptions::digest_md5(role.user(), password));
+        connector = connector.with_sasl(zk::SaslOptions::digest_md5(
+            zk.user(role).to_owned(),
+            password,
+        ));
     }
     match tokio::time::timeout(session_timeout * 2, connector.connect(&zk.connect)).await {
         Ok(r) => Ok(r?),

@@ -1,14 +1,19 @@
 //! Where everything lives under the ZooKeeper root (default `/geodns`):
 //!
 //! ```text
-//! <root>/hosts/<name>-<seq>        ephemeral, one per registered host (robots)
+//! <root>/hosts/<name>-<seq>        ephemeral, one per registered host (robots' shared user)
+//! <root>/robots/<user>             one robot identity's names; under it, its registrations
+//! <root>/robots/<user>/<name>-<seq> ephemeral, one per host registered by that identity
 //! <root>/human/<origin>            persistent, a reviewed zone's records (humans)
 //! <root>/presenters/...            the presenters' leader election (lock recipe)
 //! <root>/snapshots/<version>/<i>   the chunks of a published snapshot
 //! <root>/snapshot                  the pointer: the one node servers watch
 //! <root>/conflicts                 the presenter's last conflict report (JSON)
 //! <root>/held                      why the last snapshot was held back, if it was
+//! <root>/health/<pop>              one PoP's health (announce)
 //! ```
+
+use crate::access::Role;
 
 /// Paths under one root.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -38,6 +43,17 @@ impl Layout {
     /// Parent of host registrations.
     pub fn hosts(&self) -> String {
         format!("{}/hosts", self.root)
+    }
+
+    /// Parent of the robot identities' directories.
+    pub fn robots(&self) -> String {
+        format!("{}/robots", self.root)
+    }
+
+    /// The directory of one robot identity: its registrations, and (its data) the names it may
+    /// register, one per line.
+    pub fn robot_dir(&self, user: &str) -> String {
+        format!("{}/robots/{user}", self.root)
     }
 
     /// Parent of human zones.
@@ -104,6 +120,11 @@ pub struct ZkSettings {
     /// component does not authenticate and the nodes it creates are open to anyone.
     #[serde(default)]
     pub password_file: Option<std::path::PathBuf>,
+    /// The SASL user, for a robot or an announce process with an identity of its own (set up
+    /// by `geodns zk init --robot` or `--announce`), so that one host or PoP cannot touch
+    /// another's nodes. Unset: the role's shared user.
+    #[serde(default)]
+    pub user: Option<String>,
 }
 
 fn default_root() -> String {
@@ -120,13 +141,30 @@ impl ZkSettings {
         Layout::new(&self.root)
     }
 
-    /// Checks every field: the connect string, the session timeout, the root and the password
-    /// file, as `(key, problem)`.
-    pub fn check(&self) -> Result<Layout, (&'static str, String)> {
+    /// Checks every field for a component of `role`: the connect string, the session timeout,
+    /// the root, the password file and the user (an identity of its own is for robots and
+    /// announce only, and needs a password), as `(key, problem)`.
+    pub fn check(&self, role: Role) -> Result<Layout, (&'static str, String)> {
         check_connect(&self.connect).map_err(|e| ("connect", e))?;
         check_session_timeout_ms(self.session_timeout_ms).map_err(|e| ("session_timeout_ms", e))?;
         self.password().map_err(|e| ("password_file", e))?;
+        if let Some(user) = &self.user {
+            crate::access::check_identity(role, user).map_err(|e| ("user", e))?;
+            if self.password_file.is_none() {
+                return Err(("user", format!("{user:?} needs a password_file")));
+            }
+        }
         self.layout().map_err(|e| ("root", e))
+    }
+
+    /// The SASL user this component authenticates as, in `role`.
+    pub fn user(&self, role: Role) -> &str {
+        self.user.as_deref().unwrap_or(role.user())
+    }
+
+    /// The identity of its own this component has (its `user`), if any.
+    pub fn identity(&self) -> Option<&str> {
+        self.user.as_deref()
     }
 
     /// A relative password file made relative to `base` (the config file's directory).

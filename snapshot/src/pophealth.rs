@@ -168,6 +168,9 @@ async fn read(client: &zk::Client, dir: &str) -> Result<HealthMap, zk::Error> {
     };
     for pop in children {
         match client.get_data(&format!("{dir}/{pop}")).await {
+            // Made by `geodns zk init --announce` and not written yet: nothing reported, as if
+            // there were no node (junk still drains).
+            Ok((data, _)) if data.is_empty() => {}
             Ok((data, _)) => {
                 out.insert(pop, PopHealth::status(&data));
             }

@@ -47,16 +47,22 @@ async fn check(connect: &str, user: Option<&str>, ops: &[(&str, &str, bool)]) {
 }
 
 fn init(zk: &ZooKeeper, dir: &Path) -> String {
+    init_with(zk, dir, &[])
+}
+
+fn init_with(zk: &ZooKeeper, dir: &Path, extra: &[&str]) -> String {
     let admin = password_file(dir, "geodns-admin");
     let connect = zk.connect();
-    run_ok(&[
+    let mut args: Vec<&std::ffi::OsStr> = vec![
         "zk".as_ref(),
         "init".as_ref(),
         "--zookeeper".as_ref(),
         connect.as_ref(),
         "--password-file".as_ref(),
         admin.as_os_str(),
-    ])
+    ];
+    args.extend(extra.iter().map(std::ffi::OsStr::new));
+    run_ok(&args)
 }
 
 #[test]
@@ -221,6 +227,203 @@ fn each_role_writes_only_what_it_may_and_the_chain_works_with_credentials() {
         )
         .await;
     });
+}
+
+/// Identities of their own: a robot registers only in its directory and only the names the
+/// admin gave it, and cannot touch another robot's registrations; an announce process writes
+/// its own PoP's health and no other's. ZooKeeper enforces the first half, the presenter the
+/// names.
+#[test]
+fn a_robot_or_a_pop_with_its_own_identity_touches_only_its_own() {
+    let zk = ZooKeeper::standalone_sasl();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let ids = [
+        "--robot",
+        "robot-web1=prn1.internal.example",
+        "--robot",
+        "robot-ams=ams1.internal.example",
+        "--announce",
+        "announce-ams=ams",
+        "--announce",
+        "announce-iad=iad",
+    ];
+    let out = init_with(&zk, d, &ids);
+    for made in ["robots/robot-web1: created", "health/ams: created"] {
+        assert!(out.contains(made), "{out}");
+    }
+    assert!(init_with(&zk, d, &ids).contains("already as it should be"));
+
+    let (key, public) = crate::trust::keygen(d);
+    let cfg = presenter_config(&zk, "grace_ms = 200", "").replacen(
+        "session_timeout_ms = 2000\n",
+        &format!(
+            "session_timeout_ms = 2000\npassword_file = \"{}\"\n",
+            password_file(d, "geodns-presenter").display()
+        ),
+        1,
+    );
+    let p = presenter(d, &format!("signing_key = \"{key}\"\n{cfg}"), &[]);
+    let server_cfg = format!(
+        "[zookeeper]\nconnect = \"{}\"\njitter_ms = 20\nrecheck_ms = 1000\nsession_timeout_ms = 2000\n\
+         zones = [\"{ZONE}\"]\ntrusted_keys = [\"{public}\"]\npassword_file = \"{}\"\n",
+        zk.connect(),
+        password_file(d, "geodns-server").display()
+    );
+    let s = Server::start(&example_config("", &server_cfg));
+    let as_user = |user: &str| {
+        vec![
+            "--password-file".to_owned(),
+            password_file(d, user).display().to_string(),
+            "--user".to_owned(),
+            user.to_owned(),
+        ]
+    };
+    let web1 = as_user("robot-web1");
+    let web1: Vec<&str> = web1.iter().map(String::as_str).collect();
+    let ams = as_user("robot-ams");
+    let ams: Vec<&str> = ams.iter().map(String::as_str).collect();
+    let own = format!("h1.prn1.{ZONE}");
+    let foreign = format!("h5.prn1.{ZONE}");
+    let _h1 = register(&zk, d, &own, "10.0.0.1", &web1);
+    let _h5 = register(&zk, d, &foreign, "10.0.0.5", &ams);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while a(&s, &own) != ["10.0.0.1"] {
+        assert!(
+            Instant::now() < deadline,
+            "{}\n{}",
+            s.log_text(),
+            p.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // robot-ams's registration of a prn1 name is left out and reported.
+    let connect = zk.connect();
+    let (conflicts, web1_node, ams_node) = runtime().block_on(async {
+        let c = client(&connect, Some("geodns-admin")).await;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let conflicts = loop {
+            let (data, _) = c.get_data("/geodns/conflicts").await.unwrap();
+            let text = String::from_utf8(data).unwrap();
+            if text.contains("unauthorized_name") || Instant::now() > deadline {
+                break text;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        let first = |dir: &'static str| {
+            let c = c.clone();
+            async move {
+                let path = format!("/geodns/robots/{dir}");
+                let kids = c.list_children(&path).await.unwrap();
+                format!("{path}/{}", kids[0])
+            }
+        };
+        (
+            conflicts,
+            first("robot-web1").await,
+            first("robot-ams").await,
+        )
+    });
+    assert!(
+        conflicts.contains("unauthorized_name") && conflicts.contains(&foreign),
+        "{conflicts}"
+    );
+    assert!(a(&s, &foreign).is_empty(), "{foreign} served");
+
+    runtime().block_on(async {
+        check(
+            &connect,
+            Some("robot-web1"),
+            &[
+                (
+                    "create",
+                    "/geodns/robots/robot-web1/h2.prn1.internal.example-0000000009",
+                    true,
+                ),
+                (
+                    "delete",
+                    "/geodns/robots/robot-web1/h2.prn1.internal.example-0000000009",
+                    true,
+                ),
+                // Not its own names, and not another's directory or registrations.
+                ("write", "/geodns/robots/robot-web1", false),
+                (
+                    "create",
+                    "/geodns/robots/robot-ams/h3.ams1.internal.example-0000000009",
+                    false,
+                ),
+                ("delete", &ams_node, false),
+                ("write", &ams_node, false),
+                ("create", "/geodns/robots/robot-web9", false),
+                (
+                    "create",
+                    "/geodns/hosts/h2.prn1.internal.example-0000000009",
+                    false,
+                ),
+                ("write", "/geodns/health/ams", false),
+            ],
+        )
+        .await;
+        check(
+            &connect,
+            Some("robot-ams"),
+            &[("delete", &web1_node, false), ("read", &web1_node, false)],
+        )
+        .await;
+        // The shared robot user cannot touch the identities' registrations either.
+        check(
+            &connect,
+            Some("geodns-robot"),
+            &[
+                ("delete", &web1_node, false),
+                ("create", "/geodns/robots/robot-web1/x-1", false),
+            ],
+        )
+        .await;
+        check(
+            &connect,
+            Some("announce-ams"),
+            &[
+                ("write", "/geodns/health/ams", true),
+                ("write", "/geodns/health/iad", false),
+                ("delete", "/geodns/health/iad", false),
+                ("delete", "/geodns/health/ams", false),
+                ("create", "/geodns/health/fra", false),
+            ],
+        )
+        .await;
+    });
+    // The node announce-ams wrote ("x", junk) drains ams; the empty one zk init made for iad
+    // drains nothing.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let m = s.metrics();
+        if m.contains("geodns_pop_up{pop=\"ams\",reason=\"bgp-unreadable\"} 0") {
+            assert!(
+                m.contains("geodns_pop_up{pop=\"iad\",reason=\"none\"} 1"),
+                "{m}"
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "{m}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    // The admin changes an identity's names: the registration left out is taken.
+    let out = init_with(
+        &zk,
+        d,
+        &[
+            "--robot",
+            "robot-ams=ams1.internal.example,h5.prn1.internal.example",
+        ],
+    );
+    assert!(out.contains("robots/robot-ams: data set"), "{out}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while a(&s, &foreign) != ["10.0.0.5"] {
+        assert!(Instant::now() < deadline, "{}", p.log_text());
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// `geodns check` says when a server would read ZooKeeper unauthenticated and unsigned.

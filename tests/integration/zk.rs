@@ -296,13 +296,18 @@ impl ZooKeeper {
 }
 
 /// The SASL users of a [`ZooKeeper::standalone_sasl`] ensemble.
-pub const SASL_USERS: [&str; 6] = [
+pub const SASL_USERS: [&str; 10] = [
     "geodns-admin",
     "geodns-presenter",
     "geodns-server",
     "geodns-robot",
     "geodns-human",
     "geodns-announce",
+    // Identities of their own (`geodns zk init --robot/--announce`).
+    "robot-web1",
+    "robot-ams",
+    "announce-ams",
+    "announce-iad",
 ];
 
 /// The password of a SASL user in tests.
