@@ -24,6 +24,8 @@ command -v pdns_recursor >/dev/null 2>&1 || pkgs+=(pdns-recursor)
 # Real BGP for the announce tests: ExaBGP runs `geodns announce`, BIRD 2 is its peer.
 command -v exabgp >/dev/null 2>&1 || pkgs+=(exabgp)
 command -v bird >/dev/null 2>&1 || pkgs+=(bird2)
+# A real load generator for the rate-limiting test.
+command -v dnsperf >/dev/null 2>&1 || pkgs+=(dnsperf)
 # Other GeoDNS servers load our MMDB export: gdnsd, Knot (with its geoip module), PowerDNS
 # (with its geoip backend).
 command -v gdnsd >/dev/null 2>&1 || pkgs+=(gdnsd)

@@ -117,6 +117,86 @@ fn a_flood_from_one_prefix_is_limited_with_slip_and_others_see_no_loss() {
     assert!(!tcp.trim().is_empty(), "{tcp}");
 }
 
+/// The same with a real load generator: dnsperf floods from one address at a fixed rate, the
+/// server answers the configured rate and slips every `slip`-th of the rest, and dnsperf's own
+/// count of responses agrees with the server's; another prefix loses nothing meanwhile.
+#[test]
+fn a_dnsperf_flood_is_answered_at_the_rate_with_the_slip() {
+    let rate = 50;
+    let s = Server::start(&example_config(
+        "",
+        &format!("[rrl]\nresponses_per_second = {rate}\nslip = 2\n"),
+    ));
+    let dir = tempfile::tempdir().unwrap();
+    let queries = dir.path().join("queries");
+    std::fs::write(&queries, "www.example.com A\n").unwrap();
+    let port = s.dns.port().to_string();
+    let seconds = 3;
+    let dnsperf = std::process::Command::new("dnsperf")
+        .args(["-s", "127.0.0.1", "-a", "127.0.0.1", "-p", &port, "-c", "1", "-t", "1"])
+        .args(["-Q", "400", "-q", "2000", "-l", &seconds.to_string(), "-d"])
+        .arg(&queries)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("dnsperf (Debian's dnsperf; scripts/test.sh installs it)");
+    // Meanwhile another prefix: every query answered in full.
+    let other = UdpSocket::bind("127.0.1.1:0").unwrap();
+    other
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    let mut buf = [0u8; 4096];
+    std::thread::sleep(Duration::from_millis(500));
+    for i in 0..20u16 {
+        let mut q = message("www.example.com", RecordType::A, None)
+            .to_vec()
+            .unwrap();
+        q[0..2].copy_from_slice(&i.to_be_bytes());
+        other.send_to(&q, s.dns).unwrap();
+        other.recv(&mut buf).expect("an answer to the other prefix");
+        assert_eq!(buf[2] & 0x02, 0, "not truncated");
+        assert!(u16::from_be_bytes([buf[6], buf[7]]) > 0, "answered");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = dnsperf.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    let field = |name: &str| -> u64 {
+        text.lines()
+            .find_map(|l| l.trim().strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {name:?} in\n{text}"))
+    };
+    let (sent, completed) = (field("Queries sent:"), field("Queries completed:"));
+    let processed = s.metric("geodns_queries_total{transport=\"udp\"} ") - 20;
+    let slipped = s.metric("geodns_rrl_slipped_total ");
+    let dropped = s.metric("geodns_rrl_dropped_total ");
+    let answered = processed - slipped - dropped;
+    eprintln!(
+        "dnsperf: {sent} sent, {completed} completed; server: {answered} answered, {slipped} slipped, {dropped} dropped"
+    );
+    // The rate: whole seconds of the limiter, so the flood's seconds plus the one it began in.
+    let most = rate * (seconds + 1);
+    assert!(
+        answered >= rate * (seconds - 1) && answered <= most,
+        "{answered} answered, want {}..={most}",
+        rate * (seconds - 1)
+    );
+    // Every second limited response slips (one per second may round either way).
+    let limited = slipped + dropped;
+    assert!(
+        slipped.abs_diff(limited / 2) <= seconds + 1,
+        "{slipped} slipped of {limited} limited"
+    );
+    assert!(sent >= 900, "a flood at 400 per second: {sent} sent");
+    // What dnsperf got back is what the server sent (a busy loopback may lose a few).
+    assert!(
+        completed <= answered + slipped && completed * 10 >= (answered + slipped) * 9,
+        "{completed} completed, {answered} answered + {slipped} slipped"
+    );
+}
+
 /// DNS cookies: every answer to a query with a client cookie carries a fresh server cookie;
 /// a client that returns it has proven its address and is not rate limited. dig says the
 /// cookie it got back is good.
