@@ -6,6 +6,7 @@
 #
 # The fixture's zone has a static `www A` as the default for servers that need one; here `www`
 # is a geo name, so that line is dropped. Unmatched addresses answer ams, as for the peers.
+# GEODNS_EXTRA, if set, is appended to the config (e.g. an [rrl] section, to measure its cost).
 set -euo pipefail
 DIR=$1 PORT=$2 THREADS=${3:-1}
 BIN=${GEODNS_BIN:-$(cd "$(dirname "$0")/.." && pwd)/target/release/geodns}
@@ -31,4 +32,5 @@ origin = "example.com"
 file = "example.com.zone"
 geo.www = { ttl = 60 }
 TOML
+printf '%b\n' "${GEODNS_EXTRA:-}" >> "$WORK/geodns.toml"
 exec "$BIN" serve --config "$WORK/geodns.toml"
