@@ -133,7 +133,18 @@ fn a_dnsperf_flood_is_answered_at_the_rate_with_the_slip() {
     let port = s.dns.port().to_string();
     let seconds = 3;
     let dnsperf = std::process::Command::new("dnsperf")
-        .args(["-s", "127.0.0.1", "-a", "127.0.0.1", "-p", &port, "-c", "1", "-t", "1"])
+        .args([
+            "-s",
+            "127.0.0.1",
+            "-a",
+            "127.0.0.1",
+            "-c",
+            "1",
+            "-t",
+            "1",
+            "-p",
+        ])
+        .arg(&port)
         .args(["-Q", "400", "-q", "2000", "-l", &seconds.to_string(), "-d"])
         .arg(&queries)
         .stdout(std::process::Stdio::piped())
