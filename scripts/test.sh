@@ -26,6 +26,8 @@ command -v exabgp >/dev/null 2>&1 || pkgs+=(exabgp)
 command -v bird >/dev/null 2>&1 || pkgs+=(bird2)
 # A real load generator for the rate-limiting test.
 command -v dnsperf >/dev/null 2>&1 || pkgs+=(dnsperf)
+# promtool (in Debian's prometheus package) lints every process's metrics.
+command -v promtool >/dev/null 2>&1 || pkgs+=(prometheus)
 # Other GeoDNS servers load our MMDB export: gdnsd, Knot (with its geoip module), PowerDNS
 # (with its geoip backend).
 command -v gdnsd >/dev/null 2>&1 || pkgs+=(gdnsd)

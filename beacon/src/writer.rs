@@ -171,6 +171,71 @@ pub struct WriterStats {
     failure: Mutex<Option<Failure>>,
 }
 
+impl WriterStats {
+    /// The writer's metric families, one home for both log writers' names (the collector's
+    /// under `geodns_beacon_log_`, the server's probe log under `geodns_probe_log_`): the
+    /// name's suffix, whether it is a counter (else a gauge), its help and its value now.
+    pub fn families(&self) -> [(&'static str, bool, &'static str, u64); 9] {
+        let g = |v: &AtomicU64| v.load(Relaxed);
+        [
+            (
+                "queued_rows",
+                false,
+                "Rows waiting for the writer.",
+                g(&self.queued),
+            ),
+            (
+                "buffered_rows",
+                false,
+                "Acknowledged rows in memory waiting for their file.",
+                g(&self.buffered),
+            ),
+            (
+                "write_failing",
+                false,
+                "1 while log writes fail (new rows are refused), else 0.",
+                g(&self.failing),
+            ),
+            (
+                "rows_refused_failing_total",
+                true,
+                "Rows refused because log writes were failing.",
+                g(&self.rows_refused_failing),
+            ),
+            (
+                "rows_written_total",
+                true,
+                "Rows in files renamed into place.",
+                g(&self.rows_written),
+            ),
+            (
+                "files_written_total",
+                true,
+                "Log files renamed into place.",
+                g(&self.files_written),
+            ),
+            (
+                "bytes_written_total",
+                true,
+                "Bytes of log files renamed into place.",
+                g(&self.bytes_written),
+            ),
+            (
+                "rows_dropped_total",
+                true,
+                "Rows refused because the queue was full.",
+                g(&self.rows_dropped),
+            ),
+            (
+                "write_errors_total",
+                true,
+                "Failed file writes (the rows are kept and retried).",
+                g(&self.write_errors),
+            ),
+        ]
+    }
+}
+
 /// A failing writer's state, for health checks.
 #[derive(Clone, Debug)]
 pub struct Failure {

@@ -6,7 +6,7 @@
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Mutex;
 
-use geodns_daemon::prometheus::{Kind, Text};
+use geodns_daemon::prometheus::{Histogram, Kind, Text};
 
 /// Why an internal-zone snapshot is refused (`geodns_snapshot::Refused`'s reasons).
 pub const REFUSED_REASONS: [&str; 4] = ["signature", "version", "damaged", "zones"];
@@ -51,8 +51,7 @@ pub struct Metrics {
     map_created_unix: AtomicU64,
     restart_pending: AtomicU64,
     ecs_queries: AtomicU64,
-    processing: [AtomicU64; PROCESSING_BOUNDS_NS.len() + 1],
-    processing_sum_ns: AtomicU64,
+    processing: Histogram,
     internal_version: AtomicU64,
     internal_created_unix: AtomicU64,
     internal_refused: [AtomicU64; REFUSED_REASONS.len()],
@@ -84,8 +83,7 @@ impl Default for Metrics {
             map_created_unix: AtomicU64::new(0),
             restart_pending: AtomicU64::new(0),
             ecs_queries: AtomicU64::new(0),
-            processing: Default::default(),
-            processing_sum_ns: AtomicU64::new(0),
+            processing: Histogram::new(&PROCESSING_BOUNDS_NS),
             internal_version: AtomicU64::new(0),
             internal_created_unix: AtomicU64::new(0),
             internal_refused: Default::default(),
@@ -124,9 +122,26 @@ pub struct QueryOutcome {
     pub valid_cookie: bool,
 }
 
-/// Upper bounds of the processing-time histogram's buckets, ns.
-const PROCESSING_BOUNDS_NS: [u64; 8] = [
-    1_000, 2_000, 5_000, 10_000, 20_000, 50_000, 100_000, 1_000_000,
+/// Upper bounds of the processing-time histogram's buckets, ns: from the microsecond of a
+/// cached answer to the second a query might wait behind a stalled worker, so a slow tail
+/// shows as where it is rather than as `+Inf`.
+const PROCESSING_BOUNDS_NS: [u64; 16] = [
+    1_000,
+    2_500,
+    5_000,
+    10_000,
+    25_000,
+    50_000,
+    100_000,
+    250_000,
+    500_000,
+    1_000_000,
+    2_500_000,
+    10_000_000,
+    50_000_000,
+    100_000_000,
+    500_000_000,
+    1_000_000_000,
 ];
 
 impl Metrics {
@@ -218,13 +233,7 @@ impl Metrics {
     /// Records how long the responder took for one query (parse to framed response).
     #[inline]
     pub fn observe_processing(&self, took: std::time::Duration) {
-        let ns = took.as_nanos().min(u64::MAX as u128) as u64;
-        let i = PROCESSING_BOUNDS_NS
-            .iter()
-            .position(|&b| ns <= b)
-            .unwrap_or(PROCESSING_BOUNDS_NS.len());
-        self.processing[i].fetch_add(1, Relaxed);
-        self.processing_sum_ns.fetch_add(ns, Relaxed);
+        self.processing.observe(took);
     }
 
     /// Records how many settings of the config file wait for a restart (0: all in force).
@@ -277,20 +286,7 @@ impl Metrics {
             Kind::Histogram,
             "Time from a query's parse to its framed response, in the server.",
         );
-        let mut cum = 0;
-        for (i, b) in PROCESSING_BOUNDS_NS.iter().enumerate() {
-            cum += self.processing[i].load(Relaxed);
-            let le = (*b as f64 / 1e9).to_string();
-            t.sample(&format!("{h}_bucket"), &[("le", &le)], cum);
-        }
-        cum += self.processing[PROCESSING_BOUNDS_NS.len()].load(Relaxed);
-        t.sample(&format!("{h}_bucket"), &[("le", "+Inf")], cum);
-        t.sample(
-            &format!("{h}_sum"),
-            &[],
-            self.processing_sum_ns.load(Relaxed) as f64 / 1e9,
-        );
-        t.sample(&format!("{h}_count"), &[], cum);
+        self.processing.samples(&mut t, h, &[]);
         t.finish()
     }
 
@@ -300,7 +296,7 @@ impl Metrics {
         t.family(q, Kind::Counter, "DNS queries received.")
             .sample(q, &[("transport", "udp")], g(&self.udp))
             .sample(q, &[("transport", "tcp")], g(&self.tcp));
-        let a = "geodns_answers_by_qtype_total";
+        let a = "geodns_answers_total";
         t.family(a, Kind::Counter, "Queries answered, by QTYPE (geodns_queries_total counts every query received, by transport).");
         for (i, (_, name)) in QTYPES.iter().enumerate() {
             t.sample(a, &[("qtype", name)], g(&self.qtype[i]));
@@ -308,11 +304,9 @@ impl Metrics {
         t.sample(a, &[("qtype", "other")], g(&self.qtype[QTYPES.len()]));
         let r = "geodns_responses_total";
         t.family(r, Kind::Counter, "Responses by rcode.");
+        // Every rcode, always: a rare one must not make a new series when it first happens.
         for (i, name) in RCODES.iter().enumerate() {
-            let v = g(&self.rcode[i]);
-            if v > 0 || i <= 5 {
-                t.sample(r, &[("rcode", name)], v);
-            }
+            t.sample(r, &[("rcode", name)], g(&self.rcode[i]));
         }
         let simple: [(&str, Kind, &str, &AtomicU64); 18] = [
             (
@@ -322,7 +316,7 @@ impl Metrics {
                 &self.probe_queries,
             ),
             (
-                "geodns_probe_invalid_total",
+                "geodns_probe_invalid_queries_total",
                 Kind::Counter,
                 "Probe-zone queries with a bad id or unknown PoP (NXDOMAIN, not logged).",
                 &self.probe_invalid,
@@ -364,13 +358,13 @@ impl Metrics {
                 &self.reload_failures,
             ),
             (
-                "geodns_health_failures_total",
+                "geodns_health_files_refused_total",
                 Kind::Counter,
                 "Refused health files.",
                 &self.health_failures,
             ),
             (
-                "geodns_tcp_refused_total",
+                "geodns_tcp_connections_refused_total",
                 Kind::Counter,
                 "TCP connections closed at the connection limit.",
                 &self.tcp_refused,
@@ -427,73 +421,18 @@ impl Metrics {
         for (name, kind, help, v) in simple {
             t.single(name, kind, help, g(v));
         }
-        let r = "geodns_internal_snapshot_refused_total";
+        let r = "geodns_internal_snapshots_refused_total";
         t.family(r, Kind::Counter, "Internal-zone snapshots refused, by reason: signature (not signed by a trusted key), version (not newer than the one in force), damaged (size, checksum or document), zones (does not compile, or a zone out of scope).");
         for (reason, v) in REFUSED_REASONS.iter().zip(&self.internal_refused) {
             t.sample(r, &[("reason", reason)], g(v));
         }
         if let Some(w) = self.probe_log.get() {
-            let log: [(&str, Kind, &str, &AtomicU64); 9] = [
-                (
-                    "geodns_probe_log_queued_rows",
-                    Kind::Gauge,
-                    "Probe rows waiting for the writer.",
-                    &w.queued,
-                ),
-                (
-                    "geodns_probe_log_buffered_rows",
-                    Kind::Gauge,
-                    "Probe rows in memory waiting for their file.",
-                    &w.buffered,
-                ),
-                (
-                    "geodns_probe_log_write_failing",
-                    Kind::Gauge,
-                    "1 while probe log writes fail (new rows are dropped, answers unaffected).",
-                    &w.failing,
-                ),
-                (
-                    "geodns_probe_log_rows_refused_failing_total",
-                    Kind::Counter,
-                    "Probe rows dropped because log writes were failing.",
-                    &w.rows_refused_failing,
-                ),
-                (
-                    "geodns_probe_log_rows_written_total",
-                    Kind::Counter,
-                    "Probe rows in files.",
-                    &w.rows_written,
-                ),
-                (
-                    "geodns_probe_log_files_written_total",
-                    Kind::Counter,
-                    "Probe log files written.",
-                    &w.files_written,
-                ),
-                (
-                    "geodns_probe_log_bytes_written_total",
-                    Kind::Counter,
-                    "Bytes of probe log files.",
-                    &w.bytes_written,
-                ),
-                (
-                    "geodns_probe_log_rows_dropped_total",
-                    Kind::Counter,
-                    "Probe rows dropped because the queue was full.",
-                    &w.rows_dropped,
-                ),
-                (
-                    "geodns_probe_log_write_errors_total",
-                    Kind::Counter,
-                    "Failed probe log file writes (rows kept and retried).",
-                    &w.write_errors,
-                ),
-            ];
-            for (name, kind, help, v) in log {
-                t.single(name, kind, help, g(v));
+            for (suffix, counter, help, v) in w.families() {
+                let kind = if counter { Kind::Counter } else { Kind::Gauge };
+                t.single(&format!("geodns_probe_log_{suffix}"), kind, help, v);
             }
         }
-        let p = "geodns_pop_answers_total";
+        let p = "geodns_geo_answers_total";
         t.family(p, Kind::Counter, "Geo answers by PoP.");
         let names = self
             .pop_names

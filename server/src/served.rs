@@ -12,12 +12,22 @@ use std::sync::Arc;
 use arc_swap::{ArcSwap, Cache, Guard};
 use geodns_beacon::{DnsProbeRow, LogWriter};
 use geodns_daemon::prometheus::{Kind, Text};
-use geodns_snapshot::pophealth::HealthMap;
+use geodns_snapshot::pophealth::{HealthMap, PopState};
 use geodns_zone::Zone;
 
 use crate::dataset::{Dataset, PopAnswer};
 use crate::internal::Internal;
 use geodns_snapshot::health_file::DownSet;
+
+/// Every reason `geodns_pop_drained` has a series for.
+pub const POP_DRAIN_REASONS: [&str; 6] = [
+    "file",
+    "bgp-draining",
+    "bgp-down",
+    "bgp-unreadable",
+    "vips-down",
+    "load",
+];
 
 /// The served state in force, swapped whole: readers [`State::load`] it (or keep a
 /// [`State::cache`]), writers go through the `swap_*` methods, the only writers there are.
@@ -103,6 +113,8 @@ pub struct Served {
     pub data: Arc<Dataset>,
     /// `down[i]`: PoP `i` is drained (by the health file or by the PoP's published health).
     pub down: Box<[bool]>,
+    /// `drained_by[i]`: why PoP `i` is drained, one of [`POP_DRAIN_REASONS`].
+    pub drained_by: Box<[Option<&'static str>]>,
     /// PoPs the health file drains.
     pub file_down: DownSet,
     /// PoP health published in ZooKeeper by `geodns announce`: id -> state and load.
@@ -193,29 +205,35 @@ impl Served {
                 live_addrs(p, &out)
             })
             .collect();
-        let why = |i: usize, id: &geomap::PopId| -> Option<String> {
+        // Why each PoP is drained, one of POP_DRAIN_REASONS, if it is.
+        let why = |i: usize, id: &geomap::PopId| -> Option<&'static str> {
             if file_down.contains(id) {
-                return Some("file".into());
+                return Some("file");
             }
             let st = published.get(id.as_str())?;
             if !st.is_up() {
-                return Some(format!("bgp-{}", st.label()));
+                return Some(match st.state {
+                    Some(PopState::Draining) => "bgp-draining",
+                    Some(PopState::Down) => "bgp-down",
+                    _ => "bgp-unreadable",
+                });
             }
             if live[i]
                 .as_ref()
                 .is_some_and(|l| l.a.is_empty() && l.aaaa.is_empty())
             {
-                return Some("vips-down".to_owned());
+                return Some("vips-down");
             }
             // Above the high watermark a PoP gets no answers at all.
-            (shed(st.load) >= 1.0).then(|| "load".to_owned())
+            (shed(st.load) >= 1.0).then_some("load")
         };
-        let down: Box<[bool]> = data
+        let drained_by: Box<[Option<&'static str>]> = data
             .pops
             .iter()
             .enumerate()
-            .map(|(i, p)| why(i, &p.id).is_some())
+            .map(|(i, p)| why(i, &p.id))
             .collect();
+        let down: Box<[bool]> = drained_by.iter().map(Option::is_some).collect();
         let shed_of =
             |id: &geomap::PopId| published.get(id.as_str()).map_or(0.0, |st| shed(st.load));
         let sheds: Vec<f64> = data.pops.iter().map(|p| shed_of(&p.id)).collect();
@@ -239,8 +257,8 @@ impl Served {
         let drained: Vec<String> = data
             .pops
             .iter()
-            .enumerate()
-            .filter_map(|(i, p)| why(i, &p.id).map(|w| format!("{}:{w}", p.id)))
+            .zip(drained_by.iter())
+            .filter_map(|(p, w)| w.map(|w| format!("{}:{w}", p.id)))
             .collect();
         let vips_out: Vec<String> = data
             .pops
@@ -275,6 +293,7 @@ impl Served {
         Served {
             data,
             down,
+            drained_by,
             file_down: file_down.clone(),
             published,
             probe_log,
@@ -334,60 +353,53 @@ impl Served {
         )
     }
 
-    /// Prometheus lines for the data and the PoPs' state in force: `geodns_build_info`,
-    /// `geodns_pop_up{pop, reason}`, `geodns_vip_out{pop, vip}`.
+    /// Prometheus lines for the PoPs' state in force: `geodns_pop_up{pop}` (one series per PoP
+    /// whose value changes), `geodns_pop_drained{pop, reason}` (one series per PoP and reason,
+    /// 1 for the reason the PoP is drained or shed by, so no series appears or vanishes when a
+    /// PoP drains), `geodns_vip_out{pop, vip}` (one series per VIP address).
     pub fn health_metrics(&self) -> String {
         let mut t = Text::new();
-        let internal = self
-            .internal
-            .version
-            .map_or("none".to_owned(), |v| v.to_string());
-        let b = "geodns_build_info";
-        t.family(
-            b,
-            Kind::Gauge,
-            "The running build and the data it serves (always 1).",
-        )
-        .sample(
-            b,
-            &[
-                ("version", env!("CARGO_PKG_VERSION")),
-                ("map_generation", &self.data.map_meta.generation),
-                ("config", &self.data.config_version),
-                ("internal_snapshot", &internal),
-            ],
-            1,
-        );
         let u = "geodns_pop_up";
         t.family(
             u,
             Kind::Gauge,
-            "1 if the PoP is answered, 0 if drained (reason: file, bgp-draining, bgp-down, load).",
+            "1 if the PoP is answered, 0 if drained (geodns_pop_drained says why).",
         );
         for (p, down) in self.data.pops.iter().zip(self.down.iter()) {
-            let reason = if self.file_down.contains(&p.id) {
-                "file".to_owned()
-            } else {
-                match self.published.get(p.id.as_str()) {
-                    Some(st) if !st.is_up() => format!("bgp-{}", st.label()),
-                    _ if *down => "vips-down".to_owned(),
-                    Some(st) if shed(st.load) >= 1.0 => "load".to_owned(),
-                    _ => "none".to_owned(),
-                }
-            };
-            t.sample(
-                u,
-                &[("pop", p.id.as_str()), ("reason", &reason)],
-                u8::from(!*down),
-            );
+            t.sample(u, &[("pop", p.id.as_str())], u8::from(!*down));
         }
-        // Each VIP whose route is out, by PoP (VIPs in the answers are not listed: a series per
-        // VIP of every PoP would say nothing the PoP's own does not).
+        let d = "geodns_pop_drained";
+        t.family(d, Kind::Gauge, "1 for the reason a PoP is drained or shed by (file: the health file; bgp-draining, bgp-down, bgp-unreadable: what announce published; vips-down: every VIP's route is out; load: shed for load), 0 for the others.");
+        for (p, why) in self.data.pops.iter().zip(self.drained_by.iter()) {
+            for reason in POP_DRAIN_REASONS {
+                t.sample(
+                    d,
+                    &[("pop", p.id.as_str()), ("reason", reason)],
+                    u8::from(*why == Some(reason)),
+                );
+            }
+        }
+        // One series per VIP address a PoP answers with, 1 while its route is out: a VIP
+        // going out changes a value, never the set of series.
         let v = "geodns_vip_out";
-        t.family(v, Kind::Gauge, "1 for each VIP whose route is out (withdrawn, or draining while the PoP's others are up): its address is left out of the PoP's answers.");
-        for (p, l) in self.data.pops.iter().zip(self.live.iter()) {
-            for n in l.iter().flat_map(|l| l.out.iter()) {
-                t.sample(v, &[("pop", p.id.as_str()), ("vip", &n.to_string())], 1);
+        t.family(v, Kind::Gauge, "1 while the VIP's route is out (withdrawn, or draining while the PoP's others are up) and its address is left out of the PoP's answers, else 0.");
+        for (i, p) in self.data.pops.iter().enumerate() {
+            let (a, aaaa) = self.addresses(i);
+            for x in &p.a {
+                let ip = std::net::Ipv4Addr::from(*x).to_string();
+                t.sample(
+                    v,
+                    &[("pop", p.id.as_str()), ("vip", &ip)],
+                    u8::from(!a.contains(x)),
+                );
+            }
+            for x in &p.aaaa {
+                let ip = std::net::Ipv6Addr::from(*x).to_string();
+                t.sample(
+                    v,
+                    &[("pop", p.id.as_str()), ("vip", &ip)],
+                    u8::from(!aaaa.contains(x)),
+                );
             }
         }
         t.finish()

@@ -398,11 +398,8 @@ fn a_robot_or_a_pop_with_its_own_identity_touches_only_its_own() {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let m = s.metrics();
-        if m.contains("geodns_pop_up{pop=\"ams\",reason=\"bgp-unreadable\"} 0") {
-            assert!(
-                m.contains("geodns_pop_up{pop=\"iad\",reason=\"none\"} 1"),
-                "{m}"
-            );
+        if m.contains("geodns_pop_drained{pop=\"ams\",reason=\"bgp-unreadable\"} 1") {
+            assert!(m.contains("geodns_pop_up{pop=\"iad\"} 1"), "{m}");
             break;
         }
         assert!(Instant::now() < deadline, "{m}");

@@ -166,14 +166,14 @@ fn a_full_or_read_only_disk_is_refused_with_503_and_nothing_acknowledged_is_lost
     );
     // While it fails, nothing more is acknowledged, the rows it holds stay bounded, and it
     // retries with backoff rather than on every request.
-    let errors_before = metric(&c, "geodns_beacon_write_errors_total");
+    let errors_before = metric(&c, "geodns_beacon_log_write_errors_total");
     for _ in 0..200 {
         let (status, _) = c.post(&report(next));
         next += 1;
         assert_eq!(status, 503);
     }
     std::thread::sleep(Duration::from_millis(1500));
-    let retries = metric(&c, "geodns_beacon_write_errors_total") - errors_before;
+    let retries = metric(&c, "geodns_beacon_log_write_errors_total") - errors_before;
     assert!(
         retries <= 8,
         "{retries} write attempts in about 2 s while failing"
@@ -355,5 +355,5 @@ fn idle_slow_and_surplus_connections_are_closed() {
         std::thread::sleep(Duration::from_millis(100));
     }
     assert!(metric(&c, "geodns_beacon_connections_refused_total") >= 1);
-    assert!(metric(&c, "geodns_beacon_connection_header_timeouts_total") >= 2);
+    assert!(metric(&c, "geodns_beacon_connections_timed_out_total") >= 2);
 }

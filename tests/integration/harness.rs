@@ -245,7 +245,7 @@ impl Drop for Server {
     }
 }
 
-fn bound(log: &str, what: &str) -> Option<SocketAddr> {
+pub fn bound(log: &str, what: &str) -> Option<SocketAddr> {
     let line = log.lines().find(|l| l.contains(what))?;
     line.split_whitespace()
         .find_map(|w| w.strip_prefix("bound="))

@@ -21,6 +21,7 @@ mod hostile;
 mod internal;
 mod mapgen;
 mod mapgen_faults;
+mod metrics;
 mod probe;
 mod reload;
 mod resolvers;

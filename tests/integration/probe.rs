@@ -134,7 +134,7 @@ fn probe_names_answer_the_pop_and_are_logged() {
             r("abcdef0789", None, None, 1),
         ]
     );
-    assert_eq!(s.metric("geodns_probe_invalid_total"), 4);
+    assert_eq!(s.metric("geodns_probe_invalid_queries_total"), 4);
     assert_eq!(s.metric("geodns_probe_log_rows_written_total"), 5);
 }
 

@@ -106,7 +106,7 @@ fn idle_tcp_connections_are_closed_and_connections_capped() {
         tcp_exchange(&mut third).is_none(),
         "third connection must not be served"
     );
-    assert!(s.metric("geodns_tcp_refused_total") >= 1);
+    assert!(s.metric("geodns_tcp_connections_refused_total") >= 1);
     drop((a, b2));
     std::thread::sleep(Duration::from_millis(100));
     let mut fresh = TcpStream::connect(s.dns).unwrap();

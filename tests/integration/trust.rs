@@ -80,7 +80,7 @@ fn wait(what: &str, within: Duration, mut ok: impl FnMut() -> bool, log: impl Fn
 
 fn refused(s: &Server, reason: &str) -> u64 {
     s.metric(&format!(
-        "geodns_internal_snapshot_refused_total{{reason=\"{reason}\"}}"
+        "geodns_internal_snapshots_refused_total{{reason=\"{reason}\"}}"
     ))
 }
 

@@ -28,7 +28,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use geodns_daemon::prometheus::{self, Kind, Text};
+use geodns_daemon::prometheus::{self, Histogram, Kind, Text};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
 use crate::schema::RttReportRow;
@@ -64,6 +64,56 @@ struct App {
     rejected: [AtomicU64; REASONS.len()],
     connections: Arc<ConnectionStats>,
     snippet: String,
+    /// Request latency, by the routes in [`ROUTES`].
+    latency: Vec<Histogram>,
+}
+
+/// The routes request latency is counted by (`route` label); `other` is anything else (404s).
+const ROUTES: [(&str, &str); 7] = [
+    ("/v1/report", "report"),
+    ("/", "probe"),
+    ("/beacon.js", "snippet"),
+    ("/demo", "demo"),
+    ("/healthz", "healthz"),
+    ("/metrics", "metrics"),
+    ("", "other"),
+];
+
+/// Request latency buckets, ns: 100 µs to 10 s (a report's body arrives over the client's
+/// connection, so the slow end is the client's, and worth seeing).
+const LATENCY_BOUNDS_NS: [u64; 15] = [
+    100_000,
+    250_000,
+    500_000,
+    1_000_000,
+    2_500_000,
+    5_000_000,
+    10_000_000,
+    25_000_000,
+    50_000_000,
+    100_000_000,
+    250_000_000,
+    500_000_000,
+    1_000_000_000,
+    2_500_000_000,
+    10_000_000_000,
+];
+
+/// Times each request, from its head to its response, by route.
+async fn timed(
+    State(app): State<Arc<App>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let path = req.uri().path();
+    let route = ROUTES
+        .iter()
+        .position(|(p, _)| *p == path)
+        .unwrap_or(ROUTES.len() - 1);
+    let started = std::time::Instant::now();
+    let resp = next.run(req).await;
+    app.latency[route].observe(started.elapsed());
+    resp
 }
 
 impl App {
@@ -132,6 +182,10 @@ pub async fn run(cfg: CollectorConfig) -> Result<(), CollectorError> {
         rejected: Default::default(),
         connections: Arc::new(ConnectionStats::default()),
         snippet,
+        latency: ROUTES
+            .iter()
+            .map(|_| Histogram::new(&LATENCY_BOUNDS_NS))
+            .collect(),
     });
     let router = Router::new()
         .route("/v1/report", post(report).options(preflight))
@@ -142,6 +196,7 @@ pub async fn run(cfg: CollectorConfig) -> Result<(), CollectorError> {
         .route("/metrics", get(metrics))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(app.clone(), timed))
         .with_state(app.clone());
     let listener = tokio::net::TcpListener::bind(listen)
         .await
@@ -378,10 +433,9 @@ async fn snippet_js(State(app): State<Arc<App>>) -> Response {
 
 async fn metrics(State(app): State<Arc<App>>) -> Response {
     let mut t = Text::new();
-    let w = app.writer.stats();
     let g = |v: &AtomicU64| v.load(Relaxed);
     let c = &app.connections;
-    let simple: [(&str, Kind, &str, &AtomicU64); 16] = [
+    let simple: [(&str, Kind, &str, &AtomicU64); 7] = [
         (
             "geodns_beacon_requests_accepted_total",
             Kind::Counter,
@@ -393,60 +447,6 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
             Kind::Counter,
             "Rows queued from acknowledged requests.",
             &app.rows_accepted,
-        ),
-        (
-            "geodns_beacon_log_queued_rows",
-            Kind::Gauge,
-            "Rows waiting for the writer.",
-            &w.queued,
-        ),
-        (
-            "geodns_beacon_rows_written_total",
-            Kind::Counter,
-            "Rows in files renamed into place.",
-            &w.rows_written,
-        ),
-        (
-            "geodns_beacon_files_written_total",
-            Kind::Counter,
-            "Log files written.",
-            &w.files_written,
-        ),
-        (
-            "geodns_beacon_bytes_written_total",
-            Kind::Counter,
-            "Bytes of log files written.",
-            &w.bytes_written,
-        ),
-        (
-            "geodns_beacon_rows_dropped_total",
-            Kind::Counter,
-            "Rows refused because the queue was full.",
-            &w.rows_dropped,
-        ),
-        (
-            "geodns_beacon_write_errors_total",
-            Kind::Counter,
-            "Failed file writes (rows kept and retried).",
-            &w.write_errors,
-        ),
-        (
-            "geodns_beacon_log_buffered_rows",
-            Kind::Gauge,
-            "Acknowledged rows in memory waiting for their file.",
-            &w.buffered,
-        ),
-        (
-            "geodns_beacon_log_write_failing",
-            Kind::Gauge,
-            "1 while log writes fail (reports are refused), else 0.",
-            &w.failing,
-        ),
-        (
-            "geodns_beacon_rows_refused_failing_total",
-            Kind::Counter,
-            "Rows refused because log writes were failing.",
-            &w.rows_refused_failing,
         ),
         (
             "geodns_beacon_connections_open",
@@ -467,7 +467,7 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
             &c.refused,
         ),
         (
-            "geodns_beacon_connection_header_timeouts_total",
+            "geodns_beacon_connections_timed_out_total",
             Kind::Counter,
             "Connections closed: request headers not received in time (idle or slow).",
             &c.header_timeouts,
@@ -482,11 +482,25 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
     for (name, kind, help, v) in simple {
         t.single(name, kind, help, g(v));
     }
+    for (suffix, counter, help, v) in app.writer.stats().families() {
+        let kind = if counter { Kind::Counter } else { Kind::Gauge };
+        t.single(&format!("geodns_beacon_log_{suffix}"), kind, help, v);
+    }
+    let h = "geodns_beacon_request_duration_seconds";
+    t.family(
+        h,
+        Kind::Histogram,
+        "Time from a request's head to its response, by route.",
+    );
+    for ((_, route), hist) in ROUTES.iter().zip(&app.latency) {
+        hist.samples(&mut t, h, &[("route", route)]);
+    }
     let r = "geodns_beacon_requests_rejected_total";
     t.family(r, Kind::Counter, "Requests refused, by reason.");
     for (i, reason) in REASONS.iter().enumerate() {
         t.sample(r, &[("reason", reason)], g(&app.rejected[i]));
     }
+    prometheus::standard(&mut t);
     (
         [(header::CONTENT_TYPE, prometheus::CONTENT_TYPE)],
         t.finish(),
