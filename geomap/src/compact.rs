@@ -1,10 +1,22 @@
-//! Compaction: the fewest rows that give every address the same ranking.
+//! Compaction: the fewest rows that give every address the same ranking, without hiding what
+//! was measured.
 //!
-//! Two rules, applied per key space until nothing changes: a row whose nearest covering row
-//! ranks the same PoPs adds nothing and is dropped; two sibling rows (the halves of one prefix)
-//! that rank the same are replaced by one row for the parent prefix, when the parent has no row
-//! of its own. The result answers every address exactly as the input did, with fewer rows and
-//! so wider ECS scopes.
+//! Two rules, applied per key space until nothing changes:
+//!
+//! - A row whose nearest covering row ranks the same PoPs is dropped into it, when that tells
+//!   no lie: a row with no samples of its own (it inherited its ranking) always; a measured
+//!   row into a measured cover (halves merged), which then carries its samples and, weighted
+//!   by them, its estimates; a measured or aggregate row into an aggregate (aggregated or
+//!   routed), which is the sample-weighted mean of the measurements under it and so carries
+//!   them already. A measured network is never dropped into a modeled, GeoIP, default or
+//!   static row: `map explain` and the report would call it never measured and show the
+//!   model's latency instead of what was measured, and the spill would lose its demand.
+//! - Two sibling rows (the halves of one prefix) that rank the same and were derived the same
+//!   way are replaced by one row for the parent prefix, when the parent has no row of its own;
+//!   it carries both halves' samples and sample-weighted estimates.
+//!
+//! The result answers every address exactly as the input did, with fewer rows and so wider ECS
+//! scopes.
 
 use std::collections::BTreeMap;
 
@@ -51,16 +63,59 @@ fn covering(rows: &BTreeMap<(bool, IpNet), MapRow>, net: IpNet) -> Option<&MapRo
     None
 }
 
+/// What dropping `row` into `cover` (which ranks the same) does with its samples, if it may
+/// be dropped at all.
+#[derive(PartialEq)]
+enum Fold {
+    /// Nothing to carry: the row inherited its ranking (no samples of its own), or the cover
+    /// is an aggregate of the measurements under it, this row's among them.
+    Nothing,
+    /// The cover is a measured row (halves merged): it takes the row's samples and estimates.
+    Samples,
+}
+
+fn fold(row: &MapRow, cover: &MapRow) -> Option<Fold> {
+    use crate::map::Derivation as D;
+    if cover.pops != row.pops {
+        return None;
+    }
+    if row.samples == 0 {
+        return Some(Fold::Nothing);
+    }
+    match (cover.derivation, row.derivation) {
+        (D::Measured, D::Measured) => Some(Fold::Samples),
+        (D::Aggregated | D::Routed, D::Measured | D::Aggregated | D::Routed) => Some(Fold::Nothing),
+        // Never into a modeled, GeoIP, default or static row: that would hide a measurement.
+        _ => None,
+    }
+}
+
 fn drop_redundant(rows: &mut BTreeMap<(bool, IpNet), MapRow>) -> bool {
-    let redundant: Vec<(bool, IpNet)> = rows
+    // Most specific first, so a row that takes its children's samples is judged (and perhaps
+    // dropped into its own cover) with them.
+    let mut candidates: Vec<(bool, IpNet)> = rows
         .iter()
-        .filter(|(_, r)| covering(rows, r.prefix).is_some_and(|p| p.pops == r.pops))
+        .filter(|(_, r)| covering(rows, r.prefix).is_some_and(|c| fold(r, c).is_some()))
         .map(|(k, _)| *k)
         .collect();
-    for k in &redundant {
-        rows.remove(k);
+    candidates.sort_by_key(|(_, net)| std::cmp::Reverse(net.prefix_len()));
+    let mut dropped = false;
+    for k in candidates {
+        let Some(cover) = covering(rows, k.1).map(|c| (c.prefix.addr().is_ipv6(), c.prefix)) else {
+            continue;
+        };
+        let Some(how) = fold(&rows[&k], &rows[&cover]) else {
+            continue;
+        };
+        let row = rows.remove(&k).expect("present");
+        if how == Fold::Samples {
+            let c = rows.get_mut(&cover).expect("present");
+            c.rtt_ms = weighted(&c.rtt_ms, c.samples, &row.rtt_ms, row.samples);
+            c.samples += row.samples;
+        }
+        dropped = true;
     }
-    !redundant.is_empty()
+    dropped
 }
 
 fn merge_siblings(rows: &mut BTreeMap<(bool, IpNet), MapRow>) -> bool {
@@ -81,7 +136,7 @@ fn merge_siblings(rows: &mut BTreeMap<(bool, IpNet), MapRow>) -> bool {
             .nth(1)
             .expect("two halves");
         if let Some(u) = rows.get(&(k.0, upper)) {
-            if u.pops == r.pops {
+            if u.pops == r.pops && u.derivation == r.derivation {
                 merges.push((parent, *k, (k.0, upper)));
             }
         }
@@ -100,7 +155,7 @@ fn merge_siblings(rows: &mut BTreeMap<(bool, IpNet), MapRow>) -> bool {
             // the prefix's own data.
             weighted(&a.own_share, 1, &b.own_share, 1)
         };
-        let derivation = a.derivation.max(b.derivation);
+        let derivation = a.derivation;
         rows.insert(
             (lo.0, *parent),
             MapRow {
@@ -189,5 +244,69 @@ mod tests {
             prefixes(&compact(rows)),
             ["10.0.0.0/23=[1]", "10.0.0.0/24=[2]", "10.0.1.0/24=[2]"]
         );
+    }
+
+    #[test]
+    fn a_measured_network_is_never_hidden_behind_a_modeled_row() {
+        let mut modeled = row("10.0.0.0/16", &[0, 1]);
+        modeled.derivation = Derivation::Modeled;
+        modeled.samples = 0;
+        modeled.rtt_ms = vec![Some(68.0), Some(80.0)];
+        let mut measured = row("10.0.4.0/22", &[0, 1]);
+        measured.samples = 1140;
+        measured.rtt_ms = vec![Some(26.0), Some(40.0)];
+        let mut inherited = row("10.0.8.0/24", &[0, 1]);
+        inherited.derivation = Derivation::Geoip;
+        inherited.samples = 0;
+        let out = compact(vec![modeled, measured, inherited]);
+        assert_eq!(
+            prefixes(&out),
+            ["10.0.0.0/16=[0, 1]", "10.0.4.0/22=[0, 1]"],
+            "the measured /22 stays, the inherited /24 goes"
+        );
+        assert_eq!(out[1].samples, 1140);
+        assert_eq!(out[1].rtt_ms[0], Some(26.0));
+        assert_eq!(out[1].derivation, Derivation::Measured);
+    }
+
+    #[test]
+    fn a_measured_row_dropped_into_a_measured_cover_gives_it_its_samples() {
+        let mut cover = row("10.0.0.0/16", &[0, 1]);
+        cover.samples = 100;
+        cover.rtt_ms = vec![Some(10.0), Some(20.0)];
+        let mut child = row("10.0.1.0/24", &[0, 1]);
+        child.samples = 300;
+        child.rtt_ms = vec![Some(30.0), Some(40.0)];
+        let mut grandchild = row("10.0.1.0/26", &[0, 1]);
+        grandchild.samples = 100;
+        grandchild.rtt_ms = vec![Some(30.0), Some(40.0)];
+        let out = compact(vec![cover, child, grandchild]);
+        assert_eq!(prefixes(&out), ["10.0.0.0/16=[0, 1]"]);
+        assert_eq!(out[0].samples, 500, "every sample kept");
+        assert_eq!(out[0].rtt_ms[0], Some(26.0), "weighted by samples");
+    }
+
+    #[test]
+    fn halves_derived_differently_are_not_merged() {
+        let mut modeled = row("10.0.1.0/24", &[2]);
+        modeled.derivation = Derivation::Modeled;
+        modeled.samples = 0;
+        let rows = vec![row("10.0.0.0/24", &[2]), modeled];
+        assert_eq!(
+            prefixes(&compact(rows)),
+            ["10.0.0.0/24=[2]", "10.0.1.0/24=[2]"]
+        );
+    }
+
+    #[test]
+    fn an_aggregate_already_carries_the_measurements_under_it() {
+        let mut aggregate = row("10.0.0.0/16", &[0, 1]);
+        aggregate.derivation = Derivation::Aggregated;
+        aggregate.samples = 400;
+        let mut measured = row("10.0.1.0/24", &[0, 1]);
+        measured.samples = 300;
+        let out = compact(vec![aggregate, measured]);
+        assert_eq!(prefixes(&out), ["10.0.0.0/16=[0, 1]"]);
+        assert_eq!(out[0].samples, 400, "counted once, in the aggregate");
     }
 }

@@ -814,3 +814,127 @@ fn on_a_sparse_world_pooling_nears_the_bound_and_holdout_reports() {
         "{map:?} vs {geo:?}"
     );
 }
+
+/// Compaction never hides a measured network (issue 23): on a long-tail world, every client
+/// /24 the logs measure well is explained by a row derived from measurements that carries at
+/// least its samples, and the estimate for its first PoP is within noise of the logs' median.
+/// (Compaction once dropped such /24s into a covering modeled row: "never measured, 0
+/// samples", at the model's latency.)
+#[test]
+fn explain_tells_what_the_logs_measured() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = |p: &str| dir.path().join(p);
+    let o = std::process::Command::new("python3")
+        .arg(data_dir().join("../scripts/gen-world.py"))
+        .arg(d("w"))
+        .args([
+            "--internet",
+            "--isps",
+            "200",
+            "--subnets",
+            "1500",
+            "--seed",
+            "7",
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    run_ok(&[
+        "simulate".as_ref(),
+        "--world".as_ref(),
+        d("w/world.toml").as_os_str(),
+        "--users".as_ref(),
+        "6000".as_ref(),
+        "--seed".as_ref(),
+        "4".as_ref(),
+        "--logs-only".as_ref(),
+        d("logs").as_os_str(),
+        "--out".as_ref(),
+        d("sim").as_os_str(),
+    ]);
+    run_ok(&[
+        "mapgen".as_ref(),
+        "--config".as_ref(),
+        d("w/geodns.toml").as_os_str(),
+        "--geoip".as_ref(),
+        d("sim/geoip.mmdb").as_os_str(),
+        "--logs".as_ref(),
+        d("logs").as_os_str(),
+        "--out".as_ref(),
+        d("map.arrow").as_os_str(),
+    ]);
+
+    // What the logs say, computed here: each report paired with its probe query's ECS subnet.
+    let ecs: std::collections::HashMap<String, String> = probe_rows(&d("logs"))
+        .into_iter()
+        .filter_map(|(id, _, _, ecs, _, _)| Some((id, ecs?)))
+        .collect();
+    let mut measured: std::collections::BTreeMap<
+        String,
+        std::collections::BTreeMap<String, Vec<f64>>,
+    > = Default::default();
+    for (id, pop, _, rtt, ok) in report_rows(&d("logs")) {
+        if let (Some(subnet), Some(rtt), true) = (ecs.get(&id), rtt, ok) {
+            measured
+                .entry(subnet.clone())
+                .or_default()
+                .entry(pop)
+                .or_default()
+                .push(rtt);
+        }
+    }
+    let well: Vec<(&String, &std::collections::BTreeMap<String, Vec<f64>>)> = measured
+        .iter()
+        .filter(|(_, pops)| pops.values().map(Vec::len).sum::<usize>() >= 10)
+        .collect();
+    assert!(well.len() >= 40, "{} well measured /24s", well.len());
+    let median = |v: &[f64]| {
+        let mut v = v.to_vec();
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let mut checked = 0;
+    for (subnet, pops) in well.iter().step_by(well.len() / 40) {
+        let addr = subnet.split('/').next().unwrap().to_owned();
+        let out = run_ok(&[
+            "map".as_ref(),
+            "explain".as_ref(),
+            d("map.arrow").as_os_str(),
+            addr.as_ref(),
+        ]);
+        let client = out
+            .split("client key space")
+            .nth(1)
+            .and_then(|c| c.split("resolver key space").next())
+            .unwrap();
+        let decides = client.lines().find(|l| l.contains("decides:")).unwrap();
+        let (how, samples) = decides
+            .split("decides: ")
+            .nth(1)
+            .and_then(|r| r.split_once(", "))
+            .unwrap();
+        let samples: usize = samples.split(' ').next().unwrap().parse().unwrap();
+        let own: usize = pops.values().map(Vec::len).sum();
+        assert!(
+            ["measured", "aggregated", "routed"].contains(&how) && samples >= own,
+            "{subnet}: {own} samples in the logs, explained as:\n{client}"
+        );
+        // The first ranked PoP's estimate against the logs' median for it.
+        let ranked = client.lines().find(|l| l.contains("ranked:")).unwrap();
+        let first = ranked.split("ranked: ").nth(1).unwrap();
+        let mut words = first.split_whitespace();
+        let (pop, est) = (words.next().unwrap(), words.next().unwrap());
+        if let (Some(rtts), Ok(est)) = (pops.get(pop), est.parse::<f64>()) {
+            if rtts.len() >= 3 {
+                let m = median(rtts);
+                assert!(
+                    (est - m).abs() <= (0.25 * m).max(5.0),
+                    "{subnet}: {pop} estimated {est} ms, the logs' median {m:.1} ms of {}\n{client}",
+                    rtts.len()
+                );
+            }
+        }
+        checked += 1;
+    }
+    assert!(checked >= 40, "{checked}");
+}
