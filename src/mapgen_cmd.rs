@@ -136,10 +136,15 @@ pub fn run(a: MapgenArgs) -> anyhow::Result<()> {
         partition_rows: a.partition_rows,
         routes: a.routes.clone(),
         tmp_dir: a.tmp_dir.clone().unwrap_or_else(std::env::temp_dir),
-        generation: a
-            .generation
-            .clone()
-            .unwrap_or_else(|| format!("mapgen-{}", created_at.replace([':', '-'], ""))),
+        // Unique per run: the creation time to the second, and a random part (two runs in one
+        // second once got one id, and a server's status said the same map for both).
+        generation: a.generation.clone().unwrap_or_else(|| {
+            use std::hash::{BuildHasher, Hasher};
+            let nonce = std::collections::hash_map::RandomState::new()
+                .build_hasher()
+                .finish() as u32;
+            format!("mapgen-{}-{nonce:08x}", created_at.replace([':', '-'], ""))
+        }),
         created_at,
     };
     let outputs = (a.report.clone(), a.html.clone());
@@ -155,7 +160,7 @@ pub fn run(a: MapgenArgs) -> anyhow::Result<()> {
             // No map, but the report: what someone deciding on --force (or looking into the
             // rows left out) needs to see.
             let title = format!(
-                "mapgen: REFUSED {} (generation {})",
+                "mapgen: map REFUSED, {} not written (it would have been generation {})",
                 a.out.display(),
                 opts.generation
             );

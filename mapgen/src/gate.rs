@@ -31,6 +31,10 @@ pub struct GateReport {
     /// Each PoP's share of measured traffic (client subnets by samples) as first choice:
     /// `(PoP, before, after)`.
     pub pop_share: Vec<(String, f64, f64)>,
+    /// The previous map's path, as given.
+    pub previous: String,
+    /// The previous map's generation.
+    pub previous_generation: String,
     /// The client subnets that change first PoP, the heaviest first (at most [`MAX_MOVES`]).
     pub moves: Vec<Move>,
 }
@@ -81,6 +85,39 @@ fn first_pop(map: &Map, table: &AnswerTable, space: KeySpace, addr: IpAddr) -> O
         .map(|&p| map.meta.pops.get(p).id.to_string())
 }
 
+/// Each PoP's share of measured traffic as first choice in `map`: `weights` are the measured
+/// client subnets and their samples, answered as the server would (`default_order` where no
+/// row covers them). One home for the figure the catchment legend and the gate both show.
+pub fn traffic_share(
+    map: &Map,
+    weights: &[(IpNet, u64)],
+    default_order: &[PopIndex],
+) -> Vec<(String, f64)> {
+    let table = AnswerTable::build(map, Some(default_order));
+    let mut share: Vec<(String, u64)> = map
+        .meta
+        .pops
+        .iter()
+        .map(|p| (p.id.to_string(), 0))
+        .collect();
+    let mut total = 0;
+    for (net, w) in weights {
+        total += w;
+        if let Some(p) = table
+            .lookup(KeySpace::Client, net.addr())
+            .pops
+            .and_then(|p| p.first())
+        {
+            share[usize::from(*p)].1 += w;
+        }
+    }
+    let total = total.max(1) as f64;
+    share
+        .into_iter()
+        .map(|(p, w)| (p, w as f64 / total))
+        .collect()
+}
+
 /// Compares `new` with `old`; `weights` are the measured client subnets and their samples.
 pub fn compare(
     old: &Map,
@@ -96,22 +133,10 @@ pub fn compare(
     let new_table = AnswerTable::build(new, Some(default_order));
     let mut g = GateReport::default();
     let new_rows = RowIndex::build(new);
-    let mut share: std::collections::BTreeMap<String, (u64, u64)> = new
-        .meta
-        .pops
-        .iter()
-        .map(|p| (p.id.to_string(), (0, 0)))
-        .collect();
     for (net, w) in weights {
         g.total_weight += w;
         let a = first_pop(old, &old_table, KeySpace::Client, net.addr());
         let b = first_pop(new, &new_table, KeySpace::Client, net.addr());
-        if let Some(a) = &a {
-            share.entry(a.clone()).or_default().0 += w;
-        }
-        if let Some(b) = &b {
-            share.entry(b.clone()).or_default().1 += w;
-        }
         if a != b {
             g.moved_weight += w;
             // The new map's estimates of both PoPs for this subnet: the medians behind the move.
@@ -137,10 +162,22 @@ pub fn compare(
     g.moves
         .sort_by(|x, y| y.samples.cmp(&x.samples).then(x.prefix.cmp(&y.prefix)));
     g.moves.truncate(MAX_MOVES);
-    let total = g.total_weight.max(1) as f64;
-    g.pop_share = share
-        .into_iter()
-        .map(|(p, (a, b))| (p, a as f64 / total, b as f64 / total))
+    // Before and after by the one rule, [`traffic_share`]: every PoP of the new map, then any
+    // only the old one had.
+    let before = traffic_share(old, weights, &old_default);
+    let after = traffic_share(new, weights, default_order);
+    g.pop_share = after
+        .iter()
+        .map(|(p, b)| {
+            let a = before.iter().find(|(q, _)| q == p).map_or(0.0, |x| x.1);
+            (p.clone(), a, *b)
+        })
+        .chain(
+            before
+                .iter()
+                .filter(|(p, _)| !after.iter().any(|(q, _)| q == p))
+                .map(|(p, a)| (p.clone(), *a, 0.0)),
+        )
         .collect();
     g.moved_share = if g.total_weight == 0 {
         0.0

@@ -6,12 +6,14 @@ use std::fmt::Write as _;
 
 use crate::report::{LatencyDistribution, Report};
 
-/// Kenneth Kelly's 22 colours of maximum contrast, without white and black (used for other
-/// things here): 20 PoPs get 20 colours no one confuses. Beyond 20 they repeat.
+/// Sasha Trubetskoy's 20 distinct colours, ordered so that the pale ones come last: any two of
+/// the first 16 differ by at least 28 (CIE76 ΔE; Kelly's list, used before, had two purples
+/// 15 apart among its first 12), and each stands out from the picture's background. Beyond
+/// 20 PoPs they repeat.
 const COLOURS: [&str; 20] = [
-    "#F3C300", "#875692", "#F38400", "#A1CAF1", "#BE0032", "#C2B280", "#848482", "#008856",
-    "#E68FAC", "#0067A5", "#F99379", "#604E97", "#F6A600", "#B3446C", "#DCD300", "#882D17",
-    "#8DB600", "#654522", "#E25822", "#2B3D26",
+    "#e6194B", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6", "#bfef45",
+    "#469990", "#9A6324", "#800000", "#808000", "#000075", "#a9a9a9", "#ffe119", "#fabed4",
+    "#dcbeff", "#aaffc3", "#ffd8b1", "#fffac8",
 ];
 
 /// A PoP's colour: by its place in the PoP table, the same in every picture.
@@ -130,15 +132,22 @@ fn catchment_svg(report: &Report, pops: &[String]) -> String {
             y(f64::from(lat)) + 4.0
         );
     }
-    for p in &report.catchment {
-        let _ = write!(
-            s,
-            r#"<circle class="net" cx="{:.1}" cy="{:.1}" r="{}" fill="{}" fill-opacity="0.7"/>"#,
-            x(p.lon),
-            y(p.lat),
-            if p.samples > 0 { 2 } else { 1 },
-            colour(pops, &p.pop)
-        );
+    // Unmeasured networks first, so the measured ones (larger) are drawn over them.
+    for measured in [false, true] {
+        for p in report
+            .catchment
+            .iter()
+            .filter(|p| (p.samples > 0) == measured)
+        {
+            let _ = write!(
+                s,
+                r##"<circle class="net" cx="{:.1}" cy="{:.1}" r="{}" fill="{}" fill-opacity="0.8" stroke="#333" stroke-width="0.4"/>"##,
+                x(p.lon),
+                y(p.lat),
+                if measured { 4 } else { 3 },
+                colour(pops, &p.pop)
+            );
+        }
     }
     for (id, lat, lon) in &report.pops {
         if let (Some(lat), Some(lon)) = (lat, lon) {
@@ -155,9 +164,13 @@ fn catchment_svg(report: &Report, pops: &[String]) -> String {
             );
         }
     }
-    let total = report.catchment.len().max(1) as f64;
+    // The legend: each PoP's share of measured traffic, the figure the traffic table gives.
     for (i, id) in pops.iter().enumerate() {
-        let n = report.catchment.iter().filter(|p| &p.pop == id).count();
+        let share = report
+            .traffic_share
+            .iter()
+            .find(|(p, _)| p == id)
+            .map_or(0.0, |x| x.1);
         let _ = write!(
             s,
             r#"<rect class="legend" x="{:.1}" y="{:.1}" width="10" height="10" fill="{}"/><text x="{:.1}" y="{:.1}">{} {:.1} %</text>"#,
@@ -167,7 +180,7 @@ fn catchment_svg(report: &Report, pops: &[String]) -> String {
             left + pw + 24.0,
             top + 9.0 + 14.0 * i as f64,
             esc(id),
-            n as f64 / total * 100.0
+            share * 100.0
         );
     }
     s.push_str("</svg>");
@@ -203,10 +216,17 @@ pub fn render(report: &Report, title: &str) -> String {
     s.push_str("<h2>Latency</h2><p>For each client subnet with enough samples: the median RTT to each PoP, and (black) to its fastest PoP. A line further left is a faster PoP for more subnets.</p>");
     let pops: Vec<String> = report.pops.iter().map(|p| p.0.clone()).collect();
     s.push_str(&cdf_svg(&report.latency, &pops));
-    if !report.catchment.is_empty() {
+    s.push_str("<h2>Catchment</h2>");
+    if let Some(why) = &report.catchment_missing {
         let _ = write!(
             s,
-            "<h2>Catchment</h2><p>{} client networks placed by GeoIP, each coloured by the PoP the map sends it to first (triangles: the PoPs). Longitude and latitude, equirectangular; no coastlines (no well-kept data crate provides them).</p>",
+            "<p class=\"missing\">No client network could be placed: {}.</p>",
+            esc(why)
+        );
+    } else {
+        let _ = write!(
+            s,
+            "<p>{} client networks placed by GeoIP (measured, aggregated, routed and modeled rows), each coloured by the PoP the map sends it to first; the larger dots were measured. Triangles: the PoPs. The legend gives each PoP's share of measured traffic, as the traffic table does. Longitude and latitude, equirectangular; no coastlines (no well-kept data crate provides them).</p>",
             report.catchment.len()
         );
         s.push_str(&catchment_svg(report, &pops));
@@ -232,7 +252,9 @@ pub fn render(report: &Report, title: &str) -> String {
     if let Some(g) = &report.gate {
         let _ = write!(
             s,
-            "<h2>What would move</h2><p>Against the previous map: {:.1} % of measured traffic changes first PoP; {} prefixes it placed are no longer covered; {} are newly covered.</p>",
+            "<h2>What would move</h2><p>Against the previous map, {} (generation {}): {:.1} % of measured traffic changes first PoP; {} prefixes it placed are no longer covered; {} are newly covered.</p>",
+            esc(&g.previous),
+            esc(&g.previous_generation),
             g.moved_share * 100.0,
             g.lost.len(),
             g.gained_total
@@ -249,27 +271,31 @@ pub fn render(report: &Report, title: &str) -> String {
             }),
         );
         let ms = |v: Option<f32>| v.map_or("-".to_owned(), |v| format!("{v:.1}"));
-        table(
-            &mut s,
-            &[
-                "client subnet",
-                "from",
-                "to",
-                "samples",
-                "from ms (new estimate)",
-                "to ms",
-            ],
-            g.moves.iter().map(|m| {
-                vec![
-                    m.prefix.clone(),
-                    m.from.clone(),
-                    m.to.clone(),
-                    m.samples.to_string(),
-                    ms(m.from_ms),
-                    ms(m.to_ms),
-                ]
-            }),
-        );
+        if g.moves.is_empty() {
+            s.push_str("<p class=\"no-moves\">Nothing moves: every measured client subnet keeps its first PoP.</p>");
+        } else {
+            table(
+                &mut s,
+                &[
+                    "client subnet",
+                    "from",
+                    "to",
+                    "samples",
+                    "from ms (new estimate)",
+                    "to ms",
+                ],
+                g.moves.iter().map(|m| {
+                    vec![
+                        m.prefix.clone(),
+                        m.from.clone(),
+                        m.to.clone(),
+                        m.samples.to_string(),
+                        ms(m.from_ms),
+                        ms(m.to_ms),
+                    ]
+                }),
+            );
+        }
     }
     s.push_str("<h2>Refused rows</h2>");
     table(
@@ -284,6 +310,17 @@ pub fn render(report: &Report, title: &str) -> String {
             ]
         }),
     );
+    if !report.outside_window.is_empty() {
+        s.push_str("<h2>Rows outside the window</h2><p>Valid rows from before or after the window asked for: not used, and not refused.</p>");
+        table(
+            &mut s,
+            &["table", "reason", "rows"],
+            report
+                .outside_window
+                .iter()
+                .map(|b| vec![b.table.clone(), b.reason.clone(), b.rows.to_string()]),
+        );
+    }
     s.push_str("<h2>Map</h2>");
     table(
         &mut s,
@@ -333,5 +370,49 @@ mod tests {
                 && !page.contains("<script>")
         );
         assert_eq!(r.latency[1].quantiles_ms[10], 50.0);
+    }
+
+    /// CIE76 colour difference, from sRGB hex through CIELAB (D65).
+    fn delta_e(a: &str, b: &str) -> f64 {
+        let lab = |h: &str| {
+            let c = |i: usize| {
+                let v = f64::from(u8::from_str_radix(&h[i..i + 2], 16).unwrap()) / 255.0;
+                if v > 0.04045 {
+                    ((v + 0.055) / 1.055).powf(2.4)
+                } else {
+                    v / 12.92
+                }
+            };
+            let (r, g, b) = (c(1), c(3), c(5));
+            let x = (r * 0.4124 + g * 0.3576 + b * 0.1805) / 0.95047;
+            let y = r * 0.2126 + g * 0.7152 + b * 0.0722;
+            let z = (r * 0.0193 + g * 0.1192 + b * 0.9505) / 1.08883;
+            let f = |t: f64| {
+                if t > 0.008856 {
+                    t.cbrt()
+                } else {
+                    7.787 * t + 16.0 / 116.0
+                }
+            };
+            (
+                116.0 * f(y) - 16.0,
+                500.0 * (f(x) - f(y)),
+                200.0 * (f(y) - f(z)),
+            )
+        };
+        let (p, q) = (lab(a), lab(b));
+        ((p.0 - q.0).powi(2) + (p.1 - q.1).powi(2) + (p.2 - q.2).powi(2)).sqrt()
+    }
+
+    #[test]
+    fn the_first_sixteen_pop_colours_are_far_apart_and_off_the_background() {
+        for (i, a) in COLOURS[..16].iter().enumerate() {
+            assert!(delta_e(a, "#f4f8fb") > 25.0, "{a} on the background");
+            for b in &COLOURS[i + 1..16] {
+                assert!(delta_e(a, b) > 25.0, "{a} and {b}: {:.1}", delta_e(a, b));
+            }
+        }
+        // Kelly's colours, used before, failed it.
+        assert!(delta_e("#875692", "#604E97") < 25.0);
     }
 }

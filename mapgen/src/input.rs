@@ -18,18 +18,20 @@ pub(crate) fn micros(t: Option<SystemTime>) -> Option<i64> {
     })
 }
 
-/// The refused rows of one table for the report: invalid ones, then those outside the window.
-pub(crate) fn bad_rows(table: &str, v: &Validation) -> Vec<BadRows> {
-    v.bad
-        .iter()
-        .chain(&v.outside)
-        .map(|(reason, (rows, samples))| BadRows {
-            table: table.into(),
-            reason: (*reason).into(),
-            rows: *rows,
-            samples: samples.clone(),
-        })
-        .collect()
+/// The refused (invalid) rows of one table for the report, and apart from them the valid rows
+/// outside the window asked for, which were not used but are not wrong.
+pub(crate) fn bad_rows(table: &str, v: &Validation) -> (Vec<BadRows>, Vec<BadRows>) {
+    let rows = |m: &std::collections::BTreeMap<&'static str, (u64, Vec<String>)>| {
+        m.iter()
+            .map(|(reason, (rows, samples))| BadRows {
+                table: table.into(),
+                reason: (*reason).into(),
+                rows: *rows,
+                samples: samples.clone(),
+            })
+            .collect()
+    };
+    (rows(&v.bad), rows(&v.outside))
 }
 
 /// One table read: its valid rows, partitioned, and its bad rows by reason.

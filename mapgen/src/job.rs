@@ -56,8 +56,9 @@ fn latency(stats: &LevelStats, pops: &PopTable, min_samples: u64) -> Vec<Latency
     out
 }
 
-/// The client networks the map places, located by GeoIP, with their first PoP: the most
-/// sampled first, at most [`crate::report::MAX_CATCHMENT`].
+/// The client networks the map places (measured, aggregated, routed and modeled rows), located
+/// by GeoIP, with their first PoP: the most sampled first, at most
+/// [`crate::report::MAX_CATCHMENT`].
 fn catchment(rows: &[MapRow], pops: &PopTable, g: &GeoIp) -> Vec<crate::report::CatchmentPoint> {
     let mut placed: Vec<&MapRow> = rows
         .iter()
@@ -65,7 +66,10 @@ fn catchment(rows: &[MapRow], pops: &PopTable, g: &GeoIp) -> Vec<crate::report::
         .filter(|r| {
             matches!(
                 r.derivation,
-                Derivation::Measured | Derivation::Modeled | Derivation::Routed
+                Derivation::Measured
+                    | Derivation::Aggregated
+                    | Derivation::Routed
+                    | Derivation::Modeled
             )
         })
         .collect();
@@ -125,8 +129,11 @@ pub fn run(opts: &Options, progress: &(dyn Fn(&str) + Sync)) -> Result<(Map, Rep
         (t(a), t(b))
     });
     report.dns_rows = dns_v.rows;
-    report.bad.extend(input::bad_rows("rtt_report", &rtt_v));
-    report.bad.extend(input::bad_rows("dns_probe", &dns_v));
+    for (table, v) in [("rtt_report", &rtt_v), ("dns_probe", &dns_v)] {
+        let (bad, outside) = input::bad_rows(table, v);
+        report.bad.extend(bad);
+        report.outside_window.extend(outside);
+    }
     if report.rtt_rows == 0 || report.dns_rows == 0 {
         return Err(MapgenError::Refused(format!(
             "the window holds {} rtt_report and {} dns_probe rows; both are needed",
@@ -235,8 +242,20 @@ pub fn run(opts: &Options, progress: &(dyn Fn(&str) + Sync)) -> Result<(Map, Rep
         .iter()
         .map(|p| (p.id.to_string(), p.lat, p.lon))
         .collect();
-    if let Some(g) = geoip.as_ref() {
-        report.catchment = catchment(&rows, &opts.pops, g);
+    match geoip.as_ref() {
+        Some(g) => {
+            report.catchment = catchment(&rows, &opts.pops, g);
+            if report.catchment.is_empty() {
+                report.catchment_missing =
+                    Some("GeoIP locates none of the client networks the map places".to_owned());
+            }
+        }
+        None => {
+            report.catchment_missing = Some(
+                "no GeoIP database (the config's geoip or --geoip) to place client networks"
+                    .to_owned(),
+            )
+        }
     }
     let fmt = |t: Option<SystemTime>| t.map(|t| humantime::format_rfc3339_seconds(t).to_string());
     let new_map = Map {
@@ -266,16 +285,19 @@ pub fn run(opts: &Options, progress: &(dyn Fn(&str) + Sync)) -> Result<(Map, Rep
             });
         }
     }
+    let weights: Vec<(IpNet, u64)> = stats
+        .client
+        .iter()
+        .map(|(k, s)| (*k, s.iter().map(|x| x.samples).sum()))
+        .collect();
+    report.traffic_share = crate::gate::traffic_share(&new_map, &weights, &opts.default_order);
     if let Some(prev) = &opts.previous {
         progress("comparing with the previous map");
         let old = geomap::read_map(prev)
             .map_err(|e| MapgenError::Refused(format!("previous map {}: {e}", prev.display())))?;
-        let weights: Vec<(IpNet, u64)> = stats
-            .client
-            .iter()
-            .map(|(k, s)| (*k, s.iter().map(|x| x.samples).sum()))
-            .collect();
-        let gate = crate::gate::compare(&old, &new_map, &weights, &opts.default_order);
+        let mut gate = crate::gate::compare(&old, &new_map, &weights, &opts.default_order);
+        gate.previous = prev.display().to_string();
+        gate.previous_generation = old.meta.generation.clone();
         let problems = gate.problems(opts.max_moved_share);
         report.gate = Some(gate);
         if !problems.is_empty() {

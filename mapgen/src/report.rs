@@ -99,6 +99,9 @@ pub struct Report {
     pub stale_spill_bytes_removed: u64,
     /// Refused rows by table and reason.
     pub bad: Vec<BadRows>,
+    /// Valid rows outside the window asked for (`before_window`, `after_window`): not used,
+    /// and not refused either.
+    pub outside_window: Vec<BadRows>,
     /// Report rows paired with a probe query (each pairing counts).
     pub measurements: u64,
     /// Client subnets (finest level) with measurements.
@@ -117,6 +120,11 @@ pub struct Report {
     pub catchment: Vec<CatchmentPoint>,
     /// Each PoP's id and coordinates (for the picture).
     pub pops: Vec<(String, Option<f64>, Option<f64>)>,
+    /// Each PoP's share of measured traffic (client subnets by samples) as first choice in
+    /// this map: the catchment legend, the same figures as the gate's "after" column.
+    pub traffic_share: Vec<(String, f64)>,
+    /// Why the catchment picture is empty, when it is.
+    pub catchment_missing: Option<String>,
     /// Rows before compaction, by key space and derivation.
     pub rows_before_compaction: u64,
     /// Rows mapgen made that break the map reader's rules ([`geomap::MapRow::problems`]):
@@ -203,6 +211,24 @@ impl Report {
                 b.samples.first().map_or("", |x| x)
             );
         }
+        if !self.outside_window.is_empty() {
+            let n = |t: &str| -> u64 {
+                self.outside_window
+                    .iter()
+                    .filter(|b| b.table == t)
+                    .map(|b| b.rows)
+                    .sum()
+            };
+            let _ = writeln!(
+                s,
+                "outside     {} dns_probe rows, {} rtt_report rows outside the window (valid, not used)",
+                n("dns_probe"),
+                n("rtt_report")
+            );
+            for b in &self.outside_window {
+                let _ = writeln!(s, "  {:<10} {:<16} {:>8}", b.table, b.reason, b.rows);
+            }
+        }
         if let Some((a, b)) = &self.window {
             let _ = writeln!(s, "window      reports from {a} to {b}");
         }
@@ -286,6 +312,11 @@ impl Report {
         if let Some(g) = &self.gate {
             let _ = writeln!(
                 s,
+                "previous    {} (generation {})",
+                g.previous, g.previous_generation
+            );
+            let _ = writeln!(
+                s,
                 "vs previous {:.1} % of measured traffic changes PoP ({} of {} samples); {} previously covered prefixes lost",
                 g.moved_share * 100.0,
                 g.moved_weight,
@@ -310,6 +341,12 @@ impl Report {
                 .map(|(p, a, b)| format!("{p} {:.1} -> {:.1} %", a * 100.0, b * 100.0))
                 .collect();
             let _ = writeln!(s, "  share     {}", shares.join(", "));
+            if g.moves.is_empty() {
+                let _ = writeln!(
+                    s,
+                    "  moves     none: every measured client subnet keeps its first PoP"
+                );
+            }
             for m in g.moves.iter().take(5) {
                 let ms = |v: Option<f32>| v.map_or("-".to_owned(), |v| format!("{v:.1} ms"));
                 let _ = writeln!(

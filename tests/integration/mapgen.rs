@@ -384,8 +384,14 @@ fn junk_rows_are_counted_by_reason_and_thin_input_refused() {
         &dir.path().join("again.arrow"),
         &["--previous", out_map.to_str().unwrap()],
     );
+    // The report names the previous map, and says in words that nothing moves.
     assert!(
-        ok && out.contains("vs previous 0.0 % of measured traffic changes PoP"),
+        ok && out.contains("vs previous 0.0 % of measured traffic changes PoP")
+            && out.contains(&format!(
+                "previous    {} (generation test)",
+                out_map.display()
+            ))
+            && out.contains("moves     none: every measured client subnet keeps its first PoP"),
         "{out}"
     );
     // Against a map that sent everyone to sin: most traffic moves, so it is refused, unless forced.
@@ -440,6 +446,37 @@ fn junk_rows_are_counted_by_reason_and_thin_input_refused() {
         html.contains("REFUSED") && html.contains("What would move"),
         "{html}"
     );
+    // Its title says the map was not written, and the page names the previous map.
+    let title = html
+        .split("<title>")
+        .nth(1)
+        .unwrap()
+        .split("</title>")
+        .next()
+        .unwrap();
+    assert!(title.contains("not written"), "{title}");
+    assert!(
+        html.contains(&format!(
+            "Against the previous map, {} (generation",
+            all_sin.display()
+        )),
+        "{html}"
+    );
+    // The legend's traffic shares are the traffic table's "after" column, PoP by PoP.
+    for (pop, share) in json["traffic_share"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p[0].as_str().unwrap(), p[1].as_f64().unwrap()))
+    {
+        let after = json["gate"]["pop_share"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r[0] == pop)
+            .map(|r| r[2].as_f64().unwrap());
+        assert_eq!(after, Some(share), "{pop}");
+    }
     let (ok, out) = mapgen(
         &logs,
         &gated,
@@ -767,6 +804,17 @@ fn on_a_sparse_world_pooling_nears_the_bound_and_holdout_reports() {
         legend.len() == world.pops.len() && distinct.len() == legend.len(),
         "every PoP its own colour: {legend:?}"
     );
+    // The legend says each PoP's share of measured traffic, as the report's figures do (and
+    // so as the traffic table of a gated run does), not a count of plotted dots.
+    for (pop, share) in report["traffic_share"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p[0].as_str().unwrap(), p[1].as_f64().unwrap()))
+    {
+        let text = format!(">{pop} {:.1} %<", share * 100.0);
+        assert!(dom.contains(&text), "{text} in the legend");
+    }
     chromium(&[
         format!("--screenshot={}", shot.display()),
         "--window-size=1000,2400".into(),

@@ -237,9 +237,21 @@ fn rows_from_a_skewed_clock_and_outside_the_window_are_counted() {
     let r = report_json(&report);
     assert_eq!(bad_rows(&r, "rtt_report", "future_ts"), 12, "{out}");
     assert_eq!(bad_rows(&r, "dns_probe", "future_ts"), 12, "{out}");
-    assert_eq!(bad_rows(&r, "rtt_report", "before_window"), 6, "{out}");
+    // Rows from last week are valid, only outside the window: counted apart, not refused.
+    assert_eq!(bad_rows(&r, "rtt_report", "before_window"), 0, "{out}");
+    let outside: u64 = r["outside_window"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|b| b["table"] == "rtt_report" && b["reason"] == "before_window")
+        .map(|b| b["rows"].as_u64().unwrap())
+        .sum();
+    assert_eq!(outside, 6, "{out}");
     assert!(
-        out.contains("future_ts") && out.contains("before_window"),
+        out.contains("future_ts")
+            && out.contains("before_window")
+            && out.contains("refused     12 dns_probe rows, 12 rtt_report rows")
+            && out.contains("rtt_report rows outside the window"),
         "{out}"
     );
 }
@@ -448,4 +460,37 @@ fn a_run_killed_while_spilling_leaves_nothing_the_next_run_keeps() {
         "{out}"
     );
     assert!(scratch().is_empty(), "{:?}", scratch());
+}
+
+/// Two runs in the same second get two generation ids (a server's status once named one map
+/// for both), and a report whose networks cannot be placed says so instead of leaving the
+/// catchment out without a word.
+#[test]
+fn two_runs_get_two_generations_and_an_unplaced_catchment_says_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("logs");
+    base_logs(&logs, an_hour_ago());
+    let run = |out: &str| {
+        let o = geodns()
+            .args(["mapgen", "--config"])
+            .arg(data_dir().join("geodns.toml"))
+            .arg("--logs")
+            .arg(&logs)
+            .arg("--out")
+            .arg(dir.path().join(out))
+            .arg("--html")
+            .arg(dir.path().join(format!("{out}.html")))
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        geomap::read_map(&dir.path().join(out)).unwrap().meta
+    };
+    let (a, b) = (run("a.arrow"), run("b.arrow"));
+    assert_ne!(a.generation, b.generation, "{a:?} {b:?}");
+    assert!(a.generation.starts_with("mapgen-"), "{}", a.generation);
+    let html = std::fs::read_to_string(dir.path().join("a.arrow.html")).unwrap();
+    assert!(
+        html.contains("No client network could be placed: no GeoIP database"),
+        "{html}"
+    );
 }
