@@ -38,6 +38,11 @@ ls /usr/lib/*/pdns/libgeoipbackend.so >/dev/null 2>&1 || pkgs+=(pdns-backend-geo
 # cargo-deb builds the Debian package the packaging test inspects (pinned: the test builds
 # from the debug profile, which later versions may refuse).
 command -v cargo-deb >/dev/null 2>&1 || cargo install cargo-deb --version 3.8.0 --locked
+# man (man-db, with groff) renders every man page in the tests.
+command -v man >/dev/null 2>&1 || pkgs+=(man-db)
+# lintian judges the package, readelf (binutils) that its binary is stripped.
+command -v lintian >/dev/null 2>&1 || pkgs+=(lintian)
+command -v readelf >/dev/null 2>&1 || pkgs+=(binutils)
 # systemd-analyze checks the service unit.
 command -v systemd-analyze >/dev/null 2>&1 || pkgs+=(systemd)
 if [ ${#pkgs[@]} -gt 0 ]; then

@@ -6,6 +6,7 @@
 
 mod internal_cmd;
 mod logs_cmd;
+mod manual;
 mod map_cmd;
 mod mapgen_cmd;
 
@@ -135,9 +136,14 @@ enum Command {
         /// The shell.
         shell: clap_complete::Shell,
     },
-    /// Print the man page (roff), generated from this command line's definition
-    /// (e.g. `geodns manpage > /usr/share/man/man1/geodns.1`).
-    Manpage,
+    /// Print the man page (roff), generated from this command line's definition (e.g.
+    /// `geodns manpage > /usr/share/man/man1/geodns.1`), or with `--dir` write every page:
+    /// one per command (section 1) and one per config file (section 5).
+    Manpage {
+        /// Write every page into this directory instead.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -213,9 +219,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             clap_complete::generate(shell, &mut cmd, "geodns", &mut std::io::stdout());
             Ok(())
         }
-        Command::Manpage => {
+        Command::Manpage { dir } => {
             let cmd = <Cli as clap::CommandFactory>::command();
-            clap_mangen::Man::new(cmd).render(&mut std::io::stdout())?;
+            match dir {
+                Some(dir) => {
+                    let pages = manual::write_all(cmd, &dir)
+                        .with_context(|| format!("writing man pages to {}", dir.display()))?;
+                    println!("{} pages in {}", pages.len(), dir.display());
+                }
+                None => manual::write_top(cmd, &mut std::io::stdout())?,
+            }
             Ok(())
         }
         Command::Announce { config } => {

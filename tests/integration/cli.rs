@@ -351,8 +351,9 @@ fn the_systemd_unit_verifies() {
         unit.replace("/usr/bin/geodns", env!("CARGO_BIN_EXE_geodns")),
     )
     .unwrap();
+    // (The man pages it names are the package's: not installed where the tests run.)
     let out = std::process::Command::new("systemd-analyze")
-        .arg("verify")
+        .args(["verify", "--man=no"])
         .arg(&path)
         .output()
         .expect(
@@ -364,6 +365,28 @@ fn the_systemd_unit_verifies() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(out.status.success() && said.trim().is_empty(), "{said}");
+    // Hardened: systemd's exposure score under 3.0 ("OK"), the unit as shipped.
+    let out = std::process::Command::new("systemd-analyze")
+        .args(["security", "--offline=yes", "--no-pager"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    let score: f64 = said
+        .lines()
+        .find_map(|l| l.split("exposure level for geodns.service: ").nth(1))
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no score in\n{said}"));
+    assert!(score < 3.0, "exposure {score}:\n{said}");
+    // Still with what it needs: port 53, readiness, reload, its state directory.
+    for needed in [
+        "CapabilityBoundingSet=CAP_NET_BIND_SERVICE",
+        "RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX",
+        "StateDirectory=geodns",
+    ] {
+        assert!(unit.contains(needed), "{needed}");
+    }
 }
 
 #[test]
@@ -390,34 +413,47 @@ fn man_page_and_completions_come_from_the_command_line() {
 
 #[test]
 fn the_debian_package_holds_what_an_operator_needs() {
-    // The man page and completions come from the command line definition, as the package
-    // build expects them (Cargo.toml [package.metadata.deb]).
+    // The package as scripts/package-deb.sh builds it (man pages and completions from the
+    // command line, cargo-deb, md5sums), from the binary this test run built (scripts/test.sh
+    // installs cargo-deb and lintian).
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    let assets = root.join("target/deb-assets");
-    std::fs::create_dir_all(&assets).unwrap();
-    for (args, file) in [
-        (&["manpage"][..], "geodns.1"),
-        (&["completions", "bash"][..], "geodns.bash"),
-        (&["completions", "zsh"][..], "_geodns"),
-        (&["completions", "fish"][..], "geodns.fish"),
-    ] {
-        let o = geodns().args(args).output().unwrap();
-        assert!(o.status.success() && !o.stdout.is_empty(), "{args:?}");
-        std::fs::write(assets.join(file), o.stdout).unwrap();
-    }
-    // cargo-deb on the binary this test run built (scripts/test.sh installs cargo-deb).
     let bin = std::path::Path::new(env!("CARGO_BIN_EXE_geodns"));
     let target = bin.parent().unwrap().parent().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let deb = dir.path().join("geodns.deb");
-    let o = std::process::Command::new(env!("CARGO"))
-        .args(["deb", "--profile", "dev", "--no-build", "--fast", "-o"])
-        .arg(&deb)
+    let out = dir.path().join("out");
+    let o = std::process::Command::new("sh")
+        .arg(root.join("scripts/package-deb.sh"))
+        .arg(&out)
         .current_dir(root)
         .env("CARGO_TARGET_DIR", target)
+        .envs([("PROFILE", "dev"), ("BUILD", "0"), ("FAST", "1")])
         .output()
-        .expect("cargo-deb is installed (scripts/test.sh: cargo install cargo-deb)");
+        .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let deb = out.join(format!("geodns_{}-1_amd64.deb", env!("CARGO_PKG_VERSION")));
+    assert!(deb.exists(), "{}", String::from_utf8_lossy(&o.stdout));
+    // The debug symbols in their own package; the binary itself stripped.
+    assert!(out
+        .join(format!(
+            "geodns-dbgsym_{}-1_amd64.ddeb",
+            env!("CARGO_PKG_VERSION")
+        ))
+        .exists());
+    // lintian: no error and no warning.
+    let o = std::process::Command::new("lintian")
+        .args(["--fail-on", "error,warning", "--tag-display-limit", "0"])
+        .arg(&deb)
+        .output()
+        .expect("lintian is installed (scripts/test.sh)");
+    let said = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success()
+            && !said
+                .lines()
+                .any(|l| l.starts_with("E:") || l.starts_with("W:")),
+        "lintian:\n{said}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     let dpkg = |args: &[&str]| {
         let o = std::process::Command::new("dpkg-deb")
             .args(args)
@@ -435,6 +471,13 @@ fn the_debian_package_holds_what_an_operator_needs() {
         "./usr/share/geodns/example-map.arrow",
         "./usr/share/geodns/example.com.zone",
         "./usr/share/man/man1/geodns.1.gz",
+        "./usr/share/man/man1/geodns-serve.1.gz",
+        "./usr/share/man/man1/geodns-map-explain.1.gz",
+        "./usr/share/man/man5/geodns.toml.5.gz",
+        "./usr/share/man/man5/geodns-announce.toml.5.gz",
+        "./usr/share/doc/geodns/README.md",
+        "./usr/share/doc/geodns/config.md",
+        "./usr/share/doc/geodns/changelog.Debian.gz",
         "./usr/share/bash-completion/completions/geodns",
         "./usr/share/zsh/vendor-completions/_geodns",
         "./usr/share/fish/vendor_completions.d/geodns.fish",
@@ -478,9 +521,13 @@ fn the_debian_package_holds_what_an_operator_needs() {
     );
     let postinst = std::fs::read_to_string(ctl.join("postinst")).unwrap();
     assert!(
-        postinst.contains("adduser --system --group") && postinst.contains("geodns.service"),
+        postinst.contains("adduser --system --group")
+            && !postinst.contains("--no-create-home")
+            && postinst.contains("install -d -o geodns")
+            && postinst.contains("geodns.service"),
         "{postinst}"
     );
+    assert!(ctl.join("md5sums").exists(), "no md5sums");
     // What it installs works together: the packaged binary accepts the packaged config, with
     // /usr/share and /var/lib moved under the extraction root.
     let x = dir.path().join("root");
@@ -492,6 +539,22 @@ fn the_debian_package_holds_what_an_operator_needs() {
         .unwrap();
     assert!(o.status.success(), "{o:?}");
     std::fs::create_dir_all(x.join("var/lib/geodns")).unwrap();
+    // The packaged README is for someone who installed the package, not a checkout.
+    let readme = std::fs::read_to_string(x.join("usr/share/doc/geodns/README.md")).unwrap();
+    assert!(
+        !readme.contains("cargo ") && readme.contains("systemctl reload geodns"),
+        "{readme}"
+    );
+    // Stripped: no debug sections left in the binary.
+    let o = std::process::Command::new("readelf")
+        .arg("-S")
+        .arg(x.join("usr/bin/geodns"))
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success() && !String::from_utf8_lossy(&o.stdout).contains(".debug_info"),
+        "the packaged binary has debug info"
+    );
     let config = std::fs::read_to_string(x.join("etc/geodns/geodns.toml"))
         .unwrap()
         .replace("/usr/share/", &format!("{}/usr/share/", x.display()))
@@ -509,4 +572,117 @@ fn the_debian_package_holds_what_an_operator_needs() {
         String::from_utf8_lossy(&o.stdout),
         String::from_utf8_lossy(&o.stderr)
     );
+}
+
+/// A man page for every command and config file: every page `geodns(1)` and the others name
+/// exists, each has the sections operators look for, man renders each without a warning, and
+/// the config page holds every key docs/config.md lists.
+#[test]
+fn every_man_page_named_exists_and_renders_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = geodns()
+        .args(["manpage", "--dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let pages: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(pages.len() >= 20, "{pages:?}");
+    let render = |page: &str| {
+        let o = std::process::Command::new("man")
+            .args(["--warnings", "-E", "UTF-8", "-l", "-Tutf8"])
+            .arg(dir.path().join(page))
+            .env("MANWIDTH", "80")
+            .env("LC_ALL", "C.UTF-8")
+            .output()
+            .expect("man (man-db; scripts/test.sh installs it)");
+        let warnings = String::from_utf8_lossy(&o.stderr).into_owned();
+        assert!(
+            o.status.success() && warnings.trim().is_empty(),
+            "{page}: {warnings}"
+        );
+        // Plain text: grotty's overstrikes (c BS c for bold, _ BS c for underline) undone, and
+        // words hyphenated across lines joined.
+        let mut plain = String::new();
+        for c in String::from_utf8_lossy(&o.stdout).chars() {
+            if c == '\u{8}' {
+                plain.pop();
+            } else {
+                plain.push(c);
+            }
+        }
+        plain
+            .split('\u{2010}')
+            .map(str::to_owned)
+            .reduce(|a, b| a + b.trim_start_matches(['\n', ' ']))
+            .unwrap_or_default()
+    };
+    for page in &pages {
+        // The roff source, with its escaped hyphens plain.
+        let text = std::fs::read_to_string(dir.path().join(page))
+            .unwrap()
+            .replace("\\-", "-");
+        let wanted: &[&str] = if page.ends_with(".1") {
+            &[
+                "NAME",
+                "SYNOPSIS",
+                "FILES",
+                "ENVIRONMENT",
+                "EXIT STATUS",
+                "EXAMPLES",
+                "SEE ALSO",
+            ]
+        } else {
+            &["NAME", "DESCRIPTION", "FILES", "EXAMPLES", "SEE ALSO"]
+        };
+        for s in wanted {
+            assert!(
+                text.contains(&format!(".SH \"{s}\"")) || text.contains(&format!(".SH {s}")),
+                "{page}: no {s}"
+            );
+        }
+        // Every page it names, in the roff source: name(section).
+        for (i, _) in text.match_indices("geodns") {
+            let rest = &text[i..];
+            let end = rest
+                .find(|c: char| !(c.is_ascii_alphanumeric() || "-._".contains(c)))
+                .unwrap_or(rest.len());
+            let (name, after) = rest.split_at(end);
+            if let Some(sec) = after
+                .strip_prefix('(')
+                .and_then(|a| a.split_once(')'))
+                .map(|(s, _)| s)
+                .filter(|s| *s == "1" || *s == "5")
+            {
+                let target = format!("{}.{sec}", name.trim_end_matches('.'));
+                assert!(
+                    pages.contains(&target),
+                    "{page} names {target}, which does not exist"
+                );
+            }
+        }
+        render(page);
+    }
+    // The config page: every key of docs/config.md's tables.
+    let config = render("geodns.toml.5");
+    let doc = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/config.md"),
+    )
+    .unwrap();
+    let keys: Vec<&str> = doc
+        .lines()
+        .filter_map(|l| l.strip_prefix("| `"))
+        .filter_map(|l| l.split('`').next())
+        .collect();
+    assert!(keys.len() > 20, "{keys:?}");
+    let flat = config.split_whitespace().collect::<Vec<_>>().join(" ");
+    for key in keys {
+        assert!(flat.contains(key), "geodns.toml(5) lacks {key}");
+    }
+    // A subcommand's page is its own, with the synopsis as it is typed.
+    let serve = render("geodns-serve.1");
+    assert!(serve.contains("geodns serve [-c|--config]"), "{serve}");
 }

@@ -912,26 +912,29 @@ fn explain_tells_what_the_logs_measured() {
         d("map.arrow").as_os_str(),
     ]);
 
-    // What the logs say, computed here: each report paired with its probe query's ECS subnet.
-    let ecs: std::collections::HashMap<String, String> = probe_rows(&d("logs"))
+    // What the logs say, computed here as docs/beacon.md describes the pairing: each report
+    // that has its probe query, keyed by the report's client address cut to its /24.
+    type PerPop = std::collections::BTreeMap<String, Vec<f64>>;
+    let probed: std::collections::HashSet<(String, String)> = probe_rows(&d("logs"))
         .into_iter()
-        .filter_map(|(id, _, _, ecs, _, _)| Some((id, ecs?)))
+        .filter_map(|(id, pop, _, _, _, _)| Some((id, pop?)))
         .collect();
-    let mut measured: std::collections::BTreeMap<
-        String,
-        std::collections::BTreeMap<String, Vec<f64>>,
-    > = Default::default();
-    for (id, pop, _, rtt, ok) in report_rows(&d("logs")) {
-        if let (Some(subnet), Some(rtt), true) = (ecs.get(&id), rtt, ok) {
+    let mut measured: std::collections::BTreeMap<String, PerPop> = Default::default();
+    for (id, pop, client, rtt, ok) in report_rows(&d("logs")) {
+        let Ok(ip) = client.parse::<std::net::Ipv4Addr>() else {
+            continue;
+        };
+        let subnet = format!("{}/24", std::net::Ipv4Addr::from(u32::from(ip) & !0xff));
+        if let (Some(rtt), true, true) = (rtt, ok, probed.contains(&(id, pop.clone()))) {
             measured
-                .entry(subnet.clone())
+                .entry(subnet)
                 .or_default()
                 .entry(pop)
                 .or_default()
                 .push(rtt);
         }
     }
-    let well: Vec<(&String, &std::collections::BTreeMap<String, Vec<f64>>)> = measured
+    let well: Vec<(&String, &PerPop)> = measured
         .iter()
         .filter(|(_, pops)| pops.values().map(Vec::len).sum::<usize>() >= 10)
         .collect();
