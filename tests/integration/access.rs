@@ -65,6 +65,28 @@ fn init_with(zk: &ZooKeeper, dir: &Path, extra: &[&str]) -> String {
     run_ok(&args)
 }
 
+/// A presenter with a signing key and a server that trusts it, each authenticated as its role.
+fn secure_chain(zk: &ZooKeeper, d: &Path) -> (crate::zk::Proc, Server) {
+    let (key, public) = crate::trust::keygen(d);
+    let cfg = presenter_config(zk, "grace_ms = 200", "").replacen(
+        "session_timeout_ms = 2000\n",
+        &format!(
+            "session_timeout_ms = 2000\npassword_file = \"{}\"\n",
+            password_file(d, "geodns-presenter").display()
+        ),
+        1,
+    );
+    let p = presenter(d, &format!("signing_key = \"{key}\"\n{cfg}"), &[]);
+    let server_cfg = format!(
+        "[zookeeper]\nconnect = \"{}\"\njitter_ms = 20\nrecheck_ms = 1000\nsession_timeout_ms = 2000\n\
+         zones = [\"{ZONE}\"]\ntrusted_keys = [\"{public}\"]\npassword_file = \"{}\"\n",
+        zk.connect(),
+        password_file(d, "geodns-server").display()
+    );
+    let s = Server::start(&example_config("", &server_cfg));
+    (p, s)
+}
+
 #[test]
 fn each_role_writes_only_what_it_may_and_the_chain_works_with_credentials() {
     let zk = ZooKeeper::standalone_sasl();
@@ -76,24 +98,7 @@ fn each_role_writes_only_what_it_may_and_the_chain_works_with_credentials() {
     assert!(init(&zk, d).contains("already as it should be"));
 
     // The chain, every part authenticated as its role.
-    let (key, public) = crate::trust::keygen(d);
-    let cfg = presenter_config(&zk, "grace_ms = 200", "").replacen(
-        "session_timeout_ms = 2000\n",
-        &format!(
-            "session_timeout_ms = 2000\npassword_file = \"{}\"\n",
-            password_file(d, "geodns-presenter").display()
-        ),
-        1,
-    );
-    let cfg = format!("signing_key = \"{key}\"\n{cfg}");
-    let p = presenter(d, &cfg, &[]);
-    let server_cfg = format!(
-        "[zookeeper]\nconnect = \"{}\"\njitter_ms = 20\nrecheck_ms = 1000\nsession_timeout_ms = 2000\n\
-         zones = [\"{ZONE}\"]\ntrusted_keys = [\"{public}\"]\npassword_file = \"{}\"\n",
-        zk.connect(),
-        password_file(d, "geodns-server").display()
-    );
-    let s = Server::start(&example_config("", &server_cfg));
+    let (p, s) = secure_chain(&zk, d);
     let robot = password_file(d, "geodns-robot");
     let name = format!("h1.prn1.{ZONE}");
     let _h1 = register(
@@ -254,23 +259,7 @@ fn a_robot_or_a_pop_with_its_own_identity_touches_only_its_own() {
     }
     assert!(init_with(&zk, d, &ids).contains("already as it should be"));
 
-    let (key, public) = crate::trust::keygen(d);
-    let cfg = presenter_config(&zk, "grace_ms = 200", "").replacen(
-        "session_timeout_ms = 2000\n",
-        &format!(
-            "session_timeout_ms = 2000\npassword_file = \"{}\"\n",
-            password_file(d, "geodns-presenter").display()
-        ),
-        1,
-    );
-    let p = presenter(d, &format!("signing_key = \"{key}\"\n{cfg}"), &[]);
-    let server_cfg = format!(
-        "[zookeeper]\nconnect = \"{}\"\njitter_ms = 20\nrecheck_ms = 1000\nsession_timeout_ms = 2000\n\
-         zones = [\"{ZONE}\"]\ntrusted_keys = [\"{public}\"]\npassword_file = \"{}\"\n",
-        zk.connect(),
-        password_file(d, "geodns-server").display()
-    );
-    let s = Server::start(&example_config("", &server_cfg));
+    let (p, s) = secure_chain(&zk, d);
     let as_user = |user: &str| {
         vec![
             "--password-file".to_owned(),

@@ -561,33 +561,43 @@ pub(crate) fn run_ok(args: &[&std::ffi::OsStr]) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
+/// A world from `scripts/gen-world.py` (python3) with `args`, in `dir`.
+fn gen_world(dir: &Path, args: &[&str]) {
+    let o = std::process::Command::new("python3")
+        .arg(data_dir().join("../scripts/gen-world.py"))
+        .arg(dir)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+/// `geodns simulate` of `dir/w`'s world straight into logs (`dir/logs`), truth in `dir/sim`.
+fn simulate_logs(dir: &Path, users: &str, seed: &str) {
+    let d = |p: &str| dir.join(p);
+    run_ok(&[
+        "simulate".as_ref(),
+        "--world".as_ref(),
+        d("w/world.toml").as_os_str(),
+        "--users".as_ref(),
+        users.as_ref(),
+        "--seed".as_ref(),
+        seed.as_ref(),
+        "--logs-only".as_ref(),
+        d("logs").as_os_str(),
+        "--out".as_ref(),
+        d("sim").as_os_str(),
+    ]);
+}
+
 #[test]
 fn on_a_generated_world_measurements_and_routes_beat_geography() {
     // A world of 400 networks in 60 metros (scripts/gen-world.py): ISPs with bad peering,
     // clients behind far and public resolvers, and /16s that mix networks of many cities.
     let dir = tempfile::tempdir().unwrap();
     let d = |p: &str| dir.path().join(p);
-    let script = data_dir().join("../scripts/gen-world.py");
-    let o = std::process::Command::new("python3")
-        .arg(&script)
-        .arg(d("w"))
-        .args(["--networks", "400", "--seed", "3"])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    run_ok(&[
-        "simulate".as_ref(),
-        "--world".as_ref(),
-        d("w/world.toml").as_os_str(),
-        "--users".as_ref(),
-        "20000".as_ref(),
-        "--seed".as_ref(),
-        "5".as_ref(),
-        "--logs-only".as_ref(),
-        d("logs").as_os_str(),
-        "--out".as_ref(),
-        d("sim").as_os_str(),
-    ]);
+    gen_world(&d("w"), &["--networks", "400", "--seed", "3"]);
+    simulate_logs(dir.path(), "20000", "5");
     let world = World::read(&d("w/world.toml")).unwrap();
     let truth = score::read_truth(&d("sim/ground_truth.csv")).unwrap();
     let mapgen = |out: &str, routes: Option<&str>| {
@@ -690,10 +700,9 @@ fn on_a_sparse_world_pooling_nears_the_bound_and_holdout_reports() {
     // the 3 nearest PoPs and 2 random ones; GeoIP, no routes.
     let dir = tempfile::tempdir().unwrap();
     let d = |p: &str| dir.path().join(p);
-    let o = std::process::Command::new("python3")
-        .arg(data_dir().join("../scripts/gen-world.py"))
-        .arg(d("w"))
-        .args([
+    gen_world(
+        &d("w"),
+        &[
             "--internet",
             "--isps",
             "600",
@@ -701,10 +710,8 @@ fn on_a_sparse_world_pooling_nears_the_bound_and_holdout_reports() {
             "4000",
             "--seed",
             "11",
-        ])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        ],
+    );
     let world = World::read(&d("w/world.toml")).unwrap();
     let measured_24s: usize = world
         .networks
@@ -713,19 +720,7 @@ fn on_a_sparse_world_pooling_nears_the_bound_and_holdout_reports() {
         .map(|n| world.subnets(n).len())
         .sum();
     let users = (measured_24s * 3 / 2).to_string();
-    run_ok(&[
-        "simulate".as_ref(),
-        "--world".as_ref(),
-        d("w/world.toml").as_os_str(),
-        "--users".as_ref(),
-        users.as_ref(),
-        "--seed".as_ref(),
-        "4".as_ref(),
-        "--logs-only".as_ref(),
-        d("logs").as_os_str(),
-        "--out".as_ref(),
-        d("sim").as_os_str(),
-    ]);
+    simulate_logs(dir.path(), &users, "4");
     let mapgen = |out: &str, holdout: &str| {
         let (report, html) = (d(&format!("{out}.json")), d(&format!("{out}.html")));
         run_ok(&[
@@ -872,10 +867,9 @@ fn on_a_sparse_world_pooling_nears_the_bound_and_holdout_reports() {
 fn explain_tells_what_the_logs_measured() {
     let dir = tempfile::tempdir().unwrap();
     let d = |p: &str| dir.path().join(p);
-    let o = std::process::Command::new("python3")
-        .arg(data_dir().join("../scripts/gen-world.py"))
-        .arg(d("w"))
-        .args([
+    gen_world(
+        &d("w"),
+        &[
             "--internet",
             "--isps",
             "200",
@@ -883,23 +877,9 @@ fn explain_tells_what_the_logs_measured() {
             "1500",
             "--seed",
             "7",
-        ])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    run_ok(&[
-        "simulate".as_ref(),
-        "--world".as_ref(),
-        d("w/world.toml").as_os_str(),
-        "--users".as_ref(),
-        "6000".as_ref(),
-        "--seed".as_ref(),
-        "4".as_ref(),
-        "--logs-only".as_ref(),
-        d("logs").as_os_str(),
-        "--out".as_ref(),
-        d("sim").as_os_str(),
-    ]);
+        ],
+    );
+    simulate_logs(dir.path(), "6000", "4");
     run_ok(&[
         "mapgen".as_ref(),
         "--config".as_ref(),

@@ -44,6 +44,27 @@ fn flood(s: &Server, from: &str, n: usize) -> (usize, usize, usize, u64) {
     (full, tc, n - full - tc, spanned)
 }
 
+/// 20 queries from another prefix (127.0.1.0/24), `pause` apart: each answered in full, none
+/// truncated.
+fn other_prefix_answered_in_full(s: &Server, pause: Duration) {
+    let other = UdpSocket::bind("127.0.1.1:0").unwrap();
+    other
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    let mut buf = [0u8; 4096];
+    for i in 0..20u16 {
+        let mut q = message("www.example.com", RecordType::A, None)
+            .to_vec()
+            .unwrap();
+        q[0..2].copy_from_slice(&i.to_be_bytes());
+        other.send_to(&q, s.dns).unwrap();
+        other.recv(&mut buf).expect("an answer to the other prefix");
+        assert_eq!(buf[2] & 0x02, 0, "not truncated");
+        assert!(u16::from_be_bytes([buf[6], buf[7]]) > 0, "answered");
+        std::thread::sleep(pause);
+    }
+}
+
 #[test]
 fn a_flood_from_one_prefix_is_limited_with_slip_and_others_see_no_loss() {
     let s = Server::start(&example_config(
@@ -96,21 +117,7 @@ fn a_flood_from_one_prefix_is_limited_with_slip_and_others_see_no_loss() {
             }
         }
     });
-    let other = UdpSocket::bind("127.0.1.1:0").unwrap();
-    other
-        .set_read_timeout(Some(Duration::from_secs(2)))
-        .unwrap();
-    let mut buf = [0u8; 4096];
-    for i in 0..20u16 {
-        let mut q = message("www.example.com", RecordType::A, None)
-            .to_vec()
-            .unwrap();
-        q[0..2].copy_from_slice(&i.to_be_bytes());
-        other.send_to(&q, s.dns).unwrap();
-        other.recv(&mut buf).expect("an answer to the other prefix");
-        assert_eq!(buf[2] & 0x02, 0, "not truncated");
-        assert!(u16::from_be_bytes([buf[6], buf[7]]) > 0, "answered");
-    }
+    other_prefix_answered_in_full(&s, Duration::ZERO);
     flooder.join().unwrap();
     // TCP from the flooding address is never limited.
     let tcp = s.dig(&["www.example.com", "A", "+tcp", "+short"]);
@@ -152,23 +159,8 @@ fn a_dnsperf_flood_is_answered_at_the_rate_with_the_slip() {
         .spawn()
         .expect("dnsperf (Debian's dnsperf; scripts/test.sh installs it)");
     // Meanwhile another prefix: every query answered in full.
-    let other = UdpSocket::bind("127.0.1.1:0").unwrap();
-    other
-        .set_read_timeout(Some(Duration::from_secs(2)))
-        .unwrap();
-    let mut buf = [0u8; 4096];
     std::thread::sleep(Duration::from_millis(500));
-    for i in 0..20u16 {
-        let mut q = message("www.example.com", RecordType::A, None)
-            .to_vec()
-            .unwrap();
-        q[0..2].copy_from_slice(&i.to_be_bytes());
-        other.send_to(&q, s.dns).unwrap();
-        other.recv(&mut buf).expect("an answer to the other prefix");
-        assert_eq!(buf[2] & 0x02, 0, "not truncated");
-        assert!(u16::from_be_bytes([buf[6], buf[7]]) > 0, "answered");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    other_prefix_answered_in_full(&s, Duration::from_millis(50));
     let out = dnsperf.wait_with_output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}");
