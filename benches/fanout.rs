@@ -6,6 +6,15 @@
 //!   `mntr` figures (connections, watches, latency).
 //! - `publish CONNECT RECORDS`: publishes one snapshot of RECORDS A records (one zone,
 //!   `internal.example`), for timing a server's load of it.
+//! - `churn CONNECT FOLLOWERS RECORDS CHANGES_PER_MIN PUBLISH_EVERY_MS SECONDS`: the fleet on
+//!   today's whole-snapshot design (issue 24's baseline). FOLLOWERS followers (each its own
+//!   session, through an in-process proxy that counts the bytes ZooKeeper sends them) follow a
+//!   RECORDS-record zone while a publisher changes CHANGES_PER_MIN records a minute and
+//!   publishes every PUBLISH_EVERY_MS (the presenter's `store::publish`, not the presenter
+//!   process). Prints ZooKeeper's egress per publication and per minute, the time from each
+//!   publication to every follower holding it or a later version (median, p99, max), the
+//!   follower CPU per minute (this process's, per follower, plus compiling each version a
+//!   follower takes, measured once), then the same for a cold start of 200 followers.
 //!
 //! Run: `cargo bench --bench fanout -- fanout 127.0.0.1:2181 500`.
 
@@ -17,17 +26,28 @@ use geodns_snapshot::{store, Follower, FollowerConfig, Layout, Snapshot, ZoneTex
 use zookeeper_client as zk;
 
 fn snapshot(version: u64, records: usize) -> Snapshot {
+    snapshot_with(version, records, 0)
+}
+
+/// RECORDS A records; `changed` of them (the first ones) carry an address that differs with
+/// the version, as hosts that came and went would.
+fn snapshot_with(version: u64, records: usize, changed: usize) -> Snapshot {
     let mut text = format!(
         "$ORIGIN internal.example.\ninternal.example. 60 IN SOA ns1.internal.example. h.internal.example. {} 3600 600 604800 30\ninternal.example. 60 IN NS ns1.internal.example.\n",
         version as u32
     );
     for i in 0..records {
+        let last = if i < changed {
+            (version % 250) as usize + 1
+        } else {
+            i & 255
+        };
         text.push_str(&format!(
             "host{i}.r{}.internal.example. 60 IN A 10.{}.{}.{}\n",
             i % 100,
             i >> 16 & 255,
             i >> 8 & 255,
-            i & 255
+            last
         ));
     }
     Snapshot {
@@ -151,6 +171,278 @@ async fn fanout(connect: String, n: usize, jitter_ms: u64) {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Bytes through the counting proxy: ZooKeeper to the followers (`down`) and back (`up`).
+#[derive(Default)]
+struct Counted {
+    down: std::sync::atomic::AtomicU64,
+    up: std::sync::atomic::AtomicU64,
+}
+
+/// A TCP proxy to `upstream` on an ephemeral loopback port that counts what passes.
+async fn counting_proxy(upstream: String, counts: Arc<Counted>) -> String {
+    use std::sync::atomic::Ordering::Relaxed;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    tokio::spawn(async move {
+        loop {
+            let Ok((client, _)) = listener.accept().await else {
+                continue;
+            };
+            let Ok(server) = tokio::net::TcpStream::connect(&upstream).await else {
+                continue;
+            };
+            let (mut cr, mut cw) = client.into_split();
+            let (mut sr, mut sw) = server.into_split();
+            let c1 = counts.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 64 * 1024];
+                while let Ok(n) = sr.read(&mut buf).await {
+                    if n == 0 || cw.write_all(&buf[..n]).await.is_err() {
+                        break;
+                    }
+                    c1.down.fetch_add(n as u64, Relaxed);
+                }
+            });
+            let c2 = counts.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 16 * 1024];
+                while let Ok(n) = cr.read(&mut buf).await {
+                    if n == 0 || sw.write_all(&buf[..n]).await.is_err() {
+                        break;
+                    }
+                    c2.up.fetch_add(n as u64, Relaxed);
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// This process's CPU time (user and system).
+fn cpu_time() -> Duration {
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: getrusage fills the struct it is given.
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) };
+    let t = |v: libc::timeval| Duration::new(v.tv_sec as u64, v.tv_usec as u32 * 1000);
+    t(u.ru_utime) + t(u.ru_stime)
+}
+
+/// Starts `n` followers through `via`; returns what each applied, (follower, version, when).
+fn start_followers(
+    via: &str,
+    layout: &Layout,
+    n: usize,
+    dir: &std::path::Path,
+    tag: &str,
+) -> Arc<Mutex<Vec<(usize, u64, Instant)>>> {
+    let seen: Arc<Mutex<Vec<(usize, u64, Instant)>>> = Arc::new(Mutex::new(Vec::new()));
+    for i in 0..n {
+        let seen = seen.clone();
+        let cfg = FollowerConfig {
+            zk: geodns_snapshot::ZkSettings {
+                connect: via.to_owned(),
+                root: layout.root().to_owned(),
+                session_timeout_ms: 30_000,
+                password_file: None,
+                user: None,
+            },
+            cache: dir.join(format!("{tag}{i}.json")),
+            jitter: Duration::from_millis(500),
+            recheck: Duration::from_secs(30),
+            trust: Default::default(),
+        };
+        let apply: geodns_snapshot::Apply = Arc::new(move |s: &Snapshot| {
+            seen.lock().unwrap().push((i, s.version, Instant::now()));
+            Ok(())
+        });
+        tokio::spawn(Follower::new(cfg, apply).run(None));
+    }
+    seen
+}
+
+/// The time from `at` until every one of `n` followers held `version` or a later one.
+fn time_to_all(
+    seen: &[(usize, u64, Instant)],
+    n: usize,
+    version: u64,
+    at: Instant,
+) -> Option<Duration> {
+    let mut first: Vec<Option<Instant>> = vec![None; n];
+    for (i, v, t) in seen {
+        if *v >= version && first[*i].is_none_or(|f| *t < f) {
+            first[*i] = Some(*t);
+        }
+    }
+    first
+        .into_iter()
+        .map(|t| t.map(|t| t.saturating_duration_since(at)))
+        .collect::<Option<Vec<_>>>()
+        .and_then(|v| v.into_iter().max())
+}
+
+fn pct(sorted: &[f64], p: usize) -> f64 {
+    sorted[(sorted.len() * p / 100).min(sorted.len() - 1)]
+}
+
+async fn churn(
+    connect: String,
+    n: usize,
+    records: usize,
+    changes_per_min: usize,
+    every: Duration,
+    seconds: u64,
+) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let layout = Layout::new("/geodns-churn").unwrap();
+    let upstream = connect.split(',').next().unwrap().to_owned();
+    let counts = Arc::new(Counted::default());
+    let via = counting_proxy(upstream, counts.clone()).await;
+    let publisher = zk::Client::connect(&connect).await.expect("connect");
+    let mut version = match store::read_pointer(&publisher, &layout).await.unwrap() {
+        Some((p, _)) => p.version,
+        None => 0,
+    };
+    let publish = |v: u64, changed: usize| {
+        let publisher = publisher.clone();
+        let layout = layout.clone();
+        async move {
+            let expected = store::read_pointer(&publisher, &layout)
+                .await
+                .unwrap()
+                .map(|(_, s)| s);
+            store::publish(
+                &publisher,
+                &layout,
+                &snapshot_with(v, records, changed),
+                expected,
+                None,
+                None,
+                false,
+            )
+            .await
+            .expect("publish")
+        }
+    };
+    version += 1;
+    let p = publish(version, 0).await;
+    let snapshot_bytes = p.size;
+    // One compile of the zone, as a server does for each version it takes.
+    let doc = snapshot_with(version, records, 0);
+    let t = Instant::now();
+    geodns_zone::Zone::from_text(&doc.zones[0].origin, &doc.zones[0].text, "bench").unwrap();
+    let compile = t.elapsed();
+    let dir = std::env::temp_dir().join(format!("geodns-churn-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let seen = start_followers(&via, &layout, n, &dir, "f");
+    let t0 = Instant::now();
+    loop {
+        let s = seen.lock().unwrap().clone();
+        if time_to_all(&s, n, version, t0).is_some() {
+            break;
+        }
+        drop(s);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    eprintln!(
+        "{n} followers on version {version} ({snapshot_bytes} bytes) in {:.1} s",
+        t0.elapsed().as_secs_f64()
+    );
+    // The run: a publication every `every`, each changing what the churn rate gives.
+    let (down0, cpu0, start) = (counts.down.load(Relaxed), cpu_time(), Instant::now());
+    let per_pub = (changes_per_min as f64 * every.as_secs_f64() / 60.0).ceil() as usize;
+    let mut changed = 0usize;
+    let mut pubs: Vec<(u64, Instant)> = Vec::new();
+    while start.elapsed() < Duration::from_secs(seconds) {
+        let t = Instant::now();
+        version += 1;
+        changed = (changed + per_pub).min(records);
+        publish(version, changed).await;
+        pubs.push((version, t));
+        tokio::time::sleep(every.saturating_sub(t.elapsed())).await;
+    }
+    // Let the last publication reach everyone (or give up after a minute).
+    let last = version;
+    let wait = Instant::now();
+    while wait.elapsed() < Duration::from_secs(60) {
+        let s = seen.lock().unwrap().clone();
+        if time_to_all(&s, n, last, t0).is_some() {
+            break;
+        }
+        drop(s);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    let (down, cpu) = (counts.down.load(Relaxed) - down0, cpu_time() - cpu0);
+    let s = seen.lock().unwrap().clone();
+    let mut to_all: Vec<f64> = pubs
+        .iter()
+        .filter_map(|(v, at)| time_to_all(&s, n, *v, *at))
+        .map(|d| d.as_secs_f64())
+        .collect();
+    to_all.sort_by(f64::total_cmp);
+    let applies = s.iter().filter(|(_, v, _)| *v > pubs[0].0 - 1).count();
+    let minutes = elapsed / 60.0;
+    println!(
+        "churn followers={n} records={records} snapshot={snapshot_bytes} B changes/min={changes_per_min} publish every {} ms, {} publications in {elapsed:.0} s",
+        every.as_millis(),
+        pubs.len()
+    );
+    println!(
+        "  zookeeper egress to followers: {:.1} MB per publication, {:.1} MB per minute ({:.1}x one snapshot per publication)",
+        down as f64 / pubs.len() as f64 / 1e6,
+        down as f64 / minutes / 1e6,
+        down as f64 / pubs.len() as f64 / snapshot_bytes as f64
+    );
+    if !to_all.is_empty() {
+        println!(
+            "  publication to every follower (or a later version): median {:.2} s, p99 {:.2} s, max {:.2} s ({} of {} publications reached everyone)",
+            pct(&to_all, 50),
+            pct(&to_all, 99),
+            to_all[to_all.len() - 1],
+            to_all.len(),
+            pubs.len()
+        );
+    }
+    println!(
+        "  follower CPU per minute: {:.1} ms fetching and checking (this process / followers) + {:.0} ms compiling ({:.1} versions taken per follower a minute x {:.0} ms a compile)",
+        cpu.as_secs_f64() * 1000.0 / n as f64 / minutes,
+        applies as f64 / n as f64 / minutes * compile.as_secs_f64() * 1000.0,
+        applies as f64 / n as f64 / minutes,
+        compile.as_secs_f64() * 1000.0
+    );
+    // A cold start: 200 new followers at once.
+    let cold = 200;
+    let down0 = counts.down.load(Relaxed);
+    let t0 = Instant::now();
+    let seen = start_followers(&via, &layout, cold, &dir, "cold");
+    loop {
+        let s = seen.lock().unwrap().clone();
+        if let Some(all) = time_to_all(&s, cold, version, t0) {
+            let mut each: Vec<f64> = (0..cold)
+                .filter_map(|i| {
+                    s.iter()
+                        .filter(|(j, v, _)| *j == i && *v >= version)
+                        .map(|(_, _, t)| t.duration_since(t0).as_secs_f64())
+                        .reduce(f64::min)
+                })
+                .collect();
+            each.sort_by(f64::total_cmp);
+            println!(
+                "  cold start of {cold}: median {:.2} s, p99 {:.2} s, all {:.2} s; {:.1} MB from zookeeper",
+                pct(&each, 50),
+                pct(&each, 99),
+                all.as_secs_f64(),
+                (counts.down.load(Relaxed) - down0) as f64 / 1e6
+            );
+            break;
+        }
+        drop(s);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 fn main() {
     let args: Vec<String> = std::env::args()
         .skip(1)
@@ -168,12 +460,20 @@ fn main() {
             n.parse().unwrap(),
             j.parse().unwrap(),
         )),
+        ["churn", connect, n, records, changes, every_ms, seconds] => rt.block_on(churn(
+            connect.into(),
+            n.parse().unwrap(),
+            records.parse().unwrap(),
+            changes.parse().unwrap(),
+            Duration::from_millis(every_ms.parse().unwrap()),
+            seconds.parse().unwrap(),
+        )),
         ["publish", connect, records] => {
             let layout = Layout::new("/geodns").unwrap();
             rt.block_on(publish_next(connect, &layout, records.parse().unwrap()));
         }
         _ => eprintln!(
-            "usage: fanout CONNECT N [JITTER_MS] | publish CONNECT RECORDS (see the source)"
+            "usage: fanout CONNECT N [JITTER_MS] | publish CONNECT RECORDS | churn CONNECT FOLLOWERS RECORDS CHANGES_PER_MIN PUBLISH_EVERY_MS SECONDS (see the source)"
         ),
     }
 }
