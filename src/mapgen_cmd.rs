@@ -82,6 +82,15 @@ pub struct MapgenArgs {
     /// Write the report as an HTML page (with a plot of the latency distributions) here.
     #[arg(long)]
     html: Option<PathBuf>,
+    /// Start from the first stage's output saved in DIR (by `--save-aggregates`, or another
+    /// engine writing the same layout, docs/mapgen.md) instead of the logs: pooling, ranking,
+    /// compaction, the holdout judgement and the gate run here as usual.
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["since", "days", "skip_bad_files"])]
+    aggregates: Option<PathBuf>,
+    /// Also save the first stage's output in DIR (the statistics per client subnet and PoP, the
+    /// resolvers' populations, the held-out sessions, what was read and refused).
+    #[arg(long, value_name = "DIR")]
+    save_aggregates: Option<PathBuf>,
     /// Generation id to record (default: derived from the creation time).
     #[arg(long)]
     generation: Option<String>,
@@ -135,6 +144,8 @@ pub fn run(a: MapgenArgs) -> anyhow::Result<()> {
         skip_bad_files: a.skip_bad_files,
         partition_rows: a.partition_rows,
         routes: a.routes.clone(),
+        aggregates: a.aggregates.clone(),
+        save_aggregates: a.save_aggregates.clone(),
         tmp_dir: a.tmp_dir.clone().unwrap_or_else(std::env::temp_dir),
         // Unique per run: the creation time to the second, and a random part (two runs in one
         // second once got one id, and a server's status said the same map for both).

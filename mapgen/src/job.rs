@@ -89,23 +89,15 @@ fn catchment(rows: &[MapRow], pops: &PopTable, g: &GeoIp) -> Vec<crate::report::
         .collect()
 }
 
-/// Runs mapgen. `progress` is called with a line at each stage.
-pub fn run(opts: &Options, progress: &(dyn Fn(&str) + Sync)) -> Result<(Map, Report), MapgenError> {
-    for (name, v) in [
-        ("max_invalid_share", opts.max_invalid_share),
-        ("max_moved_share", opts.max_moved_share),
-        ("holdout", opts.holdout),
-    ] {
-        check_share(v).map_err(|e| MapgenError::Refused(format!("{name}: {e}")))?;
-    }
-    if opts.force && opts.previous.is_none() {
-        return Err(MapgenError::Refused(
-            "force without previous: there is no gate to override".into(),
-        ));
-    }
+/// The first stage: the logs read and checked, reports paired with probe queries (the
+/// held-out sessions set aside), and the statistics per client subnet and PoP and per
+/// resolver ([`crate::aggregates`] is its output on disk). Fills the report's input figures.
+fn first_stage(
+    opts: &Options,
+    progress: &(dyn Fn(&str) + Sync),
+    report: &mut Report,
+) -> Result<(crate::aggregate::Stats, Vec<DataFrame>), MapgenError> {
     let pop_ids: Vec<String> = opts.pops.iter().map(|p| p.id.to_string()).collect();
-    let mut report = Report::default();
-
     let (scratch, stale) = Scratch::new(&opts.tmp_dir)
         .map_err(|e| MapgenError::Refused(format!("--tmp-dir {}: {e}", opts.tmp_dir.display())))?;
     if stale > 0 {
@@ -115,7 +107,7 @@ pub fn run(opts: &Options, progress: &(dyn Fn(&str) + Sync)) -> Result<(Map, Rep
     }
     report.stale_spill_bytes_removed = stale;
     let (n, (reports, rtt_v), (probes, dns_v)) =
-        input::read(opts, &pop_ids, &scratch, progress, &mut report)?;
+        input::read(opts, &pop_ids, &scratch, progress, report)?;
     progress(&format!(
         "read {} rtt_report and {} dns_probe rows",
         rtt_v.rows, dns_v.rows
@@ -178,10 +170,6 @@ pub fn run(opts: &Options, progress: &(dyn Fn(&str) + Sync)) -> Result<(Map, Rep
     }
     drop((reports, probes));
     let mut measurements = measurements.finish()?;
-    let routes = match &opts.routes {
-        Some(path) => Routes::read(path)?,
-        None => Routes::default(),
-    };
     let mut aggregates = Aggregates::default();
     for p in 0..measurements.len() {
         step(progress, "aggregating", p, n);
@@ -193,7 +181,40 @@ pub fn run(opts: &Options, progress: &(dyn Fn(&str) + Sync)) -> Result<(Map, Rep
             "no report pairs with a probe query (same probe id and PoP within 10 minutes)".into(),
         ));
     }
-    let stats = aggregates.finish()?;
+    Ok((aggregates.finish()?, held))
+}
+
+/// Runs mapgen. `progress` is called with a line at each stage.
+pub fn run(opts: &Options, progress: &(dyn Fn(&str) + Sync)) -> Result<(Map, Report), MapgenError> {
+    for (name, v) in [
+        ("max_invalid_share", opts.max_invalid_share),
+        ("max_moved_share", opts.max_moved_share),
+        ("holdout", opts.holdout),
+    ] {
+        check_share(v).map_err(|e| MapgenError::Refused(format!("{name}: {e}")))?;
+    }
+    if opts.force && opts.previous.is_none() {
+        return Err(MapgenError::Refused(
+            "force without previous: there is no gate to override".into(),
+        ));
+    }
+    let mut report = Report::default();
+
+    // The first stage (most of the cost): from the logs, or from its saved output.
+    let (stats, held) = match &opts.aggregates {
+        Some(dir) => {
+            progress(&format!("reading the aggregates in {}", dir.display()));
+            crate::aggregates::read(dir, opts, &mut report)?
+        }
+        None => first_stage(opts, progress, &mut report)?,
+    };
+    if let Some(dir) = &opts.save_aggregates {
+        crate::aggregates::write(dir, opts, &stats, &held, &report)?;
+    }
+    let routes = match &opts.routes {
+        Some(path) => Routes::read(path)?,
+        None => Routes::default(),
+    };
     report.client_subnets = stats.client.len() as u64;
     report.latency = latency(&stats.client, &opts.pops, opts.min_samples);
     report.resolvers = stats.populations.len() as u64;

@@ -9,6 +9,8 @@
 //!   `--holdout`, the held-out sessions set aside;
 //! - [`aggregate`]: statistics per client subnet and PoP (the finest level, with the routed
 //!   prefixes of [`routes`]) and each resolver's population of client subnets;
+//! - [`aggregates`]: the first stage's output (everything above) as files: `--save-aggregates`
+//!   writes them, `--aggregates` starts from them instead of the logs;
 //! - [`pooling`]: each key's per-PoP estimate, in log RTT, its own samples blended with the
 //!   latency [`model`] and its measured neighbours, resolvers from the clients behind them;
 //! - [`rows`]: the map's rows from the estimates, [`ranking`]'s coherence rule for aggregates,
@@ -18,6 +20,7 @@
 //! - [`report`]: what the run read, refused and decided; [`html`] renders it as a page.
 
 pub mod aggregate;
+pub mod aggregates;
 pub mod gate;
 pub mod holdout;
 pub mod html;

@@ -50,6 +50,10 @@ pub struct Options {
     /// Share of beacon sessions (0 to 1) held out of the map and judged against it
     /// ([`crate::holdout`]); 0 uses every session.
     pub holdout: f64,
+    /// Start from the first stage's saved output ([`crate::aggregates`]) instead of the logs.
+    pub aggregates: Option<PathBuf>,
+    /// Save the first stage's output here ([`crate::aggregates`]).
+    pub save_aggregates: Option<PathBuf>,
     /// Generation id to record.
     pub generation: String,
     /// Creation time to record (RFC 3339).

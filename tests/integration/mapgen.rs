@@ -969,3 +969,117 @@ fn explain_tells_what_the_logs_measured() {
     }
     assert!(checked >= 40, "{checked}");
 }
+
+/// The first stage's output (issue 25): `--save-aggregates` writes it, `--aggregates` starts
+/// from it, and the map, the report and the holdout judgement are the same as from the logs,
+/// byte for byte; aggregates made for other options, or damaged, are refused by file.
+#[test]
+fn a_map_from_the_saved_aggregates_is_the_map_from_the_logs() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = |p: &str| dir.path().join(p);
+    gen_world(
+        &d("w"),
+        &[
+            "--internet",
+            "--isps",
+            "100",
+            "--subnets",
+            "800",
+            "--seed",
+            "5",
+        ],
+    );
+    simulate_logs(dir.path(), "3000", "6");
+    let (config, geoip) = (d("w/geodns.toml"), d("sim/geoip.mmdb"));
+    let mapgen = |extra: &[&std::ffi::OsStr]| {
+        let mut args: Vec<&std::ffi::OsStr> = vec![
+            "mapgen".as_ref(),
+            "--config".as_ref(),
+            config.as_os_str(),
+            "--geoip".as_ref(),
+            geoip.as_os_str(),
+            "--created-at".as_ref(),
+            "2026-12-06T00:00:00Z".as_ref(),
+            "--generation".as_ref(),
+            "t".as_ref(),
+        ];
+        args.extend_from_slice(extra);
+        geodns().args(args).output().unwrap()
+    };
+    let ok = |o: std::process::Output| {
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let from_logs = ok(mapgen(&[
+        "--holdout".as_ref(),
+        "0.1".as_ref(),
+        "--logs".as_ref(),
+        d("logs").as_os_str(),
+        "--out".as_ref(),
+        d("a.arrow").as_os_str(),
+        "--report".as_ref(),
+        d("a.json").as_os_str(),
+        "--save-aggregates".as_ref(),
+        d("agg").as_os_str(),
+    ]));
+    let from_aggregates = ok(mapgen(&[
+        "--holdout".as_ref(),
+        "0.1".as_ref(),
+        "--aggregates".as_ref(),
+        d("agg").as_os_str(),
+        "--out".as_ref(),
+        d("b.arrow").as_os_str(),
+        "--report".as_ref(),
+        d("b.json").as_os_str(),
+    ]));
+    assert_eq!(
+        std::fs::read(d("a.arrow")).unwrap(),
+        std::fs::read(d("b.arrow")).unwrap(),
+        "the maps differ"
+    );
+    assert_eq!(
+        std::fs::read(d("a.json")).unwrap(),
+        std::fs::read(d("b.json")).unwrap(),
+        "the reports differ"
+    );
+    let summary = |s: &str| -> String {
+        s.lines()
+            .filter(|l| !l.starts_with("map "))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    assert_eq!(summary(&from_logs), summary(&from_aggregates));
+    assert!(
+        from_logs.contains("holdout     10 % of sessions"),
+        "{from_logs}"
+    );
+
+    // Refused: other options than the aggregates were made with, a damaged file, a newer
+    // layout; each names the file.
+    let (agg, out) = (d("agg"), d("c.arrow"));
+    let refused = |extra: &[&std::ffi::OsStr], want: &str| {
+        let mut args: Vec<&std::ffi::OsStr> = vec![
+            "--aggregates".as_ref(),
+            agg.as_os_str(),
+            "--out".as_ref(),
+            out.as_os_str(),
+        ];
+        args.extend_from_slice(extra);
+        let o = mapgen(&args);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success() && err.contains(want), "{want}: {err}");
+        assert!(!out.exists());
+    };
+    let meta = d("agg").join("meta.json");
+    let text = std::fs::read_to_string(&meta).unwrap();
+    refused(
+        &["--holdout".as_ref(), "0.2".as_ref()],
+        "meta.json: made with --holdout 0.1",
+    );
+    std::fs::write(&meta, text.replacen("\"schema\": 1", "\"schema\": 2", 1)).unwrap();
+    let h = ["--holdout".as_ref(), "0.1".as_ref()];
+    refused(&h, "meta.json: schema 2; this mapgen reads schema 1");
+    std::fs::write(&meta, &text).unwrap();
+    std::fs::write(d("agg").join("client_stats.parquet"), b"PAR1 not really").unwrap();
+    refused(&h, "client_stats.parquet");
+}
