@@ -444,4 +444,45 @@ mod tests {
         let e = Config::load(&path).unwrap_err().to_string();
         assert!(e.contains("proxy.toml: http_proxy: "), "{e}");
     }
+
+    /// A PoP's own identity: its user needs a password file and is never a role's shared user
+    /// (docs/bgp.md shows it inside `publish.zookeeper`).
+    #[test]
+    fn an_announce_identity_is_checked_at_load() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let password = dir.path().join("zk.password");
+        std::fs::write(&password, "secret\n").unwrap();
+        std::fs::set_permissions(&password, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let load = |zk: &str| {
+            let path = dir.path().join("announce.toml");
+            std::fs::write(
+                &path,
+                format!(
+                    "pop = \"ams\"\n[[vips]]\nprefix = \"192.0.2.10/32\"\ncheck = {{ kind = \"tcp\", addr = \"127.0.0.1:1\" }}\n[publish]\nzookeeper = {{ connect = \"127.0.0.1:2181\", {zk} }}\n"
+                ),
+            )
+            .unwrap();
+            Config::load(&path).map_err(|e| e.to_string())
+        };
+        let file = format!("password_file = \"{}\"", password.display());
+        assert!(load(&format!("{file}, user = \"announce-ams\"")).is_ok());
+        for (zk, why) in [
+            (
+                "user = \"announce-ams\"".to_owned(),
+                "needs a password_file",
+            ),
+            (
+                format!("{file}, user = \"geodns-presenter\""),
+                "shared user",
+            ),
+            (format!("{file}, user = \"a/b\""), "not a user name"),
+        ] {
+            let e = load(&zk).expect_err(&zk);
+            assert!(
+                e.contains("publish.zookeeper.user: ") && e.contains(why),
+                "{zk}: {e}"
+            );
+        }
+    }
 }
