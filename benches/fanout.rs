@@ -115,30 +115,15 @@ async fn fanout(connect: String, n: usize, jitter_ms: u64) {
     let first = publish_next(&connect, &layout, 100).await;
     let dir = std::env::temp_dir().join(format!("geodns-fanout-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let seen: Arc<Mutex<Vec<(u64, Instant)>>> = Arc::new(Mutex::new(Vec::new()));
     let started = Instant::now();
-    for i in 0..n {
-        let seen = seen.clone();
-        let cfg = FollowerConfig {
-            zk: geodns_snapshot::ZkSettings {
-                connect: connect.clone(),
-                root: layout.root().to_owned(),
-                session_timeout_ms: 10_000,
-                password_file: None,
-                user: None,
-            },
-            cache: dir.join(format!("{i}.json")),
-            jitter: Duration::from_millis(jitter_ms),
-            recheck: Duration::from_secs(30),
-            trust: Default::default(),
-        };
-        let apply: geodns_snapshot::Apply = Arc::new(move |s: &Snapshot| {
-            seen.lock().unwrap().push((s.version, Instant::now()));
-            Ok(())
-        });
-        tokio::spawn(Follower::new(cfg, apply).run(None));
-    }
-    let count = |v: u64| seen.lock().unwrap().iter().filter(|(x, _)| *x == v).count();
+    let seen = start_followers(&connect, &layout, n, &dir, "f", jitter_ms);
+    let count = |v: u64| {
+        seen.lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, x, _)| *x == v)
+            .count()
+    };
     while count(first) < n {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -156,8 +141,8 @@ async fn fanout(connect: String, n: usize, jitter_ms: u64) {
         .lock()
         .unwrap()
         .iter()
-        .filter(|(v, _)| *v == next)
-        .map(|(_, t)| t.duration_since(t0).as_secs_f64() * 1000.0)
+        .filter(|(_, v, _)| *v == next)
+        .map(|(_, _, t)| t.duration_since(t0).as_secs_f64() * 1000.0)
         .collect();
     times.sort_by(f64::total_cmp);
     println!(
@@ -228,15 +213,19 @@ fn cpu_time() -> Duration {
     t(u.ru_utime) + t(u.ru_stime)
 }
 
-/// Starts `n` followers through `via`; returns what each applied, (follower, version, when).
+/// What followers applied: (follower, version, when).
+type Seen = Arc<Mutex<Vec<(usize, u64, Instant)>>>;
+
+/// Starts `n` followers through `via`, each waiting up to `jitter_ms` before a fetch.
 fn start_followers(
     via: &str,
     layout: &Layout,
     n: usize,
     dir: &std::path::Path,
     tag: &str,
-) -> Arc<Mutex<Vec<(usize, u64, Instant)>>> {
-    let seen: Arc<Mutex<Vec<(usize, u64, Instant)>>> = Arc::new(Mutex::new(Vec::new()));
+    jitter_ms: u64,
+) -> Seen {
+    let seen: Seen = Arc::new(Mutex::new(Vec::new()));
     for i in 0..n {
         let seen = seen.clone();
         let cfg = FollowerConfig {
@@ -248,7 +237,7 @@ fn start_followers(
                 user: None,
             },
             cache: dir.join(format!("{tag}{i}.json")),
-            jitter: Duration::from_millis(500),
+            jitter: Duration::from_millis(jitter_ms),
             recheck: Duration::from_secs(30),
             trust: Default::default(),
         };
@@ -334,7 +323,7 @@ async fn churn(
     let compile = t.elapsed();
     let dir = std::env::temp_dir().join(format!("geodns-churn-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let seen = start_followers(&via, &layout, n, &dir, "f");
+    let seen = start_followers(&via, &layout, n, &dir, "f", 500);
     let t0 = Instant::now();
     loop {
         let s = seen.lock().unwrap().clone();
@@ -415,7 +404,7 @@ async fn churn(
     let cold = 200;
     let down0 = counts.down.load(Relaxed);
     let t0 = Instant::now();
-    let seen = start_followers(&via, &layout, cold, &dir, "cold");
+    let seen = start_followers(&via, &layout, cold, &dir, "cold", 500);
     loop {
         let s = seen.lock().unwrap().clone();
         if let Some(all) = time_to_all(&s, cold, version, t0) {
