@@ -13,7 +13,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use geomap::{PopIndex, PopTable};
+use geomap::PopIndex;
 use ipnet::IpNet;
 use polars::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -255,7 +255,8 @@ pub fn read(
             .map_err(|e| bad(name, e.to_string()))
     };
     let pop_index = |id: &str, file: &str| -> Result<PopIndex, MapgenError> {
-        pop_of(&opts.pops, id)
+        opts.pops
+            .index(id)
             .ok_or_else(|| bad(file, format!("PoP {id:?} is not in meta.json's pops")))
     };
 
@@ -335,8 +336,4 @@ pub fn read(
         },
         held,
     ))
-}
-
-fn pop_of(pops: &PopTable, id: &str) -> Option<PopIndex> {
-    pops.index(id)
 }

@@ -86,14 +86,14 @@ fn first_pop(map: &Map, table: &AnswerTable, space: KeySpace, addr: IpAddr) -> O
 }
 
 /// Each PoP's share of measured traffic as first choice in `map`: `weights` are the measured
-/// client subnets and their samples, answered as the server would (`default_order` where no
+/// client subnets and their samples, answered as the server would (the default order where no
 /// row covers them). One home for the figure the catchment legend and the gate both show.
+/// `table` is `map`'s answer table, built with the default order (`AnswerTable::build`).
 pub fn traffic_share(
     map: &Map,
+    table: &AnswerTable,
     weights: &[(IpNet, u64)],
-    default_order: &[PopIndex],
 ) -> Vec<(String, f64)> {
-    let table = AnswerTable::build(map, Some(default_order));
     let mut share: Vec<(String, u64)> = map
         .meta
         .pops
@@ -164,8 +164,8 @@ pub fn compare(
     g.moves.truncate(MAX_MOVES);
     // Before and after by the one rule, [`traffic_share`]: every PoP of the new map, then any
     // only the old one had.
-    let before = traffic_share(old, weights, &old_default);
-    let after = traffic_share(new, weights, default_order);
+    let before = traffic_share(old, &old_table, weights);
+    let after = traffic_share(new, &new_table, weights);
     g.pop_share = after
         .iter()
         .map(|(p, b)| {

@@ -311,7 +311,8 @@ pub fn run(opts: &Options, progress: &(dyn Fn(&str) + Sync)) -> Result<(Map, Rep
         .iter()
         .map(|(k, s)| (*k, s.iter().map(|x| x.samples).sum()))
         .collect();
-    report.traffic_share = crate::gate::traffic_share(&new_map, &weights, &opts.default_order);
+    let table = geomap::AnswerTable::build(&new_map, Some(&opts.default_order));
+    report.traffic_share = crate::gate::traffic_share(&new_map, &table, &weights);
     if let Some(prev) = &opts.previous {
         progress("comparing with the previous map");
         let old = geomap::read_map(prev)

@@ -646,30 +646,32 @@ mod tests {
     fn an_identity_registers_only_its_names_and_cannot_squat_another_s() {
         // web1's identity may register under prn1 only; an older registration of h1.prn1 by
         // the ams identity is left out, so web1's later one is used.
-        let mut squat = robot(
+        // A registration by an identity of its own (`<user>/<node>`), with its names.
+        let by = |node: &str, seq: u64, name: &str, addr: &str, names: &[&str]| Robot {
+            names: Some(names.iter().map(|n| (*n).to_owned()).collect()),
+            ..robot(node, seq, name, addr, true)
+        };
+        let squat = by(
             "ams/h1.prn1.internal.example-1",
             1,
             "h1.prn1.internal.example",
             "6.6.6.6",
-            true,
+            &["ams1.internal.example"],
         );
-        squat.names = Some(vec!["ams1.internal.example".into()]);
-        let mut own = robot(
+        let own = by(
             "web1/h1.prn1.internal.example-7",
             7,
             "h1.prn1.internal.example",
             "10.0.0.1",
-            true,
+            &["prn1.internal.example"],
         );
-        own.names = Some(vec!["prn1.internal.example".into()]);
-        let mut nothing = robot(
+        let nothing = by(
             "empty/h2.prn1.internal.example-2",
             2,
             "h2.prn1.internal.example",
             "10.0.0.2",
-            true,
+            &[],
         );
-        nothing.names = Some(Vec::new());
         let r = reconcile(
             &[zone()],
             &[],
