@@ -1,5 +1,6 @@
-//! Statistics per key and PoP at each aggregation level (polars group-bys on integer keys):
-//! samples, median and p90 RTT, failure rate, and the variance of log RTT (pooling's noise).
+//! Statistics per client subnet and PoP (each group's RTTs sorted, the arithmetic of
+//! [`pop_stat`]): samples, median and p90 RTT, failure rate, and the variance of log RTT
+//! (pooling's noise); and per resolver, its population (polars group-bys on integer keys).
 //!
 //! Client key space: the client's /24 (/48); [`crate::pooling`] builds everything coarser
 //! (neighbours, aggregates, the latency model) from those. Resolvers: each resolver's
@@ -43,64 +44,61 @@ fn client_pop(client: &UInt64Chunked, pop: &UInt16Chunked, name: &str) -> Column
     packed.with_name(name.into()).into_column()
 }
 
-/// A failed fetch is a sample without an RTT.
-fn fail_rate() -> Expr {
-    lit(1.0) - col("rtt").count().cast(DataType::Float64) / len().cast(DataType::Float64)
-}
-
-/// The statistics of one (client subnet, PoP) group; the variance of log RTT (`log_rtt`) is
-/// for the pooling's noise estimate, which works in ratios. The median is the *lower* median:
-/// latency noise only adds (queues, retransmits, a busy client), so where two middle samples
-/// disagree the lower is the likelier typical one: of two samples, one a 3x outlier, the
-/// plain median would report their mean, twice the truth.
-fn stat_exprs() -> Vec<Expr> {
-    vec![
-        len().cast(DataType::UInt64).alias("samples"),
-        col("rtt")
-            .quantile(lit(0.5), QuantileMethod::Lower)
-            .alias("median"),
-        col("rtt")
-            .quantile(lit(0.9), QuantileMethod::Linear)
-            .alias("p90"),
-        fail_rate().alias("fail_rate"),
-        col("log_rtt").var(1).alias("log_var"),
-    ]
-}
-
-/// Reads (packed client and PoP `name`, samples, median, p90, fail_rate, log_var) frames into
-/// per-key stats, `net` giving each key's prefix.
-fn to_stats(
-    df: &DataFrame,
-    name: &str,
-    net: &dyn Fn(u64) -> IpNet,
-    into: &mut LevelStats,
-) -> PolarsResult<()> {
-    let (keys, pop) = unpack(df.column(name)?.u64()?);
-    let samples = df.column("samples")?.cast(&DataType::UInt64)?;
-    let median = df.column("median")?.cast(&DataType::Float64)?;
-    let p90 = df.column("p90")?.cast(&DataType::Float64)?;
-    let fail = df.column("fail_rate")?.cast(&DataType::Float64)?;
-    let var = df.column("log_var")?.cast(&DataType::Float64)?;
-    let rows = keys
-        .iter()
-        .zip(pop.iter())
-        .zip(samples.u64()?.iter())
-        .zip(median.f64()?.iter())
-        .zip(p90.f64()?.iter())
-        .zip(fail.f64()?.iter())
-        .zip(var.f64()?.iter());
-    for ((((((k, p), samples), median), p90), fail), var) in rows {
-        let (Some(k), Some(p)) = (k, p) else { continue };
-        into.entry(net(k)).or_default().push(PopStat {
-            pop: PopIndex::from(p),
-            samples: samples.unwrap_or(0),
-            median,
-            p90,
-            fail_rate: fail.unwrap_or(0.0),
-            log_var: var,
-        });
+/// The statistics of one (client subnet, PoP) group: `samples` pairings, of which `ok` are the
+/// successful RTTs, sorted ascending. This arithmetic is the first stage's contract
+/// (docs/mapgen.md, "The statistics"): another engine that computes it in the same order gets
+/// the same bits.
+///
+/// The median is the *lower* median: latency noise only adds (queues, retransmits, a busy
+/// client), so where two middle samples disagree the lower is the likelier typical one: of two
+/// samples, one a 3x outlier, the plain median would report their mean, twice the truth. The
+/// variance of log RTT is for the pooling's noise estimate, which works in ratios; its sums
+/// run in ascending order, and its logarithm is fdlibm's ([`crate::strict_math`]).
+pub fn pop_stat(pop: PopIndex, samples: u64, ok: &[f32]) -> PopStat {
+    let k = ok.len();
+    let (median, p90) = if k == 0 {
+        (None, None)
+    } else {
+        let at = |i: usize| f64::from(ok[i]);
+        let pos = (k - 1) as f64 * 0.9;
+        let i = pos as usize;
+        let p90 = if pos == i as f64 {
+            at(i)
+        } else {
+            at(i) + (pos - i as f64) * (at(i + 1) - at(i))
+        };
+        (Some(at((k - 1) / 2)), Some(p90))
+    };
+    let log_var = (k >= 2).then(|| {
+        let logs = ok.iter().map(|&r| crate::strict_math::log(f64::from(r)));
+        let mean = logs.clone().fold(0.0, |a, l| a + l) / k as f64;
+        logs.fold(0.0, |a, l| a + (l - mean) * (l - mean)) / (k - 1) as f64
+    });
+    PopStat {
+        pop,
+        samples,
+        median,
+        p90,
+        fail_rate: 1.0 - k as f64 / samples as f64,
+        log_var,
     }
-    Ok(())
+}
+
+/// Adds the statistics of every (client subnet, PoP) group of `client_pop` (packed keys) and
+/// `rtt` (NaN for a failed fetch) to `into`.
+fn add_stats(mut rows: Vec<(u64, f32)>, into: &mut LevelStats) {
+    let (v4, v6) = LEVELS[0];
+    // Failed fetches (NaN) sort after every RTT of their group.
+    rows.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)));
+    let mut ok = Vec::new();
+    for group in rows.chunk_by(|a, b| a.0 == b.0) {
+        let (k, p) = key::without_pop(group[0].0);
+        ok.clear();
+        ok.extend(group.iter().map(|r| r.1).take_while(|r| !r.is_nan()));
+        into.entry(key::to_net(k, v4, v6))
+            .or_default()
+            .push(pop_stat(PopIndex::from(p), group.len() as u64, &ok));
+    }
 }
 
 /// Splits a packed (key, PoP) column into a key and a PoP column.
@@ -124,29 +122,17 @@ impl Aggregates {
         }
         let client = m.column("client")?.u64()?.clone();
         let pop = m.column("pop")?.u16()?.clone();
-        let mut values = m.select(["rtt", "resolver"])?;
-        // The reader keeps RTTs at or above the contract's minimum (positive): finite logs.
-        let log_rtt = values
-            .column("rtt")?
-            .f32()?
-            .apply_values(f32::ln)
-            .with_name("log_rtt".into());
-        values.with_column(log_rtt.into_column())?;
-        values.with_column(client_pop(&client, &pop, "client_pop"))?;
+        let packed = client_pop(&client, &pop, "client_pop");
+        let rows: Vec<(u64, f32)> = packed
+            .u64()?
+            .iter()
+            .zip(m.column("rtt")?.f32()?.iter())
+            .map(|(c, r)| (c.unwrap_or(0), r.unwrap_or(f32::NAN)))
+            .collect();
+        add_stats(rows, &mut self.client);
+        let mut values = m.select(["resolver"])?;
+        values.with_column(packed)?;
         drop(m);
-        let (v4, v6) = LEVELS[0];
-        let df = values
-            .clone()
-            .lazy()
-            .group_by([col("client_pop")])
-            .agg(stat_exprs())
-            .collect()?;
-        to_stats(
-            &df,
-            "client_pop",
-            &|k| key::to_net(k, v4, v6),
-            &mut self.client,
-        )?;
         let per_subnet = values
             .lazy()
             .group_by([col("resolver"), col("client_pop")])
@@ -158,6 +144,10 @@ impl Aggregates {
 
     /// The statistics: the client subnets, and each resolver's population of clients.
     pub fn finish(mut self) -> PolarsResult<Stats> {
+        // Each subnet's PoPs in index order, whatever order the groups came in.
+        for list in self.client.values_mut() {
+            list.sort_by_key(|s| s.pop);
+        }
         let pairings_per_session = pairings_per_session(&self.client);
         let frames = std::mem::take(&mut self.per_client_subnet);
         let populations = if frames.is_empty() {
@@ -223,4 +213,49 @@ pub struct Stats {
     pub populations: BTreeMap<IpNet, Population>,
     /// Pairings per beacon session (how many PoPs a session measured, on average).
     pub pairings_per_session: f64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_statistics_of_a_group() {
+        let s = pop_stat(PopIndex::from(3u16), 6, &[10.0, 20.0, 40.0, 80.0]);
+        assert_eq!(s.median, Some(20.0), "the lower median");
+        // p90 at position 3 * 0.9 = 2.7: 40 + 0.7 * (80 - 40).
+        assert!((s.p90.unwrap() - 68.0).abs() < 1e-9, "{:?}", s.p90);
+        assert!((s.fail_rate - 2.0 / 6.0).abs() < 1e-15);
+        // ln of 10, 20, 40, 80 is ln 10 + (0, 1, 2, 3) ln 2: variance 5/3 (ln 2)^2.
+        let want = 5.0 / 3.0 * std::f64::consts::LN_2.powi(2);
+        assert!((s.log_var.unwrap() - want).abs() < 1e-12, "{:?}", s.log_var);
+        let one = pop_stat(PopIndex::from(0u16), 1, &[7.5]);
+        assert_eq!(
+            (one.median, one.p90, one.log_var),
+            (Some(7.5), Some(7.5), None)
+        );
+        let failed = pop_stat(PopIndex::from(0u16), 2, &[]);
+        assert_eq!((failed.median, failed.fail_rate), (None, 1.0));
+    }
+
+    #[test]
+    fn groups_are_cut_by_key_and_pop_with_failures_apart() {
+        let k = key::parse("192.0.2.0").unwrap();
+        let mut into = LevelStats::new();
+        let rows = vec![
+            (key::with_pop(k, 1), 30.0),
+            (key::with_pop(k, 0), f32::NAN),
+            (key::with_pop(k, 1), 10.0),
+            (key::with_pop(k, 1), f32::NAN),
+            (key::with_pop(k, 0), 5.0),
+        ];
+        add_stats(rows, &mut into);
+        into.values_mut().for_each(|l| l.sort_by_key(|s| s.pop));
+        let stats = &into[&"192.0.2.0/24".parse::<IpNet>().unwrap()];
+        let got: Vec<_> = stats
+            .iter()
+            .map(|s| (usize::from(s.pop), s.samples, s.median))
+            .collect();
+        assert_eq!(got, vec![(0, 2, Some(5.0)), (1, 3, Some(10.0))]);
+    }
 }

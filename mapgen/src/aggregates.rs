@@ -24,7 +24,7 @@ use crate::ranking::PopStat;
 use crate::report::{BadRows, Report};
 
 /// The layout version this code writes and reads (`meta.json`'s `schema`).
-pub const SCHEMA: u32 = 1;
+pub const SCHEMA: u32 = 2;
 
 /// `meta.json`: the layout's version, what the stage ran with, and what it read and refused.
 #[derive(Debug, Serialize, Deserialize)]
@@ -36,6 +36,8 @@ pub struct Meta {
     pub pops: Vec<String>,
     /// The share of sessions held out (`--holdout`).
     pub holdout: f64,
+    /// RTTs above this were refused (`--max-rtt-ms`).
+    pub max_rtt_ms: f64,
     /// The window asked for, RFC 3339 (`--since`, `--until`), if bounded.
     pub since: Option<String>,
     /// See `since`.
@@ -122,7 +124,7 @@ pub fn write(
         for s in list {
             keys.push(net.to_string());
             pops.push(id(s.pop));
-            samples.push(s.samples);
+            samples.push(s.samples as i64);
             median.push(s.median);
             p90.push(s.p90);
             fail.push(s.fail_rate);
@@ -170,7 +172,21 @@ pub fn write(
         }
     } else {
         let lfs: Vec<LazyFrame> = held.iter().cloned().map(DataFrame::lazy).collect();
-        let mut all = concat(lfs, UnionArgs::default())?.collect()?;
+        let all = concat(lfs, UnionArgs::default())?.collect()?;
+        let signed = |name: &str| -> PolarsResult<Column> {
+            let bits = all.column(name)?.u64()?.iter().map(|v| v.map(|v| v as i64));
+            Ok(Int64Chunked::from_iter_options(name.into(), bits).into_column())
+        };
+        let mut all = DataFrame::new(
+            all.height(),
+            vec![
+                signed("client")?,
+                signed("resolver")?,
+                all.column("pop")?.cast(&DataType::Int16)?,
+                all.column("rtt")?.clone(),
+                signed("session")?,
+            ],
+        )?;
         parquet(dir, "held.parquet", &mut all)?;
     }
 
@@ -178,6 +194,7 @@ pub fn write(
         schema: SCHEMA,
         pops: opts.pops.iter().map(|p| p.id.to_string()).collect(),
         holdout: opts.holdout,
+        max_rtt_ms: opts.max_rtt_ms,
         since: rfc3339(opts.since),
         until: rfc3339(opts.until),
         pairings_per_session: stats.pairings_per_session,
@@ -226,6 +243,15 @@ pub fn read(
             format!("made for the PoPs {:?}; the config has {ours:?}", meta.pops),
         ));
     }
+    if meta.max_rtt_ms != opts.max_rtt_ms {
+        return Err(bad(
+            "meta.json",
+            format!(
+                "made with --max-rtt-ms {}; this run asks for {}",
+                meta.max_rtt_ms, opts.max_rtt_ms
+            ),
+        ));
+    }
     if meta.holdout != opts.holdout {
         return Err(bad(
             "meta.json",
@@ -247,13 +273,7 @@ pub fn read(
         }
     }
 
-    let read_parquet = |name: &str| -> Result<DataFrame, MapgenError> {
-        let path = dir.join(name);
-        let f = std::fs::File::open(&path).map_err(|e| bad(name, e.to_string()))?;
-        ParquetReader::new(f)
-            .finish()
-            .map_err(|e| bad(name, e.to_string()))
-    };
+    let read_parquet = |name: &str| read_table(&dir.join(name)).map_err(|e| bad(name, e));
     let pop_index = |id: &str, file: &str| -> Result<PopIndex, MapgenError> {
         opts.pops
             .index(id)
@@ -267,7 +287,7 @@ pub fn read(
         col("client")?.str().map_err(|e| bad(f, e.to_string()))?,
         col("pop")?.str().map_err(|e| bad(f, e.to_string()))?,
     );
-    let samples = col("samples")?.u64().map_err(|e| bad(f, e.to_string()))?;
+    let samples = col("samples")?.i64().map_err(|e| bad(f, e.to_string()))?;
     let floats = |name: &str| -> Result<Vec<Option<f64>>, MapgenError> {
         Ok(col(name)?
             .f64()
@@ -291,9 +311,11 @@ pub fn read(
         let net: IpNet = c
             .parse()
             .map_err(|_| bad(f, format!("row {i}: client {c:?} is not a prefix")))?;
+        let samples =
+            u64::try_from(n).map_err(|_| bad(f, format!("row {i}: samples {n} is negative")))?;
         stats_client.entry(net).or_default().push(PopStat {
             pop: pop_index(p, f)?,
-            samples: n,
+            samples,
             median: median[i],
             p90: p90[i],
             fail_rate,
@@ -322,8 +344,52 @@ pub fn read(
             .push((parse(c)?, n));
     }
 
+    // Rows may come in any order (another engine writes part files in parallel): the
+    // statistics are kept in PoP order, as the logs give them.
+    for list in stats_client.values_mut() {
+        list.sort_by_key(|s| s.pop);
+    }
+    for list in populations.values_mut() {
+        list.sort_by_key(|p| p.0);
+    }
     let held = if opts.holdout > 0.0 {
-        vec![read_parquet("held.parquet")?]
+        let f = "held.parquet";
+        let df = read_parquet(f)?;
+        let unsigned = |name: &str| -> Result<Column, MapgenError> {
+            Ok(df
+                .column(name)
+                .and_then(|c| {
+                    let bits = c.i64()?.iter().map(|v| v.map(|v| v as u64));
+                    Ok(UInt64Chunked::from_iter_options(name.into(), bits).into_column())
+                })
+                .map_err(|e| bad(f, format!("column {name}: {e}")))?
+                .with_name(name.into()))
+        };
+        let pop = df
+            .column("pop")
+            .and_then(|c| c.i16().cloned())
+            .map_err(|e| bad(f, format!("column pop: {e}")))?;
+        if let Some(p) = pop
+            .iter()
+            .flatten()
+            .find(|&p| p < 0 || p as usize >= opts.pops.len())
+        {
+            return Err(bad(f, format!("PoP index {p} is not in meta.json's pops")));
+        }
+        let rtt = df
+            .column("rtt")
+            .and_then(|c| c.f32().map(|c| c.clone().into_column()))
+            .map_err(|e| bad(f, format!("column rtt: {e}")))?;
+        vec![DataFrame::new(
+            df.height(),
+            vec![
+                unsigned("client")?,
+                unsigned("resolver")?,
+                pop.cast(&DataType::UInt16)?.into_column(),
+                rtt,
+                unsigned("session")?,
+            ],
+        )?]
     } else {
         Vec::new()
     };
@@ -336,4 +402,43 @@ pub fn read(
         },
         held,
     ))
+}
+
+/// Reads one table of the layout: a Parquet file, or a directory of Parquet part files (as
+/// Spark writes a table; names starting with `_` or `.` are not data), concatenated.
+fn read_table(path: &Path) -> Result<DataFrame, String> {
+    let one = |p: &Path| -> Result<DataFrame, String> {
+        let f = std::fs::File::open(p).map_err(|e| format!("{}: {e}", p.display()))?;
+        ParquetReader::new(f)
+            .finish()
+            .map_err(|e| format!("{}: {e}", p.display()))
+    };
+    if !path.is_dir() {
+        return one(path).map_err(|e| e.replacen(&format!("{}: ", path.display()), "", 1));
+    }
+    let mut parts: Vec<_> = std::fs::read_dir(path)
+        .map_err(|e| e.to_string())?
+        .map(|e| e.map(|e| e.path()))
+        .collect::<Result<_, _>>()
+        .map_err(|e| e.to_string())?;
+    parts.retain(|p| {
+        let name = p
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        name.ends_with(".parquet") && !name.starts_with('_') && !name.starts_with('.')
+    });
+    parts.sort();
+    let frames = parts
+        .iter()
+        .map(|p| one(p))
+        .collect::<Result<Vec<_>, _>>()?;
+    let Some(first) = frames.first() else {
+        return Err("a directory with no .parquet part file".into());
+    };
+    let mut all = first.clone();
+    for f in &frames[1..] {
+        all.vstack_mut(f).map_err(|e| e.to_string())?;
+    }
+    Ok(all)
 }

@@ -17,6 +17,7 @@
 //!   each row checked with the reader's rule;
 //! - [`job`]: the run: the steps above, then compaction, the [`holdout`] judgement and the
 //!   safety [`gate`] against the previous map;
+//! - [`strict_math`]: the logarithm the statistics use, bit for bit the one Spark uses;
 //! - [`report`]: what the run read, refused and decided; [`html`] renders it as a page.
 
 pub mod aggregate;
@@ -37,6 +38,7 @@ pub mod ranking;
 pub mod report;
 pub mod routes;
 pub mod rows;
+pub mod strict_math;
 
 pub use job::run;
 pub use options::{parse_share, MapgenError, Options};

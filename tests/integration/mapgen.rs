@@ -1076,9 +1076,18 @@ fn a_map_from_the_saved_aggregates_is_the_map_from_the_logs() {
         &["--holdout".as_ref(), "0.2".as_ref()],
         "meta.json: made with --holdout 0.1",
     );
-    std::fs::write(&meta, text.replacen("\"schema\": 1", "\"schema\": 2", 1)).unwrap();
+    refused(
+        &[
+            "--holdout".as_ref(),
+            "0.1".as_ref(),
+            "--max-rtt-ms".as_ref(),
+            "900".as_ref(),
+        ],
+        "meta.json: made with --max-rtt-ms 30000",
+    );
+    std::fs::write(&meta, text.replacen("\"schema\": 2", "\"schema\": 3", 1)).unwrap();
     let h = ["--holdout".as_ref(), "0.1".as_ref()];
-    refused(&h, "meta.json: schema 2; this mapgen reads schema 1");
+    refused(&h, "meta.json: schema 3; this mapgen reads schema 2");
     std::fs::write(&meta, &text).unwrap();
     std::fs::write(d("agg").join("client_stats.parquet"), b"PAR1 not really").unwrap();
     refused(&h, "client_stats.parquet");
