@@ -2,7 +2,8 @@
 # Runs the whole test suite: unit tests, and integration tests that drive the real geodns
 # binary with real clients: dig, kdig, real recursive resolvers (unbound, PowerDNS Recursor) on
 # loopback, and headless Chromium running the beacon snippet in a
-# private network namespace (iproute2; needs root); python3 runs the world generator. Installs what is missing from Debian; a
+# private network namespace (iproute2; needs root), and a standalone Apache Spark cluster
+# (pyspark from PyPI); python3 runs the world generator. Installs what is missing; a
 # missing tool is never a reason to skip a test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -45,6 +46,12 @@ command -v lintian >/dev/null 2>&1 || pkgs+=(lintian)
 command -v readelf >/dev/null 2>&1 || pkgs+=(binutils)
 # systemd-analyze checks the service unit.
 command -v systemd-analyze >/dev/null 2>&1 || pkgs+=(systemd)
+# Apache Spark runs mapgen's first stage in a test (a standalone master and two workers):
+# the pyspark package from PyPI carries Spark's jars and launch scripts, pinned, in a
+# virtualenv outside the clone that later runs reuse; Java is Debian's, as for ZooKeeper.
+pyspark_version=4.3.0
+spark_env="${GEODNS_TOOLS_DIR:-/var/tmp/geodns-tools}/pyspark-$pyspark_version"
+python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || pkgs+=(python3-venv)
 if [ ${#pkgs[@]} -gt 0 ]; then
   echo "installing ${pkgs[*]}" >&2
   sudo=""
@@ -53,6 +60,14 @@ if [ ${#pkgs[@]} -gt 0 ]; then
   $sudo apt-get install -y -qq "${pkgs[@]}" >/dev/null 2>&1 \
     || { $sudo apt-get update -qq && $sudo apt-get install -y -qq "${pkgs[@]}"; }
 fi
+
+if [ ! -x "$spark_env/bin/spark-submit" ]; then
+  echo "installing pyspark $pyspark_version in $spark_env" >&2
+  rm -rf "$spark_env"
+  python3 -m venv "$spark_env"
+  "$spark_env/bin/pip" install -q "pyspark==$pyspark_version"
+fi
+export PATH="$spark_env/bin:$PATH"
 
 # Habits the suite enforces (docs/testing.md): formatting and lints fail the run.
 cargo fmt --all --check

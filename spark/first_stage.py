@@ -448,15 +448,66 @@ def run(spark, args):
     since = parse_time("since", args.since) if args.since else None
     if args.days is not None:
         since = (until if until is not None else now) - args.days * DAY_US
+    args.since_us, args.until_us = since, until
     window = (since, min(until, future) if until is not None else future, future)
     probe_window = (None if since is None else since - PAIR_GAP_US,
                     min(window[1] + PAIR_GAP_US, future), future)
 
-    report = {"skipped_files": [], "copied_files": [], "bad": [], "outside_window": []}
-    report_files = checked_files(spark, args, "rtt_report", report)
-    probe_files = checked_files(spark, args, "dns_probe", report)
+    files = {"skipped_files": [], "copied_files": []}
+    report_files = checked_files(spark, args, "rtt_report", files)
+    probe_files = checked_files(spark, args, "dns_probe", files)
     progress(f"{len(report_files)} rtt_report and {len(probe_files)} dns_probe files checked")
+    while True:
+        report = {"skipped_files": list(files["skipped_files"]),
+                  "copied_files": files["copied_files"], "bad": [], "outside_window": []}
+        try:
+            return stage(spark, args, pops, (window, probe_window), report_files, probe_files,
+                         report, progress)
+        except Refused:
+            raise
+        except Exception as e:  # noqa: BLE001 -- a file whose pages cannot be decoded?
+            path = undecodable_file(e)
+            if path is None:
+                raise
+            problem = f"{path}: data cannot be decoded: {root_cause(e)}"
+            if not args.skip_bad_files:
+                raise Refused(f"a log file does not follow the log contract (move it aside, "
+                              f"or rerun with --skip-bad-files):\n  {problem}") from None
+            progress(f"left out {path}: its data cannot be decoded; starting again")
+            files["skipped_files"].append(problem)
+            report_files = [f for f in report_files if not same_file(f, path)]
+            probe_files = [f for f in probe_files if not same_file(f, path)]
+            if not report_files or not probe_files:
+                raise Refused(f"{path}: every file of its table is corrupt") from None
 
+
+def first_line(e):
+    return (str(e).strip().splitlines() or ["?"])[0]
+
+
+def root_cause(e):
+    """The innermost cause in a JVM error's trace (what went wrong, not where)."""
+    import re
+    causes = re.findall(r"Caused by: (.+)", str(e))
+    return causes[-1].strip() if causes else first_line(e)
+
+
+def undecodable_file(e):
+    """The file a failed Spark job could not read, if its error names one."""
+    import re
+    m = re.search(r"Encountered error while reading file (\S+?)\.?(\s|$)", str(e))
+    return m.group(1) if m else None
+
+
+def same_file(listed, named):
+    strip = lambda p: p.replace("file:///", "/").replace("file:/", "/")
+    return strip(listed) == strip(named)
+
+
+def stage(spark, args, pops, windows, report_files, probe_files, report, progress):
+    """The first stage proper, on files that passed the checks."""
+    window, probe_window = windows
+    since, until = args.since_us, args.until_us
     # Reports: validated in mapgen's order of reasons.
     r = read_table(spark, report_files, ["ts", "probe_id", "pop", "client_ip", "rtt_ms", "ok"])
     r = r.withColumn("ts_us", F.unix_micros("ts"))
@@ -626,6 +677,11 @@ def main():
     except Refused as e:
         print(f"error: refused: {e}", file=sys.stderr)
         sys.exit(2)
+    except Exception as e:  # noqa: BLE001 -- Spark's own failures: the trace, then one line
+        import traceback
+        traceback.print_exc()
+        print(f"error: {first_line(e)}", file=sys.stderr)
+        sys.exit(1)
     finally:
         spark.stop()
 

@@ -12,6 +12,7 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::time::SystemTime;
 
 use geomap::PopIndex;
 use ipnet::IpNet;
@@ -218,13 +219,17 @@ fn parquet(dir: &Path, name: &str, df: &mut DataFrame) -> Result<(), MapgenError
     .map_err(|e| MapgenError::Refused(format!("{}: {e}", path.display())))
 }
 
+/// The window a first stage read (since, until), as the map records it.
+pub type Window = (Option<SystemTime>, Option<SystemTime>);
+
 /// Reads the first stage's output from `dir`, checked against `opts`: the statistics, the
-/// held-out sessions' measurements, and what the stage read (into `report`).
+/// held-out sessions' measurements, the window the stage read (which the map records, as if
+/// it had been asked for), and what the stage read (into `report`).
 pub fn read(
     dir: &Path,
     opts: &Options,
     report: &mut Report,
-) -> Result<(Stats, Vec<DataFrame>), MapgenError> {
+) -> Result<(Stats, Vec<DataFrame>, Window), MapgenError> {
     let bad = |file: &str, problem: String| {
         MapgenError::Refused(format!("{}: {problem}", dir.join(file).display()))
     };
@@ -393,6 +398,15 @@ pub fn read(
     } else {
         Vec::new()
     };
+    let time = |t: &Option<String>| -> Result<Option<SystemTime>, MapgenError> {
+        t.as_deref()
+            .map(|t| {
+                humantime::parse_rfc3339_weak(t)
+                    .map_err(|e| bad("meta.json", format!("time {t:?}: {e}")))
+            })
+            .transpose()
+    };
+    let window = (time(&meta.since)?, time(&meta.until)?);
     meta.input.into_report(report);
     Ok((
         Stats {
@@ -401,6 +415,7 @@ pub fn read(
             pairings_per_session: meta.pairings_per_session,
         },
         held,
+        window,
     ))
 }
 

@@ -201,12 +201,15 @@ pub fn run(opts: &Options, progress: &(dyn Fn(&str) + Sync)) -> Result<(Map, Rep
     let mut report = Report::default();
 
     // The first stage (most of the cost): from the logs, or from its saved output.
-    let (stats, held) = match &opts.aggregates {
+    let (stats, held, (since, until)) = match &opts.aggregates {
         Some(dir) => {
             progress(&format!("reading the aggregates in {}", dir.display()));
             crate::aggregates::read(dir, opts, &mut report)?
         }
-        None => first_stage(opts, progress, &mut report)?,
+        None => {
+            let (stats, held) = first_stage(opts, progress, &mut report)?;
+            (stats, held, (opts.since, opts.until))
+        }
     };
     if let Some(dir) = &opts.save_aggregates {
         crate::aggregates::write(dir, opts, &stats, &held, &report)?;
@@ -283,8 +286,8 @@ pub fn run(opts: &Options, progress: &(dyn Fn(&str) + Sync)) -> Result<(Map, Rep
         meta: MapMeta {
             generation: opts.generation.clone(),
             created_at: opts.created_at.clone(),
-            source_from: fmt(opts.since),
-            source_until: fmt(opts.until),
+            source_from: fmt(since),
+            source_until: fmt(until),
             pops: opts.pops.clone(),
         },
         rows,

@@ -27,6 +27,7 @@ mod reload;
 mod resolvers;
 mod rrl;
 mod simulate;
+mod spark;
 mod spill;
 mod transport;
 mod trust;

@@ -562,7 +562,7 @@ pub(crate) fn run_ok(args: &[&std::ffi::OsStr]) -> String {
 }
 
 /// A world from `scripts/gen-world.py` (python3) with `args`, in `dir`.
-fn gen_world(dir: &Path, args: &[&str]) {
+pub(crate) fn gen_world(dir: &Path, args: &[&str]) {
     let o = std::process::Command::new("python3")
         .arg(data_dir().join("../scripts/gen-world.py"))
         .arg(dir)
@@ -573,7 +573,7 @@ fn gen_world(dir: &Path, args: &[&str]) {
 }
 
 /// `geodns simulate` of `dir/w`'s world straight into logs (`dir/logs`), truth in `dir/sim`.
-fn simulate_logs(dir: &Path, users: &str, seed: &str) {
+pub(crate) fn simulate_logs(dir: &Path, users: &str, seed: &str) {
     let d = |p: &str| dir.join(p);
     run_ok(&[
         "simulate".as_ref(),
@@ -1013,6 +1013,9 @@ fn a_map_from_the_saved_aggregates_is_the_map_from_the_logs() {
     let from_logs = ok(mapgen(&[
         "--holdout".as_ref(),
         "0.1".as_ref(),
+        // The window the logs were read in is the map's (its meta), from aggregates too.
+        "--days".as_ref(),
+        "2".as_ref(),
         "--logs".as_ref(),
         d("logs").as_os_str(),
         "--out".as_ref(),

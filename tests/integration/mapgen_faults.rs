@@ -94,7 +94,7 @@ fn an_hour_ago() -> i64 {
     geodns_beacon::writer::now_micros() - 3_600_000_000
 }
 
-fn files(dir: &Path) -> Vec<PathBuf> {
+pub(crate) fn files(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     for e in std::fs::read_dir(dir).unwrap().flatten() {
         if e.file_name().to_string_lossy().starts_with('.') {
@@ -281,7 +281,7 @@ fn safety_gates_cannot_be_switched_off() {
 }
 
 /// Writes one batch as a Parquet file with the given contract version (none: no key).
-fn write_parquet(path: &Path, batch: &RecordBatch, version: Option<&str>) {
+pub(crate) fn write_parquet(path: &Path, batch: &RecordBatch, version: Option<&str>) {
     let kv = version.map(|v| {
         vec![parquet::file::metadata::KeyValue::new(
             "geodns.beacon.schema".into(),
@@ -301,7 +301,7 @@ fn write_parquet(path: &Path, batch: &RecordBatch, version: Option<&str>) {
     w.close().unwrap();
 }
 
-fn first_batch(path: &Path) -> RecordBatch {
+pub(crate) fn first_batch(path: &Path) -> RecordBatch {
     ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(path).unwrap())
         .unwrap()
         .build()
