@@ -36,7 +36,7 @@ done
 trap 'kill $pids 2>/dev/null' EXIT
 until [ "$(grep -c 'Registering worker' "$dir/spark-tmp/master.log" 2>/dev/null)" -ge 2 ]; do sleep 1; done
 
-timed() { label=$1; shift; /usr/bin/time -f "$label: %e s, max RSS %M KB" "$@" > "$dir/out.txt" 2> "$dir/err.txt" || { cat "$dir/err.txt"; exit 1; }; grep -E "^$label" "$dir/err.txt"; }
+timed() { label=$1; shift; /usr/bin/time -f "$label: %e s, max RSS %M KB" "$@" > "$dir/out.txt" 2> "$dir/err.txt" || { cat "$dir/err.txt"; exit 1; }; grep -F "$label: " "$dir/err.txt"; }
 for r in $(seq "$rounds"); do
   echo "round $r"
   # shellcheck disable=SC2086
