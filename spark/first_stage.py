@@ -33,7 +33,7 @@ try:
 except ImportError:  # Python < 3.11
     tomllib = None
 
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 SCHEMA = 2  # the aggregates' layout (mapgen/src/aggregates.rs, SCHEMA)
@@ -339,7 +339,7 @@ def valid_id():
     return F.col("probe_id").rlike(r"^[a-z0-9]{8,64}\z")
 
 
-def validate(df, table, sample, outside):
+def validate(df, sample, outside):
     """One pass over the window's rows: the refused ones counted by reason (with up to three
     samples), the good ones counted, and their oldest and newest timestamp. Rows the window
     left out that are invalid (no timestamp, from the future) count as read and refused.
@@ -544,7 +544,7 @@ def stage(spark, args, pops, windows, report_files, probe_files, report, progres
     counts, good, span = {}, {}, None
     for table, df, sample, out in (("rtt_report", r, r_sample, r_out),
                                    ("dns_probe", d, d_sample, d_out)):
-        rows, bad, good[table], good_span = validate(df, table, sample, out)
+        rows, bad, good[table], good_span = validate(df, sample, out)
         if table == "rtt_report":
             span = good_span
         for reason in sorted(bad):
