@@ -41,4 +41,7 @@ for deb in "$work"/*.deb; do
     dpkg-deb --root-owner-group -Z"$compress" --build "$work/root" "$out/$(basename "$deb")" >/dev/null
 done
 cp "$work"/*.ddeb "$out"/ 2>/dev/null || true
+# cargo-deb leaves the separated debug info (1.4 GB from a debug build) and the stripped copy
+# under the target directory, one pair per build: the .ddeb holds them, so they go.
+rm -f "${CARGO_TARGET_DIR:-target}/geodns/"*.debug "${CARGO_TARGET_DIR:-target}/geodns/"*.stripped-*
 ls "$out"/*.deb
