@@ -675,8 +675,8 @@ def main():
     try:
         run(spark, args)
     except Refused as e:
-        print(f"error: refused: {e}", file=sys.stderr)
-        sys.exit(2)
+        print(f"error: refusing the input: {e}", file=sys.stderr)
+        sys.exit(1)
     except Exception as e:  # noqa: BLE001 -- Spark's own failures: the trace, then one line
         import traceback
         traceback.print_exc()
