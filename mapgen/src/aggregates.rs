@@ -248,23 +248,16 @@ pub fn read(
             format!("made for the PoPs {:?}; the config has {ours:?}", meta.pops),
         ));
     }
-    if meta.max_rtt_ms != opts.max_rtt_ms {
-        return Err(bad(
-            "meta.json",
-            format!(
-                "made with --max-rtt-ms {}; this run asks for {}",
-                meta.max_rtt_ms, opts.max_rtt_ms
-            ),
-        ));
-    }
-    if meta.holdout != opts.holdout {
-        return Err(bad(
-            "meta.json",
-            format!(
-                "made with --holdout {}; this run asks for {}",
-                meta.holdout, opts.holdout
-            ),
-        ));
+    for (flag, made, asked) in [
+        ("max-rtt-ms", meta.max_rtt_ms, opts.max_rtt_ms),
+        ("holdout", meta.holdout, opts.holdout),
+    ] {
+        if made != asked {
+            return Err(bad(
+                "meta.json",
+                format!("made with --{flag} {made}; this run asks for {asked}"),
+            ));
+        }
     }
     for (flag, made, asked) in [
         ("since", &meta.since, rfc3339(opts.since)),

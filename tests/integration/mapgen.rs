@@ -562,7 +562,7 @@ pub(crate) fn run_ok(args: &[&std::ffi::OsStr]) -> String {
 }
 
 /// A world from `scripts/gen-world.py` (python3) with `args`, in `dir`.
-pub(crate) fn gen_world(dir: &Path, args: &[&str]) {
+fn gen_world(dir: &Path, args: &[&str]) {
     let o = std::process::Command::new("python3")
         .arg(data_dir().join("../scripts/gen-world.py"))
         .arg(dir)
@@ -570,6 +570,24 @@ pub(crate) fn gen_world(dir: &Path, args: &[&str]) {
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+/// A small long-tail world (100 ISPs, about 800 client /24s) in `dir/w`, simulated into
+/// `dir/logs` (3000 users), truth and GeoIP in `dir/sim`.
+pub(crate) fn small_long_tail(dir: &Path) {
+    gen_world(
+        &dir.join("w"),
+        &[
+            "--internet",
+            "--isps",
+            "100",
+            "--subnets",
+            "800",
+            "--seed",
+            "5",
+        ],
+    );
+    simulate_logs(dir, "3000", "6");
 }
 
 /// `geodns simulate` of `dir/w`'s world straight into logs (`dir/logs`), truth in `dir/sim`.
@@ -977,19 +995,7 @@ fn explain_tells_what_the_logs_measured() {
 fn a_map_from_the_saved_aggregates_is_the_map_from_the_logs() {
     let dir = tempfile::tempdir().unwrap();
     let d = |p: &str| dir.path().join(p);
-    gen_world(
-        &d("w"),
-        &[
-            "--internet",
-            "--isps",
-            "100",
-            "--subnets",
-            "800",
-            "--seed",
-            "5",
-        ],
-    );
-    simulate_logs(dir.path(), "3000", "6");
+    small_long_tail(dir.path());
     let (config, geoip) = (d("w/geodns.toml"), d("sim/geoip.mmdb"));
     let mapgen = |extra: &[&std::ffi::OsStr]| {
         let mut args: Vec<&std::ffi::OsStr> = vec![

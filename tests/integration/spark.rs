@@ -13,7 +13,7 @@ use arrow_array::{Array, ArrayRef, RecordBatch, StringArray, TimestampMicrosecon
 use geodns_beacon::{LogWriter, RttReportRow, WriterConfig};
 
 use crate::harness::{data_dir, free_port, geodns};
-use crate::mapgen::{gen_world, simulate_logs};
+use crate::mapgen::{simulate_logs, small_long_tail};
 use crate::mapgen_faults::{files, first_batch, write_parquet};
 
 /// A Spark tool from the pyspark installation on PATH.
@@ -468,19 +468,7 @@ fn the_first_stage_on_a_spark_cluster_gives_the_local_map() {
 
     // A long-tail world (scripts/gen-world.py --internet), salted with odd addresses, junk of
     // every reason, a repeat, rows out of the window and a copied file; held-out sessions.
-    gen_world(
-        &d("w"),
-        &[
-            "--internet",
-            "--isps",
-            "100",
-            "--subnets",
-            "800",
-            "--seed",
-            "5",
-        ],
-    );
-    simulate_logs(dir.path(), "3000", "6");
+    small_long_tail(dir.path());
     let (odd_refused, odd_resolvers_refused) = salt(&d("logs"));
     // One window for both engines (`--days` would count from each one's own clock).
     let since = humantime::format_rfc3339_seconds(
