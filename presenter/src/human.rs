@@ -9,7 +9,7 @@ use zookeeper_client as zk;
 use crate::config::{norm, Config};
 use crate::publication::connect;
 use crate::reconcile;
-use crate::reconcile::{reconcile, render};
+use crate::reconcile::reconcile;
 use geodns_snapshot::access::{self, Node, Role};
 
 /// Reads the human zones: origin (normalised) -> text. Nodes for origins that are not internal
@@ -69,7 +69,7 @@ pub fn check_human(cfg: &Config, origin: &str, text: &str) -> Result<(), String>
         cfg.guard.max_rrset_records,
         &[],
     );
-    let full = render(zone, &body.zones[0], 1);
+    let full = body.zones[0].render(1);
     geodns_zone::Zone::from_text(&origin, &full, &format!("human zone {origin}"))
         .map(|_| ())
         .map_err(|e| e.to_string())

@@ -17,7 +17,7 @@ use crate::metrics::Metrics;
 use crate::publication::{
     conflict_report, last_published, write_node, Published, MAX_CONFLICT_LOG_LINES,
 };
-use crate::reconcile::{reconcile, render, Conflict, Reconciled};
+use crate::reconcile::{reconcile, Conflict, Reconciled};
 use crate::registry::Registry;
 use crate::squatters::{squatters, SQUATTER_CHECK};
 
@@ -426,13 +426,12 @@ fn candidate(
     robots: usize,
     over_guard: bool,
 ) -> (Vec<ZoneText>, Option<String>) {
-    let texts: Vec<ZoneText> = cfg
+    let texts: Vec<ZoneText> = rec
         .zones
         .iter()
-        .zip(&rec.zones)
-        .map(|(z, b)| ZoneText {
+        .map(|b| ZoneText {
             origin: b.origin.clone(),
-            text: render(z, b, version),
+            text: b.render(version),
         })
         .collect();
     let compiles = texts.iter().try_for_each(|t| {

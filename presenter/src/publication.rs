@@ -5,12 +5,12 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use geodns_snapshot::access::{self, Node, Role};
 use geodns_snapshot::format::MAX_VERSION;
+use geodns_snapshot::zone_text::ZoneBody;
 use geodns_snapshot::{store, Layout, Trust};
 use zookeeper_client as zk;
 
 use crate::config::{norm, Config};
-use crate::reconcile;
-use crate::reconcile::{Conflict, ZoneBody};
+use crate::reconcile::Conflict;
 
 /// What the presenter last published (or found published when it became leader): the
 /// baseline the next publication is compared with (the drop guard) and numbered after.
@@ -145,12 +145,7 @@ pub(crate) async fn last_published(
             snap.zones
                 .iter()
                 .find(|t| norm(&t.origin) == origin)
-                .map(|t| ZoneBody {
-                    origin,
-                    apex: reconcile::apex_of(&t.text),
-                    robot_lines: reconcile::robot_lines_of(&t.text),
-                    human: reconcile::human_of(&t.text),
-                })
+                .and_then(|t| ZoneBody::parse(&origin, &t.text))
         })
         .collect();
     let robot = bodies

@@ -17,12 +17,9 @@ use hickory_proto::rr::{Name, RecordType};
 use hickory_proto::serialize::txt::Parser;
 use serde::Serialize;
 
-use crate::config::{norm, within, Rule, ZoneConfig};
+use geodns_snapshot::zone_text::{Soa, ZoneBody};
 
-/// Marks the start of the robot records in a zone text (the guard counts them).
-pub const ROBOTS_MARK: &str = "; geodns:robots";
-/// Marks the start of the human records.
-pub const HUMANS_MARK: &str = "; geodns:humans";
+use crate::config::{norm, within, Rule, ZoneConfig};
 
 /// A registration as the presenter holds it.
 #[derive(Clone, Debug)]
@@ -50,19 +47,6 @@ pub struct Conflict {
     pub name: String,
     /// What was left out, and what won.
     pub detail: String,
-}
-
-/// One zone's reconciled content, without the SOA (whose serial is the version).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ZoneBody {
-    /// Apex, normalised.
-    pub origin: String,
-    /// The presenter's apex records (NS), one line each.
-    pub apex: Vec<String>,
-    /// The robot records, one line each, sorted.
-    pub robot_lines: Vec<String>,
-    /// The human zone text, as published.
-    pub human: String,
 }
 
 /// The reconciled whole.
@@ -317,78 +301,28 @@ pub fn reconcile(
         .zip(origins)
         .zip(lines)
         .map(|((cfg, origin), robot_lines)| ZoneBody {
+            soa: soa_of(cfg),
             human: humans.get(&origin).cloned().unwrap_or_default(),
             apex: cfg
                 .ns
                 .iter()
                 .map(|ns| format!("{origin}. {} IN NS {}.", cfg.ttl, norm(ns)))
                 .collect(),
-            robot_lines,
+            robot_lines: robot_lines.into_iter().collect(),
             origin,
         })
         .collect();
     Reconciled { zones, conflicts }
 }
 
-/// The zone text of one reconciled zone at `version` (its SOA serial, modulo 2^32).
-pub fn render(cfg: &ZoneConfig, body: &ZoneBody, version: u64) -> String {
-    let origin = &body.origin;
-    let mut text = format!(
-        "$ORIGIN {origin}.\n{origin}. {ttl} IN SOA {primary}. {hostmaster}. {serial} 3600 600 604800 {neg}\n",
-        ttl = cfg.ttl,
-        primary = norm(&cfg.primary),
-        hostmaster = norm(&cfg.hostmaster),
-        serial = version as u32,
-        neg = cfg.negative_ttl,
-    );
-    for l in &body.apex {
-        text.push_str(l);
-        text.push('\n');
+/// The SOA fields of a configured zone (the serial is the version).
+pub fn soa_of(cfg: &ZoneConfig) -> Soa {
+    Soa {
+        ttl: cfg.ttl,
+        primary: norm(&cfg.primary),
+        hostmaster: norm(&cfg.hostmaster),
+        negative_ttl: cfg.negative_ttl,
     }
-    text.push_str(ROBOTS_MARK);
-    text.push('\n');
-    for l in &body.robot_lines {
-        text.push_str(l);
-        text.push('\n');
-    }
-    text.push_str(HUMANS_MARK);
-    text.push('\n');
-    text.push_str(&format!("$ORIGIN {origin}.\n$TTL {}\n", cfg.ttl));
-    text.push_str(&body.human);
-    if !body.human.ends_with('\n') {
-        text.push('\n');
-    }
-    text
-}
-
-/// The presenter's apex lines of a published zone text (between the SOA and the robots).
-pub fn apex_of(text: &str) -> Vec<String> {
-    text.lines()
-        .skip(2)
-        .take_while(|l| *l != ROBOTS_MARK)
-        .map(str::to_owned)
-        .collect()
-}
-
-/// The robot lines of a published zone text.
-pub fn robot_lines_of(text: &str) -> Vec<String> {
-    text.lines()
-        .skip_while(|l| *l != ROBOTS_MARK)
-        .skip(1)
-        .take_while(|l| *l != HUMANS_MARK)
-        .map(str::to_owned)
-        .collect()
-}
-
-/// The human text of a published zone text.
-pub fn human_of(text: &str) -> String {
-    let mut lines = text.lines().skip_while(|l| *l != HUMANS_MARK).skip(3);
-    let mut out = String::new();
-    for l in lines.by_ref() {
-        out.push_str(l);
-        out.push('\n');
-    }
-    out
 }
 
 #[cfg(test)]
@@ -471,7 +405,7 @@ mod tests {
         // Each host keeps its own name.
         assert_eq!(count("h599.prn1.internal.example. ", "A"), 1);
         // And the result compiles, as every server will.
-        let text = render(&zone(), &r.zones[0], 1);
+        let text = r.zones[0].render(1);
         geodns_zone::Zone::from_text("internal.example", &text, "test").unwrap();
     }
 
@@ -549,12 +483,13 @@ mod tests {
                 .to_owned()
         ));
         // The rendered text compiles with the server's own loader.
-        let text = render(&zone(), &r.zones[0], 7);
+        let text = r.zones[0].render(7);
         let z = geodns_zone::Zone::from_text("internal.example", &text, "test").unwrap();
         assert_eq!(z.serial, 7);
-        assert_eq!(robot_lines_of(&text), *lines);
-        assert_eq!(apex_of(&text), r.zones[0].apex);
-        assert_eq!(human_of(&text), humans["internal.example"]);
+        let parsed = ZoneBody::parse("internal.example", &text).unwrap();
+        assert_eq!(parsed.robot_lines, *lines);
+        assert_eq!(parsed.apex, r.zones[0].apex);
+        assert_eq!(parsed.human, humans["internal.example"]);
         // Same inputs, same output.
         assert_eq!(
             reconcile(&[zone()], &rules, &robots, &humans, MAX_ROBOT_RRSET, &[]),
@@ -635,7 +570,7 @@ mod tests {
                 "web.prn1.internal.example"
             ]
         );
-        let text = render(&zone(), &r.zones[0], 1);
+        let text = r.zones[0].render(1);
         assert!(text.contains("10.0.0.3"), "{text}");
         for gone in ["10.0.0.1", "10.0.0.2", "10.0.0.4"] {
             assert!(!text.contains(gone), "{gone} in\n{text}");
@@ -693,7 +628,7 @@ mod tests {
             ]
         );
         assert!(r.conflicts[0].detail.contains("ams/"), "{:?}", r.conflicts);
-        let text = render(&zone(), &r.zones[0], 1);
+        let text = r.zones[0].render(1);
         assert!(text.contains("10.0.0.1"), "{text}");
         assert!(
             !text.contains("6.6.6.6") && !text.contains("10.0.0.2"),

@@ -7,6 +7,9 @@
 //! thousand servers cost a thousand watches.
 //!
 //! - [`format`](mod@format): the snapshot document and the pointer (version, checksum, size, chunks);
+//!   [`zone_text`]: one zone's text in the presenter's layout, rendered and parsed in one place;
+//! - [`delta`]: a publication as the change from the one before, applied in time proportional
+//!   to the change, with a state digest that proves the result equals a full load;
 //! - [`layout`]: where everything lives under the ZooKeeper root, and how to reach it
 //!   ([`ZkSettings`]); [`access`]: who may write what (one identity per role, every node's
 //!   ACL);
@@ -22,6 +25,7 @@
 
 pub mod access;
 pub mod backoff;
+pub mod delta;
 pub mod follower;
 pub mod format;
 pub mod health_file;
@@ -30,6 +34,7 @@ pub mod pophealth;
 pub mod secret_file;
 pub mod signature;
 pub mod store;
+pub mod zone_text;
 
 pub use follower::{
     load_cache, load_cache_marked, Apply, Follower, FollowerConfig, Refused, SaveFailed,
