@@ -13,6 +13,11 @@
 //! digest costs time in proportion to the delta, not to the zone, and a server that applied
 //! deltas proves it holds what a fresh full load would (the delta carries the state it must
 //! reach; the pointer, which the presenter signs, carries it too).
+//!
+//! The sum catches corruption and bugs, not forgery: whoever chooses many records can make
+//! sums collide (a generalised birthday attack needs about 2^31 work at 256 bits). A delta is
+//! therefore only as trusted as its bytes: the signed pointer names each delta's checksum
+//! (wired with the publication, not here), as it names the full document's.
 
 use std::collections::BTreeSet;
 
