@@ -607,6 +607,11 @@ def stage(spark, args, pops, windows, report_files, probe_files, report, progres
     progress(f"{measurements} pairings; computing the statistics")
 
     out = args.out.rstrip("/")
+    # meta.json goes first and comes back last: a run that dies half way leaves tables
+    # without it, which the local step refuses, never new tables under an old meta.json.
+    fs, meta_path = hadoop_fs(spark, f"{out}/meta.json")
+    if fs.exists(meta_path):
+        fs.delete(meta_path, False)
     pop_names = F.array(*[F.lit(x) for x in pops])
     stats = client_stats(kept)
     stats = stats.select(prefix_text(F.col("client"), 24, 48).alias("client"),

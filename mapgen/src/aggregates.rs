@@ -115,6 +115,13 @@ pub fn write(
         MapgenError::Refused(format!("--save-aggregates {}: {what}: {e}", dir.display()))
     };
     std::fs::create_dir_all(dir).map_err(|e| io("creating it", e))?;
+    // meta.json goes first and comes back last: a run that dies half way leaves tables
+    // without it, which `--aggregates` refuses, never new tables under an old meta.json.
+    match std::fs::remove_file(dir.join("meta.json")) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io("meta.json", e)),
+    }
     let id = |p: PopIndex| opts.pops.get(p).id.to_string();
 
     let mut keys = Vec::new();
