@@ -155,6 +155,16 @@ impl Drop for Cluster {
     }
 }
 
+/// A batch's column `name` as the array type `T`.
+fn column<T: Clone + 'static>(batch: &RecordBatch, name: &str) -> T {
+    batch
+        .column(batch.schema().index_of(name).unwrap())
+        .as_any()
+        .downcast_ref::<T>()
+        .unwrap()
+        .clone()
+}
+
 /// Addresses in the forms a log may hold, valid and not; which are valid is Rust's
 /// `IpAddr` grammar (with multicast IPv6 refused), and Spark must agree on every one.
 const ODD_ADDRESSES: &[&str] = &[
@@ -196,16 +206,9 @@ const ODD_ADDRESSES: &[&str] = &[
 fn salt(logs: &Path) -> (usize, usize) {
     let probe_file = files(&logs.join("dns_probe"))[0].clone();
     let batch = first_batch(&probe_file);
-    let col = |name: &str| batch.column(batch.schema().index_of(name).unwrap()).clone();
-    let ids = col("probe_id");
-    let ids = ids.as_any().downcast_ref::<StringArray>().unwrap();
-    let pops = col("pop");
-    let pops = pops.as_any().downcast_ref::<StringArray>().unwrap();
-    let ts = col("ts");
-    let ts = ts
-        .as_any()
-        .downcast_ref::<TimestampMicrosecondArray>()
-        .unwrap();
+    let ids = column::<StringArray>(&batch, "probe_id");
+    let pops = column::<StringArray>(&batch, "pop");
+    let ts = column::<TimestampMicrosecondArray>(&batch, "ts");
 
     // The probe file again, its resolvers in odd forms and a microsecond later (so no row
     // repeats another: which of two repeats is kept is not specified).
@@ -426,22 +429,8 @@ df.select(
     let (mut rows, mut ln_differ, mut hash_differ) = (0, 0, 0);
     for batch in reader {
         let batch = batch.unwrap();
-        let f64s = |name: &str| {
-            batch
-                .column(batch.schema().index_of(name).unwrap())
-                .as_any()
-                .downcast_ref::<arrow_array::Float64Array>()
-                .unwrap()
-                .clone()
-        };
-        let i64s = |name: &str| {
-            batch
-                .column(batch.schema().index_of(name).unwrap())
-                .as_any()
-                .downcast_ref::<arrow_array::Int64Array>()
-                .unwrap()
-                .clone()
-        };
+        let f64s = |name: &str| column::<arrow_array::Float64Array>(&batch, name);
+        let i64s = |name: &str| column::<arrow_array::Int64Array>(&batch, name);
         let (rtt, ln) = (f64s("rtt"), f64s("ln"));
         let (key, window, session) = (i64s("key"), i64s("window"), i64s("session"));
         for i in 0..batch.num_rows() {
