@@ -30,7 +30,7 @@ pub struct ZoneError {
 }
 
 /// The records of one type at one name, encoded.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rrset {
     /// Record type code.
     pub rtype: u16,
@@ -41,7 +41,7 @@ pub struct Rrset {
 }
 
 /// Everything at one owner name.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Node {
     /// Static RRsets.
     pub rrsets: Vec<Rrset>,
@@ -49,6 +49,10 @@ pub struct Node {
     pub geo_ttl: Option<u32>,
     /// Answers the status TXT record.
     pub status: bool,
+    /// How many names with data (or the probe subzone's apex) are below this one: an empty
+    /// non-terminal is kept exactly while this is not zero, so a change of a few records
+    /// ([`Zone::patched`]) knows when to add or drop one without looking at the whole zone.
+    pub(crate) below: u32,
 }
 
 impl Node {
@@ -57,21 +61,22 @@ impl Node {
         self.rrsets.iter().find(|r| r.rtype == t)
     }
 
-    fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.rrsets.is_empty() && self.geo_ttl.is_none() && !self.status
     }
 }
 
 /// One compiled zone.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Zone {
     /// The origin in lowercased wire form.
     pub origin: Box<[u8]>,
     /// The origin as text, for logs.
     pub origin_text: String,
     /// All names with data, and empty non-terminals (present with no data, so they get
-    /// NODATA rather than NXDOMAIN).
-    pub nodes: HashMap<Box<[u8]>, Node>,
+    /// NODATA rather than NXDOMAIN). A persistent map: a zone changed by a few records is a
+    /// copy in O(1) that shares every other node ([`Zone::patched`]).
+    pub nodes: imbl::HashMap<Box<[u8]>, Node>,
     /// The apex SOA RDATA, for negative answers.
     pub soa_rdata: Box<[u8]>,
     /// TTL of negative answers: min(SOA TTL, SOA MINIMUM) per RFC 2308.
@@ -94,7 +99,7 @@ pub fn wire_name(name: &Name) -> Box<[u8]> {
     buf.into_boxed_slice()
 }
 
-fn encode_rdata(data: &RData) -> Result<Box<[u8]>, String> {
+pub(crate) fn encode_rdata(data: &RData) -> Result<Box<[u8]>, String> {
     let mut buf = Vec::with_capacity(32);
     let mut enc = BinEncoder::new(&mut buf);
     enc.set_name_encoding(NameEncoding::Uncompressed);
@@ -334,7 +339,8 @@ impl Zone {
             }
         }
 
-        // Empty non-terminals between each name and the apex.
+        // Empty non-terminals between each name and the apex, and how many names each has
+        // below it.
         let names: Vec<Box<[u8]>> = nodes.keys().cloned().collect();
         for name in names {
             let mut cur: &[u8] = &name;
@@ -342,7 +348,7 @@ impl Zone {
                 if p.len() < origin_wire.len() {
                     break;
                 }
-                nodes.entry(p.into()).or_default();
+                nodes.entry(p.into()).or_default().below += 1;
                 cur = p;
             }
         }
@@ -356,7 +362,7 @@ impl Zone {
         let zone = Zone {
             origin: origin_wire,
             origin_text: origin.to_ascii(),
-            nodes,
+            nodes: nodes.into_iter().collect(),
             soa_rdata,
             negative_ttl: soa_ttl.min(minimum),
             serial,
@@ -451,19 +457,19 @@ pub fn text_name(wire: &[u8]) -> String {
 }
 
 /// The largest DNS message over TCP.
-const MAX_ANSWER_BYTES: usize = 65_535;
+pub(crate) const MAX_ANSWER_BYTES: usize = 65_535;
 
 /// The size of an answer that holds a whole RRset: the header, the question (`name_len` bytes
 /// of name, type, class), an OPT record, and each record as a compressed owner, its fixed
 /// fields and its RDATA.
-fn answer_bytes(name_len: usize, rdata: &[Box<[u8]>]) -> usize {
+pub(crate) fn answer_bytes(name_len: usize, rdata: &[Box<[u8]>]) -> usize {
     12 + name_len + 4 + 11 + rdata.iter().map(|r| 2 + 10 + r.len()).sum::<usize>()
 }
 
 /// Parses zone text; on error returns the first line at which parsing fails and the message.
 /// hickory's parser does not report positions, so the line is found by parsing ever longer
 /// prefixes of the text (only on the error path).
-fn parse_zone_text(
+pub(crate) fn parse_zone_text(
     text: &str,
     path: Option<&Path>,
     origin: &Name,
