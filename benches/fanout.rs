@@ -22,7 +22,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use geodns_snapshot::format::FORMAT;
-use geodns_snapshot::{store, Follower, FollowerConfig, Layout, Snapshot, ZoneText};
+use geodns_snapshot::store::Publication;
+use geodns_snapshot::{store, Follower, FollowerConfig, Layout, Snapshot, Update, ZoneText};
 use zookeeper_client as zk;
 
 fn snapshot(version: u64, records: usize) -> Snapshot {
@@ -70,7 +71,7 @@ async fn publish_next(connect: &str, layout: &Layout, records: usize) -> u64 {
     let p = store::publish(
         &client,
         layout,
-        &snapshot(version, records),
+        &Publication::whole(&snapshot(version, records)),
         expected,
         None,
         None,
@@ -241,8 +242,8 @@ fn start_followers(
             recheck: Duration::from_secs(30),
             trust: Default::default(),
         };
-        let apply: geodns_snapshot::Apply = Arc::new(move |s: &Snapshot| {
-            seen.lock().unwrap().push((i, s.version, Instant::now()));
+        let apply: geodns_snapshot::Apply = Arc::new(move |u: Update<'_>| {
+            seen.lock().unwrap().push((i, u.version(), Instant::now()));
             Ok(())
         });
         tokio::spawn(Follower::new(cfg, apply).run(None));
@@ -303,7 +304,7 @@ async fn churn(
             store::publish(
                 &publisher,
                 &layout,
-                &snapshot_with(v, records, changed),
+                &Publication::whole(&snapshot_with(v, records, changed)),
                 expected,
                 None,
                 None,

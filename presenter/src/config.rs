@@ -34,6 +34,16 @@ pub struct Config {
     /// public half in `[zookeeper] trusted_keys`. Unset: snapshots go out unsigned.
     #[serde(default)]
     pub signing_key: Option<std::path::PathBuf>,
+    /// Every publication goes out as a delta against the one before (servers take the change,
+    /// not every record); a whole snapshot is written to ZooKeeper at least every this many
+    /// publications, and whenever the deltas since the last one outweigh it. 1: whole every
+    /// time (no server can then take a delta). Default 100.
+    #[serde(default = "default_full_every")]
+    pub full_every: u64,
+}
+
+fn default_full_every() -> u64 {
+    100
 }
 
 /// One internal zone.
@@ -208,6 +218,16 @@ impl Config {
             return Err(bad(
                 "guard.max_rrset_records".into(),
                 format!("{} is not from 1 to 4096", cfg.guard.max_rrset_records),
+            ));
+        }
+        if !(1..=geodns_snapshot::follower::MAX_CATCH_UP).contains(&cfg.full_every) {
+            return Err(bad(
+                "full_every".into(),
+                format!(
+                    "{} is not from 1 to {} (the most deltas a server fetches to catch up)",
+                    cfg.full_every,
+                    geodns_snapshot::follower::MAX_CATCH_UP
+                ),
             ));
         }
         let share = cfg.guard.max_drop_share;

@@ -7,7 +7,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use geodns_snapshot::access::{Node, Role};
+use geodns_snapshot::delta::Zones;
 use geodns_snapshot::format::FORMAT;
+use geodns_snapshot::store::Publication;
 use geodns_snapshot::{store, Layout, Snapshot, ZoneText};
 use zookeeper_client as zk;
 
@@ -243,17 +245,32 @@ pub(crate) async fn lead(
                     held_reason = Some(reason);
                 }
             } else {
+                let created_at =
+                    humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
                 let snap = Snapshot {
                     format: FORMAT,
                     version,
-                    created_at: humantime::format_rfc3339_seconds(std::time::SystemTime::now())
-                        .to_string(),
+                    created_at: created_at.clone(),
                     zones: texts,
+                };
+                // The change from what servers hold, when that is known to be the last
+                // publication exactly; the state lets them prove they hold this one.
+                let next = Zones::new(version, created_at, rec.zones.clone());
+                let state = next.state();
+                let delta = last.pointer.as_ref().filter(|_| last.ours).map(|_| {
+                    Zones::new(last.version, String::new(), last.bodies.clone()).delta_to(&next)
+                });
+                let publication = Publication {
+                    snap: &snap,
+                    state: Some(&state),
+                    delta: delta.as_ref(),
+                    previous: last.pointer.as_ref(),
+                    full_every: cfg.full_every,
                 };
                 match store::publish(
                     client,
                     layout,
-                    &snap,
+                    &publication,
                     last.znode_version,
                     Some(&lock),
                     signer.as_ref(),
@@ -266,6 +283,8 @@ pub(crate) async fn lead(
                             version,
                             bytes = pointer.size,
                             chunks = pointer.chunks,
+                            whole = pointer.full.is_none(),
+                            changes = delta.as_ref().map(|d| d.changes.len()),
                             robot_records = new_robot.len(),
                             conflicts = rec.conflicts.len(),
                             "published"
@@ -277,6 +296,7 @@ pub(crate) async fn lead(
                         last = Published {
                             version,
                             znode_version: Some(last.znode_version.map_or(0, |v| v + 1)),
+                            pointer: Some(pointer),
                             bodies: rec.zones,
                             robot: new_robot,
                             ours: true,

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use geodns_snapshot::access::{self, Node, Role};
 use geodns_snapshot::format::MAX_VERSION;
 use geodns_snapshot::zone_text::ZoneBody;
-use geodns_snapshot::{store, Layout, Trust};
+use geodns_snapshot::{store, Layout, Pointer, Trust};
 use zookeeper_client as zk;
 
 use crate::config::{norm, Config};
@@ -19,6 +19,8 @@ pub(crate) struct Published {
     pub(crate) version: u64,
     /// The pointer znode's version, for the conditional move.
     pub(crate) znode_version: Option<i32>,
+    /// The pointer, when it is genuine: the next publication is a delta against it.
+    pub(crate) pointer: Option<Pointer>,
     pub(crate) bodies: Vec<ZoneBody>,
     pub(crate) robot: BTreeSet<String>,
     /// Whether the pointer names what a presenter published (signed by this presenter's key,
@@ -88,6 +90,7 @@ pub(crate) async fn last_published(
             );
             return Ok(Published {
                 znode_version: None,
+                pointer: None,
                 ours: false,
                 ..b.clone()
             });
@@ -95,13 +98,14 @@ pub(crate) async fn last_published(
         return Ok(Published {
             version: 0,
             znode_version: None,
+            pointer: None,
             bodies: Vec::new(),
             robot: BTreeSet::new(),
             ours: true,
         });
     };
-    let snap = match store::fetch(client, layout, &pointer, trust).await {
-        Ok(s) => s,
+    let snap = match store::fetch_version(client, layout, &pointer, trust).await {
+        Ok((s, _)) => s,
         Err(store::StoreError::Snapshot(e)) => {
             // A damaged or foreign snapshot: servers refuse it and keep theirs; publish over it
             // at once, numbered after the last one this presenter knows to be genuine.
@@ -109,6 +113,7 @@ pub(crate) async fn last_published(
             if let Some(b) = baseline {
                 return Ok(Published {
                     znode_version: Some(znode_version),
+                    pointer: None,
                     ours: false,
                     ..b.clone()
                 });
@@ -116,6 +121,7 @@ pub(crate) async fn last_published(
             return Ok(Published {
                 version: pointer.version.min(MAX_VERSION - 1),
                 znode_version: Some(znode_version),
+                pointer: None,
                 bodies: Vec::new(),
                 robot: BTreeSet::new(),
                 ours: false,
@@ -133,6 +139,7 @@ pub(crate) async fn last_published(
         );
         return Ok(Published {
             znode_version: Some(znode_version),
+            pointer: None,
             ours: false,
             ..b.clone()
         });
@@ -155,6 +162,7 @@ pub(crate) async fn last_published(
     Ok(Published {
         version: pointer.version,
         znode_version: Some(znode_version),
+        pointer: Some(pointer),
         bodies,
         robot,
         ours: true,

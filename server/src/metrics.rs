@@ -11,6 +11,10 @@ use geodns_daemon::prometheus::{Histogram, Kind, Text};
 /// Why an internal-zone snapshot is refused (`geodns_snapshot::Refused`'s reasons).
 pub const REFUSED_REASONS: [&str; 4] = ["signature", "version", "damaged", "zones"];
 
+/// How a version of the internal zones is taken (the follower's words,
+/// [`geodns_snapshot::Taken`]).
+const TAKEN_HOW: [&str; 2] = ["whole", "deltas"];
+
 /// Query types counted by name; others are counted as `other`.
 const QTYPES: [(u16, &str); 12] = [
     (1, "A"),
@@ -58,6 +62,11 @@ pub struct Metrics {
     rrl_dropped: AtomicU64,
     rrl_slipped: AtomicU64,
     internal_save_failures: AtomicU64,
+    /// Versions taken whole and as deltas, the deltas taken, and the bytes each way fetched.
+    internal_taken: [AtomicU64; TAKEN_HOW.len()],
+    internal_taken_bytes: [AtomicU64; TAKEN_HOW.len()],
+    internal_deltas: AtomicU64,
+    internal_chain: AtomicU64,
     tcp_refused: AtomicU64,
     probe_queries: AtomicU64,
     probe_invalid: AtomicU64,
@@ -90,6 +99,10 @@ impl Default for Metrics {
             rrl_dropped: AtomicU64::new(0),
             rrl_slipped: AtomicU64::new(0),
             internal_save_failures: AtomicU64::new(0),
+            internal_taken: Default::default(),
+            internal_taken_bytes: Default::default(),
+            internal_deltas: AtomicU64::new(0),
+            internal_chain: AtomicU64::new(0),
             tcp_refused: AtomicU64::new(0),
             probe_queries: AtomicU64::new(0),
             probe_invalid: AtomicU64::new(0),
@@ -256,6 +269,20 @@ impl Metrics {
         self.internal_refused[i].fetch_add(1, Relaxed);
     }
 
+    /// Counts a version of the internal zones taken, `whole` or as `deltas` (how many), and the
+    /// bytes fetched for it.
+    pub fn internal_snapshot_taken(&self, how: &'static str, deltas: u64, bytes: u64) {
+        let i = TAKEN_HOW.iter().position(|h| *h == how).unwrap_or(0);
+        self.internal_taken[i].fetch_add(1, Relaxed);
+        self.internal_taken_bytes[i].fetch_add(bytes, Relaxed);
+        self.internal_deltas.fetch_add(deltas, Relaxed);
+    }
+
+    /// Sets how many deltas the internal zones in force took since the last whole snapshot.
+    pub fn set_internal_chain(&self, chain: u64) {
+        self.internal_chain.store(chain, Relaxed);
+    }
+
     /// Counts a failed save of the internal-zone snapshot to its disk cache.
     pub fn internal_snapshot_save_failed(&self) {
         self.internal_save_failures.fetch_add(1, Relaxed);
@@ -308,7 +335,7 @@ impl Metrics {
         for (i, name) in RCODES.iter().enumerate() {
             t.sample(r, &[("rcode", name)], g(&self.rcode[i]));
         }
-        let simple: [(&str, Kind, &str, &AtomicU64); 18] = [
+        let simple: [(&str, Kind, &str, &AtomicU64); 20] = [
             (
                 "geodns_probe_queries_total",
                 Kind::Counter,
@@ -417,6 +444,18 @@ impl Metrics {
                 "Failed saves of the internal-zone snapshot in force to its disk cache (a full disk); retried every 5 s until one succeeds.",
                 &self.internal_save_failures,
             ),
+            (
+                "geodns_internal_snapshot_deltas_total",
+                Kind::Counter,
+                "Deltas applied to the internal zones (each the change from one version to the next).",
+                &self.internal_deltas,
+            ),
+            (
+                "geodns_internal_snapshot_chain",
+                Kind::Gauge,
+                "Deltas the internal zones in force took since the last snapshot loaded whole.",
+                &self.internal_chain,
+            ),
         ];
         for (name, kind, help, v) in simple {
             t.single(name, kind, help, g(v));
@@ -425,6 +464,20 @@ impl Metrics {
         t.family(r, Kind::Counter, "Internal-zone snapshots refused, by reason: signature (not signed by a trusted key), version (not newer than the one in force), damaged (size, checksum or document), zones (does not compile, or a zone out of scope).");
         for (reason, v) in REFUSED_REASONS.iter().zip(&self.internal_refused) {
             t.sample(r, &[("reason", reason)], g(v));
+        }
+        let u = "geodns_internal_snapshot_updates_total";
+        t.family(u, Kind::Counter, "Versions of the internal zones taken, by how: whole (a whole snapshot fetched: the first, after a restart, or when deltas could not be used) or deltas.");
+        for (how, v) in TAKEN_HOW.iter().zip(&self.internal_taken) {
+            t.sample(u, &[("how", how)], g(v));
+        }
+        let b = "geodns_internal_snapshot_fetched_bytes_total";
+        t.family(
+            b,
+            Kind::Counter,
+            "Bytes fetched for the internal zones, by how they were taken.",
+        );
+        for (how, v) in TAKEN_HOW.iter().zip(&self.internal_taken_bytes) {
+            t.sample(b, &[("how", how)], g(v));
         }
         if let Some(w) = self.probe_log.get() {
             for (suffix, counter, help, v) in w.families() {

@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use geodns_snapshot::{Follower, FollowerConfig, Snapshot as Published};
+use geodns_snapshot::{Follower, FollowerConfig, Update};
 use geodns_zone::Zone;
 
 use crate::config;
@@ -71,23 +71,44 @@ pub async fn follow(zk: config::ZooKeeper, state: Arc<State>, metrics: Arc<Metri
     let apply_state = state.clone();
     let apply_metrics = metrics.clone();
     let allowed = zk.zones.clone();
-    let apply: geodns_snapshot::Apply = Arc::new(move |snap: &Published| {
+    let apply: geodns_snapshot::Apply = Arc::new(move |update: Update<'_>| {
         let started = std::time::Instant::now();
         let current = apply_state.load();
-        let internal = Arc::new(Internal::build(snap, &current.data.zones, &allowed)?);
+        let configured = &current.data.zones;
+        let internal = match update {
+            Update::Whole(snap, parts) => Internal::whole(snap, parts, configured, &allowed)?,
+            Update::Deltas(deltas, parts) => {
+                let from = deltas.first().map(|d| d.from);
+                if current.internal.version != from {
+                    return Err(format!(
+                        "deltas from version {from:?}, this server holds {:?}",
+                        current.internal.version
+                    ));
+                }
+                current
+                    .internal
+                    .patched(deltas, parts, configured, &allowed)?
+            }
+        };
+        let internal = Arc::new(internal);
         // The zones in force are freed by the swap once no query holds them: not here.
         drop(current);
         apply_state.swap_internal(internal.clone());
-        apply_metrics.set_internal_snapshot(snap.version, unix(&snap.created_at));
+        let version = internal.version.unwrap_or_default();
+        let created = internal.created_at.as_deref().map_or(0, unix);
+        apply_metrics.set_internal_snapshot(version, created);
+        apply_metrics.set_internal_chain(internal.chain);
         tracing::info!(
-            version = snap.version,
+            version,
             zones = internal.zones.len(),
-            ms = started.elapsed().as_millis() as u64,
+            deltas = internal.chain,
+            us = started.elapsed().as_micros() as u64,
             "internal snapshot in force"
         );
         Ok(())
     });
-    let (save_metrics, refused_metrics) = (metrics.clone(), metrics.clone());
+    let (save_metrics, refused_metrics, taken_metrics) =
+        (metrics.clone(), metrics.clone(), metrics.clone());
     if !zk.trust().checks() {
         tracing::warn!("[zookeeper] trusted_keys is empty: snapshots are taken unsigned, so whoever can write to ZooKeeper can change this server's internal zones (docs/security.md)");
     }
@@ -97,6 +118,9 @@ pub async fn follow(zk: config::ZooKeeper, state: Arc<State>, metrics: Arc<Metri
         }))
         .on_refused(Arc::new(move |reason| {
             refused_metrics.internal_snapshot_refused(reason)
+        }))
+        .on_taken(Arc::new(move |how, deltas, bytes| {
+            taken_metrics.internal_snapshot_taken(how, deltas, bytes)
         }))
         .run(have)
         .await;

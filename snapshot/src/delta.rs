@@ -24,7 +24,8 @@ use std::collections::BTreeSet;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::format::{Snapshot, SnapshotError, ZoneText, FORMAT as SNAPSHOT_FORMAT};
+use crate::format::{checksum, Snapshot, SnapshotError, ZoneText, FORMAT as SNAPSHOT_FORMAT};
+use crate::signature::{SigningKey, Trust};
 use crate::zone_text::{Soa, ZoneBody};
 
 /// The delta document format this code writes and reads.
@@ -201,6 +202,11 @@ impl Zones {
     /// The version.
     pub fn version(&self) -> u64 {
         self.version
+    }
+
+    /// When the version was made, RFC 3339.
+    pub fn created_at(&self) -> &str {
+        &self.created_at
     }
 
     /// The zones' parts, in order.
@@ -413,10 +419,93 @@ fn state_of<'a>(
     format!("state:{}", hex::encode(h.finalize()))
 }
 
+/// What a delta node holds on its first line: the delta's version, checksum and size, and the
+/// presenter's signature over its bytes. Each delta carries its own signature because the
+/// signed pointer names only the latest version's document, and a sum-based state digest
+/// alone does not stop forged deltas (the module doc).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Seal {
+    /// The version the delta makes.
+    pub version: u64,
+    /// `sha256:<hex>` of the delta's bytes.
+    pub checksum: String,
+    /// The delta's bytes.
+    pub size: u64,
+    /// The key that signed it (`ed25519:<hex>`), if signed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signed_by: Option<String>,
+    /// The signature over the delta's bytes (hex), if signed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<String>,
+}
+
 impl Delta {
     /// The delta document's bytes.
     pub fn encode(&self) -> Vec<u8> {
         serde_json::to_vec(self).expect("a delta always serialises")
+    }
+
+    /// A delta node's bytes (also a record of a server's journal on disk): the [`Seal`] on one
+    /// line, then the delta (JSON has no raw newline).
+    pub fn sealed(&self, signer: Option<&SigningKey>) -> Vec<u8> {
+        let bytes = self.encode();
+        let (signed_by, signature) = match signer.map(|k| k.sign_bytes(&bytes)) {
+            Some((by, sig)) => (Some(by), Some(sig)),
+            None => (None, None),
+        };
+        let seal = Seal {
+            version: self.version,
+            checksum: checksum(&bytes),
+            size: bytes.len() as u64,
+            signed_by,
+            signature,
+        };
+        let mut out = serde_json::to_vec(&seal).expect("a seal always serialises");
+        out.push(b'\n');
+        out.extend_from_slice(&bytes);
+        out
+    }
+
+    /// Checks sealed bytes ([`Delta::sealed`]) that should make `version`: size, checksum,
+    /// signature, and that the delta is from the version just before.
+    pub fn unseal(version: u64, bytes: &[u8], trust: &Trust) -> Result<Delta, SnapshotError> {
+        let damaged = |problem: String| SnapshotError::Mismatch {
+            version,
+            problem: format!("delta: {problem}"),
+        };
+        let nl = bytes
+            .iter()
+            .position(|&b| b == b'\n')
+            .ok_or_else(|| damaged("no seal line".into()))?;
+        let seal: Seal =
+            serde_json::from_slice(&bytes[..nl]).map_err(|e| damaged(format!("seal: {e}")))?;
+        let body = &bytes[nl + 1..];
+        if seal.version != version {
+            return Err(damaged(format!("sealed as version {}", seal.version)));
+        }
+        if body.len() as u64 != seal.size || checksum(body) != seal.checksum {
+            return Err(damaged(format!(
+                "{} bytes hashing to {}, the seal says {} bytes, {}",
+                body.len(),
+                checksum(body),
+                seal.size,
+                seal.checksum
+            )));
+        }
+        trust.check_bytes(
+            version,
+            seal.signed_by.as_deref(),
+            seal.signature.as_deref(),
+            body,
+        )?;
+        let d = Delta::decode(body)?;
+        if d.version != version || d.from + 1 != version {
+            return Err(damaged(format!(
+                "from {} to {}, not to {version} from the one before",
+                d.from, d.version
+            )));
+        }
+        Ok(d)
     }
 
     /// Parses a delta document.

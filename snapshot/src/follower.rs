@@ -17,6 +17,7 @@ use std::time::Duration;
 use zookeeper_client as zk;
 
 use crate::backoff::{jitter, Backoff};
+use crate::delta::{Delta, Zones};
 use crate::format::{Pointer, Snapshot};
 use crate::layout::{Layout, ZkSettings};
 use crate::signature::Trust;
@@ -37,8 +38,35 @@ pub struct FollowerConfig {
     pub trust: Trust,
 }
 
-/// Applies a verified snapshot; `Err` refuses it (the owner keeps what it has).
-pub type Apply = Arc<dyn Fn(&Snapshot) -> Result<(), String> + Send + Sync>;
+/// What the owner is handed: a new version, whole or as the changes since the one in force.
+pub enum Update<'a> {
+    /// A whole snapshot: the first one, one after a restart, or when deltas could not be used.
+    /// With its parts when it is in the presenter's layout, for the deltas after it.
+    Whole(&'a Snapshot, Option<&'a Zones>),
+    /// The deltas after the version in force, in order, and the parts they lead to (already
+    /// applied, their state checked against the pointer's).
+    Deltas(&'a [Delta], &'a Zones),
+}
+
+impl Update<'_> {
+    /// The version this update makes.
+    pub fn version(&self) -> u64 {
+        match self {
+            Update::Whole(s, _) => s.version,
+            Update::Deltas(_, z) => z.version(),
+        }
+    }
+}
+
+/// Applies a verified update; `Err` refuses it (the owner keeps what it has).
+pub type Apply = Arc<dyn Fn(Update<'_>) -> Result<(), String> + Send + Sync>;
+
+/// Called with each version taken: how it came (`whole` or `deltas`), the number of deltas,
+/// and the bytes fetched (for metrics and the status record's chain).
+pub type Taken = Arc<dyn Fn(&'static str, u64, u64) + Send + Sync>;
+
+/// The most deltas fetched to catch up at once; further behind, a whole snapshot is cheaper.
+pub const MAX_CATCH_UP: u64 = 1000;
 
 /// Called after each failed save of the disk cache (for a metric).
 pub type SaveFailed = Arc<dyn Fn() + Send + Sync>;
@@ -56,16 +84,28 @@ pub struct Follower {
     apply: Apply,
     save_failed: Option<SaveFailed>,
     refused: Option<Refused>,
+    taken: Option<Taken>,
     /// A snapshot in force that could not be saved yet (a full disk): saved again every
     /// [`SAVE_RETRY`] until it is, so a restart without ZooKeeper serves it, not an older one.
     unsaved: Arc<std::sync::Mutex<Option<(Pointer, Snapshot)>>>,
+    /// The parts of the version in force, when known: what deltas apply to.
+    held: Arc<std::sync::Mutex<Held>>,
+}
+
+/// The version in force as parts, and the journal of deltas on disk since the last whole save.
+#[derive(Default)]
+struct Held {
+    zones: Option<Zones>,
+    /// Bytes in the journal: once they outweigh the snapshot, it is saved whole again.
+    journal_bytes: u64,
 }
 
 /// How often a failed save of the disk cache is tried again.
 const SAVE_RETRY: Duration = Duration::from_secs(5);
 
 /// Reads the last good snapshot saved by a follower: `Ok(None)` when there is none yet.
-/// The file is the pointer on one line, then the document, and is verified like a fetch.
+/// The file is the pointer on one line, then the document, and is verified like a fetch;
+/// the deltas taken since it was saved (its journal, `<file>.deltas`) then bring it forward.
 pub fn load_cache(path: &Path, trust: &Trust) -> Result<Option<Snapshot>, String> {
     let bytes = match std::fs::read(path) {
         Ok(b) => b,
@@ -85,7 +125,7 @@ pub fn load_cache(path: &Path, trust: &Trust) -> Result<Option<Snapshot>, String
         .check(&pointer, document)
         .and_then(|()| pointer.check_version(None))
         .map_err(|e| format!("{}: {e}", path.display()))?;
-    Ok(Some(snap))
+    Ok(Some(replay_journal(path, snap, trust)))
 }
 
 /// Reads the snapshot on disk, saying whether it is known to be older than one this server
@@ -133,7 +173,8 @@ fn mark_stale(path: &Path, newer: u64) {
         stale_cache(path).map(|(p, _)| p)
     };
     if let Some(from) = from.filter(|f| *f != marked) {
-        let _ = std::fs::rename(from, &marked);
+        let _ = std::fs::rename(&from, &marked);
+        let _ = std::fs::rename(journal_path(&from), journal_path(&marked));
     }
 }
 
@@ -148,7 +189,10 @@ fn save_cache(path: &Path, pointer: &Pointer, snap: &Snapshot) -> std::io::Resul
     });
     match &saved {
         Ok(()) => {
+            // The whole snapshot now holds every delta taken.
+            let _ = std::fs::remove_file(journal_path(path));
             while let Some((stale, _)) = stale_cache(path) {
+                let _ = std::fs::remove_file(journal_path(&stale));
                 if std::fs::remove_file(stale).is_err() {
                     break;
                 }
@@ -159,8 +203,77 @@ fn save_cache(path: &Path, pointer: &Pointer, snap: &Snapshot) -> std::io::Resul
     saved
 }
 
-/// A random duration in `[0, max)`. `RandomState` keys are random per process and distinct per
-/// call, which is all jitter needs (no RNG dependency).
+/// The journal beside a cache file: the deltas taken since the cache was saved whole.
+fn journal_path(cache: &Path) -> PathBuf {
+    PathBuf::from(format!("{}.deltas", cache.display()))
+}
+
+/// One journal line: a delta node's bytes as they came ([`Delta::sealed`]), so its signature
+/// is checked again when the journal is read back.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct JournalRecord {
+    sealed: String,
+}
+
+/// Appends sealed deltas to the journal, one line each, and syncs it: a line torn by a crash
+/// is skipped when it is read back.
+fn append_journal(cache: &Path, sealed: &[Vec<u8>]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut out = Vec::new();
+    for s in sealed {
+        let record = JournalRecord {
+            sealed: String::from_utf8_lossy(s).into_owned(),
+        };
+        serde_json::to_writer(&mut out, &record).expect("a record serialises");
+        out.push(b'\n');
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(journal_path(cache))?;
+    f.write_all(&out)?;
+    f.sync_data()
+}
+
+/// The snapshot on disk brought forward by its journal: each delta after it, in order,
+/// checked like a fetched one; the replay stops at the first gap or damaged line. A snapshot
+/// not in the presenter's layout has no journal.
+fn replay_journal(cache: &Path, snap: Snapshot, trust: &Trust) -> Snapshot {
+    let Ok(text) = std::fs::read_to_string(journal_path(cache)) else {
+        return snap;
+    };
+    let Ok(mut zones) = Zones::from_snapshot(&snap) else {
+        return snap;
+    };
+    let mut replayed = 0;
+    for line in text.lines() {
+        let Ok(record) = serde_json::from_str::<JournalRecord>(line) else {
+            tracing::warn!(file = %journal_path(cache).display(), "a damaged line in the journal of deltas; the replay stops there");
+            break;
+        };
+        let seal = record.sealed.split('\n').next().unwrap_or_default();
+        let Ok(seal) = serde_json::from_str::<crate::delta::Seal>(seal) else {
+            break;
+        };
+        if seal.version <= zones.version() {
+            continue;
+        }
+        let next = zones.version() + 1;
+        match Delta::unseal(next, record.sealed.as_bytes(), trust).and_then(|d| zones.apply(&d)) {
+            Ok(()) => replayed += 1,
+            Err(e) => {
+                tracing::warn!(file = %journal_path(cache).display(), error = %e, "the journal of deltas stops here");
+                break;
+            }
+        }
+    }
+    if replayed == 0 {
+        return snap;
+    }
+    zones.to_snapshot()
+}
+
+/// What the follower's loop does next.
 enum Next {
     /// The pointer may have moved: read it again.
     Reread,
@@ -177,8 +290,16 @@ impl Follower {
             apply,
             save_failed: None,
             refused: None,
+            taken: None,
             unsaved: Arc::default(),
+            held: Arc::default(),
         }
+    }
+
+    /// Calls `f` with each version taken.
+    pub fn on_taken(mut self, f: Taken) -> Follower {
+        self.taken = Some(f);
+        self
     }
 
     /// Calls `f` after each failed save of the disk cache.
@@ -283,8 +404,7 @@ impl Follower {
                                     Next::Reconnect => return,
                                 }
                             }
-                            tokio::time::sleep(jitter(self.cfg.jitter)).await;
-                            match self.fetch_apply(client, &p).await {
+                            match self.fetch_apply(client, &p, *have).await {
                                 Ok(()) => {
                                     *have = Some(p.version);
                                     retry.reset();
@@ -365,20 +485,140 @@ impl Follower {
         }
     }
 
-    async fn fetch_apply(&self, client: &zk::Client, p: &Pointer) -> Result<(), FetchFailed> {
-        let started = std::time::Instant::now();
-        let snap = match store::fetch(client, &self.layout, p, &self.cfg.trust).await {
-            Ok(s) => s,
-            Err(store::StoreError::Snapshot(e)) => {
-                let reason = match e {
-                    crate::SnapshotError::Signature { .. } => "signature",
-                    crate::SnapshotError::Version { .. } => "version",
-                    _ => "damaged",
-                };
-                return Err(FetchFailed::Refused(reason, e.to_string()));
+    /// Takes the version `p` names: by the deltas after the version in force when the parts
+    /// of that version are held and every delta is there, otherwise whole.
+    async fn fetch_apply(
+        &self,
+        client: &zk::Client,
+        p: &Pointer,
+        have: Option<u64>,
+    ) -> Result<(), FetchFailed> {
+        match self.fetch_deltas(client, p, have).await {
+            Ok(Some(())) => return Ok(()),
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(version = p.version, error = %e, "the deltas cannot be used; fetching the snapshot whole");
+                self.held.lock().expect("not poisoned").zones = None;
             }
-            Err(e) => return Err(FetchFailed::Transient(e.to_string())),
-        };
+        }
+        tokio::time::sleep(jitter(self.cfg.jitter)).await;
+        self.fetch_whole(client, p).await
+    }
+
+    /// `Ok(None)`: deltas do not apply here (no parts held, too far behind, none published);
+    /// `Err`: they should have, and did not (missing, damaged, refused): load whole.
+    async fn fetch_deltas(
+        &self,
+        client: &zk::Client,
+        p: &Pointer,
+        have: Option<u64>,
+    ) -> Result<Option<()>, String> {
+        let Some(v) = have else { return Ok(None) };
+        let usable = p.state.is_some()
+            && p.version > v
+            && p.version - v <= MAX_CATCH_UP
+            && self
+                .held
+                .lock()
+                .expect("not poisoned")
+                .zones
+                .as_ref()
+                .is_some_and(|z| z.version() == v);
+        if !usable {
+            return Ok(None);
+        }
+        let started = std::time::Instant::now();
+        let mut deltas = Vec::new();
+        let mut raw = Vec::new();
+        for w in v + 1..=p.version {
+            match store::fetch_delta(client, &self.layout, w, &self.cfg.trust).await {
+                Ok(Some((d, bytes))) => {
+                    deltas.push(d);
+                    raw.push(bytes);
+                }
+                Ok(None) => return Err(format!("delta {w} is not published")),
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+        let bytes: u64 = raw.iter().map(|r| r.len() as u64).sum();
+        let (apply, held, cache, pointer) = (
+            self.apply.clone(),
+            self.held.clone(),
+            self.cfg.cache.clone(),
+            p.clone(),
+        );
+        let (unsaved, failed) = (self.unsaved.clone(), self.save_failed.clone());
+        let applied = tokio::task::spawn_blocking(move || -> Result<(), String> {
+            let mut held = held.lock().expect("not poisoned");
+            let zones = held.zones.as_mut().ok_or("no parts held")?;
+            for d in &deltas {
+                zones.apply(d).map_err(|e| e.to_string())?;
+            }
+            if pointer.state.as_deref() != Some(zones.state().as_str()) {
+                return Err(format!("the deltas give {}, the pointer says {:?}", zones.state(), pointer.state));
+            }
+            apply(Update::Deltas(&deltas, zones))?;
+            // On disk: the deltas appended to the journal, or the whole snapshot once they
+            // outweigh it or cannot be appended.
+            let mut pending = unsaved.lock().expect("not poisoned");
+            let appended = if pending.is_none() && held.journal_bytes + bytes <= pointer.size {
+                append_journal(&cache, &raw).map_err(|e| tracing::warn!(file = %cache.display(), error = %e, "cannot append to the journal of deltas; saving the snapshot whole"))
+            } else {
+                Err(())
+            };
+            match appended {
+                Ok(()) => held.journal_bytes += bytes,
+                Err(()) => {
+                    let snap = held.zones.as_ref().expect("held").to_snapshot();
+                    match save_cache(&cache, &pointer, &snap) {
+                        Ok(()) => {
+                            held.journal_bytes = 0;
+                            *pending = None;
+                        }
+                        Err(e) => {
+                            tracing::error!(file = %cache.display(), error = %e, "cannot save the snapshot to disk; retrying every 5 s");
+                            if let Some(f) = &failed {
+                                f();
+                            }
+                            *pending = Some((pointer, snap));
+                        }
+                    }
+                }
+            }
+            Ok(())
+        })
+        .await
+        .map_err(|e| format!("applying panicked: {e}"))?;
+        applied?;
+        tracing::info!(
+            version = p.version,
+            deltas = p.version - v,
+            bytes,
+            ms = started.elapsed().as_millis() as u64,
+            "deltas applied"
+        );
+        if let Some(f) = &self.taken {
+            f("deltas", p.version - v, bytes);
+        }
+        Ok(Some(()))
+    }
+
+    async fn fetch_whole(&self, client: &zk::Client, p: &Pointer) -> Result<(), FetchFailed> {
+        let started = std::time::Instant::now();
+        let (snap, zones) =
+            match store::fetch_version(client, &self.layout, p, &self.cfg.trust).await {
+                Ok(s) => s,
+                Err(store::StoreError::Snapshot(e)) => {
+                    let reason = match e {
+                        crate::SnapshotError::Signature { .. } => "signature",
+                        crate::SnapshotError::Version { .. } => "version",
+                        _ => "damaged",
+                    };
+                    return Err(FetchFailed::Refused(reason, e.to_string()));
+                }
+                Err(e) => return Err(FetchFailed::Transient(e.to_string())),
+            };
+        let fetched = self.layout_bytes(p);
         tracing::info!(
             version = p.version,
             bytes = p.size,
@@ -388,10 +628,18 @@ impl Follower {
         );
         let apply = self.apply.clone();
         let cache = self.cfg.cache.clone();
-        let (unsaved, failed) = (self.unsaved.clone(), self.save_failed.clone());
+        let (unsaved, failed, held) = (
+            self.unsaved.clone(),
+            self.save_failed.clone(),
+            self.held.clone(),
+        );
         let pointer = p.clone();
         tokio::task::spawn_blocking(move || {
-            apply(&snap).map_err(|e| FetchFailed::Refused("zones", e))?;
+            let mut held = held.lock().expect("not poisoned");
+            held.zones = None;
+            apply(Update::Whole(&snap, zones.as_ref())).map_err(|e| FetchFailed::Refused("zones", e))?;
+            held.zones = zones;
+            held.journal_bytes = 0;
             let mut pending = unsaved.lock().expect("not poisoned");
             match save_cache(&cache, &pointer, &snap) {
                 Ok(()) => *pending = None,
@@ -408,7 +656,16 @@ impl Follower {
             Ok(())
         })
         .await
-        .map_err(|e| FetchFailed::Refused("zones", format!("applying panicked: {e}")))?
+        .map_err(|e| FetchFailed::Refused("zones", format!("applying panicked: {e}")))??;
+        if let Some(f) = &self.taken {
+            f("whole", 0, fetched);
+        }
+        Ok(())
+    }
+
+    /// Bytes a whole fetch of `p` reads: the whole snapshot it builds on and the deltas after.
+    fn layout_bytes(&self, p: &Pointer) -> u64 {
+        p.size + p.delta_bytes
     }
 }
 

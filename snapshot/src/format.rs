@@ -59,6 +59,24 @@ pub struct Pointer {
     /// The signature over the document's bytes (hex), if signed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signature: Option<String>,
+    /// The version's state digest ([`crate::delta::Zones::state`]), which a server that
+    /// applied deltas reaches; absent from a presenter that publishes whole snapshots only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
+    /// The latest version whose whole document is in ZooKeeper's chunks, at or before this one
+    /// (`None`: this one). The versions after it were published as deltas too
+    /// ([`crate::store`]). Not signed, and needs not be: whatever it leads a server to is
+    /// verified on its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub full: Option<u64>,
+    /// Bytes of the deltas published since `full`: once they outweigh the document, the next
+    /// publication is whole again.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub delta_bytes: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// Why a snapshot or pointer is refused.
@@ -120,6 +138,9 @@ impl Snapshot {
             created_at: self.created_at.clone(),
             signed_by: None,
             signature: None,
+            state: None,
+            full: None,
+            delta_bytes: 0,
         };
         (bytes, pointer)
     }
@@ -199,6 +220,11 @@ impl Pointer {
             )));
         }
         Ok(p)
+    }
+
+    /// The version whose whole document is in ZooKeeper's chunks.
+    pub fn full_version(&self) -> u64 {
+        self.full.unwrap_or(self.version)
     }
 
     /// The pointer's bytes.

@@ -6,7 +6,9 @@
 //! <root>/robots/<user>/<name>-<seq> ephemeral, one per host registered by that identity
 //! <root>/human/<origin>            persistent, a reviewed zone's records (humans)
 //! <root>/presenters/...            the presenters' leader election (lock recipe)
+//! <root>/snapshots/<version>       a whole published snapshot: its pointer (data), chunks below
 //! <root>/snapshots/<version>/<i>   the chunks of a published snapshot
+//! <root>/snapshots/deltas/<version> the change from version - 1, sealed (`delta::Seal`)
 //! <root>/snapshot                  the pointer: the one node servers watch
 //! <root>/conflicts                 the presenter's last conflict report (JSON)
 //! <root>/held                      why the last snapshot was held back, if it was
@@ -84,6 +86,17 @@ impl Layout {
     /// One chunk.
     pub fn chunk(&self, version: u64, i: u32) -> String {
         format!("{}/{i:05}", self.version(version))
+    }
+
+    /// Parent of published deltas: under the snapshots' node, so a tree `geodns zk init` made
+    /// before deltas takes them with the snapshots' ACL.
+    pub fn deltas(&self) -> String {
+        format!("{}/snapshots/deltas", self.root)
+    }
+
+    /// The delta that makes `version` (from `version - 1`).
+    pub fn delta(&self, version: u64) -> String {
+        format!("{}/snapshots/deltas/{version:020}", self.root)
     }
 
     /// The pointer servers watch.

@@ -37,7 +37,8 @@ pub mod store;
 pub mod zone_text;
 
 pub use follower::{
-    load_cache, load_cache_marked, Apply, Follower, FollowerConfig, Refused, SaveFailed,
+    load_cache, load_cache_marked, Apply, Follower, FollowerConfig, Refused, SaveFailed, Taken,
+    Update,
 };
 pub use format::{Pointer, Snapshot, SnapshotError, ZoneText};
 pub use layout::{Layout, ZkSettings};

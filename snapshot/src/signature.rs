@@ -104,8 +104,18 @@ impl SigningKey {
 
     /// Signs a document: sets the pointer's `signed_by` and `signature`.
     pub fn sign(&self, bytes: &[u8], pointer: &mut Pointer) {
-        pointer.signed_by = Some(self.public().to_string());
-        pointer.signature = Some(hex::encode(self.pair.sign(bytes).as_ref()));
+        let (by, sig) = self.sign_bytes(bytes);
+        pointer.signed_by = Some(by);
+        pointer.signature = Some(sig);
+    }
+
+    /// The signature over `bytes` (hex) and the key that made it, as text: for what carries
+    /// its own signature (a delta, [`crate::delta::Seal`]).
+    pub fn sign_bytes(&self, bytes: &[u8]) -> (String, String) {
+        (
+            self.public().to_string(),
+            hex::encode(self.pair.sign(bytes).as_ref()),
+        )
     }
 }
 
@@ -129,14 +139,28 @@ impl Trust {
 
     /// Checks that `bytes` (the document `pointer` names) is signed by a trusted key.
     pub fn check(&self, pointer: &Pointer, bytes: &[u8]) -> Result<(), SnapshotError> {
+        self.check_bytes(
+            pointer.version,
+            pointer.signed_by.as_deref(),
+            pointer.signature.as_deref(),
+            bytes,
+        )
+    }
+
+    /// Checks that `signature` by `signed_by` is a trusted key's over `bytes` (of `version`,
+    /// for the error).
+    pub fn check_bytes(
+        &self,
+        version: u64,
+        signed_by: Option<&str>,
+        signature: Option<&str>,
+        bytes: &[u8],
+    ) -> Result<(), SnapshotError> {
         if self.keys.is_empty() {
             return Ok(());
         }
-        let refuse = |problem: String| SnapshotError::Signature {
-            version: pointer.version,
-            problem,
-        };
-        let (Some(by), Some(sig)) = (&pointer.signed_by, &pointer.signature) else {
+        let refuse = |problem: String| SnapshotError::Signature { version, problem };
+        let (Some(by), Some(sig)) = (signed_by, signature) else {
             return Err(refuse("not signed".into()));
         };
         let key: PublicKey = by.parse().map_err(refuse)?;

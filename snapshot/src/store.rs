@@ -11,6 +11,7 @@ use crate::access::{self, Node};
 use crate::signature::{SigningKey, Trust};
 use zookeeper_client as zk;
 
+use crate::delta::{Delta, Zones};
 use crate::format::{Pointer, Snapshot, SnapshotError, CHUNK_BYTES};
 use crate::layout::Layout;
 
@@ -84,39 +85,106 @@ pub async fn read_pointer(
     }
 }
 
-/// Publishes `snap` (whose version must be the current pointer's + 1): chunks, then the
-/// pointer, conditional on the pointer's znode version `expected` (`None`: no pointer yet).
-/// With `fence` (the leader's lock), the pointer moves only while the lock is held, so a
-/// presenter that lost leadership mid-publication cannot move it. Then removes versions beyond
-/// [`KEEP_VERSIONS`] and any left by an interrupted publication.
+/// One publication: the whole snapshot, and what lets servers take it as a change.
+#[derive(Clone, Copy, Debug)]
+pub struct Publication<'a> {
+    /// The snapshot (its version the current pointer's + 1).
+    pub snap: &'a Snapshot,
+    /// Its state digest ([`crate::delta::Zones::state`]), for the pointer.
+    pub state: Option<&'a str>,
+    /// The change from the version before, published beside it when it fits one node.
+    pub delta: Option<&'a Delta>,
+    /// The pointer this publication replaces: how long the chain of deltas since the last
+    /// whole snapshot already is.
+    pub previous: Option<&'a Pointer>,
+    /// A whole snapshot at least every this many publications (and whenever the deltas since
+    /// the last one outweigh it).
+    pub full_every: u64,
+}
+
+impl<'a> Publication<'a> {
+    /// A whole snapshot and nothing else (as before deltas).
+    pub fn whole(snap: &'a Snapshot) -> Publication<'a> {
+        Publication {
+            snap,
+            state: None,
+            delta: None,
+            previous: None,
+            full_every: 1,
+        }
+    }
+}
+
+/// Publishes `publication` (whose version must be the current pointer's + 1): its delta, if it
+/// has one and it fits a node; its chunks, when the chain of deltas since the last whole
+/// snapshot is long or heavy enough ([`Publication::full_every`]) or there is no delta; then
+/// the pointer, conditional on the pointer's znode version `expected` (`None`: no pointer
+/// yet). With `fence` (the leader's lock), the pointer moves only while the lock is held, so a
+/// presenter that lost leadership mid-publication cannot move it. Then removes what no server
+/// needs any more ([`collect_garbage`]).
 pub async fn publish(
     client: &zk::Client,
     layout: &Layout,
-    snap: &Snapshot,
+    publication: &Publication<'_>,
     expected: Option<i32>,
     fence: Option<&zk::LockClient<'_>>,
     signer: Option<&SigningKey>,
     secure: bool,
 ) -> Result<Pointer, StoreError> {
+    let snap = publication.snap;
     let persistent = || access::persistent(Node::Snapshots, secure);
     let (bytes, mut pointer) = snap.encode();
     if let Some(key) = signer {
         key.sign(&bytes, &mut pointer);
     }
+    pointer.state = publication.state.map(str::to_owned);
+    let sealed = publication
+        .delta
+        .filter(|d| {
+            d.version == snap.version && publication.previous.is_some_and(|p| p.version == d.from)
+        })
+        .map(|d| d.sealed(signer))
+        .filter(|s| s.len() <= CHUNK_BYTES);
+    let chain = match (&sealed, publication.previous) {
+        (Some(s), Some(prev)) if prev.state.is_some() => {
+            let since = snap.version - prev.full_version();
+            let weight = prev.delta_bytes + s.len() as u64;
+            (since < publication.full_every.max(1) && weight <= pointer.size)
+                .then_some((prev.full_version(), weight))
+        }
+        _ => None,
+    };
+    if let Some((full, weight)) = chain {
+        pointer.full = Some(full);
+        pointer.delta_bytes = weight;
+    }
     ensure_path(client, &layout.snapshots(), Node::Snapshots, secure).await?;
     let dir = layout.version(snap.version);
-    // A node of this version can only be from an interrupted publication: start it afresh.
+    let delta_path = layout.delta(snap.version);
+    // Nodes of this version can only be from an interrupted publication: start them afresh.
     remove_tree(client, &dir).await?;
-    client
-        .create(&dir, b"", &persistent())
-        .await
-        .map_err(zk_err("create", &dir))?;
-    for (i, chunk) in bytes.chunks(CHUNK_BYTES).enumerate() {
-        let path = layout.chunk(snap.version, i as u32);
+    remove_tree(client, &delta_path).await?;
+    if let Some(s) = &sealed {
+        ensure_path(client, &layout.deltas(), Node::Snapshots, secure).await?;
         client
-            .create(&path, chunk, &persistent())
+            .create(&delta_path, s, &persistent())
             .await
-            .map_err(zk_err("create", &path))?;
+            .map_err(zk_err("create", &delta_path))?;
+    }
+    if chain.is_none() {
+        // The version's node holds its pointer, so a server that finds a later pointer can
+        // still fetch and verify this whole snapshot and apply the deltas after it.
+        client
+            .create(&dir, &pointer.to_bytes(), &persistent())
+            .await
+            .map_err(zk_err("create", &dir))?;
+        for (i, chunk) in bytes.chunks(CHUNK_BYTES).enumerate() {
+            let path = layout.chunk(snap.version, i as u32);
+            client
+                .create(&path, chunk, &persistent())
+                .await
+                .map_err(zk_err("create", &path))?;
+        }
     }
     let ptr_path = layout.pointer();
     let data = pointer.to_bytes();
@@ -134,20 +202,30 @@ pub async fn publish(
                 .await?
                 .map_or(0, |(p, _)| p.version);
             remove_tree(client, &dir).await?;
+            remove_tree(client, &delta_path).await?;
             return Err(StoreError::Raced(now));
         }
         Err(e) => return Err(zk_err("set", &ptr_path)(e)),
     }
-    collect_garbage(client, layout, snap.version).await?;
+    collect_garbage(client, layout, &pointer).await?;
     Ok(pointer)
 }
 
-/// Removes every version node except `current` and the [`KEEP_VERSIONS`] before it.
+/// Whole snapshots kept: the current one, the one before it, and any of the
+/// [`KEEP_VERSIONS`] versions before the pointer's (readers still fetching an older pointer
+/// finish on it).
+const KEEP_WHOLE: usize = 2;
+
+/// Removes what no server needs: whole snapshots other than the last [`KEEP_WHOLE`] and those
+/// of the last [`KEEP_VERSIONS`] versions, deltas older than the oldest whole snapshot kept
+/// (a server that far behind loads a whole one), and anything beyond the pointer (left by an
+/// interrupted publication).
 async fn collect_garbage(
     client: &zk::Client,
     layout: &Layout,
-    current: u64,
+    pointer: &Pointer,
 ) -> Result<(), StoreError> {
+    let current = pointer.version;
     let parent = layout.snapshots();
     let mut versions: Vec<u64> = client
         .list_children(&parent)
@@ -157,16 +235,35 @@ async fn collect_garbage(
         .filter_map(|c| c.parse().ok())
         .collect();
     versions.sort_unstable();
+    let whole: Vec<u64> = versions.iter().copied().filter(|&v| v <= current).collect();
+    let oldest_whole = whole
+        .len()
+        .checked_sub(KEEP_WHOLE)
+        .map_or(whole.first(), |i| whole.get(i))
+        .copied()
+        .unwrap_or(current);
     for v in versions {
-        let keep = v <= current && current - v <= KEEP_VERSIONS as u64;
+        let keep = v <= current && (v >= oldest_whole || current - v <= KEEP_VERSIONS as u64);
         if !keep {
             remove_tree(client, &layout.version(v)).await?;
+        }
+    }
+    let deltas = layout.deltas();
+    let names = match client.list_children(&deltas).await {
+        Ok(n) => n,
+        Err(zk::Error::NoNode) => return Ok(()),
+        Err(e) => return Err(zk_err("list", &deltas)(e)),
+    };
+    for v in names.iter().filter_map(|c| c.parse::<u64>().ok()) {
+        if v <= oldest_whole || v > current {
+            remove_tree(client, &layout.delta(v)).await?;
         }
     }
     Ok(())
 }
 
-/// Deletes a node and its children (one level: version nodes hold chunks only).
+/// Deletes a node and its children (one level: version nodes hold chunks only; a delta node
+/// has none).
 async fn remove_tree(client: &zk::Client, path: &str) -> Result<(), StoreError> {
     let children = match client.list_children(path).await {
         Ok(c) => c,
@@ -216,4 +313,91 @@ pub async fn fetch(
     let snap = Snapshot::decode(pointer, &bytes)?;
     trust.check(pointer, &bytes)?;
     Ok(snap)
+}
+
+/// The delta that makes `version`, checked ([`Delta::unseal`]), with the node's bytes (for a
+/// journal); `None` when it is not there (never published, or collected: the reader loads a
+/// whole snapshot instead).
+pub async fn fetch_delta(
+    client: &zk::Client,
+    layout: &Layout,
+    version: u64,
+    trust: &Trust,
+) -> Result<Option<(Delta, Vec<u8>)>, StoreError> {
+    let path = layout.delta(version);
+    match client.get_data(&path).await {
+        Ok((data, _)) => Ok(Some((Delta::unseal(version, &data, trust)?, data))),
+        Err(zk::Error::NoNode) => Ok(None),
+        Err(e) => Err(zk_err("get", &path)(e)),
+    }
+}
+
+/// The pointer of the whole snapshot `pointer` builds on ([`Pointer::full`]), as its version's
+/// node holds it.
+pub async fn full_pointer(
+    client: &zk::Client,
+    layout: &Layout,
+    pointer: &Pointer,
+) -> Result<Pointer, StoreError> {
+    let full = pointer.full_version();
+    if full == pointer.version {
+        return Ok(pointer.clone());
+    }
+    let path = layout.version(full);
+    let missing = |problem: String| {
+        StoreError::Snapshot(SnapshotError::Mismatch {
+            version: pointer.version,
+            problem,
+        })
+    };
+    let data = match client.get_data(&path).await {
+        Ok((data, _)) => data,
+        Err(zk::Error::NoNode) => return Err(missing(format!("whole snapshot {full} is missing"))),
+        Err(e) => return Err(zk_err("get", &path)(e)),
+    };
+    let p = Pointer::parse(&data)?;
+    if p.version != full {
+        return Err(missing(format!(
+            "the node of version {full} names version {}",
+            p.version
+        )));
+    }
+    Ok(p)
+}
+
+/// Fetches version `pointer` names whole, whether it was published whole or as deltas: the
+/// whole snapshot it builds on, then each delta after it, and the result checked against the
+/// pointer as a fetched document would be (size, checksum, signature). Costs the whole
+/// snapshot's bytes: for a server without the version before, or a presenter reading back.
+pub async fn fetch_version(
+    client: &zk::Client,
+    layout: &Layout,
+    pointer: &Pointer,
+    trust: &Trust,
+) -> Result<(Snapshot, Option<Zones>), StoreError> {
+    let base = full_pointer(client, layout, pointer).await?;
+    let snap = fetch(client, layout, &base, trust).await?;
+    if base.version == pointer.version {
+        // A snapshot not in the presenter's layout (written by hand or by an older tool) is
+        // served as it is; no delta can follow it.
+        let zones = Zones::from_snapshot(&snap).ok();
+        return Ok((snap, zones));
+    }
+    let mut zones = Zones::from_snapshot(&snap)?;
+    for v in base.version + 1..=pointer.version {
+        let (d, _) = fetch_delta(client, layout, v, trust)
+            .await?
+            .ok_or_else(|| {
+                StoreError::Snapshot(SnapshotError::Mismatch {
+                    version: pointer.version,
+                    problem: format!("delta {v} is missing"),
+                })
+            })?;
+        zones.apply(&d)?;
+    }
+    let snap = zones.to_snapshot();
+    let (bytes, _) = snap.encode();
+    let snap = Snapshot::decode(pointer, &bytes)?;
+    trust.check(pointer, &bytes)?;
+    Ok((snap, Some(zones)))
 }

@@ -12,6 +12,7 @@ mod collector;
 mod collector_faults;
 mod compact;
 mod conformance;
+mod deltas;
 mod edns;
 mod export;
 mod faults;

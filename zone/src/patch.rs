@@ -162,6 +162,13 @@ impl Zone {
         Ok(Some(next))
     }
 
+    /// This zone with its SOA serial set to `serial`, nothing else changed: O(1) copy.
+    pub fn with_serial(&self, serial: u32) -> Zone {
+        let mut next = self.clone();
+        next.set_serial(serial);
+        next
+    }
+
     /// Puts `rrsets` at `wire` (none: the name keeps only what it has below it), keeping the
     /// empty non-terminals above it and the counts of names below each exact.
     fn replace_node(&mut self, wire: Box<[u8]>, rrsets: Vec<Rrset>) -> Result<(), String> {
