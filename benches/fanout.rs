@@ -21,8 +21,13 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use geodns_server::internal::Internal;
+use geodns_snapshot::delta::{Delta, ZoneChange, Zones};
 use geodns_snapshot::format::FORMAT;
+use geodns_snapshot::peers::PeersConfig;
 use geodns_snapshot::store::Publication;
+use geodns_snapshot::zone_text::{Soa, ZoneBody};
+use geodns_snapshot::Pointer;
 use geodns_snapshot::{store, Follower, FollowerConfig, Layout, Snapshot, Update, ZoneText};
 use zookeeper_client as zk;
 
@@ -117,7 +122,7 @@ async fn fanout(connect: String, n: usize, jitter_ms: u64) {
     let dir = std::env::temp_dir().join(format!("geodns-fanout-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let started = Instant::now();
-    let seen = start_followers(&connect, &layout, n, &dir, "f", jitter_ms);
+    let (seen, _) = start_followers(&connect, &layout, n, &dir, "f", jitter_ms, false).await;
     let count = |v: u64| {
         seen.lock()
             .unwrap()
@@ -217,16 +222,30 @@ fn cpu_time() -> Duration {
 /// What followers applied: (follower, version, when).
 type Seen = Arc<Mutex<Vec<(usize, u64, Instant)>>>;
 
-/// Starts `n` followers through `via`, each waiting up to `jitter_ms` before a fetch.
-fn start_followers(
+/// Bytes the followers fetched, by how they took a version (the follower's `Taken` words).
+#[derive(Default)]
+struct Fetched {
+    whole: std::sync::atomic::AtomicU64,
+    peer: std::sync::atomic::AtomicU64,
+    deltas: std::sync::atomic::AtomicU64,
+    peer_versions: std::sync::atomic::AtomicU64,
+}
+
+/// Starts `n` followers through `via`, each waiting up to `jitter_ms` before a whole fetch;
+/// with `peers`, each serves what it holds on a loopback port of its own and asks three peers
+/// before ZooKeeper's chunks.
+async fn start_followers(
     via: &str,
     layout: &Layout,
     n: usize,
     dir: &std::path::Path,
     tag: &str,
     jitter_ms: u64,
-) -> Seen {
+    peers: bool,
+) -> (Seen, Arc<Fetched>) {
+    use std::sync::atomic::Ordering::Relaxed;
     let seen: Seen = Arc::new(Mutex::new(Vec::new()));
+    let fetched = Arc::new(Fetched::default());
     for i in 0..n {
         let seen = seen.clone();
         let cfg = FollowerConfig {
@@ -241,14 +260,36 @@ fn start_followers(
             jitter: Duration::from_millis(jitter_ms),
             recheck: Duration::from_secs(30),
             trust: Default::default(),
+            peers: PeersConfig {
+                listen: peers.then(|| "127.0.0.1:0".parse().unwrap()),
+                advertise: None,
+                fetch_from: if peers { 3 } else { 0 },
+            },
         };
         let apply: geodns_snapshot::Apply = Arc::new(move |u: Update<'_>| {
             seen.lock().unwrap().push((i, u.version(), Instant::now()));
             Ok(())
         });
-        tokio::spawn(Follower::new(cfg, apply).run(None));
+        let f = fetched.clone();
+        let taken: geodns_snapshot::Taken = Arc::new(move |how, _, bytes| {
+            let counter = match how {
+                "peer" => {
+                    f.peer_versions.fetch_add(1, Relaxed);
+                    &f.peer
+                }
+                "deltas" => &f.deltas,
+                _ => &f.whole,
+            };
+            counter.fetch_add(bytes, Relaxed);
+        });
+        let follower = Follower::new(cfg, apply)
+            .on_taken(taken)
+            .serve_peers()
+            .await
+            .expect("a loopback port");
+        tokio::spawn(follower.run(None));
     }
-    seen
+    (seen, fetched)
 }
 
 /// The time from `at` until every one of `n` followers held `version` or a later one.
@@ -275,6 +316,146 @@ fn pct(sorted: &[f64], p: usize) -> f64 {
     sorted[(sorted.len() * p / 100).min(sorted.len() - 1)]
 }
 
+/// How versions reach the followers.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Design {
+    /// Before issue 24: every publication whole, every follower fetching it from ZooKeeper.
+    Whole,
+    /// Deltas beside a whole snapshot every 100 publications, whole snapshots from peers.
+    Deltas,
+}
+
+const ORIGIN: &str = "internal.example";
+
+fn robot_line(i: u32) -> String {
+    format!(
+        "host{i}.r{}.{ORIGIN}. 60 IN A 10.{}.{}.{}",
+        i % 100,
+        i >> 16 & 255,
+        i >> 8 & 255,
+        i & 255
+    )
+}
+
+/// The publisher: the zone as the presenter holds it (parts), `per_pub` hosts leaving or
+/// coming back with each publication, published with the presenter's `store::publish`.
+struct Publisher {
+    client: zk::Client,
+    layout: Layout,
+    design: Design,
+    zones: Zones,
+    pointer: Option<Pointer>,
+    gone: std::collections::BTreeSet<u32>,
+    records: u32,
+    cursor: u64,
+}
+
+impl Publisher {
+    fn new(
+        client: zk::Client,
+        layout: Layout,
+        design: Design,
+        records: u32,
+        version: u64,
+    ) -> Publisher {
+        let body = ZoneBody {
+            origin: ORIGIN.into(),
+            soa: Soa {
+                ttl: 60,
+                primary: format!("ns1.{ORIGIN}"),
+                hostmaster: format!("hostmaster.{ORIGIN}"),
+                negative_ttl: 30,
+            },
+            apex: vec![format!("{ORIGIN}. 60 IN NS ns1.{ORIGIN}.")],
+            robot_lines: (0..records).map(robot_line).collect(),
+            human: "ns1 IN A 192.0.2.53\n".into(),
+        };
+        Publisher {
+            client,
+            layout,
+            design,
+            zones: Zones::new(version, now(), vec![body]),
+            pointer: None,
+            gone: Default::default(),
+            records,
+            cursor: 0,
+        }
+    }
+
+    /// The next `changes` hosts leave (or come back), and the version is published.
+    async fn publish(&mut self, changes: usize) -> (Pointer, Delta) {
+        let mut change = ZoneChange {
+            origin: ORIGIN.into(),
+            soa: None,
+            apex: None,
+            human: None,
+            removed: Vec::new(),
+            added: Vec::new(),
+        };
+        for _ in 0..changes {
+            self.cursor += 1;
+            let host = (self.cursor * 7919 % u64::from(self.records)) as u32;
+            if self.gone.remove(&host) {
+                change.added.push(robot_line(host));
+            } else {
+                self.gone.insert(host);
+                change.removed.push(robot_line(host));
+            }
+        }
+        let v = self.zones.version() + 1;
+        let d = self
+            .zones
+            .delta(v, now(), vec![ORIGIN.into()], vec![change])
+            .unwrap();
+        self.zones.apply(&d).unwrap();
+        let snap = self.zones.to_snapshot();
+        let state = self.zones.state();
+        let publication = match self.design {
+            Design::Whole => Publication::whole(&snap),
+            Design::Deltas => Publication {
+                snap: &snap,
+                state: Some(&state),
+                delta: Some(&d),
+                previous: self.pointer.as_ref(),
+                full_every: 100,
+            },
+        };
+        let expected = store::read_pointer(&self.client, &self.layout)
+            .await
+            .unwrap()
+            .map(|(_, s)| s);
+        let p = store::publish(
+            &self.client,
+            &self.layout,
+            &publication,
+            expected,
+            None,
+            None,
+            false,
+        )
+        .await
+        .expect("publish");
+        self.pointer = Some(p.clone());
+        (p, d)
+    }
+}
+
+fn now() -> String {
+    humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
+}
+
+/// This process's resident memory, MB.
+fn rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
 async fn churn(
     connect: String,
     n: usize,
@@ -282,49 +463,86 @@ async fn churn(
     changes_per_min: usize,
     every: Duration,
     seconds: u64,
+    design: Design,
 ) {
     use std::sync::atomic::Ordering::Relaxed;
     let layout = Layout::new("/geodns-churn").unwrap();
     let upstream = connect.split(',').next().unwrap().to_owned();
     let counts = Arc::new(Counted::default());
     let via = counting_proxy(upstream, counts.clone()).await;
-    let publisher = zk::Client::connect(&connect).await.expect("connect");
-    let mut version = match store::read_pointer(&publisher, &layout).await.unwrap() {
+    let client = zk::Client::connect(&connect).await.expect("connect");
+    let start_version = match store::read_pointer(&client, &layout).await.unwrap() {
         Some((p, _)) => p.version,
         None => 0,
     };
-    let publish = |v: u64, changed: usize| {
-        let publisher = publisher.clone();
-        let layout = layout.clone();
-        async move {
-            let expected = store::read_pointer(&publisher, &layout)
-                .await
-                .unwrap()
-                .map(|(_, s)| s);
-            store::publish(
-                &publisher,
-                &layout,
-                &Publication::whole(&snapshot_with(v, records, changed)),
-                expected,
-                None,
-                None,
-                false,
-            )
-            .await
-            .expect("publish")
-        }
-    };
-    version += 1;
-    let p = publish(version, 0).await;
+    let mut publisher = Publisher::new(
+        client,
+        layout.clone(),
+        design,
+        records as u32,
+        start_version,
+    );
+    let peers = design == Design::Deltas;
+    let (p, _) = publisher.publish(0).await;
+    let mut version = p.version;
     let snapshot_bytes = p.size;
-    // One compile of the zone, as a server does for each version it takes.
-    let doc = snapshot_with(version, records, 0);
+    // What a server spends on each version it takes, measured once here (the followers
+    // below hand versions to a closure that only records them): compiling the zone whole,
+    // or patching it by a delta of one publication's changes.
+    let allowed = vec![ORIGIN.to_owned()];
+    let snap = publisher.zones.to_snapshot();
     let t = Instant::now();
-    geodns_zone::Zone::from_text(&doc.zones[0].origin, &doc.zones[0].text, "bench").unwrap();
+    let served = Internal::whole(&snap, Some(&publisher.zones), &[], &allowed).unwrap();
     let compile = t.elapsed();
+    let per_pub = (changes_per_min as f64 * every.as_secs_f64() / 60.0).ceil() as usize;
+    let patch = {
+        let mut parts = publisher.zones.clone();
+        let mut served = served;
+        let mut gone = std::collections::BTreeSet::new();
+        let rounds = 20u32;
+        let mut spent = Duration::ZERO;
+        for r in 0..rounds {
+            let mut change = ZoneChange {
+                origin: ORIGIN.into(),
+                soa: None,
+                apex: None,
+                human: None,
+                removed: Vec::new(),
+                added: Vec::new(),
+            };
+            for k in 0..per_pub {
+                let host = ((u64::from(r) * 104_729 + k as u64 * 7919) % records as u64) as u32;
+                if gone.remove(&host) {
+                    change.added.push(robot_line(host));
+                } else {
+                    gone.insert(host);
+                    change.removed.push(robot_line(host));
+                }
+            }
+            let d = parts
+                .delta(
+                    parts.version() + 1,
+                    now(),
+                    vec![ORIGIN.into()],
+                    vec![change],
+                )
+                .unwrap();
+            let t = Instant::now();
+            parts.apply(&d).unwrap();
+            served = served
+                .patched(std::slice::from_ref(&d), &parts, &[], &allowed)
+                .unwrap();
+            spent += t.elapsed();
+        }
+        spent / rounds
+    };
+    let per_version = match design {
+        Design::Whole => compile,
+        Design::Deltas => patch,
+    };
     let dir = std::env::temp_dir().join(format!("geodns-churn-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let seen = start_followers(&via, &layout, n, &dir, "f", 500);
+    let (seen, fetched) = start_followers(&via, &layout, n, &dir, "f", 500, peers).await;
     let t0 = Instant::now();
     loop {
         let s = seen.lock().unwrap().clone();
@@ -340,14 +558,20 @@ async fn churn(
     );
     // The run: a publication every `every`, each changing what the churn rate gives.
     let (down0, cpu0, start) = (counts.down.load(Relaxed), cpu_time(), Instant::now());
-    let per_pub = (changes_per_min as f64 * every.as_secs_f64() / 60.0).ceil() as usize;
-    let mut changed = 0usize;
+    let (peer0, whole0, deltas0) = (
+        fetched.peer.load(Relaxed),
+        fetched.whole.load(Relaxed),
+        fetched.deltas.load(Relaxed),
+    );
     let mut pubs: Vec<(u64, Instant)> = Vec::new();
+    let mut delta_bytes = 0u64;
+    let mut wholes = 0;
     while start.elapsed() < Duration::from_secs(seconds) {
         let t = Instant::now();
-        version += 1;
-        changed = (changed + per_pub).min(records);
-        publish(version, changed).await;
+        let (p, d) = publisher.publish(per_pub).await;
+        version = p.version;
+        delta_bytes += d.sealed(None).len() as u64;
+        wholes += usize::from(p.full.is_none());
         pubs.push((version, t));
         tokio::time::sleep(every.saturating_sub(t.elapsed())).await;
     }
@@ -364,6 +588,7 @@ async fn churn(
     }
     let elapsed = start.elapsed().as_secs_f64();
     let (down, cpu) = (counts.down.load(Relaxed) - down0, cpu_time() - cpu0);
+    let peer_bytes = fetched.peer.load(Relaxed) - peer0;
     let s = seen.lock().unwrap().clone();
     let mut to_all: Vec<f64> = pubs
         .iter()
@@ -373,16 +598,26 @@ async fn churn(
     to_all.sort_by(f64::total_cmp);
     let applies = s.iter().filter(|(_, v, _)| *v > pubs[0].0 - 1).count();
     let minutes = elapsed / 60.0;
+    let npub = pubs.len() as f64;
     println!(
-        "churn followers={n} records={records} snapshot={snapshot_bytes} B changes/min={changes_per_min} publish every {} ms, {} publications in {elapsed:.0} s",
+        "churn design={design:?} followers={n} records={records} snapshot={snapshot_bytes} B changes/min={changes_per_min} ({per_pub} a publication, delta {:.0} B) publish every {} ms, {} publications ({wholes} whole in ZooKeeper) in {elapsed:.0} s",
+        delta_bytes as f64 / npub,
         every.as_millis(),
         pubs.len()
     );
     println!(
-        "  zookeeper egress to followers: {:.1} MB per publication, {:.1} MB per minute ({:.1}x one snapshot per publication)",
-        down as f64 / pubs.len() as f64 / 1e6,
+        "  zookeeper egress to followers: {:.2} MB per publication, {:.1} MB per minute ({:.2}x one snapshot per publication; {:.0} B per follower per publication)",
+        down as f64 / npub / 1e6,
         down as f64 / minutes / 1e6,
-        down as f64 / pubs.len() as f64 / snapshot_bytes as f64
+        down as f64 / npub / snapshot_bytes as f64,
+        down as f64 / npub / n as f64
+    );
+    println!(
+        "  followers took {:.1} MB whole from ZooKeeper, {:.1} MB whole from peers ({:.0} % of the bulk bytes), {:.1} MB of deltas",
+        (fetched.whole.load(Relaxed) - whole0) as f64 / 1e6,
+        peer_bytes as f64 / 1e6,
+        100.0 * peer_bytes as f64 / (peer_bytes + down).max(1) as f64,
+        (fetched.deltas.load(Relaxed) - deltas0) as f64 / 1e6
     );
     if !to_all.is_empty() {
         println!(
@@ -395,17 +630,22 @@ async fn churn(
         );
     }
     println!(
-        "  follower CPU per minute: {:.1} ms fetching and checking (this process / followers) + {:.0} ms compiling ({:.1} versions taken per follower a minute x {:.0} ms a compile)",
+        "  follower CPU per minute: {:.1} ms fetching, checking and applying to the parts (this process / followers) + {:.1} ms in the server's zones ({:.1} versions taken per follower a minute x {:.3} ms each: {})",
         cpu.as_secs_f64() * 1000.0 / n as f64 / minutes,
-        applies as f64 / n as f64 / minutes * compile.as_secs_f64() * 1000.0,
+        applies as f64 / n as f64 / minutes * per_version.as_secs_f64() * 1000.0,
         applies as f64 / n as f64 / minutes,
-        compile.as_secs_f64() * 1000.0
+        per_version.as_secs_f64() * 1000.0,
+        match design {
+            Design::Whole => "a whole compile",
+            Design::Deltas => "a patch",
+        }
     );
+    println!("  this process: {:.0} MB resident", rss_mb());
     // A cold start: 200 new followers at once.
     let cold = 200;
     let down0 = counts.down.load(Relaxed);
     let t0 = Instant::now();
-    let seen = start_followers(&via, &layout, cold, &dir, "cold", 500);
+    let (seen, fetched) = start_followers(&via, &layout, cold, &dir, "cold", 500, peers).await;
     loop {
         let s = seen.lock().unwrap().clone();
         if let Some(all) = time_to_all(&s, cold, version, t0) {
@@ -419,11 +659,13 @@ async fn churn(
                 .collect();
             each.sort_by(f64::total_cmp);
             println!(
-                "  cold start of {cold}: median {:.2} s, p99 {:.2} s, all {:.2} s; {:.1} MB from zookeeper",
+                "  cold start of {cold}: median {:.2} s, p99 {:.2} s, all {:.2} s; {:.1} MB from zookeeper, {:.1} MB from peers ({} of {cold} whole from a peer)",
                 pct(&each, 50),
                 pct(&each, 99),
                 all.as_secs_f64(),
-                (counts.down.load(Relaxed) - down0) as f64 / 1e6
+                (counts.down.load(Relaxed) - down0) as f64 / 1e6,
+                fetched.peer.load(Relaxed) as f64 / 1e6,
+                fetched.peer_versions.load(Relaxed)
             );
             break;
         }
@@ -450,20 +692,28 @@ fn main() {
             n.parse().unwrap(),
             j.parse().unwrap(),
         )),
-        ["churn", connect, n, records, changes, every_ms, seconds] => rt.block_on(churn(
-            connect.into(),
-            n.parse().unwrap(),
-            records.parse().unwrap(),
-            changes.parse().unwrap(),
-            Duration::from_millis(every_ms.parse().unwrap()),
-            seconds.parse().unwrap(),
-        )),
+        ["churn", connect, n, records, changes, every_ms, seconds, design] => {
+            let design = match design {
+                "whole" => Design::Whole,
+                "deltas" => Design::Deltas,
+                _ => panic!("DESIGN is whole or deltas"),
+            };
+            rt.block_on(churn(
+                connect.into(),
+                n.parse().unwrap(),
+                records.parse().unwrap(),
+                changes.parse().unwrap(),
+                Duration::from_millis(every_ms.parse().unwrap()),
+                seconds.parse().unwrap(),
+                design,
+            ))
+        }
         ["publish", connect, records] => {
             let layout = Layout::new("/geodns").unwrap();
             rt.block_on(publish_next(connect, &layout, records.parse().unwrap()));
         }
         _ => eprintln!(
-            "usage: fanout CONNECT N [JITTER_MS] | publish CONNECT RECORDS | churn CONNECT FOLLOWERS RECORDS CHANGES_PER_MIN PUBLISH_EVERY_MS SECONDS (see the source)"
+            "usage: fanout CONNECT N [JITTER_MS] | publish CONNECT RECORDS | churn CONNECT FOLLOWERS RECORDS CHANGES_PER_MIN PUBLISH_EVERY_MS SECONDS whole|deltas (see the source)"
         ),
     }
 }

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# The fleet on today's whole-snapshot design (issue 24's baseline): a standalone ZooKeeper,
-# then `fanout churn` (benches/fanout.rs) with the arguments given.
+# The fleet under constant churn (issue 24): a standalone ZooKeeper, then `fanout churn`
+# (benches/fanout.rs) with the arguments given. DESIGN is `whole` (every publication whole,
+# every follower fetching it from ZooKeeper: the design before deltas) or `deltas` (deltas,
+# a whole snapshot every 100 publications, whole snapshots from peers).
 #
-#   benches/internal/churn.sh FANOUT_BIN FOLLOWERS RECORDS CHANGES_PER_MIN PUBLISH_EVERY_MS SECONDS
+#   benches/internal/churn.sh FANOUT_BIN FOLLOWERS RECORDS CHANGES_PER_MIN PUBLISH_EVERY_MS SECONDS DESIGN
 #
-# e.g. benches/internal/churn.sh target/release/deps/fanout-* 200 100000 1000 2000 60
+# e.g. benches/internal/churn.sh target/release/deps/fanout-* 200 100000 1000 2000 60 deltas
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 BIN=$1; shift

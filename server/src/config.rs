@@ -160,9 +160,31 @@ pub struct ZooKeeper {
     /// during a rotation. Empty: signatures are not checked (`geodns check` warns).
     #[serde(default)]
     pub trusted_keys: Vec<String>,
+    /// Where this server serves the snapshots it holds to other servers over HTTP
+    /// (`host:port`; read only, by content hash; docs/internal-zones.md). Unset: it serves
+    /// none and is not announced.
+    #[serde(default)]
+    pub peers_listen: Option<std::net::SocketAddr>,
+    /// The `host:port` other servers reach `peers_listen` at. Default: `peers_listen`, which
+    /// must then not be a wildcard address.
+    #[serde(default)]
+    pub peers_advertise: Option<String>,
+    /// How many peers, chosen at random among those announced, a server asks for a whole
+    /// snapshot before it reads ZooKeeper's chunks. 0: never ask peers. Default 3.
+    #[serde(default = "default_zk_peers_fetch")]
+    pub peers_fetch: usize,
 }
 
 impl ZooKeeper {
+    /// How this server shares snapshots with its peers.
+    pub fn peers(&self) -> geodns_snapshot::peers::PeersConfig {
+        geodns_snapshot::peers::PeersConfig {
+            listen: self.peers_listen,
+            advertise: self.peers_advertise.clone(),
+            fetch_from: self.peers_fetch,
+        }
+    }
+
     /// The keys snapshots must be signed by.
     pub fn trust(&self) -> geodns_snapshot::Trust {
         geodns_snapshot::Trust::new(
@@ -194,6 +216,9 @@ fn at_or_below(a: &str, b: &str) -> bool {
 
 fn default_zk_cache() -> PathBuf {
     "internal-snapshot.json".into()
+}
+fn default_zk_peers_fetch() -> usize {
+    3
 }
 fn default_zk_jitter_ms() -> u64 {
     500
@@ -440,6 +465,31 @@ impl Config {
             zk.zk.resolve(base);
             if let Err((key, problem)) = zk.zk.check(geodns_snapshot::access::Role::Server) {
                 return Err(invalid(format!("zookeeper.{key}"), problem));
+            }
+            match (&zk.peers_listen, &zk.peers_advertise) {
+                (Some(l), None) if l.ip().is_unspecified() => {
+                    return Err(invalid(
+                        "zookeeper.peers_advertise".into(),
+                        format!("needed: peers_listen {l} is a wildcard address, which peers cannot reach"),
+                    ));
+                }
+                (_, Some(a))
+                    if geodns_snapshot::layout::check_connect(a).is_err()
+                        || a.contains(',')
+                        || a.contains('/') =>
+                {
+                    return Err(invalid(
+                        "zookeeper.peers_advertise".into(),
+                        format!("{a:?} is not host:port"),
+                    ));
+                }
+                _ => {}
+            }
+            if zk.peers_fetch > 16 {
+                return Err(invalid(
+                    "zookeeper.peers_fetch".into(),
+                    format!("{} is more than 16 peers", zk.peers_fetch),
+                ));
             }
             for (i, k) in zk.trusted_keys.iter().enumerate() {
                 if let Err(problem) = k.parse::<geodns_snapshot::PublicKey>() {

@@ -9,11 +9,11 @@ use std::sync::Mutex;
 use geodns_daemon::prometheus::{Histogram, Kind, Text};
 
 /// Why an internal-zone snapshot is refused (`geodns_snapshot::Refused`'s reasons).
-pub const REFUSED_REASONS: [&str; 4] = ["signature", "version", "damaged", "zones"];
+pub const REFUSED_REASONS: [&str; 5] = ["signature", "version", "damaged", "zones", "peer"];
 
 /// How a version of the internal zones is taken (the follower's words,
 /// [`geodns_snapshot::Taken`]).
-const TAKEN_HOW: [&str; 2] = ["whole", "deltas"];
+const TAKEN_HOW: [&str; 3] = ["whole", "peer", "deltas"];
 
 /// Query types counted by name; others are counted as `other`.
 const QTYPES: [(u16, &str); 12] = [
@@ -461,12 +461,12 @@ impl Metrics {
             t.single(name, kind, help, g(v));
         }
         let r = "geodns_internal_snapshots_refused_total";
-        t.family(r, Kind::Counter, "Internal-zone snapshots refused, by reason: signature (not signed by a trusted key), version (not newer than the one in force), damaged (size, checksum or document), zones (does not compile, or a zone out of scope).");
+        t.family(r, Kind::Counter, "Internal-zone snapshots refused, by reason: signature (not signed by a trusted key), version (not newer than the one in force), damaged (size, checksum or document), zones (does not compile, or a zone out of scope), peer (a peer served bytes that are not the snapshot; another peer or ZooKeeper is asked).");
         for (reason, v) in REFUSED_REASONS.iter().zip(&self.internal_refused) {
             t.sample(r, &[("reason", reason)], g(v));
         }
         let u = "geodns_internal_snapshot_updates_total";
-        t.family(u, Kind::Counter, "Versions of the internal zones taken, by how: whole (a whole snapshot fetched: the first, after a restart, or when deltas could not be used) or deltas.");
+        t.family(u, Kind::Counter, "Versions of the internal zones taken, by how: whole (a whole snapshot from ZooKeeper: the first, after a restart, or when deltas could not be used), peer (the same, from another server) or deltas.");
         for (how, v) in TAKEN_HOW.iter().zip(&self.internal_taken) {
             t.sample(u, &[("how", how)], g(v));
         }

@@ -30,7 +30,7 @@ pub enum StartError {
     Bind {
         /// The address.
         addr: std::net::SocketAddr,
-        /// udp, tcp or http.
+        /// udp, tcp, http, or the peers' http.
         transport: &'static str,
         /// The OS error.
         source: std::io::Error,
@@ -139,7 +139,15 @@ pub async fn run(config_path: &Path) -> Result<(), StartError> {
     )));
     if let Some(zk) = cfg.zookeeper.clone() {
         tokio::spawn(crate::zookeeper::follow_health(zk.clone(), state.clone()));
-        tokio::spawn(crate::zookeeper::follow(zk, state.clone(), metrics.clone()));
+        let peers = zk.peers_listen;
+        let follow = crate::zookeeper::follow(zk, state.clone(), metrics.clone())
+            .await
+            .map_err(|source| StartError::Bind {
+                addr: peers.expect("only binding peers_listen fails"),
+                transport: "http, peers",
+                source,
+            })?;
+        tokio::spawn(follow);
     }
 
     let rrl = crate::rrl::Limiter::new(&cfg.rrl).map(Arc::new);

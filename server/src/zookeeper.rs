@@ -23,6 +23,7 @@ fn follower_config(zk: &config::ZooKeeper) -> FollowerConfig {
         jitter: Duration::from_millis(zk.jitter_ms),
         recheck: Duration::from_millis(zk.recheck_ms.max(100)),
         trust: zk.trust(),
+        peers: zk.peers(),
     }
 }
 
@@ -65,8 +66,14 @@ fn unix(rfc3339: &str) -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-/// Follows the published snapshot until the process ends, swapping each good one in.
-pub async fn follow(zk: config::ZooKeeper, state: Arc<State>, metrics: Arc<Metrics>) {
+/// The task that follows the published snapshot until the process ends, swapping each good
+/// one in, once `[zookeeper] peers_listen` (if set) is bound: a port that cannot be bound is
+/// an error at start.
+pub async fn follow(
+    zk: config::ZooKeeper,
+    state: Arc<State>,
+    metrics: Arc<Metrics>,
+) -> std::io::Result<impl std::future::Future<Output = ()>> {
     let have = state.load().internal.version;
     let apply_state = state.clone();
     let apply_metrics = metrics.clone();
@@ -112,7 +119,7 @@ pub async fn follow(zk: config::ZooKeeper, state: Arc<State>, metrics: Arc<Metri
     if !zk.trust().checks() {
         tracing::warn!("[zookeeper] trusted_keys is empty: snapshots are taken unsigned, so whoever can write to ZooKeeper can change this server's internal zones (docs/security.md)");
     }
-    Follower::new(follower_config(&zk), apply)
+    let follower = Follower::new(follower_config(&zk), apply)
         .on_save_failed(Arc::new(move || {
             save_metrics.internal_snapshot_save_failed()
         }))
@@ -122,8 +129,9 @@ pub async fn follow(zk: config::ZooKeeper, state: Arc<State>, metrics: Arc<Metri
         .on_taken(Arc::new(move |how, deltas, bytes| {
             taken_metrics.internal_snapshot_taken(how, deltas, bytes)
         }))
-        .run(have)
-        .await;
+        .serve_peers()
+        .await?;
+    Ok(follower.run(have))
 }
 
 /// Follows the PoP health `geodns announce` publishes, draining PoPs that are not up.

@@ -74,13 +74,14 @@ impl Role {
 }
 
 /// The directories `geodns zk init` creates under the root, with their kinds.
-pub const TREE: [(&str, Node); 6] = [
+pub const TREE: [(&str, Node); 7] = [
     ("hosts", Node::Hosts),
     ("robots", Node::Robots),
     ("human", Node::Human),
     ("presenters", Node::Presenters),
     ("snapshots", Node::Snapshots),
     ("health", Node::Health),
+    ("peers", Node::Peers),
 ];
 
 /// An identity of its own, which `geodns zk init` sets up.
@@ -232,6 +233,8 @@ pub enum Node {
     Health,
     /// `<root>/robots`, the parent of the robot identities' directories.
     Robots,
+    /// `<root>/peers` and each server's announcement that it serves snapshots to its peers.
+    Peers,
 }
 
 fn acl(perm: Permission, role: Role) -> Acl {
@@ -301,8 +304,16 @@ pub fn acls(node: Node, secure: bool) -> Vec<Acl> {
         Node::Reports => out.extend([acl(rw, Role::Presenter), acl(P::READ, Role::Human)]),
         Node::Health => out.extend([acl(rw, Role::Announce), acl(P::READ, Role::Server)]),
         Node::Robots => out.push(acl(P::READ, Role::Presenter)),
+        // Servers share one user: one may remove another's announcement, which costs its
+        // peers a fetch from ZooKeeper, never a wrong answer (what peers serve is verified).
+        Node::Peers => out.push(acl(rw, Role::Server)),
     }
     out
+}
+
+/// Creation options for an ephemeral node of kind `node`.
+pub fn ephemeral(node: Node, secure: bool) -> zk::CreateOptions<'static> {
+    zk::CreateMode::Ephemeral.with_acls(zk::Acls::new(leak(node, secure)))
 }
 
 /// Creation options for a persistent node of kind `node`.
@@ -345,6 +356,7 @@ mod tests {
             Node::Reports,
             Node::Health,
             Node::Robots,
+            Node::Peers,
         ] {
             let a = acls(node, true);
             for entry in &a {

@@ -119,6 +119,9 @@ fn head_hash(b: &ZoneBody) -> [u8; 32] {
     Sha256::digest(serde_json::to_vec(&head).expect("serialises")).into()
 }
 
+/// One zone's share of the state digest: its head hash and robot sum.
+type Part = ([u8; 32], Sum);
+
 /// One zone with what its share of the state digest needs.
 #[derive(Clone, Debug)]
 struct Held {
@@ -262,11 +265,32 @@ impl Zones {
         }
     }
 
-    /// Applies `d`, in time proportional to the delta (and the human texts it replaces).
-    /// Refused, leaving `self` as it was, if `d` is not the delta from this version, names a
-    /// record it cannot remove or add, or does not reach the state it says: the state it
-    /// would reach is computed first, from the sums, and only then is anything changed.
-    pub fn apply(&mut self, d: &Delta) -> Result<(), SnapshotError> {
+    /// A delta from this version to `version` made of `changes` (the zones of `version` in
+    /// order, `zones`), with the state it reaches computed in time proportional to the
+    /// changes; refused like [`Zones::apply`] refuses one that does not fit this version.
+    pub fn delta(
+        &self,
+        version: u64,
+        created_at: String,
+        zones: Vec<String>,
+        changes: Vec<ZoneChange>,
+    ) -> Result<Delta, SnapshotError> {
+        let mut d = Delta {
+            format: FORMAT,
+            from: self.version,
+            version,
+            created_at,
+            zones,
+            changes,
+            state: String::new(),
+        };
+        d.state = self.reach(&d)?.1;
+        Ok(d)
+    }
+
+    /// Checks `d` against this version and computes, from the heads and sums alone, each
+    /// zone's part of the state it leads to and that state.
+    fn reach(&self, d: &Delta) -> Result<(Vec<Part>, String), SnapshotError> {
         if d.format != FORMAT {
             return Err(refused(
                 d,
@@ -360,12 +384,22 @@ impl Zones {
                 .zip(&parts)
                 .map(|(o, p)| (o.as_str(), &p.0, &p.1)),
         );
+        Ok((parts, state))
+    }
+
+    /// Applies `d`, in time proportional to the delta (and the human texts it replaces).
+    /// Refused, leaving `self` as it was, if `d` is not the delta from this version, names a
+    /// record it cannot remove or add, or does not reach the state it says: the state it
+    /// would reach is computed first, from the sums, and only then is anything changed.
+    pub fn apply(&mut self, d: &Delta) -> Result<(), SnapshotError> {
+        let (parts, state) = self.reach(d)?;
         if state != d.state {
             return Err(refused(
                 d,
                 format!("gives {state}, the delta says {}", d.state),
             ));
         }
+        let change = |o: &str| d.changes.iter().find(|c| c.origin == o);
         // Now nothing can fail.
         let mut old = std::mem::take(&mut self.zones);
         for (o, (head, robots)) in d.zones.iter().zip(parts) {
@@ -608,6 +642,16 @@ mod tests {
                 let next = step(&mut r, &published);
                 let delta = Delta::decode(&published.delta_to(&next).encode()).unwrap();
                 changes += delta.changes.len();
+                // The same delta made from its changes alone reaches the same state.
+                let made = follower
+                    .delta(
+                        delta.version,
+                        delta.created_at.clone(),
+                        delta.zones.clone(),
+                        delta.changes.clone(),
+                    )
+                    .unwrap();
+                assert_eq!(made, delta, "seed {seed}");
                 follower.apply(&delta).unwrap();
                 let full = Zones::from_snapshot(&next.to_snapshot()).unwrap();
                 assert_eq!(follower.to_snapshot(), next.to_snapshot(), "seed {seed}");

@@ -20,6 +20,7 @@ use crate::backoff::{jitter, Backoff};
 use crate::delta::{Delta, Zones};
 use crate::format::{Pointer, Snapshot};
 use crate::layout::{Layout, ZkSettings};
+use crate::peers::{PeersConfig, Shelf};
 use crate::signature::Trust;
 use crate::store;
 
@@ -36,6 +37,8 @@ pub struct FollowerConfig {
     pub recheck: Duration,
     /// The keys snapshots must be signed by (empty: signatures are not checked).
     pub trust: Trust,
+    /// Whole snapshots served to and fetched from other servers.
+    pub peers: PeersConfig,
 }
 
 /// What the owner is handed: a new version, whole or as the changes since the one in force.
@@ -61,8 +64,8 @@ impl Update<'_> {
 /// Applies a verified update; `Err` refuses it (the owner keeps what it has).
 pub type Apply = Arc<dyn Fn(Update<'_>) -> Result<(), String> + Send + Sync>;
 
-/// Called with each version taken: how it came (`whole` or `deltas`), the number of deltas,
-/// and the bytes fetched (for metrics and the status record's chain).
+/// Called with each version taken: how it came (`whole` from ZooKeeper, `peer` whole from a
+/// peer, or `deltas`), the number of deltas, and the bytes fetched (for metrics).
 pub type Taken = Arc<dyn Fn(&'static str, u64, u64) + Send + Sync>;
 
 /// The most deltas fetched to catch up at once; further behind, a whole snapshot is cheaper.
@@ -74,7 +77,8 @@ pub type SaveFailed = Arc<dyn Fn() + Send + Sync>;
 /// Called with the reason each time a snapshot is refused (for a metric): `signature` (not
 /// signed by a trusted key), `version` (not newer than the one in force, or beyond the SOA
 /// serial), `damaged` (size, checksum or document wrong), `zones` (the owner's `Apply` refused
-/// it: a zone that does not compile or is out of scope).
+/// it: a zone that does not compile or is out of scope), `peer` (a peer served bytes that are
+/// not the document: the next peer, or ZooKeeper, is asked instead).
 pub type Refused = Arc<dyn Fn(&'static str) + Send + Sync>;
 
 /// The follower of one ZooKeeper ensemble.
@@ -90,6 +94,10 @@ pub struct Follower {
     unsaved: Arc<std::sync::Mutex<Option<(Pointer, Snapshot)>>>,
     /// The parts of the version in force, when known: what deltas apply to.
     held: Arc<std::sync::Mutex<Held>>,
+    /// What this server serves its peers, and the name it is announced under.
+    shelf: Arc<Shelf>,
+    me: Option<String>,
+    http: reqwest::Client,
 }
 
 /// The version in force as parts, and the journal of deltas on disk since the last whole save.
@@ -293,7 +301,34 @@ impl Follower {
             taken: None,
             unsaved: Arc::default(),
             held: Arc::default(),
+            shelf: Arc::default(),
+            me: None,
+            http: reqwest::Client::builder()
+                .connect_timeout(Duration::from_secs(1))
+                .timeout(Duration::from_secs(20))
+                .build()
+                .expect("an HTTP client without TLS builds"),
         }
+    }
+
+    /// Serves the snapshots this server holds to its peers on `[peers] listen`, if set, and
+    /// announces it in ZooKeeper with each session. Fails when the address cannot be bound.
+    pub async fn serve_peers(mut self) -> std::io::Result<Follower> {
+        let Some(listen) = self.cfg.peers.listen else {
+            return Ok(self);
+        };
+        let listener = tokio::net::TcpListener::bind(listen).await?;
+        let bound = listener.local_addr()?;
+        self.me = Some(
+            self.cfg
+                .peers
+                .advertise
+                .clone()
+                .unwrap_or_else(|| bound.to_string()),
+        );
+        tracing::info!(listen = %bound, announced = self.me.as_deref(), "serving snapshots to peers");
+        tokio::spawn(crate::peers::serve(listener, self.shelf.clone()));
+        Ok(self)
     }
 
     /// Calls `f` with each version taken.
@@ -361,6 +396,12 @@ impl Follower {
             .await;
             backoff.reset();
             tracing::info!(session = %client.session_id(), "following internal-zone snapshots");
+            if let Some(me) = &self.me {
+                let secure = self.cfg.zk.secure();
+                if let Err(e) = crate::peers::announce(&client, &self.layout, me, secure).await {
+                    tracing::warn!(error = %e, "cannot announce this server to its peers; they fetch from ZooKeeper instead");
+                }
+            }
             self.session(&client, &mut have).await;
             tracing::warn!("ZooKeeper session ended; reconnecting");
         }
@@ -597,6 +638,15 @@ impl Follower {
             ms = started.elapsed().as_millis() as u64,
             "deltas applied"
         );
+        let (held, w) = (self.held.clone(), p.version);
+        self.shelf.promise(
+            p.checksum.clone(),
+            Box::new(move || {
+                let held = held.lock().expect("not poisoned");
+                let zones = held.zones.as_ref().filter(|z| z.version() == w)?;
+                Some(zones.to_snapshot().encode().0)
+            }),
+        );
         if let Some(f) = &self.taken {
             f("deltas", p.version - v, bytes);
         }
@@ -605,6 +655,29 @@ impl Follower {
 
     async fn fetch_whole(&self, client: &zk::Client, p: &Pointer) -> Result<(), FetchFailed> {
         let started = std::time::Instant::now();
+        if self.cfg.peers.fetch_from > 0 {
+            let me = self.me.as_deref();
+            let n = self.cfg.peers.fetch_from;
+            let trust = &self.cfg.trust;
+            match crate::peers::fetch(client, &self.layout, p, trust, me, n, &self.http).await {
+                Ok((snap, bytes)) => {
+                    tracing::info!(
+                        version = p.version,
+                        bytes = p.size,
+                        ms = started.elapsed().as_millis() as u64,
+                        "snapshot fetched from a peer and verified"
+                    );
+                    let zones = Zones::from_snapshot(&snap).ok();
+                    return self.take_whole(p, snap, zones, bytes, "peer").await;
+                }
+                Err(failed) => {
+                    for _ in 0..failed.refused {
+                        self.refuse("peer");
+                    }
+                    tracing::info!(version = p.version, tried = ?failed.tried, "no peer served the snapshot; reading ZooKeeper's chunks");
+                }
+            }
+        }
         let (snap, zones) =
             match store::fetch_version(client, &self.layout, p, &self.cfg.trust).await {
                 Ok(s) => s,
@@ -618,7 +691,6 @@ impl Follower {
                 }
                 Err(e) => return Err(FetchFailed::Transient(e.to_string())),
             };
-        let fetched = self.layout_bytes(p);
         tracing::info!(
             version = p.version,
             bytes = p.size,
@@ -626,6 +698,24 @@ impl Follower {
             ms = started.elapsed().as_millis() as u64,
             "snapshot fetched and verified"
         );
+        let bytes = snap.encode().0;
+        self.take_whole(p, snap, zones, bytes, "whole").await
+    }
+
+    /// Hands a whole, verified snapshot to the owner, saves it, and serves it to peers.
+    async fn take_whole(
+        &self,
+        p: &Pointer,
+        snap: Snapshot,
+        zones: Option<Zones>,
+        bytes: Vec<u8>,
+        how: &'static str,
+    ) -> Result<(), FetchFailed> {
+        let fetched = if how == "whole" {
+            p.size + p.delta_bytes
+        } else {
+            bytes.len() as u64
+        };
         let apply = self.apply.clone();
         let cache = self.cfg.cache.clone();
         let (unsaved, failed, held) = (
@@ -657,15 +747,11 @@ impl Follower {
         })
         .await
         .map_err(|e| FetchFailed::Refused("zones", format!("applying panicked: {e}")))??;
+        self.shelf.put(p.checksum.clone(), bytes);
         if let Some(f) = &self.taken {
-            f("whole", 0, fetched);
+            f(how, 0, fetched);
         }
         Ok(())
-    }
-
-    /// Bytes a whole fetch of `p` reads: the whole snapshot it builds on and the deltas after.
-    fn layout_bytes(&self, p: &Pointer) -> u64 {
-        p.size + p.delta_bytes
     }
 }
 

@@ -13,6 +13,7 @@
 //! <root>/conflicts                 the presenter's last conflict report (JSON)
 //! <root>/held                      why the last snapshot was held back, if it was
 //! <root>/health/<pop>              one PoP's health (announce)
+//! <root>/peers/<host:port>         ephemeral, a server that serves snapshots to its peers
 //! ```
 
 use crate::access::Role;
@@ -97,6 +98,11 @@ impl Layout {
     /// The delta that makes `version` (from `version - 1`).
     pub fn delta(&self, version: u64) -> String {
         format!("{}/snapshots/deltas/{version:020}", self.root)
+    }
+
+    /// Parent of the servers' announcements that they serve snapshots to their peers.
+    pub fn peers(&self) -> String {
+        format!("{}/peers", self.root)
     }
 
     /// The pointer servers watch.

@@ -21,7 +21,8 @@
 //!   typed [`pophealth::PopHealth`] for writer and reader; [`health_file`]: the same health as
 //!   the file a server reads, its format written and parsed in one place;
 //! - [`follower`]: the task a server runs: last good snapshot from disk at start, then watch,
-//!   fetch with jitter, verify, hand over, save; reconnect with backoff.
+//!   take each version as deltas or whole, verify, hand over, save; reconnect with backoff;
+//!   [`peers`]: whole snapshots served to and fetched from other servers, by content hash.
 
 pub mod access;
 pub mod backoff;
@@ -30,6 +31,7 @@ pub mod follower;
 pub mod format;
 pub mod health_file;
 pub mod layout;
+pub mod peers;
 pub mod pophealth;
 pub mod secret_file;
 pub mod signature;
