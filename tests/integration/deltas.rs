@@ -307,3 +307,112 @@ fn deltas_give_what_a_whole_snapshot_gives_and_damage_leads_to_a_whole_load() {
         same_answers(&follower, &fresh, &format!("{damage}, version {v}"));
     }
 }
+
+/// A peer that answers every request with `body`.
+fn lying_peer(body: Vec<u8>) -> String {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().flatten() {
+            let mut buf = [0u8; 4096];
+            let _ = stream.read(&mut buf);
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = stream.write_all(head.as_bytes());
+            let _ = stream.write_all(&body);
+        }
+    });
+    addr
+}
+
+fn peer_server(zk: &ZooKeeper, extra: &str) -> Server {
+    Server::start(&example_config(
+        "",
+        &format!(
+            "[zookeeper]\nconnect = \"{}\"\njitter_ms = 20\nrecheck_ms = 1000\nsession_timeout_ms = 4000\nzones = [\"{ZONE}\"]\n{extra}",
+            zk.connect()
+        ),
+    ))
+}
+
+#[test]
+fn a_cold_server_takes_the_snapshot_from_a_peer_and_refuses_wrong_bytes() {
+    let zk = ZooKeeper::standalone();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = format!("full_every = 1000\n{}", presenter_config(&zk, "", ""));
+    std::fs::write(dir.path().join("presenter.toml"), &cfg).unwrap();
+    let _presenter = presenter(dir.path(), &cfg, &[]);
+    let mut hosts = Hosts::new();
+    let mut seq = 0;
+    let mut v = 0;
+    for i in 0..20 {
+        register(
+            &zk,
+            &mut hosts,
+            &mut seq,
+            &format!("h{i}.prn1.{ZONE}"),
+            &format!("10.0.0.{}", i + 1),
+            i % 3 == 0,
+        );
+        v = settle(&zk, v, &[]);
+    }
+    let pointer: serde_json::Value =
+        serde_json::from_slice(&zk.get("/geodns/snapshot").unwrap()).unwrap();
+    let size = pointer["size"].as_u64().unwrap() as usize;
+    assert!(pointer["full"].as_u64().unwrap() < v, "{pointer}");
+    let took = |s: &Server, how: &str| {
+        s.metric(&format!(
+            "geodns_internal_snapshot_updates_total{{how=\"{how}\"}}"
+        ))
+    };
+
+    // The only peers announced serve bytes of the right size but not the snapshot, or too
+    // many: both refused, and the server reads ZooKeeper's chunks and the deltas after them.
+    for body in [vec![b'x'; size], vec![b'y'; size + 1000]] {
+        let liar = lying_peer(body);
+        zk.set(&format!("/geodns/peers/{liar}"), b"");
+    }
+    let cold = peer_server(&zk, "peers_fetch = 3\n");
+    settle(&zk, v - 1, &[&cold]);
+    assert_eq!(took(&cold, "whole"), 1, "{}", cold.log_text());
+    assert_eq!(took(&cold, "peer"), 0);
+    assert_eq!(
+        cold.metric("geodns_internal_snapshots_refused_total{reason=\"peer\"}"),
+        2,
+        "{}",
+        cold.log_text()
+    );
+    zk.delete_tree("/geodns/peers");
+
+    // A server that took its version by deltas serves it whole (rendered on the first
+    // request); a cold server takes it from that peer, and answers alike.
+    let sharer = peer_server(&zk, "peers_listen = \"127.0.0.1:0\"\n");
+    register(
+        &zk,
+        &mut hosts,
+        &mut seq,
+        &format!("h30.prn2.{ZONE}"),
+        "10.3.0.1",
+        false,
+    );
+    v = settle(&zk, v, &[&sharer]);
+    register(
+        &zk,
+        &mut hosts,
+        &mut seq,
+        &format!("h31.prn2.{ZONE}"),
+        "10.3.0.2",
+        false,
+    );
+    v = settle(&zk, v, &[&sharer]);
+    assert!(took(&sharer, "deltas") >= 1, "{}", sharer.log_text());
+    let warm = peer_server(&zk, "peers_fetch = 3\n");
+    settle(&zk, v - 1, &[&warm, &cold]);
+    assert_eq!(took(&warm, "peer"), 1, "{}", warm.log_text());
+    assert_eq!(took(&warm, "whole"), 0);
+    same_answers(&warm, &sharer, "from a peer");
+    same_answers(&warm, &cold, "from a peer and from ZooKeeper");
+}
