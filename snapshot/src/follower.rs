@@ -834,4 +834,64 @@ mod tests {
         );
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
     }
+
+    #[test]
+    fn the_journal_brings_the_cache_forward_and_stops_at_a_gap_or_a_bad_line() {
+        use crate::zone_text::{Soa, ZoneBody};
+        let body = |hosts: std::ops::Range<u32>| ZoneBody {
+            origin: "internal.example".into(),
+            soa: Soa {
+                ttl: 60,
+                primary: "ns1.internal.example".into(),
+                hostmaster: "h.internal.example".into(),
+                negative_ttl: 30,
+            },
+            apex: vec!["internal.example. 60 IN NS ns1.internal.example.".into()],
+            robot_lines: hosts
+                .map(|i| format!("h{i}.internal.example. 60 IN A 10.0.0.{i}"))
+                .collect(),
+            human: String::new(),
+        };
+        let v = |n: u32| Zones::new(u64::from(n), format!("t{n}"), vec![body(0..n)]);
+        let (_, key) = crate::SigningKey::generate().unwrap();
+        let trust = Trust::new(vec![key.public()]);
+        let sealed = |a: u32, b: u32| v(a).delta_to(&v(b)).sealed(Some(&key));
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("snap");
+        let start = |dir: &Path| {
+            let _ = std::fs::remove_file(journal_path(&path));
+            let snap = v(1).to_snapshot();
+            let (bytes, mut pointer) = snap.encode();
+            key.sign(&bytes, &mut pointer);
+            save_cache(&path, &pointer, &snap).unwrap();
+            assert!(dir.join("snap").exists());
+        };
+        start(dir.path());
+        append_journal(&path, &[sealed(1, 2), sealed(2, 3)]).unwrap();
+        assert_eq!(load_cache(&path, &trust).unwrap(), Some(v(3).to_snapshot()));
+        // A torn line at the end (a crash mid-append) is skipped; a line already applied
+        // (a journal left from before a whole save) too.
+        {
+            use std::io::Write;
+            let mut f = std::fs::OpenOptions::new()
+                .append(true)
+                .open(journal_path(&path))
+                .unwrap();
+            f.write_all(b"{\"sealed\":\"{\\\"vers").unwrap();
+        }
+        assert_eq!(load_cache(&path, &trust).unwrap(), Some(v(3).to_snapshot()));
+        // A gap stops the replay where it is.
+        start(dir.path());
+        append_journal(&path, &[sealed(1, 2), sealed(3, 4)]).unwrap();
+        assert_eq!(load_cache(&path, &trust).unwrap(), Some(v(2).to_snapshot()));
+        // A delta signed by another key ends it too.
+        start(dir.path());
+        let (_, other) = crate::SigningKey::generate().unwrap();
+        let forged = v(1).delta_to(&v(2)).sealed(Some(&other));
+        append_journal(&path, &[forged, sealed(2, 3)]).unwrap();
+        assert_eq!(load_cache(&path, &trust).unwrap(), Some(v(1).to_snapshot()));
+        // A whole save supersedes the journal.
+        start(dir.path());
+        assert!(!journal_path(&path).exists());
+    }
 }
