@@ -16,6 +16,13 @@
 //!   follower CPU per minute (this process's, per follower, plus compiling each version a
 //!   follower takes, measured once), then the same for a cold start of 200 followers.
 //!
+//! - `fleet CONNECT GEODNS_BIN FOLLOWERS HOSTS CHANGES_PER_MIN SECONDS`: issue 24's fleet
+//!   simulation with the real `geodns presenter` process: HOSTS registrations in ZooKeeper,
+//!   FOLLOWERS followers (deltas, peers), CHANGES_PER_MIN registrations leaving and coming
+//!   back; the time from each registration's write to every follower holding its record,
+//!   ZooKeeper's egress, the peers' share, follower and presenter CPU, and a cold start of
+//!   200 (benches/internal/fleet.sh).
+//!
 //! Run: `cargo bench --bench fanout -- fanout 127.0.0.1:2181 500`.
 
 use std::sync::{Arc, Mutex};
@@ -243,53 +250,93 @@ async fn start_followers(
     jitter_ms: u64,
     peers: bool,
 ) -> (Seen, Arc<Fetched>) {
-    use std::sync::atomic::Ordering::Relaxed;
-    let seen: Seen = Arc::new(Mutex::new(Vec::new()));
-    let fetched = Arc::new(Fetched::default());
-    for i in 0..n {
-        let seen = seen.clone();
-        let cfg = FollowerConfig {
-            zk: geodns_snapshot::ZkSettings {
-                connect: via.to_owned(),
-                root: layout.root().to_owned(),
-                session_timeout_ms: 30_000,
-                password_file: None,
-                user: None,
-            },
-            cache: dir.join(format!("{tag}{i}.json")),
-            jitter: Duration::from_millis(jitter_ms),
-            recheck: Duration::from_secs(30),
-            trust: Default::default(),
-            peers: PeersConfig {
-                listen: peers.then(|| "127.0.0.1:0".parse().unwrap()),
-                advertise: None,
-                fetch_from: if peers { 3 } else { 0 },
-            },
-        };
-        let apply: geodns_snapshot::Apply = Arc::new(move |u: Update<'_>| {
-            seen.lock().unwrap().push((i, u.version(), Instant::now()));
-            Ok(())
-        });
-        let f = fetched.clone();
-        let taken: geodns_snapshot::Taken = Arc::new(move |how, _, bytes| {
-            let counter = match how {
-                "peer" => {
-                    f.peer_versions.fetch_add(1, Relaxed);
-                    &f.peer
-                }
-                "deltas" => &f.deltas,
-                _ => &f.whole,
+    let fleet = Fleet {
+        via,
+        layout,
+        dir,
+        jitter_ms,
+        peers,
+        hook: None,
+    };
+    fleet.start(n, tag).await
+}
+
+/// What a follower was handed, for a bench that looks inside (follower index, update).
+type Hook = Arc<dyn Fn(usize, &Update<'_>) + Send + Sync>;
+
+/// How a bench's followers are started.
+struct Fleet<'a> {
+    via: &'a str,
+    layout: &'a Layout,
+    dir: &'a std::path::Path,
+    jitter_ms: u64,
+    peers: bool,
+    /// Called with every update each follower takes.
+    hook: Option<Hook>,
+}
+
+impl Fleet<'_> {
+    async fn start(&self, n: usize, tag: &str) -> (Seen, Arc<Fetched>) {
+        let Fleet {
+            via,
+            layout,
+            dir,
+            jitter_ms,
+            peers,
+            ref hook,
+        } = *self;
+        use std::sync::atomic::Ordering::Relaxed;
+        let seen: Seen = Arc::new(Mutex::new(Vec::new()));
+        let fetched = Arc::new(Fetched::default());
+        for i in 0..n {
+            let seen = seen.clone();
+            let cfg = FollowerConfig {
+                zk: geodns_snapshot::ZkSettings {
+                    connect: via.to_owned(),
+                    root: layout.root().to_owned(),
+                    session_timeout_ms: 30_000,
+                    password_file: None,
+                    user: None,
+                },
+                cache: dir.join(format!("{tag}{i}.json")),
+                jitter: Duration::from_millis(jitter_ms),
+                recheck: Duration::from_secs(30),
+                trust: Default::default(),
+                peers: PeersConfig {
+                    listen: peers.then(|| "127.0.0.1:0".parse().unwrap()),
+                    advertise: None,
+                    fetch_from: if peers { 3 } else { 0 },
+                },
             };
-            counter.fetch_add(bytes, Relaxed);
-        });
-        let follower = Follower::new(cfg, apply)
-            .on_taken(taken)
-            .serve_peers()
-            .await
-            .expect("a loopback port");
-        tokio::spawn(follower.run(None));
+            let hook = hook.clone();
+            let apply: geodns_snapshot::Apply = Arc::new(move |u: Update<'_>| {
+                seen.lock().unwrap().push((i, u.version(), Instant::now()));
+                if let Some(h) = &hook {
+                    h(i, &u);
+                }
+                Ok(())
+            });
+            let f = fetched.clone();
+            let taken: geodns_snapshot::Taken = Arc::new(move |how, _, bytes| {
+                let counter = match how {
+                    "peer" => {
+                        f.peer_versions.fetch_add(1, Relaxed);
+                        &f.peer
+                    }
+                    "deltas" => &f.deltas,
+                    _ => &f.whole,
+                };
+                counter.fetch_add(bytes, Relaxed);
+            });
+            let follower = Follower::new(cfg, apply)
+                .on_taken(taken)
+                .serve_peers()
+                .await
+                .expect("a loopback port");
+            tokio::spawn(follower.run(None));
+        }
+        (seen, fetched)
     }
-    (seen, fetched)
 }
 
 /// The time from `at` until every one of `n` followers held `version` or a later one.
@@ -675,6 +722,365 @@ async fn churn(
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Registrations the fleet bench made, and when each follower first held each one.
+#[derive(Default)]
+struct Arrivals {
+    index: std::collections::HashMap<String, usize>,
+    at: Vec<Instant>,
+    /// Per arrival: a bit per follower that holds it, how many do, and when the last did.
+    held_by: Vec<Vec<u64>>,
+    count: Vec<usize>,
+    last: Vec<Option<Instant>>,
+}
+
+impl Arrivals {
+    fn add(&mut self, line: String, n: usize) {
+        self.index.insert(line, self.at.len());
+        self.at.push(Instant::now());
+        self.held_by.push(vec![0; n.div_ceil(64)]);
+        self.count.push(0);
+        self.last.push(None);
+    }
+
+    fn held(&mut self, follower: usize, line: &str) {
+        let Some(&a) = self.index.get(line) else {
+            return;
+        };
+        let (word, bit) = (follower / 64, 1u64 << (follower % 64));
+        if self.held_by[a][word] & bit == 0 {
+            self.held_by[a][word] |= bit;
+            self.count[a] += 1;
+            self.last[a] = Some(Instant::now());
+        }
+    }
+
+    fn update(&mut self, follower: usize, u: &Update<'_>) {
+        match u {
+            Update::Deltas(deltas, _) => {
+                for line in deltas
+                    .iter()
+                    .flat_map(|d| &d.changes)
+                    .flat_map(|c| &c.added)
+                {
+                    self.held(follower, line);
+                }
+            }
+            Update::Whole(_, Some(zones)) => {
+                let lines: Vec<String> = self.index.keys().cloned().collect();
+                for line in lines {
+                    if zones.bodies().any(|b| b.robot_lines.contains(&line)) {
+                        self.held(follower, &line);
+                    }
+                }
+            }
+            Update::Whole(_, None) => {}
+        }
+    }
+}
+
+/// A registration as a robot writes it: the node name and its data.
+fn registration(i: usize, seq: u64) -> (String, String, String) {
+    let name = format!("host{i}.r{}.{ORIGIN}", i % 100);
+    let addr = format!("10.{}.{}.{}", i >> 16 & 255, i >> 8 & 255, i & 255);
+    let data = format!(r#"{{"name":"{name}","addresses":["{addr}"],"services":[]}}"#);
+    let line = format!("{name}. 60 IN A {addr}");
+    (format!("{name}-{seq:010}"), data, line)
+}
+
+/// CPU seconds a process used so far (user and system, from /proc).
+fn process_cpu(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or(Vec::new(), |(_, r)| r.split_whitespace().collect());
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // utime and stime are fields 14 and 15 (11 and 12 after the command).
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// The fleet with a real presenter: HOSTS registrations in ZooKeeper, the `geodns presenter`
+/// process publishing (deltas, a whole snapshot every 100), N followers serving each other
+/// whole snapshots, and CHANGES_PER_MIN registrations a minute leaving and coming back. The
+/// latency is from a registration's write to every follower holding its record.
+async fn fleet(
+    connect: String,
+    geodns: String,
+    n: usize,
+    hosts: usize,
+    changes_per_min: usize,
+    seconds: u64,
+) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let root = "/geodns-fleet";
+    let layout = Layout::new(root).unwrap();
+    let upstream = connect.split(',').next().unwrap().to_owned();
+    let counts = Arc::new(Counted::default());
+    let via = counting_proxy(upstream, counts.clone()).await;
+    let client = zk::Client::connect(&connect).await.expect("connect");
+    store::ensure_path(
+        &client,
+        &layout.hosts(),
+        geodns_snapshot::access::Node::Hosts,
+        false,
+    )
+    .await
+    .unwrap();
+    // The registrations, written many at a time.
+    let t = Instant::now();
+    let mut seq = 0u64;
+    let mut live: Vec<Option<String>> = vec![None; hosts];
+    let opts = zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
+    for batch in (0..hosts).collect::<Vec<_>>().chunks(2000) {
+        let mut writes = Vec::new();
+        for &i in batch {
+            seq += 1;
+            let (node, data, _) = registration(i, seq);
+            let path = format!("{}/{node}", layout.hosts());
+            live[i] = Some(path.clone());
+            let c = client.clone();
+            let opts = opts.clone();
+            writes.push(tokio::spawn(async move {
+                c.create(&path, data.as_bytes(), &opts).await.map(|_| ())
+            }));
+        }
+        for w in writes {
+            w.await.unwrap().expect("create a registration");
+        }
+    }
+    eprintln!(
+        "{hosts} registrations in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+    // The presenter.
+    let dir = std::env::temp_dir().join(format!("geodns-fleet-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = format!(
+        "[zookeeper]\nconnect = \"{connect}\"\nroot = \"{root}\"\n\
+         [[zones]]\norigin = \"{ORIGIN}\"\nprimary = \"ns1.{ORIGIN}\"\nhostmaster = \"hostmaster.{ORIGIN}\"\nns = [\"ns1.{ORIGIN}\"]\n\
+         [guard]\ngrace_ms = 0\n"
+    );
+    std::fs::write(dir.join("presenter.toml"), cfg).unwrap();
+    let log = std::fs::File::create(dir.join("presenter.log")).unwrap();
+    let mut presenter = std::process::Command::new(&geodns)
+        .args(["presenter", "-c"])
+        .arg(dir.join("presenter.toml"))
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .expect("geodns presenter");
+    // Wait for the presenter to publish every registration.
+    let t = Instant::now();
+    let first = loop {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        if let Some((p, _)) = store::read_pointer(&client, &layout).await.unwrap() {
+            if p.size as usize > hosts * 40 {
+                break p;
+            }
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(600),
+            "the presenter published nothing"
+        );
+    };
+    let snapshot_bytes = first.size;
+    eprintln!(
+        "presenter published {hosts} records (version {}, {snapshot_bytes} bytes) {:.1} s after it started",
+        first.version,
+        t.elapsed().as_secs_f64()
+    );
+    // Followers, tracking which registrations each holds.
+    let arrivals = Arc::new(Mutex::new(Arrivals::default()));
+    let a = arrivals.clone();
+    let hook: Hook = Arc::new(move |i, u| a.lock().unwrap().update(i, u));
+    let fleet = Fleet {
+        via: &via,
+        layout: &layout,
+        dir: &dir,
+        jitter_ms: 500,
+        peers: true,
+        hook: Some(hook),
+    };
+    let t = Instant::now();
+    let (seen, fetched) = fleet.start(n, "f").await;
+    loop {
+        let s = seen.lock().unwrap().clone();
+        let v = store::read_pointer(&client, &layout)
+            .await
+            .unwrap()
+            .unwrap()
+            .0
+            .version;
+        if time_to_all(&s, n, v, t).is_some() {
+            break;
+        }
+        drop(s);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eprintln!(
+        "{n} followers in step after {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+    // The churn: every 200 ms, a share of the rate: registrations leave (deleted) and come
+    // back (a new node), alternately.
+    let tick = Duration::from_millis(200);
+    let per_tick = changes_per_min as f64 * tick.as_secs_f64() / 60.0;
+    let v0 = store::read_pointer(&client, &layout)
+        .await
+        .unwrap()
+        .unwrap()
+        .0
+        .version;
+    let (down0, peer0, deltas0, whole0) = (
+        counts.down.load(Relaxed),
+        fetched.peer.load(Relaxed),
+        fetched.deltas.load(Relaxed),
+        fetched.whole.load(Relaxed),
+    );
+    let (cpu0, pcpu0, start) = (cpu_time(), process_cpu(presenter.id()), Instant::now());
+    let mut owed = 0.0;
+    let mut cursor = 0usize;
+    let mut gone: Vec<usize> = Vec::new();
+    let mut arrived = 0;
+    while start.elapsed() < Duration::from_secs(seconds) {
+        let t = Instant::now();
+        owed += per_tick;
+        while owed >= 1.0 {
+            owed -= 1.0;
+            if gone.len() > 10 && cursor % 2 == 1 {
+                // One comes back.
+                let i = gone.remove(0);
+                seq += 1;
+                let (node, data, line) = registration(i, seq);
+                let path = format!("{}/{node}", layout.hosts());
+                arrivals.lock().unwrap().add(line, n);
+                client
+                    .create(&path, data.as_bytes(), &opts)
+                    .await
+                    .expect("register");
+                live[i] = Some(path);
+                arrived += 1;
+            } else {
+                // One leaves.
+                let i = (cursor * 7919) % hosts;
+                if let Some(path) = live[i].take() {
+                    client.delete(&path, None).await.expect("deregister");
+                    gone.push(i);
+                }
+            }
+            cursor += 1;
+        }
+        tokio::time::sleep(tick.saturating_sub(t.elapsed())).await;
+    }
+    // Let the last registrations reach everyone (or give up after a minute).
+    let wait = Instant::now();
+    while wait.elapsed() < Duration::from_secs(60) {
+        if arrivals.lock().unwrap().count.iter().all(|c| *c == n) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    let minutes = elapsed / 60.0;
+    let (cpu, pcpu) = (cpu_time() - cpu0, process_cpu(presenter.id()) - pcpu0);
+    let v1 = store::read_pointer(&client, &layout)
+        .await
+        .unwrap()
+        .unwrap()
+        .0
+        .version;
+    let pubs = (v1 - v0).max(1) as f64;
+    let down = counts.down.load(Relaxed) - down0;
+    let peer_bytes = fetched.peer.load(Relaxed) - peer0;
+    let (mut to_all, mut missing) = (Vec::new(), 0);
+    {
+        let a = arrivals.lock().unwrap();
+        for k in 0..a.at.len() {
+            match a.last[k].filter(|_| a.count[k] == n) {
+                Some(last) => to_all.push(last.duration_since(a.at[k]).as_secs_f64()),
+                None => missing += 1,
+            }
+        }
+    }
+    to_all.sort_by(f64::total_cmp);
+    println!(
+        "fleet followers={n} hosts={hosts} snapshot={snapshot_bytes} B changes/min={changes_per_min}: {} publications by the presenter in {elapsed:.0} s ({arrived} registrations, as many departures)",
+        v1 - v0
+    );
+    println!(
+        "  zookeeper egress to followers: {:.2} MB per publication, {:.1} MB per minute ({:.3}x one snapshot per publication; {:.0} B per follower per publication)",
+        down as f64 / pubs / 1e6,
+        down as f64 / minutes / 1e6,
+        down as f64 / pubs / snapshot_bytes as f64,
+        down as f64 / pubs / n as f64
+    );
+    println!(
+        "  followers took {:.1} MB whole from ZooKeeper, {:.1} MB whole from peers ({:.0} % of all bytes to followers), {:.1} MB of deltas",
+        (fetched.whole.load(Relaxed) - whole0) as f64 / 1e6,
+        peer_bytes as f64 / 1e6,
+        100.0 * peer_bytes as f64 / (peer_bytes + down).max(1) as f64,
+        (fetched.deltas.load(Relaxed) - deltas0) as f64 / 1e6
+    );
+    if !to_all.is_empty() {
+        println!(
+            "  registration to every follower holding it: median {:.2} s, p99 {:.2} s, max {:.2} s ({} of {} registrations reached everyone)",
+            pct(&to_all, 50),
+            pct(&to_all, 99),
+            to_all[to_all.len() - 1],
+            to_all.len(),
+            to_all.len() + missing
+        );
+    }
+    println!(
+        "  follower CPU per minute: {:.1} ms (this process / followers: fetching, checking, applying to the parts); presenter CPU {:.1} s per minute",
+        cpu.as_secs_f64() * 1000.0 / n as f64 / minutes,
+        pcpu / minutes
+    );
+    println!("  this process: {:.0} MB resident", rss_mb());
+    // A cold start: 200 new followers at once, served by their peers.
+    let cold = 200;
+    let down0 = counts.down.load(Relaxed);
+    let fleet = Fleet {
+        hook: None,
+        ..fleet
+    };
+    let t0 = Instant::now();
+    let (seen, fetched) = fleet.start(cold, "cold").await;
+    loop {
+        let s = seen.lock().unwrap().clone();
+        if let Some(all) = time_to_all(&s, cold, v1, t0) {
+            let mut each: Vec<f64> = (0..cold)
+                .filter_map(|i| {
+                    s.iter()
+                        .filter(|(j, v, _)| *j == i && *v >= v1)
+                        .map(|(_, _, t)| t.duration_since(t0).as_secs_f64())
+                        .reduce(f64::min)
+                })
+                .collect();
+            each.sort_by(f64::total_cmp);
+            println!(
+                "  cold start of {cold}: median {:.2} s, p99 {:.2} s, all {:.2} s; {:.1} MB from zookeeper, {:.1} MB from peers ({} of {cold} whole from a peer)",
+                pct(&each, 50),
+                pct(&each, 99),
+                all.as_secs_f64(),
+                (counts.down.load(Relaxed) - down0) as f64 / 1e6,
+                fetched.peer.load(Relaxed) as f64 / 1e6,
+                fetched.peer_versions.load(Relaxed)
+            );
+            break;
+        }
+        drop(s);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let _ = presenter.kill();
+    let _ = presenter.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 fn main() {
     let args: Vec<String> = std::env::args()
         .skip(1)
@@ -708,12 +1114,20 @@ fn main() {
                 design,
             ))
         }
+        ["fleet", connect, geodns, n, hosts, changes, seconds] => rt.block_on(fleet(
+            connect.into(),
+            geodns.into(),
+            n.parse().unwrap(),
+            hosts.parse().unwrap(),
+            changes.parse().unwrap(),
+            seconds.parse().unwrap(),
+        )),
         ["publish", connect, records] => {
             let layout = Layout::new("/geodns").unwrap();
             rt.block_on(publish_next(connect, &layout, records.parse().unwrap()));
         }
         _ => eprintln!(
-            "usage: fanout CONNECT N [JITTER_MS] | publish CONNECT RECORDS | churn CONNECT FOLLOWERS RECORDS CHANGES_PER_MIN PUBLISH_EVERY_MS SECONDS whole|deltas (see the source)"
+            "usage: fanout CONNECT N [JITTER_MS] | publish CONNECT RECORDS | churn CONNECT FOLLOWERS RECORDS CHANGES_PER_MIN PUBLISH_EVERY_MS SECONDS whole|deltas | fleet CONNECT GEODNS_BIN FOLLOWERS HOSTS CHANGES_PER_MIN SECONDS (see the source)"
         ),
     }
 }
