@@ -331,6 +331,21 @@ impl Follower {
         Ok(self)
     }
 
+    /// Announces this server to its peers once it has something to serve them (a server that
+    /// announced before holding a version would only answer "not held"); true once done or
+    /// when it does not serve peers.
+    async fn announce(&self, client: &zk::Client) -> bool {
+        let Some(me) = &self.me else { return true };
+        if self.shelf.is_empty() {
+            return false;
+        }
+        let secure = self.cfg.zk.secure();
+        if let Err(e) = crate::peers::announce(client, &self.layout, me, secure).await {
+            tracing::warn!(error = %e, "cannot announce this server to its peers; they fetch from ZooKeeper instead");
+        }
+        true
+    }
+
     /// Calls `f` with each version taken.
     pub fn on_taken(mut self, f: Taken) -> Follower {
         self.taken = Some(f);
@@ -396,12 +411,6 @@ impl Follower {
             .await;
             backoff.reset();
             tracing::info!(session = %client.session_id(), "following internal-zone snapshots");
-            if let Some(me) = &self.me {
-                let secure = self.cfg.zk.secure();
-                if let Err(e) = crate::peers::announce(&client, &self.layout, me, secure).await {
-                    tracing::warn!(error = %e, "cannot announce this server to its peers; they fetch from ZooKeeper instead");
-                }
-            }
             self.session(&client, &mut have).await;
             tracing::warn!("ZooKeeper session ended; reconnecting");
         }
@@ -410,11 +419,15 @@ impl Follower {
     /// One session: read the pointer, fetch when it moved, wait for the next change.
     async fn session(&self, client: &zk::Client, have: &mut Option<u64>) {
         let mut state = client.state_watcher();
+        let mut announced = false;
         // The pointer last refused (version and checksum): not fetched again until it moves. A
         // genuine snapshot may take the number of a refused forgery.
         let mut refused: Option<(u64, String)> = None;
         let mut retry = Backoff::new(Duration::from_millis(200));
         loop {
+            if !announced {
+                announced = self.announce(client).await;
+            }
             let path = self.layout.pointer();
             let watched = match client.get_and_watch_data(&path).await {
                 Ok((data, _, watcher)) => Some((data, watcher)),
@@ -449,6 +462,9 @@ impl Follower {
                                 Ok(()) => {
                                     *have = Some(p.version);
                                     retry.reset();
+                                    if !announced {
+                                        announced = self.announce(client).await;
+                                    }
                                 }
                                 Err(FetchFailed::Refused(reason, e)) => {
                                     tracing::error!(version = p.version, reason, error = %e, "snapshot refused; the one in force keeps serving");

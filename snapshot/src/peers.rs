@@ -4,7 +4,8 @@
 //!
 //! Every server that has `peers_listen` serves the whole document of the versions it holds,
 //! by content hash (`GET /snapshots/<sha256 hex>`, read only, over HTTP/1.1 with hyper), and
-//! announces itself with an ephemeral node `<root>/peers/<host:port>`. A server that needs a
+//! once it holds one, announces itself with an ephemeral node `<root>/peers/<host:port>` (so
+//! a fleet starting at once does not ask servers that have nothing yet). A server that needs a
 //! version whole (a cold start, or too far behind for deltas) asks a few announced peers
 //! chosen at random for the pointer's checksum, reads at most the pointer's size, and checks
 //! the bytes exactly as it checks ZooKeeper's chunks (size, checksum, signature); a peer that
@@ -80,6 +81,11 @@ impl Shelf {
     /// Serves under `checksum` what `render` makes, once a peer asks.
     pub fn promise(&self, checksum: String, render: Render) {
         self.push(checksum, Doc::Render(Arc::new(render)));
+    }
+
+    /// Whether there is nothing to serve yet.
+    pub fn is_empty(&self) -> bool {
+        self.docs.lock().expect("not poisoned").is_empty()
     }
 
     fn push(&self, checksum: String, doc: Doc) {
