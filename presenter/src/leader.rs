@@ -1,16 +1,17 @@
 //! Leadership: connect, take the presenters' lock, and while holding it reconcile and
 //! publish on every change; give it up when the session ends.
 
-use std::collections::BTreeSet;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use geodns_snapshot::access::{Node, Role};
-use geodns_snapshot::delta::Zones;
+use geodns_snapshot::compiled::Patchable;
+use geodns_snapshot::delta::{Delta, ZoneChange, Zones};
 use geodns_snapshot::format::FORMAT;
 use geodns_snapshot::store::Publication;
 use geodns_snapshot::{store, Layout, Snapshot, ZoneText};
+use geodns_zone::Zone;
 use zookeeper_client as zk;
 
 use crate::config::Config;
@@ -19,7 +20,7 @@ use crate::metrics::Metrics;
 use crate::publication::{
     conflict_report, last_published, write_node, Published, MAX_CONFLICT_LOG_LINES,
 };
-use crate::reconcile::{reconcile, Conflict, Reconciled};
+use crate::reconcile::{reconcile, Conflict};
 use crate::registry::Registry;
 use crate::squatters::{squatters, SQUATTER_CHECK};
 
@@ -219,20 +220,26 @@ pub(crate) async fn lead(
             reported = Some(rec.conflicts.clone());
         }
 
-        if rec.zones != last.bodies || !last.ours {
-            let new_robot: BTreeSet<String> =
-                rec.robot_records().into_iter().map(str::to_owned).collect();
-            let dropped = last.robot.difference(&new_robot).count();
-            let share = cfg.guard.max_drop_share;
-            let over = dropped >= cfg.guard.min_dropped
-                && dropped as f64 > share * last.robot.len() as f64;
+        if !rec.zones.iter().eq(last.zones.bodies()) || !last.ours {
             let version = last.version + 1;
-            let (texts, hold) = candidate(
+            let created_at =
+                humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+            let conflicts = rec.conflicts.len();
+            // The next version as parts, and the change from the last: what servers take, and
+            // what the drop guard and the compile check look at.
+            let next = Zones::new(version, created_at.clone(), rec.zones);
+            let change = last.zones.delta_to(&next);
+            let robots = last.zones.robot_records();
+            let dropped = dropped(&last.zones, &change);
+            let share = cfg.guard.max_drop_share;
+            let over = dropped >= cfg.guard.min_dropped && dropped as f64 > share * robots as f64;
+            let (texts, compiled, hold) = candidate(
                 cfg,
-                &rec,
-                version,
+                &next,
+                &last.compiled,
+                &change,
                 dropped,
-                last.robot.len(),
+                robots,
                 over && !*force,
             );
             if let Some(reason) = hold {
@@ -245,25 +252,20 @@ pub(crate) async fn lead(
                     held_reason = Some(reason);
                 }
             } else {
-                let created_at =
-                    humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
                 let snap = Snapshot {
                     format: FORMAT,
                     version,
-                    created_at: created_at.clone(),
+                    created_at,
                     zones: texts,
                 };
-                // The change from what servers hold, when that is known to be the last
-                // publication exactly; the state lets them prove they hold this one.
-                let next = Zones::new(version, created_at, rec.zones.clone());
+                // The delta, when servers hold exactly the last publication; the state lets
+                // them prove they hold this one.
                 let state = next.state();
-                let delta = last.pointer.as_ref().filter(|_| last.ours).map(|_| {
-                    Zones::new(last.version, String::new(), last.bodies.clone()).delta_to(&next)
-                });
+                let delta = last.pointer.as_ref().filter(|_| last.ours).map(|_| &change);
                 let publication = Publication {
                     snap: &snap,
                     state: Some(&state),
-                    delta: delta.as_ref(),
+                    delta,
                     previous: last.pointer.as_ref(),
                     full_every: cfg.full_every,
                 };
@@ -279,26 +281,27 @@ pub(crate) async fn lead(
                 .await
                 {
                     Ok(pointer) => {
+                        let records = next.robot_records();
                         tracing::info!(
                             version,
                             bytes = pointer.size,
                             chunks = pointer.chunks,
                             whole = pointer.full.is_none(),
-                            changes = delta.as_ref().map(|d| d.changes.len()),
-                            robot_records = new_robot.len(),
-                            conflicts = rec.conflicts.len(),
+                            changes = delta.map(|d| d.changes.len()),
+                            robot_records = records,
+                            conflicts,
                             "published"
                         );
                         metrics.publications.fetch_add(1, Relaxed);
                         metrics.version.store(version, Relaxed);
-                        metrics.robot_records.store(new_robot.len() as u64, Relaxed);
+                        metrics.robot_records.store(records as u64, Relaxed);
                         written = Some((version, pointer.checksum.clone()));
                         last = Published {
                             version,
                             znode_version: Some(last.znode_version.map_or(0, |v| v + 1)),
                             pointer: Some(pointer),
-                            bodies: rec.zones,
-                            robot: new_robot,
+                            zones: Arc::new(next),
+                            compiled: Arc::new(compiled),
                             ours: true,
                         };
                         *baseline = Some(last.clone());
@@ -440,34 +443,67 @@ async fn report_conflicts(
 /// (`over_guard`, the drop guard not overridden).
 fn candidate(
     cfg: &Config,
-    rec: &Reconciled,
-    version: u64,
+    next: &Zones,
+    compiled: &[(Zone, Patchable)],
+    change: &Delta,
     dropped: usize,
     robots: usize,
     over_guard: bool,
-) -> (Vec<ZoneText>, Option<String>) {
-    let texts: Vec<ZoneText> = rec
-        .zones
-        .iter()
+) -> (Vec<ZoneText>, Vec<(Zone, Patchable)>, Option<String>) {
+    let version = next.version();
+    let texts: Vec<ZoneText> = next
+        .bodies()
         .map(|b| ZoneText {
             origin: b.origin.clone(),
             text: b.render(version),
         })
         .collect();
-    let compiles = texts.iter().try_for_each(|t| {
-        geodns_zone::Zone::from_text(&t.origin, &t.text, "reconciled zone")
-            .map(|_| ())
-            .map_err(|e| e.to_string())
-    });
+    // Every zone compiled as servers will: changed by the delta where it was compiled before
+    // (in proportion to the change, exactly as a whole compile), whole otherwise.
+    let compiles: Result<Vec<(Zone, Patchable)>, String> = next
+        .bodies()
+        .zip(&texts)
+        .map(|(body, text)| {
+            let source = "reconciled zone";
+            let before = compiled
+                .iter()
+                .find(|(z, _)| z.origin_text.trim_end_matches('.') == body.origin);
+            let result = match before {
+                Some((zone, base)) => {
+                    let changes: Vec<&ZoneChange> = change
+                        .changes
+                        .iter()
+                        .filter(|c| c.origin == body.origin)
+                        .collect();
+                    base.apply(zone, &changes, body, version, source)
+                }
+                None => geodns_zone::Zone::from_text(&text.origin, &text.text, source)
+                    .map(|z| (z, Patchable::new(Some(body)))),
+            };
+            result.map_err(|e| e.to_string())
+        })
+        .collect();
     let hold = match (&compiles, over_guard) {
         (Err(e), _) => Some(format!("version {version} does not compile: {e}")),
-        (Ok(()), true) => Some(format!(
+        (Ok(_), true) => Some(format!(
             "version {version} would drop {dropped} of {robots} robot records (more than {:.0} %); held back until --force",
             cfg.guard.max_drop_share * 100.0
         )),
         _ => None,
     };
-    (texts, hold)
+    (texts, compiles.unwrap_or_default(), hold)
+}
+
+/// Robot records in `last` that `change` leaves out: those it removes, and every one of the
+/// zones it drops.
+fn dropped(last: &Zones, change: &Delta) -> usize {
+    let removed: usize = change.changes.iter().map(|c| c.removed.len()).sum();
+    let gone: usize = last
+        .bodies()
+        .filter(|b| !change.zones.contains(&b.origin))
+        .map(|b| b.robot_lines.len())
+        .sum();
+    removed + gone
 }
 
 /// Adds a persistent recursive watch on `path` again after a reconnection and returns it, or

@@ -1,7 +1,12 @@
 //! Writing to ZooKeeper: the last published snapshot read back, nodes written, the conflict
 //! report, and the one-off session of a command.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use geodns_snapshot::compiled::Patchable;
+use geodns_snapshot::delta::Zones;
+use geodns_zone::Zone;
 
 use geodns_snapshot::access::{self, Node, Role};
 use geodns_snapshot::format::MAX_VERSION;
@@ -21,8 +26,10 @@ pub(crate) struct Published {
     pub(crate) znode_version: Option<i32>,
     /// The pointer, when it is genuine: the next publication is a delta against it.
     pub(crate) pointer: Option<Pointer>,
-    pub(crate) bodies: Vec<ZoneBody>,
-    pub(crate) robot: BTreeSet<String>,
+    /// The zones as parts (shared: the baseline kept across sessions is this one).
+    pub(crate) zones: Arc<Zones>,
+    /// The zones compiled, with what patching each needs (empty: compiled whole next time).
+    pub(crate) compiled: Arc<Vec<(Zone, Patchable)>>,
     /// Whether the pointer names what a presenter published (signed by this presenter's key,
     /// when it has one). A pointer that is not is published over at once.
     pub(crate) ours: bool,
@@ -99,8 +106,8 @@ pub(crate) async fn last_published(
             version: 0,
             znode_version: None,
             pointer: None,
-            bodies: Vec::new(),
-            robot: BTreeSet::new(),
+            zones: Arc::new(Zones::new(0, String::new(), Vec::new())),
+            compiled: Arc::default(),
             ours: true,
         });
     };
@@ -122,8 +129,8 @@ pub(crate) async fn last_published(
                 version: pointer.version.min(MAX_VERSION - 1),
                 znode_version: Some(znode_version),
                 pointer: None,
-                bodies: Vec::new(),
-                robot: BTreeSet::new(),
+                zones: Arc::new(Zones::new(0, String::new(), Vec::new())),
+                compiled: Arc::default(),
                 ours: false,
             });
         }
@@ -155,16 +162,12 @@ pub(crate) async fn last_published(
                 .and_then(|t| ZoneBody::parse(&origin, &t.text))
         })
         .collect();
-    let robot = bodies
-        .iter()
-        .flat_map(|b| b.robot_lines.iter().cloned())
-        .collect();
     Ok(Published {
         version: pointer.version,
         znode_version: Some(znode_version),
+        zones: Arc::new(Zones::new(pointer.version, snap.created_at.clone(), bodies)),
         pointer: Some(pointer),
-        bodies,
-        robot,
+        compiled: Arc::default(),
         ours: true,
     })
 }

@@ -2,18 +2,15 @@
 //! configured zones ([`Zone::from_text`]). A snapshot that does not compile is refused whole;
 //! [`crate::zookeeper`] follows the snapshots and swaps each good one in.
 //!
-//! A version taken as deltas ([`Internal::patched`]) recompiles only the names whose robot
-//! records changed ([`Zone::patched`]), and a zone whose SOA, apex or human text changed
-//! whole; every other zone is the same compiled zone with the new serial. The result is a new
-//! `Internal`, swapped in whole like any other.
+//! A version taken as deltas ([`Internal::patched`]) changes each compiled zone in proportion
+//! to the change ([`geodns_snapshot::compiled`], as the presenter's check does). The result is
+//! a new `Internal`, swapped in whole like any other.
 
-use std::collections::BTreeSet;
-use std::sync::Arc;
-
+use geodns_snapshot::compiled::Patchable;
 use geodns_snapshot::delta::{Delta, Zones};
 use geodns_snapshot::zone_text::ZoneBody;
 use geodns_snapshot::Snapshot as Published;
-use geodns_zone::{patch_line_owner, OwnerLines, Zone};
+use geodns_zone::Zone;
 
 /// The internal zones in force.
 #[derive(Default)]
@@ -27,17 +24,7 @@ pub struct Internal {
     /// Deltas taken since the last whole snapshot (the status record's chain).
     pub chain: u64,
     /// Per zone (in `zones`' order): what patching it needs.
-    patch: Vec<PatchBase>,
-}
-
-/// What [`Zone::patched`] needs of one zone besides the zone.
-#[derive(Clone, Default)]
-struct PatchBase {
-    /// Every robot line is spelled as [`patch_line_owner`] takes it, so the lines at a name
-    /// are found by their first field; otherwise the zone is compiled whole on each change.
-    lines_ok: bool,
-    /// The zone compiled without its robot records, once a delta needs it.
-    head: Option<Arc<Zone>>,
+    patch: Vec<Patchable>,
 }
 
 impl Internal {
@@ -87,7 +74,7 @@ impl Internal {
         Ok(Internal {
             version: Some(snap.version),
             created_at: Some(snap.created_at.clone()),
-            patch: vec![PatchBase::default(); zones.len()],
+            patch: vec![Patchable::default(); zones.len()],
             zones,
             chain: 0,
         })
@@ -104,7 +91,7 @@ impl Internal {
         let mut internal = Internal::build(snap, configured, allowed)?;
         if let Some(parts) = parts {
             for (zone, base) in internal.zones.iter().zip(&mut internal.patch) {
-                base.lines_ok = body_of(parts, zone).is_some_and(lines_ok);
+                *base = Patchable::new(body_of(parts, zone));
             }
         }
         Ok(internal)
@@ -131,7 +118,6 @@ impl Internal {
             whole.chain = self.chain + deltas.len() as u64;
             return Ok(whole);
         }
-        let serial = version as u32;
         let mut zones = Vec::with_capacity(self.zones.len());
         let mut patch = Vec::with_capacity(self.zones.len());
         for (zone, base) in self.zones.iter().zip(&self.patch) {
@@ -141,51 +127,10 @@ impl Internal {
                 .flat_map(|d| &d.changes)
                 .filter(|c| c.origin == body.origin)
                 .collect();
-            let head_changed = changes
-                .iter()
-                .any(|c| c.soa.is_some() || c.apex.is_some() || c.human.is_some());
-            let lines: BTreeSet<&str> = changes
-                .iter()
-                .flat_map(|c| c.removed.iter().chain(&c.added))
-                .map(String::as_str)
-                .collect();
-            let owners: Option<BTreeSet<&str>> =
-                lines.iter().map(|l| patch_line_owner(l)).collect();
             let source = format!("snapshot {version} zone {}", body.origin);
-            let mut next_base = base.clone();
-            let patched = match owners {
-                Some(owners) if owners.is_empty() && !head_changed => {
-                    Some(zone.with_serial(serial))
-                }
-                Some(owners) if base.lines_ok && !head_changed => {
-                    let head = match &base.head {
-                        Some(h) => h.clone(),
-                        None => Arc::new(head_of(body, version)?),
-                    };
-                    next_base.head = Some(head.clone());
-                    let owner_lines: Vec<OwnerLines> = owners
-                        .iter()
-                        .map(|o| OwnerLines {
-                            owner: o,
-                            lines: lines_at(body, o),
-                        })
-                        .collect();
-                    zone.patched(&head, &owner_lines, serial, &source)
-                        .map_err(|e| e.to_string())?
-                }
-                _ => None,
-            };
-            let next = match patched {
-                Some(z) => z,
-                None => {
-                    next_base = PatchBase {
-                        lines_ok: lines_ok(body),
-                        head: None,
-                    };
-                    Zone::from_text(&body.origin, &body.render(version), &source)
-                        .map_err(|e| e.to_string())?
-                }
-            };
+            let (next, next_base) = base
+                .apply(zone, &changes, body, version, &source)
+                .map_err(|e| e.to_string())?;
             zones.push(next);
             patch.push(next_base);
         }
@@ -218,33 +163,4 @@ fn body_of<'a>(parts: &'a Zones, zone: &Zone) -> Option<&'a ZoneBody> {
     parts
         .bodies()
         .find(|b| b.origin.eq_ignore_ascii_case(origin))
-}
-
-/// Whether every robot line of `body` is one [`Zone::patched`] takes.
-fn lines_ok(body: &ZoneBody) -> bool {
-    body.robot_lines
-        .iter()
-        .all(|l| patch_line_owner(l).is_some())
-}
-
-/// The robot lines at `owner`: those whose first field it is ([`patch_line_owner`]).
-fn lines_at<'a>(body: &'a ZoneBody, owner: &str) -> Vec<&'a str> {
-    let prefix = format!("{owner} ");
-    body.robot_lines
-        .range(prefix.clone()..)
-        .take_while(|l| l.starts_with(&prefix))
-        .map(String::as_str)
-        .collect()
-}
-
-/// The zone compiled without its robot records.
-fn head_of(body: &ZoneBody, version: u64) -> Result<Zone, String> {
-    let head = ZoneBody {
-        origin: body.origin.clone(),
-        soa: body.soa.clone(),
-        apex: body.apex.clone(),
-        robot_lines: BTreeSet::new(),
-        human: body.human.clone(),
-    };
-    Zone::from_text(&body.origin, &head.render(version), "head").map_err(|e| e.to_string())
 }

@@ -362,7 +362,17 @@ mod tests {
             for entry in &a {
                 assert_eq!(entry.scheme(), "sasl", "{node:?}");
                 if entry.id() == Role::Server.user() {
-                    assert_eq!(entry.permission(), Permission::READ, "{node:?}");
+                    // Servers write nothing but their own announcements to their peers.
+                    let want = match node {
+                        Node::Peers => {
+                            Permission::READ
+                                | Permission::WRITE
+                                | Permission::CREATE
+                                | Permission::DELETE
+                        }
+                        _ => Permission::READ,
+                    };
+                    assert_eq!(entry.permission(), want, "{node:?}");
                 }
             }
             assert!(a.iter().any(|e| e.id() == Role::Admin.user()));

@@ -207,6 +207,11 @@ impl Zones {
         self.version
     }
 
+    /// How many robot records the zones hold.
+    pub fn robot_records(&self) -> usize {
+        self.zones.iter().map(|z| z.body.robot_lines.len()).sum()
+    }
+
     /// When the version was made, RFC 3339.
     pub fn created_at(&self) -> &str {
         &self.created_at

@@ -10,6 +10,8 @@
 //!   [`zone_text`]: one zone's text in the presenter's layout, rendered and parsed in one place;
 //! - [`delta`]: a publication as the change from the one before, applied in time proportional
 //!   to the change, with a state digest that proves the result equals a full load;
+//!   [`compiled`]: how a delta's changes to a zone become a change of its compiled form (the
+//!   servers' zones, the presenter's check);
 //! - [`layout`]: where everything lives under the ZooKeeper root, and how to reach it
 //!   ([`ZkSettings`]); [`access`]: who may write what (one identity per role, every node's
 //!   ACL);
@@ -26,6 +28,7 @@
 
 pub mod access;
 pub mod backoff;
+pub mod compiled;
 pub mod delta;
 pub mod follower;
 pub mod format;
