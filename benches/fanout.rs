@@ -944,16 +944,21 @@ async fn fleet(
     let (cpu0, pcpu0, start) = (cpu_time(), process_cpu(presenter.id()), Instant::now());
     let mut owed = 0.0;
     let mut cursor = 0usize;
-    let mut gone: Vec<usize> = Vec::new();
+    let mut gone = std::collections::VecDeque::new();
+    let mut left_once = vec![false; hosts];
     let mut arrived = 0;
     while start.elapsed() < Duration::from_secs(seconds) {
         let t = Instant::now();
         owed += per_tick;
         while owed >= 1.0 {
             owed -= 1.0;
-            if gone.len() > 10 && cursor % 2 == 1 {
-                // One comes back.
-                let i = gone.remove(0);
+            let due = gone
+                .front()
+                .is_some_and(|(_, t): &(usize, Instant)| t.elapsed() > Duration::from_secs(5));
+            if due && cursor % 2 == 1 {
+                // One comes back, 5 s after it left at least (so its departure was published:
+                // one that left and came back within one publication would never arrive).
+                let (i, _) = gone.pop_front().expect("due");
                 seq += 1;
                 let (node, data, line) = registration(i, seq);
                 let path = format!("{}/{node}", layout.hosts());
@@ -965,11 +970,15 @@ async fn fleet(
                 live[i] = Some(path);
                 arrived += 1;
             } else {
-                // One leaves.
+                // One leaves (each host at most once: one that came back and left again
+                // before the presenter's next publication would never be seen arriving).
                 let i = (cursor * 7919) % hosts;
-                if let Some(path) = live[i].take() {
-                    client.delete(&path, None).await.expect("deregister");
-                    gone.push(i);
+                if !left_once[i] {
+                    if let Some(path) = live[i].take() {
+                        client.delete(&path, None).await.expect("deregister");
+                        gone.push_back((i, Instant::now()));
+                        left_once[i] = true;
+                    }
                 }
             }
             cursor += 1;
