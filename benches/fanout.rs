@@ -1091,6 +1091,11 @@ async fn fleet(
 }
 
 fn main() {
+    // The followers' own log lines (RUST_LOG, e.g. geodns_snapshot=warn), on stderr.
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .init();
     let args: Vec<String> = std::env::args()
         .skip(1)
         .filter(|a| a != "--bench")
