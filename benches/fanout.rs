@@ -126,7 +126,7 @@ fn mntr(connect: &str) -> String {
 async fn fanout(connect: String, n: usize, jitter_ms: u64) {
     let layout = Layout::new("/geodns-bench").unwrap();
     let first = publish_next(&connect, &layout, 100).await;
-    let dir = std::env::temp_dir().join(format!("geodns-fanout-{}", std::process::id()));
+    let dir = bench_dir("fanout");
     std::fs::create_dir_all(&dir).unwrap();
     let started = Instant::now();
     let (seen, _) = start_followers(&connect, &layout, n, &dir, "f", jitter_ms, false).await;
@@ -215,6 +215,15 @@ async fn counting_proxy(upstream: String, counts: Arc<Counted>) -> String {
         }
     });
     addr
+}
+
+/// Where the followers keep their disk caches: `BENCH_DIR` (e.g. /dev/shm, so that thousands
+/// of simulated servers sharing one disk do not measure its fsyncs), else the temp directory.
+fn bench_dir(tag: &str) -> std::path::PathBuf {
+    std::env::var_os("BENCH_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir)
+        .join(format!("geodns-{tag}-{}", std::process::id()))
 }
 
 /// This process's CPU time (user and system).
@@ -587,7 +596,7 @@ async fn churn(
         Design::Whole => compile,
         Design::Deltas => patch,
     };
-    let dir = std::env::temp_dir().join(format!("geodns-churn-{}", std::process::id()));
+    let dir = bench_dir("churn");
     std::fs::create_dir_all(&dir).unwrap();
     let (seen, fetched) = start_followers(&via, &layout, n, &dir, "f", 500, peers).await;
     let t0 = Instant::now();
@@ -857,7 +866,7 @@ async fn fleet(
         t.elapsed().as_secs_f64()
     );
     // The presenter.
-    let dir = std::env::temp_dir().join(format!("geodns-fleet-{}", std::process::id()));
+    let dir = bench_dir("fleet");
     std::fs::create_dir_all(&dir).unwrap();
     let cfg = format!(
         "[zookeeper]\nconnect = \"{connect}\"\nroot = \"{root}\"\n\

@@ -40,6 +40,16 @@ pub struct Config {
     /// time (no server can then take a delta). Default 100.
     #[serde(default = "default_full_every")]
     pub full_every: u64,
+    /// The shortest time between two publications, ms: a change after a quiet spell is
+    /// published at once (after 50 ms for a burst to settle), a stream of changes in one
+    /// version per interval, so every server takes at most one version per interval however
+    /// fast hosts come and go. 0 to 60000. Default 500.
+    #[serde(default = "default_publish_interval_ms")]
+    pub publish_interval_ms: u64,
+}
+
+fn default_publish_interval_ms() -> u64 {
+    500
 }
 
 fn default_full_every() -> u64 {
@@ -228,6 +238,12 @@ impl Config {
                     cfg.full_every,
                     geodns_snapshot::follower::MAX_CATCH_UP
                 ),
+            ));
+        }
+        if cfg.publish_interval_ms > 60_000 {
+            return Err(bad(
+                "publish_interval_ms".into(),
+                format!("{} is more than 60000 ms", cfg.publish_interval_ms),
             ));
         }
         let share = cfg.guard.max_drop_share;

@@ -148,6 +148,10 @@ pub(crate) async fn lead(
     };
     let grace = Duration::from_millis(cfg.guard.grace_ms);
     let mut reread_at: Option<Instant> = None;
+    // When this presenter last published: the next publication waits until
+    // `publish_interval_ms` after it, so a fleet is not asked to take a version per change.
+    let mut published_at: Option<Instant> = None;
+    let interval = Duration::from_millis(cfg.publish_interval_ms);
     loop {
         if std::mem::take(&mut pointer_moved) {
             let now = store::read_pointer(client, layout)
@@ -293,6 +297,7 @@ pub(crate) async fn lead(
                             "published"
                         );
                         metrics.publications.fetch_add(1, Relaxed);
+                        published_at = Some(Instant::now());
                         metrics.version.store(version, Relaxed);
                         metrics.robot_records.store(records as u64, Relaxed);
                         written = Some((version, pointer.checksum.clone()));
@@ -361,8 +366,13 @@ pub(crate) async fn lead(
         if reread_at.is_some_and(|t| t <= Instant::now()) {
             reread_at = None;
         }
-        // Let a burst of changes settle into one snapshot.
+        // Let a burst of changes settle into one snapshot, and publish no more often than
+        // every `publish_interval_ms`: a change after a quiet spell goes out at once, a
+        // stream of changes in one version per interval.
         tokio::time::sleep(Duration::from_millis(50)).await;
+        if let Some(next) = published_at.map(|t| t + interval) {
+            tokio::time::sleep_until(next.into()).await;
+        }
         loop {
             let drain = async {
                 tokio::select! {

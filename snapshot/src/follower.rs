@@ -655,14 +655,17 @@ impl Follower {
             "deltas applied"
         );
         let (held, w) = (self.held.clone(), p.version);
-        self.shelf.promise(
-            p.checksum.clone(),
-            Box::new(move || {
-                let held = held.lock().expect("not poisoned");
-                let zones = held.zones.as_ref().filter(|z| z.version() == w)?;
-                Some(zones.to_snapshot().encode().0)
-            }),
-        );
+        // Only a server that serves its peers keeps anything on its shelf.
+        if self.me.is_some() {
+            self.shelf.promise(
+                p.checksum.clone(),
+                Box::new(move || {
+                    let held = held.lock().expect("not poisoned");
+                    let zones = held.zones.as_ref().filter(|z| z.version() == w)?;
+                    Some(zones.to_snapshot().encode().0)
+                }),
+            );
+        }
         if let Some(f) = &self.taken {
             f("deltas", p.version - v, bytes);
         }
@@ -763,7 +766,9 @@ impl Follower {
         })
         .await
         .map_err(|e| FetchFailed::Refused("zones", format!("applying panicked: {e}")))??;
-        self.shelf.put(p.checksum.clone(), bytes);
+        if self.me.is_some() {
+            self.shelf.put(p.checksum.clone(), bytes);
+        }
         if let Some(f) = &self.taken {
             f(how, 0, fetched);
         }
