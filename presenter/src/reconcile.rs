@@ -11,6 +11,7 @@
 //! This module is pure: the same inputs give the same output, byte for byte.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
 
 use geodns_register::Registration;
 use hickory_proto::rr::{Name, RecordType};
@@ -25,16 +26,17 @@ use crate::config::{norm, within, Rule, ZoneConfig};
 #[derive(Clone, Debug)]
 pub struct Robot {
     /// Its node: `<name>-<seq>` under `hosts`, `<user>/<name>-<seq>` under `robots`.
-    pub node: String,
+    pub node: Arc<str>,
     /// Its creation order (the node's creation zxid: comparable across directories).
     pub seq: u64,
-    /// What the host registered.
-    pub reg: Registration,
+    /// What the host registered (shared with the registry: a reconciliation of 100k hosts
+    /// copies none of them).
+    pub reg: Arc<Registration>,
     /// Still registered (false: vanished, kept for the grace period).
     pub live: bool,
     /// For a robot identity of its own, the names it may register (each with the names below
     /// it) as the admin set them; `None` for the shared robot user.
-    pub names: Option<Vec<String>>,
+    pub names: Option<Arc<[String]>>,
 }
 
 /// A record left out, and why.
@@ -345,7 +347,7 @@ mod tests {
         Robot {
             node: node.into(),
             seq,
-            reg: Registration {
+            reg: Arc::new(Registration {
                 name: name.into(),
                 addresses: vec![addr.parse().unwrap()],
                 services: vec![Service {
@@ -353,7 +355,7 @@ mod tests {
                     cluster: "prn1".into(),
                     port: 8080,
                 }],
-            },
+            }),
             live,
             names: None,
         }

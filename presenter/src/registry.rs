@@ -1,7 +1,8 @@
 //! The registrations the presenter has seen (robots' ephemeral nodes), with the time each
 //! vanished, so a host that flaps keeps its records for the grace period.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use geodns_register::{node_name, Registration};
@@ -10,14 +11,15 @@ use zookeeper_client as zk;
 
 use crate::reconcile::Robot;
 
-/// The registrations seen, with the time each vanished.
+/// The registrations seen, with the time each vanished. Hash maps, and registrations shared
+/// with the reconciliation: with 100k hosts every change reads them all.
 #[derive(Default)]
 pub(crate) struct Registry {
-    pub(crate) known: BTreeMap<String, (u64, Registration)>,
-    pub(crate) vanished: HashMap<String, Instant>,
-    pub(crate) invalid: BTreeMap<String, String>,
+    pub(crate) known: HashMap<Arc<str>, (u64, Arc<Registration>)>,
+    pub(crate) vanished: HashMap<Arc<str>, Instant>,
+    pub(crate) invalid: HashMap<String, String>,
     /// The names each robot identity may register, by key prefix (`<user>/`), as last read.
-    identity_names: BTreeMap<String, Vec<String>>,
+    identity_names: BTreeMap<String, Arc<[String]>>,
 }
 
 /// The children of `dir`, none if it does not exist.
@@ -54,13 +56,18 @@ impl Registry {
                 Err(e) => return Err(e),
             }
         }
-        let mut children = BTreeSet::new();
+        let mut children: HashSet<String> = HashSet::new();
         let mut names_of = BTreeMap::new();
         for (dir, key_prefix, names) in dirs {
             for node in list(client, &dir).await? {
-                let key = format!("{key_prefix}{node}");
+                let key = if key_prefix.is_empty() {
+                    node.clone()
+                } else {
+                    format!("{key_prefix}{node}")
+                };
+                let seen = self.known.contains_key(key.as_str()) || self.invalid.contains_key(&key);
                 children.insert(key.clone());
-                if self.known.contains_key(&key) || self.invalid.contains_key(&key) {
+                if seen {
                     continue;
                 }
                 if node_name(&node).is_none() {
@@ -71,7 +78,8 @@ impl Registry {
                     // Creation order across every directory: the node's creation zxid.
                     Ok((data, stat)) => match Registration::parse(&data) {
                         Ok(reg) => {
-                            self.known.insert(key, (stat.czxid as u64, reg));
+                            self.known
+                                .insert(key.into(), (stat.czxid as u64, Arc::new(reg)));
                         }
                         Err(e) => {
                             self.invalid.insert(key, e.to_string());
@@ -82,12 +90,12 @@ impl Registry {
                 }
             }
             if let Some(names) = names {
-                names_of.insert(key_prefix, names);
+                names_of.insert(key_prefix, Arc::from(names));
             }
         }
         let now = Instant::now();
         for node in self.known.keys() {
-            if children.contains(node) {
+            if children.contains(&**node) {
                 self.vanished.remove(node);
             } else {
                 self.vanished.entry(node.clone()).or_insert(now);
@@ -110,7 +118,7 @@ impl Registry {
             .any(|t| now.duration_since(*t) >= grace);
         if due {
             let cutoff = grace - grace / 4;
-            let gone: Vec<String> = self
+            let gone: Vec<Arc<str>> = self
                 .vanished
                 .iter()
                 .filter(|(_, t)| now.duration_since(**t) >= cutoff)
@@ -136,7 +144,7 @@ impl Registry {
                     self.identity_names
                         .get(&format!("{user}/"))
                         .cloned()
-                        .unwrap_or_default()
+                        .unwrap_or_else(|| Arc::from(Vec::new()))
                 }),
             })
             .collect()
