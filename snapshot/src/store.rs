@@ -1,4 +1,7 @@
-//! Publishing and fetching snapshots in ZooKeeper.
+//! Publishing and fetching snapshots in ZooKeeper: each version's delta (one node), a whole
+//! snapshot in chunks every `full_every` publications or when the deltas since the last one
+//! outweigh it, then the pointer; a reader takes the deltas, or a whole snapshot and the
+//! deltas after it ([`fetch_version`]).
 //!
 //! Publication is whole or nothing for every reader: the chunks of version N are written under
 //! their own node first, and only then does the pointer move to N (a conditional set on the
@@ -121,7 +124,7 @@ impl<'a> Publication<'a> {
 /// the pointer, conditional on the pointer's znode version `expected` (`None`: no pointer
 /// yet). With `fence` (the leader's lock), the pointer moves only while the lock is held, so a
 /// presenter that lost leadership mid-publication cannot move it. Then removes what no server
-/// needs any more ([`collect_garbage`]).
+/// needs any more (the whole snapshots and deltas no server can still want).
 pub async fn publish(
     client: &zk::Client,
     layout: &Layout,
