@@ -697,11 +697,26 @@ async fn churn(
         }
     );
     println!("  this process: {:.0} MB resident", rss_mb());
-    // A cold start: 200 new followers at once.
+    let fleet = Fleet {
+        via: &via,
+        layout: &layout,
+        dir: &dir,
+        jitter_ms: 500,
+        peers,
+        hook: None,
+    };
+    cold_start(&fleet, &counts, version).await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A cold start: 200 new followers at once, each timed until it holds `version` or a later
+/// one; prints the times and the bytes from ZooKeeper and from peers.
+async fn cold_start(fleet: &Fleet<'_>, counts: &Counted, version: u64) {
+    use std::sync::atomic::Ordering::Relaxed;
     let cold = 200;
     let down0 = counts.down.load(Relaxed);
     let t0 = Instant::now();
-    let (seen, fetched) = start_followers(&via, &layout, cold, &dir, "cold", 500, peers).await;
+    let (seen, fetched) = fleet.start(cold, "cold").await;
     loop {
         let s = seen.lock().unwrap().clone();
         if let Some(all) = time_to_all(&s, cold, version, t0) {
@@ -723,12 +738,11 @@ async fn churn(
                 fetched.peer.load(Relaxed) as f64 / 1e6,
                 fetched.peer_versions.load(Relaxed)
             );
-            break;
+            return;
         }
         drop(s);
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Registrations the fleet bench made, and when each follower first held each one.
@@ -1059,41 +1073,11 @@ async fn fleet(
         pcpu / minutes
     );
     println!("  this process: {:.0} MB resident", rss_mb());
-    // A cold start: 200 new followers at once, served by their peers.
-    let cold = 200;
-    let down0 = counts.down.load(Relaxed);
     let fleet = Fleet {
         hook: None,
         ..fleet
     };
-    let t0 = Instant::now();
-    let (seen, fetched) = fleet.start(cold, "cold").await;
-    loop {
-        let s = seen.lock().unwrap().clone();
-        if let Some(all) = time_to_all(&s, cold, v1, t0) {
-            let mut each: Vec<f64> = (0..cold)
-                .filter_map(|i| {
-                    s.iter()
-                        .filter(|(j, v, _)| *j == i && *v >= v1)
-                        .map(|(_, _, t)| t.duration_since(t0).as_secs_f64())
-                        .reduce(f64::min)
-                })
-                .collect();
-            each.sort_by(f64::total_cmp);
-            println!(
-                "  cold start of {cold}: median {:.2} s, p99 {:.2} s, all {:.2} s; {:.1} MB from zookeeper, {:.1} MB from peers ({} of {cold} whole from a peer)",
-                pct(&each, 50),
-                pct(&each, 99),
-                all.as_secs_f64(),
-                (counts.down.load(Relaxed) - down0) as f64 / 1e6,
-                fetched.peer.load(Relaxed) as f64 / 1e6,
-                fetched.peer_versions.load(Relaxed)
-            );
-            break;
-        }
-        drop(s);
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    cold_start(&fleet, &counts, v1).await;
     let _ = presenter.kill();
     let _ = presenter.wait();
     let _ = std::fs::remove_dir_all(&dir);

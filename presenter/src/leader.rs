@@ -24,6 +24,9 @@ use crate::reconcile::{reconcile, Conflict};
 use crate::registry::Registry;
 use crate::squatters::{squatters, SQUATTER_CHECK};
 
+/// How often the presenter reads every registration, whatever the watches said.
+const FULL_REREAD: Duration = Duration::from_secs(30);
+
 /// How long after a reconnection the presenter reads every registration once more.
 pub(crate) const REREAD_AFTER_RECONNECT: Duration = Duration::from_secs(1);
 
@@ -151,6 +154,10 @@ pub(crate) async fn lead(
     // When this presenter last published: the next publication waits until
     // `publish_interval_ms` after it, so a fleet is not asked to take a version per change.
     let mut published_at: Option<Instant> = None;
+    // Node events on the registration trees not applied yet, and when they were last all read.
+    let mut pending: Vec<zk::WatchedEvent> = Vec::new();
+    let mut full_read = true;
+    let mut last_full = Instant::now();
     let interval = Duration::from_millis(cfg.publish_interval_ms);
     loop {
         if std::mem::take(&mut pointer_moved) {
@@ -174,10 +181,24 @@ pub(crate) async fn lead(
                 }
             }
         }
-        registry
-            .refresh(client, layout)
-            .await
-            .map_err(zerr("reading registrations"))?;
+        // The registrations: from the watches' node events since the last read (only the new
+        // nodes are read), or all of them at start, after a reconnection and every
+        // FULL_REREAD (with 100k hosts, listing them all for every change cost ZooKeeper and
+        // the presenter more than the change itself).
+        let events = std::mem::take(&mut pending);
+        let full = std::mem::take(&mut full_read) || last_full.elapsed() >= FULL_REREAD;
+        let applied = !full
+            && registry
+                .apply(client, layout, &events)
+                .await
+                .map_err(zerr("reading registrations"))?;
+        if !applied {
+            registry
+                .refresh(client, layout)
+                .await
+                .map_err(zerr("reading registrations"))?;
+            last_full = Instant::now();
+        }
         let (humans, stray) = match read_humans(client, layout, cfg).await {
             Ok((humans, stray)) => {
                 *humans_seen = Some(humans.clone());
@@ -339,8 +360,8 @@ pub(crate) async fn lead(
             until = until.min(t.saturating_duration_since(Instant::now()));
         }
         tokio::select! {
-            _ = hosts_w.changed() => {}
-            _ = robots_w.changed() => {}
+            e = hosts_w.changed() => pending.push(e),
+            e = robots_w.changed() => pending.push(e),
             _ = human_w.changed() => {}
             _ = pointer_w.changed() => pointer_moved = true,
             s = state.changed() => {
@@ -354,6 +375,7 @@ pub(crate) async fn lead(
                 // them, and once did not (issue 19); a watch added twice is one watch.
                 if s == zk::SessionState::SyncConnected {
                     reread_at = Some(Instant::now() + REREAD_AFTER_RECONNECT);
+                    full_read = true;
                     hosts_w = rewatch(client, &layout.hosts(), hosts_w).await;
                     robots_w = rewatch(client, &layout.robots(), robots_w).await;
                     human_w = rewatch(client, &layout.human(), human_w).await;
@@ -365,6 +387,7 @@ pub(crate) async fn lead(
         }
         if reread_at.is_some_and(|t| t <= Instant::now()) {
             reread_at = None;
+            full_read = true;
         }
         // Let a burst of changes settle into one snapshot, and publish no more often than
         // every `publish_interval_ms`: a change after a quiet spell goes out at once, a
@@ -376,13 +399,15 @@ pub(crate) async fn lead(
         loop {
             let drain = async {
                 tokio::select! {
-                    _ = hosts_w.changed() => {}
-                    _ = robots_w.changed() => {}
-                    _ = human_w.changed() => {}
+                    e = hosts_w.changed() => Some(e),
+                    e = robots_w.changed() => Some(e),
+                    _ = human_w.changed() => None,
                 }
             };
-            if tokio::time::timeout(Duration::ZERO, drain).await.is_err() {
-                break;
+            match tokio::time::timeout(Duration::ZERO, drain).await {
+                Ok(Some(e)) => pending.push(e),
+                Ok(None) => {}
+                Err(_) => break,
             }
         }
     }

@@ -70,24 +70,7 @@ impl Registry {
                 if seen {
                     continue;
                 }
-                if node_name(&node).is_none() {
-                    self.invalid.insert(key, "not <name>-<sequence>".into());
-                    continue;
-                }
-                match client.get_data(&format!("{dir}/{node}")).await {
-                    // Creation order across every directory: the node's creation zxid.
-                    Ok((data, stat)) => match Registration::parse(&data) {
-                        Ok(reg) => {
-                            self.known
-                                .insert(key.into(), (stat.czxid as u64, Arc::new(reg)));
-                        }
-                        Err(e) => {
-                            self.invalid.insert(key, e.to_string());
-                        }
-                    },
-                    Err(zk::Error::NoNode) => {}
-                    Err(e) => return Err(e),
-                }
+                self.admit(client, &dir, &node, key).await?;
             }
             if let Some(names) = names {
                 names_of.insert(key_prefix, Arc::from(names));
@@ -104,6 +87,93 @@ impl Registry {
         self.invalid.retain(|n, _| children.contains(n));
         self.identity_names = names_of;
         Ok(())
+    }
+
+    /// Reads one registration that appeared: `dir/node`, known as `key`.
+    async fn admit(
+        &mut self,
+        client: &zk::Client,
+        dir: &str,
+        node: &str,
+        key: String,
+    ) -> Result<(), zk::Error> {
+        if node_name(node).is_none() {
+            self.invalid.insert(key, "not <name>-<sequence>".into());
+            return Ok(());
+        }
+        match client.get_data(&format!("{dir}/{node}")).await {
+            // Creation order across every directory: the node's creation zxid.
+            Ok((data, stat)) => match Registration::parse(&data) {
+                Ok(reg) => {
+                    self.known
+                        .insert(key.into(), (stat.czxid as u64, Arc::new(reg)));
+                }
+                Err(e) => {
+                    self.invalid.insert(key, e.to_string());
+                }
+            },
+            Err(zk::Error::NoNode) => {}
+            Err(e) => return Err(e),
+        }
+        Ok(())
+    }
+
+    /// Applies the node events of the persistent watches on `hosts` and `robots` since the
+    /// last read: a registration created is read, one deleted vanishes. The rest is as
+    /// [`Registry::refresh`] would find it, without listing every registration. `false`: an
+    /// event needs a whole read (a directory itself, an identity's names), call `refresh`.
+    pub(crate) async fn apply(
+        &mut self,
+        client: &zk::Client,
+        layout: &Layout,
+        events: &[zk::WatchedEvent],
+    ) -> Result<bool, zk::Error> {
+        let hosts = format!("{}/", layout.hosts());
+        let robots = format!("{}/", layout.robots());
+        let now = Instant::now();
+        for e in events {
+            let (dir, node, key) = if let Some(node) = e.path.strip_prefix(&hosts) {
+                (layout.hosts(), node.to_owned(), node.to_owned())
+            } else if let Some(rest) = e.path.strip_prefix(&robots) {
+                let Some((user, node)) = rest.split_once('/') else {
+                    // An identity's directory: its names may have changed.
+                    return Ok(false);
+                };
+                if !self.identity_names.contains_key(&format!("{user}/")) {
+                    return Ok(false);
+                }
+                (
+                    layout.robot_dir(user),
+                    node.to_owned(),
+                    format!("{user}/{node}"),
+                )
+            } else if e.event_type == zk::EventType::Session {
+                continue;
+            } else {
+                // A directory itself came or went.
+                return Ok(false);
+            };
+            if node.contains('/') {
+                // Nothing lives below a registration; read everything rather than guess.
+                return Ok(false);
+            }
+            match e.event_type {
+                zk::EventType::NodeCreated
+                    if !self.known.contains_key(key.as_str())
+                        && !self.invalid.contains_key(&key) =>
+                {
+                    self.admit(client, &dir, &node, key).await?;
+                }
+                zk::EventType::NodeDeleted => {
+                    if let Some((k, _)) = self.known.get_key_value(key.as_str()) {
+                        self.vanished.entry(k.clone()).or_insert(now);
+                    }
+                    self.invalid.remove(&key);
+                }
+                _ => {}
+            }
+        }
+        Ok(true)
     }
 
     /// Forgets registrations that vanished longer than `grace` ago, and with them those that

@@ -211,6 +211,32 @@ fn save_cache(path: &Path, pointer: &Pointer, snap: &Snapshot) -> std::io::Resul
     saved
 }
 
+/// Saves a version whole to the disk cache: true when saved. When it cannot be, serving goes
+/// on and the version waits in `pending`, saved again every few seconds until it is, so a
+/// restart without ZooKeeper never serves an older one.
+fn save_whole(
+    cache: &Path,
+    pointer: Pointer,
+    snap: Snapshot,
+    pending: &mut Option<(Pointer, Snapshot)>,
+    failed: Option<&SaveFailed>,
+) -> bool {
+    match save_cache(cache, &pointer, &snap) {
+        Ok(()) => {
+            *pending = None;
+            true
+        }
+        Err(e) => {
+            tracing::error!(file = %cache.display(), error = %e, "cannot save the snapshot to disk; retrying every 5 s");
+            if let Some(f) = failed {
+                f();
+            }
+            *pending = Some((pointer, snap));
+            false
+        }
+    }
+}
+
 /// The journal beside a cache file: the deltas taken since the cache was saved whole.
 fn journal_path(cache: &Path) -> PathBuf {
     PathBuf::from(format!("{}.deltas", cache.display()))
@@ -627,18 +653,8 @@ impl Follower {
                 Ok(()) => held.journal_bytes += bytes,
                 Err(()) => {
                     let snap = held.zones.as_ref().expect("held").to_snapshot();
-                    match save_cache(&cache, &pointer, &snap) {
-                        Ok(()) => {
-                            held.journal_bytes = 0;
-                            *pending = None;
-                        }
-                        Err(e) => {
-                            tracing::error!(file = %cache.display(), error = %e, "cannot save the snapshot to disk; retrying every 5 s");
-                            if let Some(f) = &failed {
-                                f();
-                            }
-                            *pending = Some((pointer, snap));
-                        }
+                    if save_whole(&cache, pointer, snap, &mut pending, failed.as_ref()) {
+                        held.journal_bytes = 0;
                     }
                 }
             }
@@ -746,22 +762,12 @@ impl Follower {
         tokio::task::spawn_blocking(move || {
             let mut held = held.lock().expect("not poisoned");
             held.zones = None;
-            apply(Update::Whole(&snap, zones.as_ref())).map_err(|e| FetchFailed::Refused("zones", e))?;
+            apply(Update::Whole(&snap, zones.as_ref()))
+                .map_err(|e| FetchFailed::Refused("zones", e))?;
             held.zones = zones;
             held.journal_bytes = 0;
             let mut pending = unsaved.lock().expect("not poisoned");
-            match save_cache(&cache, &pointer, &snap) {
-                Ok(()) => *pending = None,
-                Err(e) => {
-                    // Serving goes on; it is saved again every few seconds until it is, so a
-                    // restart without ZooKeeper never serves an older one.
-                    tracing::error!(file = %cache.display(), error = %e, "cannot save the snapshot to disk; retrying every 5 s");
-                    if let Some(f) = &failed {
-                        f();
-                    }
-                    *pending = Some((pointer, snap));
-                }
-            }
+            save_whole(&cache, pointer, snap, &mut pending, failed.as_ref());
             Ok(())
         })
         .await
