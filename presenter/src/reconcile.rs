@@ -265,16 +265,18 @@ pub fn reconcile(
     }
     let mut lines: Vec<Vec<String>> = vec![Vec::new(); zones.len()];
     // Robot records per RRset, and those left out past the cap.
-    let mut counts: HashMap<(usize, String, RecordType), usize> = HashMap::new();
+    let mut counts: HashMap<(usize, &str, RecordType), usize> =
+        HashMap::with_capacity(records.len());
     let mut over: BTreeMap<(String, RecordType), usize> = BTreeMap::new();
-    for (z, owner, rtype, rdata) in records {
-        let n = counts.entry((z, owner.clone(), rtype)).or_default();
+    for (z, owner, rtype, rdata) in &records {
+        let (z, rtype) = (*z, *rtype);
+        let n = counts.entry((z, owner.as_str(), rtype)).or_default();
         if *n >= max_rrset {
-            *over.entry((owner, rtype)).or_default() += 1;
+            *over.entry((owner.clone(), rtype)).or_default() += 1;
             continue;
         }
         *n += 1;
-        if let Some(types) = human_types[z].get(&owner) {
+        if let Some(types) = human_types[z].get(owner) {
             if types.contains(&rtype) {
                 conflicts.push(Conflict {
                     kind: "human_overrides",
