@@ -18,36 +18,13 @@ use std::time::{Duration, Instant};
 use criterion::{criterion_group, criterion_main, Criterion};
 use geodns_server::internal::Internal;
 use geodns_snapshot::delta::{Delta, ZoneChange, Zones};
-use geodns_snapshot::zone_text::{Soa, ZoneBody};
 use geodns_snapshot::{SigningKey, Trust};
 
-const ORIGIN: &str = "internal.example";
+#[path = "common/robots.rs"]
+mod robots;
+use robots::{body, robot_line, ORIGIN};
+
 const RECORDS: u32 = 100_000;
-
-fn line(i: u32) -> String {
-    format!(
-        "host{i}.r{}.{ORIGIN}. 60 IN A 10.{}.{}.{}",
-        i % 100,
-        i >> 16 & 255,
-        i >> 8 & 255,
-        i & 255
-    )
-}
-
-fn body() -> ZoneBody {
-    ZoneBody {
-        origin: ORIGIN.into(),
-        soa: Soa {
-            ttl: 60,
-            primary: format!("ns1.{ORIGIN}"),
-            hostmaster: format!("hostmaster.{ORIGIN}"),
-            negative_ttl: 30,
-        },
-        apex: vec![format!("{ORIGIN}. 60 IN NS ns1.{ORIGIN}.")],
-        robot_lines: (0..RECORDS).map(line).collect::<BTreeSet<_>>(),
-        human: "ns1 IN A 192.0.2.53\nwiki IN CNAME web\nweb IN A 10.1.1.1\n".into(),
-    }
-}
 
 /// `n` deltas after `zones`, each changing `width` hosts (leaving if there, back if not),
 /// sealed and signed as the presenter publishes them.
@@ -67,10 +44,10 @@ fn chain(zones: &Zones, n: u64, width: u32, key: &SigningKey) -> Vec<Vec<u8>> {
             for k in 0..width {
                 let host = ((i * 7919 + u64::from(k) * 104_729) % u64::from(RECORDS)) as u32;
                 if gone.remove(&host) {
-                    change.added.push(line(host));
+                    change.added.push(robot_line(host));
                 } else {
                     gone.insert(host);
-                    change.removed.push(line(host));
+                    change.removed.push(robot_line(host));
                 }
             }
             let v = scratch.version() + 1;
@@ -91,7 +68,7 @@ fn chain(zones: &Zones, n: u64, width: u32, key: &SigningKey) -> Vec<Vec<u8>> {
 fn delta(c: &mut Criterion) {
     let (_, key) = SigningKey::generate().unwrap();
     let trust = Trust::new(vec![key.public()]);
-    let zones = Zones::new(1, "2026-12-06T00:00:00Z".into(), vec![body()]);
+    let zones = Zones::new(1, "2026-12-06T00:00:00Z".into(), vec![body(RECORDS)]);
     let snap = zones.to_snapshot();
     let allowed = vec![ORIGIN.to_owned()];
     let mut g = c.benchmark_group("delta");

@@ -33,9 +33,12 @@ use geodns_snapshot::delta::{Delta, ZoneChange, Zones};
 use geodns_snapshot::format::FORMAT;
 use geodns_snapshot::peers::PeersConfig;
 use geodns_snapshot::store::Publication;
-use geodns_snapshot::zone_text::{Soa, ZoneBody};
+
+#[path = "common/robots.rs"]
+mod robots;
 use geodns_snapshot::Pointer;
 use geodns_snapshot::{store, Follower, FollowerConfig, Layout, Snapshot, Update, ZoneText};
+use robots::{body, robot_line, ORIGIN};
 use zookeeper_client as zk;
 
 fn snapshot(version: u64, records: usize) -> Snapshot {
@@ -381,18 +384,6 @@ enum Design {
     Deltas,
 }
 
-const ORIGIN: &str = "internal.example";
-
-fn robot_line(i: u32) -> String {
-    format!(
-        "host{i}.r{}.{ORIGIN}. 60 IN A 10.{}.{}.{}",
-        i % 100,
-        i >> 16 & 255,
-        i >> 8 & 255,
-        i & 255
-    )
-}
-
 /// The publisher: the zone as the presenter holds it (parts), `per_pub` hosts leaving or
 /// coming back with each publication, published with the presenter's `store::publish`.
 struct Publisher {
@@ -414,23 +405,11 @@ impl Publisher {
         records: u32,
         version: u64,
     ) -> Publisher {
-        let body = ZoneBody {
-            origin: ORIGIN.into(),
-            soa: Soa {
-                ttl: 60,
-                primary: format!("ns1.{ORIGIN}"),
-                hostmaster: format!("hostmaster.{ORIGIN}"),
-                negative_ttl: 30,
-            },
-            apex: vec![format!("{ORIGIN}. 60 IN NS ns1.{ORIGIN}.")],
-            robot_lines: (0..records).map(robot_line).collect(),
-            human: "ns1 IN A 192.0.2.53\n".into(),
-        };
         Publisher {
             client,
             layout,
             design,
-            zones: Zones::new(version, now(), vec![body]),
+            zones: Zones::new(version, now(), vec![body(records)]),
             pointer: None,
             gone: Default::default(),
             records,
@@ -661,20 +640,17 @@ async fn churn(
         every.as_millis(),
         pubs.len()
     );
-    println!(
-        "  zookeeper egress to followers: {:.2} MB per publication, {:.1} MB per minute ({:.2}x one snapshot per publication; {:.0} B per follower per publication)",
-        down as f64 / npub / 1e6,
-        down as f64 / minutes / 1e6,
-        down as f64 / npub / snapshot_bytes as f64,
-        down as f64 / npub / n as f64
-    );
-    println!(
-        "  followers took {:.1} MB whole from ZooKeeper, {:.1} MB whole from peers ({:.0} % of the bulk bytes), {:.1} MB of deltas",
-        (fetched.whole.load(Relaxed) - whole0) as f64 / 1e6,
-        peer_bytes as f64 / 1e6,
-        100.0 * peer_bytes as f64 / (peer_bytes + down).max(1) as f64,
-        (fetched.deltas.load(Relaxed) - deltas0) as f64 / 1e6
-    );
+    Egress {
+        down,
+        publications: npub,
+        minutes,
+        snapshot_bytes,
+        followers: n,
+        whole: fetched.whole.load(Relaxed) - whole0,
+        peer: peer_bytes,
+        deltas: fetched.deltas.load(Relaxed) - deltas0,
+    }
+    .print();
     if !to_all.is_empty() {
         println!(
             "  publication to every follower (or a later version): median {:.2} s, p99 {:.2} s, max {:.2} s ({} of {} publications reached everyone)",
@@ -707,6 +683,39 @@ async fn churn(
     };
     cold_start(&fleet, &counts, version).await;
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// What went to the followers during a run: ZooKeeper's egress through the proxy, and the
+/// bytes they took whole from ZooKeeper, whole from peers, and as deltas.
+struct Egress {
+    down: u64,
+    publications: f64,
+    minutes: f64,
+    snapshot_bytes: u64,
+    followers: usize,
+    whole: u64,
+    peer: u64,
+    deltas: u64,
+}
+
+impl Egress {
+    fn print(&self) {
+        let (down, pubs) = (self.down as f64, self.publications);
+        println!(
+            "  zookeeper egress to followers: {:.2} MB per publication, {:.1} MB per minute ({:.3}x one snapshot per publication; {:.0} B per follower per publication)",
+            down / pubs / 1e6,
+            down / self.minutes / 1e6,
+            down / pubs / self.snapshot_bytes as f64,
+            down / pubs / self.followers as f64
+        );
+        println!(
+            "  followers took {:.1} MB whole from ZooKeeper, {:.1} MB whole from peers ({:.0} % of all bytes to followers), {:.1} MB of deltas",
+            self.whole as f64 / 1e6,
+            self.peer as f64 / 1e6,
+            100.0 * self.peer as f64 / (self.peer + self.down).max(1) as f64,
+            self.deltas as f64 / 1e6
+        );
+    }
 }
 
 /// A cold start: 200 new followers at once, each timed until it holds `version` or a later
@@ -1043,20 +1052,17 @@ async fn fleet(
         "fleet followers={n} hosts={hosts} snapshot={snapshot_bytes} B changes/min={changes_per_min}: {} publications by the presenter in {elapsed:.0} s ({arrived} registrations, as many departures)",
         v1 - v0
     );
-    println!(
-        "  zookeeper egress to followers: {:.2} MB per publication, {:.1} MB per minute ({:.3}x one snapshot per publication; {:.0} B per follower per publication)",
-        down as f64 / pubs / 1e6,
-        down as f64 / minutes / 1e6,
-        down as f64 / pubs / snapshot_bytes as f64,
-        down as f64 / pubs / n as f64
-    );
-    println!(
-        "  followers took {:.1} MB whole from ZooKeeper, {:.1} MB whole from peers ({:.0} % of all bytes to followers), {:.1} MB of deltas",
-        (fetched.whole.load(Relaxed) - whole0) as f64 / 1e6,
-        peer_bytes as f64 / 1e6,
-        100.0 * peer_bytes as f64 / (peer_bytes + down).max(1) as f64,
-        (fetched.deltas.load(Relaxed) - deltas0) as f64 / 1e6
-    );
+    Egress {
+        down,
+        publications: pubs,
+        minutes,
+        snapshot_bytes,
+        followers: n,
+        whole: fetched.whole.load(Relaxed) - whole0,
+        peer: peer_bytes,
+        deltas: fetched.deltas.load(Relaxed) - deltas0,
+    }
+    .print();
     if !to_all.is_empty() {
         println!(
             "  registration to every follower holding it: median {:.2} s, p99 {:.2} s, max {:.2} s ({} of {} registrations reached everyone)",
