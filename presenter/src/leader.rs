@@ -269,10 +269,11 @@ pub(crate) async fn lead(
             );
             if let Some(reason) = hold {
                 if held_reason.as_deref() != Some(reason.as_str()) {
-                    tracing::error!(%reason, "snapshot held back");
+                    // Recorded first, so whoever reads the log line finds the node written.
                     write_node(client, &layout.held(), reason.as_bytes(), secure)
                         .await
                         .map_err(zerr("writing held"))?;
+                    tracing::error!(%reason, "snapshot held back");
                     metrics.held.store(1, Relaxed);
                     held_reason = Some(reason);
                 }
