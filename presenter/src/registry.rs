@@ -158,10 +158,12 @@ impl Registry {
                 return Ok(false);
             }
             match e.event_type {
-                zk::EventType::NodeCreated
-                    if !self.known.contains_key(key.as_str())
-                        && !self.invalid.contains_key(&key) =>
-                {
+                zk::EventType::NodeCreated => {
+                    // A node of a name seen before is a new node (sequence numbers start
+                    // again in a tree deleted and made anew): read it afresh.
+                    self.known.remove(key.as_str());
+                    self.vanished.remove(key.as_str());
+                    self.invalid.remove(&key);
                     self.admit(client, &dir, &node, key).await?;
                 }
                 zk::EventType::NodeDeleted => {
