@@ -17,12 +17,12 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use geodns_server::internal::Internal;
-use geodns_snapshot::delta::{Delta, ZoneChange, Zones};
+use geodns_snapshot::delta::{Delta, Zones};
 use geodns_snapshot::{SigningKey, Trust};
 
 #[path = "common/robots.rs"]
 mod robots;
-use robots::{body, robot_line, ORIGIN};
+use robots::{body, toggle, ORIGIN};
 
 const RECORDS: u32 = 100_000;
 
@@ -33,23 +33,11 @@ fn chain(zones: &Zones, n: u64, width: u32, key: &SigningKey) -> Vec<Vec<u8>> {
     let mut gone = BTreeSet::new();
     (0..n)
         .map(|i| {
-            let mut change = ZoneChange {
-                origin: ORIGIN.into(),
-                soa: None,
-                apex: None,
-                human: None,
-                removed: Vec::new(),
-                added: Vec::new(),
-            };
-            for k in 0..width {
-                let host = ((i * 7919 + u64::from(k) * 104_729) % u64::from(RECORDS)) as u32;
-                if gone.remove(&host) {
-                    change.added.push(robot_line(host));
-                } else {
-                    gone.insert(host);
-                    change.removed.push(robot_line(host));
-                }
-            }
+            let change = toggle(
+                &mut gone,
+                (0..width)
+                    .map(|k| ((i * 7919 + u64::from(k) * 104_729) % u64::from(RECORDS)) as u32),
+            );
             let v = scratch.version() + 1;
             let d = scratch
                 .delta(

@@ -29,7 +29,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use geodns_server::internal::Internal;
-use geodns_snapshot::delta::{Delta, ZoneChange, Zones};
+use geodns_snapshot::delta::{Delta, Zones};
 use geodns_snapshot::format::FORMAT;
 use geodns_snapshot::peers::PeersConfig;
 use geodns_snapshot::store::Publication;
@@ -38,7 +38,7 @@ use geodns_snapshot::store::Publication;
 mod robots;
 use geodns_snapshot::Pointer;
 use geodns_snapshot::{store, Follower, FollowerConfig, Layout, Snapshot, Update, ZoneText};
-use robots::{body, robot_line, ORIGIN};
+use robots::{body, toggle, ORIGIN};
 use zookeeper_client as zk;
 
 fn snapshot(version: u64, records: usize) -> Snapshot {
@@ -419,24 +419,13 @@ impl Publisher {
 
     /// The next `changes` hosts leave (or come back), and the version is published.
     async fn publish(&mut self, changes: usize) -> (Pointer, Delta) {
-        let mut change = ZoneChange {
-            origin: ORIGIN.into(),
-            soa: None,
-            apex: None,
-            human: None,
-            removed: Vec::new(),
-            added: Vec::new(),
-        };
-        for _ in 0..changes {
-            self.cursor += 1;
-            let host = (self.cursor * 7919 % u64::from(self.records)) as u32;
-            if self.gone.remove(&host) {
-                change.added.push(robot_line(host));
-            } else {
-                self.gone.insert(host);
-                change.removed.push(robot_line(host));
-            }
-        }
+        let records = u64::from(self.records);
+        let start = self.cursor;
+        self.cursor += changes as u64;
+        let change = toggle(
+            &mut self.gone,
+            (start + 1..=self.cursor).map(|c| (c * 7919 % records) as u32),
+        );
         let v = self.zones.version() + 1;
         let d = self
             .zones
@@ -537,23 +526,11 @@ async fn churn(
         let rounds = 20u32;
         let mut spent = Duration::ZERO;
         for r in 0..rounds {
-            let mut change = ZoneChange {
-                origin: ORIGIN.into(),
-                soa: None,
-                apex: None,
-                human: None,
-                removed: Vec::new(),
-                added: Vec::new(),
-            };
-            for k in 0..per_pub {
-                let host = ((u64::from(r) * 104_729 + k as u64 * 7919) % records as u64) as u32;
-                if gone.remove(&host) {
-                    change.added.push(robot_line(host));
-                } else {
-                    gone.insert(host);
-                    change.removed.push(robot_line(host));
-                }
-            }
+            let change = toggle(
+                &mut gone,
+                (0..per_pub)
+                    .map(|k| ((u64::from(r) * 104_729 + k as u64 * 7919) % records as u64) as u32),
+            );
             let d = parts
                 .delta(
                     parts.version() + 1,

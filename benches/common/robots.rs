@@ -32,3 +32,28 @@ pub fn body(records: u32) -> ZoneBody {
         human: "ns1 IN A 192.0.2.53\nwiki IN CNAME web\nweb IN A 10.1.1.1\n".into(),
     }
 }
+
+/// The change that makes each of `hosts` leave, or come back if it is in `gone` (which it
+/// keeps up to date): what a publication of a churning fleet holds.
+pub fn toggle(
+    gone: &mut std::collections::BTreeSet<u32>,
+    hosts: impl IntoIterator<Item = u32>,
+) -> geodns_snapshot::delta::ZoneChange {
+    let mut change = geodns_snapshot::delta::ZoneChange {
+        origin: ORIGIN.into(),
+        soa: None,
+        apex: None,
+        human: None,
+        removed: Vec::new(),
+        added: Vec::new(),
+    };
+    for host in hosts {
+        if gone.remove(&host) {
+            change.added.push(robot_line(host));
+        } else {
+            gone.insert(host);
+            change.removed.push(robot_line(host));
+        }
+    }
+    change
+}
