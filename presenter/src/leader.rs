@@ -20,7 +20,7 @@ use crate::metrics::Metrics;
 use crate::publication::{
     conflict_report, last_published, write_node, Published, MAX_CONFLICT_LOG_LINES,
 };
-use crate::reconcile::{reconcile, Conflict};
+use crate::reconcile::{Conflict, Reconciler};
 use crate::registry::Registry;
 use crate::squatters::{squatters, SQUATTER_CHECK};
 
@@ -158,6 +158,9 @@ pub(crate) async fn lead(
     let mut pending: Vec<zk::WatchedEvent> = Vec::new();
     let mut full_read = true;
     let mut last_full = Instant::now();
+    // The reconciliation, made from every registration on the first pass.
+    let mut reconciler = new_reconciler(cfg);
+    let mut fresh = true;
     let interval = Duration::from_millis(cfg.publish_interval_ms);
     loop {
         if std::mem::take(&mut pointer_moved) {
@@ -220,40 +223,48 @@ pub(crate) async fn lead(
         metrics
             .registrations
             .store(registry.known.len() as u64, Relaxed);
-        let mut rec = reconcile(
-            &cfg.zones,
-            &cfg.rules,
-            &registry.robots(),
-            &humans,
-            cfg.guard.max_rrset_records,
-            &cfg.robot_names,
-        );
-        rec.conflicts.extend(stray.into_iter().map(|o| Conflict {
+        // The reconciliation follows the registrations that changed: in time proportional
+        // to them, not to the fleet (all of them at a session's start, or after an identity's
+        // names changed).
+        match registry.take_changed().filter(|_| !fresh) {
+            Some(changed) => reconciler.update(changed),
+            None => {
+                reconciler = new_reconciler(cfg);
+                let all = registry.robots().into_iter();
+                reconciler.update(all.map(|r| (r.node.clone(), Some(r))));
+            }
+        }
+        fresh = false;
+        reconciler.set_humans(&humans);
+        let mut conflicts = reconciler.conflicts();
+        conflicts.extend(stray.into_iter().map(|o| Conflict {
             kind: "outside_zones",
             name: o.clone(),
             detail: format!("human zone {o} is not an internal zone of the presenter's config"),
         }));
-        rec.conflicts
-            .extend(registry.invalid.iter().map(|(node, e)| Conflict {
-                kind: "invalid_registration",
-                name: node.clone(),
-                detail: e.clone(),
-            }));
-        rec.conflicts.sort();
-        if reported.as_ref() != Some(&rec.conflicts) {
-            report_conflicts(client, layout, secure, metrics, &rec.conflicts).await?;
-            reported = Some(rec.conflicts.clone());
+        conflicts.extend(registry.invalid.iter().map(|(node, e)| Conflict {
+            kind: "invalid_registration",
+            name: node.clone(),
+            detail: e.clone(),
+        }));
+        conflicts.sort();
+        if reported.as_ref() != Some(&conflicts) {
+            report_conflicts(client, layout, secure, metrics, &conflicts).await?;
+            reported = Some(conflicts.clone());
         }
 
-        if !rec.zones.iter().eq(last.zones.bodies()) || !last.ours {
+        let changed = match reconciler.robot_changes(&last.zones) {
+            Some(changes) => !changes.is_empty(),
+            None => !reconciler.bodies().iter().eq(last.zones.bodies()),
+        };
+        if changed || !last.ours {
             let version = last.version + 1;
             let created_at =
                 humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
-            let conflicts = rec.conflicts.len();
+            let conflicts = conflicts.len();
             // The next version as parts, and the change from the last: what servers take, and
             // what the drop guard and the compile check look at.
-            let next = Zones::new(version, created_at.clone(), rec.zones);
-            let change = last.zones.delta_to(&next);
+            let (next, change) = reconciler.next(&last.zones, version, created_at.clone());
             let robots = last.zones.robot_records();
             let dropped = dropped(&last.zones, &change);
             let share = cfg.guard.max_drop_share;
@@ -323,11 +334,13 @@ pub(crate) async fn lead(
                         metrics.version.store(version, Relaxed);
                         metrics.robot_records.store(records as u64, Relaxed);
                         written = Some((version, pointer.checksum.clone()));
+                        let next = Arc::new(next);
+                        reconciler.mark(next.clone());
                         last = Published {
                             version,
                             znode_version: Some(last.znode_version.map_or(0, |v| v + 1)),
                             pointer: Some(pointer),
-                            zones: Arc::new(next),
+                            zones: next,
                             compiled: Arc::new(compiled),
                             ours: true,
                         };
@@ -412,6 +425,17 @@ pub(crate) async fn lead(
             }
         }
     }
+}
+
+/// A reconciliation by `cfg`'s policy, with no registrations and no human zones yet.
+fn new_reconciler(cfg: &Config) -> Reconciler {
+    Reconciler::new(
+        &cfg.zones,
+        &cfg.rules,
+        std::collections::BTreeMap::new(),
+        cfg.guard.max_rrset_records,
+        &cfg.robot_names,
+    )
 }
 
 /// Takes the presenters' lock, waiting behind any other presenter. The lock recipe waits

@@ -20,6 +20,10 @@ pub(crate) struct Registry {
     pub(crate) invalid: HashMap<String, String>,
     /// The names each robot identity may register, by key prefix (`<user>/`), as last read.
     identity_names: BTreeMap<String, Arc<[String]>>,
+    /// The registrations that appeared, went or vanished since [`Registry::take_changed`].
+    changed: HashSet<Arc<str>>,
+    /// Whether something changed that concerns many registrations (an identity's names).
+    everything: bool,
 }
 
 /// The children of `dir`, none if it does not exist.
@@ -79,12 +83,18 @@ impl Registry {
         let now = Instant::now();
         for node in self.known.keys() {
             if children.contains(&**node) {
-                self.vanished.remove(node);
-            } else {
-                self.vanished.entry(node.clone()).or_insert(now);
+                if self.vanished.remove(node).is_some() {
+                    self.changed.insert(node.clone());
+                }
+            } else if !self.vanished.contains_key(node) {
+                self.vanished.insert(node.clone(), now);
+                self.changed.insert(node.clone());
             }
         }
         self.invalid.retain(|n, _| children.contains(n));
+        if self.identity_names != names_of {
+            self.everything = true;
+        }
         self.identity_names = names_of;
         Ok(())
     }
@@ -105,8 +115,9 @@ impl Registry {
             // Creation order across every directory: the node's creation zxid.
             Ok((data, stat)) => match Registration::parse(&data) {
                 Ok(reg) => {
-                    self.known
-                        .insert(key.into(), (stat.czxid as u64, Arc::new(reg)));
+                    let key: Arc<str> = key.into();
+                    self.changed.insert(key.clone());
+                    self.known.insert(key, (stat.czxid as u64, Arc::new(reg)));
                 }
                 Err(e) => {
                     self.invalid.insert(key, e.to_string());
@@ -161,14 +172,19 @@ impl Registry {
                 zk::EventType::NodeCreated => {
                     // A node of a name seen before is a new node (sequence numbers start
                     // again in a tree deleted and made anew): read it afresh.
-                    self.known.remove(key.as_str());
+                    if let Some((k, _)) = self.known.remove_entry(key.as_str()) {
+                        self.changed.insert(k);
+                    }
                     self.vanished.remove(key.as_str());
                     self.invalid.remove(&key);
                     self.admit(client, &dir, &node, key).await?;
                 }
                 zk::EventType::NodeDeleted => {
                     if let Some((k, _)) = self.known.get_key_value(key.as_str()) {
-                        self.vanished.entry(k.clone()).or_insert(now);
+                        if !self.vanished.contains_key(k) {
+                            self.vanished.insert(k.clone(), now);
+                            self.changed.insert(k.clone());
+                        }
                     }
                     self.invalid.remove(&key);
                 }
@@ -199,26 +215,50 @@ impl Registry {
             for n in gone {
                 self.vanished.remove(&n);
                 self.known.remove(&n);
+                self.changed.insert(n);
             }
         }
         self.vanished.values().map(|t| *t + grace).min()
     }
 
+    /// Every registration known.
     pub(crate) fn robots(&self) -> Vec<Robot> {
-        self.known
-            .iter()
-            .map(|(node, (seq, reg))| Robot {
-                node: node.clone(),
-                seq: *seq,
-                reg: reg.clone(),
-                live: !self.vanished.contains_key(node),
-                names: node.split_once('/').map(|(user, _)| {
-                    self.identity_names
-                        .get(&format!("{user}/"))
-                        .cloned()
-                        .unwrap_or_else(|| Arc::from(Vec::new()))
-                }),
-            })
-            .collect()
+        self.known.keys().filter_map(|k| self.robot(k)).collect()
+    }
+
+    /// The registration of node `key`, if known.
+    fn robot(&self, key: &str) -> Option<Robot> {
+        let (node, (seq, reg)) = self.known.get_key_value(key)?;
+        Some(Robot {
+            node: node.clone(),
+            seq: *seq,
+            reg: reg.clone(),
+            live: !self.vanished.contains_key(node),
+            names: node.split_once('/').map(|(user, _)| {
+                self.identity_names
+                    .get(&format!("{user}/"))
+                    .cloned()
+                    .unwrap_or_else(|| Arc::from(Vec::new()))
+            }),
+        })
+    }
+
+    /// The registrations changed since the last call, each as it is now (`None`: gone), for
+    /// [`crate::reconcile::Reconciler::update`]; `None` when everything must be taken again
+    /// (an identity's names changed).
+    pub(crate) fn take_changed(&mut self) -> Option<Vec<(Arc<str>, Option<Robot>)>> {
+        let changed = std::mem::take(&mut self.changed);
+        if std::mem::take(&mut self.everything) {
+            return None;
+        }
+        Some(
+            changed
+                .into_iter()
+                .map(|k| {
+                    let r = self.robot(&k);
+                    (k, r)
+                })
+                .collect(),
+        )
     }
 }
