@@ -27,6 +27,9 @@ command -v exabgp >/dev/null 2>&1 || pkgs+=(exabgp)
 command -v bird >/dev/null 2>&1 || pkgs+=(bird2)
 # A real load generator for the rate-limiting test.
 command -v dnsperf >/dev/null 2>&1 || pkgs+=(dnsperf)
+# The XDP program of the AF_XDP path (server/build.rs): clang, and libbpf's headers.
+command -v clang >/dev/null 2>&1 || pkgs+=(clang)
+[ -e /usr/include/bpf/bpf_helpers.h ] || pkgs+=(libbpf-dev)
 # promtool (in Debian's prometheus package) lints every process's metrics.
 command -v promtool >/dev/null 2>&1 || pkgs+=(prometheus)
 # Other GeoDNS servers load our MMDB export: gdnsd, Knot (with its geoip module), PowerDNS

@@ -240,6 +240,12 @@ pub struct Listen {
     /// Prometheus metrics over HTTP (`/metrics`), if set.
     #[serde(default)]
     pub metrics: Option<SocketAddr>,
+    /// Network interfaces on which UDP to the `dns` addresses is answered through AF_XDP,
+    /// bypassing the kernel's UDP stack (docs/xdp.md). Everything else on them (TCP, other
+    /// ports, ICMP, ARP) still goes to the kernel; where XDP cannot be set up the sockets
+    /// answer, as without it. Empty (the default): sockets only.
+    #[serde(default)]
+    pub xdp: Vec<String>,
 }
 
 /// TCP limits, so slow or idle clients cannot starve the rest.
@@ -343,6 +349,7 @@ impl Default for Listen {
             dns: default_dns_listen(),
             udp_workers: default_udp_workers(),
             metrics: None,
+            xdp: Vec::new(),
         }
     }
 }
@@ -392,6 +399,7 @@ impl Config {
             "listen.metrics",
             self.listen.metrics != running.listen.metrics,
         );
+        check("listen.xdp", self.listen.xdp != running.listen.xdp);
         check("tcp", self.tcp != running.tcp);
         check("probe_log", self.probe_log != running.probe_log);
         check("zookeeper", self.zookeeper != running.zookeeper);
@@ -532,6 +540,17 @@ impl Config {
             return Err(invalid(
                 "listen.dns".into(),
                 "no address to listen on".into(),
+            ));
+        }
+        if let Some(bad) = cfg
+            .listen
+            .xdp
+            .iter()
+            .find(|i| i.is_empty() || i.len() >= libc::IFNAMSIZ || i.contains(['/', ' ', '\0']))
+        {
+            return Err(invalid(
+                "listen.xdp".into(),
+                format!("{bad:?} is not a network interface name"),
             ));
         }
         if !(1..=64).contains(&cfg.listen.udp_workers) {

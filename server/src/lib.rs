@@ -32,4 +32,5 @@ pub mod spill;
 pub mod tcp;
 pub mod udp;
 pub mod wire;
+pub mod xdp;
 pub mod zookeeper;

@@ -158,6 +158,7 @@ pub async fn run(config_path: &Path) -> Result<(), StartError> {
             "response rate limiting on (UDP)"
         );
     }
+    let mut bound_udp = Vec::new();
     for &addr in &cfg.listen.dns {
         let DnsSockets {
             udp: socks,
@@ -166,6 +167,7 @@ pub async fn run(config_path: &Path) -> Result<(), StartError> {
             tcp_addr,
         } = bind_dns(addr, cfg.listen.udp_workers)?;
         tracing::info!(%bound, workers = socks.len(), "listening udp");
+        bound_udp.push(bound);
         tracing::info!(bound = %tcp_addr, "listening tcp");
         for (i, sock) in socks.into_iter().enumerate() {
             let (state, metrics, rrl) = (state.clone(), metrics.clone(), rrl.clone());
@@ -182,6 +184,8 @@ pub async fn run(config_path: &Path) -> Result<(), StartError> {
             Duration::from_millis(cfg.tcp.idle_timeout_ms),
         ));
     }
+    // Beside the sockets, which answer what the AF_XDP path does not take.
+    let _xdp = crate::xdp::start(&cfg.listen.xdp, &bound_udp, &state, &metrics, &rrl);
     if let Some(addr) = cfg.listen.metrics {
         let listener = tokio::net::TcpListener::bind(addr)
             .await

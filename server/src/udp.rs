@@ -116,13 +116,78 @@ impl Buffers {
     }
 }
 
+/// What a UDP datagram gets, whichever path brought it (kernel sockets here, AF_XDP in
+/// [`crate::xdp`]): the answer, the metrics, the probe log, and response rate limiting. One
+/// per worker thread.
+pub struct Answerer {
+    metrics: Arc<Metrics>,
+    rrl: Option<Arc<Limiter>>,
+    started: std::time::Instant,
+    /// When rate limiting was last logged: at most once every 10 s per worker (a flood must
+    /// not become a flood of log lines).
+    rrl_logged: Option<u64>,
+}
+
+impl Answerer {
+    /// An answerer counting into `metrics`, limiting with `rrl` if set.
+    pub fn new(metrics: Arc<Metrics>, rrl: Option<Arc<Limiter>>) -> Answerer {
+        Answerer {
+            metrics,
+            rrl,
+            started: std::time::Instant::now(),
+            rrl_logged: None,
+        }
+    }
+
+    /// Answers `packet` from `src` into `out`; `false` when nothing is to be sent (a query
+    /// dropped, or a response the rate limiter drops). A datagram from port 0 is never
+    /// answered: no real client sends from it, and answering only helps reflection attacks.
+    pub fn answer(
+        &mut self,
+        snap: &crate::served::Served,
+        packet: &[u8],
+        src: SocketAddr,
+        out: &mut Vec<u8>,
+    ) -> bool {
+        if src.port() == 0 {
+            out.clear();
+            return false;
+        }
+        let started = std::time::Instant::now();
+        let outcome = respond(snap, packet, src.ip(), Transport::Udp, out);
+        self.metrics.observe_processing(started.elapsed());
+        self.metrics.record(false, &outcome);
+        log_query(packet, src, Transport::Udp, &outcome);
+        if out.is_empty() {
+            return false;
+        }
+        if let Some(l) = self.rrl.as_ref().filter(|_| !outcome.valid_cookie) {
+            let second = self.started.elapsed().as_secs();
+            let verdict = l.check(src.ip(), out, second);
+            if verdict != Verdict::Send && self.rrl_logged.is_none_or(|t| second >= t + 10) {
+                self.rrl_logged = Some(second);
+                tracing::warn!(client = %src.ip(), "response rate limiting: responses over the rate to this client's prefix are dropped or sent truncated (geodns_rrl_*; logged once in 10 s)");
+            }
+            match verdict {
+                Verdict::Send => {}
+                Verdict::Slip => {
+                    truncate(out);
+                    self.metrics.rrl_slipped();
+                }
+                Verdict::Drop => {
+                    self.metrics.rrl_dropped();
+                    return false;
+                }
+            }
+        }
+        true
+    }
+}
+
 /// Serves one socket forever.
 pub fn serve(sock: UdpSocket, state: Arc<State>, metrics: Arc<Metrics>, rrl: Option<Arc<Limiter>>) {
     let fd = sock.as_raw_fd();
-    let started = std::time::Instant::now();
-    // Rate limiting is logged at most once every 10 s per worker (a flood must not become a
-    // flood of log lines).
-    let mut rrl_logged: Option<u64> = None;
+    let mut answerer = Answerer::new(metrics, rrl);
     let mut cache = state.cache();
     let mut b = Buffers::new();
     loop {
@@ -146,47 +211,15 @@ pub fn serve(sock: UdpSocket, state: Arc<State>, metrics: Arc<Metrics>, rrl: Opt
             continue;
         }
         let snap = cache.load();
-        let second = started.elapsed().as_secs();
         let mut replies = 0;
         for i in 0..n as usize {
             let len = b.hdr_in[i].msg_len as usize;
             let truncated = b.hdr_in[i].msg_hdr.msg_flags & libc::MSG_TRUNC != 0;
-            // Port 0 cannot be a real client; answering it only helps reflection attacks.
-            let Some(src) = to_socket_addr(&b.addrs[i]).filter(|a| a.port() != 0 && !truncated)
-            else {
+            let Some(src) = to_socket_addr(&b.addrs[i]).filter(|_| !truncated) else {
                 continue;
             };
-            let started = std::time::Instant::now();
-            let outcome = respond(
-                snap,
-                &b.packets[i][..len],
-                src.ip(),
-                Transport::Udp,
-                &mut b.outs[i],
-            );
-            metrics.observe_processing(started.elapsed());
-            metrics.record(false, &outcome);
-            log_query(&b.packets[i][..len], src, Transport::Udp, &outcome);
-            if b.outs[i].is_empty() {
+            if !answerer.answer(snap, &b.packets[i][..len], src, &mut b.outs[i]) {
                 continue;
-            }
-            if let Some(l) = rrl.as_ref().filter(|_| !outcome.valid_cookie) {
-                let verdict = l.check(src.ip(), &b.outs[i], second);
-                if verdict != Verdict::Send && rrl_logged.is_none_or(|t| second >= t + 10) {
-                    rrl_logged = Some(second);
-                    tracing::warn!(client = %src.ip(), "response rate limiting: responses over the rate to this client's prefix are dropped or sent truncated (geodns_rrl_*; logged once in 10 s)");
-                }
-                match verdict {
-                    Verdict::Send => {}
-                    Verdict::Slip => {
-                        truncate(&mut b.outs[i]);
-                        metrics.rrl_slipped();
-                    }
-                    Verdict::Drop => {
-                        metrics.rrl_dropped();
-                        continue;
-                    }
-                }
             }
             b.iov_out[replies] = libc::iovec {
                 iov_base: b.outs[i].as_mut_ptr().cast(),
