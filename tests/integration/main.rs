@@ -32,5 +32,6 @@ mod spark;
 mod spill;
 mod transport;
 mod trust;
+mod xdp;
 mod zk;
 mod zoo;

@@ -18,6 +18,28 @@ const OBJECT: Option<&[u8]> = Some(aya::include_bytes_aligned!(concat!(
 #[cfg(not(xdp_program))]
 const OBJECT: Option<&[u8]> = None;
 
+/// `e` with its causes (aya's own messages leave the OS error to the source), and what a
+/// refusal for lack of privilege needs.
+fn explain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut denied = false;
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let more = c.to_string();
+        if !text.contains(&more) {
+            text.push_str(&format!(": {more}"));
+        }
+        denied |= c
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::PermissionDenied);
+        cause = c.source();
+    }
+    if denied {
+        text.push_str(" (XDP needs CAP_BPF, CAP_NET_ADMIN and CAP_NET_RAW, or root)");
+    }
+    text
+}
+
 /// `struct target` of program.bpf.c: an address and port the program takes.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
@@ -66,23 +88,24 @@ impl Program {
         let object = OBJECT.ok_or(
             "this build has no XDP program (clang and libbpf-dev were missing when it was built)",
         )?;
-        let mut ebpf = Ebpf::load(object).map_err(|e| format!("loading the XDP program: {e}"))?;
+        let mut ebpf =
+            Ebpf::load(object).map_err(|e| format!("loading the XDP program: {}", explain(&e)))?;
         let mut map: HashMap<_, Target, u8> = HashMap::try_from(
             ebpf.map_mut("TARGETS")
                 .ok_or("the XDP program has no TARGETS map")?,
         )
-        .map_err(|e| format!("TARGETS: {e}"))?;
+        .map_err(|e| format!("TARGETS: {}", explain(&e)))?;
         for &t in targets {
             map.insert(Target::of(t), 1, 0)
-                .map_err(|e| format!("TARGETS: {e}"))?;
+                .map_err(|e| format!("TARGETS: {}", explain(&e)))?;
         }
         let prog: &mut Xdp = ebpf
             .program_mut("geodns_xdp")
             .ok_or("the XDP program is missing")?
             .try_into()
-            .map_err(|e| format!("geodns_xdp: {e}"))?;
+            .map_err(|e| format!("geodns_xdp: {}", explain(&e)))?;
         prog.load()
-            .map_err(|e| format!("the kernel refused the XDP program: {e}"))?;
+            .map_err(|e| format!("the kernel refused the XDP program: {}", explain(&e)))?;
         Ok(Program {
             ebpf,
             iface: iface.to_owned(),
@@ -96,9 +119,9 @@ impl Program {
                 .map_mut("SOCKETS")
                 .ok_or("the XDP program has no SOCKETS map")?,
         )
-        .map_err(|e| format!("SOCKETS: {e}"))?;
+        .map_err(|e| format!("SOCKETS: {}", explain(&e)))?;
         map.set(queue, fd, 0)
-            .map_err(|e| format!("SOCKETS queue {queue}: {e}"))
+            .map_err(|e| format!("SOCKETS queue {queue}: {}", explain(&e)))
     }
 
     /// Attaches to the interface: in the driver if it can run XDP (native mode), else in the
@@ -115,8 +138,10 @@ impl Program {
             Err(native) => match prog.attach(&self.iface, XdpFlags::SKB_MODE) {
                 Ok(_) => Ok("generic"),
                 Err(generic) => Err(format!(
-                    "attaching to {}: native: {native}; generic: {generic}",
-                    self.iface
+                    "attaching to {}: native: {}; generic: {}",
+                    self.iface,
+                    explain(&native),
+                    explain(&generic)
                 )),
             },
         }

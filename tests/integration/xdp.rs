@@ -1,0 +1,433 @@
+//! The AF_XDP path (issue 26): a server with `[listen] xdp` on one end of a veth pair between
+//! two network namespaces of the test's own, queried from the other end.
+//!
+//! What is compared: the same queries, from the same client address, to a server answering
+//! through AF_XDP and to one answering on the kernel's sockets (same data, same namespace),
+//! byte for byte; the kernel's UDP counters show which path answered. TCP and other UDP ports
+//! on the XDP interface still reach the kernel. A server that cannot attach says so and answers
+//! on its sockets.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use hickory_proto::op::{Edns, Message, MessageType};
+use hickory_proto::rr::RecordType;
+
+use crate::browser::Netns;
+use crate::harness::{config_with_big_txt, data_dir, message, Server};
+
+/// Runs `cmd` and fails the test if it fails.
+fn sh(cmd: &[&str]) {
+    let o = Command::new(cmd[0]).args(&cmd[1..]).output().unwrap();
+    assert!(
+        o.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+/// Two namespaces joined by a veth pair: the server's end 10.77.N.1 / fd77:N::1, the client's
+/// .2 / ::2.
+struct Pair {
+    server: Netns,
+    client: Netns,
+    iface: String,
+    v4: String,
+    v6: String,
+    client4: String,
+    client6: String,
+}
+
+impl Pair {
+    fn new() -> Pair {
+        let (server, client) = (Netns::new(), Netns::new());
+        // Unique per test, in this process and beside another run's.
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let next = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let n = (std::process::id() % 60) * 4 + next % 4;
+        let iface = format!("gx{n}s");
+        let peer = format!("gx{n}c");
+        let _ = Command::new("ip").args(["link", "del", &iface]).output();
+        sh(&[
+            "ip", "link", "add", &iface, "type", "veth", "peer", "name", &peer,
+        ]);
+        sh(&["ip", "link", "set", &iface, "netns", &server.0]);
+        sh(&["ip", "link", "set", &peer, "netns", &client.0]);
+        let (v4, v6) = (format!("10.77.{n}"), format!("fd77:{n:x}:"));
+        for (ns, dev, host) in [(&server, &iface, 1), (&client, &peer, 2)] {
+            let a4 = format!("{v4}.{host}/24");
+            let a6 = format!("{v6}:{host}/64");
+            sh(&["ip", "-n", &ns.0, "addr", "add", &a4, "dev", dev]);
+            sh(&["ip", "-n", &ns.0, "addr", "add", &a6, "dev", dev, "nodad"]);
+            sh(&["ip", "-n", &ns.0, "link", "set", dev, "up"]);
+        }
+        Pair {
+            server,
+            client,
+            iface,
+            client4: format!("{v4}.2"),
+            client6: format!("{v6}:2"),
+            v4: format!("{v4}.1"),
+            v6: format!("{v6}:1"),
+        }
+    }
+
+    /// `cmd` run in the client's namespace, its standard output.
+    fn client_run(&self, cmd: &[&str], stdin: &str) -> String {
+        let mut c = Command::new("ip")
+            .args(["netns", "exec", &self.client.0])
+            .args(cmd)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        c.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+        let o = c.wait_with_output().unwrap();
+        assert!(
+            o.status.success(),
+            "{cmd:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+
+    /// The server namespace's kernel UDP datagrams received, IPv4 and IPv6.
+    fn kernel_udp_in(&self) -> u64 {
+        let read = |file: &str| {
+            let o = Command::new("ip")
+                .args(["netns", "exec", &self.server.0, "cat", file])
+                .output()
+                .unwrap();
+            String::from_utf8_lossy(&o.stdout).into_owned()
+        };
+        let snmp = read("/proc/net/snmp");
+        let mut udp = snmp.lines().filter(|l| l.starts_with("Udp: "));
+        let (names, values) = (udp.next().unwrap(), udp.next().unwrap());
+        let i = names
+            .split_whitespace()
+            .position(|n| n == "InDatagrams")
+            .unwrap();
+        let v4: u64 = values.split_whitespace().nth(i).unwrap().parse().unwrap();
+        let v6: u64 = read("/proc/net/snmp6")
+            .lines()
+            .find_map(|l| l.strip_prefix("Udp6InDatagrams"))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        v4 + v6
+    }
+}
+
+/// Sends each (address, port, message bytes) over UDP from the client's namespace, one at a
+/// time, and returns each reply's bytes (empty: none within a second).
+const SEND: &str = r#"
+import socket, sys
+for line in sys.stdin:
+    addr, port, hex = line.split()
+    fam = socket.AF_INET6 if ':' in addr else socket.AF_INET
+    s = socket.socket(fam, socket.SOCK_DGRAM)
+    s.settimeout(1.0)
+    s.sendto(bytes.fromhex(hex), (addr, int(port)))
+    try:
+        print(s.recv(65535).hex())
+    except socket.timeout:
+        print('-')
+    s.close()
+"#;
+
+fn send_all(pair: &Pair, to: &[(String, u16)], packets: &[Vec<u8>]) -> Vec<String> {
+    let mut input = String::new();
+    for (addr, port) in to {
+        for p in packets {
+            let hex: String = p.iter().map(|b| format!("{b:02x}")).collect();
+            input.push_str(&format!("{addr} {port} {hex}\n"));
+        }
+    }
+    pair.client_run(&["python3", "-c", SEND], &input)
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The queries: the conformance rows that apply over UDP.
+fn queries() -> Vec<Vec<u8>> {
+    let with_id = |mut m: Message, id: u16| {
+        m.metadata.id = id;
+        m.to_vec().unwrap()
+    };
+    let edns = |payload: u16, version: u8| {
+        let mut e = Edns::new();
+        e.set_max_payload(payload);
+        e.set_version(version);
+        e
+    };
+    let mut out = vec![
+        // Geo answers: by the resolver's address, by ECS of each family and length.
+        with_id(message("www.example.com.", RecordType::A, None), 1),
+        with_id(
+            message("www.example.com.", RecordType::A, Some("198.51.100.0/24")),
+            2,
+        ),
+        with_id(
+            message("www.example.com.", RecordType::A, Some("203.0.113.0/20")),
+            3,
+        ),
+        with_id(
+            message(
+                "www.example.com.",
+                RecordType::AAAA,
+                Some("2001:db8:1::/48"),
+            ),
+            4,
+        ),
+        with_id(
+            message("www.example.com.", RecordType::A, Some("0.0.0.0/0")),
+            5,
+        ),
+        // Static records, a CNAME chain, a wildcard, NODATA, NXDOMAIN, out of zone.
+        with_id(message("static.example.com.", RecordType::A, None), 6),
+        with_id(message("app.example.com.", RecordType::A, None), 7),
+        with_id(message("x.wild.example.com.", RecordType::TXT, None), 8),
+        with_id(message("static.example.com.", RecordType::AAAA, None), 9),
+        with_id(message("nope.example.com.", RecordType::A, None), 10),
+        with_id(message("example.org.", RecordType::A, None), 11),
+        with_id(message("example.com.", RecordType::NS, None), 12),
+        // Truncation: 4 KB of TXT, without EDNS and with EDNS's largest UDP payload.
+        with_id(message("big.example.com.", RecordType::TXT, None), 13),
+        // Probe names: answered for their PoP and logged with the client's address.
+        with_id(
+            message("abcdef0123.ams.probe.example.com.", RecordType::A, None),
+            15,
+        ),
+        with_id(
+            message(
+                "abcdef0456.sin.probe.example.com.",
+                RecordType::AAAA,
+                Some("198.51.100.0/24"),
+            ),
+            16,
+        ),
+        with_id(
+            message("short.ams.probe.example.com.", RecordType::A, None),
+            17,
+        ),
+    ];
+    let mut big = message("big.example.com.", RecordType::TXT, None);
+    big.set_edns(edns(4096, 0));
+    out.push(with_id(big, 14));
+    // EDNS: an unknown version (BADVERS), a small payload.
+    let mut v1 = message("www.example.com.", RecordType::A, None);
+    v1.set_edns(edns(1232, 1));
+    out.push(with_id(v1, 18));
+    let mut small = message("example.com.", RecordType::TXT, None);
+    small.set_edns(edns(512, 0));
+    out.push(with_id(small, 19));
+    // Not a query: a response, and junk (neither is answered).
+    let mut resp = message("www.example.com.", RecordType::A, None);
+    resp.metadata.message_type = MessageType::Response;
+    out.push(with_id(resp, 20));
+    out.push(vec![0x12, 0x34, 0x01]);
+    out
+}
+
+/// A server in the pair's server namespace, on `port` of both addresses, with `xdp` lines.
+fn server(pair: &Pair, port: u16, xdp: &str, log_age: bool) -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    for f in ["example.com.zone", "example-map.arrow", "example-nets.csv"] {
+        std::fs::copy(data_dir().join(f), dir.path().join(f)).unwrap();
+    }
+    let mut cfg = config_with_big_txt().replace(
+        "dns = [\"127.0.0.1:0\"]",
+        &format!(
+            "dns = [\"127.0.0.1:0\", \"{}:{port}\", \"[{}]:{port}\"]\n{xdp}",
+            pair.v4, pair.v6
+        ),
+    );
+    if log_age {
+        cfg = cfg.replace("max_age_ms = 10000", "max_age_ms = 200");
+    }
+    Server::start_netns(dir, &cfg, "info", Some(&pair.server.0))
+}
+
+#[test]
+fn answers_over_af_xdp_are_the_socket_path_s_and_the_kernel_keeps_the_rest() {
+    let pair = Pair::new();
+    let xdp = server(&pair, 5300, &format!("xdp = [\"{}\"]", pair.iface), true);
+    xdp.wait_log("answering UDP through AF_XDP", 1);
+    let log = xdp.log_text();
+    assert!(
+        log.contains(&format!("iface={}", pair.iface)) && log.contains("copy="),
+        "the log says where and in which copy mode: {log}"
+    );
+    // The same data on the kernel's sockets, in the same namespace, for the comparison.
+    let _sockets = server(&pair, 5301, "", false);
+    let packets = queries();
+
+    let before = pair.kernel_udp_in();
+    let over_xdp = send_all(
+        &pair,
+        &[(pair.v4.clone(), 5300), (pair.v6.clone(), 5300)],
+        &packets,
+    );
+    let after_xdp = pair.kernel_udp_in();
+    let over_sockets = send_all(
+        &pair,
+        &[(pair.v4.clone(), 5301), (pair.v6.clone(), 5301)],
+        &packets,
+    );
+    let after_sockets = pair.kernel_udp_in();
+    assert_eq!(
+        after_xdp, before,
+        "the kernel received none of the queries sent to the AF_XDP server"
+    );
+    assert!(
+        after_sockets >= before + 2 * packets.len() as u64,
+        "the kernel's counters count the socket path ({before} -> {after_sockets})"
+    );
+
+    assert_eq!(over_xdp.len(), over_sockets.len());
+    for (i, (x, s)) in over_xdp.iter().zip(&over_sockets).enumerate() {
+        assert_eq!(
+            x,
+            s,
+            "query {i} ({}): AF_XDP and sockets differ",
+            i % packets.len()
+        );
+    }
+    // The rows answered are answers (not all silence), and the not-queries got none.
+    let answered = over_xdp.iter().filter(|r| *r != "-").count();
+    assert_eq!(answered, 2 * (packets.len() - 2), "{over_xdp:?}");
+    // big.example.com (id 13, no EDNS; id 14 with a 4096-byte payload) comes truncated.
+    let tc = |hex: &str| u8::from_str_radix(&hex[4..6], 16).unwrap() & 0x02 != 0;
+    for id in [13u8, 14] {
+        let i = packets.iter().position(|p| p[..2] == [0, id]).unwrap();
+        assert!(tc(&over_xdp[i]), "id {id} truncated: {}", over_xdp[i]);
+    }
+
+    // The probe log has the client's address for the queries that came over AF_XDP.
+    xdp.wait_log("log file written", 1);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let rows = loop {
+        let rows = crate::probe::probe_rows(&xdp.path("beacon-logs"));
+        if rows.len() >= 4 || std::time::Instant::now() > deadline {
+            break rows;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let clients: Vec<(&str, &str)> = rows.iter().map(|r| (r.0.as_str(), r.2.as_str())).collect();
+    for want in [
+        ("abcdef0123", pair.client4.as_str()),
+        ("abcdef0123", pair.client6.as_str()),
+        ("abcdef0456", pair.client4.as_str()),
+        ("abcdef0456", pair.client6.as_str()),
+    ] {
+        assert!(clients.contains(&want), "{want:?} not in {rows:?}");
+    }
+
+    // TCP to the same address and port still reaches the kernel and the server.
+    for addr in [&pair.v4, &pair.v6] {
+        let out = pair.client_run(
+            &[
+                "dig",
+                "+tcp",
+                "+time=2",
+                "+tries=1",
+                "-p",
+                "5300",
+                &format!("@{addr}"),
+                "static.example.com",
+                "A",
+                "+short",
+            ],
+            "",
+        );
+        assert_eq!(out.trim(), "192.0.2.100", "TCP to {addr}");
+    }
+    // Another UDP port on the same address still reaches its own socket.
+    let echo = Command::new("ip")
+        .args(["netns", "exec", &pair.server.0, "python3", "-c"])
+        .arg(format!(
+            "import socket\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\ns.bind(('{}',7777))\nd,a=s.recvfrom(100)\ns.sendto(b'echo:'+d,a)",
+            pair.v4
+        ))
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let reply = pair.client_run(
+        &["python3", "-c", &format!(
+            "import socket\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\ns.settimeout(2)\ns.sendto(b'hi',('{}',7777))\nprint(s.recv(100).decode())",
+            pair.v4
+        )],
+        "",
+    );
+    assert_eq!(reply.trim(), "echo:hi");
+    let _ = echo.wait_with_output();
+}
+
+#[test]
+fn a_server_that_cannot_use_af_xdp_says_why_and_answers_on_its_sockets() {
+    let pair = Pair::new();
+    // No such interface.
+    let s = server(&pair, 5302, "xdp = [\"nosuch0\"]", false);
+    s.wait_log("AF_XDP unavailable here", 1);
+    assert!(s.log_text().contains("nosuch0"), "{}", s.log_text());
+    let before = pair.kernel_udp_in();
+    let got = send_all(&pair, &[(pair.v4.clone(), 5302)], &queries()[..1]);
+    assert_ne!(got[0], "-", "answered on the sockets");
+    assert!(pair.kernel_udp_in() > before);
+    drop(s);
+
+    // No privilege: the same server as an unprivileged user cannot load the program.
+    let dir = tempfile::tempdir().unwrap();
+    for f in ["example.com.zone", "example-map.arrow", "example-nets.csv"] {
+        std::fs::copy(data_dir().join(f), dir.path().join(f)).unwrap();
+    }
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let cfg = config_with_big_txt().replace(
+        "dns = [\"127.0.0.1:0\"]",
+        &format!(
+            "dns = [\"127.0.0.1:0\", \"{}:5303\"]\nxdp = [\"{}\"]",
+            pair.v4, pair.iface
+        ),
+    );
+    let cfg_path = dir.path().join("geodns.toml");
+    std::fs::write(&cfg_path, cfg).unwrap();
+    let log_path = dir.path().join("server.log");
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", &pair.server.0])
+        .args([
+            "setpriv",
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+        ])
+        .args(["--inh-caps=-all", "--bounding-set=-all"])
+        .arg(env!("CARGO_BIN_EXE_geodns"))
+        .args(["serve", "--config"])
+        .arg(&cfg_path)
+        .stderr(std::fs::File::create(&log_path).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let log = loop {
+        let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+        if log.contains("listening metrics") || std::time::Instant::now() > deadline {
+            break log;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let got = send_all(&pair, &[(pair.v4.clone(), 5303)], &queries()[..1]);
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        log.contains("AF_XDP unavailable here")
+            && log.contains(&pair.iface)
+            && log.contains("Operation not permitted")
+            && log.contains("CAP_BPF"),
+        "the log says what is missing: {log}"
+    );
+    assert_ne!(got[0], "-", "answered on the sockets: {log}");
+}
