@@ -92,7 +92,9 @@ pub fn reply(frame: &mut [u8], q: &Query, answer: &[u8]) -> Option<usize> {
     }
     frame[q.payload.start..end].copy_from_slice(answer);
     let udp_len = UdpHeader::LEN + answer.len();
-    let (ip_bytes, udp): (Vec<u8>, UdpHeader) = match &q.network {
+    // The IP header, written where the query's was (the same length: no options either way).
+    let mut ip_bytes = [0u8; Ipv6Header::LEN];
+    let (ip_len, udp): (usize, UdpHeader) = match &q.network {
         Network::V4(h) => {
             let mut ip = Ipv4Header {
                 source: h.destination,
@@ -115,7 +117,9 @@ pub fn reply(frame: &mut [u8], q: &Query, answer: &[u8]) -> Option<usize> {
                 answer,
             )
             .ok()?;
-            (ip.to_bytes().to_vec(), udp)
+            let bytes = ip.to_bytes();
+            ip_bytes[..bytes.len()].copy_from_slice(&bytes);
+            (bytes.len(), udp)
         }
         Network::V6(h) => {
             let mut ip = Ipv6Header {
@@ -134,13 +138,14 @@ pub fn reply(frame: &mut [u8], q: &Query, answer: &[u8]) -> Option<usize> {
                 answer,
             )
             .ok()?;
-            (ip.to_bytes().to_vec(), udp)
+            ip_bytes = ip.to_bytes();
+            (Ipv6Header::LEN, udp)
         }
     };
-    if q.ip_at + ip_bytes.len() != udp_at {
+    if q.ip_at + ip_len != udp_at {
         return None;
     }
-    frame[q.ip_at..udp_at].copy_from_slice(&ip_bytes);
+    frame[q.ip_at..udp_at].copy_from_slice(&ip_bytes[..ip_len]);
     frame[udp_at..q.payload.start].copy_from_slice(&udp.to_bytes());
     // The link layer: destination and source MAC swapped, VLAN tags and type kept.
     let (dst, src) = frame[..12].split_at_mut(6);

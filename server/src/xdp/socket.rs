@@ -148,21 +148,35 @@ impl XdpSocket {
         self.user.as_raw_fd()
     }
 
-    /// Gives the kernel free frames to receive into.
+    /// Gives the kernel free frames to receive into. (A reservation is served from what the
+    /// ring last showed free, possibly less than asked: asking again looks afresh.)
     fn refill(&mut self) {
-        let mut w = self.device.fill(self.free.len() as u32);
-        let n = w.insert(self.free.iter().copied()) as usize;
-        w.commit();
-        self.free.drain(..n);
+        let mut given = 0;
+        while given < self.free.len() {
+            let mut w = self.device.fill((self.free.len() - given) as u32);
+            let n = w.insert(self.free[given..].iter().copied()) as usize;
+            w.commit();
+            if n == 0 {
+                break;
+            }
+            given += n;
+        }
+        self.free.drain(..given);
     }
 
     /// Takes back the frames the kernel has sent.
     fn reclaim(&mut self) {
-        let mut c = self.device.complete(RING);
-        while let Some(addr) = c.read() {
-            self.free.push(addr);
+        loop {
+            let before = self.free.len();
+            let mut c = self.device.complete(RING);
+            while let Some(addr) = c.read() {
+                self.free.push(addr);
+            }
+            c.release();
+            if self.free.len() == before {
+                break;
+            }
         }
-        c.release();
     }
 
     /// The frame at `addr`, to the end of its chunk: the room a reply written over it has.
@@ -198,12 +212,18 @@ impl XdpSocket {
         replies.clear();
         let mut received = std::mem::take(&mut self.received);
         received.clear();
-        {
-            let mut r = self.rx.receive(batch);
+        // As for filling: read again while a read returns what it was asked for.
+        loop {
+            let want = batch - received.len() as u32;
+            let mut r = self.rx.receive(want);
+            let before = received.len();
             while let Some(desc) = r.read() {
                 received.push(desc);
             }
             r.release();
+            if received.len() == before || received.len() as u32 >= batch {
+                break;
+            }
         }
         let n = received.len() as u32;
         if n == 0 {
@@ -222,10 +242,17 @@ impl XdpSocket {
                 None => self.free.push(desc.addr),
             }
         }
-        let mut w = self.tx.transmit(replies.len() as u32);
-        let sent = w.insert(replies.iter().copied()) as usize;
-        w.commit();
-        drop(w);
+        // As for filling: asked again until the ring is really full.
+        let mut sent = 0;
+        while sent < replies.len() {
+            let mut w = self.tx.transmit((replies.len() - sent) as u32);
+            let n = w.insert(replies[sent..].iter().copied()) as usize;
+            w.commit();
+            if n == 0 {
+                break;
+            }
+            sent += n;
+        }
         // A full transmit ring drops the rest, as a full socket buffer would.
         self.free.extend(replies[sent..].iter().map(|d| d.addr));
         if sent > 0 && self.tx.needs_wakeup() {

@@ -1,0 +1,126 @@
+#!/usr/bin/env bash
+# Issue 26's figures: DNS servers on one end of a veth pair between two network namespaces,
+# dnsperf on the other, and the CPU the whole machine spends per query (the kernel's softirq
+# work included, wherever it runs): geodns through AF_XDP and on sockets, gdnsd, Knot on
+# sockets and Knot through XDP, on the peer fixture (../shared/peers/gen.py DIR).
+#
+#   benches/xdp/veth.sh FIXTURE GEODNS_BIN [SECONDS [REPS [MODES [SERVERS]]]]
+#
+# e.g. benches/xdp/veth.sh /tmp/peers target/release/geodns 10 3 ecs,noecs
+#
+# Each run starts one server pinned to CPU 0 (one worker: geodns's one AF_XDP queue or one UDP
+# socket, gdnsd udp_threads 1, Knot udp-workers 1), waits 2 s, runs dnsperf pinned to CPU 1
+# (-c 8 -q 100 -T 1) for SECONDS and reads /proc/stat before and after; then stops the server
+# (two XDP programs cannot share the interface). Servers are interleaved run by run; the
+# medians of REPS runs are printed, with queries/s, the machine's busy CPU per query, and
+# the same less dnsperf's user time (the load generator's own work; the kernel's, wherever
+# it runs, stays in). Needs root, iproute2, dnsperf, gdnsd, knot.
+set -euo pipefail
+FIX=$(realpath "$1"); GEODNS=$(realpath "$2"); SECS=${3:-10}; REPS=${4:-3}
+MODES=${5:-ecs,noecs}; SERVERS=${6:-geodns-xdp,geodns-socket,gdnsd,knot,knot-xdp}
+cd "$(dirname "$0")/../.."
+ROOT=$PWD
+W=$(mktemp -d /tmp/geodns-veth.XXXXXX)
+SRV=gvb-s$$; CLI=gvb-c$$; IF=gvb$$s; PEER=gvb$$c
+ADDR=10.99.0.1
+cleanup() {
+  [ -n "${SPID:-}" ] && kill "$SPID" 2>/dev/null && wait "$SPID" 2>/dev/null
+  ip netns del "$SRV" 2>/dev/null; ip netns del "$CLI" 2>/dev/null
+  rm -rf "$W"
+}
+trap cleanup EXIT
+ip netns add "$SRV"; ip netns add "$CLI"
+ip link add "$IF" type veth peer name "$PEER"
+ip link set "$IF" netns "$SRV"; ip link set "$PEER" netns "$CLI"
+ip -n "$SRV" addr add $ADDR/24 dev "$IF"; ip -n "$CLI" addr add 10.99.0.2/24 dev "$PEER"
+for ns in "$SRV" "$CLI"; do ip -n "$ns" link set lo up; done
+ip -n "$SRV" link set "$IF" up; ip -n "$CLI" link set "$PEER" up
+
+# The peers' configs, moved to the veth address and a work directory of their own.
+cp -r "$FIX/gdnsd-t1" "$W/gdnsd"
+sed -i "s#127.0.0.1#$ADDR#; s#$FIX/gdnsd-t1#$W/gdnsd#g" "$W/gdnsd/config"
+for k in knot knot-xdp; do
+  mkdir -p "$W/$k/run" "$W/$k/db"
+  sed "s#127.0.0.1#$ADDR#; s#$FIX/knot-geo-t1/run#$W/$k/run#; s#$FIX/knot-geo-t1/db#$W/$k/db#" \
+    "$FIX/knot-geo-t1/knot.conf" > "$W/$k/knot.conf"
+done
+printf 'xdp:\n  listen: %s@5302\n  udp: on\n  tcp: off\n' "$IF" >> "$W/knot-xdp/knot.conf"
+
+start() { # server -> SPID, PORT
+  local run=(ip netns exec "$SRV" taskset -c 0)
+  case $1 in geodns*) PORT=5310 ;; gdnsd) PORT=5301 ;; knot*) PORT=5302 ;; esac
+  # `exec`: the background job is the server itself, so stopping it stops the server.
+  case $1 in
+    geodns-xdp) GEODNS_BIN=$GEODNS GEODNS_ADDR=$ADDR GEODNS_XDP=$IF \
+                  exec "${run[@]}" "$ROOT/scripts/peer-serve.sh" "$FIX" $PORT 1 ;;
+    geodns-socket) GEODNS_BIN=$GEODNS GEODNS_ADDR=$ADDR \
+                  exec "${run[@]}" "$ROOT/scripts/peer-serve.sh" "$FIX" $PORT 1 ;;
+    gdnsd) exec "${run[@]}" gdnsd -c "$W/gdnsd" start ;;
+    knot) exec "${run[@]}" knotd -c "$W/knot/knot.conf" ;;
+    knot-xdp) exec "${run[@]}" knotd -c "$W/knot-xdp/knot.conf" ;;
+  esac > "$W/$1.log" 2>&1 &
+  SPID=$!
+  sleep 2
+  if ! kill -0 "$SPID" 2>/dev/null; then echo "$1 did not start:" >&2; cat "$W/$1.log" >&2; exit 1; fi
+}
+stop() {
+  kill "$SPID" 2>/dev/null || true; wait "$SPID" 2>/dev/null || true; SPID=
+  # A server that leaves its XDP program behind must not take the next one's place.
+  ip -n "$SRV" link set dev "$IF" xdp off 2>/dev/null || true
+  sleep 0.5
+}
+busy() { awk '/^cpu /{print $2+$3+$4+$7+$8+$9; exit}' /proc/stat; }
+
+echo "server,mode,rep,qps,completed,lost,busy_s,dnsperf_user_s" > "$W/runs.csv"
+IFS=, read -ra SV <<< "$SERVERS"; IFS=, read -ra MS <<< "$MODES"
+for rep in $(seq 1 "$REPS"); do
+  for mode in "${MS[@]}"; do
+    for s in "${SV[@]}"; do
+      start "$s"
+      if [ "$mode" = ecs ]; then q=(-d "$FIX/queries/ecs.bin" -B); else q=(-d "$FIX/queries/noecs.txt"); fi
+      ip netns exec "$CLI" taskset -c 1 dnsperf -s $ADDR -p $PORT "${q[@]}" -l 1 -c 8 -q 100 -T 1 >/dev/null 2>&1 || true
+      b0=$(busy)
+      ip netns exec "$CLI" taskset -c 1 dnsperf -s $ADDR -p $PORT "${q[@]}" -l "$SECS" -c 8 -q 100 -T 1 \
+        > "$W/dnsperf.out" 2>&1 &
+      DP=$!
+      sleep 0.2
+      DPID=$(pgrep -n -x dnsperf || true)
+      # dnsperf's user time: the load generator's own work (its system time is the kernel
+      # sending and receiving, which depends on the server's path, and stays in).
+      d0=$(awk '{print $14}' /proc/$DPID/stat 2>/dev/null || echo 0)
+      d1=$d0
+      while kill -0 $DP 2>/dev/null; do
+        d1=$(awk '{print $14}' /proc/$DPID/stat 2>/dev/null || echo "$d1"); sleep 0.2
+      done
+      b1=$(busy)
+      qps=$(awk '/Queries per second/{print $4}' "$W/dnsperf.out")
+      done_=$(awk '/Queries completed/{print $3}' "$W/dnsperf.out")
+      lost=$(awk '/Queries lost/{print $3}' "$W/dnsperf.out")
+      stop
+      tick=$(getconf CLK_TCK)
+      echo "$s,$mode,$rep,$qps,$done_,$lost,$(echo "($b1-$b0)/$tick" | bc -l),$(echo "($d1-$d0)/$tick" | bc -l)" >> "$W/runs.csv"
+      tail -1 "$W/runs.csv" >&2
+    done
+  done
+done
+python3 - "$W/runs.csv" <<'PY'
+import csv, statistics, sys
+rows = list(csv.DictReader(open(sys.argv[1])))
+print("| server | queries | queries/s | machine µs/query | machine less dnsperf's user time, µs/query | lost |")
+print("|---|---|---:|---:|---:|---:|")
+keys = []
+for r in rows:
+    k = (r["server"], r["mode"])
+    if k not in keys:
+        keys.append(k)
+for k in sorted(keys, key=lambda k: (k[1], keys.index(k))):
+    rs = [r for r in rows if (r["server"], r["mode"]) == k and r["completed"]]
+    med = lambda f: statistics.median(f(r) for r in rs)
+    qps = med(lambda r: float(r["qps"]))
+    us = med(lambda r: float(r["busy_s"]) * 1e6 / float(r["completed"]))
+    less = med(lambda r: (float(r["busy_s"]) - float(r["dnsperf_user_s"])) * 1e6 / float(r["completed"]))
+    lost = med(lambda r: int(r["lost"] or 0))
+    print(f"| {k[0]} | {k[1]} | {qps:,.0f} | {us:.2f} | {less:.2f} | {lost} |")
+PY
+for s in "${SV[@]}"; do echo "== $s (last run's log)"; grep -iE "xdp|error|warn" "$W/$s.log" | head -3 || true; done
+cp "$W/runs.csv" "/tmp/veth-runs-$(date -u +%Y%m%dT%H%M%SZ).csv"
