@@ -11,6 +11,16 @@ use geodns_daemon::prometheus::{Histogram, Kind, Text};
 /// Why an internal-zone snapshot is refused (`geodns_snapshot::Refused`'s reasons).
 pub const REFUSED_REASONS: [&str; 5] = ["signature", "version", "damaged", "zones", "peer"];
 
+/// Why a frame on the AF_XDP path was dropped: the kernel's counts (`rx_dropped`: the
+/// socket's receive queue could not take it; `rx_ring_full`; `fill_ring_empty`: no frame to
+/// receive into) and the server's (`tx_ring_full`: a reply found the transmit ring full).
+pub const XDP_DROP_REASONS: [&str; 4] = [
+    "rx_dropped",
+    "rx_ring_full",
+    "fill_ring_empty",
+    "tx_ring_full",
+];
+
 /// How a version of the internal zones is taken (the follower's words,
 /// [`geodns_snapshot::Taken`]).
 const TAKEN_HOW: [&str; 3] = ["whole", "peer", "deltas"];
@@ -71,6 +81,9 @@ pub struct Metrics {
     probe_queries: AtomicU64,
     probe_invalid: AtomicU64,
     probe_log: std::sync::OnceLock<std::sync::Arc<geodns_beacon::WriterStats>>,
+    xdp_sockets: AtomicU64,
+    xdp_frames: AtomicU64,
+    xdp_dropped: [AtomicU64; XDP_DROP_REASONS.len()],
 }
 
 impl Default for Metrics {
@@ -107,6 +120,9 @@ impl Default for Metrics {
             probe_queries: AtomicU64::new(0),
             probe_invalid: AtomicU64::new(0),
             probe_log: std::sync::OnceLock::new(),
+            xdp_sockets: AtomicU64::new(0),
+            xdp_frames: AtomicU64::new(0),
+            xdp_dropped: Default::default(),
         }
     }
 }
@@ -288,6 +304,21 @@ impl Metrics {
         self.internal_save_failures.fetch_add(1, Relaxed);
     }
 
+    /// Counts an AF_XDP socket that started answering.
+    pub fn xdp_socket_started(&self) {
+        self.xdp_sockets.fetch_add(1, Relaxed);
+    }
+
+    /// Counts frames taken from AF_XDP sockets.
+    pub fn xdp_frames(&self, n: u64) {
+        self.xdp_frames.fetch_add(n, Relaxed);
+    }
+
+    /// Counts frames the AF_XDP path dropped, by reason (an index into [`XDP_DROP_REASONS`]).
+    pub fn xdp_dropped(&self, reason: usize, n: u64) {
+        self.xdp_dropped[reason].fetch_add(n, Relaxed);
+    }
+
     /// Counts a response rate limiting dropped.
     pub fn rrl_dropped(&self) {
         self.rrl_dropped.fetch_add(1, Relaxed);
@@ -464,6 +495,23 @@ impl Metrics {
         t.family(r, Kind::Counter, "Internal-zone snapshots refused, by reason: signature (not signed by a trusted key), version (not newer than the one in force), damaged (size, checksum or document), zones (does not compile, or a zone out of scope), peer (a peer served bytes that are not the snapshot; another peer or ZooKeeper is asked).");
         for (reason, v) in REFUSED_REASONS.iter().zip(&self.internal_refused) {
             t.sample(r, &[("reason", reason)], g(v));
+        }
+        t.single(
+            "geodns_xdp_sockets",
+            Kind::Gauge,
+            "AF_XDP sockets answering UDP ([listen] xdp; 0: the kernel's sockets answer all).",
+            g(&self.xdp_sockets),
+        );
+        t.single(
+            "geodns_xdp_frames_total",
+            Kind::Counter,
+            "Frames taken from AF_XDP sockets (UDP queries that bypassed the kernel; also counted in geodns_queries_total).",
+            g(&self.xdp_frames),
+        );
+        let x = "geodns_xdp_dropped_total";
+        t.family(x, Kind::Counter, "Frames the AF_XDP path dropped, by reason: rx_dropped (the kernel could not queue it to the socket), rx_ring_full, fill_ring_empty (no frame to receive into), tx_ring_full (a reply found the transmit ring full).");
+        for (reason, v) in XDP_DROP_REASONS.iter().zip(&self.xdp_dropped) {
+            t.sample(x, &[("reason", reason)], g(v));
         }
         let u = "geodns_internal_snapshot_updates_total";
         t.family(u, Kind::Counter, "Versions of the internal zones taken, by how: whole (a whole snapshot from ZooKeeper: the first, after a restart, or when deltas could not be used), peer (the same, from another server) or deltas.");

@@ -92,6 +92,23 @@ impl Pair {
         String::from_utf8_lossy(&o.stdout).into_owned()
     }
 
+    /// A metric of a server running in the server's namespace (its metrics listen there).
+    fn metric(&self, server: &Server, line_prefix: &str) -> u64 {
+        let script = format!(
+            "import urllib.request\nprint(urllib.request.urlopen('http://{}/metrics').read().decode())",
+            server.metrics
+        );
+        let o = Command::new("ip")
+            .args(["netns", "exec", &self.server.0, "python3", "-c", &script])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&o.stdout).into_owned();
+        text.lines()
+            .find_map(|l| l.strip_prefix(line_prefix))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .unwrap_or_else(|| panic!("no {line_prefix} in {text}")) as u64
+    }
+
     /// The server namespace's kernel UDP datagrams received, IPv4 and IPv6.
     fn kernel_udp_in(&self) -> u64 {
         let read = |file: &str| {
@@ -368,6 +385,11 @@ fn answers_over_af_xdp_are_the_socket_path_s_and_the_kernel_keeps_the_rest() {
         after_sockets,
         "the load went through AF_XDP"
     );
+    assert_eq!(pair.metric(&xdp, "geodns_xdp_sockets "), 1);
+    assert!(
+        pair.metric(&xdp, "geodns_xdp_frames_total ") >= field("Queries completed:"),
+        "every frame counted"
+    );
 
     // TCP to the same address and port still reaches the kernel and the server.
     for addr in [&pair.v4, &pair.v6] {
@@ -416,6 +438,7 @@ fn a_server_that_cannot_use_af_xdp_says_why_and_answers_on_its_sockets() {
     let s = server(&pair, 5302, "xdp = [\"nosuch0\"]", false);
     s.wait_log("AF_XDP unavailable here", 1);
     assert!(s.log_text().contains("nosuch0"), "{}", s.log_text());
+    assert_eq!(pair.metric(&s, "geodns_xdp_sockets "), 0);
     let before = pair.kernel_udp_in();
     let got = send_all(&pair, &[(pair.v4.clone(), 5302)], &queries()[..1]);
     assert_ne!(got[0], "-", "answered on the sockets");

@@ -20,7 +20,7 @@ use std::sync::{mpsc, Arc};
 
 use xdpilone::xdp::XdpDesc;
 
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, XDP_DROP_REASONS};
 use crate::rrl::Limiter;
 use crate::served::State;
 use crate::udp::{Answerer, BATCH};
@@ -95,8 +95,9 @@ fn start_on(
     for queue in 0..queues {
         let (opened_tx, opened) = mpsc::channel();
         let (go, go_rx) = mpsc::channel::<()>();
-        let (iface, state) = (iface.to_owned(), state.clone());
+        let (iface, state, metrics) = (iface.to_owned(), state.clone(), metrics.clone());
         let answerer = Answerer::new(metrics.clone(), rrl.clone());
+        metrics.xdp_socket_started();
         std::thread::Builder::new()
             .name(format!("xdp-{iface}-{queue}"))
             .spawn(move || {
@@ -110,7 +111,7 @@ fn start_on(
                 let _ = opened_tx.send(Ok((sock.fd(), sock.zero_copy)));
                 // Dropped without a word: something else failed; the socket closes.
                 if go_rx.recv().is_ok() {
-                    serve(sock, &state, answerer);
+                    serve(sock, &state, answerer, &metrics);
                 }
             })
             .map_err(|e| format!("starting a worker: {e}"))?;
@@ -134,13 +135,17 @@ fn start_on(
 }
 
 /// Serves one socket for ever.
-fn serve(mut sock: XdpSocket, state: &State, mut answerer: Answerer) {
+fn serve(mut sock: XdpSocket, state: &State, mut answerer: Answerer, metrics: &Metrics) {
     let mut cache = state.cache();
     let mut out = Vec::with_capacity(1500);
     let mut replies: Vec<XdpDesc> = Vec::with_capacity(BATCH);
+    // The drop counts last added to the metrics (the kernel's are totals since the socket
+    // opened), read once a second.
+    let mut counted = [0u64; XDP_DROP_REASONS.len()];
+    let mut read_at = std::time::Instant::now();
     loop {
         let snap = cache.load();
-        sock.turn(
+        let n = sock.turn(
             BATCH as u32,
             1000,
             |frame, len| {
@@ -152,5 +157,17 @@ fn serve(mut sock: XdpSocket, state: &State, mut answerer: Answerer) {
             },
             &mut replies,
         );
+        metrics.xdp_frames(u64::from(n));
+        if read_at.elapsed() >= std::time::Duration::from_secs(1) {
+            read_at = std::time::Instant::now();
+            let kernel = sock.kernel_drops().unwrap_or([0; 3]);
+            let now = [kernel[0], kernel[1], kernel[2], sock.tx_ring_full];
+            for (i, (now, before)) in now.iter().zip(&mut counted).enumerate() {
+                if *now > *before {
+                    metrics.xdp_dropped(i, *now - *before);
+                    *before = *now;
+                }
+            }
+        }
     }
 }

@@ -77,6 +77,8 @@ pub struct XdpSocket {
     received: Vec<XdpDesc>,
     /// Whether the driver moves frames without copying them.
     pub zero_copy: bool,
+    /// Replies dropped since the transmit ring was full.
+    pub tx_ring_full: u64,
 }
 
 impl XdpSocket {
@@ -138,9 +140,17 @@ impl XdpSocket {
             free: (0..FRAMES).map(|i| u64::from(i * FRAME_SIZE)).collect(),
             received: Vec::with_capacity(RING as usize),
             zero_copy: mode == SocketConfig::XDP_BIND_ZEROCOPY,
+            tx_ring_full: 0,
         };
         s.refill();
         Ok(s)
+    }
+
+    /// The kernel's drop counts for this socket since it opened: [`crate::metrics::XDP_DROP_REASONS`]
+    /// but the last (the transmit ring is ours to count).
+    pub fn kernel_drops(&self) -> Option<[u64; 3]> {
+        let s = self.user.statistics_v2().ok()?;
+        Some([s.rx_dropped, s.rx_ring_full, s.rx_fill_ring_empty_descs])
     }
 
     /// The descriptor the XDP program's socket map takes.
@@ -255,6 +265,7 @@ impl XdpSocket {
         }
         // A full transmit ring drops the rest, as a full socket buffer would.
         self.free.extend(replies[sent..].iter().map(|d| d.addr));
+        self.tx_ring_full += (replies.len() - sent) as u64;
         if sent > 0 && self.tx.needs_wakeup() {
             self.tx.wake();
         }
