@@ -13,7 +13,7 @@
 //!   place it changes ([`served::State`]: every swap, and the memory released after it);
 //! - [`responder`]: the query path;
 //! - [`rrl`]: response rate limiting of UDP responses;
-//! - [`udp`], [`tcp`]: transports;
+//! - [`udp`], [`tcp`]: transports; [`xdp`]: UDP through AF_XDP, answered as [`udp`] answers;
 //! - [`reload`]: watching files, swapping datasets and health files in; [`zookeeper`]:
 //!   following the internal snapshot and the PoP health published in ZooKeeper;
 //! - [`server`]: starts them all.

@@ -445,6 +445,34 @@ fn a_server_that_cannot_use_af_xdp_says_why_and_answers_on_its_sockets() {
     assert!(pair.kernel_udp_in() > before);
     drop(s);
 
+    // An MTU a reply might not fit.
+    sh(&[
+        "ip",
+        "-n",
+        &pair.server.0,
+        "link",
+        "set",
+        &pair.iface,
+        "mtu",
+        "1280",
+    ]);
+    let s = server(&pair, 5302, &format!("xdp = [\"{}\"]", pair.iface), false);
+    s.wait_log("AF_XDP unavailable here", 1);
+    assert!(s.log_text().contains("MTU 1280"), "{}", s.log_text());
+    let got = send_all(&pair, &[(pair.v4.clone(), 5302)], &queries()[..1]);
+    assert_ne!(got[0], "-", "answered on the sockets");
+    drop(s);
+    sh(&[
+        "ip",
+        "-n",
+        &pair.server.0,
+        "link",
+        "set",
+        &pair.iface,
+        "mtu",
+        "1500",
+    ]);
+
     // No privilege: the same server as an unprivileged user cannot load the program.
     let dir = tempfile::tempdir().unwrap();
     for f in ["example.com.zone", "example-map.arrow", "example-nets.csv"] {

@@ -66,6 +66,26 @@ pub fn start(
     }
 }
 
+/// The smallest MTU the AF_XDP path takes: the largest reply (1,232 bytes of DNS, UDP, IPv6)
+/// fits without fragmenting, which this path does not do.
+const MIN_MTU: u32 = 1300;
+
+/// Refuses an interface whose MTU a reply might not fit.
+fn check_mtu(iface: &str) -> Result<(), String> {
+    let file = format!("/sys/class/net/{iface}/mtu");
+    let mtu: u32 = std::fs::read_to_string(&file)
+        .map_err(|e| format!("{file}: {e} (no such interface?)"))?
+        .trim()
+        .parse()
+        .map_err(|e| format!("{file}: {e}"))?;
+    if mtu < MIN_MTU {
+        return Err(format!(
+            "MTU {mtu} is below {MIN_MTU}: a reply might need fragmenting, which the AF_XDP path does not do"
+        ));
+    }
+    Ok(())
+}
+
 /// The receive queues of `iface`.
 fn queues(iface: &str) -> Result<u32, String> {
     let dir = format!("/sys/class/net/{iface}/queues");
@@ -89,6 +109,7 @@ fn start_on(
     metrics: &Arc<Metrics>,
     rrl: &Option<Arc<Limiter>>,
 ) -> Result<(Program, &'static str, bool, u32), String> {
+    check_mtu(iface)?;
     let queues = queues(iface)?;
     let mut program = Program::load(iface, targets)?;
     let mut workers = Vec::new();
