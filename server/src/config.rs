@@ -234,7 +234,8 @@ pub struct Listen {
     /// DNS addresses, each served over UDP and TCP. Port 0 picks a free port (logged).
     #[serde(default = "default_dns_listen")]
     pub dns: Vec<SocketAddr>,
-    /// UDP sockets (and worker threads) per address, bound with SO_REUSEPORT. Default 1.
+    /// UDP sockets (and worker threads) per address, sharing it with SO_REUSEPORT when more than
+    /// one. Default 1.
     #[serde(default = "default_udp_workers")]
     pub udp_workers: usize,
     /// Prometheus metrics over HTTP (`/metrics`), if set.

@@ -1,4 +1,4 @@
-//! UDP transport: per listen address, N sockets bound with SO_REUSEPORT, each served by its own
+//! UDP transport: per listen address, N sockets (SO_REUSEPORT when N > 1), each served by its own
 //! OS thread in a blocking loop that receives and sends in batches (`recvmmsg`/`sendmmsg`).
 //!
 //! The kernel spreads packets across the sockets. Each worker owns its buffers and a cached
@@ -30,7 +30,13 @@ pub fn bind(addr: SocketAddr, count: usize) -> io::Result<Vec<UdpSocket>> {
     let mut addr = addr;
     for _ in 0..count {
         let s = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
-        s.set_reuse_port(true)?;
+        // Only a group of sockets shares the port: a lone socket with SO_REUSEPORT lets any
+        // other socket of the same user with it join (dig sets it on its client sockets; one
+        // that drew the server's port as its own source port got its own query back, and a
+        // test failed once on "query response not set").
+        if count > 1 {
+            s.set_reuse_port(true)?;
+        }
         if addr.is_ipv6() {
             s.set_only_v6(true)?;
         }

@@ -58,7 +58,7 @@ struct Plant {
 }
 
 /// Runs `cmd` and fails the test if it fails.
-fn sh(cmd: &[&str]) {
+pub fn sh(cmd: &[&str]) {
     let o = Command::new(cmd[0]).args(&cmd[1..]).output().unwrap();
     assert!(
         o.status.success(),

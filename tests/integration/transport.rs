@@ -175,3 +175,21 @@ fn query_log_only_when_asked() {
     loud.wait_log("qname=www.example.com.", 1);
     assert!(loud.log_text().contains("rcode=0"), "{}", loud.log_text());
 }
+
+#[test]
+fn no_other_socket_can_join_a_lone_udp_socket_s_port() {
+    // dig sets SO_REUSEPORT on its client sockets: had the server's lone socket set it too, a
+    // dig whose source port drew the server's port joined it and got its own query back.
+    let s = Server::start(&example_config("", ""));
+    let join = |port: u16| {
+        let script = format!(
+            "import socket\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\ns.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEPORT,1)\ntry:\n    s.bind(('127.0.0.1',{port}))\n    print('joined')\nexcept OSError as e:\n    print('refused', e.errno)"
+        );
+        crate::harness::run_tool("python3", &["-c".into(), script])
+    };
+    assert_eq!(join(s.dns.port()).trim(), "refused 98");
+    // With several workers the sockets share the port, as they must.
+    let cfg = example_config("", "").replace("[listen]", "[listen]\nudp_workers = 2");
+    let two = Server::start(&cfg);
+    assert_eq!(join(two.dns.port()).trim(), "joined");
+}

@@ -14,17 +14,8 @@ use hickory_proto::op::{Edns, Message, MessageType};
 use hickory_proto::rr::RecordType;
 
 use crate::browser::Netns;
+use crate::faults::sh;
 use crate::harness::{config_with_big_txt, data_dir, message, Server};
-
-/// Runs `cmd` and fails the test if it fails.
-fn sh(cmd: &[&str]) {
-    let o = Command::new(cmd[0]).args(&cmd[1..]).output().unwrap();
-    assert!(
-        o.status.success(),
-        "{cmd:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-}
 
 /// Two namespaces joined by a veth pair: the server's end 10.77.N.1 / fd77:N::1, the client's
 /// .2 / ::2.
@@ -90,6 +81,21 @@ impl Pair {
             String::from_utf8_lossy(&o.stderr)
         );
         String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+
+    /// Sets the server end's MTU.
+    fn set_mtu(&self, mtu: u32) {
+        let mtu = mtu.to_string();
+        sh(&[
+            "ip",
+            "-n",
+            &self.server.0,
+            "link",
+            "set",
+            &self.iface,
+            "mtu",
+            &mtu,
+        ]);
     }
 
     /// A metric of a server running in the server's namespace (its metrics listen there).
@@ -446,32 +452,14 @@ fn a_server_that_cannot_use_af_xdp_says_why_and_answers_on_its_sockets() {
     drop(s);
 
     // An MTU a reply might not fit.
-    sh(&[
-        "ip",
-        "-n",
-        &pair.server.0,
-        "link",
-        "set",
-        &pair.iface,
-        "mtu",
-        "1280",
-    ]);
+    pair.set_mtu(1280);
     let s = server(&pair, 5302, &format!("xdp = [\"{}\"]", pair.iface), false);
     s.wait_log("AF_XDP unavailable here", 1);
     assert!(s.log_text().contains("MTU 1280"), "{}", s.log_text());
     let got = send_all(&pair, &[(pair.v4.clone(), 5302)], &queries()[..1]);
     assert_ne!(got[0], "-", "answered on the sockets");
     drop(s);
-    sh(&[
-        "ip",
-        "-n",
-        &pair.server.0,
-        "link",
-        "set",
-        &pair.iface,
-        "mtu",
-        "1500",
-    ]);
+    pair.set_mtu(1500);
 
     // No privilege: the same server as an unprivileged user cannot load the program.
     let dir = tempfile::tempdir().unwrap();
