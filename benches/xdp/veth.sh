@@ -12,9 +12,11 @@
 # socket, gdnsd udp_threads 1, Knot udp-workers 1), waits 2 s, runs dnsperf pinned to CPU 1
 # (-c 8 -q 100 -T 1) for SECONDS and reads /proc/stat before and after; then stops the server
 # (two XDP programs cannot share the interface). Servers are interleaved run by run; the
-# medians of REPS runs are printed, with queries/s, the machine's busy CPU per query, and
-# the same less dnsperf's user time (the load generator's own work; the kernel's, wherever
-# it runs, stays in). Needs root, iproute2, dnsperf, gdnsd, knot.
+# medians of REPS runs are printed, with queries/s, the machine's busy CPU per query, the same
+# less dnsperf's user time (the load generator's own work; the kernel's, wherever it runs,
+# stays in), and less dnsperf's whole process (which also takes out the kernel's work in
+# dnsperf's context: sending queries, and the receive softirq it runs, XDP included, so it
+# flatters XDP servers). Needs root, iproute2, dnsperf, gdnsd, knot.
 set -euo pipefail
 FIX=$(realpath "$1"); GEODNS=$(realpath "$2"); SECS=${3:-10}; REPS=${4:-3}
 MODES=${5:-ecs,noecs}; SERVERS=${6:-geodns-xdp,geodns-socket,gdnsd,knot,knot-xdp}
@@ -71,7 +73,7 @@ stop() {
 }
 busy() { awk '/^cpu /{print $2+$3+$4+$7+$8+$9; exit}' /proc/stat; }
 
-echo "server,mode,rep,qps,completed,lost,busy_s,dnsperf_user_s" > "$W/runs.csv"
+echo "server,mode,rep,qps,completed,lost,busy_s,dnsperf_user_s,dnsperf_sys_s" > "$W/runs.csv"
 IFS=, read -ra SV <<< "$SERVERS"; IFS=, read -ra MS <<< "$MODES"
 for rep in $(seq 1 "$REPS"); do
   for mode in "${MS[@]}"; do
@@ -88,9 +90,11 @@ for rep in $(seq 1 "$REPS"); do
       # dnsperf's user time: the load generator's own work (its system time is the kernel
       # sending and receiving, which depends on the server's path, and stays in).
       d0=$(awk '{print $14}' /proc/$DPID/stat 2>/dev/null || echo 0)
-      d1=$d0
+      s0=$(awk '{print $15}' /proc/$DPID/stat 2>/dev/null || echo 0)
+      d1=$d0; s1=$s0
       while kill -0 $DP 2>/dev/null; do
-        d1=$(awk '{print $14}' /proc/$DPID/stat 2>/dev/null || echo "$d1"); sleep 0.2
+        d1=$(awk '{print $14}' /proc/$DPID/stat 2>/dev/null || echo "$d1")
+        s1=$(awk '{print $15}' /proc/$DPID/stat 2>/dev/null || echo "$s1"); sleep 0.2
       done
       b1=$(busy)
       qps=$(awk '/Queries per second/{print $4}' "$W/dnsperf.out")
@@ -98,7 +102,7 @@ for rep in $(seq 1 "$REPS"); do
       lost=$(awk '/Queries lost/{print $3}' "$W/dnsperf.out")
       stop
       tick=$(getconf CLK_TCK)
-      echo "$s,$mode,$rep,$qps,$done_,$lost,$(echo "($b1-$b0)/$tick" | bc -l),$(echo "($d1-$d0)/$tick" | bc -l)" >> "$W/runs.csv"
+      echo "$s,$mode,$rep,$qps,$done_,$lost,$(echo "($b1-$b0)/$tick" | bc -l),$(echo "($d1-$d0)/$tick" | bc -l),$(echo "($s1-$s0)/$tick" | bc -l)" >> "$W/runs.csv"
       tail -1 "$W/runs.csv" >&2
     done
   done
@@ -106,8 +110,8 @@ done
 python3 - "$W/runs.csv" <<'PY'
 import csv, statistics, sys
 rows = list(csv.DictReader(open(sys.argv[1])))
-print("| server | queries | queries/s | machine µs/query | machine less dnsperf's user time, µs/query | lost |")
-print("|---|---|---:|---:|---:|---:|")
+print("| server | queries | queries/s | machine µs/query | less dnsperf's user time | less dnsperf's process | lost |")
+print("|---|---|---:|---:|---:|---:|---:|")
 keys = []
 for r in rows:
     k = (r["server"], r["mode"])
@@ -119,8 +123,9 @@ for k in sorted(keys, key=lambda k: (k[1], keys.index(k))):
     qps = med(lambda r: float(r["qps"]))
     us = med(lambda r: float(r["busy_s"]) * 1e6 / float(r["completed"]))
     less = med(lambda r: (float(r["busy_s"]) - float(r["dnsperf_user_s"])) * 1e6 / float(r["completed"]))
+    proc = med(lambda r: (float(r["busy_s"]) - float(r["dnsperf_user_s"]) - float(r["dnsperf_sys_s"])) * 1e6 / float(r["completed"]))
     lost = med(lambda r: int(r["lost"] or 0))
-    print(f"| {k[0]} | {k[1]} | {qps:,.0f} | {us:.2f} | {less:.2f} | {lost} |")
+    print(f"| {k[0]} | {k[1]} | {qps:,.0f} | {us:.2f} | {less:.2f} | {proc:.2f} | {lost} |")
 PY
 for s in "${SV[@]}"; do echo "== $s (last run's log)"; grep -iE "xdp|error|warn" "$W/$s.log" | head -3 || true; done
 cp "$W/runs.csv" "/tmp/veth-runs-$(date -u +%Y%m%dT%H%M%SZ).csv"
