@@ -118,7 +118,6 @@ fn start_on(
         let (go, go_rx) = mpsc::channel::<()>();
         let (iface, state, metrics) = (iface.to_owned(), state.clone(), metrics.clone());
         let answerer = Answerer::new(metrics.clone(), rrl.clone());
-        metrics.xdp_socket_started();
         std::thread::Builder::new()
             .name(format!("xdp-{iface}-{queue}"))
             .spawn(move || {
@@ -132,6 +131,7 @@ fn start_on(
                 let _ = opened_tx.send(Ok((sock.fd(), sock.zero_copy)));
                 // Dropped without a word: something else failed; the socket closes.
                 if go_rx.recv().is_ok() {
+                    metrics.xdp_socket_started();
                     serve(sock, &state, answerer, &metrics);
                 }
             })
