@@ -253,11 +253,7 @@ pub(crate) async fn lead(
             reported = Some(conflicts.clone());
         }
 
-        let changed = match reconciler.robot_changes(&last.zones) {
-            Some(changes) => !changes.is_empty(),
-            None => !reconciler.bodies().iter().eq(last.zones.bodies()),
-        };
-        if changed || !last.ours {
+        if reconciler.differs_from(&last.zones) || !last.ours {
             let version = last.version + 1;
             let created_at =
                 humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();

@@ -623,7 +623,7 @@ impl Reconciler {
 
     /// The robot records changed from `last` to the reconciled zones, when `last` is the
     /// version marked and only robot records changed since; `None` otherwise (compare whole).
-    pub fn robot_changes(&self, last: &Arc<Zones>) -> Option<Vec<ZoneChange>> {
+    fn robot_changes(&self, last: &Arc<Zones>) -> Option<Vec<ZoneChange>> {
         let base = self.base.as_ref().filter(|b| Arc::ptr_eq(b, last))?;
         let touched = self.touched.as_ref()?;
         let mut changes = Vec::new();
@@ -652,8 +652,18 @@ impl Reconciler {
         Some(changes)
     }
 
+    /// Whether the reconciled zones differ from `last`: from the lines touched when `last`
+    /// is the version marked, else by comparing every record.
+    pub fn differs_from(&self, last: &Arc<Zones>) -> bool {
+        match self.robot_changes(last) {
+            Some(changes) => !changes.is_empty(),
+            None => !self.bodies.iter().eq(last.bodies()),
+        }
+    }
+
     /// The next version from `last` and the delta to it: in time proportional to the change
-    /// when [`Reconciler::robot_changes`] knows it, else by comparing every record.
+    /// when `last` is the version marked and only robot records changed since, else by comparing
+    /// every record.
     pub fn next(&self, last: &Arc<Zones>, version: u64, created_at: String) -> (Zones, Delta) {
         if let Some(changes) = self.robot_changes(last) {
             let zones = self.bodies.iter().map(|b| b.origin.clone()).collect();

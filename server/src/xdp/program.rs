@@ -40,6 +40,14 @@ fn explain(e: &dyn std::error::Error) -> String {
     text
 }
 
+/// The object's XDP program, `geodns_xdp` in program.bpf.c.
+fn xdp(ebpf: &mut Ebpf) -> Result<&mut Xdp, String> {
+    ebpf.program_mut("geodns_xdp")
+        .ok_or("the XDP program is missing")?
+        .try_into()
+        .map_err(|e| format!("geodns_xdp: {}", explain(&e)))
+}
+
 /// `struct target` of program.bpf.c: an address and port the program takes.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
@@ -99,12 +107,8 @@ impl Program {
             map.insert(Target::of(t), 1, 0)
                 .map_err(|e| format!("TARGETS: {}", explain(&e)))?;
         }
-        let prog: &mut Xdp = ebpf
-            .program_mut("geodns_xdp")
-            .ok_or("the XDP program is missing")?
-            .try_into()
-            .map_err(|e| format!("geodns_xdp: {}", explain(&e)))?;
-        prog.load()
+        xdp(&mut ebpf)?
+            .load()
             .map_err(|e| format!("the kernel refused the XDP program: {}", explain(&e)))?;
         Ok(Program {
             ebpf,
@@ -127,12 +131,7 @@ impl Program {
     /// Attaches to the interface: in the driver if it can run XDP (native mode), else in the
     /// kernel's generic hook. Returns the mode.
     pub fn attach(&mut self) -> Result<&'static str, String> {
-        let prog: &mut Xdp = self
-            .ebpf
-            .program_mut("geodns_xdp")
-            .ok_or("the XDP program is missing")?
-            .try_into()
-            .map_err(|e| format!("geodns_xdp: {e}"))?;
+        let prog = xdp(&mut self.ebpf)?;
         match prog.attach(&self.iface, XdpFlags::DRV_MODE) {
             Ok(_) => Ok("native"),
             Err(native) => match prog.attach(&self.iface, XdpFlags::SKB_MODE) {
