@@ -4,22 +4,30 @@
 # work included, wherever it runs): geodns through AF_XDP and on sockets, gdnsd, Knot on
 # sockets and Knot through XDP, on the peer fixture (../shared/peers/gen.py DIR).
 #
-#   benches/xdp/veth.sh FIXTURE GEODNS_BIN [SECONDS [REPS [MODES [SERVERS]]]]
+#   [RATE=N] benches/xdp/veth.sh FIXTURE GEODNS_BIN [SECONDS [REPS [MODES [SERVERS]]]]
 #
 # e.g. benches/xdp/veth.sh /tmp/peers target/release/geodns 10 3 ecs,noecs
 #
 # Each run starts one server pinned to CPU 0 (one worker: geodns's one AF_XDP queue or one UDP
 # socket, gdnsd udp_threads 1, Knot udp-workers 1), waits 2 s, runs dnsperf pinned to CPU 1
 # (-c 8 -q 100 -T 1) for SECONDS and reads /proc/stat before and after; then stops the server
-# (two XDP programs cannot share the interface). Servers are interleaved run by run; the
+# (two XDP programs cannot share the interface). dnsperf sends as fast as replies come back,
+# which saturates its core; with RATE=N in the environment it sends N queries/s instead
+# (-Q N), the same offered load for every server. Servers are interleaved run by run; the
 # medians of REPS runs are printed, with queries/s, the machine's busy CPU per query, the same
 # less dnsperf's user time (the load generator's own work; the kernel's, wherever it runs,
 # stays in), and less dnsperf's whole process (which also takes out the kernel's work in
 # dnsperf's context: sending queries, and the receive softirq it runs, XDP included, so it
-# flatters XDP servers). Needs root, iproute2, dnsperf, gdnsd, knot.
+# flatters XDP servers). Needs root, iproute2, clang, dnsperf, gdnsd, knot.
+#
+# One more "server", `floor`, is no server at all: an XDP program (reflect.bpf.c) that sends each
+# query straight back with the QR bit set, from the kernel, on dnsperf's own core. What it costs
+# per query is the rig's floor: dnsperf, both veth ends and the client's UDP receive, which any
+# server pays and none can save. (The client's end then needs an XDP program too, one that
+# passes everything, to take frames sent back with XDP_TX.)
 set -euo pipefail
 FIX=$(realpath "$1"); GEODNS=$(realpath "$2"); SECS=${3:-10}; REPS=${4:-3}
-MODES=${5:-ecs,noecs}; SERVERS=${6:-geodns-xdp,geodns-socket,gdnsd,knot,knot-xdp}
+MODES=${5:-ecs,noecs}; SERVERS=${6:-geodns-xdp,geodns-socket,gdnsd,knot,knot-xdp,floor}
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
 W=$(mktemp -d /tmp/geodns-veth.XXXXXX)
@@ -46,11 +54,20 @@ for k in knot knot-xdp; do
   sed "s#127.0.0.1#$ADDR#; s#$FIX/knot-geo-t1/run#$W/$k/run#; s#$FIX/knot-geo-t1/db#$W/$k/db#" \
     "$FIX/knot-geo-t1/knot.conf" > "$W/$k/knot.conf"
 done
+clang -O2 -target bpf -I/usr/include/$(gcc -dumpmachine) -c benches/xdp/reflect.bpf.c -o "$W/reflect.o"
 printf 'xdp:\n  listen: %s@5302\n  udp: on\n  tcp: off\n' "$IF" >> "$W/knot-xdp/knot.conf"
 
 start() { # server -> SPID, PORT
   local run=(ip netns exec "$SRV" taskset -c 0)
-  case $1 in geodns*) PORT=5310 ;; gdnsd) PORT=5301 ;; knot*) PORT=5302 ;; esac
+  case $1 in geodns*) PORT=5310 ;; gdnsd) PORT=5301 ;; knot*) PORT=5302 ;; floor) PORT=5399 ;; esac
+  if [ "$1" = floor ]; then
+    # No server: the XDP program sends each query back as its reply. The client's end needs an
+    # XDP program too (one that passes everything) to take frames sent with XDP_TX.
+    ip -n "$SRV" link set dev "$IF" xdpdrv obj "$W/reflect.o" sec xdp program reflect
+    ip -n "$CLI" link set dev "$PEER" xdpdrv obj "$W/reflect.o" sec xdp program pass
+    sleep infinity & SPID=$!
+    return
+  fi
   # `exec`: the background job is the server itself, so stopping it stops the server.
   case $1 in
     geodns-xdp) GEODNS_BIN=$GEODNS GEODNS_ADDR=$ADDR GEODNS_XDP=$IF \
@@ -69,6 +86,7 @@ stop() {
   kill "$SPID" 2>/dev/null || true; wait "$SPID" 2>/dev/null || true; SPID=
   # A server that leaves its XDP program behind must not take the next one's place.
   ip -n "$SRV" link set dev "$IF" xdp off 2>/dev/null || true
+  ip -n "$CLI" link set dev "$PEER" xdp off 2>/dev/null || true
   sleep 0.5
 }
 busy() { awk '/^cpu /{print $2+$3+$4+$7+$8+$9; exit}' /proc/stat; }
@@ -80,9 +98,9 @@ for rep in $(seq 1 "$REPS"); do
     for s in "${SV[@]}"; do
       start "$s"
       if [ "$mode" = ecs ]; then q=(-d "$FIX/queries/ecs.bin" -B); else q=(-d "$FIX/queries/noecs.txt"); fi
-      ip netns exec "$CLI" taskset -c 1 dnsperf -s $ADDR -p $PORT "${q[@]}" -l 1 -c 8 -q 100 -T 1 >/dev/null 2>&1 || true
+      ip netns exec "$CLI" taskset -c 1 dnsperf -s $ADDR -p $PORT "${q[@]}" -l 1 -c 8 -q 100 -T 1 ${RATE:+-Q "$RATE"} >/dev/null 2>&1 || true
       b0=$(busy)
-      ip netns exec "$CLI" taskset -c 1 dnsperf -s $ADDR -p $PORT "${q[@]}" -l "$SECS" -c 8 -q 100 -T 1 \
+      ip netns exec "$CLI" taskset -c 1 dnsperf -s $ADDR -p $PORT "${q[@]}" -l "$SECS" -c 8 -q 100 -T 1 ${RATE:+-Q "$RATE"} \
         > "$W/dnsperf.out" 2>&1 &
       DP=$!
       sleep 0.2
@@ -110,22 +128,30 @@ done
 python3 - "$W/runs.csv" <<'PY'
 import csv, statistics, sys
 rows = list(csv.DictReader(open(sys.argv[1])))
-print("| server | queries | queries/s | machine µs/query | less dnsperf's user time | less dnsperf's process | lost |")
-print("|---|---|---:|---:|---:|---:|---:|")
 keys = []
 for r in rows:
     k = (r["server"], r["mode"])
     if k not in keys:
         keys.append(k)
-for k in sorted(keys, key=lambda k: (k[1], keys.index(k))):
+fig = {}
+for k in keys:
     rs = [r for r in rows if (r["server"], r["mode"]) == k and r["completed"]]
     med = lambda f: statistics.median(f(r) for r in rs)
-    qps = med(lambda r: float(r["qps"]))
-    us = med(lambda r: float(r["busy_s"]) * 1e6 / float(r["completed"]))
-    less = med(lambda r: (float(r["busy_s"]) - float(r["dnsperf_user_s"])) * 1e6 / float(r["completed"]))
-    proc = med(lambda r: (float(r["busy_s"]) - float(r["dnsperf_user_s"]) - float(r["dnsperf_sys_s"])) * 1e6 / float(r["completed"]))
-    lost = med(lambda r: int(r["lost"] or 0))
-    print(f"| {k[0]} | {k[1]} | {qps:,.0f} | {us:.2f} | {less:.2f} | {proc:.2f} | {lost} |")
+    done = lambda r: float(r["completed"])
+    fig[k] = dict(
+        qps=med(lambda r: float(r["qps"])),
+        us=med(lambda r: float(r["busy_s"]) * 1e6 / done(r)),
+        less=med(lambda r: (float(r["busy_s"]) - float(r["dnsperf_user_s"])) * 1e6 / done(r)),
+        proc=med(lambda r: (float(r["busy_s"]) - float(r["dnsperf_user_s"]) - float(r["dnsperf_sys_s"])) * 1e6 / done(r)),
+        lost=med(lambda r: int(r["lost"] or 0)),
+    )
+print("| server | queries | queries/s | machine µs/query | less dnsperf's user time | less dnsperf's process | machine ÷ gdnsd | lost |")
+print("|---|---|---:|---:|---:|---:|---:|---:|")
+for k in sorted(keys, key=lambda k: (k[1], keys.index(k))):
+    f = fig[k]
+    base = fig.get(("gdnsd", k[1]))
+    ratio = f"{f['us'] / base['us']:.2f}" if base else "-"
+    print(f"| {k[0]} | {k[1]} | {f['qps']:,.0f} | {f['us']:.2f} | {f['less']:.2f} | {f['proc']:.2f} | {ratio} | {f['lost']} |")
 PY
 for s in "${SV[@]}"; do echo "== $s (last run's log)"; grep -iE "xdp|error|warn" "$W/$s.log" | head -3 || true; done
 cp "$W/runs.csv" "/tmp/veth-runs-$(date -u +%Y%m%dT%H%M%SZ).csv"
