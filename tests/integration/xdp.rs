@@ -4,8 +4,9 @@
 //! What is compared: the same queries, from the same client address, to a server answering
 //! through AF_XDP and to one answering on the kernel's sockets (same data, same namespace),
 //! byte for byte; the kernel's UDP counters show which path answered. TCP and other UDP ports
-//! on the XDP interface still reach the kernel. A server that cannot attach says so and answers
-//! on its sockets.
+//! on the XDP interface still reach the kernel. Frames with one and two VLAN tags, sent raw,
+//! are answered with their tags. A server that cannot attach says so and answers on its
+//! sockets.
 
 use std::io::Write;
 use std::process::{Command, Stdio};
@@ -23,6 +24,8 @@ struct Pair {
     server: Netns,
     client: Netns,
     iface: String,
+    /// The client's end of the veth.
+    peer: String,
     v4: String,
     v6: String,
     client4: String,
@@ -56,6 +59,7 @@ impl Pair {
             server,
             client,
             iface,
+            peer,
             client4: format!("{v4}.2"),
             client6: format!("{v6}:2"),
             v4: format!("{v4}.1"),
@@ -81,6 +85,16 @@ impl Pair {
             String::from_utf8_lossy(&o.stderr)
         );
         String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+
+    /// The MAC address of `dev` in `ns`.
+    fn mac(ns: &Netns, dev: &str) -> String {
+        let o = Command::new("ip")
+            .args(["netns", "exec", &ns.0, "cat"])
+            .arg(format!("/sys/class/net/{dev}/address"))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout).trim().to_owned()
     }
 
     /// Sets the server end's MTU.
@@ -435,6 +449,217 @@ fn answers_over_af_xdp_are_the_socket_path_s_and_the_kernel_keeps_the_rest() {
     );
     assert_eq!(reply.trim(), "echo:hi");
     let _ = echo.wait_with_output();
+}
+
+/// Sends Ethernet frames raw from the client's end of the veth (an AF_PACKET socket): UDP
+/// queries with the VLAN tags asked for, built here with their checksums. Prints each reply
+/// frame from the server's MAC to the query's port, with the tag the kernel took off on receive
+/// put back (PACKET_AUXDATA), and whether its checksums are right; `-` for none within a second.
+/// Input: a first line `IFACE CLIENT_MAC SERVER_MAC`, then a line per query:
+/// `TAGS FAMILY SRC DST SPORT DPORT PAYLOAD_HEX`, TAGS `-` or `TPID:VID,...` outermost first.
+const RAW: &str = r#"
+import select, socket, struct, sys, time
+
+def csum(b):
+    if len(b) % 2:
+        b += b"\0"
+    s = sum(struct.unpack("!%dH" % (len(b) // 2), b))
+    while s >> 16:
+        s = (s & 0xFFFF) + (s >> 16)
+    return ~s & 0xFFFF
+
+def l3(fam, src, dst, sport, dport, payload):
+    udp = struct.pack("!HHHH", sport, dport, 8 + len(payload), 0) + payload
+    if fam == "4":
+        a, b = socket.inet_aton(src), socket.inet_aton(dst)
+        c = csum(a + b + struct.pack("!BBH", 0, 17, len(udp)) + udp) or 0xFFFF
+        udp = udp[:6] + struct.pack("!H", c) + udp[8:]
+        h = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 0x1234, 0x4000, 64, 17, 0, a, b)
+        return 0x0800, h[:10] + struct.pack("!H", csum(h)) + h[12:] + udp
+    a, b = socket.inet_pton(socket.AF_INET6, src), socket.inet_pton(socket.AF_INET6, dst)
+    c = csum(a + b + struct.pack("!I", len(udp)) + b"\0\0\0\x11" + udp) or 0xFFFF
+    udp = udp[:6] + struct.pack("!H", c) + udp[8:]
+    return 0x86DD, struct.pack("!IHBB16s16s", 0x60000000, len(udp), 17, 64, a, b) + udp
+
+def checksums_ok(frame):
+    """The reply's IPv4 header checksum and UDP checksum, checked after its tags."""
+    i = 12
+    while struct.unpack("!H", frame[i:i + 2])[0] in (0x8100, 0x88A8):
+        i += 4
+    et, ip = struct.unpack("!H", frame[i:i + 2])[0], frame[i + 2:]
+    if et == 0x0800:
+        hl = (ip[0] & 15) * 4
+        udp = ip[hl:struct.unpack("!H", ip[2:4])[0]]
+        ph = ip[12:20] + struct.pack("!BBH", 0, 17, len(udp))
+        return csum(ip[:hl]) == 0 and (udp[6:8] == b"\0\0" or csum(ph + udp) == 0)
+    plen = struct.unpack("!H", ip[4:6])[0]
+    udp = ip[40:40 + plen]
+    ph = ip[8:40] + struct.pack("!I", len(udp)) + b"\0\0\0\x11"
+    return udp[6:8] != b"\0\0" and csum(ph + udp) == 0
+
+ifname, mine, theirs = sys.stdin.readline().split()
+mine, theirs = bytes.fromhex(mine.replace(":", "")), bytes.fromhex(theirs.replace(":", ""))
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(3))
+s.bind((ifname, 0))
+s.setsockopt(263, 8, 1)  # SOL_PACKET, PACKET_AUXDATA: the tag the kernel took off
+for line in sys.stdin:
+    tags, fam, src, dst, sport, dport, hexp = line.split()
+    et, body = l3(fam, src, dst, int(sport), int(dport), bytes.fromhex(hexp))
+    tagbytes = b""
+    if tags != "-":
+        for t in tags.split(","):
+            tpid, vid = t.split(":")
+            tagbytes += struct.pack("!HH", int(tpid, 16), int(vid))
+    s.send(theirs + mine + tagbytes + struct.pack("!H", et) + body)
+    reply, deadline = None, time.time() + 1
+    while reply is None and time.time() < deadline:
+        if not select.select([s], [], [], max(0, deadline - time.time()))[0]:
+            break
+        data, anc, _, addr = s.recvmsg(65535, socket.CMSG_SPACE(20))
+        if addr[2] == socket.PACKET_OUTGOING or data[6:12] != theirs:
+            continue
+        for level, kind, aux in anc:
+            if (level, kind) == (263, 8):
+                status, _, _, _, _, tci, tpid = struct.unpack("IIIHHHH", aux[:20])
+                if status & (1 << 4):  # TP_STATUS_VLAN_VALID
+                    tpid = tpid if status & (1 << 6) else 0x8100
+                    data = data[:12] + struct.pack("!HH", tpid, tci) + data[12:]
+        # Ours if it comes from the port the query went to, to the port it came from.
+        i = 12
+        while struct.unpack("!H", data[i:i + 2])[0] in (0x8100, 0x88A8):
+            i += 4
+        hl = 20 if data[i:i + 2] == b"\x08\x00" else 40
+        ports = data[i + 2 + hl:i + 2 + hl + 4]
+        if ports == struct.pack("!HH", int(dport), int(sport)):
+            reply = data
+    if reply is None:
+        print("-")
+    else:
+        print(reply.hex(), "ok" if checksums_ok(reply) else "bad-checksum")
+"#;
+
+fn unhex(hex: &str) -> Vec<u8> {
+    (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+        .collect()
+}
+
+/// VLAN tags on frames, one (802.1Q) and two (802.1ad outside 802.1Q), over IPv4 and IPv6.
+/// This kernel has no 802.1Q module, so no VLAN device can send them: they are sent raw. A
+/// tagged frame the program did not take would reach the kernel, which would drop it for want
+/// of a VLAN device; so every reply here came through AF_XDP.
+#[test]
+fn tagged_frames_are_answered_through_af_xdp_with_their_tags() {
+    let pair = Pair::new();
+    let xdp = server(&pair, 5300, &format!("xdp = [\"{}\"]", pair.iface), false);
+    xdp.wait_log("answering UDP through AF_XDP", 1);
+    let _sockets = server(&pair, 5301, "", false);
+    let all = queries();
+    // Geo by ECS of each family, and by the client's address (a probe name, answered and
+    // logged by it).
+    let qs: Vec<Vec<u8>> = [2u8, 4, 15]
+        .iter()
+        .map(|id| all.iter().find(|p| p[..2] == [0, *id]).unwrap().clone())
+        .collect();
+    // What the socket path says to the same queries from the same addresses.
+    let expected = send_all(
+        &pair,
+        &[(pair.v4.clone(), 5301), (pair.v6.clone(), 5301)],
+        &qs,
+    );
+    let (client_mac, server_mac) = (
+        Pair::mac(&pair.client, &pair.peer),
+        Pair::mac(&pair.server, &pair.iface),
+    );
+    let mut input = format!("{} {client_mac} {server_mac}\n", pair.peer);
+    let tag_sets: [&[(u16, u16)]; 3] = [&[], &[(0x8100, 100)], &[(0x88a8, 200), (0x8100, 100)]];
+    let families = [
+        ("4", &pair.client4, &pair.v4),
+        ("6", &pair.client6, &pair.v6),
+    ];
+    let mut cases = Vec::new();
+    for tags in tag_sets {
+        for (f, (family, src, dst)) in families.iter().enumerate() {
+            for (q, query) in qs.iter().enumerate() {
+                let tag_text = if tags.is_empty() {
+                    "-".to_owned()
+                } else {
+                    let t: Vec<String> = tags.iter().map(|(p, v)| format!("{p:x}:{v}")).collect();
+                    t.join(",")
+                };
+                let hex: String = query.iter().map(|b| format!("{b:02x}")).collect();
+                // The same port for a query whatever its tags, for the comparison below.
+                let sport = 40000 + f * qs.len() + q;
+                input.push_str(&format!(
+                    "{tag_text} {family} {src} {dst} {sport} 5300 {hex}\n"
+                ));
+                cases.push((tags, f, q));
+            }
+        }
+    }
+    let out = pair.client_run(&["python3", "-c", RAW], &input);
+    let replies: Vec<&str> = out.lines().collect();
+    assert_eq!(replies.len(), cases.len(), "{out}");
+    let mac = |m: &str| unhex(&m.replace(':', ""));
+    let mut untagged = std::collections::HashMap::new();
+    for ((tags, f, q), line) in cases.iter().zip(&replies) {
+        let what = format!("tags {tags:x?}, IPv{}, query {q}", families[*f].0);
+        let (hex, checks) = line
+            .split_once(' ')
+            .unwrap_or_else(|| panic!("{what}: no reply"));
+        assert_eq!(checks, "ok", "{what}: {hex}");
+        let frame = unhex(hex);
+        assert_eq!(frame[..6], mac(&client_mac)[..], "{what}: to the client");
+        assert_eq!(
+            frame[6..12],
+            mac(&server_mac)[..],
+            "{what}: from the server"
+        );
+        for (i, (tpid, vid)) in tags.iter().enumerate() {
+            let at = 12 + 4 * i;
+            assert_eq!(
+                (
+                    u16::from_be_bytes([frame[at], frame[at + 1]]),
+                    u16::from_be_bytes([frame[at + 2], frame[at + 3]]) & 0x0fff
+                ),
+                (*tpid, *vid),
+                "{what}: tag {i} kept"
+            );
+        }
+        let l3 = 14 + 4 * tags.len();
+        let (src, dst, dns) = if *f == 0 {
+            (&frame[l3 + 16..l3 + 20], &frame[l3 + 12..l3 + 16], l3 + 28)
+        } else {
+            (&frame[l3 + 24..l3 + 40], &frame[l3 + 8..l3 + 24], l3 + 48)
+        };
+        let ip = |a: &str| match a.parse::<std::net::IpAddr>().unwrap() {
+            std::net::IpAddr::V4(a) => a.octets().to_vec(),
+            std::net::IpAddr::V6(a) => a.octets().to_vec(),
+        };
+        assert_eq!(
+            src,
+            &ip(families[*f].1)[..],
+            "{what}: to the client's address"
+        );
+        assert_eq!(dst, &ip(families[*f].2)[..], "{what}: from the server's");
+        let payload: String = frame[dns..].iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(
+            payload,
+            expected[*f * qs.len() + *q],
+            "{what}: the socket path's answer"
+        );
+        // With its tags taken out, the frame is the untagged one's, byte for byte.
+        let mut bare = frame[..12].to_vec();
+        bare.extend_from_slice(&frame[l3 - 2..]);
+        match untagged.get(&(*f, *q)) {
+            None => {
+                assert!(tags.is_empty());
+                untagged.insert((*f, *q), bare);
+            }
+            Some(first) => assert_eq!(first, &bare, "{what}: as the untagged reply"),
+        }
+    }
 }
 
 #[test]
