@@ -30,6 +30,8 @@ command -v dnsperf >/dev/null 2>&1 || pkgs+=(dnsperf)
 # The XDP program of the AF_XDP path (server/build.rs): clang, and libbpf's headers.
 command -v clang >/dev/null 2>&1 || pkgs+=(clang)
 [ -e /usr/include/bpf/bpf_helpers.h ] || pkgs+=(libbpf-dev)
+# ethtool reads a veth's per-queue XDP counters in the AF_XDP test.
+command -v ethtool >/dev/null 2>&1 || pkgs+=(ethtool)
 # promtool (in Debian's prometheus package) lints every process's metrics.
 command -v promtool >/dev/null 2>&1 || pkgs+=(prometheus)
 # Other GeoDNS servers load our MMDB export: gdnsd, Knot (with its geoip module), PowerDNS

@@ -34,6 +34,11 @@ struct Pair {
 
 impl Pair {
     fn new() -> Pair {
+        Pair::with_queues(1)
+    }
+
+    /// A pair whose ends have `queues` receive and transmit queues each.
+    fn with_queues(queues: u32) -> Pair {
         let (server, client) = (Netns::new(), Netns::new());
         // Unique per test, in this process and beside another run's.
         static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
@@ -42,8 +47,25 @@ impl Pair {
         let iface = format!("gx{n}s");
         let peer = format!("gx{n}c");
         let _ = Command::new("ip").args(["link", "del", &iface]).output();
+        let q = queues.to_string();
         sh(&[
-            "ip", "link", "add", &iface, "type", "veth", "peer", "name", &peer,
+            "ip",
+            "link",
+            "add",
+            &iface,
+            "numtxqueues",
+            &q,
+            "numrxqueues",
+            &q,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &peer,
+            "numtxqueues",
+            &q,
+            "numrxqueues",
+            &q,
         ]);
         sh(&["ip", "link", "set", &iface, "netns", &server.0]);
         sh(&["ip", "link", "set", &peer, "netns", &client.0]);
@@ -660,6 +682,85 @@ fn tagged_frames_are_answered_through_af_xdp_with_their_tags() {
             Some(first) => assert_eq!(first, &bare, "{what}: as the untagged reply"),
         }
     }
+}
+
+/// A veth with four queues: a socket on each, and each queue's frames answered through its own
+/// (the kernel counts per queue what its XDP program redirected; a queue without a socket would
+/// pass its frames to the kernel's UDP stack, whose counters stay still).
+#[test]
+fn every_receive_queue_has_a_socket_of_its_own() {
+    let pair = Pair::with_queues(4);
+    let xdp = server(&pair, 5300, &format!("xdp = [\"{}\"]", pair.iface), false);
+    xdp.wait_log("answering UDP through AF_XDP", 1);
+    assert!(xdp.log_text().contains("queues=4"), "{}", xdp.log_text());
+    assert_eq!(pair.metric(&xdp, "geodns_xdp_sockets "), 4);
+    let queries_file = xdp.path("queries.txt");
+    std::fs::write(&queries_file, "www.example.com A\nstatic.example.com A\n").unwrap();
+    let before = pair.kernel_udp_in();
+    // 32 client sockets: the client's end picks a transmit queue per socket (by its hash), and
+    // the server's end receives on the queue of the same number.
+    let load = pair.client_run(
+        &[
+            "dnsperf",
+            "-s",
+            &pair.v4,
+            "-p",
+            "5300",
+            "-d",
+            queries_file.to_str().unwrap(),
+            "-l",
+            "2",
+            "-c",
+            "32",
+            "-q",
+            "64",
+            "-t",
+            "1",
+        ],
+        "",
+    );
+    let field = |name: &str| -> u64 {
+        load.lines()
+            .find_map(|l| l.trim().strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in {load}"))
+    };
+    assert_eq!(field("Queries lost:"), 0, "{load}");
+    let completed = field("Queries completed:");
+    assert!(completed > 5_000, "{load}");
+    assert_eq!(pair.kernel_udp_in(), before, "all of it through AF_XDP");
+    let o = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &pair.server.0,
+            "ethtool",
+            "-S",
+            &pair.iface,
+        ])
+        .output()
+        .unwrap();
+    let stats = String::from_utf8_lossy(&o.stdout).into_owned();
+    let redirected: Vec<u64> = (0..4)
+        .map(|q| {
+            let name = format!("rx_queue_{q}_xdp_redirect:");
+            stats
+                .lines()
+                .find_map(|l| l.trim().strip_prefix(name.as_str()))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or_else(|| panic!("no {name} in {stats}"))
+        })
+        .collect();
+    assert!(
+        redirected.iter().filter(|n| **n > 0).count() >= 2,
+        "the load came in on several queues: {redirected:?}"
+    );
+    assert!(
+        redirected.iter().sum::<u64>() >= completed,
+        "{redirected:?} against {completed} answered"
+    );
+    assert!(pair.metric(&xdp, "geodns_xdp_frames_total ") >= completed);
 }
 
 #[test]
