@@ -20,11 +20,18 @@
 # dnsperf's context: sending queries, and the receive softirq it runs, XDP included, so it
 # flatters XDP servers). Needs root, iproute2, clang, dnsperf, gdnsd, knot.
 #
-# One more "server", `floor`, is no server at all: an XDP program (reflect.bpf.c) that sends each
+# One more "server", `floor`, is no server at all: an XDP program (rig.bpf.c) that sends each
 # query straight back with the QR bit set, from the kernel, on dnsperf's own core. What it costs
 # per query is the rig's floor: dnsperf, both veth ends and the client's UDP receive, which any
 # server pays and none can save. (The client's end then needs an XDP program too, one that
 # passes everything, to take frames sent back with XDP_TX.)
+#
+# RIG=wire puts a third namespace between client and server that forwards every frame both ways
+# with XDP (rig.bpf.c's `wire`), so that frames reach the server's end as XDP frames, not as
+# socket buffers the sender built: as from a NIC's driver running XDP, which this machine does
+# not have. Servers without an XDP program of their own get one there that passes everything;
+# both ends checksum in software. The forwarding costs every server the same, and is in the
+# floor. Needs ethtool as well.
 set -euo pipefail
 FIX=$(realpath "$1"); GEODNS=$(realpath "$2"); SECS=${3:-10}; REPS=${4:-3}
 MODES=${5:-ecs,noecs}; SERVERS=${6:-geodns-xdp,geodns-socket,gdnsd,knot,knot-xdp,floor}
@@ -32,19 +39,45 @@ cd "$(dirname "$0")/../.."
 ROOT=$PWD
 W=$(mktemp -d /tmp/geodns-veth.XXXXXX)
 SRV=gvb-s$$; CLI=gvb-c$$; IF=gvb$$s; PEER=gvb$$c
+RIG=${RIG:-pair}; RTR=gvb-r$$; A=gvb$$a; B=gvb$$b
 ADDR=10.99.0.1
 cleanup() {
   [ -n "${SPID:-}" ] && kill "$SPID" 2>/dev/null && wait "$SPID" 2>/dev/null
-  ip netns del "$SRV" 2>/dev/null; ip netns del "$CLI" 2>/dev/null
+  ip netns del "$SRV" 2>/dev/null; ip netns del "$CLI" 2>/dev/null; ip netns del "$RTR" 2>/dev/null
   rm -rf "$W"
 }
 trap cleanup EXIT
+BPF=(clang -O2 -target bpf -I/usr/include/$(gcc -dumpmachine) -c benches/xdp/rig.bpf.c)
+"${BPF[@]}" -o "$W/rig.o"
 ip netns add "$SRV"; ip netns add "$CLI"
-ip link add "$IF" type veth peer name "$PEER"
+if [ "$RIG" = wire ]; then
+  # client end <-> a [router namespace, XDP redirects both ways] b <-> server end
+  ip netns add "$RTR"
+  ip link add "$PEER" type veth peer name "$A"; ip link add "$IF" type veth peer name "$B"
+  ip link set "$A" netns "$RTR"; ip link set "$B" netns "$RTR"
+  for d in "$A" "$B"; do ip -n "$RTR" link set "$d" up; done
+  ifindex() { ip -n "$RTR" -o link show dev "$1" | cut -d: -f1; }
+  "${BPF[@]}" -DWIRE_TO="$(ifindex "$B")" -o "$W/to-b.o"
+  "${BPF[@]}" -DWIRE_TO="$(ifindex "$A")" -o "$W/to-a.o"
+  ip -n "$RTR" link set dev "$A" xdpdrv obj "$W/to-b.o" sec xdp program wire
+  ip -n "$RTR" link set dev "$B" xdpdrv obj "$W/to-a.o" sec xdp program wire
+else
+  ip link add "$IF" type veth peer name "$PEER"
+fi
 ip link set "$IF" netns "$SRV"; ip link set "$PEER" netns "$CLI"
 ip -n "$SRV" addr add $ADDR/24 dev "$IF"; ip -n "$CLI" addr add 10.99.0.2/24 dev "$PEER"
 for ns in "$SRV" "$CLI"; do ip -n "$ns" link set lo up; done
 ip -n "$SRV" link set "$IF" up; ip -n "$CLI" link set "$PEER" up
+# A frame forwarded by XDP keeps a checksum left for the device to fill in (a veth offers the
+# offload), which nothing then fills: on the wire both ends checksum in software.
+if [ "$RIG" = wire ]; then
+  ip netns exec "$CLI" ethtool -K "$PEER" tx off >/dev/null
+  ip netns exec "$SRV" ethtool -K "$IF" tx off >/dev/null
+fi
+# Frames sent by XDP (the floor's, and the wire's) reach a veth end only if it has an XDP
+# program: the client's gets one that passes everything.
+client_pass() { ip -n "$CLI" link set dev "$PEER" xdpdrv obj "$W/rig.o" sec xdp program pass; }
+[ "$RIG" = wire ] && client_pass
 
 # The peers' configs, moved to the veth address and a work directory of their own.
 cp -r "$FIX/gdnsd-t1" "$W/gdnsd"
@@ -54,7 +87,6 @@ for k in knot knot-xdp; do
   sed "s#127.0.0.1#$ADDR#; s#$FIX/knot-geo-t1/run#$W/$k/run#; s#$FIX/knot-geo-t1/db#$W/$k/db#" \
     "$FIX/knot-geo-t1/knot.conf" > "$W/$k/knot.conf"
 done
-clang -O2 -target bpf -I/usr/include/$(gcc -dumpmachine) -c benches/xdp/reflect.bpf.c -o "$W/reflect.o"
 printf 'xdp:\n  listen: %s@5302\n  udp: on\n  tcp: off\n' "$IF" >> "$W/knot-xdp/knot.conf"
 
 start() { # server -> SPID, PORT
@@ -63,11 +95,16 @@ start() { # server -> SPID, PORT
   if [ "$1" = floor ]; then
     # No server: the XDP program sends each query back as its reply. The client's end needs an
     # XDP program too (one that passes everything) to take frames sent with XDP_TX.
-    ip -n "$SRV" link set dev "$IF" xdpdrv obj "$W/reflect.o" sec xdp program reflect
-    ip -n "$CLI" link set dev "$PEER" xdpdrv obj "$W/reflect.o" sec xdp program pass
+    ip -n "$SRV" link set dev "$IF" xdpdrv obj "$W/rig.o" sec xdp program reflect
+    [ "$RIG" = wire ] || client_pass
     sleep infinity & SPID=$!
     return
   fi
+  # On the wire the server's end takes XDP frames only with a program: servers without their
+  # own get one that passes everything (as a NIC's driver builds socket buffers for them).
+  case $RIG,$1 in wire,geodns-socket|wire,gdnsd|wire,knot)
+    ip -n "$SRV" link set dev "$IF" xdpdrv obj "$W/rig.o" sec xdp program pass ;;
+  esac
   # `exec`: the background job is the server itself, so stopping it stops the server.
   case $1 in
     geodns-xdp) GEODNS_BIN=$GEODNS GEODNS_ADDR=$ADDR GEODNS_XDP=$IF \
@@ -86,7 +123,7 @@ stop() {
   kill "$SPID" 2>/dev/null || true; wait "$SPID" 2>/dev/null || true; SPID=
   # A server that leaves its XDP program behind must not take the next one's place.
   ip -n "$SRV" link set dev "$IF" xdp off 2>/dev/null || true
-  ip -n "$CLI" link set dev "$PEER" xdp off 2>/dev/null || true
+  [ "$RIG" = wire ] || ip -n "$CLI" link set dev "$PEER" xdp off 2>/dev/null || true
   sleep 0.5
 }
 busy() { awk '/^cpu /{print $2+$3+$4+$7+$8+$9; exit}' /proc/stat; }

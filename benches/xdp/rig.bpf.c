@@ -1,5 +1,10 @@
-// The floor: an XDP program that answers every UDP query to port 5399 by sending it back with
-// the addresses and ports swapped and the QR bit set (no user space, no answer).
+// XDP programs for the bench rig (benches/xdp/veth.sh), not for geodns:
+// - reflect: the floor. Every UDP query over IPv4 to port 5399 goes back where it came from, with
+//   the addresses and ports swapped and the QR bit set (no user space, no answer built);
+// - pass: passes everything (a veth needs an XDP program to take frames sent to it by XDP);
+// - wire (built with -DWIRE_TO=IFINDEX): sends every frame out of that interface, so that a
+//   namespace between client and server forwards with XDP and the server's end receives XDP
+//   frames, not socket buffers, as from a NIC's driver.
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
 #include <linux/in.h>
@@ -33,5 +38,10 @@ int reflect(struct xdp_md *ctx)
 
 SEC("xdp")
 int pass(struct xdp_md *ctx) { return XDP_PASS; }
+
+#ifdef WIRE_TO
+SEC("xdp")
+int wire(struct xdp_md *ctx) { return bpf_redirect(WIRE_TO, 0); }
+#endif
 
 char LICENSE[] SEC("license") = "GPL";
