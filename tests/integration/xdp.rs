@@ -109,6 +109,47 @@ impl Pair {
         String::from_utf8_lossy(&o.stdout).into_owned()
     }
 
+    /// A 2 s dnsperf run from the client's namespace to the server's IPv4 address, port 5300:
+    /// `clients` sockets with `outstanding` queries each, from `queries`. Returns the queries
+    /// lost and completed, and dnsperf's report.
+    fn dnsperf(
+        &self,
+        queries: &std::path::Path,
+        clients: u32,
+        outstanding: u32,
+    ) -> (u64, u64, String) {
+        let (c, q) = (clients.to_string(), outstanding.to_string());
+        let report = self.client_run(
+            &[
+                "dnsperf",
+                "-s",
+                &self.v4,
+                "-p",
+                "5300",
+                "-d",
+                queries.to_str().unwrap(),
+                "-l",
+                "2",
+                "-c",
+                &c,
+                "-q",
+                &q,
+                "-t",
+                "1",
+            ],
+            "",
+        );
+        let field = |name: &str| -> u64 {
+            report
+                .lines()
+                .find_map(|l| l.trim().strip_prefix(name))
+                .and_then(|v| v.split_whitespace().next())
+                .and_then(|v| v.parse().ok())
+                .unwrap_or_else(|| panic!("no {name} in {report}"))
+        };
+        (field("Queries lost:"), field("Queries completed:"), report)
+    }
+
     /// The MAC address of `dev` in `ns`.
     fn mac(ns: &Netns, dev: &str) -> String {
         let o = Command::new("ip")
@@ -393,35 +434,9 @@ fn answers_over_af_xdp_are_the_socket_path_s_and_the_kernel_keeps_the_rest() {
         "www.example.com A\nstatic.example.com A\nnope.example.com AAAA\n",
     )
     .unwrap();
-    let load = pair.client_run(
-        &[
-            "dnsperf",
-            "-s",
-            &pair.v4,
-            "-p",
-            "5300",
-            "-d",
-            queries_file.to_str().unwrap(),
-            "-l",
-            "2",
-            "-c",
-            "8",
-            "-q",
-            "20",
-            "-t",
-            "1",
-        ],
-        "",
-    );
-    let field = |name: &str| -> u64 {
-        load.lines()
-            .find_map(|l| l.trim().strip_prefix(name))
-            .and_then(|v| v.split_whitespace().next())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or_else(|| panic!("no {name} in {load}"))
-    };
-    assert_eq!(field("Queries lost:"), 0, "{load}");
-    assert!(field("Queries completed:") > 5_000, "{load}");
+    let (lost, completed, load) = pair.dnsperf(&queries_file, 8, 20);
+    assert_eq!(lost, 0, "{load}");
+    assert!(completed > 5_000, "{load}");
     assert_eq!(
         pair.kernel_udp_in(),
         after_sockets,
@@ -429,7 +444,7 @@ fn answers_over_af_xdp_are_the_socket_path_s_and_the_kernel_keeps_the_rest() {
     );
     assert_eq!(pair.metric(&xdp, "geodns_xdp_sockets "), 1);
     assert!(
-        pair.metric(&xdp, "geodns_xdp_frames_total ") >= field("Queries completed:"),
+        pair.metric(&xdp, "geodns_xdp_frames_total ") >= completed,
         "every frame counted"
     );
 
@@ -699,35 +714,8 @@ fn every_receive_queue_has_a_socket_of_its_own() {
     let before = pair.kernel_udp_in();
     // 32 client sockets: the client's end picks a transmit queue per socket (by its hash), and
     // the server's end receives on the queue of the same number.
-    let load = pair.client_run(
-        &[
-            "dnsperf",
-            "-s",
-            &pair.v4,
-            "-p",
-            "5300",
-            "-d",
-            queries_file.to_str().unwrap(),
-            "-l",
-            "2",
-            "-c",
-            "32",
-            "-q",
-            "64",
-            "-t",
-            "1",
-        ],
-        "",
-    );
-    let field = |name: &str| -> u64 {
-        load.lines()
-            .find_map(|l| l.trim().strip_prefix(name))
-            .and_then(|v| v.split_whitespace().next())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or_else(|| panic!("no {name} in {load}"))
-    };
-    assert_eq!(field("Queries lost:"), 0, "{load}");
-    let completed = field("Queries completed:");
+    let (lost, completed, load) = pair.dnsperf(&queries_file, 32, 64);
+    assert_eq!(lost, 0, "{load}");
     assert!(completed > 5_000, "{load}");
     assert_eq!(pair.kernel_udp_in(), before, "all of it through AF_XDP");
     let o = Command::new("ip")
