@@ -241,8 +241,7 @@ fn send_all(pair: &Pair, to: &[(String, u16)], packets: &[Vec<u8>]) -> Vec<Strin
     let mut input = String::new();
     for (addr, port) in to {
         for p in packets {
-            let hex: String = p.iter().map(|b| format!("{b:02x}")).collect();
-            input.push_str(&format!("{addr} {port} {hex}\n"));
+            input.push_str(&format!("{addr} {port} {}\n", hex(p)));
         }
     }
     pair.client_run(&["python3", "-c", SEND], &input)
@@ -518,11 +517,16 @@ def l3(fam, src, dst, sport, dport, payload):
     udp = udp[:6] + struct.pack("!H", c) + udp[8:]
     return 0x86DD, struct.pack("!IHBB16s16s", 0x60000000, len(udp), 17, 64, a, b) + udp
 
-def checksums_ok(frame):
-    """The reply's IPv4 header checksum and UDP checksum, checked after its tags."""
+def type_at(frame):
+    """Where the frame's EtherType lies, after its VLAN tags."""
     i = 12
     while struct.unpack("!H", frame[i:i + 2])[0] in (0x8100, 0x88A8):
         i += 4
+    return i
+
+def checksums_ok(frame):
+    """The reply's IPv4 header checksum and UDP checksum, checked after its tags."""
+    i = type_at(frame)
     et, ip = struct.unpack("!H", frame[i:i + 2])[0], frame[i + 2:]
     if et == 0x0800:
         hl = (ip[0] & 15) * 4
@@ -562,9 +566,7 @@ for line in sys.stdin:
                     tpid = tpid if status & (1 << 6) else 0x8100
                     data = data[:12] + struct.pack("!HH", tpid, tci) + data[12:]
         # Ours if it comes from the port the query went to, to the port it came from.
-        i = 12
-        while struct.unpack("!H", data[i:i + 2])[0] in (0x8100, 0x88A8):
-            i += 4
+        i = type_at(data)
         hl = 20 if data[i:i + 2] == b"\x08\x00" else 40
         ports = data[i + 2 + hl:i + 2 + hl + 4]
         if ports == struct.pack("!HH", int(dport), int(sport)):
@@ -574,6 +576,10 @@ for line in sys.stdin:
     else:
         print(reply.hex(), "ok" if checksums_ok(reply) else "bad-checksum")
 "#;
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
 
 fn unhex(hex: &str) -> Vec<u8> {
     (0..hex.len())
@@ -625,11 +631,11 @@ fn tagged_frames_are_answered_through_af_xdp_with_their_tags() {
                     let t: Vec<String> = tags.iter().map(|(p, v)| format!("{p:x}:{v}")).collect();
                     t.join(",")
                 };
-                let hex: String = query.iter().map(|b| format!("{b:02x}")).collect();
                 // The same port for a query whatever its tags, for the comparison below.
                 let sport = 40000 + f * qs.len() + q;
                 input.push_str(&format!(
-                    "{tag_text} {family} {src} {dst} {sport} 5300 {hex}\n"
+                    "{tag_text} {family} {src} {dst} {sport} 5300 {}\n",
+                    hex(query)
                 ));
                 cases.push((tags, f, q));
             }
@@ -642,11 +648,11 @@ fn tagged_frames_are_answered_through_af_xdp_with_their_tags() {
     let mut untagged = std::collections::HashMap::new();
     for ((tags, f, q), line) in cases.iter().zip(&replies) {
         let what = format!("tags {tags:x?}, IPv{}, query {q}", families[*f].0);
-        let (hex, checks) = line
+        let (reply, checks) = line
             .split_once(' ')
             .unwrap_or_else(|| panic!("{what}: no reply"));
-        assert_eq!(checks, "ok", "{what}: {hex}");
-        let frame = unhex(hex);
+        assert_eq!(checks, "ok", "{what}: {reply}");
+        let frame = unhex(reply);
         assert_eq!(frame[..6], mac(&client_mac)[..], "{what}: to the client");
         assert_eq!(
             frame[6..12],
@@ -680,9 +686,8 @@ fn tagged_frames_are_answered_through_af_xdp_with_their_tags() {
             "{what}: to the client's address"
         );
         assert_eq!(dst, &ip(families[*f].2)[..], "{what}: from the server's");
-        let payload: String = frame[dns..].iter().map(|b| format!("{b:02x}")).collect();
         assert_eq!(
-            payload,
+            hex(&frame[dns..]),
             expected[*f * qs.len() + *q],
             "{what}: the socket path's answer"
         );
